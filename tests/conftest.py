@@ -1,0 +1,53 @@
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+SCIFACT = REPO / "training" / "data" / "scifact"
+
+
+def build_tiny_model(path: Path, seed: int = 0, dropout: float = 0.1) -> Path:
+    """A 2-layer, 32-wide BERT with MiniLM's real tokenizer: a real model, small enough for a unit test."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from training.encoder import default_base_model
+
+    base = default_base_model()
+    tokenizer = AutoTokenizer.from_pretrained(base, use_fast=True)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def toy_pairs(n: int = 48, seed: int = 0):
+    """Passages of 8 distinct words; the query is 3 of its passage's words. Learnable by a tiny model."""
+    from training.data import Pair
+
+    rng = random.Random(seed)
+    words = ("apple river stone cloud tiger piano window garden silver rocket candle forest ocean violin "
+             "desert engine pepper castle mirror planet bridge comet lemon falcon harbor island jungle "
+             "kettle ladder magnet needle orbit pillow quartz saddle tunnel velvet wagon yacht zebra "
+             "anchor basket cactus dragon feather glacier hammer igloo jacket koala lantern meadow").split()
+    pairs = []
+    for i in range(n):
+        passage = rng.sample(words, 8)
+        pairs.append(Pair(" ".join(rng.sample(passage, 3)), " ".join(passage), query_id=f"q{i}",
+                          positive_id=f"d{i}"))
+    return pairs

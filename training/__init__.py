@@ -1,0 +1,1 @@
+"""Fine-tuning a sentence bi-encoder: data readers, encoder, InfoNCE loss, training loop, evaluation."""

