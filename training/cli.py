@@ -140,13 +140,15 @@ def run(parser: argparse.ArgumentParser, argv=None) -> int:
     """Parse, dispatch, and turn the errors a user can fix into one clear line and exit code 2."""
     from .encoder import ModelDirError
 
+    errors = (DataError, ModelDirError, FileExistsError, FileNotFoundError, ValueError, AssertionError)
+
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
         return args.func(args)
-    except (DataError, ModelDirError, FileExistsError, FileNotFoundError, ValueError) as e:
+    except errors as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

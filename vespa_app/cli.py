@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from exporter import cli as exporter_cli
 from training import cli as training_cli
 
 
@@ -10,6 +11,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="siamese", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     training_cli.add_commands(sub)
+    exporter_cli.add_commands(sub)
     return parser
 
 

@@ -1,0 +1,94 @@
+"""``manifest.json``: the contract between the exporter and the Vespa application.
+
+Everything Vespa's embedder needs to reproduce the model is here; the application package is generated
+from it alone. ``Manifest.load`` checks it and names what is wrong.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+
+
+class ManifestError(ValueError):
+    pass
+
+
+def sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Manifest:
+    dimension: int
+    pooling: str  # Vespa's pooling-strategy: mean | cls | none (pooling baked into the graph)
+    normalize: bool
+    max_tokens: int
+    prefixes: dict  # {"query": ..., "document": ...}, concatenated verbatim
+    inputs: list  # ONNX input names, in order
+    output: str  # ONNX output Vespa reads: last_hidden_state, or sentence_embedding when pooling is none
+    model_pooling: str = "mean"  # what the trained model does: mean | cls | attention
+    opset: int = 17
+    quantization: dict | None = None
+    files: dict = field(default_factory=dict)  # name → {"sha256", "bytes"}
+    parity: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    source_model: str = ""
+    format: int = FORMAT
+
+    def save(self, export_dir) -> None:
+        (Path(export_dir) / MANIFEST).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, export_dir) -> "Manifest":
+        path = Path(export_dir) / MANIFEST
+        if not path.exists():
+            raise ManifestError(f"{path}: not found. Give the directory written by `siamese export`.")
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ManifestError(f"{path}: malformed JSON ({e.msg}, line {e.lineno}). Re-run `siamese export`.")
+        known = cls.__dataclass_fields__
+        missing = [k for k in ("dimension", "pooling", "normalize", "max_tokens", "prefixes", "inputs", "output")
+                   if k not in raw]
+        if missing:
+            raise ManifestError(f"{path}: missing {', '.join(missing)}. Re-run `siamese export`.")
+        m = cls(**{k: v for k, v in raw.items() if k in known})
+        m.check(path)
+        return m
+
+    def check(self, where="manifest") -> None:
+        problems = []
+        if not isinstance(self.dimension, int) or self.dimension < 1:
+            problems.append(f"dimension must be a positive integer, not {self.dimension!r}")
+        if self.pooling not in ("mean", "cls", "none"):
+            problems.append(f"pooling must be mean, cls or none, not {self.pooling!r}")
+        if (self.pooling == "none") != (self.output != "last_hidden_state"):
+            problems.append(f"pooling {self.pooling!r} does not fit output {self.output!r} "
+                            "(pooling none goes with a pooled output such as sentence_embedding)")
+        if not isinstance(self.max_tokens, int) or not 1 <= self.max_tokens <= 8192:
+            problems.append(f"max_tokens must be an integer in 1..8192, not {self.max_tokens!r}")
+        if not isinstance(self.prefixes, dict) or set(self.prefixes) != {"query", "document"}:
+            problems.append("prefixes must hold exactly 'query' and 'document'")
+        if "input_ids" not in (self.inputs or []) or not set(self.inputs) <= {"input_ids", "attention_mask",
+                                                                               "token_type_ids"}:
+            problems.append(f"inputs must be input_ids [, attention_mask [, token_type_ids]], not {self.inputs!r}")
+        if problems:
+            raise ManifestError(f"{where}: " + "; ".join(problems))
+
+    def verify_files(self, export_dir) -> None:
+        """Every file the manifest lists is present with the recorded hash."""
+        for name, info in self.files.items():
+            path = Path(export_dir) / name
+            if not path.exists():
+                raise ManifestError(f"{path}: listed in the manifest but missing. Re-run `siamese export`.")
+            if sha256(path) != info["sha256"]:
+                raise ManifestError(f"{path}: sha256 differs from the manifest; the file was changed after export.")

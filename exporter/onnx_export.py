@@ -1,0 +1,153 @@
+"""`siamese export MODEL_DIR OUT_DIR`: the model directory → what Vespa's hugging-face-embedder loads.
+
+Writes ``model.onnx`` (weights inside), ``tokenizer.json`` (truncation set to max tokens, no padding) and
+``manifest.json``. Mean and CLS pooling export the plain transformer with optimum and let Vespa pool
+``last_hidden_state``; the learned attention pooling cannot be done by Vespa, so it is exported with
+``torch.onnx.export`` as a graph whose output is the pooled (and normalised) ``sentence_embedding``.
+The export is written to a temporary directory and renamed into place only after parity holds.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+from training.atomic import atomic_dir
+from training.encoder import Encoder, check_model_dir
+
+from .manifest import Manifest, sha256
+from .parity import check_parity, parity_texts
+
+OPSET = 17
+
+
+class ExportError(ValueError):
+    pass
+
+
+class _PooledGraph(torch.nn.Module):
+    """transformer → pooling → normalize, as one graph with the output Vespa's pooling 'none' reads."""
+
+    def __init__(self, encoder: Encoder, input_names: list[str]):
+        super().__init__()
+        self.encoder, self.input_names = encoder, input_names
+
+    def forward(self, *inputs):
+        return self.encoder(dict(zip(self.input_names, inputs)))
+
+
+def _input_names(encoder: Encoder) -> list[str]:
+    names = ["input_ids", "attention_mask"]
+    if "token_type_ids" in encoder.tokenizer.model_input_names:
+        names.append("token_type_ids")
+    return names
+
+
+def _export_with_optimum(model_dir: Path, target: Path, work: Path) -> None:
+    from optimum.exporters.onnx import main_export
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            main_export(str(model_dir), output=str(work), task="feature-extraction", opset=OPSET,
+                        library_name="transformers", do_validation=False, local_files_only=True)
+    except (ValueError, KeyError, NotImplementedError) as e:
+        raise ExportError(f"{model_dir}: optimum cannot export this architecture ({e}). "
+                          "Use a BERT/MiniLM/BGE/E5-family encoder.") from e
+    extra = [p.name for p in work.iterdir() if p.name.endswith((".onnx_data", ".data"))]
+    if extra:
+        raise ExportError(f"the ONNX export wrote external weight files {extra}; this tool expects one file")
+    (work / "model.onnx").rename(target)
+
+
+def _export_pooled_graph(encoder: Encoder, target: Path) -> None:
+    names = _input_names(encoder)
+    sample = encoder.tokenizer(["a sample text", "another one, a little longer"], padding=True, return_tensors="pt")
+    args = tuple(sample[n] for n in names)
+    axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"sentence_embedding": {0: "batch"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_PooledGraph(encoder, names).eval(), args, str(target), input_names=names,
+                          output_names=["sentence_embedding"], dynamic_axes=axes, opset_version=OPSET,
+                          dynamo=False)
+
+
+def _write_tokenizer(encoder: Encoder, target: Path) -> None:
+    """tokenizer.json with truncation at max tokens and no padding: Vespa's embedder follows this file's
+    truncation when it has one, so it must say the same as the manifest."""
+    backend = encoder.tokenizer.backend_tokenizer
+    backend.no_padding()
+    backend.enable_truncation(encoder.config.max_length)
+    backend.save(str(target))
+
+
+def _versions() -> dict:
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("torch", "transformers", "optimum", "optimum-onnx", "onnx",
+                                              "onnxruntime")}
+
+
+def export(model_dir, out_dir, quantize: str | None = None, force: bool = False, progress: bool = True) -> Path:
+    model_dir = check_model_dir(model_dir)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not force:
+        raise FileExistsError(f"{out_dir} already exists. Choose another output directory or pass --force "
+                              "to replace it (the old one stays until the new export has passed its checks).")
+    if quantize not in (None, "int8"):
+        raise ExportError(f"unknown quantization {quantize!r}: the choice is int8")
+    encoder = Encoder.load(model_dir).eval()
+    c = encoder.config
+    baked = c.pooling == "attention"
+
+    def write(tmp: Path):
+        say = (lambda m: print(m, file=sys.stderr)) if progress else (lambda m: None)
+        say(f"exporting {model_dir} → ONNX ({'torch.onnx, pooled graph' if baked else 'optimum'})")
+        if baked:
+            _export_pooled_graph(encoder, tmp / "model.onnx")
+        else:
+            _export_with_optimum(model_dir, tmp / "model.onnx", tmp / "optimum")
+            shutil.rmtree(tmp / "optimum")
+        _write_tokenizer(encoder, tmp / "tokenizer.json")
+        manifest = Manifest(dimension=encoder.dim, pooling="none" if baked else c.pooling, normalize=c.normalize,
+                            max_tokens=c.max_length,
+                            prefixes={"query": c.query_prefix, "document": c.passage_prefix},
+                            inputs=_input_names(encoder),
+                            output="sentence_embedding" if baked else "last_hidden_state",
+                            model_pooling=c.pooling, opset=OPSET, versions=_versions(),
+                            source_model=str(model_dir.resolve()))
+        manifest.save(tmp)
+        say("checking parity (PyTorch vs ONNX Runtime, batch and Vespa-style)")
+        texts = parity_texts()
+        manifest.parity = {"fp32": check_parity(encoder, tmp, texts)}
+        if quantize:
+            from .quantize import quantize_int8
+
+            say("quantizing to int8 (dynamic, per-channel)")
+            (tmp / "model.onnx").rename(tmp / "model-fp32.onnx")
+            quantize_int8(tmp / "model-fp32.onnx", tmp / "model.onnx")
+            manifest.quantization = {"type": "int8", "method": "dynamic", "per_channel": True}
+            manifest.parity["int8"] = check_parity(encoder, tmp, texts, quantized=True)
+        manifest.files = {p.name: {"sha256": sha256(p), "bytes": p.stat().st_size}
+                          for p in sorted(tmp.iterdir()) if p.name != "manifest.json"}
+        manifest.save(tmp)
+
+    return atomic_dir(out_dir, write)
+
+
+def verify(export_dir, model_dir) -> dict:
+    """Re-check an existing export against its model: files untouched and parity still holding."""
+    manifest = Manifest.load(export_dir)
+    manifest.verify_files(export_dir)
+    encoder = Encoder.load(model_dir).eval()
+    return check_parity(encoder, export_dir, quantized=bool(manifest.quantization))
+
+
+def describe(export_dir) -> str:
+    m = Manifest.load(export_dir)
+    return json.dumps({k: getattr(m, k) for k in ("dimension", "pooling", "normalize", "max_tokens", "output",
+                                                   "quantization", "parity")}, indent=2)

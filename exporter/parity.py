@@ -1,0 +1,72 @@
+"""Proof that an export embeds like the model it came from. The export fails if this does not hold.
+
+Two checks, on texts chosen to break things (short, beyond max tokens, non-ASCII, punctuation only):
+1. batch parity: PyTorch and ONNX Runtime on the same padded batches; max |Δ| on the pooled embeddings.
+2. Vespa parity: the ONNX model driven as Vespa's embedder drives it (one text per call, no padding,
+   prefix verbatim) against the PyTorch model; cosine similarity.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .runtime import OnnxEmbedder
+
+FP32_MAX_ABS = 1e-5
+FP32_MIN_COSINE = 0.99999
+INT8_MEAN_COSINE = 0.99
+
+_SCIFACT = Path(__file__).resolve().parent.parent / "training" / "data" / "scifact"
+_ODD = ["naïve café", "Größe und Maß", "東京は日本の首都です。", "Ελληνικά κείμενα", "Привет, мир",
+        "مرحبا بالعالم", "emoji 🧬🔬 in science", "Zürich — Genève", "ﬁligree ligatures", "x",
+        "!!!", "...", "?", "()", "— – -", "#$%&*", "\"'`", ";;;", "¿¡", "…"]
+
+
+class ParityError(AssertionError):
+    pass
+
+
+def parity_texts(n_short: int = 40, n_long: int = 40) -> list[str]:
+    """At least 100 texts: SciFact claims, SciFact abstracts (mostly beyond max tokens), and odd ones."""
+    with open(_SCIFACT / "queries.jsonl") as fh:
+        short = [json.loads(line)["text"] for _, line in zip(range(n_short), fh)]
+    with gzip.open(_SCIFACT / "corpus.jsonl.gz", "rt") as fh:
+        docs = [json.loads(line) for _, line in zip(range(n_long), fh)]
+    long = [f"{d['title']} {d['text']}" for d in docs]
+    very_long = [" ".join(long[:3]) * 3]
+    return short + long + very_long + _ODD
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(-1) / np.clip(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12, None)
+
+
+def check_parity(encoder, export_dir, texts: list[str] | None = None, model_file: str = "model.onnx",
+                 quantized: bool = False) -> dict:
+    """Compare ``encoder`` (PyTorch) with the ONNX export in both contexts; raise ParityError on failure."""
+    texts = texts or parity_texts()
+    onnx = OnnxEmbedder(export_dir, model_file)
+    report = {"texts": len(texts)}
+    failures = []
+    for kind in ("query", "passage"):
+        torch_emb = encoder.encode(texts, kind, batch_size=16)
+        batch_emb = onnx.embed(texts, kind, batch_size=16)
+        vespa_emb = np.stack([onnx.embed_one(t, kind) for t in texts])
+        max_abs = float(np.abs(torch_emb - batch_emb).max())
+        cos = cosine(torch_emb, vespa_emb)
+        report[kind] = {"max_abs_diff": max_abs, "min_cosine": float(cos.min()), "mean_cosine": float(cos.mean())}
+        if quantized:
+            if cos.mean() < INT8_MEAN_COSINE:
+                failures.append(f"{kind}: int8 mean cosine {cos.mean():.5f} < {INT8_MEAN_COSINE}")
+        else:
+            if max_abs > FP32_MAX_ABS:
+                failures.append(f"{kind}: max |PyTorch − ONNX| = {max_abs:.2e} > {FP32_MAX_ABS:.0e}")
+            if cos.min() < FP32_MIN_COSINE:
+                worst = texts[int(cos.argmin())][:60]
+                failures.append(f"{kind}: Vespa-style cosine {cos.min():.7f} < {FP32_MIN_COSINE} on {worst!r}")
+    if failures:
+        raise ParityError(f"{export_dir}: the export does not embed like the model: " + "; ".join(failures))
+    return report

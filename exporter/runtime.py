@@ -1,0 +1,88 @@
+"""Embedding with an exported model the way Vespa's hugging-face-embedder does it.
+
+One text per call, special tokens added, no padding, truncation as tokenizer.json says, the prefix
+concatenated verbatim (Vespa 8.679+ adds no space), pooling over the attention mask, optional
+normalisation. The embedded search backend uses this to embed queries, so it embeds as Vespa would.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from .manifest import Manifest
+
+
+def pool(tokens: np.ndarray, mask: np.ndarray, strategy: str) -> np.ndarray:
+    """(B, T, D) token vectors → (B, D), as Vespa's PoolingStrategy; 'none' means the graph already pooled."""
+    if strategy == "none":
+        return tokens
+    if strategy == "cls":
+        return tokens[:, 0]
+    m = mask[..., None].astype(tokens.dtype)
+    return (tokens * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    return x / np.clip(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12, None)
+
+
+def session(model_path, threads: int = 0) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxEmbedder:
+    def __init__(self, export_dir, model_file: str = "model.onnx", threads: int = 0):
+        export_dir = Path(export_dir)
+        self.manifest = Manifest.load(export_dir)
+        self.session = session(export_dir / model_file, threads)
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.tokenizer = Tokenizer.from_file(str(export_dir / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(self.manifest.max_tokens)
+
+    @property
+    def dim(self) -> int:
+        return self.manifest.dimension
+
+    def _prefix(self, kind: str) -> str:
+        return self.manifest.prefixes["query" if kind == "query" else "document"]
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        out = self.session.run([self.manifest.output], {k: feeds[k] for k in self.inputs})[0]
+        emb = pool(out, mask, self.manifest.pooling)
+        return normalize(emb) if self.manifest.normalize else emb
+
+    def embed_one(self, text: str, kind: str = "query") -> np.ndarray:
+        """Exactly Vespa's path: one text, no padding."""
+        enc = self.tokenizer.encode(self._prefix(kind) + text)
+        as_batch = [np.asarray([v], dtype=np.int64) for v in (enc.ids, enc.attention_mask, enc.type_ids)]
+        return self._run(*as_batch)[0].astype(np.float32)
+
+    def embed(self, texts: list[str], kind: str = "passage", batch_size: int = 32, progress: bool = False):
+        """Padded batches, longest first: the same vectors as ``embed_one`` (to float rounding), much faster."""
+        prefix = self._prefix(kind)
+        encodings = self.tokenizer.encode_batch([prefix + t for t in texts])
+        order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        starts = range(0, len(texts), batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc=f"embed {kind}s (onnx)", unit="batch", leave=False)
+        for start in starts:
+            idx = order[start:start + batch_size]
+            width = max(len(encodings[i].ids) for i in idx)
+            arrays = np.zeros((3, len(idx), width), dtype=np.int64)
+            for row, i in enumerate(idx):
+                e = encodings[i]
+                n = len(e.ids)
+                arrays[0, row, :n], arrays[1, row, :n], arrays[2, row, :n] = e.ids, e.attention_mask, e.type_ids
+            out[idx] = self._run(arrays[0], arrays[1], arrays[2])
+        return out
