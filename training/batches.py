@@ -38,5 +38,6 @@ def plan_epoch(pairs: list[Pair], batch_size: int, seed: int, epoch: int) -> lis
             passages |= texts
             batch_known |= known[p.query]
         pending.extendleft(reversed(deferred))
-        batches.append(batch)
+        if len(batch) > 1:  # a lone pair has no in-batch negatives: its loss would be 0 and teach nothing
+            batches.append(batch)
     return batches

@@ -1,0 +1,35 @@
+from training.batches import plan_epoch
+from training.data import Pair, load_pairs
+from conftest import SCIFACT
+
+
+def test_no_batch_holds_a_false_negative():
+    pairs, _ = load_pairs(SCIFACT)
+    known = {}
+    for p in pairs:
+        known.setdefault(p.query, set()).add(p.positive)
+    for epoch in range(3):
+        batches = plan_epoch(pairs, 32, seed=1, epoch=epoch)
+        seen = [i for b in batches for i in b]
+        assert len(seen) == len(set(seen)) >= len(pairs) - 1  # each pair once; a lone leftover may drop
+        for batch in batches:
+            passages = [pairs[i].positive for i in batch]
+            assert len(passages) == len(set(passages)), "duplicate passage in a batch"
+            for i in batch:
+                others = set(passages) - {pairs[i].positive}
+                assert not (known[pairs[i].query] & others), "a known positive serves as a negative"
+            assert 2 <= len(batch) <= 32
+
+
+def test_order_depends_only_on_seed_and_epoch():
+    pairs = [Pair(f"q{i}", f"p{i}") for i in range(100)]
+    assert plan_epoch(pairs, 8, 3, 0) == plan_epoch(pairs, 8, 3, 0)
+    assert plan_epoch(pairs, 8, 3, 0) != plan_epoch(pairs, 8, 3, 1)
+
+
+def test_shared_positive_is_deferred_not_dropped():
+    pairs = [Pair("a", "same"), Pair("b", "same")] + [Pair(q, f"p-{q}") for q in "cdef"]
+    batches = plan_epoch(pairs, 3, 0, 0)
+    assert sorted(i for b in batches for i in b) == [0, 1, 2, 3, 4, 5]
+    for b in batches:
+        assert not {0, 1} <= set(b)

@@ -1,0 +1,180 @@
+"""`siamese app build EXPORT_DIR OUT_DIR`: the Vespa application package, generated from manifest.json alone.
+
+The package reads top to bottom like a Vespa sample app::
+
+    services.xml                      container (search, document-api, hugging-face-embedder) + content
+    hosts.xml                         only for a multi-node self-hosted cluster
+    schemas/doc.sd                    id/title/text (BM25) + embedding (HNSW, filled by the embedder)
+    search/query-profiles/default.xml input.query(q) = embed(@query), so nearestNeighbor works as is
+    models/model.onnx, models/tokenizer.json
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from vespa.configuration import services as vt
+from vespa.package import (HNSW, ApplicationPackage, Document, Field, FieldSet, Function, GlobalPhaseRanking,
+                           QueryField, QueryProfile, RankProfile, Schema, SecondPhaseRanking,
+                           ServicesConfiguration)
+
+from exporter.manifest import Manifest
+from training.atomic import atomic_dir
+
+SCHEMA = "doc"
+EMBEDDER = "embedder"
+PROFILES = ("bm25", "semantic", "hybrid", "hybrid-linear")
+
+
+@dataclass
+class AppOptions:
+    name: str = "siamese"
+    nodes: int = 1  # content nodes
+    redundancy: int = 1
+    # Defaults from a measurement on SciFact (benchmarks/backend.py): 16 links lose little recall at this
+    # size; Vespa's own 132k-doc measurement lost recall at 16/100, so exploring 200 at insert is the default.
+    max_links_per_node: int = 16
+    neighbors_to_explore_at_insert: int = 200
+    cell_type: str = "float"  # or bfloat16: half the memory, ranking barely moves
+    binarized: bool = False  # add a packed-bits field with hamming HNSW and full-precision re-rank
+    cloud: bool = False  # a Vespa Cloud variant: nodes with resources, min-redundancy, no hosts.xml
+
+    def check(self) -> None:
+        if self.nodes < 1 or self.redundancy < 1 or self.redundancy > self.nodes:
+            raise ValueError(f"need 1 ≤ redundancy ≤ nodes, got redundancy {self.redundancy} and {self.nodes} nodes")
+        if self.max_links_per_node < 2 or self.neighbors_to_explore_at_insert < self.max_links_per_node:
+            raise ValueError("HNSW needs max-links-per-node ≥ 2 and neighbors-to-explore-at-insert ≥ max links")
+        if self.cell_type not in ("float", "bfloat16"):
+            raise ValueError(f"cell type must be float or bfloat16, not {self.cell_type!r}")
+
+
+def distance_metric(manifest: Manifest) -> str:
+    # prenormalized-angular is only right when both sides are unit vectors; the embedder normalises both.
+    return "prenormalized-angular" if manifest.normalize else "angular"
+
+
+def _schema(m: Manifest, o: AppOptions) -> Schema:
+    d = m.dimension
+    embed_input = '(input title || "") . " " . (input text || "")'
+    document = Document(fields=[
+        Field("id", "string", indexing=["summary", "attribute"]),
+        Field("title", "string", indexing=["index", "summary"], index="enable-bm25"),
+        Field("text", "string", indexing=["index", "summary"], index="enable-bm25"),
+    ])
+    schema = Schema(SCHEMA, document, fieldsets=[FieldSet("default", ["title", "text"])])
+    schema.add_fields(Field(
+        "embedding", f"tensor<{o.cell_type}>(x[{d}])", is_document_field=False,
+        indexing=[embed_input, f"embed {EMBEDDER}", "attribute", "index"],
+        ann=HNSW(distance_metric=distance_metric(m), max_links_per_node=o.max_links_per_node,
+                 neighbors_to_explore_at_insert=o.neighbors_to_explore_at_insert)))
+    query_tensor = [("query(q)", f"tensor<float>(x[{d}])")]
+    bm25sum = Function("bm25sum", "bm25(title) + bm25(text)")
+    closeness = "closeness(field, embedding)"
+    schema.add_rank_profile(RankProfile("bm25", first_phase="bm25sum", functions=[bm25sum],
+                                        match_features=["bm25(title)", "bm25(text)"]))
+    schema.add_rank_profile(RankProfile("semantic", inputs=query_tensor, first_phase=closeness,
+                                        match_features=[closeness]))
+    schema.add_rank_profile(RankProfile(
+        "hybrid", inputs=query_tensor, functions=[bm25sum], first_phase=closeness,
+        global_phase=GlobalPhaseRanking(f"reciprocal_rank_fusion({closeness}, bm25sum)", rerank_count=1000),
+        match_features=[closeness, "bm25(title)", "bm25(text)"]))
+    schema.add_rank_profile(RankProfile(
+        "hybrid-linear", inputs=query_tensor, functions=[bm25sum], first_phase=closeness,
+        global_phase=GlobalPhaseRanking(f"normalize_linear({closeness}) + normalize_linear(bm25sum)",
+                                        rerank_count=1000),
+        match_features=[closeness, "bm25(title)", "bm25(text)"]))
+    if o.binarized:
+        # Packed sign bits (D/8 int8 cells, hamming distance) for a cheap first pass over a large corpus;
+        # the float field above, kept for re-ranking, can be made `paged` to leave memory.
+        schema.add_fields(Field(
+            "embedding_binary", f"tensor<int8>(x[{d // 8}])", is_document_field=False,
+            indexing=[embed_input, f"embed {EMBEDDER}", "attribute", "index"],
+            ann=HNSW(distance_metric="hamming", max_links_per_node=o.max_links_per_node,
+                     neighbors_to_explore_at_insert=o.neighbors_to_explore_at_insert)))
+        schema.add_rank_profile(RankProfile(
+            "binary", inputs=query_tensor + [("query(q_binary)", f"tensor<int8>(x[{d // 8}])")],
+            first_phase="closeness(field, embedding_binary)",
+            second_phase=SecondPhaseRanking("cosine", rerank_count=200),
+            functions=[Function("cosine", "cosine_similarity(query(q), attribute(embedding), x)")],
+            match_features=["closeness(field, embedding_binary)", "cosine"]))
+    return schema
+
+
+class _Verbatim(str):
+    """Element text that pyvespa must not strip: it strips text content, but Vespa concatenates the prefix
+    verbatim, so "query: " would silently become "query:"."""
+
+    def strip(self, *args):
+        return self
+
+
+def _embedder(m: Manifest):
+    settings = [vt.transformer_model(path="models/model.onnx"), vt.tokenizer_model(path="models/tokenizer.json"),
+                vt.max_tokens(str(m.max_tokens)), vt.pooling_strategy(m.pooling),
+                vt.normalize("true" if m.normalize else "false")]
+    if m.output != "last_hidden_state":
+        settings.append(vt.transformer_output(m.output))
+    if m.prefixes["query"] or m.prefixes["document"]:
+        prefixes = []
+        if m.prefixes["query"]:
+            prefixes.append(vt.query(_Verbatim(m.prefixes["query"])))
+        if m.prefixes["document"]:
+            prefixes.append(vt.document(_Verbatim(m.prefixes["document"])))
+        settings.append(vt.prepend(*prefixes))
+    return vt.component(*settings, id=EMBEDDER, type="hugging-face-embedder")
+
+
+def _services(m: Manifest, o: AppOptions):
+    container_parts = [_embedder(m), vt.document_api(), vt.search()]
+    content_parts = [vt.documents(vt.document(type=SCHEMA, mode="index"))]
+    if o.cloud:
+        container_parts.append(vt.nodes(vt.resources(vcpu="4", memory="16Gb", disk="125Gb"), count="2"))
+        content_parts = [vt.min_redundancy(str(o.redundancy))] + content_parts
+        content_parts.append(vt.nodes(vt.resources(vcpu="4", memory="16Gb", disk="125Gb"), count=str(o.nodes)))
+    else:
+        content_parts = [vt.redundancy(str(o.redundancy))] + content_parts
+        if o.nodes > 1:
+            container_parts.append(vt.nodes(vt.node(hostalias="container0")))
+            content_parts.append(vt.nodes(*[vt.node(hostalias=f"content{i}", distribution_key=str(i))
+                                            for i in range(o.nodes)]))
+    return vt.services(vt.container(*container_parts, id="default", version="1.0"),
+                       vt.content(*content_parts, id="content", version="1.0"), version="1.0")
+
+
+def _hosts_xml(o: AppOptions) -> str:
+    aliases = ["container0"] + [f"content{i}" for i in range(o.nodes)]
+    hosts = "\n".join(f'  <host name="{a}.example.com">\n    <alias>{a}</alias>\n  </host>' for a in aliases)
+    return ('<?xml version="1.0" encoding="utf-8" ?>\n<!-- Replace the host names with your machines. -->\n'
+            f"<hosts>\n{hosts}\n</hosts>\n")
+
+
+def build_application(manifest: Manifest, options: AppOptions | None = None) -> ApplicationPackage:
+    o = options or AppOptions()
+    o.check()
+    profile = QueryProfile()
+    profile.add_fields(QueryField("input.query(q)", f"embed({EMBEDDER}, @query)"),
+                       QueryField("ranking.profile", "semantic"))
+    return ApplicationPackage(name=o.name, schema=[_schema(manifest, o)], query_profile=profile,
+                              services_config=ServicesConfiguration(o.name, services_config=_services(manifest, o)))
+
+
+def write_package(export_dir, out_dir, options: AppOptions | None = None, force: bool = False) -> Path:
+    """Write the package (models included) to ``out_dir`` atomically and return its path."""
+    export_dir, out_dir = Path(export_dir), Path(out_dir)
+    manifest = Manifest.load(export_dir)
+    manifest.verify_files(export_dir)
+    options = options or AppOptions()
+    app = build_application(manifest, options)
+    if out_dir.exists() and not force:
+        raise FileExistsError(f"{out_dir} already exists. Choose another directory or pass --force.")
+
+    def write(tmp: Path):
+        app.to_files(str(tmp))
+        shutil.copyfile(export_dir / "model.onnx", tmp / "models" / "model.onnx")
+        shutil.copyfile(export_dir / "tokenizer.json", tmp / "models" / "tokenizer.json")
+        shutil.copyfile(export_dir / "manifest.json", tmp / "models" / "manifest.json")
+        if options.nodes > 1 and not options.cloud:
+            (tmp / "hosts.xml").write_text(_hosts_xml(options))
+
+    return atomic_dir(out_dir, write)
