@@ -140,10 +140,11 @@ def run(parser: argparse.ArgumentParser, argv=None) -> int:
     """Parse, dispatch, and turn the errors a user can fix into one clear line and exit code 2."""
     from .encoder import ModelDirError
 
-    errors = (DataError, ModelDirError, FileExistsError, FileNotFoundError, ValueError, AssertionError)
+    errors = (DataError, ModelDirError, FileExistsError, FileNotFoundError, ValueError, AssertionError,
+              RuntimeError, OSError)
 
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
+    if not getattr(args, "func", None):  # a command group without its subcommand
         parser.print_help()
         return 2
     try:

@@ -138,12 +138,17 @@ def _services(m: Manifest, o: AppOptions):
             container_parts.append(vt.nodes(vt.node(hostalias="container0")))
             content_parts.append(vt.nodes(*[vt.node(hostalias=f"content{i}", distribution_key=str(i))
                                             for i in range(o.nodes)]))
-    return vt.services(vt.container(*container_parts, id="default", version="1.0"),
-                       vt.content(*content_parts, id="content", version="1.0"), version="1.0")
+    clusters = [vt.container(*container_parts, id="default", version="1.0"),
+                vt.content(*content_parts, id="content", version="1.0")]
+    if o.nodes > 1 and not o.cloud:
+        clusters.insert(0, vt.admin(vt.configservers(vt.configserver(hostalias="admin0")),
+                                    vt.slobroks(vt.slobrok(hostalias="admin0")),
+                                    vt.adminserver(hostalias="admin0"), version="2.0"))
+    return vt.services(*clusters, version="1.0")
 
 
 def _hosts_xml(o: AppOptions) -> str:
-    aliases = ["container0"] + [f"content{i}" for i in range(o.nodes)]
+    aliases = ["admin0", "container0"] + [f"content{i}" for i in range(o.nodes)]
     hosts = "\n".join(f'  <host name="{a}.example.com">\n    <alias>{a}</alias>\n  </host>' for a in aliases)
     return ('<?xml version="1.0" encoding="utf-8" ?>\n<!-- Replace the host names with your machines. -->\n'
             f"<hosts>\n{hosts}\n</hosts>\n")

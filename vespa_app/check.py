@@ -1,0 +1,199 @@
+"""`siamese app check PACKAGE_DIR [--texts FILE]`: is this package one Vespa will accept, and does Vespa's
+embedder embed like our model?
+
+Vespa judges, with its own Java code from Maven Central (see ``verify/``): the config model validates the
+package as a deploy would, and the HuggingFaceEmbedder embeds texts from the package's own configuration.
+Python only does the cheap structural checks, and says plainly when Vespa's check could not run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from exporter.manifest import Manifest, ManifestError
+
+VERIFY_DIR = Path(__file__).parent / "verify"
+MAIN_CLASS = "ai.siamese.verify.Verify"
+
+
+class PackageError(ValueError):
+    """The package is broken; the message is Vespa's own where Vespa found it."""
+
+
+@dataclass
+class CheckReport:
+    structural: list[str] = field(default_factory=list)  # what Python checked
+    vespa: str = "skipped"  # accepted | rejected | skipped
+    vespa_reason: str = ""
+    warnings: list[str] = field(default_factory=list)
+    not_checked: list[str] = field(default_factory=list)
+    embedding: dict | None = None
+
+    def summary(self) -> str:
+        lines = [f"structure: ok ({', '.join(self.structural)})"]
+        if self.vespa == "accepted":
+            lines.append("Vespa config model: accepted")
+        else:
+            lines.append(f"Vespa config model: {self.vespa}" + (f" — {self.vespa_reason}" if self.vespa_reason else ""))
+        lines += [f"  note: {n}" for n in self.not_checked]
+        if self.embedding:
+            e = self.embedding
+            lines.append(f"Vespa HuggingFaceEmbedder vs ONNX Runtime ({e['texts']} texts): min cosine "
+                         f"document {e['document_min_cosine']:.6f}, query {e['query_min_cosine']:.6f}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- structural checks (Python)
+
+def structural_check(package) -> list[str]:
+    """Well-formed XML, every referenced file present, schema dimension and pooling matching the manifest."""
+    package = Path(package)
+    done = []
+    for name in ("services.xml", "hosts.xml", *[str(p.relative_to(package)) for p in package.glob("search/**/*.xml")]):
+        path = package / name
+        if not path.exists():
+            if name == "services.xml":
+                raise PackageError(f"{package}: no services.xml; this is not an application package "
+                                   "(build one with `siamese app build EXPORT_DIR OUT_DIR`)")
+            continue
+        try:
+            ET.parse(path)
+        except ET.ParseError as e:
+            raise PackageError(f"{path}: malformed XML: {e}") from None
+    done.append("XML well-formed")
+    services = ET.parse(package / "services.xml").getroot()
+    embedder = services.find(".//component[@type='hugging-face-embedder']")
+    if embedder is None:
+        raise PackageError(f"{package}/services.xml: no hugging-face-embedder component")
+    for tag in ("transformer-model", "tokenizer-model"):
+        el = embedder.find(tag)
+        ref = el.get("path") if el is not None else None
+        if not ref or not (package / ref).exists():
+            raise PackageError(f"{package}/services.xml: <{tag}> points to {ref!r}, which is not in the package. "
+                               "Rebuild the package with `siamese app build`.")
+    done.append("model files present")
+    manifest_path = package / "models"
+    try:
+        manifest = Manifest.load(manifest_path)
+    except ManifestError as e:
+        raise PackageError(str(e)) from None
+    schema = (package / "schemas" / "doc.sd").read_text()
+    dims = re.findall(r"field embedding type tensor<\w+>\(x\[(\d+)\]\)", schema)
+    if dims != [str(manifest.dimension)]:
+        raise PackageError(f"{package}/schemas/doc.sd: embedding dimension {dims} does not match the model's "
+                           f"{manifest.dimension} (Vespa would silently keep only the first values)")
+    pooling = (embedder.findtext("pooling-strategy") or "mean").strip()
+    if pooling != manifest.pooling:
+        raise PackageError(f"{package}/services.xml: pooling-strategy {pooling!r} but the model was exported "
+                           f"for {manifest.pooling!r}")
+    done.append("dimension and pooling match the manifest")
+    return done
+
+
+# ---------------------------------------------------------------- Vespa's own code (Java)
+
+def java_missing() -> str | None:
+    missing = [tool for tool in ("java", "mvn") if not shutil.which(tool)]
+    return f"{' and '.join(missing)} not found on PATH" if missing else None
+
+
+def _build_dir() -> Path:
+    return Path(os.environ.get("SIAMESE_VERIFY_BUILD", Path.home() / ".cache" / "siamese-vespa" / "verify"))
+
+
+def classpath() -> str:
+    """Compile the verifier once (Maven downloads Vespa's jars on first use) and return its classpath."""
+    build = _build_dir()
+    cp_file = build / "classpath.txt"
+    source_stamp = max(p.stat().st_mtime for p in [VERIFY_DIR / "pom.xml", *VERIFY_DIR.rglob("*.java")])
+    if not cp_file.exists() or cp_file.stat().st_mtime < source_stamp:
+        build.mkdir(parents=True, exist_ok=True)
+        cmd = ["mvn", "-B", "-q", "-f", str(VERIFY_DIR / "pom.xml"), f"-Dverify.build.dir={build}",
+               "compile", "dependency:build-classpath", f"-Dmdep.outputFile={cp_file}.tmp"]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError("building Vespa's verifier with Maven failed (is Maven Central reachable?):\n"
+                               + (result.stdout + result.stderr)[-3000:])
+        Path(f"{cp_file}.tmp").rename(cp_file)
+    return f"{build / 'classes'}{os.pathsep}{cp_file.read_text().strip()}"
+
+
+def _java(args: list[str], hosted: bool = False, timeout: int = 300) -> subprocess.CompletedProcess:
+    cmd = ["java", "-Xmx2g", "-Djava.util.logging.config.file=/dev/null"]
+    if hosted:
+        cmd.append("-Dhosted=true")
+    return subprocess.run(cmd + ["-cp", classpath(), MAIN_CLASS, *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _rejection(result: subprocess.CompletedProcess) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.startswith("REJECTED:")]
+    return lines[-1][len("REJECTED: "):] if lines else result.stderr[-2000:]
+
+
+def vespa_model_check(package, hosted: bool = False) -> dict:
+    """Vespa's config model on the package: {'accepted', 'warnings', 'vespa_version'}; PackageError if rejected."""
+    result = _java(["model", str(Path(package).resolve())], hosted)
+    if result.returncode != 0:
+        raise PackageError(f"Vespa rejected {package}: {_rejection(result)}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def vespa_embed(package, texts: list[str]) -> dict:
+    """Vectors from Vespa's HuggingFaceEmbedder, built from the package's config: {'document', 'query', ...}."""
+    with tempfile.TemporaryDirectory() as tmp:
+        texts_file, out_file = Path(tmp, "texts.json"), Path(tmp, "vectors.json")
+        texts_file.write_text(json.dumps(texts))
+        result = _java(["embed", str(Path(package).resolve()), str(texts_file), str(out_file)])
+        if result.returncode != 0:
+            raise PackageError(f"Vespa's embedder failed on {package}: {_rejection(result)}")
+        vectors = json.loads(out_file.read_text())
+    vectors["document"] = np.asarray(vectors["document"], dtype=np.float32)
+    vectors["query"] = np.asarray(vectors["query"], dtype=np.float32)
+    return vectors
+
+
+def _cos(a, b):
+    return (a * b).sum(1) / np.clip(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12, None)
+
+
+def check_package(package, texts: list[str] | None = None, hosted: bool = False, vectors_out=None) -> CheckReport:
+    report = CheckReport(structural=structural_check(package))
+    missing = java_missing()
+    if missing:
+        report.vespa_reason = (f"{missing}; only Python's structural checks ran. Install a JDK (17+) and Maven to "
+                               "let Vespa's own config model and embedder check the package.")
+        return report
+    started = time.time()
+    result = vespa_model_check(package, hosted)
+    report.vespa = "accepted"
+    report.warnings = result.get("warnings", [])
+    if any("ranksetup" in w for w in report.warnings):
+        report.not_checked.append("rank expressions are type-checked by Vespa's C++ vespa-verify-ranksetup, which "
+                                  "is not available here; Vespa checks them when the content nodes start")
+    report.not_checked += [w for w in report.warnings if "Unable to lookup IP address" in w][:1]
+    if texts:
+        from exporter.runtime import OnnxEmbedder
+
+        vespa = vespa_embed(package, texts)
+        ours = OnnxEmbedder(Path(package) / "models")
+        doc = np.stack([ours.embed_one(t, "passage") for t in texts])
+        query = np.stack([ours.embed_one(t, "query") for t in texts])
+        report.embedding = {"texts": len(texts), "type": vespa["type"], "config": vespa["config"],
+                            "document_min_cosine": float(_cos(vespa["document"], doc).min()),
+                            "query_min_cosine": float(_cos(vespa["query"], query).min())}
+        if vectors_out:
+            Path(vectors_out).write_text(json.dumps({"texts": texts, "document": vespa["document"].tolist(),
+                                                     "query": vespa["query"].tolist()}))
+    report.embedding_seconds = round(time.time() - started, 1)
+    return report

@@ -1,0 +1,139 @@
+package ai.siamese.verify;
+
+import ai.vespa.embedding.HuggingFaceEmbedder;
+import ai.vespa.modelintegration.evaluator.OnnxRuntime;
+import ai.vespa.modelintegration.evaluator.config.OnnxEvaluatorConfig;
+import com.yahoo.config.ModelReference;
+import com.yahoo.config.model.NullConfigModelRegistry;
+import com.yahoo.config.model.api.ApplicationClusterEndpoint;
+import com.yahoo.config.model.api.ContainerEndpoint;
+import com.yahoo.config.model.api.ValidationParameters;
+import com.yahoo.config.model.application.provider.FilesApplicationPackage;
+import com.yahoo.config.model.deploy.DeployState;
+import com.yahoo.config.model.deploy.TestProperties;
+import com.yahoo.embedding.huggingface.HuggingFaceEmbedderConfig;
+import com.yahoo.language.process.Embedder;
+import com.yahoo.tensor.IndexedTensor;
+import com.yahoo.tensor.TensorType;
+import com.yahoo.vespa.model.VespaModel;
+import com.yahoo.vespa.model.application.validation.Validation;
+
+import com.fasterxml.jackson.core.type.TypeReference;
+import com.fasterxml.jackson.databind.ObjectMapper;
+
+import java.io.File;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.logging.Level;
+
+/**
+ * Runs Vespa's own code on an application package, offline:
+ *   model PACKAGE                    - the config model: XML against Vespa's RelaxNG grammars, schemas, rank
+ *                                      profiles, services, then Vespa's deploy-time validation.
+ *   embed PACKAGE TEXTS.json OUT.json - HuggingFaceEmbedder built from the package's own embedder config,
+ *                                      embedding each text in the document and the query context.
+ * Exit code 0: accepted; 1: rejected (Vespa's message on stderr); 2: usage.
+ */
+public class Verify {
+
+    static final String EMBEDDER_CONFIG_ID = "default/component/embedder";
+    static final ObjectMapper JSON = new ObjectMapper();
+
+    public static void main(String[] args) throws Exception {
+        if (args.length < 2) {
+            System.err.println("usage: model PACKAGE | embed PACKAGE TEXTS.json OUT.json");
+            System.exit(2);
+        }
+        File dir = new File(args[1]);
+        try {
+            List<String> warnings = new ArrayList<>();
+            VespaModel model = buildModel(dir, warnings);
+            if (args[0].equals("model")) {
+                System.out.println(JSON.writeValueAsString(Map.of("accepted", true, "warnings", warnings,
+                        "vespa_version", com.yahoo.component.Vtag.currentVersion.toString())));
+            } else if (args[0].equals("embed") && args.length == 4) {
+                embed(model, dir.toPath(), Path.of(args[2]), Path.of(args[3]));
+            } else {
+                System.err.println("usage: model PACKAGE | embed PACKAGE TEXTS.json OUT.json");
+                System.exit(2);
+            }
+        } catch (Exception | LinkageError e) {
+            System.err.println("REJECTED: " + e.getClass().getName() + ": " + messages(e));
+            System.exit(1);
+        }
+        System.exit(0);
+    }
+
+    static String messages(Throwable e) {
+        StringBuilder b = new StringBuilder(String.valueOf(e.getMessage()));
+        for (Throwable c = e.getCause(); c != null; c = c.getCause())
+            b.append(" <- caused by ").append(c.getClass().getSimpleName()).append(": ").append(c.getMessage());
+        return b.toString();
+    }
+
+    static VespaModel buildModel(File dir, List<String> warnings) throws Exception {
+        boolean hosted = Boolean.getBoolean("hosted");  // -Dhosted=true: check as Vespa Cloud would
+        FilesApplicationPackage app = FilesApplicationPackage.fromDir(dir, Map.of());
+        app.validateXML();
+        DeployState state = new DeployState.Builder()
+                .applicationPackage(app)
+                .properties(new TestProperties().setHostedVespa(hosted))
+                .endpoints(hosted ? Set.of(new ContainerEndpoint("default", ApplicationClusterEndpoint.Scope.zone,
+                                                                 List.of("default.siamese.example.com")))
+                                  : Set.of())
+                .deployLogger((level, message) -> {
+                    if (level.intValue() >= Level.WARNING.intValue()) {
+                        warnings.add(message);
+                        System.err.println("vespa " + level + ": " + message);
+                    }
+                })
+                .build();
+        VespaModel model = new VespaModel(new NullConfigModelRegistry(), state);
+        new Validation().validate(model, new ValidationParameters(), state);
+        return model;
+    }
+
+    static void embed(VespaModel model, Path dir, Path textsFile, Path outFile) throws Exception {
+        HuggingFaceEmbedderConfig.Builder fromPackage = new HuggingFaceEmbedderConfig.Builder();
+        model.getConfig(fromPackage, EMBEDDER_CONFIG_ID);
+        // Everything but the file locations comes from the package's config as Vespa produced it; the model
+        // files are the package's own, resolved to disk as the container's file distribution would.
+        fromPackage.transformerModel(ModelReference.resolved(dir.resolve("models/model.onnx").toAbsolutePath()))
+                   .tokenizerPath(ModelReference.resolved(dir.resolve("models/tokenizer.json").toAbsolutePath()));
+        HuggingFaceEmbedderConfig config = fromPackage.build();
+        var embedder = new HuggingFaceEmbedder(OnnxRuntime.testInstance(), Embedder.Runtime.testInstance(), config,
+                                               new OnnxEvaluatorConfig.Builder().build(), ModelReference::value);
+        TensorType type = TensorType.fromSpec(fieldType(model));
+        List<String> texts = JSON.readValue(textsFile.toFile(), new TypeReference<List<String>>() {});
+        Map<String, Object> out = new LinkedHashMap<>();
+        out.put("config", Map.of("pooling", config.poolingStrategy().toString(), "normalize", config.normalize(),
+                                 "max_tokens", config.transformerMaxTokens(), "output", config.transformerOutput(),
+                                 "prepend_query", config.prependQuery(), "prepend_document", config.prependDocument()));
+        out.put("type", type.toString());
+        for (String context : List.of("schema.indexing", "query(q)")) {
+            List<List<Double>> vectors = new ArrayList<>();
+            for (String text : texts)
+                vectors.add(vector((IndexedTensor) embedder.embed(text, new Embedder.Context(context).setEmbedderId("embedder"), type)));
+            out.put(context.equals("query(q)") ? "query" : "document", vectors);
+        }
+        JSON.writeValue(outFile.toFile(), out);
+        embedder.deconstruct();
+        System.out.println(JSON.writeValueAsString(Map.of("embedded", texts.size(), "type", type.toString())));
+    }
+
+    /** The embedding field's tensor type, as the schema declares it. */
+    static String fieldType(VespaModel model) {
+        var schema = model.getSearchClusters().get(0).schemas().values().iterator().next().fullSchema();
+        return schema.getField("embedding").getDataType().getName();
+    }
+
+    static List<Double> vector(IndexedTensor t) {
+        List<Double> values = new ArrayList<>();
+        for (int i = 0; i < t.size(); i++) values.add(t.get(i));
+        return values;
+    }
+}
