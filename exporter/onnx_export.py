@@ -22,7 +22,7 @@ from training.encoder import Encoder, check_model_dir
 from .manifest import Manifest, sha256
 from .parity import check_parity, parity_texts
 
-OPSET = 17
+OPSET = 18
 
 
 class ExportError(ValueError):

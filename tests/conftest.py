@@ -51,3 +51,40 @@ def toy_pairs(n: int = 48, seed: int = 0):
         pairs.append(Pair(" ".join(rng.sample(passage, 3)), " ".join(passage), query_id=f"q{i}",
                           positive_id=f"d{i}"))
     return pairs
+
+
+def write_small_beir(folder: Path, n_docs: int = 150, n_train: int = 40, n_test: int = 20) -> Path:
+    """A real slice of SciFact: the documents judged for the first train/test queries, plus others."""
+    import gzip
+
+    from training.data import read_beir
+
+    train, test = read_beir(SCIFACT, "train"), read_beir(SCIFACT, "test")
+    train_q, test_q = list(train.qrels)[:n_train], list(test.qrels)[:n_test]
+    keep = {d for q in train_q for d in train.qrels[q]} | {d for q in test_q for d in test.qrels[q]}
+    for doc_id in train.corpus:
+        if len(keep) >= n_docs:
+            break
+        keep.add(doc_id)
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    with gzip.open(folder / "corpus.jsonl.gz", "wt") as fh:
+        for doc_id in sorted(keep):
+            d = train.corpus[doc_id]
+            fh.write(json.dumps({"_id": d.id, "title": d.title, "text": d.text}) + "\n")
+    with open(folder / "queries.jsonl", "w") as fh:
+        for q in train_q:
+            fh.write(json.dumps({"_id": q, "text": train.queries[q]}) + "\n")
+        for q in test_q:
+            fh.write(json.dumps({"_id": q, "text": test.queries[q]}) + "\n")
+    for name, split, qids in (("train", train, train_q), ("test", test, test_q)):
+        with open(folder / "qrels" / f"{name}.tsv", "w") as fh:
+            fh.write("query-id\tcorpus-id\tscore\n")
+            for q in qids:
+                for d in split.qrels[q]:
+                    fh.write(f"{q}\t{d}\t1\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_beir(tmp_path_factory) -> Path:
+    return write_small_beir(tmp_path_factory.mktemp("beir") / "scifact-small")

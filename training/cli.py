@@ -127,10 +127,12 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def add_commands(sub) -> None:
+def add_commands(sub, with_eval: bool = True) -> None:
     p = sub.add_parser("train", help="fine-tune a bi-encoder with InfoNCE")
     add_train_args(p)
     p.set_defaults(func=cmd_train)
+    if not with_eval:  # the top-level command extends eval with search backends
+        return
     p = sub.add_parser("eval", help="nDCG@10 / Recall@100 / MRR@10 and STS Spearman, models side by side")
     add_eval_args(p)
     p.set_defaults(func=cmd_eval)

@@ -60,10 +60,186 @@ def add_app_commands(sub) -> None:
     p.set_defaults(func=cmd_app_check)
 
 
+def _backend(args):
+    if args.backend == "vespa":
+        from .vespa_client import VespaBackend
+
+        if not args.url:
+            raise ValueError("--backend vespa needs --url (the container's query endpoint, e.g. http://localhost:8080)")
+        return VespaBackend(args.url)
+    from .embedded import EmbeddedIndex
+
+    if not args.index:
+        raise ValueError("--backend embedded needs --index (a directory written by `siamese run`)")
+    return EmbeddedIndex.open(args.index)
+
+
+def cmd_eval(args) -> int:
+    from training.data import read_beir
+    from training.evaluate import format_table, limit_queries, write_json
+
+    from .backend import evaluate_backend
+
+    if args.backend == "exact":
+        return training_cli.cmd_eval(args)
+    beir = limit_queries(read_beir(args.data, args.split), args.limit_queries)
+    rows = evaluate_backend(_backend(args), beir, args.profiles, label=args.backend)
+    print(format_table(rows))
+    if args.json:
+        write_json(rows, args.json)
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .pipeline import RunOptions, run
+
+    options = RunOptions(out=args.out, base=args.base, full=args.full, quantize=args.quantize, vespa=args.vespa,
+                         limit_queries=args.limit_queries, epochs=args.epochs, max_steps=args.max_steps,
+                         skip_bad=args.skip_bad)
+    if args.pairs or args.corpus:
+        options.data, options.pairs, options.corpus = None, args.pairs, args.corpus
+        options.queries, options.qrels = args.queries, args.qrels
+    elif args.data:
+        options.data = args.data
+    if args.no_sts:
+        options.sts = None
+    result = run(options)
+    from training.evaluate import format_table
+
+    if result["rows"]:
+        print(format_table(result["rows"]))
+    print(f"\nreport: {result['report']}")
+    print("\nTo serve this model with Vespa:\n" + result["deploy"])
+    return 0
+
+
+def cmd_search(args) -> int:
+    from .embedded import EmbeddedIndex
+    from .vespa_client import print_hits
+
+    print_hits(EmbeddedIndex.open(args.index).query(args.text, args.profile, args.hits))
+    return 0
+
+
+def cmd_query(args) -> int:
+    from .vespa_client import VespaBackend, print_hits
+
+    print_hits(VespaBackend(args.url).query(args.text, args.profile, args.hits))
+    return 0
+
+
+def cmd_deploy(args) -> int:
+    from . import vespa_client
+
+    if args.target == "docker":
+        url = vespa_client.deploy_docker(args.package)
+    elif args.target == "cloud":
+        if not (args.tenant and args.application):
+            raise ValueError("--target cloud needs --tenant and --application")
+        url = vespa_client.deploy_cloud(args.package, args.tenant, args.application, args.key)
+    else:
+        url = vespa_client.deploy_to_config_server(args.package, args.target, args.query_url)
+    print(f"deployed; the application answers at {url}")
+    return 0
+
+
+def _read_feed_docs(path, skip_bad):
+    from training.data import Skipped, read_corpus
+
+    path = Path(path)
+    if path.is_dir():
+        candidates = [path / "corpus.jsonl", path / "corpus.jsonl.gz"]
+        path = next((c for c in candidates if c.exists()), candidates[0])
+    skipped = Skipped()
+    docs = list(read_corpus(path, skip_bad=skip_bad, skipped=skipped).values())
+    if skip_bad:
+        print(f"{path}: {skipped.summary()}", file=sys.stderr)
+    return docs
+
+
+def cmd_feed(args) -> int:
+    from .vespa_client import feed
+
+    docs = _read_feed_docs(args.data, args.skip_bad)
+    target = args.target
+    if Path(target).is_dir() and (Path(target) / "services.xml").exists():
+        raise ValueError(f"{target} is an application package; deploy it with `siamese deploy {target}` and "
+                         "feed the URL it prints")
+    result = feed(target, docs, args.ledger, args.failed, concurrency=args.concurrency)
+    print(result.summary())
+    if result.failed:
+        print(f"{len(result.failed)} document(s) failed for good; ids and reasons in {args.failed}. "
+              "Re-run the same command to retry only those.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_pipeline_commands(sub) -> None:
+    p = sub.add_parser("eval", help="nDCG@10 / Recall@100 / MRR@10 (+ STS), exact or through a search backend")
+    training_cli.add_eval_args(p)
+    p.add_argument("--backend", choices=("exact", "embedded", "vespa"), default="exact")
+    p.add_argument("--url", help="with --backend vespa: the query endpoint")
+    p.add_argument("--index", help="with --backend embedded: the index directory")
+    p.add_argument("--profiles", nargs="+", default=["bm25", "semantic", "hybrid"])
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("run", help="the whole job: train, export, package, index, evaluate, report")
+    p.add_argument("--out", default="runs/latest")
+    p.add_argument("--data", help="a BEIR folder (train split for training, test for evaluation)")
+    p.add_argument("--pairs", help="your training pairs (.jsonl / .csv / BEIR folder)")
+    p.add_argument("--corpus", help="your corpus .jsonl to index")
+    p.add_argument("--queries", help="your evaluation queries .jsonl")
+    p.add_argument("--qrels", help="your evaluation judgements .tsv")
+    p.add_argument("--base", help="base model directory (default: all-MiniLM-L6-v2)")
+    p.add_argument("--full", action="store_true", help="the longer training recipe")
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--max-steps", type=positive_int)
+    p.add_argument("--quantize", choices=("int8",))
+    p.add_argument("--limit-queries", type=positive_int)
+    p.add_argument("--no-sts", action="store_true", help="skip the STS-B forgetting check")
+    p.add_argument("--vespa", help="evaluate on Vespa: 'docker', a config server URL (:19071) or a query URL")
+    p.add_argument("--skip-bad", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("search", help="try queries on an embedded index")
+    p.add_argument("index")
+    p.add_argument("text")
+    p.add_argument("--profile", choices=("bm25", "semantic", "hybrid"), default="semantic")
+    p.add_argument("--hits", type=positive_int, default=10)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("query", help="query a running Vespa through its query API")
+    p.add_argument("url")
+    p.add_argument("text")
+    p.add_argument("--profile", choices=("bm25", "semantic", "hybrid", "hybrid-linear"), default="semantic")
+    p.add_argument("--hits", type=positive_int, default=10)
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("deploy", help="deploy an application package")
+    p.add_argument("package")
+    p.add_argument("--target", default="docker",
+                   help="docker (default), a config server URL such as http://localhost:19071, or cloud")
+    p.add_argument("--query-url", help="with a config server: where the container answers (default HOST:8080)")
+    p.add_argument("--tenant")
+    p.add_argument("--application")
+    p.add_argument("--key", help="Vespa Cloud API key file")
+    p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("feed", help="feed a corpus (JSONL or BEIR folder) to a running Vespa")
+    p.add_argument("target", help="the container URL, e.g. http://localhost:8080")
+    p.add_argument("data")
+    p.add_argument("--ledger", default="feed-ledger.jsonl", help="ids acknowledged so far; a re-run skips them")
+    p.add_argument("--failed", default="feed-failed.jsonl", help="ids that failed for good, with reasons")
+    p.add_argument("--concurrency", type=positive_int, default=16)
+    p.add_argument("--skip-bad", action="store_true")
+    p.set_defaults(func=cmd_feed)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="siamese", description=__doc__)
     sub = parser.add_subparsers(dest="command")
-    training_cli.add_commands(sub)
+    training_cli.add_commands(sub, with_eval=False)
+    add_pipeline_commands(sub)
     exporter_cli.add_commands(sub)
     add_app_commands(sub)
     return parser

@@ -1,0 +1,236 @@
+"""The life of a deployment: deploy a package, feed documents, query through the Vespa query API.
+
+Feeding keeps a ledger of acknowledged document ids (one JSON line each, flushed as they come), so a
+re-run sends only what is missing; documents that still fail after retries with backoff are written to a
+file with their ids and reasons. At the end, acknowledged + failed = documents in the input, always.
+"""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import socket
+import sys
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+
+from .backend import Hit
+from .package import SCHEMA
+
+QUERY_TIMEOUT_S = 5.0
+
+
+class VespaUnreachable(ConnectionError):
+    pass
+
+
+def _base(url: str) -> str:
+    url = url.rstrip("/")
+    if "://" not in url:
+        url = f"http://{url}"
+    return url
+
+
+def ensure_reachable(url: str, timeout: float = 3.0) -> None:
+    """Fail fast, with a message a person can act on, when nothing answers at ``url``."""
+    parsed = urlparse(_base(url))
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            pass
+    except OSError as e:
+        raise VespaUnreachable(f"cannot reach Vespa at {url} ({e.__class__.__name__}: {e}). Is the container "
+                               "running and the port right? Deploy with `siamese deploy` first.") from None
+
+
+# ---------------------------------------------------------------- deploy
+
+def _zip(package: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        for path in sorted(package.rglob("*")):
+            if path.is_file():
+                z.write(path, path.relative_to(package))
+    return buffer.getvalue()
+
+
+def wait_until_up(url: str, max_wait: float = 300) -> None:
+    deadline = time.time() + max_wait
+    last = ""
+    while time.time() < deadline:
+        try:
+            r = httpx.get(f"{_base(url)}/state/v1/health", timeout=5)
+            if r.status_code == 200 and r.json().get("status", {}).get("code") == "up":
+                return
+            last = f"HTTP {r.status_code}"
+        except httpx.HTTPError as e:
+            last = str(e)
+        time.sleep(2)
+    raise VespaUnreachable(f"the application at {url} did not come up within {max_wait:.0f} s (last: {last})")
+
+
+def deploy_to_config_server(package, config_url: str, query_url: str | None = None, max_wait: float = 300) -> str:
+    """prepareandactivate on an existing config server, then wait for the container to answer."""
+    package = Path(package)
+    ensure_reachable(config_url)
+    r = httpx.post(f"{_base(config_url)}/application/v2/tenant/default/prepareandactivate",
+                   content=_zip(package), headers={"Content-Type": "application/zip"}, timeout=300)
+    if r.status_code != 200:
+        raise RuntimeError(f"Vespa rejected the deploy of {package} (HTTP {r.status_code}): {r.text[:2000]}")
+    host = urlparse(_base(config_url)).hostname
+    query_url = query_url or f"http://{host}:8080"
+    wait_until_up(query_url, max_wait)
+    return query_url
+
+
+def deploy_docker(package, port: int = 8080, max_wait: float = 600) -> str:
+    """Start a Vespa container with docker (or podman through its docker socket) and deploy the package."""
+    if not (shutil.which("docker") or shutil.which("podman")):
+        raise RuntimeError("no container engine found (docker or podman). Install Docker, or deploy to a running "
+                           "Vespa with `--target http://CONFIG_SERVER:19071`, or to Vespa Cloud with `--target cloud`.")
+    from vespa.deployment import VespaDocker
+
+    app = VespaDocker(port=port).deploy_from_disk("siamese", Path(package), max_wait_application=int(max_wait))
+    return f"{app.url}:{app.port}"
+
+
+def deploy_cloud(package, tenant: str, application: str, key_location: str | None = None) -> str:
+    from vespa.deployment import VespaCloud
+
+    cloud = VespaCloud(tenant=tenant, application=application, application_root=str(package),
+                       key_location=key_location)
+    app = cloud.deploy()
+    return app.url
+
+
+# ---------------------------------------------------------------- feed
+
+@dataclass
+class FeedResult:
+    total: int = 0
+    already: int = 0  # acknowledged in an earlier run (from the ledger)
+    acked: int = 0
+    failed: dict = field(default_factory=dict)  # id → reason
+    seconds: float = 0.0
+
+    @property
+    def docs_per_s(self) -> float:
+        return self.acked / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> str:
+        return (f"{self.total} documents: {self.acked} fed now, {self.already} fed before, {len(self.failed)} failed "
+                f"({self.docs_per_s:.1f} docs/s)")
+
+
+def _retry_policy(attempts: int, max_backoff: float):
+    from tenacity import (AsyncRetrying, retry_if_exception, retry_if_result, stop_after_attempt,
+                          wait_random_exponential)
+
+    def transient(response) -> bool:
+        return response.get_status_code() in (429, 502, 503, 504)
+
+    return AsyncRetrying(stop=stop_after_attempt(attempts), wait=wait_random_exponential(multiplier=0.05, max=max_backoff),
+                         retry=retry_if_result(transient) | retry_if_exception(lambda e: True), reraise=True)
+
+
+def feed(url: str, docs, ledger, failed_file, *, concurrency: int = 16, attempts: int = 6,
+         max_backoff: float = 2.0, progress: bool = True) -> FeedResult:
+    """Feed ``docs`` (``training.data.Doc``) to ``url``; ids already in ``ledger`` are skipped."""
+    from tqdm.auto import tqdm
+    from vespa.application import Vespa
+
+    ensure_reachable(url)
+    ledger, failed_file = Path(ledger), Path(failed_file)
+    done = set()
+    if ledger.exists():
+        for line in ledger.read_text().splitlines():
+            if line.strip():
+                done.add(json.loads(line)["id"])
+    docs = list(docs)
+    result = FeedResult(total=len(docs))
+    todo = [d for d in docs if d.id not in done]
+    result.already = len(docs) - len(todo)
+    bar = tqdm(total=len(todo), desc="feed", unit="doc", disable=not progress)
+    started = time.time()
+    acked = set()
+    with open(ledger, "a") as ledger_fh:
+        def on_response(response, doc_id):
+            if response.get_status_code() == 200:
+                ledger_fh.write(json.dumps({"id": doc_id}) + "\n")
+                ledger_fh.flush()
+                acked.add(doc_id)
+                result.failed.pop(doc_id, None)
+                result.acked = len(acked)
+            else:
+                body = response.get_json() if hasattr(response, "get_json") else {}
+                result.failed[doc_id] = f"HTTP {response.get_status_code()}: {json.dumps(body)[:300]}"
+            bar.update(1)
+            bar.set_postfix(docs_s=f"{result.acked / max(time.time() - started, 1e-9):.1f}", failed=len(result.failed))
+
+        app = Vespa(url=_base(url))
+        app.feed_async_iterable(({"id": d.id, "fields": {"id": d.id, "title": d.title, "text": d.text}} for d in todo),
+                                schema=SCHEMA, namespace=SCHEMA, callback=on_response, max_workers=concurrency,
+                                max_queue_size=max(concurrency * 4, 64),
+                                docv1_retry_policy=_retry_policy(attempts, max_backoff))
+    bar.close()
+    result.seconds = time.time() - started
+    for d in todo:  # never lose track of a document, whatever the client did
+        if d.id not in acked and d.id not in result.failed:
+            result.failed[d.id] = "no response recorded"
+    with open(failed_file, "w") as fh:
+        for doc_id, reason in result.failed.items():
+            fh.write(json.dumps({"id": doc_id, "reason": reason}) + "\n")
+    return result
+
+
+# ---------------------------------------------------------------- query
+
+YQL = {
+    "bm25": "select id, title from doc where userQuery()",
+    "semantic": "select id, title from doc where {{targetHits:{k}}}nearestNeighbor(embedding, q)",
+    "hybrid": "select id, title from doc where ({{targetHits:{k}}}nearestNeighbor(embedding, q)) or userQuery()",
+}
+YQL["hybrid-linear"] = YQL["hybrid"]
+
+
+def query_body(text: str, profile: str = "semantic", hits: int = 10, target_hits: int = 100) -> dict:
+    if profile not in YQL:
+        raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(YQL)}")
+    body = {"yql": YQL[profile].format(k=max(hits, target_hits)), "query": text, "hits": hits,
+            "ranking": profile, "type": "weakAnd", "timeout": f"{QUERY_TIMEOUT_S:.0f}s"}
+    if profile != "bm25":
+        body["input.query(q)"] = "embed(embedder, @query)"
+    return body
+
+
+class VespaBackend:
+    """The search backend interface over a running Vespa."""
+
+    def __init__(self, url: str):
+        from vespa.application import Vespa
+
+        self.url = _base(url)
+        ensure_reachable(self.url)
+        self.app = Vespa(url=self.url)
+
+    def query(self, text: str, profile: str = "semantic", hits: int = 10) -> list[Hit]:
+        try:
+            with self.app.syncio(num_retries_429=1) as session:
+                response = session.query(body=query_body(text, profile, hits))
+        except Exception as e:  # the client's own error types vary by transport
+            raise VespaUnreachable(f"query to {self.url} failed: {e}") from None
+        return [Hit(h["fields"].get("id", h["id"]), float(h["relevance"]), h["fields"].get("title", ""))
+                for h in response.hits]
+
+    def feed(self, docs, ledger="feed-ledger.jsonl", failed_file="feed-failed.jsonl", **kw) -> FeedResult:
+        return feed(self.url, docs, ledger, failed_file, **kw)
+
+
+def print_hits(hits: list[Hit], out=sys.stdout) -> None:
+    for rank, h in enumerate(hits, 1):
+        print(f"{rank:3d}. {h.score:9.4f}  {h.id:>12}  {h.title[:90]}", file=out)
