@@ -88,3 +88,35 @@ def write_small_beir(folder: Path, n_docs: int = 150, n_train: int = 40, n_test:
 @pytest.fixture(scope="session")
 def small_beir(tmp_path_factory) -> Path:
     return write_small_beir(tmp_path_factory.mktemp("beir") / "scifact-small")
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tiny_model, tmp_path_factory) -> Path:
+    """The tiny model after a short training run, with E5-style prefixes."""
+    from training.loop import TrainConfig, train
+
+    cfg = TrainConfig(base=str(tiny_model), out=str(tmp_path_factory.mktemp("tiny-run")), epochs=1, batch_size=8,
+                      max_length=48, query_prefix="query: ", passage_prefix="passage: ")
+    return train(cfg, toy_pairs(16), progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_trained, tmp_path_factory) -> Path:
+    from exporter.onnx_export import export
+
+    return export(tiny_trained, tmp_path_factory.mktemp("tiny-export") / "export", progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_export_int8(tiny_trained, tmp_path_factory) -> Path:
+    from exporter.onnx_export import export
+
+    return export(tiny_trained, tmp_path_factory.mktemp("tiny-export-int8") / "export", quantize="int8",
+                  progress=False)
+
+
+def needs_java():
+    from vespa_app.check import java_missing
+
+    return pytest.mark.skipif(bool(java_missing()), reason=f"Vespa's own code needs a JDK and Maven: "
+                                                           f"{java_missing()}")
