@@ -1,13 +1,13 @@
 """The embedded backend: the Vespa schema's profiles on this machine, from maintained libraries.
 
-HNSW from usearch (cosine, the same M / ef-construction knobs as the Vespa schema), BM25 from bm25s,
+HNSW from faiss (cosine, the same M / ef-construction knobs as the Vespa schema), BM25 from bm25s,
 and the exported ONNX model embedding documents and queries as Vespa's embedder does. Persisted to a
 directory; reopening it needs no re-embedding::
 
     meta.json        export dir, dimension, HNSW settings, document count
     docs.jsonl       id, title, text
     embeddings.npy   float32 document vectors (exact search and re-indexing need no model)
-    hnsw.usearch     the HNSW graph
+    hnsw.faiss       the HNSW graph
     bm25/            the BM25 index
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ import json
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
-from usearch.index import Index
 
 from exporter.runtime import OnnxEmbedder
 from training.atomic import atomic_dir
@@ -30,9 +30,18 @@ RRF_K = 60  # Vespa's reciprocal_rank_fusion default
 RERANK_COUNT = 1000  # the hybrid profile's global-phase rerank-count
 
 
-def _hnsw(dim: int, connectivity: int, expansion_add: int, expansion_search: int) -> Index:
-    return Index(ndim=dim, metric="cos", dtype="f32", connectivity=connectivity, expansion_add=expansion_add,
-                 expansion_search=expansion_search)
+def _hnsw(dim: int, connectivity: int, expansion_add: int, expansion_search: int):
+    # Inner product over unit vectors is cosine similarity.
+    index = faiss.IndexHNSWFlat(dim, connectivity, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = expansion_add
+    index.hnsw.efSearch = expansion_search
+    return index
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.array(vectors, dtype=np.float32, ndmin=2)
+    faiss.normalize_L2(vectors)
+    return vectors
 
 
 def closeness(cosine_distance: np.ndarray) -> np.ndarray:
@@ -41,7 +50,7 @@ def closeness(cosine_distance: np.ndarray) -> np.ndarray:
 
 
 class EmbeddedIndex:
-    def __init__(self, path, docs: list[Doc], embeddings: np.ndarray, hnsw: Index, bm25: BM25, meta: dict,
+    def __init__(self, path, docs: list[Doc], embeddings: np.ndarray, hnsw, bm25: BM25, meta: dict,
                  embedder: OnnxEmbedder | None = None):
         self.path, self.docs, self.embeddings, self.hnsw, self.bm25, self.meta = path, docs, embeddings, hnsw, bm25, meta
         self._embedder = embedder
@@ -69,7 +78,7 @@ class EmbeddedIndex:
         embed_s = time.time() - started
         started = time.time()
         hnsw = _hnsw(embedder.dim, connectivity, expansion_add, expansion_search)
-        hnsw.add(np.arange(len(docs)), embeddings, log=False)
+        hnsw.add(_unit(embeddings))
         bm25 = BM25([d.passage for d in docs])
         meta = {"export_dir": str(export_dir), "dimension": embedder.dim, "count": len(docs),
                 "connectivity": connectivity, "expansion_add": expansion_add, "expansion_search": expansion_search,
@@ -81,7 +90,7 @@ class EmbeddedIndex:
                 for d in docs:
                     fh.write(json.dumps({"id": d.id, "title": d.title, "text": d.text}) + "\n")
             np.save(tmp / "embeddings.npy", embeddings)
-            hnsw.save(str(tmp / "hnsw.usearch"))
+            faiss.write_index(hnsw, str(tmp / "hnsw.faiss"))
             bm25.save(tmp / "bm25")
 
         atomic_dir(path, write)
@@ -95,15 +104,17 @@ class EmbeddedIndex:
                                     "`siamese feed --backend embedded`.")
         meta = json.loads((path / "meta.json").read_text())
         docs = [Doc(**json.loads(line)) for line in (path / "docs.jsonl").read_text().splitlines()]
-        hnsw = _hnsw(meta["dimension"], meta["connectivity"], meta["expansion_add"], meta["expansion_search"])
-        hnsw.load(str(path / "hnsw.usearch"))
+        hnsw = faiss.read_index(str(path / "hnsw.faiss"))
+        hnsw.hnsw.efSearch = meta["expansion_search"]
         return cls(path, docs, np.load(path / "embeddings.npy"), hnsw, BM25.load(path / "bm25"), meta)
 
     # ------------------------------------------------------------ the rank profiles
 
     def semantic(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        matches = self.hnsw.search(vector, min(k, len(self.docs)))
-        return np.asarray(matches.keys, dtype=np.int64), closeness(np.asarray(matches.distances))
+        self.hnsw.hnsw.efSearch = max(self.meta["expansion_search"], k)
+        similarity, idx = self.hnsw.search(_unit(vector), min(k, len(self.docs)))
+        keep = idx[0] >= 0
+        return idx[0][keep].astype(np.int64), closeness(1.0 - similarity[0][keep])
 
     def lexical(self, text: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         positions, scores = self.bm25.search([text], k)
