@@ -1,0 +1,94 @@
+"""Feeding through faults: 429, 503, slow answers, reset streams and dropped connections lose nothing."""
+import json
+import socket
+import time
+
+import pytest
+
+from fault_server import FaultServer
+from training.data import Doc
+from vespa_app.vespa_client import VespaBackend, VespaUnreachable, feed
+
+
+def corpus(n=400):
+    return [Doc(f"doc-{i}", f"title {i}", f"text {i} " * 20) for i in range(n)] + [
+        Doc("bad-1-poison", "t", "refused for good"), Doc("bad-2-poison", "t", "refused for good")]
+
+
+def ids_in(path):
+    return [json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_every_document_is_acknowledged_or_reported(tmp_path):
+    docs = corpus()
+    ledger, failed = tmp_path / "ledger.jsonl", tmp_path / "failed.jsonl"
+    with FaultServer() as server:
+        result = feed(server.url, docs, ledger, failed, concurrency=8, progress=False)
+        injected = server.faults
+        assert injected >= 100, server.injected
+        assert all(server.injected[k] > 0 for k in ("429", "503", "slow", "reset", "drop"))
+        # acknowledged + failed = input, and what was acknowledged is what the server stored
+        assert result.acked + len(result.failed) == len(docs)
+        assert set(ids_in(ledger)) == set(server.stored)
+        assert set(result.failed) == {"bad-1-poison", "bad-2-poison"}
+        assert {r["id"] for r in map(json.loads, failed.read_text().splitlines())} == set(result.failed)
+        assert "HTTP 400" in result.failed["bad-1-poison"]
+        assert server.stored["doc-7"] == {"id": "doc-7", "title": "title 7", "text": "text 7 " * 20}
+
+        # a re-run sends only what is missing
+        before = len(server.received)
+        again = feed(server.url, docs, ledger, failed, concurrency=8, progress=False)
+        resent = set(server.received[before:])
+        assert resent == {"bad-1-poison", "bad-2-poison"}
+        assert again.already == len(docs) - 2 and again.acked + again.already + len(again.failed) == len(docs)
+    lost = len(docs) - len(set(ids_in(ledger))) - len(result.failed)
+    assert lost == 0
+    print(f"\nfeed faults: injected {injected}, documents {len(docs)}, lost {lost}")
+
+
+def test_concurrency_is_bounded(tmp_path):
+    with FaultServer(every_429=0, every_503=0, every_reset=0, every_drop=0, every_slow=2, slow_s=0.05) as server:
+        result = feed(server.url, corpus(120), tmp_path / "l.jsonl", tmp_path / "f.jsonl", concurrency=4,
+                      progress=False)
+        assert result.acked == 120
+        assert 1 < server.max_in_flight <= 4
+
+
+def test_an_interrupted_feed_resumes_from_the_ledger(tmp_path):
+    docs = corpus(100)[:100]
+    ledger = tmp_path / "ledger.jsonl"
+    with FaultServer(every_drop=0) as server:
+        feed(server.url, docs[:60], ledger, tmp_path / "f.jsonl", progress=False)  # the first run stopped here
+        before = len(server.received)
+        result = feed(server.url, docs, ledger, tmp_path / "f.jsonl", progress=False)
+        assert set(server.received[before:]) == {d.id for d in docs[60:]}
+        assert result.already == 60 and result.acked == 40 and not result.failed
+        assert set(server.stored) == {d.id for d in docs}
+
+
+def test_unreachable_vespa_fails_fast_and_clearly(tmp_path):
+    url = "http://127.0.0.1:9"  # nothing listens there
+    started = time.time()
+    with pytest.raises(VespaUnreachable, match="cannot reach Vespa at .*Deploy with"):
+        VespaBackend(url).query("anything")
+    with pytest.raises(VespaUnreachable, match="cannot reach Vespa"):
+        feed(url, corpus(3), tmp_path / "l.jsonl", tmp_path / "f.jsonl", progress=False)
+    assert time.time() - started < 5
+
+
+def test_a_silent_endpoint_fails_within_five_seconds():
+    with socket.socket() as listener:  # accepts connections (the backlog does) but never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        started = time.time()
+        with pytest.raises(VespaUnreachable, match="no answer within 4 s"):
+            VespaBackend(f"http://127.0.0.1:{listener.getsockname()[1]}").query("anything")
+        assert time.time() - started < 5
+
+
+def test_a_url_that_is_not_vespa_fails_fast_and_clearly():
+    with FaultServer() as server:  # answers HTTP/2, but has no query API
+        started = time.time()
+        with pytest.raises(VespaUnreachable, match="query to .*/search/ failed"):
+            VespaBackend(server.url).query("anything")
+        assert time.time() - started < 5
