@@ -134,12 +134,14 @@ def _retry_policy(attempts: int, max_backoff: float):
     def transient(response) -> bool:
         return response.get_status_code() in (429, 502, 503, 504)
 
-    return AsyncRetrying(stop=stop_after_attempt(attempts), wait=wait_random_exponential(multiplier=0.05, max=max_backoff),
+    # Full-jitter exponential backoff: a broken HTTP/2 connection can fail several quick attempts in a row
+    # before the client reconnects, so the budget is counted in attempts *and* time.
+    return AsyncRetrying(stop=stop_after_attempt(attempts), wait=wait_random_exponential(multiplier=0.1, max=max_backoff),
                          retry=retry_if_result(transient) | retry_if_exception(lambda e: True), reraise=True)
 
 
-def feed(url: str, docs, ledger, failed_file, *, concurrency: int = 16, attempts: int = 6,
-         max_backoff: float = 2.0, progress: bool = True) -> FeedResult:
+def feed(url: str, docs, ledger, failed_file, *, concurrency: int = 16, attempts: int = 10,
+         max_backoff: float = 5.0, progress: bool = True) -> FeedResult:
     """Feed ``docs`` (``training.data.Doc``) to ``url``; ids already in ``ledger`` are skipped."""
     from tqdm.auto import tqdm
     from vespa.application import Vespa
@@ -241,6 +243,7 @@ class VespaBackend:
         return feed(self.url, docs, ledger, failed_file, **kw)
 
 
-def print_hits(hits: list[Hit], out=sys.stdout) -> None:
+def print_hits(hits: list[Hit], out=None) -> None:
+    out = out or sys.stdout
     for rank, h in enumerate(hits, 1):
         print(f"{rank:3d}. {h.score:9.4f}  {h.id:>12}  {h.title[:90]}", file=out)
