@@ -88,11 +88,26 @@ def deploy_to_config_server(package, config_url: str, query_url: str | None = No
     return query_url
 
 
+def container_engine() -> str | None:
+    """'docker' or 'podman' when one is installed *and* its daemon answers; None otherwise."""
+    import subprocess
+
+    for engine in ("docker", "podman"):
+        if shutil.which(engine):
+            try:
+                if subprocess.run([engine, "info"], capture_output=True, timeout=15).returncode == 0:
+                    return engine
+            except subprocess.TimeoutExpired:
+                pass
+    return None
+
+
 def deploy_docker(package, port: int = 8080, max_wait: float = 600) -> str:
     """Start a Vespa container with docker (or podman through its docker socket) and deploy the package."""
-    if not (shutil.which("docker") or shutil.which("podman")):
-        raise RuntimeError("no container engine found (docker or podman). Install Docker, or deploy to a running "
-                           "Vespa with `--target http://CONFIG_SERVER:19071`, or to Vespa Cloud with `--target cloud`.")
+    if not container_engine():
+        raise RuntimeError("no running container engine (docker or podman, with its daemon up). Start Docker, or "
+                           "deploy to a running Vespa with `--target http://CONFIG_SERVER:19071`, or to Vespa "
+                           "Cloud with `--target cloud`.")
     from vespa.deployment import VespaDocker
 
     app = VespaDocker(port=port).deploy_from_disk("siamese", Path(package), max_wait_application=int(max_wait))

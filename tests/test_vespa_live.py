@@ -1,0 +1,57 @@
+"""Against a real Vespa: deploy, feed 100 SciFact documents, query each profile, evaluate.
+
+Runs when VESPA_URL is set (the container's query endpoint; VESPA_CONFIG_URL, default HOST:19071, takes the
+deploy) or when docker/podman is found (pyvespa starts vespaengine/vespa). Elsewhere it skips and says why.
+"""
+import os
+from urllib.parse import urlparse
+
+import pytest
+
+from training.data import Beir, read_beir
+from vespa_app.backend import evaluate_backend
+from vespa_app.package import write_package
+from vespa_app.vespa_client import VespaBackend, container_engine, deploy_docker, deploy_to_config_server
+
+from conftest import SCIFACT
+
+ENGINE = None if os.environ.get("VESPA_URL") else container_engine()
+pytestmark = [pytest.mark.vespa, pytest.mark.skipif(
+    not (os.environ.get("VESPA_URL") or ENGINE),
+    reason="no live Vespa here: VESPA_URL is not set and no running container engine (docker or podman with "
+           "its daemon up) was found, so deploy/feed/query against a real Vespa cannot run on this machine")]
+
+
+@pytest.fixture(scope="module")
+def vespa(tiny_export, tmp_path_factory):
+    app = write_package(tiny_export, tmp_path_factory.mktemp("live") / "app")
+    url = os.environ.get("VESPA_URL")
+    if url:
+        host = urlparse(url if "://" in url else f"http://{url}").hostname
+        deploy_to_config_server(app, os.environ.get("VESPA_CONFIG_URL", f"http://{host}:19071"), url)
+    else:
+        url = deploy_docker(app)
+    return VespaBackend(url)
+
+
+@pytest.fixture(scope="module")
+def hundred():
+    test = read_beir(SCIFACT, "test")
+    qids = list(test.qrels)[:30]
+    keep = {d for q in qids for d in test.qrels[q]}
+    keep |= set(list(test.corpus)[: 100 - len(keep)])
+    corpus = {d: test.corpus[d] for d in keep}
+    return Beir(corpus, {q: test.queries[q] for q in qids}, {q: test.qrels[q] for q in qids})
+
+
+def test_deploy_feed_query_evaluate(vespa, hundred, tmp_path):
+    result = vespa.feed(list(hundred.corpus.values()), ledger=tmp_path / "l.jsonl", failed_file=tmp_path / "f.jsonl",
+                        progress=False)
+    assert result.acked == 100 and not result.failed
+    query = next(iter(hundred.queries.values()))
+    for profile in ("bm25", "semantic", "hybrid", "hybrid-linear"):
+        hits = vespa.query(query, profile, hits=5)
+        assert len(hits) == 5 and all(h.id in hundred.corpus for h in hits)
+    rows = evaluate_backend(vespa, hundred, progress=False)
+    assert [r["name"] for r in rows] == ["bm25", "semantic", "hybrid"]
+    assert rows[0]["ndcg@10"] > 0.5
