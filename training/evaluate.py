@@ -92,7 +92,11 @@ def evaluate(models: list[str], data=None, split: str = "test", bm25: bool = Tru
 
 
 def model_label(path) -> str:
+    from .encoder import default_base_model
+
     path = Path(path)
+    if path.resolve() == default_base_model().resolve():
+        return "all-MiniLM-L6-v2"
     return path.parent.name if path.name == "model" else path.name
 
 

@@ -136,10 +136,11 @@ def _save_checkpoint(out, step, encoder, optimizer, scheduler, log, keep):
 
 
 def prepare_pairs(pairs: list[Pair], corpus_texts: list[str] | None, cfg: TrainConfig) -> list[Pair]:
-    """Drop given negatives that are really positives, then mine BM25 negatives if asked."""
+    """Keep the negatives the data gives (less any that are really positives); mine BM25 negatives for the
+    pairs that have none when ``cfg.hard_negatives`` asks for them."""
     known = known_positives(pairs)
-    pairs = [Pair(p.query, p.positive, [n for n in p.negatives if n not in known[p.query]][:cfg.hard_negatives],
-                  p.query_id, p.positive_id) for p in pairs]
+    pairs = [Pair(p.query, p.positive, [n for n in p.negatives if n not in known[p.query]], p.query_id,
+                  p.positive_id) for p in pairs]
     if cfg.hard_negatives:
         pairs = mine_hard_negatives(pairs, corpus_texts, cfg.hard_negatives, cfg.mine_depth, cfg.seed)
     return pairs

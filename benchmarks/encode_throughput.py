@@ -1,0 +1,81 @@
+"""Encoding throughput on this CPU: PyTorch fp32 vs ONNX Runtime fp32 vs int8 (dynamic, per-channel),
+on short queries (SciFact claims) and 256-token passages (SciFact abstracts), each as a ratio to PyTorch fp32
+measured in the same run; plus int8 quality: cosine to fp32.
+
+    python benchmarks/encode_throughput.py [--model DIR] [--n 256]
+
+Exports the model to a temporary directory (the real exporter, parity checks included). Last line: JSON.
+"""
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from exporter.onnx_export import export  # noqa: E402
+from exporter.parity import cosine  # noqa: E402
+from exporter.runtime import OnnxEmbedder  # noqa: E402
+from training.cli import DEFAULT_DATA  # noqa: E402
+from training.data import read_beir  # noqa: E402
+from training.encoder import Encoder, default_base_model  # noqa: E402
+
+
+def rate(fn, texts, repeats=2):
+    fn(texts[:16])  # warm up
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn(texts)
+        best = min(best, time.perf_counter() - started)
+    return len(texts) / best
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default=None, help="model directory (default: the base model)")
+    p.add_argument("--n", type=int, default=256, help="texts per measurement")
+    p.add_argument("--batch-size", type=int, default=32)
+    args = p.parse_args()
+    model = args.model or default_base_model()
+    beir = read_beir(DEFAULT_DATA, "train")
+    queries = list(beir.queries.values())[: args.n]
+    passages = [d.passage for d in beir.corpus.values()][: args.n]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        encoder = Encoder.load(model, max_length=256).eval()
+        model_256 = Path(tmp) / "model256"
+        encoder.save(model_256)  # the same weights with max length 256, so every system sees 256-token passages
+        exp = export(model_256, Path(tmp) / "export", quantize="int8", progress=False)
+        fp32 = OnnxEmbedder(exp, "model-fp32.onnx")
+        int8 = OnnxEmbedder(exp, "model.onnx")
+        systems = {
+            "pytorch_fp32": lambda kind: (lambda t: encoder.encode(t, kind, batch_size=args.batch_size)),
+            "onnx_fp32": lambda kind: (lambda t: fp32.embed(t, kind, batch_size=args.batch_size)),
+            "onnx_int8": lambda kind: (lambda t: int8.embed(t, kind, batch_size=args.batch_size)),
+        }
+        results = {"threads": torch.get_num_threads(), "n": args.n, "passage_tokens": 256}
+        for name, texts, kind in (("queries", queries, "query"), ("passages", passages, "passage")):
+            rates = {s: rate(make(kind), texts) for s, make in systems.items()}
+            results[name] = {s: {"per_s": round(r, 1), "x_pytorch": round(r / rates["pytorch_fp32"], 2)}
+                             for s, r in rates.items()}
+        cos = cosine(fp32.embed(passages, "passage"), int8.embed(passages, "passage"))
+        results["int8_cosine_to_fp32"] = {"mean": round(float(cos.mean()), 5), "min": round(float(cos.min()), 5)}
+        results["int8_bytes"] = (exp / "model.onnx").stat().st_size
+        results["fp32_bytes"] = (exp / "model-fp32.onnx").stat().st_size
+
+    print(f"{'':10} {'system':14} {'texts/s':>9} {'× PyTorch':>10}")
+    for name in ("queries", "passages"):
+        for s, r in results[name].items():
+            print(f"{name:10} {s:14} {r['per_s']:9.1f} {r['x_pytorch']:10.2f}")
+    print(f"int8 vs fp32 cosine: mean {results['int8_cosine_to_fp32']['mean']}, min {results['int8_cosine_to_fp32']['min']}")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
