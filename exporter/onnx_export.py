@@ -92,7 +92,25 @@ def _versions() -> dict:
                                               "onnxruntime")}
 
 
-def export(model_dir, out_dir, quantize: str | None = None, force: bool = False, progress: bool = True) -> Path:
+def onnx_ndcg(export_dir, model_file: str, beir, progress: bool = False) -> float:
+    """nDCG@10 of an exported graph, exact search, documents and queries embedded as Vespa would."""
+    import numpy as np
+
+    from training.evaluate import exact_search, to_run
+    from training.metrics import score_run
+
+    from .runtime import OnnxEmbedder
+
+    embedder = OnnxEmbedder(export_dir, model_file)
+    doc_ids, qids = list(beir.corpus), list(beir.queries)
+    docs = embedder.embed([beir.corpus[d].passage for d in doc_ids], "passage", progress=progress)
+    queries = np.stack([embedder.embed_one(beir.queries[q], "query") for q in qids])
+    return score_run(to_run(qids, doc_ids, *exact_search(queries, docs, 100)), beir.qrels)["ndcg@10"]
+
+
+def export(model_dir, out_dir, quantize: str | None = None, force: bool = False, progress: bool = True,
+           quality_data=None, quality_split: str = "test") -> Path:
+    """``quality_data`` (a BEIR folder), with ``quantize``: also measure nDCG@10 of fp32 and int8 on it."""
     model_dir = check_model_dir(model_dir)
     out_dir = Path(out_dir)
     if out_dir.exists() and not force:
@@ -132,6 +150,17 @@ def export(model_dir, out_dir, quantize: str | None = None, force: bool = False,
             quantize_int8(tmp / "model-fp32.onnx", tmp / "model.onnx")
             manifest.quantization = {"type": "int8", "method": "dynamic", "per_channel": True}
             manifest.parity["int8"] = check_parity(encoder, tmp, texts, quantized=True)
+            if quality_data:
+                from training.data import read_beir
+
+                say(f"measuring nDCG@10 of fp32 and int8 on {quality_data} ({quality_split})")
+                beir = read_beir(quality_data, quality_split)
+                fp32, int8 = (onnx_ndcg(tmp, f, beir, progress) for f in ("model-fp32.onnx", "model.onnx"))
+                manifest.quantization["ndcg@10"] = {"data": str(quality_data), "split": quality_split,
+                                                    "fp32": round(fp32, 4), "int8": round(int8, 4),
+                                                    "change": round(int8 - fp32, 4)}
+                if int8 < fp32 - 0.01:
+                    say(f"warning: int8 loses {100 * (fp32 - int8):.1f} points nDCG@10 against fp32 (bound: 1)")
         manifest.files = {p.name: {"sha256": sha256(p), "bytes": p.stat().st_size}
                           for p in sorted(tmp.iterdir()) if p.name != "manifest.json"}
         manifest.save(tmp)

@@ -12,6 +12,8 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from training.encoder import length_sorted_batches
+
 from .manifest import Manifest
 
 
@@ -66,18 +68,12 @@ class OnnxEmbedder:
         return self._run(*as_batch)[0].astype(np.float32)
 
     def embed(self, texts: list[str], kind: str = "passage", batch_size: int = 32, progress: bool = False):
-        """Padded batches, longest first: the same vectors as ``embed_one`` (to float rounding), much faster."""
+        """Padded batches: the same vectors as ``embed_one`` (to float rounding), much faster."""
         prefix = self._prefix(kind)
         encodings = self.tokenizer.encode_batch([prefix + t for t in texts])
-        order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        starts = range(0, len(texts), batch_size)
-        if progress:
-            from tqdm.auto import tqdm
-
-            starts = tqdm(starts, desc=f"embed {kind}s (onnx)", unit="batch", leave=False)
-        for start in starts:
-            idx = order[start:start + batch_size]
+        lengths = [len(e.ids) for e in encodings]
+        for idx in length_sorted_batches(lengths, batch_size, progress and f"embed {kind}s (onnx)"):
             width = max(len(encodings[i].ids) for i in idx)
             arrays = np.zeros((3, len(idx), width), dtype=np.int64)
             for row, i in enumerate(idx):

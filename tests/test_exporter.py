@@ -78,9 +78,11 @@ def test_tampered_model_is_caught(trained, exported, tmp_path):
         Manifest.load(tampered).verify_files(tampered)
 
 
-def test_int8_export_stays_close(trained, tmp_path):
-    out = export(trained, tmp_path / "int8", quantize="int8", progress=False)
+def test_int8_export_stays_close(trained, tmp_path, small_beir):
+    out = export(trained, tmp_path / "int8", quantize="int8", progress=False, quality_data=small_beir)
     m = Manifest.load(out)
+    ndcg = m.quantization["ndcg@10"]
+    assert ndcg["change"] == pytest.approx(ndcg["int8"] - ndcg["fp32"], abs=1e-4) and 0 <= ndcg["int8"] <= 1
     assert m.quantization["per_channel"] is True
     assert m.parity["int8"]["query"]["mean_cosine"] >= 0.99
     assert (out / "model.onnx").stat().st_size < (out / "model-fp32.onnx").stat().st_size

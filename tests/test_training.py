@@ -106,3 +106,14 @@ def test_bad_settings_fail_before_work(tiny_model, tmp_path):
     with pytest.raises(ValueError, match="max length"):
         train(config(tiny_model, tmp_path / "y", max_length=4096), toy_pairs(), progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_evaluation_during_training_is_logged(tiny_model, small_beir, tmp_path):
+    from training.evaluate import during_training
+
+    eval_fn = during_training(small_beir, "test", n_queries=5, pool_depth=10)
+    model_dir = train(config(tiny_model, tmp_path / "run", epochs=1, eval_every=2), toy_pairs(24),
+                      eval_fn=eval_fn, progress=False)
+    evals = json.loads((model_dir / "train_metrics.json").read_text())["log"]["eval"]
+    assert [e["step"] for e in evals] == [2]
+    assert 0 <= evals[0]["pool_ndcg@10"] <= 1

@@ -137,3 +137,16 @@ def test_structural_check_catches_dimension_drift(tmp_path):
     sd.write_text(sd.read_text().replace("x[384]", "x[256]"))
     with pytest.raises(PackageError, match="does not match"):
         structural_check(app)
+
+
+def test_without_java_the_check_says_what_was_skipped(tmp_path, monkeypatch, capsys):
+    import vespa_app.check as check
+    from vespa_app.cli import main
+
+    app = build(tmp_path)
+    monkeypatch.setattr(check, "java_missing", lambda: "java and mvn not found on PATH")
+    report = check.check_package(app)
+    assert report.vespa == "skipped" and "only Python's structural checks ran" in report.vespa_reason
+    assert main(["app", "check", str(app)]) == 0
+    out = capsys.readouterr().out
+    assert "Vespa config model: skipped — java and mvn not found on PATH" in out

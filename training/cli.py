@@ -56,6 +56,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grad-cache-chunk", type=non_negative_int,
                    help="gradient caching chunk size: batches larger than memory allows (0: off)")
     p.add_argument("--checkpoint-every", type=non_negative_int, help="steps between checkpoints (0: none)")
+    p.add_argument("--eval-data", help="a BEIR folder to evaluate on during training (a cheap candidate-pool nDCG)")
+    p.add_argument("--eval-split", default="test")
+    p.add_argument("--eval-every", type=non_negative_int, help="steps between evaluations (needs --eval-data)")
+    p.add_argument("--eval-queries", type=positive_int, default=50)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--seed", type=int)
     p.add_argument("--skip-bad", action="store_true", help="skip malformed input lines and report them")
@@ -68,7 +72,7 @@ def train_config_from_args(args):
     values = dict(RECIPES["full" if args.full else "default"])
     for key in ("epochs", "max_steps", "batch_size", "lr", "max_length", "pooling", "normalize", "temperature",
                 "symmetric", "query_prefix", "passage_prefix", "hard_negatives", "grad_cache_chunk",
-                "checkpoint_every", "seed"):
+                "checkpoint_every", "eval_every", "seed"):
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)
     cfg = TrainConfig(base=str(args.base or default_base_model()), out=args.out, **values)
@@ -89,9 +93,15 @@ def cmd_train(args) -> int:
     from .loop import train
 
     cfg = train_config_from_args(args)
+    eval_fn = None
+    if args.eval_data:
+        from .evaluate import during_training
+
+        eval_fn = during_training(args.eval_data, args.eval_split, args.eval_queries)
+        cfg.eval_every = cfg.eval_every or 100
     pairs, pool = load_training_data(args.data, args.split, args.skip_bad)
     print(f"training on {len(pairs)} pairs from {args.data}; base {cfg.base}", file=sys.stderr)
-    model_dir = train(cfg, pairs, pool, resume=args.resume)
+    model_dir = train(cfg, pairs, pool, resume=args.resume, eval_fn=eval_fn)
     print(model_dir)
     return 0
 

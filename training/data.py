@@ -145,67 +145,67 @@ def _text_field(path, number, obj, key, *, required=True) -> str | None:
     return value
 
 
-def read_pairs_jsonl(path, *, skip_bad=False, skipped: Skipped | None = None) -> list[Pair]:
-    """``{"query", "positive", "negatives"?: [...]}`` per line."""
-    pairs = []
+def _parsed(path, parse, *, skip_bad, skipped):
+    """Each JSONL record through ``parse(number, obj)``; with ``skip_bad`` a bad record is counted, not fatal."""
     for number, obj in read_jsonl(path, skip_bad=skip_bad, skipped=skipped):
         try:
-            query = _text_field(path, number, obj, "query")
-            positive = _text_field(path, number, obj, "positive")
-            negatives = obj.get("negatives") or []
-            if not isinstance(negatives, list) or not all(isinstance(n, str) and n.strip() for n in negatives):
-                raise DataError(path, number, "wrong type: 'negatives' must be a list of non-empty strings",
-                                "Fix 'negatives' or leave it out.")
-            pairs.append(Pair(query, positive, list(negatives), obj.get("query_id"), obj.get("doc_id")))
+            yield parse(number, obj)
         except DataError as err:
             if not skip_bad:
                 raise
             if skipped is not None:
                 skipped.add(err)
-    return pairs
+
+
+def _record_id(path, number, obj, seen, what: str) -> str:
+    value = obj.get("_id", obj.get("id"))
+    value = str(value) if isinstance(value, int) else value
+    if not isinstance(value, str) or not value:
+        raise DataError(path, number, "missing field: '_id'", f"Give every {what} a string '_id'.")
+    if value in seen:
+        raise DataError(path, number, f"duplicate id: '{value}'", f"{what.capitalize()} ids must be unique.")
+    return value
+
+
+def read_pairs_jsonl(path, *, skip_bad=False, skipped: Skipped | None = None) -> list[Pair]:
+    """``{"query", "positive", "negatives"?: [...]}`` per line."""
+    def parse(number, obj):
+        query = _text_field(path, number, obj, "query")
+        positive = _text_field(path, number, obj, "positive")
+        negatives = obj.get("negatives") or []
+        if not isinstance(negatives, list) or not all(isinstance(n, str) and n.strip() for n in negatives):
+            raise DataError(path, number, "wrong type: 'negatives' must be a list of non-empty strings",
+                            "Fix 'negatives' or leave it out.")
+        return Pair(query, positive, list(negatives), obj.get("query_id"), obj.get("doc_id"))
+
+    return list(_parsed(path, parse, skip_bad=skip_bad, skipped=skipped))
 
 
 def read_corpus(path, *, skip_bad=False, skipped: Skipped | None = None) -> dict[str, Doc]:
     """BEIR corpus: ``{"_id", "title"?, "text"}`` per line (``id`` is accepted for ``_id``)."""
     corpus: dict[str, Doc] = {}
-    for number, obj in read_jsonl(path, skip_bad=skip_bad, skipped=skipped):
-        try:
-            doc_id = obj.get("_id", obj.get("id"))
-            if isinstance(doc_id, int):
-                doc_id = str(doc_id)
-            if not isinstance(doc_id, str) or not doc_id:
-                raise DataError(path, number, "missing field: '_id'", "Give every document a string '_id'.")
-            if doc_id in corpus:
-                raise DataError(path, number, f"duplicate id: '{doc_id}'", "Document ids must be unique.")
-            title = obj.get("title") or ""
-            if not isinstance(title, str):
-                raise DataError(path, number, "wrong type: 'title' is not a string", "Make 'title' a string.")
-            text = _text_field(path, number, obj, "text")
-            corpus[doc_id] = Doc(doc_id, title, text)
-        except DataError as err:
-            if not skip_bad:
-                raise
-            if skipped is not None:
-                skipped.add(err)
+
+    def parse(number, obj):
+        doc_id = _record_id(path, number, obj, corpus, "document")
+        title = obj.get("title") or ""
+        if not isinstance(title, str):
+            raise DataError(path, number, "wrong type: 'title' is not a string", "Make 'title' a string.")
+        corpus[doc_id] = Doc(doc_id, title, _text_field(path, number, obj, "text"))
+
+    for _ in _parsed(path, parse, skip_bad=skip_bad, skipped=skipped):
+        pass
     return corpus
 
 
 def read_queries(path, *, skip_bad=False, skipped: Skipped | None = None) -> dict[str, str]:
     queries: dict[str, str] = {}
-    for number, obj in read_jsonl(path, skip_bad=skip_bad, skipped=skipped):
-        try:
-            qid = obj.get("_id", obj.get("id"))
-            qid = str(qid) if isinstance(qid, int) else qid
-            if not isinstance(qid, str) or not qid:
-                raise DataError(path, number, "missing field: '_id'", "Give every query a string '_id'.")
-            if qid in queries:
-                raise DataError(path, number, f"duplicate id: '{qid}'", "Query ids must be unique.")
-            queries[qid] = _text_field(path, number, obj, "text")
-        except DataError as err:
-            if not skip_bad:
-                raise
-            if skipped is not None:
-                skipped.add(err)
+
+    def parse(number, obj):
+        qid = _record_id(path, number, obj, queries, "query")
+        queries[qid] = _text_field(path, number, obj, "text")
+
+    for _ in _parsed(path, parse, skip_bad=skip_bad, skipped=skipped):
+        pass
     return queries
 
 

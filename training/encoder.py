@@ -85,6 +85,19 @@ def check_model_dir(path) -> Path:
     return path
 
 
+def length_sorted_batches(lengths: list[int], batch_size: int, desc: str | None = None):
+    """Index batches, longest texts first, so padding stays small and memory peaks early; with ``desc``,
+    a progress bar."""
+    order = np.argsort([-n for n in lengths], kind="stable")
+    starts = range(0, len(order), batch_size)
+    if desc:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=desc, unit="batch", leave=False)
+    for start in starts:
+        yield order[start:start + batch_size]
+
+
 class Encoder(nn.Module):
     def __init__(self, transformer, tokenizer, config: EncoderConfig, attention: AttentionPooling | None = None):
         super().__init__()
@@ -148,19 +161,12 @@ class Encoder(nn.Module):
 
     @torch.inference_mode()
     def encode(self, texts: list[str], kind: str = "passage", batch_size: int = 64, progress: bool = False):
-        """Embed texts as float32 numpy (N, D); longest first so padding is small and memory peaks early."""
+        """Embed texts as float32 numpy (N, D)."""
         was_training = self.training
         self.eval()
         texts = self.with_prefix(list(texts), kind)
-        order = np.argsort([-len(t) for t in texts], kind="stable")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        batches = range(0, len(texts), batch_size)
-        if progress:
-            from tqdm.auto import tqdm
-
-            batches = tqdm(batches, desc=f"encode {kind}s", unit="batch", leave=False)
-        for start in batches:
-            idx = order[start:start + batch_size]
+        for idx in length_sorted_batches([len(t) for t in texts], batch_size, progress and f"encode {kind}s"):
             out[idx] = self(self.tokenize([texts[i] for i in idx])).float().cpu().numpy()
         self.train(was_training)
         return out

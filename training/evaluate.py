@@ -68,6 +68,24 @@ def sts_score(encoder: Encoder, rows) -> float:
     return spearman(cos, [r[2] for r in rows])
 
 
+def during_training(data, split: str = "test", n_queries: int = 50, pool_depth: int = 50):
+    """An evaluation cheap enough to run every few hundred steps: nDCG@10 / MRR@10 on ``n_queries`` queries,
+    ranking only a candidate pool (BM25's top ``pool_depth`` per query plus the judged documents) instead of
+    the whole corpus. The figures track progress; they are not comparable with full-corpus ones."""
+    beir = limit_queries(read_beir(data, split), n_queries)
+    qids = list(beir.queries)
+    pool = {d for q in qids for d in beir.qrels[q]}
+    for row in bm25_run(beir.corpus, beir.queries, pool_depth).values():
+        pool |= {d for d, _ in row}
+    corpus = {d: beir.corpus[d] for d in pool}
+
+    def eval_fn(encoder) -> dict:
+        scores = score_run(dense_run(encoder, corpus, beir.queries, progress=False), beir.qrels)
+        return {"pool_ndcg@10": scores["ndcg@10"], "pool_mrr@10": scores["mrr@10"]}
+
+    return eval_fn
+
+
 def evaluate(models: list[str], data=None, split: str = "test", bm25: bool = True, sts=None,
              limit: int | None = None, progress: bool = True, max_length: int | None = None) -> list[dict]:
     """One row per system: {'name', 'ndcg@10', 'recall@100', 'mrr@10', 'sts_spearman', 'seconds'}."""

@@ -212,7 +212,11 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus_texts: list[str] | None = 
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{log['lr'][-1]:.2e}", pairs_s=f"{n_pairs / elapsed:.1f}",
                         tok_s=f"{n_tokens / elapsed:.0f}")
         if eval_fn and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+            rng = _RngState()  # evaluation must not shift the dropout stream a resumed run replays
             log["eval"].append({"step": step + 1, **eval_fn(encoder)})
+            rng.restore()
+            bar.write(f"step {step + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in log["eval"][-1].items()
+                                                       if k != "step"))
             encoder.train()
         if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total:
             _save_checkpoint(out, step + 1, encoder, optimizer, scheduler, log, cfg.keep_checkpoints)

@@ -29,9 +29,10 @@ def mine_hard_negatives(pairs: list[Pair], pool: list[str] | None = None, n: int
     queries = list(dict.fromkeys(p.query for p in pairs if not p.negatives))
     candidates: dict[str, list[str]] = {}
     if queries:
-        hits, _ = index.search(queries, depth + max(len(known[q]) for q in queries))
-        for q, row in zip(queries, hits):
-            candidates[q] = [pool[i] for i in row if pool[i] not in known[q]][:depth]
+        hits, scores = index.search(queries, depth + max(len(known[q]) for q in queries))
+        for q, row, row_scores in zip(queries, hits, scores):
+            # a passage sharing no word with the query is no hard negative
+            candidates[q] = [pool[i] for i, s in zip(row, row_scores) if s > 0 and pool[i] not in known[q]][:depth]
     rng = random.Random(seed)
     mined = []
     for p in pairs:

@@ -96,7 +96,8 @@ def run(o: RunOptions) -> dict:
         _say(f"export: {export_dir} exists, reusing it")
     else:
         _say("export to ONNX, with parity checks")
-        export(model_dir, export_dir, quantize=o.quantize)
+        export(model_dir, export_dir, quantize=o.quantize, quality_data=o.data if o.quantize else None,
+               quality_split=o.eval_split)
     manifest = json.loads((export_dir / "manifest.json").read_text())
     extra["parity"] = manifest["parity"]
     timings["export + parity"] = time.time() - started
