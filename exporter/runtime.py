@@ -43,6 +43,7 @@ class OnnxEmbedder:
         export_dir = Path(export_dir)
         self.manifest = Manifest.load(export_dir)
         self.session = session(export_dir / model_file, threads)
+        self.session_file = model_file
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.tokenizer = Tokenizer.from_file(str(export_dir / "tokenizer.json"))
         self.tokenizer.no_padding()
@@ -68,7 +69,11 @@ class OnnxEmbedder:
         return self._run(*as_batch)[0].astype(np.float32)
 
     def embed(self, texts: list[str], kind: str = "passage", batch_size: int = 32, progress: bool = False):
-        """Padded batches: the same vectors as ``embed_one`` (to float rounding), much faster."""
+        """Padded batches: the same vectors as ``embed_one`` (to float rounding), much faster. Not for int8
+        graphs: dynamic quantization takes its activation scales over the whole batch, padding included, so
+        only one text per call reproduces what Vespa computes."""
+        if self.manifest.quantization and self.session_file != "model-fp32.onnx":
+            batch_size = 1
         prefix = self._prefix(kind)
         encodings = self.tokenizer.encode_batch([prefix + t for t in texts])
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

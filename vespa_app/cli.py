@@ -108,7 +108,7 @@ def cmd_run(args) -> int:
 
     if result["rows"]:
         print(format_table(result["rows"]))
-    print(f"\nreport: {result['report']}")
+    print(f"\nwall time {result['timings']['total']:.0f} s; report: {result['report']}")
     print("\nTo serve this model with Vespa:\n" + result["deploy"])
     return 0
 

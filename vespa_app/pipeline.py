@@ -68,6 +68,7 @@ def run(o: RunOptions) -> dict:
     from .package import AppOptions, write_package
     from .report import plot, write_report
 
+    run_started = time.time()
     out = Path(o.out)
     out.mkdir(parents=True, exist_ok=True)
     timings, extra = {}, {}
@@ -155,6 +156,7 @@ def run(o: RunOptions) -> dict:
         timings["evaluate"] = time.time() - started
 
     deploy = deploy_commands(app_dir, o.corpus or o.data)
+    timings["total"] = time.time() - run_started
     train_metrics = json.loads((model_dir / "train_metrics.json").read_text())
     if rows:
         plot(rows, train_metrics["log"], out / "plot.png")
