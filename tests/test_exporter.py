@@ -86,6 +86,10 @@ def test_int8_export_stays_close(trained, tmp_path, small_beir):
     assert m.quantization["per_channel"] is True
     assert m.parity["int8"]["query"]["mean_cosine"] >= 0.99
     assert (out / "model.onnx").stat().st_size < (out / "model-fp32.onnx").stat().st_size
+    # int8 vectors must be Vespa's one-text-per-call vectors, whatever the batch
+    int8 = OnnxEmbedder(out)
+    texts = ["short", "a much longer text " * 30, "naïve"]
+    np.testing.assert_array_equal(int8.embed(texts, "passage"), np.stack([int8.embed_one(t, "passage") for t in texts]))
 
 
 def test_bad_inputs(tmp_path, trained, exported):
