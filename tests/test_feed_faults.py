@@ -59,6 +59,8 @@ def test_an_interrupted_feed_resumes_from_the_ledger(tmp_path):
     ledger = tmp_path / "ledger.jsonl"
     with FaultServer(every_drop=0) as server:
         feed(server.url, docs[:60], ledger, tmp_path / "f.jsonl", progress=False)  # the first run stopped here
+        with open(ledger, "a") as fh:
+            fh.write('{"id": "doc-6')  # and died while writing a line
         before = len(server.received)
         result = feed(server.url, docs, ledger, tmp_path / "f.jsonl", progress=False)
         assert set(server.received[before:]) == {d.id for d in docs[60:]}

@@ -166,8 +166,10 @@ def feed(url: str, docs, ledger, failed_file, *, concurrency: int = 16, attempts
     done = set()
     if ledger.exists():
         for line in ledger.read_text().splitlines():
-            if line.strip():
+            try:
                 done.add(json.loads(line)["id"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                pass  # a line cut short by a crash: that document is simply sent again (a put is idempotent)
     docs = list(docs)
     result = FeedResult(total=len(docs))
     todo = [d for d in docs if d.id not in done]
