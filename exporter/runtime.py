@@ -39,11 +39,16 @@ def session(model_path, threads: int = 0) -> ort.InferenceSession:
 
 
 class OnnxEmbedder:
-    def __init__(self, export_dir, model_file: str = "model.onnx", threads: int = 0):
+    def __init__(self, export_dir, model_file: str = "model.onnx", threads: int = 0,
+                 one_text_per_call: bool | None = None):
         export_dir = Path(export_dir)
         self.manifest = Manifest.load(export_dir)
         self.session = session(export_dir / model_file, threads)
-        self.session_file = model_file
+        # Dynamic int8 takes its activation scales over the whole batch, padding included, so for the served
+        # int8 graph only one text per call reproduces what Vespa computes.
+        if one_text_per_call is None:
+            one_text_per_call = bool(self.manifest.quantization) and model_file == "model.onnx"
+        self.one_text_per_call = one_text_per_call
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.tokenizer = Tokenizer.from_file(str(export_dir / "tokenizer.json"))
         self.tokenizer.no_padding()
@@ -69,10 +74,9 @@ class OnnxEmbedder:
         return self._run(*as_batch)[0].astype(np.float32)
 
     def embed(self, texts: list[str], kind: str = "passage", batch_size: int = 32, progress: bool = False):
-        """Padded batches: the same vectors as ``embed_one`` (to float rounding), much faster. Not for int8
-        graphs: dynamic quantization takes its activation scales over the whole batch, padding included, so
-        only one text per call reproduces what Vespa computes."""
-        if self.manifest.quantization and self.session_file != "model-fp32.onnx":
+        """Padded batches: the same vectors as ``embed_one`` (to float rounding), much faster; one text per
+        call where the graph needs it."""
+        if self.one_text_per_call:
             batch_size = 1
         prefix = self._prefix(kind)
         encodings = self.tokenizer.encode_batch([prefix + t for t in texts])
