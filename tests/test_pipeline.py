@@ -26,3 +26,19 @@ def test_run_end_to_end_then_reuse(tiny_model, small_beir, tmp_path, capsys):
 
     assert main(["search", str(out / "index"), "coronavirus", "--profile", "hybrid", "--hits", "3"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 3
+
+
+def test_run_on_the_users_own_files(tiny_model, small_beir, tmp_path, capsys):
+    from training.data import beir_pairs, read_beir
+
+    pairs = tmp_path / "pairs.jsonl"
+    with open(pairs, "w") as fh:
+        for p in beir_pairs(read_beir(small_beir, "train")):
+            fh.write(json.dumps({"query": p.query, "positive": p.positive}) + "\n")
+    out = tmp_path / "run"
+    assert main(["run", "--pairs", str(pairs), "--corpus", str(small_beir / "corpus.jsonl.gz"),
+                 "--queries", str(small_beir / "queries.jsonl"), "--qrels", str(small_beir / "qrels" / "test.tsv"),
+                 "--base", str(tiny_model), "--out", str(out), "--epochs", "1", "--no-sts"]) == 0
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert len(rows) == 5 and "sts_spearman" not in rows[1]
+    assert f"siamese feed http://localhost:8080 {(small_beir / 'corpus.jsonl.gz').resolve()}" in capsys.readouterr().out
