@@ -59,6 +59,7 @@ def _eval_data(o: RunOptions) -> Beir | None:
 def run(o: RunOptions) -> dict:
     from exporter.onnx_export import export
     from exporter.parity import parity_texts
+    from exporter.runtime import OnnxEmbedder
     from training.cli import load_training_data
     from training.loop import TrainConfig, train
     from training.recipes import RECIPES
@@ -88,7 +89,7 @@ def run(o: RunOptions) -> dict:
         _say("train")
         pairs, pool = load_training_data(o.pairs or o.data, o.train_split, o.skip_bad)
         resume = (out / "train" / "train_config.json").exists()
-        train(cfg, pairs, pool, resume=resume)
+        train(cfg, pairs, pool or [d.passage for d in corpus], resume=resume)
     timings["train"] = time.time() - started
 
     started = time.time()
@@ -108,29 +109,26 @@ def run(o: RunOptions) -> dict:
     if not app_dir.exists():
         _say("Vespa application package")
         write_package(export_dir, app_dir, AppOptions())
-    texts = parity_texts(25, 25)
-    if java_missing():
-        extra["vespa_check"] = f"skipped: {java_missing()}"
-    else:
+    missing = java_missing()
+    if not missing:
         _say("checking the package with Vespa's own config model and HuggingFaceEmbedder")
-    report = check_package(app_dir, texts if not java_missing() else None)
-    extra["vespa_check"] = extra.get("vespa_check") or report.vespa
+    report = check_package(app_dir, None if missing else parity_texts(25, 25))
+    extra["vespa_check"] = f"skipped: {missing}" if missing else report.vespa
     extra["vespa_embedder"] = report.embedding and {k: report.embedding[k] for k in
                                                     ("texts", "document_min_cosine", "query_min_cosine")}
     print(report.summary(), file=sys.stderr)
     timings["package + Vespa check"] = time.time() - started
 
-    rows = []
+    rows, index = [], None
+    started = time.time()
     if o.vespa:
         rows += _evaluate_on_vespa(o, app_dir, corpus, beir, out, timings, extra)
-    started = time.time()
-    index_dir = out / "index"
-    if index_dir.exists():
-        _say(f"index: {index_dir} exists, reopening it")
-        index = EmbeddedIndex.open(index_dir)
+    elif (out / "index").exists():
+        _say(f"index: {out / 'index'} exists, reopening it")
+        index = EmbeddedIndex.open(out / "index")
     else:
         _say(f"embedded index: embedding {len(corpus)} documents with the exported model")
-        index = EmbeddedIndex.build(index_dir, export_dir, corpus)
+        index = EmbeddedIndex.build(out / "index", export_dir, corpus)
     timings["index"] = time.time() - started
 
     if beir:
@@ -140,11 +138,15 @@ def run(o: RunOptions) -> dict:
         base_encoder = Encoder.load(base, max_length=max_length)
         base_row = {"name": f"base ({model_label(base)})",
                     **score_run(dense_run(base_encoder, beir.corpus, beir.queries), beir.qrels)}
+        # the fine-tuned model's exact search uses the served ONNX graph (parity-checked against PyTorch) and,
+        # on the embedded backend, the document vectors the index already holds
+        embedder = index.embedder if index else OnnxEmbedder(export_dir)
+        doc_ids = [d.id for d in (index.docs if index else corpus)]
+        docs = index.embeddings if index else embedder.embed([d.passage for d in corpus], "passage", progress=True)
         qids = list(beir.queries)
-        vectors = index.embedder.embed([beir.queries[q] for q in qids], "query")
+        vectors = embedder.embed([beir.queries[q] for q in qids], "query")
         tuned_row = {"name": "fine-tuned (exact)",
-                     **score_run(to_run(qids, [d.id for d in index.docs], *exact_search(vectors, index.embeddings, 100)),
-                                 beir.qrels)}
+                     **score_run(to_run(qids, doc_ids, *exact_search(vectors, docs, 100)), beir.qrels)}
         if o.sts:
             base_row["sts_spearman"] = sts_score(base_encoder, _sts_rows(o.sts))
             tuned_row["sts_spearman"] = sts_score(Encoder.load(model_dir), _sts_rows(o.sts))
