@@ -71,7 +71,9 @@ def _schema(m: Manifest, o: AppOptions) -> Schema:
     query_tensor = [("query(q)", f"tensor<float>(x[{d}])")]
     bm25sum = Function("bm25sum", "bm25(title) + bm25(text)")
     closeness = "closeness(field, embedding)"
-    schema.add_rank_profile(RankProfile("bm25", first_phase="bm25sum", functions=[bm25sum],
+    # Every profile declares query(q): the default query profile sets it to embed(@query) for all queries,
+    # and Vespa's embedder takes the target tensor type from the rank profile's inputs.
+    schema.add_rank_profile(RankProfile("bm25", inputs=query_tensor, first_phase="bm25sum", functions=[bm25sum],
                                         match_features=["bm25(title)", "bm25(text)"]))
     schema.add_rank_profile(RankProfile("semantic", inputs=query_tensor, first_phase=closeness,
                                         match_features=[closeness]))
