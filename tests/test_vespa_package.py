@@ -1,7 +1,6 @@
 """The generated application package, checked structurally (Vespa's own check is in test_vespa_java.py)."""
 import json
 import xml.etree.ElementTree as ET
-from dataclasses import asdict
 
 import pytest
 

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .data import DataError, Skipped, load_pairs, read_corpus
+from .data import DataError, Skipped, load_pairs
 from .recipes import RECIPES
 
 BUNDLED = Path(__file__).parent / "data"

@@ -186,19 +186,18 @@ def check_package(package, texts: list[str] | None = None, hosted: bool = False,
     report.not_checked += [w for w in report.warnings if "Unable to lookup IP address" in w][:1]
     # The config model does not open model files (the config server's file distribution does, at deploy):
     # building Vespa's embedder from the package, always, is what proves the model loads.
-    texts = texts or SMOKE_TEXTS
-    if texts:
-        from exporter.runtime import OnnxEmbedder
+    from exporter.runtime import OnnxEmbedder
 
-        vespa = vespa_embed(package, texts)
-        ours = OnnxEmbedder(Path(package) / "models")
-        doc = np.stack([ours.embed_one(t, "passage") for t in texts])
-        query = np.stack([ours.embed_one(t, "query") for t in texts])
-        report.embedding = {"texts": len(texts), "type": vespa["type"], "config": vespa["config"],
-                            "document_min_cosine": float(_cos(vespa["document"], doc).min()),
-                            "query_min_cosine": float(_cos(vespa["query"], query).min())}
-        if vectors_out:
-            Path(vectors_out).write_text(json.dumps({"texts": texts, "document": vespa["document"].tolist(),
-                                                     "query": vespa["query"].tolist()}))
+    texts = texts or SMOKE_TEXTS
+    vespa = vespa_embed(package, texts)
+    ours = OnnxEmbedder(Path(package) / "models")
+    doc = np.stack([ours.embed_one(t, "passage") for t in texts])
+    query = np.stack([ours.embed_one(t, "query") for t in texts])
+    report.embedding = {"texts": len(texts), "type": vespa["type"], "config": vespa["config"],
+                        "document_min_cosine": float(_cos(vespa["document"], doc).min()),
+                        "query_min_cosine": float(_cos(vespa["query"], query).min())}
+    if vectors_out:
+        Path(vectors_out).write_text(json.dumps({"texts": texts, "document": vespa["document"].tolist(),
+                                                 "query": vespa["query"].tolist()}))
     report.seconds = round(time.time() - started, 1)
     return report
