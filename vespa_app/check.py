@@ -110,15 +110,21 @@ def java_missing() -> str | None:
 
 
 def _build_dir() -> Path:
-    return Path(os.environ.get("SIAMESE_VERIFY_BUILD", Path.home() / ".cache" / "siamese-vespa" / "verify"))
+    """One build per version of the verifier's sources, so checkouts of different versions never share classes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in [VERIFY_DIR / "pom.xml", *sorted(VERIFY_DIR.rglob("*.java"))]:
+        digest.update(path.read_bytes())
+    root = Path(os.environ.get("SIAMESE_VERIFY_BUILD", Path.home() / ".cache" / "siamese-vespa"))
+    return root / f"verify-{digest.hexdigest()[:12]}"
 
 
 def classpath() -> str:
     """Compile the verifier once (Maven downloads Vespa's jars on first use) and return its classpath."""
     build = _build_dir()
     cp_file = build / "classpath.txt"
-    source_stamp = max(p.stat().st_mtime for p in [VERIFY_DIR / "pom.xml", *VERIFY_DIR.rglob("*.java")])
-    if not cp_file.exists() or cp_file.stat().st_mtime < source_stamp:
+    if not cp_file.exists():
         build.mkdir(parents=True, exist_ok=True)
         cmd = ["mvn", "-B", "-q", "-f", str(VERIFY_DIR / "pom.xml"), f"-Dverify.build.dir={build}",
                "compile", "dependency:build-classpath", f"-Dmdep.outputFile={cp_file}.tmp"]
