@@ -37,7 +37,9 @@ def cmd_app_check(args) -> int:
 
 
 def add_app_commands(sub) -> None:
-    app = sub.add_parser("app", help="build and check the Vespa application package").add_subparsers(dest="app_cmd")
+    group = sub.add_parser("app", help="build and check the Vespa application package")
+    group.set_defaults(func=lambda args: group.print_help() or 2)
+    app = group.add_subparsers(dest="app_cmd")
     p = app.add_parser("build", help="application package from an export directory (manifest.json)")
     p.add_argument("export_dir")
     p.add_argument("out_dir")
