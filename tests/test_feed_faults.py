@@ -11,7 +11,8 @@ from vespa_app.vespa_client import VespaBackend, VespaUnreachable, feed
 
 
 def corpus(n=400):
-    return [Doc(f"doc-{i}", f"title {i}", f"text {i} " * 20) for i in range(n)] + [
+    # every other body is over 1 KiB, which pyvespa sends gzip-compressed
+    return [Doc(f"doc-{i}", f"title {i}", f"text {i} " * (20 if i % 2 else 300)) for i in range(n)] + [
         Doc("bad-1-poison", "t", "refused for good"), Doc("bad-2-poison", "t", "refused for good")]
 
 
@@ -34,6 +35,7 @@ def test_every_document_is_acknowledged_or_reported(tmp_path):
         assert {r["id"] for r in map(json.loads, failed.read_text().splitlines())} == set(result.failed)
         assert "HTTP 400" in result.failed["bad-1-poison"]
         assert server.stored["doc-7"] == {"id": "doc-7", "title": "title 7", "text": "text 7 " * 20}
+        assert server.stored["doc-8"]["text"] == "text 8 " * 300
 
         # a re-run sends only what is missing
         before = len(server.received)

@@ -42,3 +42,32 @@ def test_run_on_the_users_own_files(tiny_model, small_beir, tmp_path, capsys):
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert len(rows) == 5 and "sts_spearman" not in rows[1]
     assert f"siamese feed http://localhost:8080 {(small_beir / 'corpus.jsonl.gz').resolve()}" in capsys.readouterr().out
+
+
+def test_run_against_vespa_wires_feed_and_evaluation(tiny_model, small_beir, tmp_path, monkeypatch, capsys):
+    """`siamese run --vespa URL`: the corpus is fed through the real feeder (to the HTTP/2 fault server) and
+    evaluated through the backend's query(); the query API itself is stood in for by BM25 here."""
+    import vespa_app.vespa_client as client
+    from fault_server import FaultServer
+    from training.bm25 import BM25
+    from training.data import read_corpus
+    from vespa_app.backend import Hit
+
+    corpus = list(read_corpus(small_beir / "corpus.jsonl.gz").values())
+    bm25 = BM25([d.passage for d in corpus])
+
+    class StandIn(client.VespaBackend):
+        def query(self, text, profile="semantic", hits=10):
+            idx, scores = bm25.search([text], hits)
+            return [Hit(corpus[i].id, float(s)) for i, s in zip(idx[0], scores[0])]
+
+    monkeypatch.setattr(client, "VespaBackend", StandIn)
+    out = tmp_path / "run"
+    with FaultServer(every_drop=0) as server:
+        assert main(["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--epochs", "1",
+                     "--no-sts", "--vespa", server.url]) == 0
+        assert set(server.stored) == {d.id for d in corpus}
+    results = json.loads((out / "results.json").read_text())
+    assert [r["name"] for r in results["rows"]][:3] == ["vespa bm25", "vespa semantic", "vespa hybrid"]
+    assert f"{len(corpus)} documents: {len(corpus)} fed now" in results["extra"]["feed"]
+    assert not (out / "index").exists()  # evaluated on Vespa, not on the embedded backend
