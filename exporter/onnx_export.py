@@ -168,14 +168,6 @@ def export(model_dir, out_dir, quantize: str | None = None, force: bool = False,
     return atomic_dir(out_dir, write)
 
 
-def verify(export_dir, model_dir) -> dict:
-    """Re-check an existing export against its model: files untouched and parity still holding."""
-    manifest = Manifest.load(export_dir)
-    manifest.verify_files(export_dir)
-    encoder = Encoder.load(model_dir).eval()
-    return check_parity(encoder, export_dir, quantized=bool(manifest.quantization))
-
-
 def describe(export_dir) -> str:
     m = Manifest.load(export_dir)
     return json.dumps({k: getattr(m, k) for k in ("dimension", "pooling", "normalize", "max_tokens", "output",

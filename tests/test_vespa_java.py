@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import needs_java
-from exporter.parity import parity_texts
+from exporter.parity import cosine, parity_texts
 from training.encoder import Encoder
 from vespa_app.check import PackageError, check_package, vespa_embed, vespa_model_check
 from vespa_app.package import AppOptions, write_package
@@ -105,10 +105,6 @@ def test_hnsw_on_a_string_field_is_accepted_by_vespa(package, tmp_path):
     assert vespa_model_check(app)["accepted"]
 
 
-def cosines(a, b):
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-
-
 @pytest.mark.parametrize("int8, bound", [(False, 0.9999), (True, 0.99)])
 def test_vespas_embedder_agrees_with_our_pytorch_model(tiny_trained, tiny_export, tiny_export_int8, tmp_path,
                                                         int8, bound):
@@ -120,7 +116,7 @@ def test_vespas_embedder_agrees_with_our_pytorch_model(tiny_trained, tiny_export
     assert vespa["config"]["prepend_query"] == "query: " and vespa["config"]["prepend_document"] == "passage: "
     encoder = Encoder.load(tiny_trained)
     ours_doc, ours_query = encoder.encode(texts, "passage"), encoder.encode(texts, "query")
-    doc_cos, query_cos = cosines(vespa["document"], ours_doc), cosines(vespa["query"], ours_query)
+    doc_cos, query_cos = cosine(vespa["document"], ours_doc), cosine(vespa["query"], ours_query)
     assert doc_cos.min() >= bound, (doc_cos.min(), texts[int(doc_cos.argmin())])
     assert query_cos.min() >= bound, (query_cos.min(), texts[int(query_cos.argmin())])
     # the contexts differ only by the prefix, so the two sides must not be identical

@@ -190,10 +190,10 @@ def read_corpus(path, *, skip_bad=False, skipped: Skipped | None = None) -> dict
         title = obj.get("title") or ""
         if not isinstance(title, str):
             raise DataError(path, number, "wrong type: 'title' is not a string", "Make 'title' a string.")
-        corpus[doc_id] = Doc(doc_id, title, _text_field(path, number, obj, "text"))
+        return Doc(doc_id, title, _text_field(path, number, obj, "text"))
 
-    for _ in _parsed(path, parse, skip_bad=skip_bad, skipped=skipped):
-        pass
+    for doc in _parsed(path, parse, skip_bad=skip_bad, skipped=skipped):
+        corpus[doc.id] = doc
     return corpus
 
 
@@ -201,11 +201,10 @@ def read_queries(path, *, skip_bad=False, skipped: Skipped | None = None) -> dic
     queries: dict[str, str] = {}
 
     def parse(number, obj):
-        qid = _record_id(path, number, obj, queries, "query")
-        queries[qid] = _text_field(path, number, obj, "text")
+        return _record_id(path, number, obj, queries, "query"), _text_field(path, number, obj, "text")
 
-    for _ in _parsed(path, parse, skip_bad=skip_bad, skipped=skipped):
-        pass
+    for qid, text in _parsed(path, parse, skip_bad=skip_bad, skipped=skipped):
+        queries[qid] = text
     return queries
 
 

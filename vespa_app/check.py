@@ -171,10 +171,6 @@ def vespa_embed(package, texts: list[str]) -> dict:
     return vectors
 
 
-def _cos(a, b):
-    return (a * b).sum(1) / np.clip(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12, None)
-
-
 def check_package(package, texts: list[str] | None = None, hosted: bool = False, vectors_out=None) -> CheckReport:
     report = CheckReport(structural=structural_check(package))
     missing = java_missing()
@@ -192,6 +188,7 @@ def check_package(package, texts: list[str] | None = None, hosted: bool = False,
     report.not_checked += [w for w in report.warnings if "Unable to lookup IP address" in w][:1]
     # The config model does not open model files (the config server's file distribution does, at deploy):
     # building Vespa's embedder from the package, always, is what proves the model loads.
+    from exporter.parity import cosine
     from exporter.runtime import OnnxEmbedder
 
     texts = texts or SMOKE_TEXTS
@@ -200,8 +197,8 @@ def check_package(package, texts: list[str] | None = None, hosted: bool = False,
     doc = np.stack([ours.embed_one(t, "passage") for t in texts])
     query = np.stack([ours.embed_one(t, "query") for t in texts])
     report.embedding = {"texts": len(texts), "type": vespa["type"], "config": vespa["config"],
-                        "document_min_cosine": float(_cos(vespa["document"], doc).min()),
-                        "query_min_cosine": float(_cos(vespa["query"], query).min())}
+                        "document_min_cosine": float(cosine(vespa["document"], doc).min()),
+                        "query_min_cosine": float(cosine(vespa["query"], query).min())}
     if vectors_out:
         Path(vectors_out).write_text(json.dumps({"texts": texts, "document": vespa["document"].tolist(),
                                                  "query": vespa["query"].tolist()}))

@@ -100,8 +100,7 @@ class EmbeddedIndex:
     def open(cls, path) -> "EmbeddedIndex":
         path = Path(path)
         if not (path / "meta.json").exists():
-            raise FileNotFoundError(f"{path}: not an index (no meta.json). Build one with `siamese run` or "
-                                    "`siamese feed --backend embedded`.")
+            raise FileNotFoundError(f"{path}: not an index (no meta.json). Build one with `siamese run`.")
         meta = json.loads((path / "meta.json").read_text())
         docs = [Doc(**json.loads(line)) for line in (path / "docs.jsonl").read_text().splitlines()]
         hnsw = faiss.read_index(str(path / "hnsw.faiss"))

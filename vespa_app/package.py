@@ -24,7 +24,6 @@ from training.atomic import atomic_dir
 
 SCHEMA = "doc"
 EMBEDDER = "embedder"
-PROFILES = ("bm25", "semantic", "hybrid", "hybrid-linear")
 
 
 @dataclass

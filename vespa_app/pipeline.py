@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from training.cli import DEFAULT_DATA, DEFAULT_STS
-from training.data import Beir, read_beir, read_corpus, read_qrels, read_queries
+from training.data import Beir, read_beir, read_corpus, read_qrels, read_queries, read_sts_csv
 from training.encoder import Encoder, default_base_model
 from training.evaluate import dense_run, exact_search, limit_queries, model_label, sts_score, to_run
 from training.metrics import score_run
@@ -148,8 +148,9 @@ def run(o: RunOptions) -> dict:
         tuned_row = {"name": "fine-tuned (exact)",
                      **score_run(to_run(qids, doc_ids, *exact_search(vectors, docs, 100)), beir.qrels)}
         if o.sts:
-            base_row["sts_spearman"] = sts_score(base_encoder, _sts_rows(o.sts))
-            tuned_row["sts_spearman"] = sts_score(Encoder.load(model_dir), _sts_rows(o.sts))
+            sts_rows = read_sts_csv(o.sts)
+            base_row["sts_spearman"] = sts_score(base_encoder, sts_rows)
+            tuned_row["sts_spearman"] = sts_score(Encoder.load(model_dir), sts_rows)
         if not o.vespa:
             served = evaluate_backend(index, beir, label="served")
             rows += [served[0], base_row, tuned_row] + served[1:]
@@ -166,12 +167,6 @@ def run(o: RunOptions) -> dict:
                                extra | {"backend": "vespa" if o.vespa else "embedded"}, deploy)
     (out / "results.json").write_text(json.dumps({"rows": rows, "timings": timings, "extra": extra}, indent=2))
     return {"rows": rows, "timings": timings, "report": str(report_path), "deploy": deploy, "extra": extra}
-
-
-def _sts_rows(path):
-    from training.data import read_sts_csv
-
-    return read_sts_csv(path)
 
 
 def _evaluate_on_vespa(o, app_dir, corpus, beir, out, timings, extra):
