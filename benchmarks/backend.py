@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from training.cli import DEFAULT_DATA  # noqa: E402
-from training.data import read_beir  # noqa: E402
+from common.bundled import SCIFACT as DEFAULT_DATA  # noqa: E402
+from common.data import read_beir  # noqa: E402
 from vespa_app.embedded import EmbeddedIndex  # noqa: E402
 
 SETTINGS = [(16, 100, 100), (16, 200, 100), (16, 200, 200), (32, 500, 200)]  # (M, ef_construction, ef_search)

@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from exporter.onnx_export import export  # noqa: E402
-from exporter.parity import cosine  # noqa: E402
+from common.vectors import cosine  # noqa: E402
 from exporter.runtime import OnnxEmbedder  # noqa: E402
-from training.cli import DEFAULT_DATA  # noqa: E402
-from training.data import read_beir  # noqa: E402
+from common.bundled import SCIFACT as DEFAULT_DATA  # noqa: E402
+from common.data import read_beir  # noqa: E402
 from training.encoder import Encoder, default_base_model  # noqa: E402
 
 

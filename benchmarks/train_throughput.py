@@ -14,11 +14,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from training.cli import DEFAULT_DATA  # noqa: E402
-from training.data import load_pairs  # noqa: E402
+from common.bundled import SCIFACT as DEFAULT_DATA  # noqa: E402
+from training.pairs import load_pairs  # noqa: E402
 from training.encoder import Encoder, default_base_model  # noqa: E402
 from training.evaluate import model_label  # noqa: E402
-from training.loop import TrainConfig, train_step  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
+from training.loop import train_step  # noqa: E402
+from training.losses import make_loss  # noqa: E402
 
 
 def main():
@@ -36,7 +38,7 @@ def main():
     encoder = Encoder.load(base, max_length=args.max_length).to(device).train()
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=1e-5)
     pairs, _ = load_pairs(DEFAULT_DATA)
-    cfg = TrainConfig(base=str(base), out="-", grad_cache_chunk=args.grad_cache_chunk)
+    loss_fn = make_loss(TrainConfig(base=str(base), out="-"))
     n_pairs = n_tokens = 0
     elapsed = 0.0
     for step in range(args.warmup + args.steps):
@@ -45,7 +47,7 @@ def main():
         if device == "cuda":
             torch.cuda.synchronize()
         started = time.perf_counter()
-        train_step(encoder, queries, passages, cfg)
+        train_step(encoder, batch, loss_fn, args.grad_cache_chunk)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if device == "cuda":

@@ -26,7 +26,7 @@ def add_commands(sub) -> None:
 
 
 def main(argv=None) -> int:
-    from training.cli import run
+    from common.cli import run
 
     parser = argparse.ArgumentParser(prog="python -m exporter")
     add_commands(parser.add_subparsers(dest="command"))

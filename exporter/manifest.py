@@ -10,11 +10,14 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from common.errors import UserError
+from common.poolings import POOLINGS, VESPA_POOLINGS
+
 MANIFEST = "manifest.json"
 FORMAT = 1
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     pass
 
 
@@ -29,13 +32,13 @@ def sha256(path) -> str:
 @dataclass
 class Manifest:
     dimension: int
-    pooling: str  # Vespa's pooling-strategy: mean | cls | none (pooling baked into the graph)
+    pooling: str  # Vespa's pooling-strategy (common.poolings.VESPA_POOLINGS); none: pooling baked into the graph
     normalize: bool
     max_tokens: int
     prefixes: dict  # {"query": ..., "document": ...}, concatenated verbatim
     inputs: list  # ONNX input names, in order
     output: str  # ONNX output Vespa reads: last_hidden_state, or sentence_embedding when pooling is none
-    model_pooling: str = "mean"  # what the trained model does: mean | cls | attention
+    model_pooling: str = "mean"  # what the trained model does (common.poolings.POOLINGS)
     opset: int = 17
     quantization: dict | None = None
     files: dict = field(default_factory=dict)  # name → {"sha256", "bytes"}
@@ -69,8 +72,10 @@ class Manifest:
         problems = []
         if not isinstance(self.dimension, int) or self.dimension < 1:
             problems.append(f"dimension must be a positive integer, not {self.dimension!r}")
-        if self.pooling not in ("mean", "cls", "none"):
-            problems.append(f"pooling must be mean, cls or none, not {self.pooling!r}")
+        if self.pooling not in VESPA_POOLINGS:
+            problems.append(f"pooling must be one of {', '.join(VESPA_POOLINGS)}, not {self.pooling!r}")
+        if self.model_pooling not in POOLINGS:
+            problems.append(f"model_pooling must be one of {', '.join(POOLINGS)}, not {self.model_pooling!r}")
         if (self.pooling == "none") != (self.output != "last_hidden_state"):
             problems.append(f"pooling {self.pooling!r} does not fit output {self.output!r} "
                             "(pooling none goes with a pooled output such as sentence_embedding)")

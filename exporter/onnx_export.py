@@ -16,7 +16,9 @@ from pathlib import Path
 
 import torch
 
-from training.atomic import atomic_dir
+from common.atomic import atomic_dir
+from common.errors import OutputExistsError, UserError
+from common.poolings import vespa_can_pool, vespa_pooling
 from training.encoder import Encoder, check_model_dir
 
 from .manifest import Manifest, sha256
@@ -25,7 +27,7 @@ from .parity import check_parity, parity_texts
 OPSET = 18
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     pass
 
 
@@ -94,18 +96,14 @@ def _versions() -> dict:
 
 def onnx_ndcg(export_dir, model_file: str, beir, progress: bool = False) -> float:
     """nDCG@10 of an exported graph, exact search, documents and queries embedded as Vespa would."""
-    import numpy as np
+    from functools import partial
 
-    from training.evaluate import exact_search, to_run
-    from training.metrics import score_run
+    from common.vectors import dense_scores
 
     from .runtime import OnnxEmbedder
 
     embedder = OnnxEmbedder(export_dir, model_file)
-    doc_ids, qids = list(beir.corpus), list(beir.queries)
-    docs = embedder.embed([beir.corpus[d].passage for d in doc_ids], "passage", progress=progress)
-    queries = np.stack([embedder.embed_one(beir.queries[q], "query") for q in qids])
-    return score_run(to_run(qids, doc_ids, *exact_search(queries, docs, 100)), beir.qrels)["ndcg@10"]
+    return dense_scores(partial(embedder.embed, progress=progress), beir)["ndcg@10"]
 
 
 def export(model_dir, out_dir, quantize: str | None = None, force: bool = False, progress: bool = True,
@@ -114,13 +112,13 @@ def export(model_dir, out_dir, quantize: str | None = None, force: bool = False,
     model_dir = check_model_dir(model_dir)
     out_dir = Path(out_dir)
     if out_dir.exists() and not force:
-        raise FileExistsError(f"{out_dir} already exists. Choose another output directory or pass --force "
-                              "to replace it (the old one stays until the new export has passed its checks).")
+        raise OutputExistsError(f"{out_dir} already exists. Choose another output directory or pass --force "
+                                "to replace it (the old one stays until the new export has passed its checks).")
     if quantize not in (None, "int8"):
         raise ExportError(f"unknown quantization {quantize!r}: the choice is int8")
     encoder = Encoder.load(model_dir).eval()
     c = encoder.config
-    baked = c.pooling == "attention"
+    baked = not vespa_can_pool(c.pooling)
 
     def write(tmp: Path):
         say = (lambda m: print(m, file=sys.stderr)) if progress else (lambda m: None)
@@ -131,7 +129,7 @@ def export(model_dir, out_dir, quantize: str | None = None, force: bool = False,
             _export_with_optimum(model_dir, tmp / "model.onnx", tmp / "optimum")
             shutil.rmtree(tmp / "optimum")
         _write_tokenizer(encoder, tmp / "tokenizer.json")
-        manifest = Manifest(dimension=encoder.dim, pooling="none" if baked else c.pooling, normalize=c.normalize,
+        manifest = Manifest(dimension=encoder.dim, pooling=vespa_pooling(c.pooling), normalize=c.normalize,
                             max_tokens=c.max_length,
                             prefixes={"query": c.query_prefix, "document": c.passage_prefix},
                             inputs=_input_names(encoder),
@@ -151,7 +149,7 @@ def export(model_dir, out_dir, quantize: str | None = None, force: bool = False,
             manifest.quantization = {"type": "int8", "method": "dynamic", "per_channel": True}
             manifest.parity["int8"] = check_parity(encoder, tmp, texts, quantized=True)
             if quality_data:
-                from training.data import read_beir
+                from common.data import read_beir
 
                 say(f"measuring nDCG@10 of fp32 and int8 on {quality_data} ({quality_split})")
                 beir = read_beir(quality_data, quality_split)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 
 import numpy as np
+
+from common.bundled import SCIFACT
+from common.errors import UserError
+from common.vectors import cosine
 
 from .runtime import OnnxEmbedder
 
@@ -19,29 +22,24 @@ FP32_MAX_ABS = 1e-5
 FP32_MIN_COSINE = 0.99999
 INT8_MEAN_COSINE = 0.99
 
-_SCIFACT = Path(__file__).resolve().parent.parent / "training" / "data" / "scifact"
 _ODD = ["naïve café", "Größe und Maß", "東京は日本の首都です。", "Ελληνικά κείμενα", "Привет, мир",
         "مرحبا بالعالم", "emoji 🧬🔬 in science", "Zürich — Genève", "ﬁligree ligatures", "x",
         "!!!", "...", "?", "()", "— – -", "#$%&*", "\"'`", ";;;", "¿¡", "…"]
 
 
-class ParityError(AssertionError):
+class ParityError(UserError, AssertionError):
     pass
 
 
 def parity_texts(n_short: int = 40, n_long: int = 40) -> list[str]:
     """At least 100 texts: SciFact claims, SciFact abstracts (mostly beyond max tokens), and odd ones."""
-    with open(_SCIFACT / "queries.jsonl") as fh:
+    with open(SCIFACT / "queries.jsonl") as fh:
         short = [json.loads(line)["text"] for _, line in zip(range(n_short), fh)]
-    with gzip.open(_SCIFACT / "corpus.jsonl.gz", "rt") as fh:
+    with gzip.open(SCIFACT / "corpus.jsonl.gz", "rt") as fh:
         docs = [json.loads(line) for _, line in zip(range(n_long), fh)]
     long = [f"{d['title']} {d['text']}" for d in docs]
     very_long = [" ".join(long[:3]) * 3]
     return short + long + very_long + _ODD
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(-1) / np.clip(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12, None)
 
 
 def check_parity(encoder, export_dir, texts: list[str] | None = None, model_file: str = "model.onnx",

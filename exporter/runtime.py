@@ -3,6 +3,7 @@
 One text per call, special tokens added, no padding, truncation as tokenizer.json says, the prefix
 concatenated verbatim (Vespa 8.679+ adds no space), pooling over the attention mask, optional
 normalisation. The embedded search backend uses this to embed queries, so it embeds as Vespa would.
+Serving queries needs only onnxruntime and tokenizers: this module imports neither torch nor transformers.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from training.encoder import length_sorted_batches
+from common.batching import length_sorted_batches
+from common.vectors import normalize
 
 from .manifest import Manifest
 
@@ -25,10 +27,6 @@ def pool(tokens: np.ndarray, mask: np.ndarray, strategy: str) -> np.ndarray:
         return tokens[:, 0]
     m = mask[..., None].astype(tokens.dtype)
     return (tokens * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
-
-
-def normalize(x: np.ndarray) -> np.ndarray:
-    return x / np.clip(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12, None)
 
 
 def session(model_path, threads: int = 0) -> ort.InferenceSession:

@@ -9,7 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parent.parent
-SCIFACT = REPO / "training" / "data" / "scifact"
+SCIFACT = REPO / "common" / "datasets" / "scifact"
 
 
 def build_tiny_model(path: Path, seed: int = 0, dropout: float = 0.1) -> Path:
@@ -37,7 +37,7 @@ def tiny_model(tmp_path_factory) -> Path:
 
 def toy_pairs(n: int = 48, seed: int = 0):
     """Passages of 8 distinct words; the query is 3 of its passage's words. Learnable by a tiny model."""
-    from training.data import Pair
+    from training.pairs import Pair
 
     rng = random.Random(seed)
     words = ("apple river stone cloud tiger piano window garden silver rocket candle forest ocean violin "
@@ -56,7 +56,7 @@ def write_small_beir(folder: Path, n_docs: int = 150, n_train: int = 40, n_test:
     """A real slice of SciFact: the documents judged for the first train/test queries, plus others."""
     import gzip
 
-    from training.data import read_beir
+    from common.data import read_beir
 
     train, test = read_beir(SCIFACT, "train"), read_beir(SCIFACT, "test")
     train_q, test_q = list(train.qrels)[:n_train], list(test.qrels)[:n_test]
@@ -92,7 +92,8 @@ def small_beir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_trained(tiny_model, tmp_path_factory) -> Path:
     """The tiny model after a short training run, with E5-style prefixes."""
-    from training.loop import TrainConfig, train
+    from training.config import TrainConfig
+    from training.loop import train
 
     cfg = TrainConfig(base=str(tiny_model), out=str(tmp_path_factory.mktemp("tiny-run")), epochs=1, batch_size=8,
                       max_length=48, query_prefix="query: ", passage_prefix="passage: ")

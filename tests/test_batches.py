@@ -1,5 +1,5 @@
 from training.batches import plan_epoch
-from training.data import Pair, load_pairs
+from training.pairs import Pair, load_pairs
 from conftest import SCIFACT
 
 
@@ -36,7 +36,8 @@ def test_shared_positive_is_deferred_not_dropped():
 
 
 def test_given_negatives_are_kept_and_mined_ones_exclude_positives():
-    from training.loop import TrainConfig, prepare_pairs
+    from training.config import TrainConfig
+    from training.loop import prepare_pairs
 
     pairs = [Pair("q1", "p1", ["n1", "p2"]), Pair("q1", "p2"), Pair("q2", "apple pie recipe"),
              Pair("q3", "banana bread recipe"), Pair("q4", "cherry tart recipe")]

@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import SCIFACT
-from training.data import (DataError, Skipped, load_pairs, read_beir, read_corpus, read_pairs_jsonl, read_qrels,
-                           read_sts_csv)
+from common.data import DataError, Skipped, read_beir, read_corpus, read_qrels, read_sts_csv
+from training.pairs import load_pairs, read_pairs_jsonl
 
 GOOD = '{"query": "q", "positive": "p"}\n'
 

@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
-from training.data import read_beir
+from common.data import read_beir
 from vespa_app.backend import evaluate_backend
-from vespa_app.embedded import RRF_K, EmbeddedIndex
+from vespa_app.embedded import EmbeddedIndex
+from vespa_app.serving import RRF_K
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def test_hnsw_agrees_with_exact_search(index):
     idx, beir = index
     vectors = idx.embedder.embed(list(beir.queries.values()) + [d.passage for d in idx.docs[:80]], "query")
     exact, _ = idx.exact(vectors, 10)
-    hits = [set(idx.semantic(v, 10)[0].tolist()) for v in vectors]
+    hits = [set(idx.nearest(v, 10)[0].tolist()) for v in vectors]
     recall = np.mean([len(h & set(e.tolist())) / 10 for h, e in zip(hits, exact)])
     assert recall >= 0.99
 
@@ -37,7 +38,7 @@ def test_semantic_scores_are_vespa_closeness(index):
 def test_hybrid_is_reciprocal_rank_fusion(index):
     idx, beir = index
     text = list(beir.queries.values())[1]
-    nn_idx, nn_close = idx.semantic(idx.embedder.embed_one(text, "query"), 100)
+    nn_idx, nn_close = idx.nearest(idx.embedder.embed_one(text, "query"), 100)
     bm_idx, bm_score = idx.lexical(text, 1000)
     top = idx.query(text, "hybrid", hits=1)[0]
     i = [d.id for d in idx.docs].index(top.id)
@@ -76,3 +77,66 @@ def test_existing_index_is_not_overwritten(index, tiny_export):
     idx, _ = index
     with pytest.raises(FileExistsError):
         EmbeddedIndex.build(idx.path, tiny_export, idx.docs)
+
+
+def test_every_profile_answers_on_the_embedded_backend(index):
+    from vespa_app.profiles import NAMES
+
+    idx, beir = index
+    text = list(beir.queries.values())[2]
+    for profile in NAMES:
+        hits = idx.query(text, profile, hits=10)
+        assert len(hits) == 10 and len({h.id for h in hits}) == 10, profile
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True), profile
+
+
+def test_a_bm25_query_is_not_embedded(index, monkeypatch):
+    idx, beir = index
+    text = list(beir.queries.values())[0]
+    expected = [h.id for h in idx.query(text, "bm25", 10)]
+
+    def no_embedding(*args, **kwargs):
+        raise AssertionError("a BM25 query was embedded")
+
+    monkeypatch.setattr(idx.embedder, "embed_one", no_embedding)
+    assert [h.id for h in idx.query(text, "bm25", 10)] == expected
+    with pytest.raises(AssertionError, match="was embedded"):
+        idx.query(text, "semantic", 10)
+
+
+def test_hybrid_linear_is_the_sum_of_min_max_normalised_features(index):
+    idx, beir = index
+    text = list(beir.queries.values())[3]
+    nn_idx, nn_close = idx.nearest(idx.embedder.embed_one(text, "query"), 100)
+    bm_idx, bm_score = idx.lexical(text, 1000)
+    close = dict(zip(nn_idx.tolist(), nn_close.tolist()))
+    lexical = dict(zip(bm_idx.tolist(), bm_score.tolist()))
+    candidates = set(close) | set(lexical)
+
+    def linear(feature):
+        values = [feature.get(j, 0.0) for j in candidates]
+        low, high = min(values), max(values)
+        return {j: (feature.get(j, 0.0) - low) / (high - low) for j in candidates}
+
+    fused = {j: linear(close)[j] + linear(lexical)[j] for j in candidates}
+    hits = idx.query(text, "hybrid-linear", hits=5)
+    best = max(fused, key=fused.get)
+    assert hits[0].id == idx.docs[best].id
+    assert [h.score for h in hits] == pytest.approx(sorted(fused.values(), reverse=True)[:5])
+
+
+def test_binary_matches_by_hamming_and_reranks_by_cosine(index):
+    from vespa_app.embedded import pack_bits
+
+    idx, beir = index
+    text = list(beir.queries.values())[4]
+    v = idx.embedder.embed_one(text, "query")
+    bits = np.unpackbits(pack_bits(idx.embeddings), axis=1).astype(bool)
+    assert (bits == (idx.embeddings > 0)).all()  # Vespa's pack_bits: 1 where > 0, first dimension first
+    hamming = (bits != (v > 0)).sum(1)
+    hits = idx.query(text, "binary", hits=10, target_hits=100)
+    matched = {idx.docs[i].id for i in np.argsort(hamming, kind="stable")[:100]}
+    assert {h.id for h in hits} <= matched | {idx.docs[i].id for i in np.flatnonzero(hamming <= np.sort(hamming)[99])}
+    positions = [[d.id for d in idx.docs].index(h.id) for h in hits]
+    cosine = idx.embeddings[positions] @ v / np.linalg.norm(idx.embeddings[positions], axis=1) / np.linalg.norm(v)
+    assert [h.score for h in hits] == pytest.approx(cosine.tolist(), abs=1e-5)

@@ -10,7 +10,8 @@ from exporter.onnx_export import ExportError, export
 from exporter.parity import ParityError, check_parity
 from exporter.runtime import OnnxEmbedder
 from training.encoder import Encoder, ModelDirError
-from training.loop import TrainConfig, train
+from training.config import TrainConfig
+from training.loop import train
 
 
 @pytest.fixture(scope="module", params=["mean", "attention"])

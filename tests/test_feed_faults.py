@@ -6,7 +6,7 @@ import time
 import pytest
 
 from fault_server import FaultServer
-from training.data import Doc
+from common.data import Doc
 from vespa_app.vespa_client import VespaBackend, VespaUnreachable, feed
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from training.metrics import mrr_at, ndcg_at, recall_at, score_run, spearman
+from common.metrics import mrr_at, ndcg_at, recall_at, score_run, spearman
 
 
 def test_ndcg_by_hand():

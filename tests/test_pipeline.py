@@ -29,7 +29,8 @@ def test_run_end_to_end_then_reuse(tiny_model, small_beir, tmp_path, capsys):
 
 
 def test_run_on_the_users_own_files(tiny_model, small_beir, tmp_path, capsys):
-    from training.data import beir_pairs, read_beir
+    from common.data import read_beir
+    from training.pairs import beir_pairs
 
     pairs = tmp_path / "pairs.jsonl"
     with open(pairs, "w") as fh:
@@ -50,7 +51,7 @@ def test_run_against_vespa_wires_feed_and_evaluation(tiny_model, small_beir, tmp
     import vespa_app.vespa_client as client
     from fault_server import FaultServer
     from training.bm25 import BM25
-    from training.data import read_corpus
+    from common.data import read_corpus
     from vespa_app.backend import Hit
 
     corpus = list(read_corpus(small_beir / "corpus.jsonl.gz").values())

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import needs_java
-from exporter.parity import cosine, parity_texts
+from common.vectors import cosine
+from exporter.parity import parity_texts
 from training.encoder import Encoder
 from vespa_app.check import PackageError, check_package, vespa_embed, vespa_model_check
 from vespa_app.package import AppOptions, write_package

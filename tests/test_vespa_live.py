@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from training.data import Beir, read_beir
+from common.data import Beir, read_beir
 from vespa_app.backend import evaluate_backend
 from vespa_app.package import write_package
 from vespa_app.vespa_client import VespaBackend, container_engine, deploy_docker, deploy_to_config_server

@@ -48,8 +48,13 @@ def test_normalized_mean_model(tmp_path):
     assert (e.findtext("pooling-strategy"), e.findtext("normalize"), e.findtext("max-tokens")) == ("mean", "true", "128")
     assert e.find("transformer-output") is None and e.find("prepend") is None
     assert (app / "models" / "model.onnx").read_bytes() == b"onnx"
-    profile = (app / "search" / "query-profiles" / "default.xml").read_text()
-    assert "embed(embedder, @query)" in profile
+    # a query embeds only where its rank profile declares the input: nothing embeds every query
+    assert "embed(" not in "".join(p.read_text() for p in (app / "search").rglob("*.xml"))
+    bm25 = sd[sd.index("rank-profile bm25 "):sd.index("rank-profile semantic ")]
+    assert "inputs" not in bm25 and "query(q)" not in bm25
+    assert "query(q) tensor<float>(x[384])" in sd[sd.index("rank-profile semantic "):sd.index("rank-profile hybrid ")]
+    assert sd.count("query(q) tensor") == 1 and sd.count("function bm25sum()") == 1  # shared through inherits
+    assert "rank-profile hybrid inherits bm25, semantic {" in sd
     assert not (app / "hosts.xml").exists()
     assert structural_check(app)
 

@@ -1,1 +1,1 @@
-"""Fine-tuning a sentence bi-encoder: data readers, encoder, InfoNCE loss, training loop, evaluation."""
+"""Fine-tuning a bi-encoder: pairs → model directory (see ``model_dir.py`` for what that holds)."""

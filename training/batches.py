@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections import deque
 
-from .data import Pair
+from .pairs import Pair
 from .negatives import known_positives
 
 

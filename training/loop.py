@@ -1,4 +1,4 @@
-"""The training loop: InfoNCE over planned batches, AdamW with warmup + linear decay, checkpoints that a
+"""The training loop: the configured loss (InfoNCE by default) over planned batches, AdamW with warmup + linear decay, checkpoints that a
 ``--resume`` continues bit for bit, and gradient caching so the batch (and so the number of in-batch
 negatives) is not capped by memory.
 """
@@ -8,60 +8,21 @@ import json
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .atomic import atomic_dir
+from common.atomic import atomic_dir
+from common.errors import ConfigError, MissingInputError, OutputExistsError
+
 from .batches import plan_epoch
-from .data import Pair
+from .config import TrainConfig
 from .encoder import Encoder
-from .infonce import info_nce
+from .losses import Loss, make_loss
 from .negatives import known_positives, mine_hard_negatives
-
-
-@dataclass
-class TrainConfig:
-    base: str
-    out: str
-    epochs: int = 1
-    max_steps: int = 0  # 0: as many as the epochs give
-    batch_size: int = 32
-    lr: float = 5e-5
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    max_length: int | None = None  # None: the base model's
-    pooling: str | None = None
-    normalize: bool | None = None
-    query_prefix: str | None = None
-    passage_prefix: str | None = None
-    temperature: float = 0.05
-    symmetric: bool = False
-    hard_negatives: int = 0
-    mine_depth: int = 10
-    grad_cache_chunk: int = 0  # 0: no gradient caching
-    checkpoint_every: int = 0
-    keep_checkpoints: int = 2
-    eval_every: int = 0
-    seed: int = 42
-
-    def check(self) -> None:
-        """Fail before any work on values that cannot be right."""
-        rules = [(self.epochs >= 1, "epochs must be ≥ 1"), (self.max_steps >= 0, "max steps must be ≥ 0"),
-                 (self.batch_size >= 2, "batch size must be ≥ 2 (in-batch negatives need company)"),
-                 (self.lr > 0, "learning rate must be > 0"), (0 <= self.warmup_ratio < 1, "warmup ratio in [0, 1)"),
-                 (self.temperature > 0, "temperature τ must be > 0"),
-                 (self.max_length is None or self.max_length >= 8, "max length must be ≥ 8"),
-                 (self.hard_negatives >= 0, "hard negatives must be ≥ 0"),
-                 (self.grad_cache_chunk >= 0, "grad cache chunk must be ≥ 0"),
-                 (self.checkpoint_every >= 0, "checkpoint every must be ≥ 0")]
-        for ok, message in rules:
-            if not ok:
-                raise ValueError(f"bad training setting: {message}")
+from .pairs import Pair
 
 
 class _RngState:
@@ -82,12 +43,13 @@ def _embed(encoder: Encoder, texts: list[str], kind: str) -> torch.Tensor:
         return encoder(encoder.tokenize(encoder.with_prefix(texts, kind))).float()
 
 
-def train_step(encoder: Encoder, queries: list[str], passages: list[str], cfg: TrainConfig) -> float:
+def train_step(encoder: Encoder, batch: list[Pair], loss_fn: Loss, grad_cache_chunk: int = 0) -> float:
     """Forward + backward for one batch; gradients are left on the parameters."""
-    chunk = cfg.grad_cache_chunk
+    queries = [p.query for p in batch]
+    passages = [p.positive for p in batch] + [n for p in batch for n in p.negatives]
+    chunk = grad_cache_chunk
     if not chunk or chunk >= len(passages):
-        loss = info_nce(_embed(encoder, queries, "query"), _embed(encoder, passages, "passage"),
-                        cfg.temperature, cfg.symmetric)
+        loss = loss_fn(_embed(encoder, queries, "query"), _embed(encoder, passages, "passage"), batch)
         loss.backward()
         return loss.item()
     # Gradient caching (Gao et al., 2021): embed all chunks without a graph, take the loss gradient with
@@ -102,7 +64,7 @@ def train_step(encoder: Encoder, queries: list[str], passages: list[str], cfg: T
     n_q = sum(1 for _, kind in pieces if kind == "query")
     q = torch.cat(reps[:n_q]).requires_grad_()
     p = torch.cat(reps[n_q:]).requires_grad_()
-    loss = info_nce(q, p, cfg.temperature, cfg.symmetric)
+    loss = loss_fn(q, p, batch)
     loss.backward()
     grads = list(q.grad.split(chunk)) + list(p.grad.split(chunk))
     end_state = _RngState()
@@ -154,14 +116,13 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus_texts: list[str] | None = 
     config_file = out / "train_config.json"
     if resume:
         if not config_file.exists():
-            raise FileNotFoundError(f"{out}: nothing to resume (no train_config.json). Start without --resume.")
-        saved = json.loads(config_file.read_text())
-        cfg = TrainConfig(**{f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved})
+            raise MissingInputError(f"{out}: nothing to resume (no train_config.json). Start without --resume.")
+        cfg = TrainConfig.load(config_file)
     elif (out / "model").exists() or _checkpoints(out):
-        raise FileExistsError(f"{out} already holds a training run. Use --resume to continue it, "
-                              "or choose another --out.")
+        raise OutputExistsError(f"{out} already holds a training run. Use --resume to continue it, "
+                                "or choose another --out.")
     if not pairs:
-        raise ValueError("no training pairs")
+        raise ConfigError("no training pairs")
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -189,21 +150,21 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus_texts: list[str] | None = 
         start, log = state["step"], state["log"]
     else:
         out.mkdir(parents=True, exist_ok=True)
-        config_file.write_text(json.dumps(asdict(cfg), indent=2))
+        cfg.save(config_file)
 
+    loss_fn = make_loss(cfg)
     started, n_pairs, n_tokens = time.time(), 0, 0
     bar = tqdm(range(start, total), initial=start, total=total, desc="train", unit="step", disable=not progress)
     for step in bar:
         batch = [pairs[i] for i in plan[step]]
-        queries = [p.query for p in batch]
-        passages = [p.positive for p in batch] + [n for p in batch for n in p.negatives]
-        loss = train_step(encoder, queries, passages, cfg)
+        loss = train_step(encoder, batch, loss_fn, cfg.grad_cache_chunk)
         torch.nn.utils.clip_grad_norm_(encoder.parameters(), cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         n_pairs += len(batch)
-        n_tokens += sum(len(ids) for ids in encoder.tokenizer(queries + passages, truncation=True,
+        texts = [t for p in batch for t in (p.query, p.positive, *p.negatives)]
+        n_tokens += sum(len(ids) for ids in encoder.tokenizer(texts, truncation=True,
                                                                 max_length=encoder.config.max_length)["input_ids"])
         log["step"].append(step + 1)
         log["loss"].append(loss)
@@ -228,7 +189,7 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus_texts: list[str] | None = 
 
     def write(tmp: Path):
         encoder.save(tmp)
-        (tmp / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        cfg.save(tmp / "train_config.json")
         (tmp / "train_metrics.json").write_text(json.dumps(metrics, indent=2))
     model_dir = atomic_dir(out / "model", write)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)

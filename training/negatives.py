@@ -9,7 +9,7 @@ import random
 from collections import defaultdict
 
 from .bm25 import BM25
-from .data import Pair
+from .pairs import Pair
 
 
 def known_positives(pairs: list[Pair]) -> dict[str, set[str]]:

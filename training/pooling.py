@@ -1,7 +1,7 @@
 """Pooling: token embeddings (B, T, D) and an attention mask (B, T) → one vector per text (B, D).
 
-``mean`` and ``cls`` are what Vespa's hugging-face-embedder can do itself from ``last_hidden_state``;
-``attention`` is learned, so the exporter bakes it into the ONNX graph.
+Which of these Vespa's hugging-face-embedder can do itself is recorded in ``common/poolings.py``;
+the learned ``attention`` pooling it cannot, so the exporter bakes it into the ONNX graph.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-POOLINGS = ("mean", "cls", "attention")
+from common.poolings import POOLINGS
 
 
 def mean_pool(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -68,6 +68,7 @@ class AttentionPooling(nn.Module):
 
 
 def pool(kind: str, tokens: torch.Tensor, mask: torch.Tensor, attention: AttentionPooling | None = None):
+    """Pool with the pooling named ``kind``, one of ``common.poolings.POOLINGS``."""
     if kind == "mean":
         return mean_pool(tokens, mask)
     if kind == "cls":

@@ -1,7 +1,6 @@
 """The search backend interface shared by Vespa and the embedded backend, and evaluation through it.
 
-Profiles mean the same on both: ``bm25`` (BM25 over title and text), ``semantic`` (closeness of the
-query embedding to the document embedding, HNSW) and ``hybrid`` (reciprocal rank fusion of the two).
+Profiles (``profiles.py``) mean the same on both.
 """
 from __future__ import annotations
 
@@ -9,10 +8,10 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from training.data import Beir
-from training.metrics import score_run
+from common.data import Beir
+from common.metrics import score_run
 
-PROFILES = ("bm25", "semantic", "hybrid")
+from .profiles import CORE
 
 
 @dataclass
@@ -26,7 +25,7 @@ class SearchBackend(Protocol):
     def query(self, text: str, profile: str = "semantic", hits: int = 10) -> list[Hit]: ...
 
 
-def evaluate_backend(backend: SearchBackend, beir: Beir, profiles=PROFILES, label: str = "", progress=True):
+def evaluate_backend(backend: SearchBackend, beir: Beir, profiles=CORE, label: str = "", progress=True):
     """One row per profile, in the table format of `siamese eval`."""
     from tqdm.auto import tqdm
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import UserError
+from common.vectors import cosine
 from exporter.manifest import Manifest, ManifestError
 
 VERIFY_DIR = Path(__file__).parent / "verify"
@@ -27,8 +29,12 @@ MAIN_CLASS = "ai.siamese.verify.Verify"
 SMOKE_TEXTS = ["What does the model make of a short query?", "naïve café, 東京 — and punctuation!?"]
 
 
-class PackageError(ValueError):
+class PackageError(UserError, ValueError):
     """The package is broken; the message is Vespa's own where Vespa found it."""
+
+
+class VerifierError(UserError, RuntimeError):
+    """Vespa's own code could not be built or run here (Maven, the network, the JDK)."""
 
 
 @dataclass
@@ -130,7 +136,7 @@ def classpath() -> str:
                "compile", "dependency:build-classpath", f"-Dmdep.outputFile={cp_file}.tmp"]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
-            raise RuntimeError("building Vespa's verifier with Maven failed (is Maven Central reachable?):\n"
+            raise VerifierError("building Vespa's verifier with Maven failed (is Maven Central reachable?):\n"
                                + (result.stdout + result.stderr)[-3000:])
         Path(f"{cp_file}.tmp").rename(cp_file)
     return f"{build / 'classes'}{os.pathsep}{cp_file.read_text().strip()}"
@@ -188,7 +194,6 @@ def check_package(package, texts: list[str] | None = None, hosted: bool = False,
     report.not_checked += [w for w in report.warnings if "Unable to lookup IP address" in w][:1]
     # The config model does not open model files (the config server's file distribution does, at deploy):
     # building Vespa's embedder from the package, always, is what proves the model loads.
-    from exporter.parity import cosine
     from exporter.runtime import OnnxEmbedder
 
     texts = texts or SMOKE_TEXTS

@@ -1,13 +1,22 @@
-"""`siamese`: one command in front of every stage. It only wires the stages' own commands together."""
+"""`siamese`: one command in front of every stage. It only wires the stages' own commands together.
+
+Building the parser imports nothing heavy; each command imports what it needs, so `siamese --help`,
+`query`, `feed`, `deploy`, `search` and `app build` start without torch or transformers.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
+from common import cli
+from common.cli import positive_int
+from common.errors import ConfigError
 from exporter import cli as exporter_cli
 from training import cli as training_cli
-from training.cli import positive_int
+from training.config import add_config_args, config_overrides
+
+from . import profiles, serving
 
 
 def cmd_app_build(args) -> int:
@@ -46,8 +55,9 @@ def add_app_commands(sub) -> None:
     p.add_argument("--name", default="siamese")
     p.add_argument("--nodes", type=positive_int, default=1, help="content nodes (several: hosts.xml is written)")
     p.add_argument("--redundancy", type=positive_int, default=1)
-    p.add_argument("--max-links", type=positive_int, default=16, help="HNSW max-links-per-node")
-    p.add_argument("--explore", type=positive_int, default=200, help="HNSW neighbors-to-explore-at-insert")
+    p.add_argument("--max-links", type=positive_int, default=serving.HNSW_MAX_LINKS, help="HNSW max-links-per-node")
+    p.add_argument("--explore", type=positive_int, default=serving.HNSW_EXPLORE_AT_INSERT,
+                   help="HNSW neighbors-to-explore-at-insert")
     p.add_argument("--bfloat16", action="store_true", help="bfloat16 embedding cells (half the memory)")
     p.add_argument("--binarized", action="store_true", help="add a packed-bits field with hamming HNSW + re-rank")
     p.add_argument("--cloud", action="store_true", help="the Vespa Cloud variant")
@@ -67,24 +77,24 @@ def _backend(args):
         from .vespa_client import VespaBackend
 
         if not args.url:
-            raise ValueError("--backend vespa needs --url (the container's query endpoint, e.g. http://localhost:8080)")
+            raise ConfigError("--backend vespa needs --url (the container's query endpoint, e.g. http://localhost:8080)")
         return VespaBackend(args.url)
     from .embedded import EmbeddedIndex
 
     if not args.index:
-        raise ValueError("--backend embedded needs --index (a directory written by `siamese run`)")
+        raise ConfigError("--backend embedded needs --index (a directory written by `siamese run`)")
     return EmbeddedIndex.open(args.index)
 
 
 def cmd_eval(args) -> int:
-    from training.data import read_beir
-    from training.evaluate import format_table, limit_queries, write_json
+    from common.data import limit_queries, load_beir
+    from common.metrics import format_table, write_json
 
     from .backend import evaluate_backend
 
     if args.backend == "exact":
         return training_cli.cmd_eval(args)
-    beir = limit_queries(read_beir(args.data, args.split), args.limit_queries)
+    beir = limit_queries(load_beir(args.data, args.split, skip_bad=args.skip_bad), args.limit_queries)
     rows = evaluate_backend(_backend(args), beir, args.profiles, label=args.backend)
     print(format_table(rows))
     if args.json:
@@ -96,8 +106,7 @@ def cmd_run(args) -> int:
     from .pipeline import RunOptions, run
 
     options = RunOptions(out=args.out, base=args.base, full=args.full, quantize=args.quantize, vespa=args.vespa,
-                         limit_queries=args.limit_queries, epochs=args.epochs, max_steps=args.max_steps,
-                         skip_bad=args.skip_bad)
+                         limit_queries=args.limit_queries, train=config_overrides(args), skip_bad=args.skip_bad)
     if args.pairs or args.corpus:
         options.data, options.pairs, options.corpus = None, args.pairs, args.corpus
         options.queries, options.qrels = args.queries, args.qrels
@@ -106,7 +115,7 @@ def cmd_run(args) -> int:
     if args.no_sts:
         options.sts = None
     result = run(options)
-    from training.evaluate import format_table
+    from common.metrics import format_table
 
     if result["rows"]:
         print(format_table(result["rows"]))
@@ -137,7 +146,7 @@ def cmd_deploy(args) -> int:
         url = vespa_client.deploy_docker(args.package)
     elif args.target == "cloud":
         if not (args.tenant and args.application):
-            raise ValueError("--target cloud needs --tenant and --application")
+            raise ConfigError("--target cloud needs --tenant and --application")
         url = vespa_client.deploy_cloud(args.package, args.tenant, args.application, args.key)
     else:
         url = vespa_client.deploy_to_config_server(args.package, args.target, args.query_url)
@@ -145,27 +154,15 @@ def cmd_deploy(args) -> int:
     return 0
 
 
-def _read_feed_docs(path, skip_bad):
-    from training.data import Skipped, read_corpus
-
-    path = Path(path)
-    if path.is_dir():
-        candidates = [path / "corpus.jsonl", path / "corpus.jsonl.gz"]
-        path = next((c for c in candidates if c.exists()), candidates[0])
-    skipped = Skipped()
-    docs = list(read_corpus(path, skip_bad=skip_bad, skipped=skipped).values())
-    if skip_bad:
-        print(f"{path}: {skipped.summary()}", file=sys.stderr)
-    return docs
-
-
 def cmd_feed(args) -> int:
     from .vespa_client import feed
 
-    docs = _read_feed_docs(args.data, args.skip_bad)
+    from common.data import load_corpus
+
+    docs = list(load_corpus(args.data, skip_bad=args.skip_bad).values())
     target = args.target
     if Path(target).is_dir() and (Path(target) / "services.xml").exists():
-        raise ValueError(f"{target} is an application package; deploy it with `siamese deploy {target}` and "
+        raise ConfigError(f"{target} is an application package; deploy it with `siamese deploy {target}` and "
                          "feed the URL it prints")
     result = feed(target, docs, args.ledger, args.failed, concurrency=args.concurrency)
     print(result.summary())
@@ -182,7 +179,7 @@ def add_pipeline_commands(sub) -> None:
     p.add_argument("--backend", choices=("exact", "embedded", "vespa"), default="exact")
     p.add_argument("--url", help="with --backend vespa: the query endpoint")
     p.add_argument("--index", help="with --backend embedded: the index directory")
-    p.add_argument("--profiles", nargs="+", default=["bm25", "semantic", "hybrid"])
+    p.add_argument("--profiles", nargs="+", default=list(profiles.CORE), choices=profiles.NAMES)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("run", help="the whole job: train, export, package, index, evaluate, report")
@@ -194,8 +191,7 @@ def add_pipeline_commands(sub) -> None:
     p.add_argument("--qrels", help="your evaluation judgements .tsv")
     p.add_argument("--base", help="base model directory (default: all-MiniLM-L6-v2)")
     p.add_argument("--full", action="store_true", help="the longer training recipe")
-    p.add_argument("--epochs", type=positive_int)
-    p.add_argument("--max-steps", type=positive_int)
+    add_config_args(p)
     p.add_argument("--quantize", choices=("int8",))
     p.add_argument("--limit-queries", type=positive_int)
     p.add_argument("--no-sts", action="store_true", help="skip the STS-B forgetting check")
@@ -206,14 +202,15 @@ def add_pipeline_commands(sub) -> None:
     p = sub.add_parser("search", help="try queries on an embedded index")
     p.add_argument("index")
     p.add_argument("text")
-    p.add_argument("--profile", choices=("bm25", "semantic", "hybrid"), default="semantic")
+    p.add_argument("--profile", choices=profiles.NAMES, default="semantic")
     p.add_argument("--hits", type=positive_int, default=10)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("query", help="query a running Vespa through its query API")
     p.add_argument("url")
     p.add_argument("text")
-    p.add_argument("--profile", choices=("bm25", "semantic", "hybrid", "hybrid-linear"), default="semantic")
+    p.add_argument("--profile", choices=profiles.NAMES, default="semantic",
+                   help="binary needs a package built with --binarized")
     p.add_argument("--hits", type=positive_int, default=10)
     p.set_defaults(func=cmd_query)
 
@@ -248,4 +245,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    return training_cli.run(build_parser(), argv)
+    return cli.run(build_parser(), argv)

@@ -1,8 +1,10 @@
-"""The embedded backend: the Vespa schema's profiles on this machine, from maintained libraries.
+"""The embedded backend: the Vespa schema's profiles (``profiles.py``) on this machine, from maintained
+libraries.
 
 HNSW from faiss (cosine, the same M / ef-construction knobs as the Vespa schema), BM25 from bm25s,
-and the exported ONNX model embedding documents and queries as Vespa's embedder does. Persisted to a
-directory; reopening it needs no re-embedding::
+packed sign bits with exact hamming search for the ``binary`` profile, and the exported ONNX model
+embedding documents and queries as Vespa's embedder does. Persisted to a directory; reopening it needs
+no re-embedding::
 
     meta.json        export dir, dimension, HNSW settings, document count
     docs.jsonl       id, title, text
@@ -19,15 +21,16 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from common.atomic import atomic_dir
+from common.data import Doc
+from common.errors import ConfigError, OutputExistsError
+from common.vectors import exact_search, normalize
 from exporter.runtime import OnnxEmbedder
-from training.atomic import atomic_dir
 from training.bm25 import BM25
-from training.data import Doc
 
+from . import profiles
 from .backend import Hit
-
-RRF_K = 60  # Vespa's reciprocal_rank_fusion default
-RERANK_COUNT = 1000  # the hybrid profile's global-phase rerank-count
+from .serving import HNSW_EXPLORE_AT_INSERT, HNSW_EXPLORE_AT_SEARCH, HNSW_MAX_LINKS, TARGET_HITS
 
 
 def _hnsw(dim: int, connectivity: int, expansion_add: int, expansion_search: int):
@@ -38,15 +41,15 @@ def _hnsw(dim: int, connectivity: int, expansion_add: int, expansion_search: int
     return index
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.array(vectors, dtype=np.float32, ndmin=2)
-    faiss.normalize_L2(vectors)
-    return vectors
+def closeness(distance: np.ndarray) -> np.ndarray:
+    """Vespa's closeness: 1 / (1 + distance), for angular and hamming distances alike."""
+    return 1.0 / (1.0 + distance)
 
 
-def closeness(cosine_distance: np.ndarray) -> np.ndarray:
-    """Vespa's closeness for (prenormalized-)angular distance: 1 / (1 + distance)."""
-    return 1.0 / (1.0 + cosine_distance)
+def pack_bits(vectors: np.ndarray) -> np.ndarray:
+    """Vespa's binarization into an int8 field: one bit per dimension, 1 where the value is > 0, first
+    dimension in the highest bit."""
+    return np.packbits(np.asarray(vectors) > 0, axis=-1)
 
 
 class EmbeddedIndex:
@@ -54,6 +57,7 @@ class EmbeddedIndex:
                  embedder: OnnxEmbedder | None = None):
         self.path, self.docs, self.embeddings, self.hnsw, self.bm25, self.meta = path, docs, embeddings, hnsw, bm25, meta
         self._embedder = embedder
+        self._binary = None
 
     @property
     def embedder(self) -> OnnxEmbedder:
@@ -62,15 +66,15 @@ class EmbeddedIndex:
         return self._embedder
 
     @classmethod
-    def build(cls, path, export_dir, docs: list[Doc], *, connectivity: int = 16, expansion_add: int = 200,
-              expansion_search: int = 200, embeddings: np.ndarray | None = None, progress: bool = True,
-              force: bool = False) -> "EmbeddedIndex":
+    def build(cls, path, export_dir, docs: list[Doc], *, connectivity: int = HNSW_MAX_LINKS,
+              expansion_add: int = HNSW_EXPLORE_AT_INSERT, expansion_search: int = HNSW_EXPLORE_AT_SEARCH,
+              embeddings: np.ndarray | None = None, progress: bool = True, force: bool = False) -> "EmbeddedIndex":
         path, export_dir = Path(path), Path(export_dir).resolve()
         if path.exists() and not force:
-            raise FileExistsError(f"{path} already exists. Choose another directory or pass --force.")
+            raise OutputExistsError(f"{path} already exists. Choose another directory or pass --force.")
         ids = [d.id for d in docs]
         if len(set(ids)) != len(ids):
-            raise ValueError("document ids must be unique")
+            raise ConfigError("document ids must be unique")
         embedder = OnnxEmbedder(export_dir)
         started = time.time()
         if embeddings is None:
@@ -78,7 +82,7 @@ class EmbeddedIndex:
         embed_s = time.time() - started
         started = time.time()
         hnsw = _hnsw(embedder.dim, connectivity, expansion_add, expansion_search)
-        hnsw.add(_unit(embeddings))
+        hnsw.add(normalize(embeddings))
         bm25 = BM25([d.passage for d in docs])
         meta = {"export_dir": str(export_dir), "dimension": embedder.dim, "count": len(docs),
                 "connectivity": connectivity, "expansion_add": expansion_add, "expansion_search": expansion_search,
@@ -107,48 +111,39 @@ class EmbeddedIndex:
         hnsw.hnsw.efSearch = meta["expansion_search"]
         return cls(path, docs, np.load(path / "embeddings.npy"), hnsw, BM25.load(path / "bm25"), meta)
 
-    # ------------------------------------------------------------ the rank profiles
+    # ------------------------------------------------------------ what the profiles score with
 
-    def semantic(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embedder.embed_one(text, "query")
+
+    def nearest(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """HNSW over the embeddings: (positions, closeness), best first."""
         self.hnsw.hnsw.efSearch = max(self.meta["expansion_search"], k)
-        similarity, idx = self.hnsw.search(_unit(vector), min(k, len(self.docs)))
+        similarity, idx = self.hnsw.search(normalize(np.atleast_2d(vector)), min(k, len(self.docs)))
         keep = idx[0] >= 0
         return idx[0][keep].astype(np.int64), closeness(1.0 - similarity[0][keep])
+
+    def nearest_binary(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact hamming search over packed sign bits: (positions, closeness), best first."""
+        if self._binary is None:
+            self._binary = faiss.IndexBinaryFlat(self.embeddings.shape[1])
+            self._binary.add(pack_bits(self.embeddings))
+        distance, idx = self._binary.search(pack_bits(np.atleast_2d(vector)), min(k, len(self.docs)))
+        return idx[0].astype(np.int64), closeness(distance[0].astype(np.float64))
+
+    def cosine(self, vector: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        return normalize(self.embeddings[positions]) @ normalize(vector)
 
     def lexical(self, text: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         positions, scores = self.bm25.search([text], k)
         keep = scores[0] > 0  # a document matching no query term is not a BM25 hit
         return positions[0][keep], scores[0][keep]
 
-    def query(self, text: str, profile: str = "semantic", hits: int = 10, target_hits: int = 100) -> list[Hit]:
-        if profile == "bm25":
-            idx, scores = self.lexical(text, hits)
-        elif profile == "semantic":
-            idx, scores = self.semantic(self.embedder.embed_one(text, "query"), max(hits, target_hits))
-        elif profile == "hybrid":
-            idx, scores = self._hybrid(text, max(hits, target_hits))
-        else:
-            raise ValueError(f"unknown profile {profile!r}: choose bm25, semantic or hybrid")
+    def query(self, text: str, profile: str = "semantic", hits: int = 10, target_hits: int = TARGET_HITS) -> list[Hit]:
+        """The rank profile's embedded twin (``profiles.PROFILES``); only profiles with query inputs embed the text."""
+        k = hits if profile == "bm25" else max(hits, target_hits)
+        idx, scores = profiles.get(profile).embedded(self, text, k)
         return [Hit(self.docs[i].id, float(s), self.docs[i].title) for i, s in zip(idx[:hits], scores[:hits])]
 
-    def _hybrid(self, text: str, target_hits: int):
-        """As the Vespa profile: match nearestNeighbor OR the text; first phase closeness (0 for documents the
-        nearest-neighbour search did not return); global phase RRF of closeness and BM25 over the top 1000."""
-        nn_idx, nn_close = self.semantic(self.embedder.embed_one(text, "query"), target_hits)
-        bm_idx, bm_score = self.lexical(text, RERANK_COUNT)
-        close = dict(zip(nn_idx.tolist(), nn_close.tolist()))
-        lexical = dict(zip(bm_idx.tolist(), bm_score.tolist()))
-        matched = list(dict.fromkeys(nn_idx.tolist() + bm_idx.tolist()))
-        matched.sort(key=lambda i: -close.get(i, 0.0))
-        rerank = matched[:RERANK_COUNT]
-        fused = dict.fromkeys(rerank, 0.0)
-        for feature in (close, lexical):
-            for rank, i in enumerate(sorted(rerank, key=lambda i: -feature.get(i, 0.0)), 1):
-                fused[i] += 1.0 / (RRF_K + rank)
-        order = sorted(rerank, key=lambda i: -fused[i])
-        return np.asarray(order, dtype=np.int64), np.asarray([fused[i] for i in order])
-
     def exact(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        from training.evaluate import exact_search
-
         return exact_search(vectors, self.embeddings, k)

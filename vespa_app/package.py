@@ -2,11 +2,11 @@
 
 The package reads top to bottom like a Vespa sample app::
 
-    services.xml                      container (search, document-api, hugging-face-embedder) + content
-    hosts.xml                         only for a multi-node self-hosted cluster
-    schemas/doc.sd                    id/title/text (BM25) + embedding (HNSW, filled by the embedder)
-    search/query-profiles/default.xml input.query(q) = embed(@query), so nearestNeighbor works as is
-    models/model.onnx, models/tokenizer.json
+    services.xml     container (search, document-api, hugging-face-embedder) + content
+    hosts.xml        only for a multi-node self-hosted cluster
+    schemas/doc.sd   id/title/text (BM25) + embedding (HNSW, filled by the embedder) + the rank profiles
+                     of ``profiles.py``; a query embeds with input.query(q)=embed(embedder, @query)
+    models/model.onnx, models/tokenizer.json, models/manifest.json
 """
 from __future__ import annotations
 
@@ -16,14 +16,18 @@ from pathlib import Path
 
 from vespa.configuration import services as vt
 from vespa.package import (HNSW, ApplicationPackage, Document, Field, FieldSet, Function, GlobalPhaseRanking,
-                           QueryField, QueryProfile, RankProfile, Schema, SecondPhaseRanking,
-                           ServicesConfiguration)
+                           RankProfile, Schema, SecondPhaseRanking, ServicesConfiguration)
 
+from common.atomic import atomic_dir
+from common.errors import ConfigError, OutputExistsError
 from exporter.manifest import Manifest
-from training.atomic import atomic_dir
 
-SCHEMA = "doc"
-EMBEDDER = "embedder"
+from . import profiles
+from .profiles import Profile
+from .serving import EMBEDDER, HNSW_EXPLORE_AT_INSERT, HNSW_MAX_LINKS, SCHEMA
+
+# What the embedder embeds for a document: the same text as ``common.data.doc_text``.
+EMBED_INPUT = '(input title || "") . " " . (input text || "")'
 
 
 @dataclass
@@ -31,21 +35,19 @@ class AppOptions:
     name: str = "siamese"
     nodes: int = 1  # content nodes
     redundancy: int = 1
-    # Defaults from a measurement on SciFact (benchmarks/backend.py): 16 links lose little recall at this
-    # size; Vespa's own 132k-doc measurement lost recall at 16/100, so exploring 200 at insert is the default.
-    max_links_per_node: int = 16
-    neighbors_to_explore_at_insert: int = 200
+    max_links_per_node: int = HNSW_MAX_LINKS
+    neighbors_to_explore_at_insert: int = HNSW_EXPLORE_AT_INSERT
     cell_type: str = "float"  # or bfloat16: half the memory, ranking barely moves
     binarized: bool = False  # add a packed-bits field with hamming HNSW and full-precision re-rank
     cloud: bool = False  # a Vespa Cloud variant: nodes with resources, min-redundancy, no hosts.xml
 
     def check(self) -> None:
         if self.nodes < 1 or self.redundancy < 1 or self.redundancy > self.nodes:
-            raise ValueError(f"need 1 ≤ redundancy ≤ nodes, got redundancy {self.redundancy} and {self.nodes} nodes")
+            raise ConfigError(f"need 1 ≤ redundancy ≤ nodes, got redundancy {self.redundancy} and {self.nodes} nodes")
         if self.max_links_per_node < 2 or self.neighbors_to_explore_at_insert < self.max_links_per_node:
-            raise ValueError("HNSW needs max-links-per-node ≥ 2 and neighbors-to-explore-at-insert ≥ max links")
+            raise ConfigError("HNSW needs max-links-per-node ≥ 2 and neighbors-to-explore-at-insert ≥ max links")
         if self.cell_type not in ("float", "bfloat16"):
-            raise ValueError(f"cell type must be float or bfloat16, not {self.cell_type!r}")
+            raise ConfigError(f"cell type must be float or bfloat16, not {self.cell_type!r}")
 
 
 def distance_metric(manifest: Manifest) -> str:
@@ -53,52 +55,43 @@ def distance_metric(manifest: Manifest) -> str:
     return "prenormalized-angular" if manifest.normalize else "angular"
 
 
+def _rank_profile(p: Profile, d: int) -> RankProfile:
+    inputs = [(f"query({name})", kind.format(d=d, d8=d // 8)) for name, kind in p.inputs.items()]
+    phase = {}
+    if p.second_phase:
+        phase["second_phase"] = SecondPhaseRanking(p.second_phase.expression, rerank_count=p.second_phase.rerank_count)
+    if p.global_phase:
+        phase["global_phase"] = GlobalPhaseRanking(p.global_phase.expression, rerank_count=p.global_phase.rerank_count)
+    return RankProfile(p.name, inherits=", ".join(p.inherits) or None, inputs=inputs or None,
+                       functions=[Function(n, e) for n, e in p.functions.items()] or None,
+                       first_phase=p.first_phase, match_features=list(p.match_features), **phase)
+
+
+def _embedding_field(name: str, cell_type: str, size: int, metric: str, o: AppOptions) -> Field:
+    """A synthetic field (outside the document) that Vespa's embedder fills at feed time from title and text."""
+    return Field(name, f"tensor<{cell_type}>(x[{size}])", is_document_field=False,
+                 indexing=[EMBED_INPUT, f"embed {EMBEDDER}", "attribute", "index"],
+                 ann=HNSW(distance_metric=metric, max_links_per_node=o.max_links_per_node,
+                          neighbors_to_explore_at_insert=o.neighbors_to_explore_at_insert))
+
+
 def _schema(m: Manifest, o: AppOptions) -> Schema:
     d = m.dimension
-    embed_input = '(input title || "") . " " . (input text || "")'
     document = Document(fields=[
         Field("id", "string", indexing=["summary", "attribute"]),
         Field("title", "string", indexing=["index", "summary"], index="enable-bm25"),
         Field("text", "string", indexing=["index", "summary"], index="enable-bm25"),
     ])
     schema = Schema(SCHEMA, document, fieldsets=[FieldSet("default", ["title", "text"])])
-    schema.add_fields(Field(
-        "embedding", f"tensor<{o.cell_type}>(x[{d}])", is_document_field=False,
-        indexing=[embed_input, f"embed {EMBEDDER}", "attribute", "index"],
-        ann=HNSW(distance_metric=distance_metric(m), max_links_per_node=o.max_links_per_node,
-                 neighbors_to_explore_at_insert=o.neighbors_to_explore_at_insert)))
-    query_tensor = [("query(q)", f"tensor<float>(x[{d}])")]
-    bm25sum = Function("bm25sum", "bm25(title) + bm25(text)")
-    closeness = "closeness(field, embedding)"
-    # Every profile declares query(q): the default query profile sets it to embed(@query) for all queries,
-    # and Vespa's embedder takes the target tensor type from the rank profile's inputs.
-    schema.add_rank_profile(RankProfile("bm25", inputs=query_tensor, first_phase="bm25sum", functions=[bm25sum],
-                                        match_features=["bm25(title)", "bm25(text)"]))
-    schema.add_rank_profile(RankProfile("semantic", inputs=query_tensor, first_phase=closeness,
-                                        match_features=[closeness]))
-    schema.add_rank_profile(RankProfile(
-        "hybrid", inputs=query_tensor, functions=[bm25sum], first_phase=closeness,
-        global_phase=GlobalPhaseRanking(f"reciprocal_rank_fusion({closeness}, bm25sum)", rerank_count=1000),
-        match_features=[closeness, "bm25(title)", "bm25(text)"]))
-    schema.add_rank_profile(RankProfile(
-        "hybrid-linear", inputs=query_tensor, functions=[bm25sum], first_phase=closeness,
-        global_phase=GlobalPhaseRanking(f"normalize_linear({closeness}) + normalize_linear(bm25sum)",
-                                        rerank_count=1000),
-        match_features=[closeness, "bm25(title)", "bm25(text)"]))
+    schema.add_fields(_embedding_field("embedding", o.cell_type, d, distance_metric(m), o))
     if o.binarized:
         # Packed sign bits (D/8 int8 cells, hamming distance) for a cheap first pass over a large corpus;
         # the float field above, kept for re-ranking, can be made `paged` to leave memory.
-        schema.add_fields(Field(
-            "embedding_binary", f"tensor<int8>(x[{d // 8}])", is_document_field=False,
-            indexing=[embed_input, f"embed {EMBEDDER}", "attribute", "index"],
-            ann=HNSW(distance_metric="hamming", max_links_per_node=o.max_links_per_node,
-                     neighbors_to_explore_at_insert=o.neighbors_to_explore_at_insert)))
-        schema.add_rank_profile(RankProfile(
-            "binary", inputs=query_tensor + [("query(q_binary)", f"tensor<int8>(x[{d // 8}])")],
-            first_phase="closeness(field, embedding_binary)",
-            second_phase=SecondPhaseRanking("cosine", rerank_count=200),
-            functions=[Function("cosine", "cosine_similarity(query(q), attribute(embedding), x)")],
-            match_features=["closeness(field, embedding_binary)", "cosine"]))
+        schema.add_fields(_embedding_field("embedding_binary", "int8", d // 8, "hamming", o))
+    # Vespa's embedder takes the target tensor type from the rank profile's inputs, so a query input is
+    # declared only where it is used: a BM25 query embeds nothing.
+    for profile in profiles.in_package(o.binarized):
+        schema.add_rank_profile(_rank_profile(profile, d))
     return schema
 
 
@@ -158,10 +151,7 @@ def _hosts_xml(o: AppOptions) -> str:
 def build_application(manifest: Manifest, options: AppOptions | None = None) -> ApplicationPackage:
     o = options or AppOptions()
     o.check()
-    profile = QueryProfile()
-    profile.add_fields(QueryField("input.query(q)", f"embed({EMBEDDER}, @query)"),
-                       QueryField("ranking.profile", "semantic"))
-    return ApplicationPackage(name=o.name, schema=[_schema(manifest, o)], query_profile=profile,
+    return ApplicationPackage(name=o.name, schema=[_schema(manifest, o)],
                               services_config=ServicesConfiguration(o.name, services_config=_services(manifest, o)))
 
 
@@ -173,7 +163,7 @@ def write_package(export_dir, out_dir, options: AppOptions | None = None, force:
     options = options or AppOptions()
     app = build_application(manifest, options)
     if out_dir.exists() and not force:
-        raise FileExistsError(f"{out_dir} already exists. Choose another directory or pass --force.")
+        raise OutputExistsError(f"{out_dir} already exists. Choose another directory or pass --force.")
 
     def write(tmp: Path):
         app.to_files(str(tmp))

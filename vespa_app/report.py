@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
-from training.evaluate import format_table
+from common.metrics import format_table
 
 
 def plot(rows: list[dict], train_log: dict, path) -> Path:
@@ -30,7 +31,7 @@ def plot(rows: list[dict], train_log: dict, path) -> Path:
     return Path(path)
 
 
-def write_report(out: Path, rows: list[dict], timings: dict, train_config: dict, extra: dict,
+def write_report(out: Path, rows: list[dict], timings: dict, train_config, extra: dict,
                  deploy_commands: str) -> Path:
     lines = ["# siamese run", "", "## Results", "", format_table(rows), "",
              "BM25 and the semantic/hybrid rows marked *served* come from the search backend "
@@ -40,7 +41,7 @@ def write_report(out: Path, rows: list[dict], timings: dict, train_config: dict,
              "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
     lines += ["", "## Checks", "", "```", json.dumps(extra, indent=2), "```", "",
-              "## Training configuration", "", "```", json.dumps(train_config, indent=2), "```", "",
+              "## Training configuration", "", "```", json.dumps(asdict(train_config), indent=2), "```", "",
               "## Deploy to Vespa", "", "```", deploy_commands, "```", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))

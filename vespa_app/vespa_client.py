@@ -19,14 +19,21 @@ from urllib.parse import urlparse
 
 import httpx
 
+from common.errors import UserError
+
+from . import profiles
 from .backend import Hit
-from .package import SCHEMA
+from .serving import SCHEMA, TARGET_HITS
 
 QUERY_TIMEOUT_S = 4.0  # the whole answer must come within 5 s: connect, send, Vespa search, read
 
 
-class VespaUnreachable(ConnectionError):
-    pass
+class VespaUnreachable(UserError, ConnectionError):
+    """Nothing answers where Vespa should, or what answers is not Vespa."""
+
+
+class VespaError(UserError):
+    """Vespa (or the container engine in front of it) said no: a rejected deploy, documents that failed."""
 
 
 def _base(url: str) -> str:
@@ -81,7 +88,7 @@ def deploy_to_config_server(package, config_url: str, query_url: str | None = No
     r = httpx.post(f"{_base(config_url)}/application/v2/tenant/default/prepareandactivate",
                    content=_zip(package), headers={"Content-Type": "application/zip"}, timeout=300)
     if r.status_code != 200:
-        raise RuntimeError(f"Vespa rejected the deploy of {package} (HTTP {r.status_code}): {r.text[:2000]}")
+        raise VespaError(f"Vespa rejected the deploy of {package} (HTTP {r.status_code}): {r.text[:2000]}")
     host = urlparse(_base(config_url)).hostname
     query_url = query_url or f"http://{host}:8080"
     wait_until_up(query_url, max_wait)
@@ -105,7 +112,7 @@ def container_engine() -> str | None:
 def deploy_docker(package, port: int = 8080, max_wait: float = 600) -> str:
     """Start a Vespa container with docker (or podman through its docker socket) and deploy the package."""
     if not container_engine():
-        raise RuntimeError("no running container engine (docker or podman, with its daemon up). Start Docker, or "
+        raise VespaError("no running container engine (docker or podman, with its daemon up). Start Docker, or "
                            "deploy to a running Vespa with `--target http://CONFIG_SERVER:19071`, or to Vespa "
                            "Cloud with `--target cloud`.")
     from vespa.deployment import VespaDocker
@@ -157,7 +164,7 @@ def _retry_policy(attempts: int, max_backoff: float):
 
 def feed(url: str, docs, ledger, failed_file, *, concurrency: int = 16, attempts: int = 10,
          max_backoff: float = 5.0, progress: bool = True) -> FeedResult:
-    """Feed ``docs`` (``training.data.Doc``) to ``url``; ids already in ``ledger`` are skipped."""
+    """Feed ``docs`` (``common.data.Doc``) to ``url``; ids already in ``ledger`` are skipped."""
     from tqdm.auto import tqdm
     from vespa.application import Vespa
 
@@ -209,22 +216,9 @@ def feed(url: str, docs, ledger, failed_file, *, concurrency: int = 16, attempts
 
 # ---------------------------------------------------------------- query
 
-YQL = {
-    "bm25": "select id, title from doc where userQuery()",
-    "semantic": "select id, title from doc where {{targetHits:{k}}}nearestNeighbor(embedding, q)",
-    "hybrid": "select id, title from doc where ({{targetHits:{k}}}nearestNeighbor(embedding, q)) or userQuery()",
-}
-YQL["hybrid-linear"] = YQL["hybrid"]
-
-
-def query_body(text: str, profile: str = "semantic", hits: int = 10, target_hits: int = 100) -> dict:
-    if profile not in YQL:
-        raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(YQL)}")
-    body = {"yql": YQL[profile].format(k=max(hits, target_hits)), "query": text, "hits": hits,
-            "ranking": profile, "type": "weakAnd", "timeout": f"{QUERY_TIMEOUT_S:.0f}s"}
-    if profile != "bm25":
-        body["input.query(q)"] = "embed(embedder, @query)"
-    return body
+def query_body(text: str, profile: str = "semantic", hits: int = 10, target_hits: int = TARGET_HITS) -> dict:
+    """The query API request for ``text`` with a rank profile of ``profiles.PROFILES``."""
+    return profiles.get(profile).query_params(text, hits, target_hits) | {"timeout": f"{QUERY_TIMEOUT_S:.0f}s"}
 
 
 class VespaBackend:

@@ -1,4 +1,5 @@
-"""Readers for the three input formats: pairs JSONL, BEIR folders and STS-style CSV.
+"""Readers for BEIR folders (corpus, queries, qrels) and STS-style CSV, and the line loop every reader
+shares (``training.pairs`` reads pairs files with it).
 
 Every reader names the file, the line and the fix when it meets bad input. With ``skip_bad=True`` it
 drops the bad record instead, and counts why in a ``Skipped`` report, so a user with one broken line in
@@ -15,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from .errors import UserError
+
 MAX_RECORD_BYTES = 1 << 20  # one record per line; a longer line is almost always a broken file
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Bad input, with where it is and what to do about it."""
 
     def __init__(self, path, line: int | None, problem: str, fix: str):
@@ -33,6 +36,7 @@ class Skipped:
 
     reasons: Counter = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
+    empty_documents: set[str] = field(default_factory=set)  # ids left out of a corpus: nothing to index
 
     def add(self, err: DataError) -> None:
         self.reasons[err.problem.split(":")[0]] += 1
@@ -47,16 +51,7 @@ class Skipped:
         if not self.total:
             return "no lines skipped"
         parts = ", ".join(f"{n} × {why}" for why, n in self.reasons.most_common())
-        return f"skipped {self.total} bad line(s): {parts}"
-
-
-@dataclass
-class Pair:
-    query: str
-    positive: str
-    negatives: list[str] = field(default_factory=list)
-    query_id: str | None = None
-    positive_id: str | None = None
+        return f"skipped {self.total} line(s): {parts}"
 
 
 @dataclass
@@ -131,7 +126,7 @@ def read_jsonl(path, *, skip_bad: bool = False, skipped: Skipped | None = None) 
         raise DataError(path, None, "empty file", "The file holds no records; point to the right file.")
 
 
-def _text_field(path, number, obj, key, *, required=True) -> str | None:
+def text_field(path, number, obj, key, *, required=True) -> str | None:
     value = obj.get(key)
     if value is None:
         if required:
@@ -145,7 +140,7 @@ def _text_field(path, number, obj, key, *, required=True) -> str | None:
     return value
 
 
-def _parsed(path, parse, *, skip_bad, skipped):
+def parsed_records(path, parse, *, skip_bad, skipped):
     """Each JSONL record through ``parse(number, obj)``; with ``skip_bad`` a bad record is counted, not fatal."""
     for number, obj in read_jsonl(path, skip_bad=skip_bad, skipped=skipped):
         try:
@@ -167,32 +162,37 @@ def _record_id(path, number, obj, seen, what: str) -> str:
     return value
 
 
-def read_pairs_jsonl(path, *, skip_bad=False, skipped: Skipped | None = None) -> list[Pair]:
-    """``{"query", "positive", "negatives"?: [...]}`` per line."""
-    def parse(number, obj):
-        query = _text_field(path, number, obj, "query")
-        positive = _text_field(path, number, obj, "positive")
-        negatives = obj.get("negatives") or []
-        if not isinstance(negatives, list) or not all(isinstance(n, str) and n.strip() for n in negatives):
-            raise DataError(path, number, "wrong type: 'negatives' must be a list of non-empty strings",
-                            "Fix 'negatives' or leave it out.")
-        return Pair(query, positive, list(negatives), obj.get("query_id"), obj.get("doc_id"))
-
-    return list(_parsed(path, parse, skip_bad=skip_bad, skipped=skipped))
-
-
 def read_corpus(path, *, skip_bad=False, skipped: Skipped | None = None) -> dict[str, Doc]:
-    """BEIR corpus: ``{"_id", "title"?, "text"}`` per line (``id`` is accepted for ``_id``)."""
+    """BEIR corpus: ``{"_id", "title"?, "text"}`` per line (``id`` is accepted for ``_id``).
+
+    A document may have an empty title or an empty text (both are valid BEIR); one with neither has
+    nothing to index, so it is left out and counted in ``skipped`` as an "empty document", with or
+    without ``skip_bad`` (real corpora have a few)."""
     corpus: dict[str, Doc] = {}
+    skipped = skipped if skipped is not None else Skipped()
+
+    def field_text(number, obj, key) -> str:
+        value = obj.get(key)
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise DataError(path, number, f"wrong type: '{key}' is a {type(value).__name__}, not a string",
+                            f"Make '{key}' a string.")
+        return value
 
     def parse(number, obj):
         doc_id = _record_id(path, number, obj, corpus, "document")
-        title = obj.get("title") or ""
-        if not isinstance(title, str):
-            raise DataError(path, number, "wrong type: 'title' is not a string", "Make 'title' a string.")
-        return Doc(doc_id, title, _text_field(path, number, obj, "text"))
+        if "text" not in obj:
+            raise DataError(path, number, "missing field: 'text'", "Add a string 'text' (it may be empty "
+                            "when the document has a title).")
+        return number, Doc(doc_id, field_text(number, obj, "title"), field_text(number, obj, "text"))
 
-    for doc in _parsed(path, parse, skip_bad=skip_bad, skipped=skipped):
+    for number, doc in parsed_records(path, parse, skip_bad=skip_bad, skipped=skipped):
+        if not doc.passage:
+            skipped.empty_documents.add(doc.id)
+            skipped.add(DataError(path, number, f"empty document: '{doc.id}' has neither title nor text",
+                                  "Nothing to index; it is left out."))
+            continue
         corpus[doc.id] = doc
     return corpus
 
@@ -201,16 +201,18 @@ def read_queries(path, *, skip_bad=False, skipped: Skipped | None = None) -> dic
     queries: dict[str, str] = {}
 
     def parse(number, obj):
-        return _record_id(path, number, obj, queries, "query"), _text_field(path, number, obj, "text")
+        return _record_id(path, number, obj, queries, "query"), text_field(path, number, obj, "text")
 
-    for qid, text in _parsed(path, parse, skip_bad=skip_bad, skipped=skipped):
+    for qid, text in parsed_records(path, parse, skip_bad=skip_bad, skipped=skipped):
         queries[qid] = text
     return queries
 
 
 def read_qrels(path, corpus_ids, query_ids, *, skip_bad=False, skipped: Skipped | None = None):
-    """BEIR qrels TSV: a header ``query-id corpus-id score``, then one judgement a row."""
+    """BEIR qrels TSV: a header ``query-id corpus-id score``, then one judgement a row. A row that judges a
+    document ``read_corpus`` left out as empty (``skipped.empty_documents``) is left out too, and counted."""
     path = Path(path)
+    skipped_docs = skipped.empty_documents if skipped is not None else set()
     qrels: dict[str, dict[str, int]] = {}
     rows = 0
     for number, raw in _open_text_lines(path):
@@ -232,13 +234,16 @@ def read_qrels(path, corpus_ids, query_ids, *, skip_bad=False, skipped: Skipped 
             if qid not in query_ids:
                 raise DataError(path, number, f"unknown id: query '{qid}' is not in queries.jsonl",
                                 "Fix the id or add the query.")
+            if did in skipped_docs:
+                raise DataError(path, number, f"judgement of an empty document: '{did}'",
+                                "The document has neither title nor text and was left out; so is this row.")
             if did not in corpus_ids:
                 raise DataError(path, number, f"unknown id: document '{did}' is not in corpus.jsonl",
                                 "Fix the id or add the document.")
             if grade > 0:
                 qrels.setdefault(qid, {})[did] = grade
         except DataError as err:
-            if not skip_bad:
+            if not skip_bad and not err.problem.startswith("judgement of an empty document"):
                 raise
             if skipped is not None:
                 skipped.add(err)
@@ -257,16 +262,12 @@ def _find(folder: Path, *names: str) -> Path:
 
 def read_beir(folder, split: str = "test", *, skip_bad=False, skipped: Skipped | None = None) -> Beir:
     folder = Path(folder)
+    skipped = skipped if skipped is not None else Skipped()
     corpus = read_corpus(_find(folder, "corpus.jsonl", "corpus.jsonl.gz"), skip_bad=skip_bad, skipped=skipped)
     queries = read_queries(_find(folder, "queries.jsonl", "queries.jsonl.gz"), skip_bad=skip_bad, skipped=skipped)
     qrels = read_qrels(_find(folder / "qrels", f"{split}.tsv"), corpus.keys(), queries.keys(),
                        skip_bad=skip_bad, skipped=skipped)
     return Beir(corpus, {q: queries[q] for q in qrels}, qrels)
-
-
-def beir_pairs(beir: Beir) -> list[Pair]:
-    return [Pair(beir.queries[qid], beir.corpus[did].passage, query_id=qid, positive_id=did)
-            for qid, rels in beir.qrels.items() for did in rels]
 
 
 def read_sts_csv(path, *, skip_bad=False, skipped: Skipped | None = None) -> list[tuple[str, str, float]]:
@@ -302,21 +303,36 @@ def read_sts_csv(path, *, skip_bad=False, skipped: Skipped | None = None) -> lis
     return rows
 
 
-def sts_pairs(rows, threshold: float = 4.0) -> list[Pair]:
-    """STS rows scored at or above ``threshold`` become positive pairs (both directions are paraphrases)."""
-    return [Pair(a, b) for a, b, score in rows if score >= threshold]
+def say_skipped(path, skipped: Skipped) -> None:
+    """Tell the user, on stderr, what a reader left out (nothing when nothing was)."""
+    if skipped.total:
+        import sys
+
+        print(f"{path}: {skipped.summary()}", file=sys.stderr)
 
 
-def load_pairs(path, *, split: str = "train", skip_bad=False, skipped: Skipped | None = None,
-               sts_threshold: float = 4.0) -> tuple[list[Pair], dict[str, Doc] | None]:
-    """Training pairs from any supported input; the BEIR corpus comes along for hard-negative mining."""
+def load_beir(folder, split: str = "test", *, skip_bad: bool = False) -> Beir:
+    """``read_beir`` for commands: whatever was left out is counted on stderr."""
+    skipped = Skipped()
+    beir = read_beir(folder, split, skip_bad=skip_bad, skipped=skipped)
+    say_skipped(folder, skipped)
+    return beir
+
+
+def load_corpus(path, *, skip_bad: bool = False) -> dict[str, Doc]:
+    """``read_corpus`` for commands; a BEIR folder stands for its corpus file."""
     path = Path(path)
     if path.is_dir():
-        beir = read_beir(path, split, skip_bad=skip_bad, skipped=skipped)
-        return beir_pairs(beir), beir.corpus
-    if path.suffix == ".csv":
-        return sts_pairs(read_sts_csv(path, skip_bad=skip_bad, skipped=skipped), sts_threshold), None
-    if path.name.endswith((".jsonl", ".jsonl.gz", ".json")):
-        return read_pairs_jsonl(path, skip_bad=skip_bad, skipped=skipped), None
-    raise DataError(path, None, "unknown format",
-                    "Give a pairs .jsonl file, a BEIR folder, or an STS-style .csv (sentence1,sentence2,score).")
+        path = _find(path, "corpus.jsonl", "corpus.jsonl.gz")
+    skipped = Skipped()
+    corpus = read_corpus(path, skip_bad=skip_bad, skipped=skipped)
+    say_skipped(path, skipped)
+    return corpus
+
+
+def limit_queries(beir: Beir, n: int | None) -> Beir:
+    """The first ``n`` judged queries (in file order), for quick runs; the corpus stays whole."""
+    if not n:
+        return beir
+    keep = list(beir.qrels)[:n]
+    return Beir(beir.corpus, {q: beir.queries[q] for q in keep}, {q: beir.qrels[q] for q in keep})

@@ -5,7 +5,9 @@ to {doc id: graded relevance > 0}. Queries without judgements are not scored.
 """
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -60,3 +62,20 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 def spearman(a, b) -> float:
     ra, rb = _ranks(np.asarray(a, dtype=np.float64)), _ranks(np.asarray(b, dtype=np.float64))
     return float(np.corrcoef(ra, rb)[0, 1])
+
+
+METRICS = ("ndcg@10", "recall@100", "mrr@10")
+
+
+def format_table(rows: list[dict]) -> str:
+    """A Markdown table; columns are the metrics any row has."""
+    cols = [c for c in (*METRICS, "sts_spearman") if any(c in r for r in rows)]
+    lines = ["| system | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for r in rows:
+        cells = [f"{r[c]:.4f}" if c in r else "–" for c in cols]
+        lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_json(rows: list[dict], path) -> None:
+    Path(path).write_text(json.dumps(rows, indent=2))

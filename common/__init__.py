@@ -1,0 +1,1 @@
+"""What every stage needs and no stage owns: errors, the CLI runner, readers and bundled data, vector math."""

@@ -1,0 +1,6 @@
+"""The data sets that ship with the project (``common/datasets/``, sources and licences in its README)."""
+from pathlib import Path
+
+DATASETS = Path(__file__).parent / "datasets"
+SCIFACT = DATASETS / "scifact"  # the default training and evaluation set (BEIR folder)
+STSB_TEST = DATASETS / "stsb" / "stsb-en-test.csv"  # the STS check beside retrieval

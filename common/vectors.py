@@ -1,0 +1,59 @@
+"""Vector math shared by every stage, and the one "embed → exact search → score" evaluation step.
+
+An *embed function* is ``embed(texts, kind) -> (N, D) float32`` with kind ``"query"`` or ``"passage"``:
+the PyTorch encoder's ``encode`` and the ONNX runtime's ``embed`` both are one.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .data import Beir
+from .metrics import Run, score_run
+
+EmbedFn = Callable[[list[str], str], np.ndarray]
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    """Unit length along the last axis (zero vectors stay zero)."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.clip(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12, None)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of two equally shaped arrays."""
+    return (normalize(a) * normalize(b)).sum(-1)
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise indices and values of the k largest scores, best first."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
+
+
+def exact_search(queries: np.ndarray, docs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine similarity by brute force: the ground truth that HNSW is measured against."""
+    return top_k(normalize(queries) @ normalize(docs).T, k)
+
+
+def to_run(qids: list[str], doc_ids: list[str], idx: np.ndarray, scores: np.ndarray) -> Run:
+    return {q: [(doc_ids[j], float(s)) for j, s in zip(row_i, row_s)] for q, row_i, row_s in zip(qids, idx, scores)}
+
+
+def dense_run(embed: EmbedFn, beir: Beir, k: int = 100, doc_vectors: np.ndarray | None = None,
+              doc_ids: list[str] | None = None) -> Run:
+    """Embed the corpus (unless its vectors are given, in ``doc_ids`` order) and the queries, search exactly."""
+    doc_ids = doc_ids or list(beir.corpus)
+    if doc_vectors is None:
+        doc_vectors = embed([beir.corpus[d].passage for d in doc_ids], "passage")
+    qids = list(beir.queries)
+    return to_run(qids, doc_ids, *exact_search(embed([beir.queries[q] for q in qids], "query"), doc_vectors, k))
+
+
+def dense_scores(embed: EmbedFn, beir: Beir, **kw) -> dict[str, float]:
+    """nDCG@10, Recall@100 and MRR@10 of exact search with ``embed``."""
+    return score_run(dense_run(embed, beir, **kw), beir.qrels)

@@ -1,0 +1,116 @@
+"""A training run's configuration as plain data.
+
+The defaults of ``TrainConfig`` *are* the default recipe (sized for a 2-core CPU: a few minutes); ``RECIPES``
+names what another recipe changes. Command lines derive their flags from the fields below, so a new knob
+is one line here. Nothing in this module imports torch: building a command line stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from common.cli import non_negative_float, non_negative_int, positive_float, positive_int
+from common.errors import ConfigError, MissingInputError
+from common.poolings import POOLINGS
+
+
+def knob(default, parse=None, help: str = "", choices=None):
+    """A field the command line may set: ``parse`` turns the flag's text into a value (bool: an on/off flag)."""
+    return field(default=default, metadata={"parse": parse, "help": help, "choices": choices})
+
+
+@dataclass
+class TrainConfig:
+    base: str
+    out: str
+    epochs: int = knob(2, positive_int, "passes over the pairs")
+    max_steps: int = knob(0, non_negative_int, "stop after this many steps (0: as many as the epochs give)")
+    batch_size: int = knob(32, positive_int, "pairs per batch (each query's in-batch negatives: the others)")
+    lr: float = knob(1e-4, positive_float, "peak learning rate (AdamW)")
+    warmup_ratio: float = knob(0.1, non_negative_float, "share of the steps with a rising learning rate")
+    weight_decay: float = knob(0.01, non_negative_float)
+    max_grad_norm: float = knob(1.0, positive_float)
+    max_length: int | None = knob(128, positive_int, "max tokens per text, training and serving alike")
+    pooling: str | None = knob(None, str, "pooling (default: the base model's)", choices=tuple(POOLINGS))
+    normalize: bool | None = knob(None, bool, "unit-length embeddings (default: the base model's)")
+    query_prefix: str | None = knob(None, str, 'prepended to every query, e.g. "query: "')
+    passage_prefix: str | None = knob(None, str, 'prepended to every passage, e.g. "passage: "')
+    loss: str = knob("infonce", str, "the loss (training/losses.py): infonce")
+    temperature: float = knob(0.05, positive_float, "InfoNCE temperature τ")
+    symmetric: bool = knob(False, bool, "add the passage→query InfoNCE term")
+    hard_negatives: int = knob(0, non_negative_int, "BM25-mined negatives per pair (0: none)")
+    mine_depth: int = knob(10, positive_int, "draw mined negatives from this many BM25 hits")
+    grad_cache_chunk: int = knob(0, non_negative_int,
+                                 "gradient caching chunk size: batches larger than memory allows (0: off)")
+    checkpoint_every: int = knob(0, non_negative_int, "steps between checkpoints (0: none)")
+    keep_checkpoints: int = knob(2, positive_int)
+    eval_every: int = knob(0, non_negative_int, "steps between evaluations (needs --eval-data)")
+    seed: int = knob(42, int)
+
+    def check(self) -> None:
+        """Fail before any work on values that cannot be right."""
+        from .losses import LOSSES
+
+        rules = [(self.epochs >= 1, "epochs must be ≥ 1"), (self.max_steps >= 0, "max steps must be ≥ 0"),
+                 (self.batch_size >= 2, "batch size must be ≥ 2 (in-batch negatives need company)"),
+                 (self.lr > 0, "learning rate must be > 0"), (0 <= self.warmup_ratio < 1, "warmup ratio in [0, 1)"),
+                 (self.temperature > 0, "temperature τ must be > 0"),
+                 (self.max_length is None or self.max_length >= 8, "max length must be ≥ 8"),
+                 (self.pooling is None or self.pooling in POOLINGS, f"pooling must be one of {', '.join(POOLINGS)}"),
+                 (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}"),
+                 (self.hard_negatives >= 0, "hard negatives must be ≥ 0"),
+                 (self.grad_cache_chunk >= 0, "grad cache chunk must be ≥ 0"),
+                 (self.checkpoint_every >= 0, "checkpoint every must be ≥ 0")]
+        for ok, message in rules:
+            if not ok:
+                raise ConfigError(f"bad training setting: {message}")
+
+    def save(self, path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path) -> "TrainConfig":
+        path = Path(path)
+        if not path.exists():
+            raise MissingInputError(f"{path}: no training configuration here. Start a run with `siamese train`.")
+        saved = json.loads(path.read_text())
+        return cls(**{f.name: saved[f.name] for f in fields(cls) if f.name in saved})
+
+
+# What each recipe changes from the defaults above.
+RECIPES = {
+    "default": {},
+    "full": {"epochs": 8, "lr": 5e-5, "max_length": 256, "hard_negatives": 1},  # a GPU, or patience
+}
+
+
+def recipe_config(base: str, out: str, full: bool = False, **overrides) -> TrainConfig:
+    """The recipe's configuration with ``overrides`` (None values are ignored) on top, checked."""
+    values = RECIPES["full" if full else "default"] | {k: v for k, v in overrides.items() if v is not None}
+    cfg = TrainConfig(base=base, out=out, **values)
+    cfg.check()
+    return cfg
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    """One flag per ``TrainConfig`` knob (``--batch-size``, ``--symmetric/--no-symmetric``, ...); unset flags
+    are None, so the recipe's value stands."""
+    for f in fields(TrainConfig):
+        parse = f.metadata.get("parse")
+        if parse is None and "help" not in f.metadata:
+            continue  # base and out: each command names them its own way
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not None else "the base model's"
+        help_text = f"{f.metadata['help'] or f.name.replace('_', ' ')} (default recipe: {default})"
+        if parse is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, type=parse, default=None, choices=f.metadata["choices"], help=help_text)
+
+
+def config_overrides(args: argparse.Namespace) -> dict:
+    """The knobs a parsed command line set."""
+    return {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+            if "parse" in f.metadata and getattr(args, f.name, None) is not None}

@@ -1,0 +1,165 @@
+"""The rank profiles, each defined once: its match (YQL), its query inputs, its Vespa rank profile and
+its scoring on the embedded backend. The package builder, the Vespa client, the embedded backend and
+the command line all derive from ``PROFILES``.
+
+| profile        | match                                  | ranking                                               |
+|----------------|----------------------------------------|-------------------------------------------------------|
+| bm25           | the query's words (weakAnd)            | bm25(title) + bm25(text)                              |
+| semantic       | nearestNeighbor(embedding, q)          | closeness                                             |
+| hybrid         | nearestNeighbor OR the words           | closeness, then global RRF(closeness, bm25)           |
+| hybrid-linear  | nearestNeighbor OR the words           | closeness, then normalize_linear(closeness) + (bm25)  |
+| binary         | nearestNeighbor(embedding_binary, ...) | hamming closeness, then cosine on the float vectors   |
+
+A query input is embedded from the query text by the embedder (``embed(embedder, @query)``), only for
+the profiles that declare it: a BM25 query embeds nothing. ``binary`` exists only in packages built with
+``--binarized``. Nothing here imports pyvespa: the client and the command line stay light.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .serving import EMBEDDER, RERANK_COUNT, RRF_K, SCHEMA, SECOND_PHASE_RERANK
+
+CLOSENESS = "closeness(field, embedding)"
+BINARY_CLOSENESS = "closeness(field, embedding_binary)"
+NEAREST = "{{targetHits:{k}}}nearestNeighbor(embedding, q)"
+
+
+@dataclass(frozen=True)
+class Phase:
+    expression: str
+    rerank_count: int | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    where: str  # the YQL where clause; {k} is targetHits
+    # query tensor name → its type, {d} the model's dimension; each is embedded from the query text
+    inputs: dict[str, str] = field(default_factory=dict)
+    inherits: tuple[str, ...] = ()
+    functions: dict[str, str] = field(default_factory=dict)
+    first_phase: str = ""
+    second_phase: Phase | None = None
+    global_phase: Phase | None = None
+    match_features: tuple[str, ...] = ()
+    binarized: bool = False  # only in packages with the packed-bits field
+    # the embedded backend's twin: (index, text, k) → (document positions, scores), best first
+    embedded: Callable = None
+
+    def yql(self, k: int) -> str:
+        return f"select id, title from {SCHEMA} where {self.where.format(k=k)}"
+
+    def all_inputs(self) -> dict[str, str]:
+        """Inputs declared here or inherited."""
+        inherited = {}
+        for parent in self.inherits:
+            inherited |= PROFILES[parent].all_inputs()
+        return inherited | self.inputs
+
+    @property
+    def embeds_query(self) -> bool:
+        return bool(self.all_inputs())
+
+    def query_params(self, text: str, hits: int, target_hits: int) -> dict:
+        """The Vespa query API parameters for ``text`` with this profile."""
+        params = {"yql": self.yql(max(hits, target_hits)), "query": text, "hits": hits, "ranking": self.name,
+                  "type": "weakAnd"}
+        for name in self.all_inputs():
+            params[f"input.query({name})"] = f"embed({EMBEDDER}, @query)"
+        return params
+
+
+# ------------------------------------------------------------------ the embedded backend's scoring
+
+def _bm25(index, text, k):
+    return index.lexical(text, k)
+
+
+def _semantic(index, text, k):
+    return index.nearest(index.embed_query(text), k)
+
+
+def _fused(index, text, k, fuse):
+    """As the hybrid profiles: match nearestNeighbor OR the text; first phase closeness (0 for documents the
+    nearest-neighbour search did not return); the global phase fuses closeness and BM25 over the top
+    ``RERANK_COUNT`` with ``fuse(features, rerank) -> {position: score}``."""
+    nn_idx, nn_close = index.nearest(index.embed_query(text), k)
+    bm_idx, bm_score = index.lexical(text, RERANK_COUNT)
+    close = dict(zip(nn_idx.tolist(), nn_close.tolist()))
+    lexical = dict(zip(bm_idx.tolist(), bm_score.tolist()))
+    matched = list(dict.fromkeys(nn_idx.tolist() + bm_idx.tolist()))
+    matched.sort(key=lambda i: -close.get(i, 0.0))
+    rerank = matched[:RERANK_COUNT]
+    fused = fuse((close, lexical), rerank)
+    order = sorted(rerank, key=lambda i: -fused[i])
+    return np.asarray(order, dtype=np.int64), np.asarray([fused[i] for i in order])
+
+
+def _rrf(features, rerank):
+    """Vespa's reciprocal_rank_fusion: Σ over features of 1 / (RRF_K + rank)."""
+    fused = dict.fromkeys(rerank, 0.0)
+    for feature in features:
+        for rank, i in enumerate(sorted(rerank, key=lambda i: -feature.get(i, 0.0)), 1):
+            fused[i] += 1.0 / (RRF_K + rank)
+    return fused
+
+
+def _linear(features, rerank):
+    """Σ over features of normalize_linear: (x − min) / (max − min) over the re-ranked hits."""
+    fused = dict.fromkeys(rerank, 0.0)
+    for feature in features:
+        values = [feature.get(i, 0.0) for i in rerank]
+        low, span = min(values), max(values) - min(values)
+        for i, v in zip(rerank, values):
+            fused[i] += (v - low) / span if span else 0.0
+    return fused
+
+
+def _binary(index, text, k):
+    """Hamming closeness over packed sign bits, then cosine on the float vectors for the top hits."""
+    query = index.embed_query(text)
+    idx, close = index.nearest_binary(query, k)
+    top = idx[:SECOND_PHASE_RERANK]
+    cosine = index.cosine(query, top)
+    order = np.argsort(-cosine, kind="stable")
+    return np.concatenate([top[order], idx[SECOND_PHASE_RERANK:]]), np.concatenate([cosine[order],
+                                                                                  close[SECOND_PHASE_RERANK:]])
+
+
+PROFILES: dict[str, Profile] = {p.name: p for p in [
+    Profile("bm25", "userQuery()", functions={"bm25sum": "bm25(title) + bm25(text)"}, first_phase="bm25sum",
+            match_features=("bm25(title)", "bm25(text)"), embedded=_bm25),
+    Profile("semantic", NEAREST, inputs={"q": "tensor<float>(x[{d}])"}, first_phase=CLOSENESS,
+            match_features=(CLOSENESS,), embedded=_semantic),
+    Profile("hybrid", f"({NEAREST}) or userQuery()", inherits=("bm25", "semantic"), first_phase=CLOSENESS,
+            global_phase=Phase(f"reciprocal_rank_fusion({CLOSENESS}, bm25sum)", RERANK_COUNT),
+            match_features=(CLOSENESS, "bm25(title)", "bm25(text)"),
+            embedded=lambda index, text, k: _fused(index, text, k, _rrf)),
+    Profile("hybrid-linear", f"({NEAREST}) or userQuery()", inherits=("hybrid",),
+            global_phase=Phase(f"normalize_linear({CLOSENESS}) + normalize_linear(bm25sum)", RERANK_COUNT),
+            embedded=lambda index, text, k: _fused(index, text, k, _linear)),
+    Profile("binary", "{{targetHits:{k}}}nearestNeighbor(embedding_binary, q_binary)", inherits=("semantic",),
+            inputs={"q_binary": "tensor<int8>(x[{d8}])"}, first_phase=BINARY_CLOSENESS,
+            functions={"cosine": "cosine_similarity(query(q), attribute(embedding), x)"},
+            second_phase=Phase("cosine", SECOND_PHASE_RERANK), match_features=(BINARY_CLOSENESS, "cosine"),
+            binarized=True, embedded=_binary),
+]}
+NAMES = tuple(PROFILES)
+CORE = ("bm25", "semantic", "hybrid")  # what evaluation reports unless asked for more
+
+
+def in_package(binarized: bool) -> list[Profile]:
+    """The profiles a package has."""
+    return [p for p in PROFILES.values() if binarized or not p.binarized]
+
+
+def get(name: str) -> Profile:
+    if name not in PROFILES:
+        from common.errors import ConfigError
+
+        raise ConfigError(f"unknown profile {name!r}: choose one of {', '.join(NAMES)}")
+    return PROFILES[name]

@@ -1,0 +1,17 @@
+"""Serving defaults, in one place: the Vespa package and the embedded backend both read them.
+
+HNSW: 16 links lose little recall at SciFact's size (benchmarks/backend.py: recall@10 0.9998 against exact
+search at 16 / 200 / 200); Vespa's own 132k-document measurement lost recall at 16/100, so 200 is explored
+at insert.
+"""
+SCHEMA = "doc"  # the document type, its schema and its namespace
+EMBEDDER = "embedder"  # the hugging-face-embedder component's id
+
+HNSW_MAX_LINKS = 16  # max-links-per-node (faiss: M)
+HNSW_EXPLORE_AT_INSERT = 200  # neighbors-to-explore-at-insert (faiss: efConstruction)
+HNSW_EXPLORE_AT_SEARCH = 200  # the embedded backend's efSearch; Vespa's is targetHits + hnsw.exploreAdditionalHits
+
+TARGET_HITS = 100  # nearestNeighbor targetHits unless more hits are asked for
+RERANK_COUNT = 1000  # global-phase rerank-count of the hybrid profiles
+SECOND_PHASE_RERANK = 200  # second-phase rerank-count of the binary profile
+RRF_K = 60  # Vespa's reciprocal_rank_fusion default
