@@ -140,3 +140,49 @@ def test_readers_raise_only_data_errors(tmp_path, content):
     non_blank = sum(1 for line in path.read_bytes().split(b"\n") if not blank(line))
     assert len(pairs) + skipped.total == non_blank
     assert all(p.query.strip() and p.positive.strip() for p in pairs)
+
+
+def write_corpus_with_empty_fields(folder):
+    """A BEIR folder whose corpus has a title-only document, an empty-title one, and an empty one (judged)."""
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text(
+        '{"_id": "title-only", "title": "Vitamin D and bone fractures in older adults", "text": ""}\n'
+        '{"_id": "no-title", "title": "", "text": "Statins lower cholesterol and cardiovascular risk."}\n'
+        '{"_id": "empty", "title": "", "text": ""}\n'
+        '{"_id": "plain", "title": "Sleep", "text": "Sleep deprivation impairs memory consolidation."}\n')
+    (folder / "queries.jsonl").write_text('{"_id": "q1", "text": "does vitamin D prevent fractures"}\n'
+                                          '{"_id": "q2", "text": "statins and cholesterol"}\n')
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\ttitle-only\t1\nq1\tempty\t1\n"
+                                               "q2\tno-title\t1\n")
+    return folder
+
+
+def test_documents_with_an_empty_title_or_text_load_and_empty_ones_are_counted(tmp_path):
+    folder = write_corpus_with_empty_fields(tmp_path / "beir")
+    skipped = Skipped()
+    beir = read_beir(folder, "test", skipped=skipped)
+    assert list(beir.corpus) == ["title-only", "no-title", "plain"]
+    assert beir.corpus["title-only"].passage == "Vitamin D and bone fractures in older adults"
+    assert beir.corpus["no-title"].passage == "Statins lower cholesterol and cardiovascular risk."
+    assert skipped.reasons["empty document"] == 1 and skipped.empty_documents == {"empty"}
+    # the judgement of the empty document goes with it, counted, instead of failing as an unknown id
+    assert beir.qrels == {"q1": {"title-only": 1}, "q2": {"no-title": 1}}
+    assert skipped.reasons["judgement of an empty document"] == 1
+    assert "skipped 2 line(s): 1 × empty document, 1 × judgement of an empty document" == skipped.summary()
+
+
+def test_a_document_without_a_text_field_is_still_malformed(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text('{"_id": "1", "title": "t"}\n')
+    with pytest.raises(DataError, match="line 1: missing field: 'text'"):
+        read_corpus(path)
+
+
+def test_siamese_eval_on_a_corpus_with_empty_documents(tiny_model, tmp_path, capsys):
+    from vespa_app.cli import main
+
+    folder = write_corpus_with_empty_fields(tmp_path / "beir")
+    assert main(["eval", "--models", str(tiny_model), "--data", str(folder), "--max-length", "64"]) == 0
+    out, err = capsys.readouterr()
+    assert "| BM25 |" in out and f"| {tiny_model.parent.name} |" in out
+    assert "skipped 2 line(s): 1 × empty document" in err

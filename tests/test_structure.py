@@ -1,0 +1,159 @@
+"""The structure the features build on: light commands, one error base, one source of training defaults,
+one pooling table, pluggable losses."""
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+def modules_loaded_by(code: str) -> set[str]:
+    """The top-level modules a fresh interpreter has loaded after running ``code``."""
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys\nprint(' '.join(sorted(sys.modules)))"],
+                         capture_output=True, text=True, cwd=REPO, check=True).stdout.split("\n")[-2]
+    return {name.split(".")[0] for name in out.split()}
+
+
+def test_the_query_path_imports_neither_torch_nor_transformers():
+    loaded = modules_loaded_by("import exporter.runtime, vespa_app.embedded, vespa_app.vespa_client")
+    assert "onnxruntime" in loaded and "faiss" in loaded  # what it does need
+    assert not loaded & {"torch", "transformers", "sentence_transformers"}
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["query", "http://127.0.0.1:9", "text"], ["search", "--help"],
+                                  ["feed", "--help"], ["deploy", "--help"], ["app", "build", "--help"]])
+def test_light_commands_start_without_torch(argv):
+    loaded = modules_loaded_by(f"from vespa_app.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass")
+    assert not loaded & {"torch", "transformers"}, argv
+
+
+def test_search_and_app_build_run_without_torch(tiny_export, tmp_path):
+    code = (f"from vespa_app.cli import main\n"
+            f"assert main(['app', 'build', {str(tiny_export)!r}, {str(tmp_path / 'app')!r}, '--no-check']) == 0\n"
+            f"from common.data import Doc\nfrom vespa_app.embedded import EmbeddedIndex\n"
+            f"EmbeddedIndex.build({str(tmp_path / 'index')!r}, {str(tiny_export)!r}, "
+            f"[Doc('1', 'a title', 'some text'), Doc('2', '', 'other words')], progress=False)\n"
+            f"assert main(['search', {str(tmp_path / 'index')!r}, 'words', '--profile', 'hybrid']) == 0")
+    assert not modules_loaded_by(code) & {"torch", "transformers"}
+
+
+def test_a_user_error_is_one_line_and_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
+    def siamese(*args):
+        return subprocess.run([sys.executable, "-m", "vespa_app", *args], capture_output=True, text=True, cwd=REPO)
+
+    user = siamese("search", str(tmp_path / "nowhere"), "text")
+    assert user.returncode == 2 and user.stderr.startswith("error: ") and "Traceback" not in user.stderr
+    debug = siamese("search", str(tmp_path / "nowhere"), "text", "--debug")
+    assert debug.returncode == 2 and "Traceback" in debug.stderr and "error: " in debug.stderr
+
+    import vespa_app.cli
+
+    def out_of_memory(args):  # what a CUDA out-of-memory is: a RuntimeError, not the user's to fix
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(vespa_app.cli, "cmd_search", out_of_memory)
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
+        vespa_app.cli.main(["search", str(tmp_path), "text"])
+
+
+def test_every_user_error_derives_from_one_base():
+    from common.data import DataError
+    from common.errors import UserError
+    from exporter.manifest import ManifestError
+    from exporter.onnx_export import ExportError
+    from exporter.parity import ParityError
+    from training.model_dir import ModelDirError
+    from vespa_app.check import PackageError, VerifierError
+    from vespa_app.vespa_client import VespaError, VespaUnreachable
+
+    for error in (DataError, ManifestError, ExportError, ParityError, ModelDirError, PackageError, VerifierError,
+                  VespaError, VespaUnreachable):
+        assert issubclass(error, UserError), error
+
+
+def test_the_recipes_are_the_one_source_of_training_defaults():
+    from dataclasses import fields
+
+    from training.config import RECIPES, TrainConfig, recipe_config
+
+    default = recipe_config("base", "out")
+    assert (default.epochs, default.batch_size, default.lr, default.max_length, default.temperature,
+            default.hard_negatives) == (2, 32, 1e-4, 128, 0.05, 0)  # the default recipe, as before
+    full = recipe_config("base", "out", full=True)
+    assert (full.epochs, full.lr, full.max_length, full.hard_negatives) == (8, 5e-5, 256, 1)
+    assert set(RECIPES["full"]) <= {f.name for f in fields(TrainConfig)}
+    assert recipe_config("base", "out", epochs=None, lr=3e-5).lr == 3e-5  # None leaves the recipe's value
+
+
+def test_train_and_run_take_every_training_knob_from_the_config():
+    from dataclasses import fields
+
+    from training.config import TrainConfig
+    from vespa_app.cli import build_parser
+
+    knobs = [f.name for f in fields(TrainConfig) if f.name not in ("base", "out")]
+    parser = build_parser()
+    for command in ("train", "run"):
+        args = parser.parse_args([command, "--pooling", "cls", "--query-prefix", "query: ", "--passage-prefix",
+                                  "passage: ", "--hard-negatives", "2", "--symmetric", "--no-normalize"])
+        assert {k for k in knobs if getattr(args, k) is not None} == {
+            "pooling", "query_prefix", "passage_prefix", "hard_negatives", "symmetric", "normalize"}, command
+        assert (args.symmetric, args.normalize, args.query_prefix) == (True, False, "query: ")
+        help_text = parser._subparsers._group_actions[0].choices[command].format_help()
+        for knob in knobs:
+            assert "--" + knob.replace("_", "-") in help_text, (command, knob)
+
+
+def test_siamese_run_hands_the_training_options_to_the_pipeline(monkeypatch):
+    import vespa_app.pipeline
+    from vespa_app.cli import main
+
+    seen = {}
+
+    def fake_run(options):
+        seen["options"] = options
+        return {"rows": [], "timings": {"total": 0.0}, "report": "-", "deploy": "-"}
+
+    monkeypatch.setattr(vespa_app.pipeline, "run", fake_run)
+    assert main(["run", "--pooling", "attention", "--query-prefix", "query: ", "--hard-negatives", "1",
+                 "--epochs", "3"]) == 0
+    assert seen["options"].train == {"pooling": "attention", "query_prefix": "query: ", "hard_negatives": 1,
+                                     "epochs": 3}
+
+
+def test_one_pooling_table_for_cli_encoder_exporter_and_manifest(tiny_model):
+    import torch
+
+    from common.poolings import POOLINGS, VESPA_POOLINGS, vespa_pooling
+    from exporter.manifest import Manifest
+    from training.encoder import Encoder
+    from training.pooling import pool
+    from vespa_app.cli import build_parser
+
+    parser = build_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]
+    assert tuple(next(a for a in train._actions if a.dest == "pooling").choices) == tuple(POOLINGS)
+    tokens, mask = torch.randn(2, 5, 32), torch.ones(2, 5, dtype=torch.long)
+    for name, vespa in POOLINGS.items():
+        encoder = Encoder.load(tiny_model, pooling=name, max_length=32)
+        assert pool(name, tokens, mask, encoder.attention).shape == (2, 32)
+        assert vespa_pooling(name) in VESPA_POOLINGS and (vespa is None) == (vespa_pooling(name) == "none")
+        Manifest(dimension=32, pooling=vespa_pooling(name), normalize=True, max_tokens=32,
+                 prefixes={"query": "", "document": ""}, inputs=["input_ids"], model_pooling=name,
+                 output="last_hidden_state" if vespa else "sentence_embedding").check()
+
+
+def test_losses_are_chosen_by_name():
+    import torch
+
+    from common.errors import ConfigError
+    from training.config import TrainConfig
+    from training.infonce import info_nce
+    from training.losses import make_loss
+
+    q, p = torch.randn(4, 8), torch.randn(6, 8)
+    cfg = TrainConfig(base="-", out="-", symmetric=True, temperature=0.1)
+    assert torch.equal(make_loss(cfg)(q, p, batch=[]), info_nce(q, p, 0.1, symmetric=True))
+    with pytest.raises(ConfigError, match="loss must be one of infonce"):
+        TrainConfig(base="-", out="-", loss="nope").check()
