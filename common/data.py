@@ -11,6 +11,7 @@ import csv
 import gzip
 import io
 import json
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +127,8 @@ def read_jsonl(path, *, skip_bad: bool = False, skipped: Skipped | None = None) 
         raise DataError(path, None, "empty file", "The file holds no records; point to the right file.")
 
 
-def text_field(path, number, obj, key, *, required=True) -> str | None:
+def text_field(path, number, obj, key, *, required=True, allow_empty=False) -> str | None:
+    """``obj[key]`` as a string; None when it is absent and not ``required``."""
     value = obj.get(key)
     if value is None:
         if required:
@@ -135,7 +137,7 @@ def text_field(path, number, obj, key, *, required=True) -> str | None:
     if not isinstance(value, str):
         raise DataError(path, number, f"wrong type: '{key}' is a {type(value).__name__}, not a string",
                         f"Make '{key}' a string.")
-    if not value.strip():
+    if not value.strip() and not allow_empty:
         raise DataError(path, number, f"empty field: '{key}'", f"Give '{key}' some text or drop the record.")
     return value
 
@@ -171,21 +173,10 @@ def read_corpus(path, *, skip_bad=False, skipped: Skipped | None = None) -> dict
     corpus: dict[str, Doc] = {}
     skipped = skipped if skipped is not None else Skipped()
 
-    def field_text(number, obj, key) -> str:
-        value = obj.get(key)
-        if value is None:
-            return ""
-        if not isinstance(value, str):
-            raise DataError(path, number, f"wrong type: '{key}' is a {type(value).__name__}, not a string",
-                            f"Make '{key}' a string.")
-        return value
-
     def parse(number, obj):
         doc_id = _record_id(path, number, obj, corpus, "document")
-        if "text" not in obj:
-            raise DataError(path, number, "missing field: 'text'", "Add a string 'text' (it may be empty "
-                            "when the document has a title).")
-        return number, Doc(doc_id, field_text(number, obj, "title"), field_text(number, obj, "text"))
+        title = text_field(path, number, obj, "title", required=False, allow_empty=True) or ""
+        return number, Doc(doc_id, title, text_field(path, number, obj, "text", allow_empty=True))
 
     for number, doc in parsed_records(path, parse, skip_bad=skip_bad, skipped=skipped):
         if not doc.passage:
@@ -306,8 +297,6 @@ def read_sts_csv(path, *, skip_bad=False, skipped: Skipped | None = None) -> lis
 def say_skipped(path, skipped: Skipped) -> None:
     """Tell the user, on stderr, what a reader left out (nothing when nothing was)."""
     if skipped.total:
-        import sys
-
         print(f"{path}: {skipped.summary()}", file=sys.stderr)
 
 

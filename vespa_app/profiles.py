@@ -21,6 +21,8 @@ from typing import Callable
 
 import numpy as np
 
+from common.errors import ConfigError
+
 from .serving import EMBEDDER, RERANK_COUNT, RRF_K, SCHEMA, SECOND_PHASE_RERANK
 
 CLOSENESS = "closeness(field, embedding)"
@@ -159,7 +161,5 @@ def in_package(binarized: bool) -> list[Profile]:
 
 def get(name: str) -> Profile:
     if name not in PROFILES:
-        from common.errors import ConfigError
-
         raise ConfigError(f"unknown profile {name!r}: choose one of {', '.join(NAMES)}")
     return PROFILES[name]
