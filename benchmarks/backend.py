@@ -52,7 +52,7 @@ def main():
             found, lat_search, lat_full = [], [], []
             for q, v in zip(queries, vectors):
                 t0 = time.perf_counter()
-                idx, _ = index.semantic(v, args.k)
+                idx, _ = index.nearest(v, args.k)
                 lat_search.append(time.perf_counter() - t0)
                 found.append(idx)
                 t0 = time.perf_counter()
