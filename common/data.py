@@ -154,13 +154,35 @@ def parsed_records(path, parse, *, skip_bad, skipped):
                 skipped.add(err)
 
 
+def unusable_document_id(doc_id: str) -> str | None:
+    """Why ``doc_id`` cannot name a document of its own in Vespa, or None. The feed percent-encodes every
+    other character of an id into one path segment, so only these would address another document (or none)."""
+    if doc_id in ("", ".", ".."):
+        return "is a path segment that Vespa resolves to another document"
+    bad = next((c for c in doc_id if not _vespa_text_character(ord(c))), None)
+    if bad is not None:
+        return f"contains U+{ord(bad):04X}, which Vespa refuses in ids (a control character or a non-character)"
+    return None
+
+
+def _vespa_text_character(cp: int) -> bool:
+    """Vespa's ``Text.isTextCharacter`` (XML 1.1 text): no control characters but tab, newline and carriage
+    return, no surrogates, no non-characters (U+FDD0–U+FDDF and the last two of every plane)."""
+    if cp < 0x80:
+        return cp >= 0x20 or cp in (0x9, 0xA, 0xD)
+    return not (0xD800 <= cp <= 0xDFFF or 0xFDD0 <= cp <= 0xFDDF) and (cp & 0xFFFF) < 0xFFFE
+
+
 def _record_id(path, number, obj, seen, what: str) -> str:
     value = obj.get("_id", obj.get("id"))
-    value = str(value) if isinstance(value, int) else value
+    value = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
     if not isinstance(value, str) or not value:
         raise DataError(path, number, "missing field: '_id'", f"Give every {what} a string '_id'.")
     if value in seen:
         raise DataError(path, number, f"duplicate id: '{value}'", f"{what.capitalize()} ids must be unique.")
+    if what == "document" and unusable_document_id(value):
+        raise DataError(path, number, f"unusable id: {value!r} {unusable_document_id(value)}",
+                        "Give the document another id.")
     return value
 
 

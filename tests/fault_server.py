@@ -11,6 +11,7 @@ import asyncio
 import gzip
 import json
 import threading
+from urllib.parse import unquote
 
 import h2.config
 import h2.connection
@@ -26,6 +27,8 @@ class FaultServer:
         self.injected = {kind: 0 for kind in self.schedule} | {"400": 0}
         self.stored: dict[str, dict] = {}
         self.received: list[str] = []  # the document id of every request, in arrival order
+        self.paths: list[str] = []  # the raw request path of every request
+        self.targets: set[tuple[str, str]] = set()  # (namespace, document type) pairs written to
         self.in_flight = 0
         self.max_in_flight = 0
         self.loop = asyncio.new_event_loop()
@@ -120,10 +123,15 @@ class _H2(asyncio.Protocol):
         path, method = request["headers"][":path"].split("?")[0], request["headers"][":method"]
         if method == "GET" and path.startswith("/state/v1/health"):
             return self.respond(stream_id, 200, {"status": {"code": "up"}})
-        if not path.startswith("/document/v1/"):
-            return self.respond(stream_id, 404, {"message": f"no handler for {path}"})
         server = self.server
-        doc_id = path.rsplit("/", 1)[-1]
+        server.paths.append(path)
+        parts = path.split("/")
+        # as Vespa's handler: /document/v1/{namespace}/{documentType}/docid/{*}, the rest's segments decoded
+        # and joined with "/"
+        if len(parts) < 7 or parts[:3] != ["", "document", "v1"] or parts[5] != "docid" or parts[6] == "":
+            return self.respond(stream_id, 404, {"message": f"no handler for {path}"})
+        doc_id = "/".join(unquote(p, errors="strict") for p in parts[6:])
+        server.targets.add((unquote(parts[3]), unquote(parts[4])))
         fault = server.decide(doc_id)
         server.in_flight += 1
         server.max_in_flight = max(server.max_in_flight, server.in_flight)

@@ -96,3 +96,19 @@ def test_a_url_that_is_not_vespa_fails_fast_and_clearly():
         with pytest.raises(VespaUnreachable, match="query to .*/search/ failed"):
             VespaBackend(server.url).query("anything")
         assert time.time() - started < 5
+
+
+def test_the_ledger_counts_only_what_the_same_target_acknowledged(tmp_path):
+    docs = corpus(13)[:13]
+    ledger = tmp_path / "ledger.jsonl"
+    no_faults = dict(every_429=0, every_503=0, every_slow=0, every_reset=0, every_drop=0)
+    with FaultServer(**no_faults) as first, FaultServer(**no_faults) as second:
+        assert feed(first.url, docs, ledger, tmp_path / "f", schema="s1", progress=False).acked == 13
+        again = feed(first.url, docs, ledger, tmp_path / "f", schema="s1", progress=False)
+        assert (again.already, again.acked) == (13, 0)
+        # another Vespa from the same directory: everything is sent (it was "0 fed now, 13 fed before")
+        other = feed(second.url, docs, ledger, tmp_path / "f", schema="s1", progress=False)
+        assert (other.already, other.acked) == (0, 13) and set(second.stored) == {d.id for d in docs}
+        # the same Vespa after a deploy with another schema: everything again
+        redeployed = feed(first.url, docs, ledger, tmp_path / "f", schema="s2", progress=False)
+        assert (redeployed.already, redeployed.acked) == (0, 13)

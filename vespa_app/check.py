@@ -209,3 +209,15 @@ def check_package(package, texts: list[str] | None = None, hosted: bool = False,
                                                  "query": vespa["query"].tolist()}))
     report.seconds = round(time.time() - started, 1)
     return report
+
+
+def vespa_document_ids(paths: list[str]) -> list[dict]:
+    """For each /document/v1 request path, the document id Vespa's own handler parses from it
+    (``{"id": "id:doc:doc::..."}``) or why it refuses it (``{"error": ...}``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        paths_file, out_file = Path(tmp, "paths.json"), Path(tmp, "ids.json")
+        paths_file.write_text(json.dumps(paths))
+        result = _java(["paths", str(paths_file), str(out_file)])
+        if result.returncode != 0:
+            raise VerifierError(f"Vespa's document path parser did not run: {result.stderr[-2000:]}")
+        return json.loads(out_file.read_text())

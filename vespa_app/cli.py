@@ -164,7 +164,12 @@ def cmd_feed(args) -> int:
     if Path(target).is_dir() and (Path(target) / "services.xml").exists():
         raise ConfigError(f"{target} is an application package; deploy it with `siamese deploy {target}` and "
                          "feed the URL it prints")
-    result = feed(target, docs, args.ledger, args.failed, concurrency=args.concurrency)
+    schema = None
+    if args.package:
+        from .vespa_client import schema_hash
+
+        schema = schema_hash(args.package)
+    result = feed(target, docs, args.ledger, args.failed, schema=schema, concurrency=args.concurrency)
     print(result.summary())
     if result.failed:
         print(f"{len(result.failed)} document(s) failed for good; ids and reasons in {args.failed}. "
@@ -227,7 +232,10 @@ def add_pipeline_commands(sub) -> None:
     p = sub.add_parser("feed", help="feed a corpus (JSONL or BEIR folder) to a running Vespa")
     p.add_argument("target", help="the container URL, e.g. http://localhost:8080")
     p.add_argument("data")
-    p.add_argument("--ledger", default="feed-ledger.jsonl", help="ids acknowledged so far; a re-run skips them")
+    p.add_argument("--ledger", default="feed-ledger.jsonl",
+                   help="ids acknowledged so far, per target; a re-run to the same target skips them")
+    p.add_argument("--package", help="the deployed application package: a re-deploy with another schema "
+                                     "then feeds everything again")
     p.add_argument("--failed", default="feed-failed.jsonl", help="ids that failed for good, with reasons")
     p.add_argument("--concurrency", type=positive_int, default=16)
     p.add_argument("--skip-bad", action="store_true")

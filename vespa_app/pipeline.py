@@ -131,7 +131,7 @@ def _index(export_dir: Path, index_dir: Path, corpus):
 
 
 def _feed_vespa(o: RunOptions, app_dir: Path, corpus, out: Path, extra: dict):
-    from .vespa_client import VespaBackend, VespaError, deploy_docker, deploy_to_config_server
+    from .vespa_client import VespaBackend, VespaError, deploy_docker, deploy_to_config_server, schema_hash
 
     if o.vespa == "docker":
         url = deploy_docker(app_dir)
@@ -140,7 +140,8 @@ def _feed_vespa(o: RunOptions, app_dir: Path, corpus, out: Path, extra: dict):
     else:
         url = o.vespa
     backend = VespaBackend(url)
-    result = backend.feed(corpus, ledger=out / "feed-ledger.jsonl", failed_file=out / "feed-failed.jsonl")
+    result = backend.feed(corpus, ledger=out / "feed-ledger.jsonl", failed_file=out / "feed-failed.jsonl",
+                          schema=schema_hash(app_dir))
     extra["feed"] = result.summary()
     if result.failed:
         raise VespaError(f"{len(result.failed)} documents failed to feed; see {out / 'feed-failed.jsonl'}")

@@ -13,13 +13,15 @@ import socket
 import sys
 import time
 import zipfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import httpx
 
-from common.errors import UserError
+from common.data import unusable_document_id
+from common.errors import ConfigError, UserError
 
 from . import profiles
 from .backend import Hit
@@ -132,6 +134,30 @@ def deploy_cloud(package, tenant: str, application: str, key_location: str | Non
 
 # ---------------------------------------------------------------- feed
 
+def document_path(doc_id: str, schema: str = SCHEMA, namespace: str = SCHEMA) -> str:
+    """The /document/v1 path of one document. Every character but the unreserved ones is percent-encoded,
+    ``/`` included, so an id is always one path segment and Vespa decodes it back to exactly that id;
+    ``.``, ``..`` and the empty id, which no encoding keeps apart from other paths, are refused."""
+    why = unusable_document_id(doc_id)
+    if why:
+        raise ConfigError(f"document id {doc_id!r} {why}; give the document another id")
+    return f"/document/v1/{quote(namespace, safe='')}/{quote(schema, safe='')}/docid/{quote(doc_id, safe='')}"
+
+
+def _vespa_client(url: str):
+    """pyvespa's client with our document paths: pyvespa leaves ``/`` unencoded, so an id such as
+    ``../../music/music/docid/x`` would write elsewhere and ``a/c`` would collide with ``a/./b/../c``."""
+    from vespa.application import Vespa
+
+    class _Vespa(Vespa):
+        def get_document_v1_path(self, id, schema=None, namespace=None, group=None, number=None) -> str:
+            if group or number:
+                raise ValueError("document paths with group or number are not used here")
+            return document_path(str(id), schema or SCHEMA, namespace or schema or SCHEMA)
+
+    return _Vespa(url=url)
+
+
 @dataclass
 class FeedResult:
     total: int = 0
@@ -162,22 +188,57 @@ def _retry_policy(attempts: int, max_backoff: float):
                          retry=retry_if_result(transient) | retry_if_exception(lambda e: True), reraise=True)
 
 
-def feed(url: str, docs, ledger, failed_file, *, concurrency: int = 16, attempts: int = 10,
-         max_backoff: float = 5.0, progress: bool = True) -> FeedResult:
-    """Feed ``docs`` (``common.data.Doc``) to ``url``; ids already in ``ledger`` are skipped."""
-    from tqdm.auto import tqdm
-    from vespa.application import Vespa
+def schema_hash(package) -> str:
+    """What the ledger knows of the deployed schema: the sha256 of the package's ``schemas/`` files."""
+    import hashlib
 
-    ensure_reachable(url)
-    ledger, failed_file = Path(ledger), Path(failed_file)
+    digest = hashlib.sha256()
+    for path in sorted((Path(package) / "schemas").glob("*.sd")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def ledger_target(url: str, schema: str | None = None) -> dict:
+    """Whom a ledger line's acknowledgement came from: the endpoint, the document type and namespace, and
+    (when known) the schema. Only documents acknowledged by the same target count as fed."""
+    return {"url": _base(url), "type": SCHEMA, "namespace": SCHEMA, "schema": schema}
+
+
+def _already_fed(ledger: Path, target: dict) -> set[str]:
     done = set()
     if ledger.exists():
         for line in ledger.read_text().splitlines():
             try:
-                done.add(json.loads(line)["id"])
+                entry = json.loads(line)
+                if entry["target"] == target:
+                    done.add(entry["id"])
             except (json.JSONDecodeError, KeyError, TypeError):
-                pass  # a line cut short by a crash: that document is simply sent again (a put is idempotent)
+                pass  # a line cut short by a crash, or one without a target: the document is sent again
+    return done
+
+
+def _check_ids(docs) -> None:
+    """Refuse, before anything is sent, ids that would not each reach a document of their own."""
+    for d in docs:
+        document_path(d.id)
+    twice = [doc_id for doc_id, n in Counter(d.id for d in docs).items() if n > 1]
+    if twice:
+        raise ConfigError(f"{len(twice)} duplicate document id(s), e.g. {twice[0]!r}: each would replace the "
+                          "other in Vespa. Make the ids unique.")
+
+
+def feed(url: str, docs, ledger, failed_file, *, schema: str | None = None, concurrency: int = 16,
+         attempts: int = 10, max_backoff: float = 5.0, progress: bool = True) -> FeedResult:
+    """Feed ``docs`` (``common.data.Doc``) to ``url``; ids the ledger records as acknowledged by the same
+    target (``ledger_target``; ``schema``: the package's ``schema_hash``) are skipped."""
+    from tqdm.auto import tqdm
+
     docs = list(docs)
+    _check_ids(docs)
+    ensure_reachable(url)
+    ledger, failed_file = Path(ledger), Path(failed_file)
+    target = ledger_target(url, schema)
+    done = _already_fed(ledger, target)
     result = FeedResult(total=len(docs))
     todo = [d for d in docs if d.id not in done]
     result.already = len(docs) - len(todo)
@@ -187,7 +248,7 @@ def feed(url: str, docs, ledger, failed_file, *, concurrency: int = 16, attempts
     with open(ledger, "a") as ledger_fh:
         def on_response(response, doc_id):
             if response.get_status_code() == 200:
-                ledger_fh.write(json.dumps({"id": doc_id}) + "\n")
+                ledger_fh.write(json.dumps({"id": doc_id, "target": target}) + "\n")
                 ledger_fh.flush()
                 acked.add(doc_id)
                 result.failed.pop(doc_id, None)
@@ -198,7 +259,7 @@ def feed(url: str, docs, ledger, failed_file, *, concurrency: int = 16, attempts
             bar.update(1)
             bar.set_postfix(docs_s=f"{result.acked / max(time.time() - started, 1e-9):.1f}", failed=len(result.failed))
 
-        app = Vespa(url=_base(url))
+        app = _vespa_client(_base(url))
         app.feed_async_iterable(({"id": d.id, "fields": {"id": d.id, "title": d.title, "text": d.text}} for d in todo),
                                 schema=SCHEMA, namespace=SCHEMA, callback=on_response, max_workers=concurrency,
                                 max_queue_size=max(concurrency * 4, 64),

@@ -36,6 +36,8 @@ import java.util.logging.Level;
  *                                      profiles, services, then Vespa's deploy-time validation.
  *   embed PACKAGE TEXTS.json OUT.json - HuggingFaceEmbedder built from the package's own embedder config,
  *                                      embedding each text in the document and the query context.
+ *   paths PATHS.json OUT.json        - the document id /document/v1's handler parses from each request path
+ *                                      ({"id": ...} or {"error": ...} per path).
  * Exit code 0: accepted; 1: rejected (Vespa's message on stderr); 2: usage.
  */
 public class Verify {
@@ -45,8 +47,12 @@ public class Verify {
 
     public static void main(String[] args) throws Exception {
         if (args.length < 2) {
-            System.err.println("usage: model PACKAGE | embed PACKAGE TEXTS.json OUT.json");
+            System.err.println("usage: model PACKAGE | embed PACKAGE TEXTS.json OUT.json | paths PATHS.json OUT.json");
             System.exit(2);
+        }
+        if (args[0].equals("paths") && args.length == 3) {
+            documentIds(Path.of(args[1]), Path.of(args[2]));
+            System.exit(0);
         }
         File dir = new File(args[1]);
         try {
@@ -66,6 +72,19 @@ public class Verify {
             System.exit(1);
         }
         System.exit(0);
+    }
+
+    static void documentIds(Path pathsFile, Path out) throws Exception {
+        List<String> paths = JSON.readValue(pathsFile.toFile(), new TypeReference<List<String>>() {});
+        List<Map<String, String>> ids = new ArrayList<>();
+        for (String path : paths) {
+            try {
+                ids.add(Map.of("id", com.yahoo.document.restapi.resource.VespaDocumentPaths.documentId(path)));
+            } catch (RuntimeException e) {
+                ids.add(Map.of("error", e.getClass().getSimpleName() + ": " + messages(e)));
+            }
+        }
+        JSON.writeValue(out.toFile(), ids);
     }
 
     static String messages(Throwable e) {
