@@ -1,28 +1,82 @@
-"""Write-then-rename for every artifact (model directories, checkpoints, exports, packages, indexes)."""
+"""Write-then-rename for every artefact (model directories, checkpoints, exports, packages, indexes), and
+the rules for replacing one.
+
+Each artefact directory holds a marker, ``.siamese-artifact``, naming its kind. ``--force`` replaces an
+output directory only when its marker says it is an artefact of the same kind, and never when it is,
+contains or lies inside one of the command's inputs: no command deletes a directory it did not create.
+"""
 from __future__ import annotations
 
-import os
+import json
 import shutil
 import tempfile
 from pathlib import Path
 
+from .errors import OutputExistsError
 
-def atomic_dir(final: Path, write) -> Path:
-    """Run ``write(tmp_dir)`` and rename the result into place, so a crash never leaves a half-written
-    directory that looks complete. An existing ``final`` is replaced only after the new one is whole."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+MARKER = ".siamese-artifact"
+
+
+def artifact_kind(path) -> str | None:
+    """The kind of artefact ``path`` holds, from its marker; None for anything else."""
     try:
+        return json.loads((Path(path) / MARKER).read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _related(a: Path, b: Path) -> bool:
+    return a == b or a in b.parents or b in a.parents
+
+
+def check_output(final, kind: str, replace: bool = False, inputs=()) -> None:
+    """Fail, touching nothing, unless ``final`` is free or (with ``replace``) a previous ``kind`` artefact that
+    is neither an input, nor inside one, nor holding one. Commands call this before any work."""
+    final = Path(final)
+    if not final.exists():
+        return
+    if not replace:
+        raise OutputExistsError(f"{final} already exists. Choose another directory, or pass --force to replace "
+                                f"a previous {kind}.")
+    resolved = final.resolve()
+    clash = next((Path(i) for i in inputs if _related(resolved, Path(i).resolve())), None)
+    if clash is not None:
+        raise OutputExistsError(f"{final} is, holds or lies inside the input {clash}; --force will not replace it. "
+                                "Choose another output directory.")
+    found = artifact_kind(final)
+    if found != kind:
+        what = f"a {found}" if found else "not something siamese wrote"
+        raise OutputExistsError(f"{final} is {what}, not a previous {kind}; --force replaces only that. Choose "
+                                "another output directory.")
+
+
+def atomic_dir(final, write, kind: str, *, replace: bool = False, inputs=()) -> Path:
+    """Run ``write(tmp_dir)`` and rename the result into place, so a crash never leaves a half-written
+    directory that looks complete. An existing ``final`` is replaced (see ``check_output``) only after the
+    new one is whole; a ``write`` that raises (a failed check) leaves nothing behind.
+
+    ``tmp_dir`` already has ``final``'s name (tools such as Vespa's take an application's name from its
+    directory) and, made by ``mkdir``, the user's umask."""
+    final = Path(final)
+    check_output(final, kind, replace, inputs)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        tmp = scratch / final.name
+        tmp.mkdir()
         write(tmp)
-        if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            final.rename(old)
+        (tmp / MARKER).write_text(json.dumps({"kind": kind}) + "\n")
+        if not final.exists():
             tmp.rename(final)
-            shutil.rmtree(old)
-        else:
+            return final
+        check_output(final, kind, replace, inputs)
+        old = scratch / f"{final.name}.old"  # removed with the scratch directory once the new one is in place
+        final.rename(old)
+        try:
             tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        except BaseException:
+            old.rename(final)
+            raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return final

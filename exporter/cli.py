@@ -19,7 +19,8 @@ def add_commands(sub) -> None:
     p.add_argument("model_dir", help="a model directory from `siamese train`, or any local HF encoder directory")
     p.add_argument("out_dir")
     p.add_argument("--quantize", choices=("int8",), help="dynamic int8 with per-channel weights")
-    p.add_argument("--force", action="store_true", help="replace OUT_DIR once the new export has passed")
+    p.add_argument("--force", action="store_true",
+                   help="replace OUT_DIR, a previous export, once the new export has passed its checks")
     p.add_argument("--quality-data", help="with --quantize: a BEIR folder to measure nDCG@10 of fp32 vs int8 on")
     p.add_argument("--quality-split", default="test")
     p.set_defaults(func=cmd_export)

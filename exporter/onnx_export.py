@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from common.atomic import atomic_dir
-from common.errors import OutputExistsError, UserError
+from common.atomic import atomic_dir, check_output
+from common.errors import UserError
 from common.poolings import vespa_can_pool, vespa_pooling
 from training.encoder import Encoder, check_model_dir
 
@@ -111,9 +111,7 @@ def export(model_dir, out_dir, quantize: str | None = None, force: bool = False,
     """``quality_data`` (a BEIR folder), with ``quantize``: also measure nDCG@10 of fp32 and int8 on it."""
     model_dir = check_model_dir(model_dir)
     out_dir = Path(out_dir)
-    if out_dir.exists() and not force:
-        raise OutputExistsError(f"{out_dir} already exists. Choose another output directory or pass --force "
-                                "to replace it (the old one stays until the new export has passed its checks).")
+    check_output(out_dir, "export", force, inputs=[model_dir])
     if quantize not in (None, "int8"):
         raise ExportError(f"unknown quantization {quantize!r}: the choice is int8")
     encoder = Encoder.load(model_dir).eval()
@@ -163,7 +161,7 @@ def export(model_dir, out_dir, quantize: str | None = None, force: bool = False,
                           for p in sorted(tmp.iterdir()) if p.name != "manifest.json"}
         manifest.save(tmp)
 
-    return atomic_dir(out_dir, write)
+    return atomic_dir(out_dir, write, "export", replace=force, inputs=[model_dir])
 
 
 def describe(export_dir) -> str:

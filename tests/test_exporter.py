@@ -31,7 +31,8 @@ def exported(trained, tmp_path_factory):
 def test_export_writes_what_vespa_loads(trained, exported):
     m = Manifest.load(exported)
     m.verify_files(exported)
-    assert sorted(p.name for p in exported.iterdir()) == ["manifest.json", "model.onnx", "tokenizer.json"]
+    assert sorted(p.name for p in exported.iterdir()) == [".siamese-artifact", "manifest.json", "model.onnx",
+                                                          "tokenizer.json"]
     graph = onnx.load(str(exported / "model.onnx")).graph
     assert [i.name for i in graph.input] == ["input_ids", "attention_mask", "token_type_ids"]
     assert [o.name for o in graph.output] == [m.output]

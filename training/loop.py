@@ -92,7 +92,7 @@ def _save_checkpoint(out, step, encoder, optimizer, scheduler, log, keep):
         encoder.save(tmp / "model")
         torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "rng": _RngState().__dict__, "log": log}, tmp / "state.pt")
-    atomic_dir(out / "checkpoints" / f"step-{step:07d}", write)
+    atomic_dir(out / "checkpoints" / f"step-{step:07d}", write, "checkpoint")
     for old in _checkpoints(out)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -191,6 +191,6 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus_texts: list[str] | None = 
         encoder.save(tmp)
         cfg.save(tmp / "train_config.json")
         (tmp / "train_metrics.json").write_text(json.dumps(metrics, indent=2))
-    model_dir = atomic_dir(out / "model", write)
+    model_dir = atomic_dir(out / "model", write, "model")
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return model_dir

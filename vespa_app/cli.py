@@ -27,10 +27,16 @@ def cmd_app_build(args) -> int:
                          max_links_per_node=args.max_links, neighbors_to_explore_at_insert=args.explore,
                          cell_type="bfloat16" if args.bfloat16 else "float", binarized=args.binarized,
                          cloud=args.cloud)
-    out = write_package(args.export_dir, args.out_dir, options, force=args.force)
+    reports = []
+
+    def check(package):  # on the finished package, before it takes OUT_DIR's place
+        reports.append(check_package(package, hosted=args.cloud))
+
+    out = write_package(args.export_dir, args.out_dir, options, force=args.force,
+                        check=None if args.no_check else check)
     print(f"wrote {out}")
-    if not args.no_check:
-        print(check_package(out, hosted=args.cloud).summary())
+    for report in reports:
+        print(report.summary())
     return 0
 
 
@@ -61,8 +67,8 @@ def add_app_commands(sub) -> None:
     p.add_argument("--bfloat16", action="store_true", help="bfloat16 embedding cells (half the memory)")
     p.add_argument("--binarized", action="store_true", help="add a packed-bits field with hamming HNSW + re-rank")
     p.add_argument("--cloud", action="store_true", help="the Vespa Cloud variant")
-    p.add_argument("--force", action="store_true")
-    p.add_argument("--no-check", action="store_true", help="skip the checks after building")
+    p.add_argument("--force", action="store_true", help="replace OUT_DIR when it holds a previous package")
+    p.add_argument("--no-check", action="store_true", help="skip the checks (a package that fails them is not kept)")
     p.set_defaults(func=cmd_app_build)
     p = app.add_parser("check", help="Vespa's own config model and embedder on a package (offline)")
     p.add_argument("package")

@@ -21,9 +21,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from common.atomic import atomic_dir
+from common.atomic import atomic_dir, check_output
 from common.data import Doc
-from common.errors import ConfigError, OutputExistsError
+from common.errors import ConfigError
 from common.vectors import exact_search, normalize
 from exporter.runtime import OnnxEmbedder
 from training.bm25 import BM25
@@ -70,8 +70,7 @@ class EmbeddedIndex:
               expansion_add: int = HNSW_EXPLORE_AT_INSERT, expansion_search: int = HNSW_EXPLORE_AT_SEARCH,
               embeddings: np.ndarray | None = None, progress: bool = True, force: bool = False) -> "EmbeddedIndex":
         path, export_dir = Path(path), Path(export_dir).resolve()
-        if path.exists() and not force:
-            raise OutputExistsError(f"{path} already exists. Choose another directory or pass --force.")
+        check_output(path, "index", force, inputs=[export_dir])
         ids = [d.id for d in docs]
         if len(set(ids)) != len(ids):
             raise ConfigError("document ids must be unique")
@@ -97,7 +96,7 @@ class EmbeddedIndex:
             faiss.write_index(hnsw, str(tmp / "hnsw.faiss"))
             bm25.save(tmp / "bm25")
 
-        atomic_dir(path, write)
+        atomic_dir(path, write, "index", replace=force, inputs=[export_dir])
         return cls(path, docs, embeddings, hnsw, bm25, meta, embedder)
 
     @classmethod

@@ -18,8 +18,8 @@ from vespa.configuration import services as vt
 from vespa.package import (HNSW, ApplicationPackage, Document, Field, FieldSet, Function, GlobalPhaseRanking,
                            RankProfile, Schema, SecondPhaseRanking, ServicesConfiguration)
 
-from common.atomic import atomic_dir
-from common.errors import ConfigError, OutputExistsError
+from common.atomic import atomic_dir, check_output
+from common.errors import ConfigError
 from exporter.manifest import Manifest
 
 from . import profiles
@@ -155,15 +155,15 @@ def build_application(manifest: Manifest, options: AppOptions | None = None) -> 
                               services_config=ServicesConfiguration(o.name, services_config=_services(manifest, o)))
 
 
-def write_package(export_dir, out_dir, options: AppOptions | None = None, force: bool = False) -> Path:
-    """Write the package (models included) to ``out_dir`` atomically and return its path."""
+def write_package(export_dir, out_dir, options: AppOptions | None = None, force: bool = False, check=None) -> Path:
+    """Write the package (models included) to ``out_dir`` atomically and return its path. ``check(dir)``
+    runs on the finished package before it is moved into place: a package that fails it is not left."""
     export_dir, out_dir = Path(export_dir), Path(out_dir)
+    check_output(out_dir, "package", force, inputs=[export_dir])
     manifest = Manifest.load(export_dir)
     manifest.verify_files(export_dir)
     options = options or AppOptions()
     app = build_application(manifest, options)
-    if out_dir.exists() and not force:
-        raise OutputExistsError(f"{out_dir} already exists. Choose another directory or pass --force.")
 
     def write(tmp: Path):
         app.to_files(str(tmp))
@@ -172,5 +172,7 @@ def write_package(export_dir, out_dir, options: AppOptions | None = None, force:
         shutil.copyfile(export_dir / "manifest.json", tmp / "models" / "manifest.json")
         if options.nodes > 1 and not options.cloud:
             (tmp / "hosts.xml").write_text(_hosts_xml(options))
+        if check:
+            check(tmp)
 
-    return atomic_dir(out_dir, write)
+    return atomic_dir(out_dir, write, "package", replace=force, inputs=[export_dir])

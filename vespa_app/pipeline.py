@@ -107,13 +107,21 @@ def _package(export_dir: Path, app_dir: Path, extra: dict) -> None:
     from .check import check_package, java_missing
     from .package import AppOptions, write_package
 
-    if not app_dir.exists():
-        _say("Vespa application package")
-        write_package(export_dir, app_dir, AppOptions())
     missing = java_missing()
-    if not missing:
-        _say("checking the package with Vespa's own config model and HuggingFaceEmbedder")
-    report = check_package(app_dir, None if missing else parity_texts(25, 25))
+    texts = None if missing else parity_texts(25, 25)
+    reports = []
+
+    def check(package):
+        reports.append(check_package(package, texts))
+
+    checker = "Python's structural checks" if missing else "Vespa's own config model and HuggingFaceEmbedder"
+    if app_dir.exists():
+        _say(f"package: {app_dir} exists, reusing it; checking it with {checker}")
+        check(app_dir)
+    else:
+        _say(f"Vespa application package, checked with {checker}")
+        write_package(export_dir, app_dir, AppOptions(), check=check)
+    report = reports[0]
     extra["vespa_check"] = f"skipped: {missing}" if missing else report.vespa
     extra["vespa_embedder"] = report.embedding and {k: report.embedding[k] for k in
                                                     ("texts", "document_min_cosine", "query_min_cosine")}
