@@ -56,6 +56,10 @@ def run(parser: argparse.ArgumentParser, argv=None) -> int:
         return 2
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted (Ctrl-C): nothing half-written was left. Re-running picks up the finished stages; "
+              "`siamese train --resume` continues a training run from its last checkpoint.", file=sys.stderr)
+        return 130
     except (UserError, OSError) as e:
         if getattr(args, "debug", False):
             traceback.print_exc()

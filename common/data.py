@@ -7,11 +7,13 @@ a million keeps the other 999,999.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
 import json
 import sys
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,9 +84,17 @@ def _open_text_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     if not path.exists():
         raise DataError(path, None, "file not found", "Check the path.")
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        for number, raw in enumerate(fh, 1):
-            yield number, raw
+    number = 0
+    try:
+        with opener(path, "rb") as fh:
+            for number, raw in enumerate(fh, 1):
+                yield number, raw[3:] if number == 1 and raw.startswith(codecs.BOM_UTF8) else raw
+    except EOFError:
+        raise DataError(path, number + 1, "truncated gzip: the file ends in the middle of its compressed data",
+                        "Copy or download it again (`gzip -t` checks a .gz file).") from None
+    except (gzip.BadGzipFile, zlib.error) as e:
+        raise DataError(path, number + 1, f"not gzip data ({e})",
+                        "Give a file compressed with gzip, or drop the .gz suffix if it is plain text.") from None
 
 
 def _decode(path: Path, number: int, raw: bytes) -> str:
@@ -222,19 +232,23 @@ def read_queries(path, *, skip_bad=False, skipped: Skipped | None = None) -> dic
 
 
 def read_qrels(path, corpus_ids, query_ids, *, skip_bad=False, skipped: Skipped | None = None):
-    """BEIR qrels TSV: a header ``query-id corpus-id score``, then one judgement a row. A row that judges a
+    """BEIR qrels TSV: an optional header (``query-id corpus-id score``), then one judgement a row. A row that judges a
     document ``read_corpus`` left out as empty (``skipped.empty_documents``) is left out too, and counted."""
     path = Path(path)
     skipped_docs = skipped.empty_documents if skipped is not None else set()
+    seen_header = False
     qrels: dict[str, dict[str, int]] = {}
     rows = 0
     for number, raw in _open_text_lines(path):
         try:
             line = _decode(path, number, raw).rstrip("\r\n")
-            if not line.strip() or (number == 1 and line.lower().startswith("query")):
+            if not line.strip():
+                continue
+            cols = line.split("\t")
+            if not rows and not seen_header and len(cols) == 3 and not _is_int(cols[2]):
+                seen_header = True  # a header is recognised by what it says, not by where it is
                 continue
             rows += 1
-            cols = line.split("\t")
             if len(cols) != 3:
                 raise DataError(path, number, f"malformed row: {len(cols)} tab-separated column(s), not 3",
                                 "Rows must be `query-id<TAB>corpus-id<TAB>score`.")
@@ -263,6 +277,14 @@ def read_qrels(path, corpus_ids, query_ids, *, skip_bad=False, skipped: Skipped 
     if rows == 0:
         raise DataError(path, None, "empty file", "The qrels file holds no judgements.")
     return qrels
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+        return True
+    except ValueError:
+        return False
 
 
 def _find(folder: Path, *names: str) -> Path:
@@ -347,3 +369,14 @@ def limit_queries(beir: Beir, n: int | None) -> Beir:
         return beir
     keep = list(beir.qrels)[:n]
     return Beir(beir.corpus, {q: beir.queries[q] for q in keep}, {q: beir.qrels[q] for q in keep})
+
+
+def corpus_fingerprint(docs) -> str:
+    """A hash of the documents, in order: two corpora (or an index and a corpus) with the same fingerprint
+    hold the same documents in the same order."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for d in docs:
+        digest.update(json.dumps([d.id, d.title, d.text], ensure_ascii=False).encode() + b"\n")
+    return digest.hexdigest()

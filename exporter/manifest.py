@@ -29,6 +29,10 @@ def sha256(path) -> str:
     return digest.hexdigest()
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not a dimension
+
+
 @dataclass
 class Manifest:
     dimension: int
@@ -70,7 +74,7 @@ class Manifest:
 
     def check(self, where="manifest") -> None:
         problems = []
-        if not isinstance(self.dimension, int) or self.dimension < 1:
+        if not _is_int(self.dimension) or self.dimension < 1:
             problems.append(f"dimension must be a positive integer, not {self.dimension!r}")
         if self.pooling not in VESPA_POOLINGS:
             problems.append(f"pooling must be one of {', '.join(VESPA_POOLINGS)}, not {self.pooling!r}")
@@ -79,12 +83,18 @@ class Manifest:
         if (self.pooling == "none") != (self.output != "last_hidden_state"):
             problems.append(f"pooling {self.pooling!r} does not fit output {self.output!r} "
                             "(pooling none goes with a pooled output such as sentence_embedding)")
-        if not isinstance(self.max_tokens, int) or not 1 <= self.max_tokens <= 8192:
+        if not isinstance(self.normalize, bool):
+            problems.append(f"normalize must be true or false, not {self.normalize!r}")
+        if not isinstance(self.output, str) or not self.output:
+            problems.append(f"output must be the name of a model output, not {self.output!r}")
+        if not _is_int(self.max_tokens) or not 1 <= self.max_tokens <= 8192:
             problems.append(f"max_tokens must be an integer in 1..8192, not {self.max_tokens!r}")
-        if not isinstance(self.prefixes, dict) or set(self.prefixes) != {"query", "document"}:
-            problems.append("prefixes must hold exactly 'query' and 'document'")
-        if "input_ids" not in (self.inputs or []) or not set(self.inputs) <= {"input_ids", "attention_mask",
-                                                                               "token_type_ids"}:
+        if (not isinstance(self.prefixes, dict) or set(self.prefixes) != {"query", "document"}
+                or not all(isinstance(v, str) for v in self.prefixes.values())):
+            problems.append("prefixes must hold exactly 'query' and 'document', each a string")
+        if (not isinstance(self.inputs, list) or not all(isinstance(i, str) for i in self.inputs)
+                or "input_ids" not in self.inputs
+                or not set(self.inputs) <= {"input_ids", "attention_mask", "token_type_ids"}):
             problems.append(f"inputs must be input_ids [, attention_mask [, token_type_ids]], not {self.inputs!r}")
         if problems:
             raise ManifestError(f"{where}: " + "; ".join(problems))

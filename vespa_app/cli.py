@@ -78,7 +78,7 @@ def add_app_commands(sub) -> None:
     p.set_defaults(func=cmd_app_check)
 
 
-def _backend(args):
+def _backend(args, beir):
     if args.backend == "vespa":
         from .vespa_client import VespaBackend
 
@@ -89,7 +89,9 @@ def _backend(args):
 
     if not args.index:
         raise ConfigError("--backend embedded needs --index (a directory written by `siamese run`)")
-    return EmbeddedIndex.open(args.index)
+    index = EmbeddedIndex.open(args.index)
+    index.check_corpus(beir.corpus.values())
+    return index
 
 
 def cmd_eval(args) -> int:
@@ -101,7 +103,7 @@ def cmd_eval(args) -> int:
     if args.backend == "exact":
         return training_cli.cmd_eval(args)
     beir = limit_queries(load_beir(args.data, args.split, skip_bad=args.skip_bad), args.limit_queries)
-    rows = evaluate_backend(_backend(args), beir, args.profiles, label=args.backend)
+    rows = evaluate_backend(_backend(args, beir), beir, args.profiles, label=args.backend)
     print(format_table(rows))
     if args.json:
         write_json(rows, args.json)

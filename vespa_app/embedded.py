@@ -6,7 +6,8 @@ packed sign bits with exact hamming search for the ``binary`` profile, and the e
 embedding documents and queries as Vespa's embedder does. Persisted to a directory; reopening it needs
 no re-embedding::
 
-    meta.json        export dir, dimension, HNSW settings, document count
+    meta.json        export dir and its manifest's hash, dimension, HNSW settings, document count and the
+                     corpus fingerprint (opening checks every file against them)
     docs.jsonl       id, title, text
     embeddings.npy   float32 document vectors (exact search and re-indexing need no model)
     hnsw.faiss       the HNSW graph
@@ -22,8 +23,9 @@ import faiss
 import numpy as np
 
 from common.atomic import atomic_dir, check_output
-from common.data import Doc
-from common.errors import ConfigError
+from common.data import Doc, corpus_fingerprint
+from common.errors import ConfigError, UserError
+from exporter.manifest import MANIFEST, sha256
 from common.vectors import exact_search, normalize
 from exporter.runtime import OnnxEmbedder
 from training.bm25 import BM25
@@ -52,6 +54,15 @@ def pack_bits(vectors: np.ndarray) -> np.ndarray:
     return np.packbits(np.asarray(vectors) > 0, axis=-1)
 
 
+class BadIndexError(UserError):
+    """An index directory that is damaged, or does not belong to the corpus or export it is used with."""
+
+
+REBUILD = "Rebuild it: delete the directory and re-run `siamese run` (or EmbeddedIndex.build)."
+META_KEYS = ("export_dir", "manifest_sha256", "dimension", "count", "corpus_sha256", "connectivity",
+             "expansion_add", "expansion_search")
+
+
 class EmbeddedIndex:
     def __init__(self, path, docs: list[Doc], embeddings: np.ndarray, hnsw, bm25: BM25, meta: dict,
                  embedder: OnnxEmbedder | None = None):
@@ -61,9 +72,26 @@ class EmbeddedIndex:
 
     @property
     def embedder(self) -> OnnxEmbedder:
+        """The export the documents were embedded with; refused if it changed since."""
         if self._embedder is None:
-            self._embedder = OnnxEmbedder(self.meta["export_dir"])
+            export_dir = Path(self.meta["export_dir"])
+            manifest = export_dir / MANIFEST
+            if not manifest.exists():
+                raise BadIndexError(f"{self.path}: its export {export_dir} is gone, so queries cannot be embedded "
+                                  f"as its documents were. {REBUILD}")
+            if sha256(manifest) != self.meta["manifest_sha256"]:
+                raise BadIndexError(f"{self.path}: the export {export_dir} was re-written after this index was built "
+                                  f"(its manifest differs), so queries would not match the documents. {REBUILD}")
+            self._embedder = OnnxEmbedder(export_dir)
         return self._embedder
+
+    def check_corpus(self, docs) -> None:
+        """Refuse to stand for a corpus it was not built from (evaluation would score every query 0)."""
+        docs = list(docs)
+        if corpus_fingerprint(docs) != self.meta["corpus_sha256"]:
+            raise BadIndexError(f"{self.path}: built from another corpus ({self.meta['count']} documents; this one "
+                              f"has {len(docs)}, or the same ones changed or in another order). Evaluate with the "
+                              f"corpus it was built from, or build an index for this one. {REBUILD}")
 
     @classmethod
     def build(cls, path, export_dir, docs: list[Doc], *, connectivity: int = HNSW_MAX_LINKS,
@@ -83,7 +111,8 @@ class EmbeddedIndex:
         hnsw = _hnsw(embedder.dim, connectivity, expansion_add, expansion_search)
         hnsw.add(normalize(embeddings))
         bm25 = BM25([d.passage for d in docs])
-        meta = {"export_dir": str(export_dir), "dimension": embedder.dim, "count": len(docs),
+        meta = {"export_dir": str(export_dir), "manifest_sha256": sha256(export_dir / MANIFEST),
+                "dimension": embedder.dim, "count": len(docs), "corpus_sha256": corpus_fingerprint(docs),
                 "connectivity": connectivity, "expansion_add": expansion_add, "expansion_search": expansion_search,
                 "embed_seconds": round(embed_s, 1), "index_seconds": round(time.time() - started, 2)}
 
@@ -101,14 +130,47 @@ class EmbeddedIndex:
 
     @classmethod
     def open(cls, path) -> "EmbeddedIndex":
+        """Open an index, checking every file against meta.json: a truncated, extended, reordered or otherwise
+        damaged index is refused with one line that says how to rebuild it."""
         path = Path(path)
         if not (path / "meta.json").exists():
-            raise FileNotFoundError(f"{path}: not an index (no meta.json). Build one with `siamese run`.")
-        meta = json.loads((path / "meta.json").read_text())
-        docs = [Doc(**json.loads(line)) for line in (path / "docs.jsonl").read_text().splitlines()]
-        hnsw = faiss.read_index(str(path / "hnsw.faiss"))
+            raise BadIndexError(f"{path}: not an index (no meta.json). Build one with `siamese run`.")
+
+        def corrupt(what: str):
+            return BadIndexError(f"{path}: {what}. {REBUILD}")
+
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+        except (OSError, ValueError) as e:
+            raise corrupt(f"meta.json is unreadable ({e})") from None
+        missing = [k for k in META_KEYS if not isinstance(meta, dict) or k not in meta]
+        if missing:
+            raise corrupt(f"meta.json lacks {', '.join(missing)} (written by an older version, or damaged)")
+        docs, number = [], 0
+        try:
+            for number, line in enumerate((path / "docs.jsonl").read_text(encoding="utf-8").splitlines(), 1):
+                record = json.loads(line)
+                docs.append(Doc(str(record["id"]), str(record["title"]), str(record["text"])))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise corrupt(f"docs.jsonl is damaged at line {number} ({e.__class__.__name__}: {e})") from None
+        if len(docs) != meta["count"]:
+            raise corrupt(f"docs.jsonl holds {len(docs)} documents, meta.json says {meta['count']} (truncated or "
+                          "extended)")
+        if corpus_fingerprint(docs) != meta["corpus_sha256"]:
+            raise corrupt("docs.jsonl differs from what was indexed (documents changed or reordered)")
+        try:
+            embeddings = np.load(path / "embeddings.npy")
+            hnsw = faiss.read_index(str(path / "hnsw.faiss"))
+            bm25 = BM25.load(path / "bm25")
+        except Exception as e:  # numpy, faiss and bm25s each fail their own way on a damaged file
+            raise corrupt(f"a file is unreadable ({e.__class__.__name__}: {str(e)[:200]})") from None
+        sizes = {"embeddings.npy": embeddings.shape[0], "hnsw.faiss": hnsw.ntotal, "bm25": bm25.size}
+        wrong = {name: n for name, n in sizes.items() if n != meta["count"]}
+        if wrong or embeddings.ndim != 2 or embeddings.shape[1] != meta["dimension"]:
+            raise corrupt(f"files disagree with meta.json's {meta['count']} documents of dimension "
+                          f"{meta['dimension']}: {wrong or {'embeddings.npy': embeddings.shape}}")
         hnsw.hnsw.efSearch = meta["expansion_search"]
-        return cls(path, docs, np.load(path / "embeddings.npy"), hnsw, BM25.load(path / "bm25"), meta)
+        return cls(path, docs, embeddings, hnsw, bm25, meta)
 
     # ------------------------------------------------------------ what the profiles score with
 

@@ -133,7 +133,9 @@ def _index(export_dir: Path, index_dir: Path, corpus):
 
     if index_dir.exists():
         _say(f"index: {index_dir} exists, reopening it")
-        return EmbeddedIndex.open(index_dir)
+        index = EmbeddedIndex.open(index_dir)
+        index.check_corpus(corpus)
+        return index
     _say(f"embedded index: embedding {len(corpus)} documents with the exported model")
     return EmbeddedIndex.build(index_dir, export_dir, corpus)
 
