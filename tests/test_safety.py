@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from common.atomic import MARKER, atomic_dir
-from common.data import DataError, Doc, read_beir, read_corpus, read_qrels
+from common.data import DataError, Doc, read_corpus, read_qrels
 from conftest import REPO, needs_java, toy_pairs
 from exporter.manifest import Manifest, ManifestError
 from test_vespa_package import fake_export
