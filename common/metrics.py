@@ -65,11 +65,14 @@ def spearman(a, b) -> float:
 
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
+COLUMNS = ("ndcg@10", "ndcg@10 seen", "ndcg@10 unseen", "recall@100", "mrr@10", "sts_spearman")
+GUARD = "guard "  # row key prefix of a guard's nDCG@10 (report half), e.g. "guard cisi"
 
 
 def format_table(rows: list[dict]) -> str:
-    """A Markdown table; columns are the metrics any row has."""
-    cols = [c for c in (*METRICS, "sts_spearman") if any(c in r for r in rows)]
+    """A Markdown table; columns are the metrics any row has, guards last."""
+    guards = sorted({k for r in rows for k in r if k.startswith(GUARD)})
+    cols = [c for c in (*COLUMNS, *guards) if any(c in r for r in rows)]
     lines = ["| system | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for r in rows:
         cells = [f"{r[c]:.4f}" if c in r else "–" for c in cols]
@@ -79,3 +82,58 @@ def format_table(rows: list[dict]) -> str:
 
 def write_json(rows: list[dict], path) -> None:
     Path(path).write_text(json.dumps(rows, indent=2))
+
+
+# ------------------------------------------------------------------ evaluation that cannot flatter
+
+POSITIVES_FILE = "training_positives.json"
+
+
+def passage_key(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha1(" ".join(text.split()).encode()).hexdigest()
+
+
+def positives_of(pairs) -> dict:
+    """The documents training pairs use as positives: their ids where known, and hashes of their texts."""
+    return {"ids": sorted({p.positive_id for p in pairs if p.positive_id}),
+            "passages": sorted({passage_key(p.positive) for p in pairs})}
+
+
+def write_positives(model_dir, pairs) -> None:
+    """Record a model's training positives, so every later evaluation can split its queries into seen and
+    unseen."""
+    (Path(model_dir) / POSITIVES_FILE).write_text(json.dumps(positives_of(pairs)))
+
+
+def read_positives(model_dir) -> dict | None:
+    path = Path(model_dir) / POSITIVES_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def seen_queries(qrels: dict, corpus: dict, positives: dict) -> set[str]:
+    """Queries with a relevant document that was a training positive: a gain on them may be memorised
+    documents; a gain on the others ("unseen") is generalisation."""
+    ids, passages = set(positives["ids"]), set(positives["passages"])
+    return {q for q, rels in qrels.items()
+            if any(d in ids or (d in corpus and passage_key(corpus[d].passage) in passages) for d in rels)}
+
+
+def score_split(run: Run, qrels: dict, seen: set[str] | None) -> dict[str, float]:
+    """``score_run`` over all queries, plus nDCG@10 over the seen and the unseen ones when ``seen`` is known."""
+    row = score_run(run, qrels)
+    if seen is not None:
+        for name, part in (("seen", {q: r for q, r in qrels.items() if q in seen}),
+                           ("unseen", {q: r for q, r in qrels.items() if q not in seen})):
+            if part:
+                row[f"ndcg@10 {name}"] = score_run(run, part)["ndcg@10"]
+    return row
+
+
+def report_half(qids) -> set[str]:
+    """The fixed half of a guard's queries that figures are reported on (odd sha256 of the id); the other
+    half is where choices (such as a merge's α) are made."""
+    import hashlib
+
+    return {q for q in qids if hashlib.sha256(q.encode()).digest()[-1] % 2}

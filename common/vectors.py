@@ -5,6 +5,8 @@ the PyTorch encoder's ``encode`` and the ONNX runtime's ``embed`` both are one.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -45,11 +47,14 @@ def to_run(qids: list[str], doc_ids: list[str], idx: np.ndarray, scores: np.ndar
 
 
 def dense_run(embed: EmbedFn, beir: Beir, k: int = 100, doc_vectors: np.ndarray | None = None,
-              doc_ids: list[str] | None = None) -> Run:
-    """Embed the corpus (unless its vectors are given, in ``doc_ids`` order) and the queries, search exactly."""
+              doc_ids: list[str] | None = None, cache: str | None = None) -> Run:
+    """Embed the corpus (unless its vectors are given, in ``doc_ids`` order) and the queries, search exactly.
+    ``cache``: a key naming the model; its corpus vectors are kept on disk and reused (``cached_vectors``)."""
     doc_ids = doc_ids or list(beir.corpus)
     if doc_vectors is None:
-        doc_vectors = embed([beir.corpus[d].passage for d in doc_ids], "passage")
+        texts = [beir.corpus[d].passage for d in doc_ids]
+        doc_vectors = (cached_vectors(cache, texts, lambda: embed(texts, "passage")) if cache
+                       else embed(texts, "passage"))
     qids = list(beir.queries)
     return to_run(qids, doc_ids, *exact_search(embed([beir.queries[q] for q in qids], "query"), doc_vectors, k))
 
@@ -57,3 +62,40 @@ def dense_run(embed: EmbedFn, beir: Beir, k: int = 100, doc_vectors: np.ndarray 
 def dense_scores(embed: EmbedFn, beir: Beir, **kw) -> dict[str, float]:
     """nDCG@10, Recall@100 and MRR@10 of exact search with ``embed``."""
     return score_run(dense_run(embed, beir, **kw), beir.qrels)
+
+
+def rrf_run(*runs: Run, k: int = 100, constant: int = 60) -> Run:
+    """Reciprocal rank fusion of exact runs, as Vespa's reciprocal_rank_fusion: Σ 1 / (60 + rank)."""
+    fused: Run = {}
+    for qid in runs[0]:
+        scores: dict[str, float] = {}
+        for run in runs:
+            for rank, (doc, _) in enumerate(run.get(qid, []), 1):
+                scores[doc] = scores.get(doc, 0.0) + 1.0 / (constant + rank)
+        fused[qid] = sorted(scores.items(), key=lambda item: -item[1])[:k]
+    return fused
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SIAMESE_CACHE", Path.home() / ".cache" / "siamese-vespa")) / "vectors"
+
+
+def cached_vectors(key: str, texts: list[str], compute) -> np.ndarray:
+    """Vectors of ``texts`` under the model named ``key``, computed once and kept on disk: the base model's
+    vectors of the guard corpora do not change from run to run."""
+    import hashlib
+
+    digest = hashlib.sha256(key.encode())
+    for t in texts:
+        digest.update(t.encode() + b"\0")
+    path = cache_dir() / f"{digest.hexdigest()[:32]}.npy"
+    if path.exists():
+        vectors = np.load(path)
+        if vectors.shape[0] == len(texts):
+            return vectors
+    vectors = np.asarray(compute(), dtype=np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp-{os.getpid()}.npy")
+    np.save(tmp, vectors)
+    tmp.rename(path)
+    return vectors

@@ -1,5 +1,6 @@
 import json
 import os
+import tempfile
 import random
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("SIAMESE_CACHE", tempfile.mkdtemp(prefix="siamese-test-cache-"))  # vectors cached by tests
 
 REPO = Path(__file__).resolve().parent.parent
 SCIFACT = REPO / "common" / "datasets" / "scifact"

@@ -9,15 +9,24 @@ def test_run_end_to_end_then_reuse(tiny_model, small_beir, tmp_path, capsys):
     args = ["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--epochs", "1"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    for name in ("served bm25", "base (", "fine-tuned (exact)", "served semantic", "served hybrid"):
+    for name in ("served bm25", "base (", "fine-tuned (exact)", "fine-tuned (exact) + BM25 (RRF)", "served semantic",
+                 "served hybrid", "| ndcg@10 seen | ndcg@10 unseen |", "guard cisi", "guard medquad"):
         assert name in printed
     assert "siamese deploy" in printed
     for artifact in ("train/model/model.safetensors", "export/model.onnx", "app/services.xml",
                      "app/models/model.onnx", "index/hnsw.faiss", "report.md", "plot.png", "results.json"):
         assert (out / artifact).exists(), artifact
     results = json.loads((out / "results.json").read_text())
-    assert len(results["rows"]) == 5
-    assert "sts_spearman" in results["rows"][1]
+    rows = {r["name"]: r for r in results["rows"]}
+    assert len(rows) == 8 and "sts_spearman" in rows["fine-tuned (exact)"]
+    evaluation = results["extra"]["evaluation"]
+    assert evaluation["seen"] + evaluation["unseen"] == evaluation["queries"] == 20 and evaluation["seen"] > 0
+    assert evaluation["guards"] == {"cisi": 41, "medquad": 192}
+    for name in ("BM25", "fine-tuned (exact)", "fine-tuned (exact) + BM25 (RRF)"):
+        assert {"ndcg@10 seen", "ndcg@10 unseen", "guard cisi", "guard medquad"} <= set(rows[name])
+    report = (out / "report.md").read_text()
+    assert "## Generalisation and forgetting" in report and "- unseen queries:" in report
+    assert "- guard cisi:" in report and "- guard medquad:" in report
     model_mtime = (out / "train" / "model" / "model.safetensors").stat().st_mtime
 
     assert main(args) == 0  # a second run reuses every artifact
@@ -39,9 +48,9 @@ def test_run_on_the_users_own_files(tiny_model, small_beir, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", "--pairs", str(pairs), "--corpus", str(small_beir / "corpus.jsonl.gz"),
                  "--queries", str(small_beir / "queries.jsonl"), "--qrels", str(small_beir / "qrels" / "test.tsv"),
-                 "--base", str(tiny_model), "--out", str(out), "--epochs", "1", "--no-sts"]) == 0
+                 "--base", str(tiny_model), "--out", str(out), "--epochs", "1", "--no-sts", "--no-guards"]) == 0
     rows = json.loads((out / "results.json").read_text())["rows"]
-    assert len(rows) == 5 and "sts_spearman" not in rows[1]
+    assert len(rows) == 8 and not any("sts_spearman" in r for r in rows)
     assert f"siamese feed http://localhost:8080 {(small_beir / 'corpus.jsonl.gz').resolve()}" in capsys.readouterr().out
 
 
@@ -66,7 +75,7 @@ def test_run_against_vespa_wires_feed_and_evaluation(tiny_model, small_beir, tmp
     out = tmp_path / "run"
     with FaultServer(every_drop=0) as server:
         assert main(["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--epochs", "1",
-                     "--no-sts", "--vespa", server.url]) == 0
+                     "--no-sts", "--no-guards", "--vespa", server.url]) == 0
         assert set(server.stored) == {d.id for d in corpus}
     results = json.loads((out / "results.json").read_text())
     assert [r["name"] for r in results["rows"]][:3] == ["vespa bm25", "vespa semantic", "vespa hybrid"]

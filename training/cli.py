@@ -65,6 +65,13 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=positive_int, help="override every model's max length (a fair comparison)")
     p.add_argument("--json", help="write the rows as JSON here")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed input lines and report them")
+    p.add_argument("--guards", action="store_true",
+                   help="also evaluate on the bundled out-of-domain guard sets (CISI, MedQuAD), report half")
+    p.add_argument("--guard", action="append", default=[], metavar="BEIR_DIR",
+                   help="a guard set of your own (repeatable): a BEIR folder with qrels/test.tsv")
+    p.add_argument("--train-data", help="the training pairs (.jsonl, BEIR folder, .csv) whose positives split the "
+                                        "queries into seen and unseen (default: what the model directory recorded)")
+    p.add_argument("--hybrid", action="store_true", help="also each model fused with BM25 (reciprocal rank fusion)")
 
 
 def resolve_models(names):
@@ -75,18 +82,48 @@ def resolve_models(names):
 
 
 def cmd_eval(args) -> int:
+    from common.bundled import GUARDS
     from common.data import limit_queries, load_beir, read_sts_csv
     from common.metrics import format_table, write_json
 
-    from .evaluate import evaluate
+    from .evaluate import evaluate, generalisation, guard_sets, model_label
 
     beir = limit_queries(load_beir(args.data, args.split, skip_bad=args.skip_bad), args.limit_queries)
     sts_rows = read_sts_csv(args.sts) if args.sts else None
-    rows = evaluate(resolve_models(args.models), beir, args.bm25, sts_rows, max_length=args.max_length)
+    guards = guard_sets([*(GUARDS if args.guards else ()), *args.guard])
+    positives = None
+    if args.train_data:
+        from common.metrics import positives_of
+
+        from .pairs import load_pairs
+
+        positives = positives_of(load_pairs(args.train_data, skip_bad=args.skip_bad)[0])
+    rows = evaluate(resolve_models(args.models), beir, args.bm25, sts_rows, max_length=args.max_length,
+                    guards=guards, positives=positives, hybrid=args.hybrid)
     print(format_table(rows))
+    print(evaluation_notes(beir, rows, guards))
+    base = next((r["name"] for r in rows if r["name"] == model_label(resolve_models(["base"])[0])), None)
+    for row in rows:
+        if base and row["name"] not in (base, "BM25") and "RRF" not in row["name"]:
+            print(f"\n{row['name']} against {base}:\n" + "\n".join(generalisation(rows, base, row["name"])))
     if args.json:
         write_json(rows, args.json)
     return 0
+
+
+def evaluation_notes(beir, rows, guards) -> str:
+    """What the columns mean, said under every table."""
+    notes = [f"{len(beir.queries)} queries, {len(beir.corpus)} documents."]
+    if any("ndcg@10 seen" in r for r in rows):
+        notes.append("seen: queries with a relevant document that was a training positive (a gain there may be "
+                     "memorised documents); unseen: the others (generalisation).")
+    else:
+        notes.append("No seen/unseen split: no training positives known (give --train-data, or a model directory "
+                     "written by `siamese train`).")
+    if guards:
+        notes.append("guard columns: nDCG@10 on the report half of each out-of-domain set ("
+                     + ", ".join(f"{g}: {len(b.queries)} queries" for g, b in guards.items()) + ").")
+    return "\n".join(notes)
 
 
 def add_commands(sub, with_eval: bool = True) -> None:

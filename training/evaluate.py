@@ -6,11 +6,15 @@ import time
 from functools import partial
 from pathlib import Path
 
-from common.data import Beir, Doc, limit_queries, read_beir
-from common.metrics import Run, score_run, spearman
-from common.vectors import cosine, dense_run, to_run
+from common.bundled import GUARDS
+from common.data import Beir, Doc, limit_queries, load_beir, read_beir
+from common.metrics import (GUARD, Run, read_positives, report_half, score_run, score_split, seen_queries,
+                            spearman)
+from common.vectors import cosine, dense_run, rrf_run, to_run
 
 from .bm25 import BM25
+
+FORGETTING_BOUND = 0.005  # a guard falling more than half a point below the base model is named
 from .encoder import Encoder
 from .model_dir import default_base_model
 
@@ -52,25 +56,101 @@ def during_training(data, split: str = "test", n_queries: int = 50, pool_depth: 
     return eval_fn
 
 
+def guard_sets(names_or_dirs) -> dict[str, Beir]:
+    """Guard sets by bundled name (``common.bundled.GUARDS``) or BEIR folder, each cut to the fixed half of
+    its queries that figures are reported on."""
+    guards = {}
+    for item in names_or_dirs:
+        folder = GUARDS.get(item, item)
+        beir = load_beir(folder, "test")
+        keep = report_half(beir.qrels)
+        guards[item if item in GUARDS else Path(item).name] = Beir(
+            beir.corpus, {q: beir.queries[q] for q in keep}, {q: beir.qrels[q] for q in keep})
+    return guards
+
+
+def model_cache_key(model_dir, config) -> str:
+    """Names a model's weights and embedding settings, for ``common.vectors.cached_vectors``."""
+    import hashlib
+
+    digest = hashlib.sha256(repr(sorted(vars(config).items())).encode())
+    for name in ("model.safetensors", "pytorch_model.bin", "config.json", "1_AttentionPooling/pooling.pt"):
+        path = Path(model_dir) / name
+        if path.exists():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def system_row(name: str, runs: dict[str, Run], beir: Beir | None, guards: dict[str, Beir], seen) -> dict:
+    """One table row: the main set (all, seen, unseen) and each guard's report half."""
+    row = {"name": name}
+    if beir is not None:
+        row.update(score_split(runs["main"], beir.qrels, seen))
+    for g, guard in guards.items():
+        row[f"{GUARD}{g}"] = score_run(runs[g], guard.qrels)["ndcg@10"]
+    return row
+
+
 def evaluate(models: list[str], beir: Beir | None = None, bm25: bool = True, sts_rows=None,
-             progress: bool = True, max_length: int | None = None) -> list[dict]:
-    """One row per system: {'name', 'ndcg@10', 'recall@100', 'mrr@10', 'sts_spearman', 'seconds'}."""
+             progress: bool = True, max_length: int | None = None, guards: dict[str, Beir] | None = None,
+             positives: dict | None = None, hybrid: bool = False) -> list[dict]:
+    """One row per system: {'name', 'ndcg@10', 'ndcg@10 seen', 'ndcg@10 unseen', 'recall@100', 'mrr@10',
+    'sts_spearman', 'guard NAME', 'seconds'}. ``positives`` (``common.metrics.read_positives``) splits the
+    queries into seen and unseen; without it, the first model directory that recorded its positives does."""
+    guards = guards or {}
+    datasets = ({"main": beir} if beir else {}) | guards
+    positives = positives or next(filter(None, (read_positives(m) for m in models)), None)
+    seen = seen_queries(beir.qrels, beir.corpus, positives) if beir and positives else None
+    lexical = {name: bm25_run(d.corpus, d.queries) for name, d in datasets.items()} if bm25 or hybrid else {}
     rows = []
-    if beir and bm25:
-        started = time.time()
-        rows.append({"name": "BM25", **score_run(bm25_run(beir.corpus, beir.queries), beir.qrels),
-                     "seconds": round(time.time() - started, 1)})
+    if bm25 and datasets:
+        rows.append(system_row("BM25", lexical, beir, guards, seen))
     for model in models:
         started = time.time()
         encoder = Encoder.load(model, max_length=max_length)
-        row = {"name": model_label(model)}
-        if beir:
-            row.update(score_run(dense_run(embed_fn(encoder, progress), beir), beir.qrels))
+        embed, key = embed_fn(encoder, progress), model_cache_key(model, encoder.config)
+        dense = {name: dense_run(embed, d, cache=key) for name, d in datasets.items()}
+        row = system_row(model_label(model), dense, beir, guards, seen)
         if sts_rows:
             row["sts_spearman"] = sts_score(encoder, sts_rows)
         row["seconds"] = round(time.time() - started, 1)
         rows.append(row)
+        if hybrid:
+            fused = {name: rrf_run(dense[name], lexical[name]) for name in datasets}
+            rows.append(system_row(f"{model_label(model)} + BM25 (RRF)", fused, beir, guards, seen))
     return rows
+
+
+def generalisation(rows: list[dict], base: str, tuned: str) -> list[str]:
+    """What fine-tuning did, in words, from the rows of one run: the gain on all queries beside the seen and
+    unseen ones, STS and each guard; any guard that fell more than half a point is named."""
+    by_name = {r["name"]: r for r in rows}
+    b, t = by_name[base], by_name[tuned]
+
+    def delta(key):
+        return f"{100 * (t[key] - b[key]):+.1f} points ({b[key]:.4f} → {t[key]:.4f})"
+
+    lines = [f"- all queries: {delta('ndcg@10')}"]
+    for part in ("seen", "unseen"):
+        if f"ndcg@10 {part}" in b and f"ndcg@10 {part}" in t:
+            lines.append(f"- {part} queries: {delta(f'ndcg@10 {part}')}")
+    if "sts_spearman" in b and "sts_spearman" in t:
+        lines.append(f"- STS-B Spearman: {delta('sts_spearman')}")
+    guards = sorted(k for k in b if k.startswith(GUARD) and k in t)
+    for key in guards:
+        lines.append(f"- guard {key[len(GUARD):]}: {delta(key)}")
+    fallen = [key[len(GUARD):] for key in guards if b[key] - t[key] > FORGETTING_BOUND]
+    lines.append("")
+    if fallen:
+        lines.append(f"**Forgetting:** the fine-tuned model scores more than 0.5 points below the base model on "
+                     f"{', '.join(fallen)}. Retrieval outside the training domain got worse; consider "
+                     "`siamese merge BASE TUNED --alpha auto OUT`.")
+    elif guards:
+        lines.append("No guard fell more than 0.5 points below the base model.")
+    if "ndcg@10 unseen" in t and t["ndcg@10 unseen"] < b["ndcg@10 unseen"]:
+        lines.append("**On unseen queries the fine-tuned model is worse than the base model:** the gain over all "
+                     "queries comes from documents seen in training.")
+    return lines
 
 
 def model_label(path) -> str:

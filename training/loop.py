@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from common.atomic import atomic_dir
+from common.metrics import write_positives
 from common.errors import ConfigError, MissingInputError, OutputExistsError
 
 from .batches import plan_epoch
@@ -191,6 +192,7 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus_texts: list[str] | None = 
         encoder.save(tmp)
         cfg.save(tmp / "train_config.json")
         (tmp / "train_metrics.json").write_text(json.dumps(metrics, indent=2))
+        write_positives(tmp, pairs)
     model_dir = atomic_dir(out / "model", write, "model")
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return model_dir

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from common.data import Beir
-from common.metrics import score_run
+from common.metrics import score_split
 
 from .profiles import CORE
 
@@ -25,8 +25,9 @@ class SearchBackend(Protocol):
     def query(self, text: str, profile: str = "semantic", hits: int = 10) -> list[Hit]: ...
 
 
-def evaluate_backend(backend: SearchBackend, beir: Beir, profiles=CORE, label: str = "", progress=True):
-    """One row per profile, in the table format of `siamese eval`."""
+def evaluate_backend(backend: SearchBackend, beir: Beir, profiles=CORE, label: str = "", progress=True,
+                     seen: set[str] | None = None):
+    """One row per profile, in the table format of `siamese eval` (with ``seen``: all, seen and unseen)."""
     from tqdm.auto import tqdm
 
     rows = []
@@ -36,6 +37,6 @@ def evaluate_backend(backend: SearchBackend, beir: Beir, profiles=CORE, label: s
         for qid, text in tqdm(beir.queries.items(), desc=f"{label or 'backend'} {profile}", unit="q",
                               leave=False, disable=not progress):
             run[qid] = [(h.id, h.score) for h in backend.query(text, profile, hits=100)]
-        rows.append({"name": f"{label} {profile}".strip(), **score_run(run, beir.qrels),
+        rows.append({"name": f"{label} {profile}".strip(), **score_split(run, beir.qrels, seen),
                      "seconds": round(time.time() - started, 1)})
     return rows

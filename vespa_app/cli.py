@@ -122,6 +122,7 @@ def cmd_run(args) -> int:
         options.data = args.data
     if args.no_sts:
         options.sts = None
+    options.guards = ([] if args.no_guards else options.guards) + args.guard
     result = run(options)
     from common.metrics import format_table
 
@@ -207,7 +208,10 @@ def add_pipeline_commands(sub) -> None:
     add_config_args(p)
     p.add_argument("--quantize", choices=("int8",))
     p.add_argument("--limit-queries", type=positive_int)
-    p.add_argument("--no-sts", action="store_true", help="skip the STS-B forgetting check")
+    p.add_argument("--no-sts", action="store_true", help="skip the STS-B check")
+    p.add_argument("--no-guards", action="store_true", help="skip the bundled out-of-domain guards (CISI, MedQuAD)")
+    p.add_argument("--guard", action="append", default=[], metavar="BEIR_DIR",
+                   help="a guard set of your own (repeatable): a BEIR folder with qrels/test.tsv")
     p.add_argument("--vespa", help="evaluate on Vespa: 'docker', a config server URL (:19071) or a query URL")
     p.add_argument("--skip-bad", action="store_true")
     p.set_defaults(func=cmd_run)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.bundled import SCIFACT, STSB_TEST
+from common.bundled import GUARDS, SCIFACT, STSB_TEST
 from common.data import Beir, limit_queries, load_beir, load_corpus, read_qrels, read_queries
 
 from .backend import evaluate_backend
@@ -41,6 +41,10 @@ class RunOptions:
     limit_queries: int | None = None
     vespa: str | None = None  # URL of a running Vespa (query endpoint), a config server URL, or "docker"
     skip_bad: bool = False
+    guards: list = field(default_factory=lambda: list(GUARDS))  # bundled guard names or BEIR folders
+
+
+TUNED = "fine-tuned (exact)"
 
 
 def _say(message: str) -> None:
@@ -158,30 +162,42 @@ def _feed_vespa(o: RunOptions, app_dir: Path, corpus, out: Path, extra: dict):
     return backend
 
 
-def _model_rows(o: RunOptions, base: str, model_dir: Path, export_dir: Path, beir: Beir, index) -> list[dict]:
-    """Exact search with the base model (PyTorch, at the fine-tuned model's window) and the fine-tuned model.
-    The fine-tuned model's vectors come from the served ONNX graph (parity-checked against PyTorch) and,
-    on the embedded backend, are the document vectors the index already holds."""
+def _model_rows(o: RunOptions, base: str, model_dir: Path, export_dir: Path, beir: Beir, guards: dict,
+                index, seen) -> list[dict]:
+    """Exact search on the evaluation set and on every guard: BM25, the base model (PyTorch, at the fine-tuned
+    model's window; its vectors cached between runs), the fine-tuned model as served (the exported ONNX
+    graph, parity-checked against PyTorch; on the embedded backend, the index's own document vectors), and
+    each fused with BM25."""
     from common.data import read_sts_csv
-    from common.vectors import dense_scores
+    from common.vectors import dense_run, rrf_run
     from exporter.runtime import OnnxEmbedder
     from training.encoder import Encoder
-    from training.evaluate import embed_fn, model_label, sts_score
+    from training.evaluate import bm25_run, embed_fn, model_cache_key, model_label, sts_score, system_row
     from training.model_dir import EncoderConfig
 
+    datasets = {"main": beir} | guards
+    lexical = {name: bm25_run(d.corpus, d.queries) for name, d in datasets.items()}
     base_encoder = Encoder.load(base, max_length=EncoderConfig.load(model_dir).max_length)
-    base_row = {"name": f"base ({model_label(base)})", **dense_scores(embed_fn(base_encoder, True), beir)}
-    if index:
-        tuned = dense_scores(index.embedder.embed, beir, doc_vectors=index.embeddings,
-                             doc_ids=[d.id for d in index.docs])
-    else:
-        tuned = dense_scores(OnnxEmbedder(export_dir).embed, beir)
-    tuned_row = {"name": "fine-tuned (exact)", **tuned}
+    base_key = model_cache_key(base, base_encoder.config)
+    base_runs = {name: dense_run(embed_fn(base_encoder, True), d, cache=base_key) for name, d in datasets.items()}
+    served = index.embedder if index else OnnxEmbedder(export_dir)
+    served_key = f"onnx {served.manifest!r}"  # the manifest names the graph (file hashes) and how it embeds
+    tuned_runs = {name: dense_run(served.embed, d, cache=served_key) for name, d in guards.items()}
+    tuned_runs["main"] = (dense_run(served.embed, beir, doc_vectors=index.embeddings, doc_ids=[d.id for d in index.docs])
+                          if index else dense_run(served.embed, beir, cache=served_key))
+    base_name = f"base ({model_label(base)})"
+    rows = [system_row("BM25", lexical, beir, guards, seen),
+            system_row(base_name, base_runs, beir, guards, seen),
+            system_row(f"{base_name} + BM25 (RRF)", {n: rrf_run(base_runs[n], lexical[n]) for n in datasets},
+                       beir, guards, seen),
+            system_row(TUNED, tuned_runs, beir, guards, seen),
+            system_row(f"{TUNED} + BM25 (RRF)", {n: rrf_run(tuned_runs[n], lexical[n]) for n in datasets},
+                       beir, guards, seen)]
     if o.sts:
         sts_rows = read_sts_csv(o.sts)
-        base_row["sts_spearman"] = sts_score(base_encoder, sts_rows)
-        tuned_row["sts_spearman"] = sts_score(Encoder.load(model_dir), sts_rows)
-    return [base_row, tuned_row]
+        rows[1]["sts_spearman"] = sts_score(base_encoder, sts_rows)
+        rows[3]["sts_spearman"] = sts_score(Encoder.load(model_dir), sts_rows)
+    return rows
 
 
 def run(o: RunOptions) -> dict:
@@ -211,20 +227,31 @@ def run(o: RunOptions) -> dict:
 
     rows = []
     if beir:
-        _say(f"evaluate on {len(beir.queries)} queries")
+        from common.metrics import read_positives, seen_queries
+        from training.evaluate import guard_sets
+
+        guards = guard_sets(o.guards)
+        seen = seen_queries(beir.qrels, beir.corpus, read_positives(model_dir))
+        _say(f"evaluate on {len(beir.queries)} queries ({len(seen)} seen in training, "
+             f"{len(beir.queries) - len(seen)} unseen) and the guard sets {', '.join(guards) or '(none)'}")
         label = "vespa" if o.vespa else "served"
-        served = stages.timed("evaluate served", evaluate_backend, backend, beir, label=label)
-        models = stages.timed("evaluate models", _model_rows, o, base, model_dir, export_dir, beir, index)
-        # on the embedded backend the model rows sit between BM25 and the dense profiles they explain
-        rows = [*served, *models] if o.vespa else [served[0], *models, *served[1:]]
+        served = stages.timed("evaluate served", evaluate_backend, backend, beir, label=label, seen=seen)
+        models = stages.timed("evaluate models and guards", _model_rows, o, base, model_dir, export_dir, beir,
+                              guards, index, seen)
+        rows = [*served, *models]
+        stages.extra["evaluation"] = {"queries": len(beir.queries), "seen": len(seen),
+                                      "unseen": len(beir.queries) - len(seen),
+                                      "guards": {g: len(b.queries) for g, b in guards.items()}}
 
     deploy = deploy_commands(app_dir, o.corpus or o.data)
     stages.timings["total"] = time.time() - run_started
     train_metrics = json.loads((model_dir / "train_metrics.json").read_text())
     if rows:
         plot(rows, train_metrics["log"], out / "plot.png")
+    base_name = next((r["name"] for r in rows if r["name"].startswith("base (") and "RRF" not in r["name"]), None)
     report_path = write_report(out, rows, stages.timings, TrainConfig.load(model_dir / "train_config.json"),
-                               stages.extra | {"backend": "vespa" if o.vespa else "embedded"}, deploy)
+                               stages.extra | {"backend": "vespa" if o.vespa else "embedded"}, deploy,
+                               compare=(base_name, TUNED) if rows else None)
     (out / "results.json").write_text(json.dumps({"rows": rows, "timings": stages.timings, "extra": stages.extra},
                                                  indent=2))
     return {"rows": rows, "timings": stages.timings, "report": str(report_path), "deploy": deploy,
