@@ -380,3 +380,17 @@ def corpus_fingerprint(docs) -> str:
     for d in docs:
         digest.update(json.dumps([d.id, d.title, d.text], ensure_ascii=False).encode() + b"\n")
     return digest.hexdigest()
+
+
+def read_general_texts(path) -> list[str]:
+    """General-domain texts: a .txt file (one text a line) or an STS .csv (both sentence columns); each
+    distinct text once, in file order."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        texts = [t for a, b, _ in read_sts_csv(path) for t in (a, b)]
+    else:
+        texts = [_decode(path, n, raw).strip() for n, raw in _open_text_lines(path)]
+    texts = list(dict.fromkeys(t for t in texts if t.strip()))
+    if not texts:
+        raise DataError(path, None, "empty file", "Give a file with general-domain text, one text a line.")
+    return texts

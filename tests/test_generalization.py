@@ -33,3 +33,77 @@ def test_a_guard_that_falls_is_named_in_words():
     assert "- all queries: +10.0 points" in text and "- unseen queries: -2.0 points" in text
     assert "more than 0.5 points below the base model on cisi." in text and "medquad." not in text
     assert "On unseen queries the fine-tuned model is worse" in text
+
+
+# ------------------------------------------------------------------ losses as plug-ins
+
+def tiny_config(tiny_model, out, **kw):
+    from training.config import TrainConfig
+
+    values = dict(base=str(tiny_model), out=str(out), epochs=2, batch_size=8, lr=2e-3, max_length=32,
+                  warmup_ratio=0.0, seed=3, anchor_batch=16)
+    return TrainConfig(**(values | kw))
+
+
+@pytest.mark.parametrize("kind", ["mse", "kl"])
+def test_the_anchor_term_is_zero_when_student_equals_teacher(kind):
+    import torch
+
+    from training.losses import Anchored, Batch, InfoNCE
+
+    torch.manual_seed(0)
+    teacher = torch.randn(10, 16)
+    q, p = torch.randn(4, 16), torch.randn(4, 16)
+    loss = Anchored(InfoNCE(0.05), kind, [f"t{i}" for i in range(10)], teacher, weight=10.0, per_step=5)
+    texts, ids = loss.general_texts(step=3)
+    assert texts == [f"t{i}" for i in ids] and loss.general_texts(step=3) == (texts, ids)  # drawn from the step
+    same = loss(q, p, Batch([], teacher[ids].clone(), ids))
+    assert same.item() == pytest.approx(InfoNCE(0.05)(q, p, Batch([])).item(), abs=1e-5)
+    moved = loss(q, p, Batch([], teacher[ids] + torch.randn(5, 16), ids))
+    assert moved.item() > same.item() + 0.01
+
+
+@pytest.mark.parametrize("loss, anchor", [("infonce", "none"), ("symmetric-infonce", "none"), ("infonce", "mse"),
+                                          ("infonce", "kl")])
+def test_grad_cache_gives_the_same_gradients_with_every_loss(tmp_path, loss, anchor):
+    import torch
+
+    from conftest import build_tiny_model, toy_pairs
+    from training.encoder import Encoder
+    from training.loop import anchor_targets, train_step
+    from training.losses import make_loss
+
+    model_dir = build_tiny_model(tmp_path / "nodrop", dropout=0.0)
+    cfg = tiny_config(model_dir, tmp_path, loss=loss, anchor=anchor, anchor_batch=7)
+    loss_fn = make_loss(cfg, *anchor_targets(cfg)) if anchor != "none" else make_loss(cfg)
+    pairs, grads = toy_pairs(8), []
+    for chunk in (0, 3):
+        encoder = Encoder.load(model_dir, max_length=32).train()
+        value = train_step(encoder, pairs, loss_fn, grad_cache_chunk=chunk, step=5)
+        grads.append((value, torch.cat([p.grad.flatten() for p in encoder.parameters() if p.grad is not None])))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
+    # chunks pad differently, so embeddings differ by float rounding (~1e-7); the KL term divides
+    # similarities by τ = 0.05 before a softmax, which magnifies that to ~1e-6 in a few gradients
+    torch.testing.assert_close(grads[0][1], grads[1][1], atol=1e-5 if anchor == "kl" else 1e-6, rtol=1e-4)
+
+
+def test_the_anchor_keeps_general_text_where_the_base_model_put_it(tiny_model, tmp_path):
+    import numpy as np
+
+    from common.bundled import STSB_TEST
+    from common.data import read_sts_csv
+    from conftest import toy_pairs
+    from training.encoder import Encoder
+    from training.loop import train
+
+    general = [a for a, _, _ in read_sts_csv(STSB_TEST)[:200]]  # held out: the anchor trains on STS-B train
+    base = Encoder.load(tiny_model, max_length=32).encode(general, "query")
+
+    def drift(model_dir):
+        moved = Encoder.load(model_dir).encode(general, "query")
+        return float(np.mean(np.sum(moved * base, axis=1)))
+
+    free = train(tiny_config(tiny_model, tmp_path / "free"), toy_pairs(), progress=False)
+    anchored = train(tiny_config(tiny_model, tmp_path / "anchored", anchor="mse", anchor_weight=10.0),
+                     toy_pairs(), progress=False)
+    assert drift(anchored) > drift(free) + 0.05, (drift(anchored), drift(free))

@@ -39,6 +39,12 @@ class TrainConfig:
     passage_prefix: str | None = knob(None, str, 'prepended to every passage, e.g. "passage: "')
     loss: str = knob("infonce", str, "the loss (training/losses.py): infonce")
     temperature: float = knob(0.05, positive_float, "InfoNCE temperature τ")
+    anchor: str = knob("none", str, "anchor to the frozen base model on general text against forgetting: "
+                       "none | mse | kl (training/losses.py)")
+    anchor_weight: float = knob(10.0, non_negative_float, "λ of the anchor term")
+    anchor_batch: int = knob(64, positive_int, "general texts a step for the anchor")
+    anchor_data: str | None = knob(None, str, "general text for the anchor: a .txt (a text a line) or an STS .csv "
+                                   "(default: bundled STS-B train sentences)")
     symmetric: bool = knob(False, bool, "add the passage→query InfoNCE term")
     hard_negatives: int = knob(0, non_negative_int, "BM25-mined negatives per pair (0: none)")
     mine_depth: int = knob(10, positive_int, "draw mined negatives from this many BM25 hits")
@@ -51,7 +57,7 @@ class TrainConfig:
 
     def check(self) -> None:
         """Fail before any work on values that cannot be right."""
-        from .losses import LOSSES
+        from .losses import ANCHORS, LOSSES
 
         rules = [(self.epochs >= 1, "epochs must be ≥ 1"), (self.max_steps >= 0, "max steps must be ≥ 0"),
                  (self.batch_size >= 2, "batch size must be ≥ 2 (in-batch negatives need company)"),
@@ -60,6 +66,7 @@ class TrainConfig:
                  (self.max_length is None or self.max_length >= 8, "max length must be ≥ 8"),
                  (self.pooling is None or self.pooling in POOLINGS, f"pooling must be one of {', '.join(POOLINGS)}"),
                  (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}"),
+                 (self.anchor in ANCHORS, f"anchor must be one of {', '.join(ANCHORS)}, not {self.anchor!r}"),
                  (self.hard_negatives >= 0, "hard negatives must be ≥ 0"),
                  (self.grad_cache_chunk >= 0, "grad cache chunk must be ≥ 0"),
                  (self.checkpoint_every >= 0, "checkpoint every must be ≥ 0")]

@@ -21,7 +21,7 @@ from common.errors import ConfigError, MissingInputError, OutputExistsError
 from .batches import plan_epoch
 from .config import TrainConfig
 from .encoder import Encoder
-from .losses import Loss, make_loss
+from .losses import Batch, Loss, make_loss
 from .negatives import known_positives, mine_hard_negatives
 from .pairs import Pair
 
@@ -44,32 +44,35 @@ def _embed(encoder: Encoder, texts: list[str], kind: str) -> torch.Tensor:
         return encoder(encoder.tokenize(encoder.with_prefix(texts, kind))).float()
 
 
-def train_step(encoder: Encoder, batch: list[Pair], loss_fn: Loss, grad_cache_chunk: int = 0) -> float:
-    """Forward + backward for one batch; gradients are left on the parameters."""
-    queries = [p.query for p in batch]
-    passages = [p.positive for p in batch] + [n for p in batch for n in p.negatives]
+def train_step(encoder: Encoder, pairs: list[Pair], loss_fn: Loss, grad_cache_chunk: int = 0, step: int = 0) -> float:
+    """Forward + backward for one batch; gradients are left on the parameters. A loss that anchors to
+    general text (``general_texts``) gets the student's embeddings of this step's texts in its ``Batch``."""
+    general, general_ids = loss_fn.general_texts(step) if hasattr(loss_fn, "general_texts") else ([], None)
+    groups = [([p.query for p in pairs], "query"),
+              ([p.positive for p in pairs] + [n for p in pairs for n in p.negatives], "passage"),
+              (general, "query")]
     chunk = grad_cache_chunk
-    if not chunk or chunk >= len(passages):
-        loss = loss_fn(_embed(encoder, queries, "query"), _embed(encoder, passages, "passage"), batch)
+    if not chunk or chunk >= max(len(texts) for texts, _ in groups):
+        q, p, g = (_embed(encoder, texts, kind) if texts else None for texts, kind in groups)
+        loss = loss_fn(q, p, Batch(pairs, g, general_ids))
         loss.backward()
         return loss.item()
     # Gradient caching (Gao et al., 2021): embed all chunks without a graph, take the loss gradient with
     # respect to the embeddings, then re-run each chunk with a graph and push that gradient through it.
-    pieces = [(queries[i:i + chunk], "query") for i in range(0, len(queries), chunk)]
-    pieces += [(passages[i:i + chunk], "passage") for i in range(0, len(passages), chunk)]
+    pieces = [(n, texts[i:i + chunk], kind) for n, (texts, kind) in enumerate(groups)
+              for i in range(0, len(texts), chunk)]
     states, reps = [], []
     with torch.no_grad():
-        for texts, kind in pieces:
+        for _, texts, kind in pieces:
             states.append(_RngState())
             reps.append(_embed(encoder, texts, kind))
-    n_q = sum(1 for _, kind in pieces if kind == "query")
-    q = torch.cat(reps[:n_q]).requires_grad_()
-    p = torch.cat(reps[n_q:]).requires_grad_()
-    loss = loss_fn(q, p, batch)
+    q, p, g = (torch.cat([r for (n, _, _), r in zip(pieces, reps) if n == group]).requires_grad_()
+               if any(n == group for n, _, _ in pieces) else None for group in range(3))
+    loss = loss_fn(q, p, Batch(pairs, g, general_ids))
     loss.backward()
-    grads = list(q.grad.split(chunk)) + list(p.grad.split(chunk))
+    grads = [t.grad.split(chunk) for t in (q, p, g) if t is not None]
     end_state = _RngState()
-    for (texts, kind), state, grad in zip(pieces, states, grads):
+    for (_, texts, kind), state, grad in zip(pieces, states, [x for group in grads for x in group]):
         state.restore()
         _embed(encoder, texts, kind).backward(grad)
     end_state.restore()
@@ -96,6 +99,23 @@ def _save_checkpoint(out, step, encoder, optimizer, scheduler, log, keep):
     atomic_dir(out / "checkpoints" / f"step-{step:07d}", write, "checkpoint")
     for old in _checkpoints(out)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def anchor_targets(cfg: TrainConfig) -> tuple[list[str], torch.Tensor]:
+    """The general-domain texts to anchor on and the frozen base model's vectors of them (computed once and
+    cached on disk: the base does not change)."""
+    from common.bundled import STSB_TRAIN
+    from common.data import read_general_texts
+    from common.vectors import cached_vectors
+
+    from .evaluate import model_cache_key
+
+    texts = read_general_texts(cfg.anchor_data or STSB_TRAIN)
+    teacher = Encoder.load(cfg.base, pooling=cfg.pooling, normalize=cfg.normalize, max_length=cfg.max_length,
+                           query_prefix=cfg.query_prefix, passage_prefix=cfg.passage_prefix).eval()
+    vectors = cached_vectors(f"anchor {model_cache_key(cfg.base, teacher.config)}", texts,
+                             lambda: teacher.encode(texts, "query", batch_size=128))
+    return texts, torch.from_numpy(vectors)
 
 
 def prepare_pairs(pairs: list[Pair], corpus_texts: list[str] | None, cfg: TrainConfig) -> list[Pair]:
@@ -153,12 +173,12 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus_texts: list[str] | None = 
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(config_file)
 
-    loss_fn = make_loss(cfg)
+    loss_fn = make_loss(cfg, *anchor_targets(cfg)) if cfg.anchor != "none" else make_loss(cfg)
     started, n_pairs, n_tokens = time.time(), 0, 0
     bar = tqdm(range(start, total), initial=start, total=total, desc="train", unit="step", disable=not progress)
     for step in bar:
         batch = [pairs[i] for i in plan[step]]
-        loss = train_step(encoder, batch, loss_fn, cfg.grad_cache_chunk)
+        loss = train_step(encoder, batch, loss_fn, cfg.grad_cache_chunk, step)
         torch.nn.utils.clip_grad_norm_(encoder.parameters(), cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
