@@ -45,6 +45,7 @@ class Manifest:
     model_pooling: str = "mean"  # what the trained model does (common.poolings.POOLINGS)
     opset: int = 17
     quantization: dict | None = None
+    merge: dict | None = None  # for a merged model: base, tuned, α and how α was chosen
     files: dict = field(default_factory=dict)  # name → {"sha256", "bytes"}
     parity: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)

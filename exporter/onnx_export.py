@@ -87,6 +87,11 @@ def _write_tokenizer(encoder: Encoder, target: Path) -> None:
     backend.save(str(target))
 
 
+def _merge_record(model_dir: Path) -> dict | None:
+    path = model_dir / "merge.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def _versions() -> dict:
     from importlib.metadata import version
 
@@ -133,7 +138,7 @@ def export(model_dir, out_dir, quantize: str | None = None, force: bool = False,
                             inputs=_input_names(encoder),
                             output="sentence_embedding" if baked else "last_hidden_state",
                             model_pooling=c.pooling, opset=OPSET, versions=_versions(),
-                            source_model=str(model_dir.resolve()))
+                            source_model=str(model_dir.resolve()), merge=_merge_record(model_dir))
         manifest.save(tmp)
         say("checking parity (PyTorch vs ONNX Runtime, batch and Vespa-style)")
         texts = parity_texts()

@@ -107,3 +107,71 @@ def test_the_anchor_keeps_general_text_where_the_base_model_put_it(tiny_model, t
     anchored = train(tiny_config(tiny_model, tmp_path / "anchored", anchor="mse", anchor_weight=10.0),
                      toy_pairs(), progress=False)
     assert drift(anchored) > drift(free) + 0.05, (drift(anchored), drift(free))
+
+
+# ------------------------------------------------------------------ weight merging
+
+def test_a_merge_with_alpha_0_is_the_base_and_1_the_tuned_model_bit_for_bit(tiny_model, tiny_trained, tmp_path):
+    import torch
+
+    from training.encoder import Encoder
+    from training.merge import merge
+
+    base = Encoder.load(tiny_model, max_length=48).transformer.state_dict()
+    tuned = Encoder.load(tiny_trained)
+    for alpha, expected in ((0.0, base), (1.0, tuned.transformer.state_dict())):
+        merged = Encoder.load(merge(tiny_model, tiny_trained, tmp_path / f"m{alpha}", alpha, say=lambda _: None))
+        for name, tensor in merged.transformer.state_dict().items():
+            assert torch.equal(tensor, expected[name]), (alpha, name)
+        assert merged.config == tuned.config  # prefixes, pooling and window are the tuned model's
+    half = Encoder.load(tmp_path / "m0.0").transformer.state_dict()
+    middle = Encoder.load(merge(tiny_model, tiny_trained, tmp_path / "m", 0.5, say=lambda _: None))
+    name = "encoder.layer.0.attention.self.query.weight"
+    torch.testing.assert_close(middle.transformer.state_dict()[name],
+                               (half[name] + tuned.transformer.state_dict()[name]) / 2)
+
+
+def test_a_merged_model_is_an_ordinary_model_directory(tiny_model, tiny_trained, tmp_path):
+    import json
+
+    from common.metrics import read_positives
+    from exporter.manifest import Manifest
+    from vespa_app.cli import main
+
+    assert main(["merge", str(tiny_model), str(tiny_trained), str(tmp_path / "merged"), "--alpha", "0.3"]) == 0
+    merged = tmp_path / "merged"
+    assert json.loads((merged / "merge.json").read_text())["alpha"] == 0.3
+    assert read_positives(merged) == read_positives(tiny_trained)  # seen/unseen still known
+    assert main(["export", str(merged), str(tmp_path / "export")]) == 0
+    assert Manifest.load(tmp_path / "export").merge["alpha"] == 0.3
+
+
+def test_auto_alpha_chooses_on_the_selection_half_within_the_bound(tiny_model, tiny_trained, small_beir, tmp_path):
+    from training.evaluate import guard_sets
+    from training.merge import BOUND, merge
+
+    out = merge(tiny_model, tiny_trained, tmp_path / "auto", "auto", guards=[str(small_beir)], say=lambda _: None)
+    import json
+
+    record = json.loads((out / "merge.json").read_text())
+    choice = record["choice"]
+    assert choice["method"] == "auto" and choice["guards"] == {
+        "scifact-small": len(guard_sets([str(small_beir)], half="selection")["scifact-small"].queries)}
+    tried = {float(a): drops for a, drops in choice["tried"].items()}
+    assert 1.0 in tried and len(tried) <= 4
+    chosen = record["alpha"]
+    assert chosen == 0.0 or all(d <= BOUND for d in tried[chosen].values())
+    assert all(any(d > BOUND for d in drops.values()) for a, drops in tried.items() if a > chosen)
+
+
+def test_merging_another_architecture_is_refused(tiny_model, tmp_path):
+    from conftest import build_tiny_model
+    from training.merge import merge
+    from transformers import BertConfig, BertModel
+
+    other = tmp_path / "other"
+    build_tiny_model(other)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=512)).save_pretrained(other)
+    with pytest.raises(Exception, match="not the same architecture"):
+        merge(tiny_model, other, tmp_path / "m", 0.5, say=lambda _: None)

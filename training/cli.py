@@ -126,10 +126,33 @@ def evaluation_notes(beir, rows, guards) -> str:
     return "\n".join(notes)
 
 
+def cmd_merge(args) -> int:
+    from common.bundled import GUARDS
+
+    from .merge import merge
+
+    alpha = args.alpha if args.alpha == "auto" else float(args.alpha)
+    guards = [*(() if args.no_guards else GUARDS), *args.guard]
+    out = merge(resolve_models([args.base])[0], args.tuned, args.out, alpha, guards, force=args.force,
+                say=lambda line: print(line, file=sys.stderr))
+    print(out)
+    return 0
+
+
 def add_commands(sub, with_eval: bool = True) -> None:
     p = sub.add_parser("train", help="fine-tune a bi-encoder (InfoNCE by default)")
     add_train_args(p)
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("merge", help="interpolate a fine-tuned model with its base against forgetting")
+    p.add_argument("base", help="the base model directory ('base': all-MiniLM-L6-v2)")
+    p.add_argument("tuned", help="the fine-tuned model directory (or its run directory)")
+    p.add_argument("out", help="where the merged model directory goes")
+    p.add_argument("--alpha", default="auto", help="weight of the fine-tuned model in [0, 1], or 'auto' (default): "
+                   "the largest α whose drop on every guard's selection half is ≤ 0.5 point")
+    p.add_argument("--no-guards", action="store_true", help="without the bundled guards (give --guard)")
+    p.add_argument("--guard", action="append", default=[], metavar="BEIR_DIR", help="a guard of your own (repeatable)")
+    p.add_argument("--force", action="store_true", help="replace OUT when it holds a previous model")
+    p.set_defaults(func=cmd_merge)
     if not with_eval:  # the top-level command extends eval with search backends
         return
     p = sub.add_parser("eval", help="nDCG@10 / Recall@100 / MRR@10 and STS Spearman, models side by side")

@@ -56,14 +56,16 @@ def during_training(data, split: str = "test", n_queries: int = 50, pool_depth: 
     return eval_fn
 
 
-def guard_sets(names_or_dirs) -> dict[str, Beir]:
+def guard_sets(names_or_dirs, half: str = "report") -> dict[str, Beir]:
     """Guard sets by bundled name (``common.bundled.GUARDS``) or BEIR folder, each cut to the fixed half of
-    its queries that figures are reported on."""
+    its queries that figures are reported on (or, with ``half="selection"``, the other half, where choices
+    such as a merge's α are made)."""
     guards = {}
     for item in names_or_dirs:
         folder = GUARDS.get(item, item)
         beir = load_beir(folder, "test")
-        keep = report_half(beir.qrels)
+        reported = report_half(beir.qrels)
+        keep = reported if half == "report" else set(beir.qrels) - reported
         guards[item if item in GUARDS else Path(item).name] = Beir(
             beir.corpus, {q: beir.queries[q] for q in keep}, {q: beir.qrels[q] for q in keep})
     return guards

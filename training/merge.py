@@ -1,0 +1,108 @@
+"""Weight merging against forgetting: θ = (1 − α)·θ_base + α·θ_tuned, layer by layer.
+
+α = 0 is the base model and α = 1 the fine-tuned one, bit for bit (``torch.lerp`` is exact at both ends).
+``--alpha auto`` takes the largest α whose nDCG@10 on every guard set stays within half a point of the base
+model, measured on the *selection* half of each guard's queries only; every figure reported elsewhere is
+on the other half, so the choice is not tuned on the figures that report it.
+
+    siamese merge base runs/latest/train/model runs/merged --alpha auto
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from common.atomic import atomic_dir, check_output
+from common.metrics import POSITIVES_FILE, score_run
+from common.vectors import dense_run
+
+from .encoder import Encoder
+from .evaluate import embed_fn, guard_sets, model_cache_key
+from .model_dir import ModelDirError, check_model_dir
+
+MERGE_FILE = "merge.json"
+BOUND = 0.005  # the largest drop on a guard that auto α accepts: half a point of nDCG@10
+
+
+def merge_weights(base: dict, tuned: dict, alpha: float) -> dict:
+    """Interpolate every floating-point tensor; integer buffers (position ids) come from the tuned model."""
+    if base.keys() != tuned.keys() or any(base[k].shape != tuned[k].shape for k in tuned):
+        raise ModelDirError("the base and the fine-tuned model are not the same architecture; merge a model "
+                            "with the base it was fine-tuned from")
+    return {k: torch.lerp(base[k], t, alpha) if t.is_floating_point() else t for k, t in tuned.items()}
+
+
+def merged_encoder(base_dir, tuned_dir, alpha: float) -> Encoder:
+    """The fine-tuned model (its pooling, prefixes and window) with interpolated transformer weights."""
+    encoder = Encoder.load(tuned_dir)
+    base = Encoder.load(base_dir, max_length=encoder.config.max_length)
+    encoder.transformer.load_state_dict(merge_weights(base.transformer.state_dict(),
+                                                      encoder.transformer.state_dict(), alpha))
+    return encoder
+
+
+def guard_drops(encoder: Encoder, base: Encoder, base_dir, guards: dict) -> dict[str, float]:
+    """nDCG@10 of the base model minus that of ``encoder`` on each guard (positive: worse than the base)."""
+    drops = {}
+    base_key = model_cache_key(base_dir, base.config)
+    for name, guard in guards.items():
+        before = score_run(dense_run(embed_fn(base), guard, cache=base_key), guard.qrels)["ndcg@10"]
+        after = score_run(dense_run(embed_fn(encoder), guard), guard.qrels)["ndcg@10"]
+        drops[name] = round(before - after, 4)
+    return drops
+
+
+def choose_alpha(base_dir, tuned_dir, guards: dict, steps: int = 3, say=print) -> tuple[float, dict]:
+    """The largest α (to 1/2^steps) whose drop on each guard's selection half is ≤ ``BOUND``, by bisection
+    from α = 1; returns α and the record of what was tried."""
+    tried = {}
+    base = Encoder.load(base_dir, max_length=Encoder.load(tuned_dir).config.max_length)
+
+    def passes(alpha: float) -> bool:
+        drops = guard_drops(merged_encoder(base_dir, tuned_dir, alpha), base, base_dir, guards)
+        tried[alpha] = drops
+        ok = all(d <= BOUND for d in drops.values())
+        say(f"α {alpha:.3f}: drop on the selection half " + ", ".join(f"{g} {100 * d:+.2f}" for g, d in drops.items())
+            + (" points: within the bound" if ok else " points: too much"))
+        return ok
+
+    if passes(1.0):
+        return 1.0, {"tried": tried}
+    low, high = 0.0, 1.0
+    for _ in range(steps):
+        middle = (low + high) / 2
+        low, high = (middle, high) if passes(middle) else (low, middle)
+    return low, {"tried": tried}
+
+
+def merge(base_dir, tuned_dir, out, alpha: float | str = "auto", guards=None, force: bool = False,
+          say=print) -> Path:
+    """Write the merged model directory (one every other command accepts) and return it."""
+    base_dir, tuned_dir = check_model_dir(base_dir), check_model_dir(tuned_dir)
+    check_output(out, "model", force, inputs=[base_dir, tuned_dir])
+    choice = {"method": "given"}
+    if alpha == "auto":
+        selection = guard_sets(guards or [], half="selection")
+        if not selection:
+            raise ModelDirError("--alpha auto needs guard sets to choose on")
+        alpha, record = choose_alpha(base_dir, tuned_dir, selection, say=say)
+        choice = {"method": "auto", "bound": BOUND, "selection": "selection half of each guard's queries",
+                  "guards": {g: len(b.queries) for g, b in selection.items()},
+                  "tried": {f"{a:.3f}": drops for a, drops in record["tried"].items()}}
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise ModelDirError(f"α must be in [0, 1], not {alpha}")
+    encoder = merged_encoder(base_dir, tuned_dir, alpha)
+    record = {"base": str(base_dir.resolve()), "tuned": str(tuned_dir.resolve()), "alpha": alpha, "choice": choice}
+
+    def write(tmp: Path):
+        encoder.save(tmp)
+        for name in (POSITIVES_FILE, "train_config.json", "train_metrics.json"):
+            if (tuned_dir / name).exists():  # what the tuned model was trained on stays true of the merge
+                shutil.copyfile(tuned_dir / name, tmp / name)
+        (tmp / MERGE_FILE).write_text(json.dumps(record, indent=2))
+
+    return atomic_dir(out, write, "model", replace=force, inputs=[base_dir, tuned_dir])
