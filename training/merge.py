@@ -37,10 +37,11 @@ def merge_weights(base: dict, tuned: dict, alpha: float) -> dict:
 
 def merged_encoder(base_dir, tuned_dir, alpha: float) -> Encoder:
     """The fine-tuned model (its pooling, prefixes and window) with interpolated transformer weights."""
+    from transformers import AutoModel
+
     encoder = Encoder.load(tuned_dir)
-    base = Encoder.load(base_dir, max_length=encoder.config.max_length)
-    encoder.transformer.load_state_dict(merge_weights(base.transformer.state_dict(),
-                                                      encoder.transformer.state_dict(), alpha))
+    base = AutoModel.from_pretrained(check_model_dir(base_dir)).state_dict()
+    encoder.transformer.load_state_dict(merge_weights(base, encoder.transformer.state_dict(), alpha))
     return encoder
 
 
