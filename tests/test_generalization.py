@@ -175,3 +175,59 @@ def test_merging_another_architecture_is_refused(tiny_model, tmp_path):
                          intermediate_size=64, max_position_embeddings=512)).save_pretrained(other)
     with pytest.raises(Exception, match="not the same architecture"):
         merge(tiny_model, other, tmp_path / "m", 0.5, say=lambda _: None)
+
+
+# ------------------------------------------------------------------ pairs from the corpus itself
+
+def scifact_docs(n=300):
+    from common.bundled import SCIFACT
+    from common.data import read_corpus
+
+    return list(read_corpus(SCIFACT / "corpus.jsonl.gz").values())[:n]
+
+
+@pytest.mark.parametrize("kind", ["title", "ict", "crop"])
+def test_corpus_pairs_never_pair_a_text_with_itself(kind):
+    import random
+
+    from training.corpus_pairs import MAKERS
+
+    pairs = MAKERS[kind](scifact_docs(), random.Random(0))
+    assert len(pairs) > 200 and all(p.source == kind for p in pairs)
+    assert all(p.query.strip() and p.positive.strip() and p.query != p.positive for p in pairs)
+    if kind == "ict":  # the sentence is removed from its passage
+        assert all(p.query not in p.positive for p in pairs)
+
+
+def test_pair_makers_on_bad_input():
+    import random
+
+    from common.data import Doc
+    from training.corpus_pairs import corpus_pairs, crop_pairs, ict_pairs, title_pairs
+
+    docs = [Doc("1", "", "No title here but a body long enough to count as a passage of text."),  # empty title
+            Doc("2", "A title", "One sentence only, long enough to be a passage on its own."),  # one sentence
+            Doc("3", "Same text", "Same text"),  # title equal to body
+            Doc("4", "", "short"), Doc("5", "", "")]
+    rng = random.Random(0)
+    assert [p.query for p in title_pairs(docs, rng)] == ["A title"]
+    assert ict_pairs(docs, rng) == []
+    assert all(p.query != p.positive for p in crop_pairs(docs, rng))
+    assert corpus_pairs([], ["title", "ict", "crop"], 10) == []
+
+
+def test_batches_keep_to_one_source(tiny_model, tmp_path):
+    from training.batches import plan_epoch
+    from training.config import TrainConfig
+    from training.loop import prepare_pairs
+    from training.pairs import Pair
+
+    labelled = [Pair(f"question {i}", f"answer {i} " * 3, positive_id=str(i)) for i in range(40)]
+    cfg = TrainConfig(base="-", out="-", corpus_pairs="title,crop", corpus_pairs_ratio=1.0)
+    pairs = prepare_pairs(labelled, scifact_docs(100), cfg)
+    assert len(pairs) == 80 and {p.source for p in pairs} == {"labelled", "title", "crop"}
+    batches = plan_epoch(pairs, 8, seed=1, epoch=0)
+    assert all(len({pairs[i].source for i in b}) == 1 for b in batches)
+    assert len({pairs[b[0]].source for b in batches[:6]}) > 1  # sources take turns
+    with pytest.raises(Exception, match="needs a corpus"):
+        prepare_pairs(labelled, None, cfg)

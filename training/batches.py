@@ -15,11 +15,24 @@ from .negatives import known_positives
 
 
 def plan_epoch(pairs: list[Pair], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Index batches for one epoch. Each batch holds pairs of one source only (labelled pairs, or one kind
+    of corpus pair), so in-batch negatives stay within their domain; sources take turns in a seeded order."""
     if batch_size < 1:
         raise ValueError(f"batch size must be ≥ 1, got {batch_size}")
     known = known_positives(pairs)
     order = list(range(len(pairs)))
-    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    rng = random.Random(seed * 1_000_003 + epoch)
+    rng.shuffle(order)
+    sources = list(dict.fromkeys(pairs[i].source for i in order))
+    if len(sources) == 1:
+        return _plan(pairs, order, batch_size, known)
+    batches = [b for source in sources for b in _plan(pairs, [i for i in order if pairs[i].source == source],
+                                                       batch_size, known)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _plan(pairs: list[Pair], order: list[int], batch_size: int, known) -> list[list[int]]:
     pending = deque(order)
     batches = []
     while pending:

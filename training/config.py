@@ -47,6 +47,9 @@ class TrainConfig:
                                    "(default: bundled STS-B train sentences)")
     symmetric: bool = knob(False, bool, "add the passage→query InfoNCE term")
     hard_negatives: int = knob(0, non_negative_int, "BM25-mined negatives per pair (0: none)")
+    corpus_pairs: str = knob("", str, "pairs made from the corpus, mixed in: any of title,ict,crop "
+                             "(training/corpus_pairs.py)")
+    corpus_pairs_ratio: float = knob(1.0, non_negative_float, "corpus pairs per labelled pair")
     mine_depth: int = knob(10, positive_int, "draw mined negatives from this many BM25 hits")
     grad_cache_chunk: int = knob(0, non_negative_int,
                                  "gradient caching chunk size: batches larger than memory allows (0: off)")
@@ -68,11 +71,17 @@ class TrainConfig:
                  (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}"),
                  (self.anchor in ANCHORS, f"anchor must be one of {', '.join(ANCHORS)}, not {self.anchor!r}"),
                  (self.hard_negatives >= 0, "hard negatives must be ≥ 0"),
+                 (set(self.corpus_kinds) <= {"title", "ict", "crop"},
+                  f"corpus pairs must be among title, ict, crop, not {self.corpus_pairs!r}"),
                  (self.grad_cache_chunk >= 0, "grad cache chunk must be ≥ 0"),
                  (self.checkpoint_every >= 0, "checkpoint every must be ≥ 0")]
         for ok, message in rules:
             if not ok:
                 raise ConfigError(f"bad training setting: {message}")
+
+    @property
+    def corpus_kinds(self) -> list[str]:
+        return [k.strip() for k in self.corpus_pairs.split(",") if k.strip()]
 
     def save(self, path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2))

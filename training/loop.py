@@ -8,6 +8,7 @@ import json
 import random
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,10 @@ from common.atomic import atomic_dir
 from common.metrics import write_positives
 from common.errors import ConfigError, MissingInputError, OutputExistsError
 
+from common.data import Doc
+
 from .batches import plan_epoch
+from .corpus_pairs import corpus_pairs
 from .config import TrainConfig
 from .encoder import Encoder
 from .losses import Batch, Loss, make_loss
@@ -118,18 +122,23 @@ def anchor_targets(cfg: TrainConfig) -> tuple[list[str], torch.Tensor]:
     return texts, torch.from_numpy(vectors)
 
 
-def prepare_pairs(pairs: list[Pair], corpus_texts: list[str] | None, cfg: TrainConfig) -> list[Pair]:
+def prepare_pairs(pairs: list[Pair], corpus: list[Doc] | None, cfg: TrainConfig) -> list[Pair]:
     """Keep the negatives the data gives (less any that are really positives); mine BM25 negatives for the
-    pairs that have none when ``cfg.hard_negatives`` asks for them."""
+    labelled pairs that have none when ``cfg.hard_negatives`` asks for them; add pairs made from the corpus
+    when ``cfg.corpus_pairs`` names kinds of them."""
     known = known_positives(pairs)
-    pairs = [Pair(p.query, p.positive, [n for n in p.negatives if n not in known[p.query]], p.query_id,
-                  p.positive_id) for p in pairs]
+    pairs = [replace(p, negatives=[n for n in p.negatives if n not in known[p.query]]) for p in pairs]
     if cfg.hard_negatives:
-        pairs = mine_hard_negatives(pairs, corpus_texts, cfg.hard_negatives, cfg.mine_depth, cfg.seed)
+        texts = [d.passage if isinstance(d, Doc) else d for d in corpus] if corpus else None
+        pairs = mine_hard_negatives(pairs, texts, cfg.hard_negatives, cfg.mine_depth, cfg.seed)
+    if cfg.corpus_kinds:
+        if not corpus or not isinstance(corpus[0], Doc):
+            raise ConfigError("--corpus-pairs needs a corpus: train on a BEIR folder, or give `siamese run` --corpus")
+        pairs += corpus_pairs(corpus, cfg.corpus_kinds, int(len(pairs) * cfg.corpus_pairs_ratio), cfg.seed)
     return pairs
 
 
-def train(cfg: TrainConfig, pairs: list[Pair], corpus_texts: list[str] | None = None, *, resume: bool = False,
+def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, *, resume: bool = False,
           eval_fn=None, progress: bool = True) -> Path:
     """Fine-tune ``cfg.base`` on ``pairs``; returns the model directory ``cfg.out/model``."""
     cfg.check()
@@ -148,7 +157,7 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus_texts: list[str] | None = 
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
 
-    pairs = prepare_pairs(pairs, corpus_texts, cfg)
+    pairs = prepare_pairs(pairs, corpus, cfg)
     plan = [b for epoch in range(cfg.epochs) for b in plan_epoch(pairs, cfg.batch_size, cfg.seed, epoch)]
     total = min(cfg.max_steps, len(plan)) if cfg.max_steps else len(plan)
 
@@ -212,7 +221,7 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus_texts: list[str] | None = 
         encoder.save(tmp)
         cfg.save(tmp / "train_config.json")
         (tmp / "train_metrics.json").write_text(json.dumps(metrics, indent=2))
-        write_positives(tmp, pairs)
+        write_positives(tmp, [p for p in pairs if p.source == "labelled"])
     model_dir = atomic_dir(out / "model", write, "model")
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return model_dir

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from dataclasses import replace
 
 from .bm25 import BM25
 from .pairs import Pair
@@ -39,5 +40,5 @@ def mine_hard_negatives(pairs: list[Pair], pool: list[str] | None = None, n: int
         negatives = list(p.negatives)
         if not negatives and candidates.get(p.query):
             negatives = rng.sample(candidates[p.query], min(n, len(candidates[p.query])))
-        mined.append(Pair(p.query, p.positive, negatives, p.query_id, p.positive_id))
+        mined.append(replace(p, negatives=negatives))
     return mined

@@ -16,7 +16,7 @@ class Pair:
     negatives: list[str] = field(default_factory=list)
     query_id: str | None = None
     positive_id: str | None = None
-
+    source: str = "labelled"  # or the kind of corpus pair (training/corpus_pairs.py): batches keep to one
 
 def read_pairs_jsonl(path, *, skip_bad=False, skipped: Skipped | None = None) -> list[Pair]:
     """``{"query", "positive", "negatives"?: [...]}`` per line."""
@@ -58,9 +58,9 @@ def load_pairs(path, *, split: str = "train", skip_bad=False, skipped: Skipped |
 
 
 def load_training_data(data, split: str = "train", skip_bad: bool = False):
-    """Pairs plus the texts to mine negatives from (a BEIR corpus, if the data has one); what was left out
-    is counted on stderr."""
+    """Pairs plus the corpus documents to mine negatives and make corpus pairs from (a BEIR corpus, if the
+    data has one); what was left out is counted on stderr."""
     skipped = Skipped()
     pairs, corpus = load_pairs(data, split=split, skip_bad=skip_bad, skipped=skipped)
     say_skipped(data, skipped)
-    return pairs, ([d.passage for d in corpus.values()] if corpus else None)
+    return pairs, (list(corpus.values()) if corpus else None)

@@ -89,7 +89,7 @@ def _train(o: RunOptions, out: Path, corpus) -> Path:
     _say("train")
     pairs, pool = load_training_data(o.pairs or o.data, o.train_split, o.skip_bad)
     resume = (out / "train" / "train_config.json").exists()
-    return train(cfg, pairs, pool or [d.passage for d in corpus], resume=resume)
+    return train(cfg, pairs, pool or corpus, resume=resume)
 
 
 def _export(o: RunOptions, model_dir: Path, export_dir: Path):
