@@ -81,3 +81,15 @@ def test_run_against_vespa_wires_feed_and_evaluation(tiny_model, small_beir, tmp
     assert [r["name"] for r in results["rows"]][:3] == ["vespa bm25", "vespa semantic", "vespa hybrid"]
     assert f"{len(corpus)} documents: {len(corpus)} fed now" in results["extra"]["feed"]
     assert not (out / "index").exists()  # evaluated on Vespa, not on the embedded backend
+
+
+def test_run_can_serve_a_merged_model(tiny_model, small_beir, tmp_path):
+    from exporter.manifest import Manifest
+
+    out = tmp_path / "run"
+    assert main(["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--epochs", "1",
+                 "--no-sts", "--no-guards", "--merge", "0.5"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["extra"]["merge"] == {"alpha": 0.5, "method": "given"}
+    assert Manifest.load(out / "export").merge["alpha"] == 0.5 and (out / "merged" / "merge.json").exists()
+    assert "ndcg@10 unseen" in results["rows"][0]  # the merge keeps the tuned model's training positives

@@ -123,6 +123,8 @@ def cmd_run(args) -> int:
     if args.no_sts:
         options.sts = None
     options.guards = ([] if args.no_guards else options.guards) + args.guard
+    if args.merge is not None:
+        options.merge = args.merge if args.merge == "auto" else float(args.merge)
     result = run(options)
     from common.metrics import format_table
 
@@ -210,6 +212,8 @@ def add_pipeline_commands(sub) -> None:
     p.add_argument("--limit-queries", type=positive_int)
     p.add_argument("--no-sts", action="store_true", help="skip the STS-B check")
     p.add_argument("--no-guards", action="store_true", help="skip the bundled out-of-domain guards (CISI, MedQuAD)")
+    p.add_argument("--merge", metavar="ALPHA|auto",
+                   help="serve the fine-tuned model merged with its base (see `siamese merge`)")
     p.add_argument("--guard", action="append", default=[], metavar="BEIR_DIR",
                    help="a guard set of your own (repeatable): a BEIR folder with qrels/test.tsv")
     p.add_argument("--vespa", help="evaluate on Vespa: 'docker', a config server URL (:19071) or a query URL")

@@ -42,6 +42,7 @@ class RunOptions:
     vespa: str | None = None  # URL of a running Vespa (query endpoint), a config server URL, or "docker"
     skip_bad: bool = False
     guards: list = field(default_factory=lambda: list(GUARDS))  # bundled guard names or BEIR folders
+    merge: float | str | None = None  # merge the fine-tuned model with its base: α, "auto", or None (no merge)
 
 
 TUNED = "fine-tuned (exact)"
@@ -90,6 +91,19 @@ def _train(o: RunOptions, out: Path, corpus) -> Path:
     pairs, pool = load_training_data(o.pairs or o.data, o.train_split, o.skip_bad)
     resume = (out / "train" / "train_config.json").exists()
     return train(cfg, pairs, pool or corpus, resume=resume)
+
+
+def _merge(o: RunOptions, base: str, tuned: Path, merged: Path, extra: dict) -> Path:
+    from training.merge import MERGE_FILE, merge
+
+    if merged.exists():
+        _say(f"merge: {merged} exists, reusing it")
+    else:
+        _say(f"merge with the base model (α {o.merge}; auto: chosen on the guards' selection half)")
+        merge(base, tuned, merged, o.merge, o.guards, say=lambda line: print(line, file=sys.stderr))
+    record = json.loads((merged / MERGE_FILE).read_text())
+    extra["merge"] = {"alpha": record["alpha"], "method": record["choice"]["method"]}
+    return merged
 
 
 def _export(o: RunOptions, model_dir: Path, export_dir: Path):
@@ -214,6 +228,8 @@ def run(o: RunOptions) -> dict:
     beir = _eval_data(o)
     corpus = list(beir.corpus.values()) if beir else list(load_corpus(o.corpus, skip_bad=o.skip_bad).values())
     model_dir = stages.timed("train", _train, o, out, corpus)
+    if o.merge is not None:
+        model_dir = stages.timed("merge", _merge, o, base, model_dir, out / "merged", stages.extra)
     export_dir, app_dir = out / "export", out / "app"
     manifest = stages.timed("export + parity", _export, o, model_dir, export_dir)
     stages.extra["parity"] = manifest.parity
