@@ -15,7 +15,7 @@ def plot(rows: list[dict], train_log: dict, path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(16, 5), gridspec_kw={"width_ratios": [1, 2]})
     left.plot(train_log["step"], train_log["loss"], lw=1, color="tab:blue")
     left.set(title="training loss", xlabel="step", ylabel="loss")
     metrics = [m for m in ("ndcg@10", "ndcg@10 seen", "ndcg@10 unseen", "sts_spearman") if any(m in r for r in rows)]
@@ -27,7 +27,7 @@ def plot(rows: list[dict], train_log: dict, path) -> Path:
     right.set_xticks([j + width * (len(rows) - 1) / 2 for j in range(len(metrics))],
                      [m.replace("ndcg@10 ", "").replace(GUARD, "guard\n") for m in metrics], fontsize=8)
     right.set(title="nDCG@10: all, seen, unseen queries; STS; out-of-domain guards", ylim=(0, 1))
-    right.legend(fontsize=7, loc="lower right")
+    right.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
