@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common.bundled import GUARDS, SCIFACT, STSB_TEST  # noqa: E402
+from common.bundled import GUARDS, SCIFACT, STSB_TEST, STSB_TRAIN  # noqa: E402
 from common.data import load_beir, read_sts_csv  # noqa: E402
 from common.metrics import format_table, read_positives  # noqa: E402
 from training.config import recipe_config  # noqa: E402
@@ -34,6 +34,7 @@ VARIANTS = {
     "corpus-title": ({"corpus_pairs": "title"}, None),
     "corpus-ict": ({"corpus_pairs": "ict"}, None),
     "corpus-crop": ({"corpus_pairs": "crop"}, None),
+    "general-stsb": ({"general_pairs": str(STSB_TRAIN)}, None),
     "anchor-mse+merge-auto": ({"anchor": "mse"}, "auto"),
 }
 

@@ -231,3 +231,21 @@ def test_batches_keep_to_one_source(tiny_model, tmp_path):
     assert len({pairs[b[0]].source for b in batches[:6]}) > 1  # sources take turns
     with pytest.raises(Exception, match="needs a corpus"):
         prepare_pairs(labelled, None, cfg)
+
+
+def test_general_pairs_are_mixed_in_as_their_own_source_without_repeats():
+    from common.bundled import STSB_TRAIN
+    from training.batches import plan_epoch
+    from training.config import TrainConfig
+    from training.loop import prepare_pairs
+    from training.pairs import Pair
+
+    labelled = [Pair(f"question {i}", f"answer {i} " * 3, positive_id=str(i)) for i in range(40)]
+    labelled.append(Pair("A plane is taking off.", "An air plane is taking off."))  # also in STS-B train
+    cfg = TrainConfig(base="-", out="-", general_pairs=str(STSB_TRAIN), general_pairs_ratio=0.5)
+    pairs = prepare_pairs(labelled, None, cfg)
+    general = [p for p in pairs if p.source == "general"]
+    assert len(general) == 20 and len(pairs) == 61
+    assert not {t for p in general for t in (p.query, p.positive)} & {"A plane is taking off."}
+    assert len({(p.query, p.positive) for p in general}) == 20
+    assert all(len({pairs[i].source for i in b}) == 1 for b in plan_epoch(pairs, 8, seed=2, epoch=1))

@@ -50,6 +50,9 @@ class TrainConfig:
     corpus_pairs: str = knob("", str, "pairs made from the corpus, mixed in: any of title,ict,crop "
                              "(training/corpus_pairs.py)")
     corpus_pairs_ratio: float = knob(1.0, non_negative_float, "corpus pairs per labelled pair")
+    general_pairs: str | None = knob(None, str, "labelled general-domain pairs mixed in (.jsonl, BEIR folder, or "
+                                     "STS .csv such as common/datasets/stsb/stsb-en-train.csv)")
+    general_pairs_ratio: float = knob(0.5, non_negative_float, "general pairs per labelled pair")
     mine_depth: int = knob(10, positive_int, "draw mined negatives from this many BM25 hits")
     grad_cache_chunk: int = knob(0, non_negative_int,
                                  "gradient caching chunk size: batches larger than memory allows (0: off)")

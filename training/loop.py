@@ -131,11 +131,25 @@ def prepare_pairs(pairs: list[Pair], corpus: list[Doc] | None, cfg: TrainConfig)
     if cfg.hard_negatives:
         texts = [d.passage if isinstance(d, Doc) else d for d in corpus] if corpus else None
         pairs = mine_hard_negatives(pairs, texts, cfg.hard_negatives, cfg.mine_depth, cfg.seed)
+    labelled = len(pairs)
     if cfg.corpus_kinds:
         if not corpus or not isinstance(corpus[0], Doc):
             raise ConfigError("--corpus-pairs needs a corpus: train on a BEIR folder, or give `siamese run` --corpus")
-        pairs += corpus_pairs(corpus, cfg.corpus_kinds, int(len(pairs) * cfg.corpus_pairs_ratio), cfg.seed)
+        pairs += corpus_pairs(corpus, cfg.corpus_kinds, int(labelled * cfg.corpus_pairs_ratio), cfg.seed)
+    if cfg.general_pairs:
+        pairs += general_pairs(cfg.general_pairs, int(labelled * cfg.general_pairs_ratio), pairs, cfg.seed)
     return pairs
+
+
+def general_pairs(path, n: int, taken: list[Pair], seed: int) -> list[Pair]:
+    """``n`` labelled pairs from another domain, none repeating a text already in ``taken`` (a repeat would be
+    a false in-batch negative), marked as their own source so their batches keep to themselves."""
+    from .pairs import load_pairs
+
+    seen = {t for p in taken for t in (p.query, p.positive)}
+    fresh = [replace(p, source="general") for p in load_pairs(path)[0] if p.query not in seen and p.positive not in seen]
+    fresh = list({(p.query, p.positive): p for p in fresh}.values())
+    return random.Random(seed).sample(fresh, min(n, len(fresh)))
 
 
 def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, *, resume: bool = False,
