@@ -29,6 +29,7 @@ VARIANTS = {
     "default": ({}, None),
     "anchor-mse": ({"anchor": "mse"}, None),
     "anchor-kl": ({"anchor": "kl"}, None),
+    "anchor-mse-30": ({"anchor": "mse", "anchor_weight": 30.0}, None),
     "merge-auto": ({}, "auto"),
     "merge-0.5": ({}, 0.5),
     "corpus-title": ({"corpus_pairs": "title"}, None),
