@@ -30,6 +30,8 @@ VARIANTS = {
     "anchor-mse": ({"anchor": "mse"}, None),
     "anchor-kl": ({"anchor": "kl"}, None),
     "anchor-mse-30": ({"anchor": "mse", "anchor_weight": 30.0}, None),
+    "anchor-kl-3": ({"anchor": "kl", "anchor_weight": 3.0}, None),
+    "anchor-kl-5": ({"anchor": "kl", "anchor_weight": 5.0}, None),
     "merge-auto": ({}, "auto"),
     "merge-0.5": ({}, 0.5),
     "corpus-title": ({"corpus_pairs": "title"}, None),
