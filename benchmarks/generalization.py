@@ -29,6 +29,7 @@ VARIANTS = {
     "default": ({}, None),
     "anchor-mse": ({"anchor": "mse"}, None),
     "anchor-kl": ({"anchor": "kl"}, None),
+    "anchor-mse-20": ({"anchor": "mse", "anchor_weight": 20.0}, None),
     "anchor-mse-30": ({"anchor": "mse", "anchor_weight": 30.0}, None),
     "anchor-kl-3": ({"anchor": "kl", "anchor_weight": 3.0}, None),
     "anchor-kl-5": ({"anchor": "kl", "anchor_weight": 5.0}, None),
