@@ -98,7 +98,7 @@ def tiny_trained(tiny_model, tmp_path_factory) -> Path:
     from training.loop import train
 
     cfg = TrainConfig(base=str(tiny_model), out=str(tmp_path_factory.mktemp("tiny-run")), epochs=1, batch_size=8,
-                      max_length=48, query_prefix="query: ", passage_prefix="passage: ")
+                      max_length=48, query_prefix="query: ", passage_prefix="passage: ", anchor="none")
     return train(cfg, toy_pairs(16), progress=False)
 
 

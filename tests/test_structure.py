@@ -80,6 +80,7 @@ def test_the_recipes_are_the_one_source_of_training_defaults():
     default = recipe_config("base", "out")
     assert (default.epochs, default.batch_size, default.lr, default.max_length, default.temperature,
             default.hard_negatives) == (2, 32, 1e-4, 128, 0.05, 0)  # the default recipe, as before
+    assert (default.anchor, default.anchor_weight) == ("mse", 20.0)  # plus the anchor against forgetting
     full = recipe_config("base", "out", full=True)
     assert (full.epochs, full.lr, full.max_length, full.hard_negatives) == (8, 5e-5, 256, 1)
     assert set(RECIPES["full"]) <= {f.name for f in fields(TrainConfig)}
@@ -153,7 +154,7 @@ def test_losses_are_chosen_by_name():
     from training.losses import make_loss
 
     q, p = torch.randn(4, 8), torch.randn(6, 8)
-    cfg = TrainConfig(base="-", out="-", symmetric=True, temperature=0.1)
+    cfg = TrainConfig(base="-", out="-", symmetric=True, temperature=0.1, anchor="none")
     assert torch.equal(make_loss(cfg)(q, p, batch=[]), info_nce(q, p, 0.1, symmetric=True))
     with pytest.raises(ConfigError, match="loss must be one of infonce"):
         TrainConfig(base="-", out="-", loss="nope").check()

@@ -21,7 +21,7 @@ def recall_at_1(encoder, pairs):
 
 def config(tiny_model, out, **kw):
     values = dict(base=str(tiny_model), out=str(out), epochs=6, batch_size=8, lr=2e-3, max_length=32,
-                  warmup_ratio=0.0, seed=3)
+                  warmup_ratio=0.0, seed=3, anchor="none")
     values.update(kw)
     return TrainConfig(**values)
 
