@@ -26,20 +26,20 @@ from training.model_dir import default_base_model  # noqa: E402
 # variant → (training overrides, merge α or None); "base" trains nothing
 VARIANTS = {
     "base": None,
-    "default": ({}, None),
-    "anchor-mse": ({"anchor": "mse"}, None),
-    "anchor-kl": ({"anchor": "kl"}, None),
-    "anchor-mse-20": ({"anchor": "mse", "anchor_weight": 20.0}, None),
+    "plain": ({"anchor": "none"}, None),  # the contrastive loss alone: the recipe before the anchor
+    "default": ({}, None),  # the default recipe: anchor mse, λ 20
+    "anchor-mse-10": ({"anchor": "mse", "anchor_weight": 10.0}, None),
     "anchor-mse-30": ({"anchor": "mse", "anchor_weight": 30.0}, None),
+    "anchor-kl-10": ({"anchor": "kl", "anchor_weight": 10.0}, None),
     "anchor-kl-3": ({"anchor": "kl", "anchor_weight": 3.0}, None),
-    "anchor-kl-5": ({"anchor": "kl", "anchor_weight": 5.0}, None),
-    "merge-auto": ({}, "auto"),
-    "merge-0.5": ({}, 0.5),
-    "corpus-title": ({"corpus_pairs": "title"}, None),
-    "corpus-ict": ({"corpus_pairs": "ict"}, None),
-    "corpus-crop": ({"corpus_pairs": "crop"}, None),
-    "general-stsb": ({"general_pairs": str(STSB_TRAIN)}, None),
-    "anchor-mse+merge-auto": ({"anchor": "mse"}, "auto"),
+    "plain+merge-auto": ({"anchor": "none"}, "auto"),
+    "plain+merge-0.5": ({"anchor": "none"}, 0.5),
+    "anchor-mse-10+merge-auto": ({"anchor": "mse", "anchor_weight": 10.0}, "auto"),
+    "plain+corpus-title": ({"anchor": "none", "corpus_pairs": "title"}, None),
+    "plain+corpus-ict": ({"anchor": "none", "corpus_pairs": "ict"}, None),
+    "plain+corpus-crop": ({"anchor": "none", "corpus_pairs": "crop"}, None),
+    "plain+general-stsb": ({"anchor": "none", "general_pairs": str(STSB_TRAIN)}, None),
+    "default+corpus-ict": ({"corpus_pairs": "ict"}, None),
 }
 
 
@@ -67,7 +67,7 @@ def model_for(name: str, out: Path) -> Path | None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--variants", nargs="+", default=["base", "default", "anchor-mse", "merge-auto"],
+    p.add_argument("--variants", nargs="+", default=["base", "plain", "default", "plain+merge-auto"],
                    choices=list(VARIANTS))
     p.add_argument("--out", default="runs/ablation")
     args = p.parse_args()
