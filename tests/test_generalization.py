@@ -249,3 +249,13 @@ def test_general_pairs_are_mixed_in_as_their_own_source_without_repeats():
     assert not {t for p in general for t in (p.query, p.positive)} & {"A plane is taking off."}
     assert len({(p.query, p.positive) for p in general}) == 20
     assert all(len({pairs[i].source for i in b}) == 1 for b in plan_epoch(pairs, 8, seed=2, epoch=1))
+
+
+def test_siamese_eval_reports_seen_unseen_and_guards(tiny_trained, small_beir, capsys):
+    from vespa_app.cli import main
+
+    assert main(["eval", "--models", str(tiny_trained), "--data", str(small_beir), "--train-data", str(small_beir),
+                 "--guard", str(small_beir), "--hybrid", "--max-length", "48"]) == 0
+    out = capsys.readouterr().out
+    assert "| ndcg@10 seen | ndcg@10 unseen |" in out and "| guard scifact-small |" in out
+    assert "+ BM25 (RRF)" in out and "seen: queries with a relevant document that was a training positive" in out
