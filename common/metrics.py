@@ -64,7 +64,6 @@ def spearman(a, b) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-METRICS = ("ndcg@10", "recall@100", "mrr@10")
 COLUMNS = ("ndcg@10", "ndcg@10 seen", "ndcg@10 unseen", "recall@100", "mrr@10", "sts_spearman")
 GUARD = "guard "  # row key prefix of a guard's nDCG@10 (report half), e.g. "guard cisi"
 
