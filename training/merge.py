@@ -21,7 +21,7 @@ from common.vectors import dense_run
 
 from .encoder import Encoder
 from .evaluate import embed_fn, guard_sets, model_cache_key
-from .model_dir import ModelDirError, check_model_dir
+from .model_dir import EncoderConfig, ModelDirError, check_model_dir
 
 MERGE_FILE = "merge.json"
 BOUND = 0.005  # the largest drop on a guard that auto α accepts: half a point of nDCG@10
@@ -45,15 +45,10 @@ def merged_encoder(base_dir, tuned_dir, alpha: float) -> Encoder:
     return encoder
 
 
-def guard_drops(encoder: Encoder, base: Encoder, base_dir, guards: dict) -> dict[str, float]:
-    """nDCG@10 of the base model minus that of ``encoder`` on each guard (positive: worse than the base)."""
-    drops = {}
-    base_key = model_cache_key(base_dir, base.config)
-    for name, guard in guards.items():
-        before = score_run(dense_run(embed_fn(base), guard, cache=base_key), guard.qrels)["ndcg@10"]
-        after = score_run(dense_run(embed_fn(encoder), guard), guard.qrels)["ndcg@10"]
-        drops[name] = round(before - after, 4)
-    return drops
+def guard_scores(encoder: Encoder, guards: dict, cache: str | None = None) -> dict[str, float]:
+    """nDCG@10 of ``encoder`` on each guard."""
+    return {name: score_run(dense_run(embed_fn(encoder), guard, cache=cache), guard.qrels)["ndcg@10"]
+            for name, guard in guards.items()}
 
 
 def choose_alpha(base_dir, tuned_dir, guards: dict, grid=(1.0, 0.75, 0.5, 0.25), say=print) -> tuple[float, dict]:
@@ -61,10 +56,11 @@ def choose_alpha(base_dir, tuned_dir, guards: dict, grid=(1.0, 0.75, 0.5, 0.25),
     else 0 (the base model); returns α and the record of what was tried. A descending grid rather than a
     bisection: guard halves are small (CISI: ~35 queries), so the drop need not fall steadily with α."""
     tried = {}
-    base = Encoder.load(base_dir, max_length=Encoder.load(tuned_dir).config.max_length)
+    base = Encoder.load(base_dir, max_length=EncoderConfig.load(check_model_dir(tuned_dir)).max_length)
+    before = guard_scores(base, guards, cache=model_cache_key(base_dir, base.config))  # once, not per α
     for alpha in grid:
-        drops = guard_drops(merged_encoder(base_dir, tuned_dir, alpha), base, base_dir, guards)
-        tried[alpha] = drops
+        after = guard_scores(merged_encoder(base_dir, tuned_dir, alpha), guards)
+        drops = tried[alpha] = {name: round(before[name] - after[name], 4) for name in guards}
         ok = all(d <= BOUND for d in drops.values())
         say(f"α {alpha:.2f}: drop on the selection half " + ", ".join(f"{g} {100 * d:+.2f}" for g, d in drops.items())
             + (" points: within the bound" if ok else " points: too much"))

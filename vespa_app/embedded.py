@@ -25,8 +25,8 @@ import numpy as np
 from common.atomic import atomic_dir, check_output
 from common.data import Doc, corpus_fingerprint
 from common.errors import ConfigError, UserError
-from exporter.manifest import MANIFEST, sha256
 from common.vectors import exact_search, normalize
+from exporter.manifest import MANIFEST, sha256
 from exporter.runtime import OnnxEmbedder
 from training.bm25 import BM25
 
@@ -78,10 +78,10 @@ class EmbeddedIndex:
             manifest = export_dir / MANIFEST
             if not manifest.exists():
                 raise BadIndexError(f"{self.path}: its export {export_dir} is gone, so queries cannot be embedded "
-                                  f"as its documents were. {REBUILD}")
+                                    f"as its documents were. {REBUILD}")
             if sha256(manifest) != self.meta["manifest_sha256"]:
                 raise BadIndexError(f"{self.path}: the export {export_dir} was re-written after this index was built "
-                                  f"(its manifest differs), so queries would not match the documents. {REBUILD}")
+                                    f"(its manifest differs), so queries would not match the documents. {REBUILD}")
             self._embedder = OnnxEmbedder(export_dir)
         return self._embedder
 
@@ -90,8 +90,8 @@ class EmbeddedIndex:
         docs = list(docs)
         if corpus_fingerprint(docs) != self.meta["corpus_sha256"]:
             raise BadIndexError(f"{self.path}: built from another corpus ({self.meta['count']} documents; this one "
-                              f"has {len(docs)}, or the same ones changed or in another order). Evaluate with the "
-                              f"corpus it was built from, or build an index for this one. {REBUILD}")
+                                f"has {len(docs)}, or the same ones changed or in another order). Evaluate with the "
+                                f"corpus it was built from, or build an index for this one. {REBUILD}")
 
     @classmethod
     def build(cls, path, export_dir, docs: list[Doc], *, connectivity: int = HNSW_MAX_LINKS,
