@@ -17,12 +17,16 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from common.errors import UserError
 from common.vectors import cosine
 from exporter.manifest import Manifest, ManifestError
+
+if TYPE_CHECKING:
+    from .container_check import ContainerReport
 
 VERIFY_DIR = Path(__file__).parent / "verify"
 MAIN_CLASS = "ai.siamese.verify.Verify"
@@ -45,6 +49,7 @@ class CheckReport:
     warnings: list[str] = field(default_factory=list)
     not_checked: list[str] = field(default_factory=list)
     embedding: dict | None = None
+    container: "ContainerReport | None" = None
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -58,6 +63,8 @@ class CheckReport:
             e = self.embedding
             lines.append(f"Vespa HuggingFaceEmbedder vs ONNX Runtime ({e['texts']} texts): min cosine "
                          f"document {e['document_min_cosine']:.6f}, query {e['query_min_cosine']:.6f}")
+        if self.container:
+            lines += self.container.lines()
         return "\n".join(lines)
 
 
@@ -177,7 +184,23 @@ def vespa_embed(package, texts: list[str]) -> dict:
     return vectors
 
 
-def check_package(package, texts: list[str] | None = None, hosted: bool = False, vectors_out=None) -> CheckReport:
+def vespa_container(package, payload: dict) -> dict:
+    """Documents through the package's indexing statements and requests through Vespa's query stack, in-process
+    (the verifier's ``container`` command; see ``container_check``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        in_file, out_file = Path(tmp, "in.json"), Path(tmp, "out.json")
+        in_file.write_text(json.dumps(payload))
+        result = _java(["container", str(Path(package).resolve()), str(in_file), str(out_file)])
+        if result.returncode != 0:
+            raise PackageError(f"Vespa's container code failed on {package}: {_rejection(result)}")
+        return json.loads(out_file.read_text())
+
+
+def check_package(package, texts: list[str] | None = None, hosted: bool = False, vectors_out=None,
+                  docs=None) -> CheckReport:
+    """Python's structural checks, then Vespa's config model, embedder and container code (feed and query path)
+    on ``docs`` (default: the bundled SciFact corpus). PackageError names the first thing Vespa's code refused
+    or every disagreement between Vespa's code and ours."""
     report = CheckReport(structural=structural_check(package))
     missing = java_missing()
     if missing:
@@ -207,7 +230,18 @@ def check_package(package, texts: list[str] | None = None, hosted: bool = False,
     if vectors_out:
         Path(vectors_out).write_text(json.dumps({"texts": texts, "document": vespa["document"].tolist(),
                                                  "query": vespa["query"].tolist()}))
+    from .container_check import check_container
+
+    if docs is None:
+        from common.bundled import SCIFACT
+        from common.data import load_corpus
+
+        docs = list(load_corpus(SCIFACT).values())
+    report.container = check_container(package, list(docs), lambda payload: vespa_container(package, payload), ours)
     report.seconds = round(time.time() - started, 1)
+    if report.container.problems:
+        raise PackageError(f"{package}: Vespa's container code and ours disagree:\n  "
+                           + "\n  ".join(report.container.problems))
     return report
 
 

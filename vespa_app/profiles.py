@@ -49,6 +49,8 @@ class Profile:
     global_phase: Phase | None = None
     match_features: tuple[str, ...] = ()
     binarized: bool = False  # only in packages with the packed-bits field
+    # the global phase's fusion on the embedded backend: (features, rerank) → {position: score}
+    fusion: Callable | None = None
     # the embedded backend's twin: (index, text, k) → (document positions, scores), best first
     embedded: Callable = None
 
@@ -85,17 +87,22 @@ def _semantic(index, text, k):
     return index.nearest(index.embed_query(text), k)
 
 
-def _fused(index, text, k, fuse):
-    """As the hybrid profiles: match nearestNeighbor OR the text; first phase closeness (0 for documents the
-    nearest-neighbour search did not return); the global phase fuses closeness and BM25 over the top
-    ``RERANK_COUNT`` with ``fuse(features, rerank) -> {position: score}``."""
+def hybrid_first_phase(index, text, k) -> tuple[dict, dict, list]:
+    """As the hybrid profiles match and rank before their global phase: nearestNeighbor OR the text; first
+    phase closeness (0 for documents the nearest-neighbour search did not return). Returns the features
+    ({position: closeness}, {position: BM25}) and the top ``RERANK_COUNT`` positions, in first-phase order."""
     nn_idx, nn_close = index.nearest(index.embed_query(text), k)
     bm_idx, bm_score = index.lexical(text, RERANK_COUNT)
     close = dict(zip(nn_idx.tolist(), nn_close.tolist()))
     lexical = dict(zip(bm_idx.tolist(), bm_score.tolist()))
     matched = list(dict.fromkeys(nn_idx.tolist() + bm_idx.tolist()))
     matched.sort(key=lambda i: -close.get(i, 0.0))
-    rerank = matched[:RERANK_COUNT]
+    return close, lexical, matched[:RERANK_COUNT]
+
+
+def _fused(index, text, k, fuse):
+    """The hybrid profiles: their first phase, then ``fuse(features, rerank) -> {position: score}``."""
+    close, lexical, rerank = hybrid_first_phase(index, text, k)
     fused = fuse((close, lexical), rerank)
     order = sorted(rerank, key=lambda i: -fused[i])
     return np.asarray(order, dtype=np.int64), np.asarray([fused[i] for i in order])
@@ -139,11 +146,11 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
             match_features=(CLOSENESS,), embedded=_semantic),
     Profile("hybrid", f"({NEAREST}) or userQuery()", inherits=("bm25", "semantic"), first_phase=CLOSENESS,
             global_phase=Phase(f"reciprocal_rank_fusion({CLOSENESS}, bm25sum)", RERANK_COUNT),
-            match_features=(CLOSENESS, "bm25(title)", "bm25(text)"),
+            match_features=(CLOSENESS, "bm25(title)", "bm25(text)"), fusion=_rrf,
             embedded=lambda index, text, k: _fused(index, text, k, _rrf)),
     Profile("hybrid-linear", f"({NEAREST}) or userQuery()", inherits=("hybrid",),
             global_phase=Phase(f"normalize_linear({CLOSENESS}) + normalize_linear(bm25sum)", RERANK_COUNT),
-            embedded=lambda index, text, k: _fused(index, text, k, _linear)),
+            fusion=_linear, embedded=lambda index, text, k: _fused(index, text, k, _linear)),
     Profile("binary", "{{targetHits:{k}}}nearestNeighbor(embedding_binary, q_binary)", inherits=("semantic",),
             inputs={"q_binary": "tensor<int8>(x[{d8}])"}, first_phase=BINARY_CLOSENESS,
             functions={"cosine": "cosine_similarity(query(q), attribute(embedding), x)"},

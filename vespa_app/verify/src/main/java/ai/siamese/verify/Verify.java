@@ -38,6 +38,8 @@ import java.util.logging.Level;
  *                                      embedding each text in the document and the query context.
  *   paths PATHS.json OUT.json        - the document id /document/v1's handler parses from each request path
  *                                      ({"id": ...} or {"error": ...} per path).
+ *   container PACKAGE IN.json OUT.json - documents through the package's indexing statements and requests
+ *                                      through the container's query stack, in-process (see Container).
  * Exit code 0: accepted; 1: rejected (Vespa's message on stderr); 2: usage.
  */
 public class Verify {
@@ -63,8 +65,10 @@ public class Verify {
                         "vespa_version", com.yahoo.component.Vtag.currentVersion.toString())));
             } else if (args[0].equals("embed") && args.length == 4) {
                 embed(model, dir.toPath(), Path.of(args[2]), Path.of(args[3]));
+            } else if (args[0].equals("container") && args.length == 4) {
+                container(model, dir.toPath(), Path.of(args[2]), Path.of(args[3]));
             } else {
-                System.err.println("usage: model PACKAGE | embed PACKAGE TEXTS.json OUT.json");
+                System.err.println("usage: model PACKAGE | embed PACKAGE TEXTS.json OUT.json | container PACKAGE IN.json OUT.json");
                 System.exit(2);
             }
         } catch (Exception | LinkageError e) {
@@ -116,16 +120,20 @@ public class Verify {
         return model;
     }
 
-    static void embed(VespaModel model, Path dir, Path textsFile, Path outFile) throws Exception {
+    static HuggingFaceEmbedder embedder(VespaModel model, Path dir) {
         HuggingFaceEmbedderConfig.Builder fromPackage = new HuggingFaceEmbedderConfig.Builder();
         model.getConfig(fromPackage, EMBEDDER_CONFIG_ID);
         // Everything but the file locations comes from the package's config as Vespa produced it; the model
         // files are the package's own, resolved to disk as the container's file distribution would.
         fromPackage.transformerModel(ModelReference.resolved(dir.resolve("models/model.onnx").toAbsolutePath()))
                    .tokenizerPath(ModelReference.resolved(dir.resolve("models/tokenizer.json").toAbsolutePath()));
-        HuggingFaceEmbedderConfig config = fromPackage.build();
-        var embedder = new HuggingFaceEmbedder(OnnxRuntime.testInstance(), Embedder.Runtime.testInstance(), config,
-                                               new OnnxEvaluatorConfig.Builder().build(), ModelReference::value);
+        return new HuggingFaceEmbedder(OnnxRuntime.testInstance(), Embedder.Runtime.testInstance(), fromPackage.build(),
+                                       new OnnxEvaluatorConfig.Builder().build(), ModelReference::value);
+    }
+
+    static void embed(VespaModel model, Path dir, Path textsFile, Path outFile) throws Exception {
+        var embedder = embedder(model, dir);
+        HuggingFaceEmbedderConfig config = embedderConfig(model);
         TensorType type = TensorType.fromSpec(fieldType(model));
         List<String> texts = JSON.readValue(textsFile.toFile(), new TypeReference<List<String>>() {});
         Map<String, Object> out = new LinkedHashMap<>();
@@ -142,6 +150,29 @@ public class Verify {
         JSON.writeValue(outFile.toFile(), out);
         embedder.deconstruct();
         System.out.println(JSON.writeValueAsString(Map.of("embedded", texts.size(), "type", type.toString())));
+    }
+
+    static HuggingFaceEmbedderConfig embedderConfig(VespaModel model) {
+        HuggingFaceEmbedderConfig.Builder builder = new HuggingFaceEmbedderConfig.Builder();
+        model.getConfig(builder, EMBEDDER_CONFIG_ID);
+        return builder.build();
+    }
+
+    @SuppressWarnings("unchecked")
+    static void container(VespaModel model, Path dir, Path inFile, Path outFile) throws Exception {
+        Map<String, Object> in = JSON.readValue(inFile.toFile(), new TypeReference<Map<String, Object>>() {});
+        var embedder = embedder(model, dir);
+        var container = new Container(model, Map.of("embedder", embedder));
+        String schema = (String) in.get("schema");
+        Map<String, Object> out = new LinkedHashMap<>();
+        out.put("documents", container.index((List<Map<String, Object>>) in.get("documents"), schema,
+                                             (String) in.get("tensor_field")));
+        out.put("queries", container.search((List<Map<String, Object>>) in.get("queries"), schema));
+        out.put("fields", container.fields(schema));
+        JSON.writeValue(outFile.toFile(), out);
+        embedder.deconstruct();
+        System.out.println(JSON.writeValueAsString(Map.of("documents", ((List<?>) out.get("documents")).size(),
+                                                          "queries", ((List<?>) out.get("queries")).size())));
     }
 
     /** The embedding field's tensor type, as the schema declares it. */

@@ -1,0 +1,279 @@
+"""Vespa's own container code on our feed and our queries, in-process: the half of `siamese app check` that
+goes past the config model.
+
+What Vespa's code is given, and what we compare (see ``verify/.../Container.java`` for the Java side):
+
+- **Feed.** Real corpus documents (with a title, title-only, text-only, non-ASCII, the longest), with the
+  fields exactly as our feeder sends them, go through the package's indexing statements, executed by Vespa's
+  indexing language with the package's embedder. The ``embedding`` tensor Vespa produces must equal what our
+  evaluation and embedded backend compute from ``Doc.passage`` (cosine ≥ ``MIN_COSINE``).
+- **Queries.** Every request our client builds (``vespa_client.query_body``), for every profile in the package,
+  for plain and hostile query texts, goes through Vespa's ``Query`` (query profile, schema info and the
+  ``embed(...)`` of the query) and its YQL parser. We check the query tree node by node against the profile,
+  the rank profile, and that each ``query(...)`` tensor is our model's vector for the text.
+- **Fusion.** For the hybrid profiles the hits carry our first-phase features (closeness and BM25 from the
+  embedded backend, on a small index of the sampled documents); Vespa's GlobalPhaseRanker re-ranks them with the
+  profile's global-phase expression, and its scores must equal the embedded backend's fusion.
+- **Rejections.** Requests Vespa must refuse (a profile the package lacks, an unknown embedder, YQL that does
+  not parse) must be refused by Vespa's code, with its message.
+"""
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from common.data import Doc
+from common.vectors import cosine
+
+from . import profiles
+from .serving import SCHEMA, TARGET_HITS
+
+MIN_COSINE = 0.9999
+MAX_FUSION_DIFF = 1e-6
+PLAIN_QUERIES = ["What does the immune system do against viral infection?",
+                 "Vitamin D deficiency and bone density in older adults"]
+# Texts that would change the query if they were read as YQL, query syntax or JSON rather than as data.
+HOSTILE_QUERIES = [
+    'quotes "inside" and \'single\' ones',
+    "braces {targetHits:1} and nearestNeighbor(embedding, q) in the text",
+    '") or true or ("',
+    "back\\slash \\\" and \\u0041 escapes",
+    "select * from sources * where true; -- and or not userQuery()",
+    "naïve café, 東京 — ümlaut",
+    ("protein folding and misfolding in neurodegenerative disease " * 200)[:10_000],
+]
+
+
+@dataclass
+class ContainerReport:
+    documents: list[dict] = field(default_factory=list)  # {kind, id, cosine}
+    queries: list[dict] = field(default_factory=list)  # {profile, text, tree, cosine}
+    fusion: dict = field(default_factory=dict)  # profile → {queries, hits, max_diff}
+    rejected: list[dict] = field(default_factory=list)  # {what, message}
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        out = []
+        if self.documents:
+            kinds = ", ".join(d["kind"] for d in self.documents)
+            out.append(f"Vespa indexing statements + embedder on {len(self.documents)} corpus documents ({kinds}): "
+                       f"min cosine to ours {min(d['cosine'] for d in self.documents):.6f}")
+        if self.queries:
+            trees = sorted({q["shape"] for q in self.queries})
+            cos = [q["cosine"] for q in self.queries if q["cosine"] is not None]
+            out.append(f"Vespa query stack (query profile, embed, YQL parser) on {len(self.queries)} client requests "
+                       f"({len(HOSTILE_QUERIES)} hostile texts each profile): trees {'; '.join(trees)}; "
+                       f"query tensor min cosine {min(cos):.6f}" if cos else "")
+        for name, f in self.fusion.items():
+            out.append(f"Vespa global phase ({name}) on the embedded backend's first-phase features: {f['queries']} "
+                       f"queries, {f['hits']} hits, max |Δ score| {f['max_diff']:.2e}")
+        if self.rejected:
+            out.append(f"Vespa rejects what it must ({len(self.rejected)}): "
+                       + "; ".join(r["what"] for r in self.rejected))
+        return [line for line in out if line]
+
+
+# ---------------------------------------------------------------- inputs
+
+def sample_documents(docs: list[Doc]) -> list[tuple[str, Doc]]:
+    """Real documents of each kind the feed meets. Title-only and text-only ones are made from real
+    documents when the corpus has none (SciFact gives every abstract a title)."""
+    docs = [d for d in docs if d.title or d.text]
+    if not docs:
+        return []
+    titled = next((d for d in docs if d.title and d.text), docs[0])
+    title_only = next((d for d in docs if d.title and not d.text), None) or Doc(f"{titled.id}-title-only", titled.title, "")
+    text_only = next((d for d in docs if d.text and not d.title), None) or Doc(f"{titled.id}-text-only", "", titled.text)
+    non_ascii = next((d for d in docs if not d.passage.isascii() and d.id != titled.id), None)
+    longest = max(docs, key=lambda d: len(d.passage))
+    chosen = [("title", titled), ("title-only", title_only), ("text-only", text_only)]
+    if non_ascii:
+        chosen.append(("non-ASCII", non_ascii))
+    chosen.append(("long", longest))
+    return chosen
+
+
+def check_tree(tree: dict, profile: profiles.Profile, text: str, hits: int, fields: dict, inputs: dict) -> str:
+    """'' when the tree is the one the profile means for ``text``, else what is wrong. Every node must be either
+    a nearestNeighbor item over a tensor field of the schema, with a query tensor the rank profile declares (both
+    as Vespa reads the package, in ``fields`` and ``inputs``) and the client's targetHits; or a term from the
+    text; or a node that joins those. Nothing the user did not ask for."""
+    nearest, terms, joins = [], [], []
+
+    def walk(node):
+        if node["type"] == "NEAREST_NEIGHBOR":
+            nearest.append(node)
+        elif "term" in node:
+            terms.append(node)
+        elif node["type"] != "NULL":
+            joins.append(node["type"])
+        for child in node.get("children", []):
+            walk(child)
+
+    walk(tree)
+    want = profile.where.count("nearestNeighbor(")
+    if len(nearest) != want:
+        return f"{len(nearest)} nearestNeighbor items, the profile has {want}"
+    for nn in nearest:
+        if not fields.get(nn["index"], "").startswith("tensor"):
+            return f"nearestNeighbor over {nn['index']!r}, which is not a tensor field of the schema ({sorted(fields)})"
+        if nn["query_tensor"] not in inputs:
+            return (f"nearestNeighbor with query({nn['query_tensor']}), which rank profile {profile.name!r} does not "
+                    f"declare ({sorted(inputs)})")
+        if nn["target_hits"] != max(hits, TARGET_HITS):
+            return f"targetHits {nn['target_hits']}, the client asked for {max(hits, TARGET_HITS)}"
+    user_text = "userQuery()" in profile.where
+    if not user_text and terms:
+        return f"terms {[t['term'][:40] for t in terms][:5]} in a query that parses no user text"
+
+    # The user-text parser reads its own syntax (+word, -word, *suffix, field:word); what is left must be the text's.
+    def letters(s):
+        return re.sub(r"\W", "", s.casefold())
+
+    folded = letters(text)
+    stray = [t for t in terms if letters(t["term"]) not in folded or (t.get("index") and f"{t['index']}:" not in text)]
+    if stray:
+        return f"terms not in the query text: {[(t.get('index'), t['term'][:40]) for t in stray][:5]}"
+    allowed = {"OR", "AND", "WEAK_AND", "PHRASE", "NOT", "RANK", "EQUIV", "SAME_ELEMENT", "NEAR", "ONEAR"}
+    if set(joins) - allowed:
+        return f"unexpected nodes {sorted(set(joins) - allowed)}"
+    if want and user_text and (tree["type"] != "OR" or tree["children"][0]["type"] != "NEAREST_NEIGHBOR"):
+        return f"expected OR(nearestNeighbor, user text), got {tree['type']}"
+    return ""
+
+
+def _shape(tree: dict) -> str:
+    """The tree in a few words: nearestNeighbor items spelt out, the parsed user text as 'user text'."""
+    def has_nn(node):
+        return node["type"] == "NEAREST_NEIGHBOR" or any(has_nn(k) for k in node.get("children", []))
+
+    def short(node):
+        if node["type"] == "NEAREST_NEIGHBOR":
+            return f"nearestNeighbor({node['index']}, {node['query_tensor']}, targetHits {node['target_hits']})"
+        if not has_nn(node):
+            return "user text"
+        return f"{node['type'].lower()}({', '.join(short(k) for k in node.get('children', []))})"
+    return short(tree)
+
+
+# ---------------------------------------------------------------- the check
+
+def check_container(package, docs: list[Doc], run_java, embedder, binarized: bool | None = None) -> ContainerReport:
+    """Run Vespa's container code on samples of ``docs`` and on our client's requests. ``run_java(payload)``
+    runs the verifier's ``container`` command; ``embedder`` is our ONNX Runtime embedder of the package's model.
+    Fills ``report.problems`` with every disagreement; the caller decides what a problem costs."""
+    from .embedded import EmbeddedIndex, pack_bits
+    from .vespa_client import feed_fields, query_body
+
+    started = time.time()
+    report = ContainerReport()
+    package = Path(package)
+    if binarized is None:
+        binarized = "embedding_binary" in (package / "schemas" / f"{SCHEMA}.sd").read_text()
+    samples = sample_documents(docs)
+    in_package = profiles.in_package(binarized)
+
+    # Fusion: our first-phase features on a small embedded index (the samples plus their neighbours in the corpus).
+    fusion_docs = list({d.id: d for d in [d for _, d in samples] + docs[:60]}.values())
+    requests, expect = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        index = EmbeddedIndex.build(Path(tmp) / "index", package / "models", fusion_docs, progress=False) \
+            if any(p.fusion for p in in_package) else None
+        for profile in in_package:
+            for kind, texts in (("plain", PLAIN_QUERIES), ("hostile", HOSTILE_QUERIES)):
+                for text in texts:
+                    hits = []
+                    if profile.fusion and kind == "plain":
+                        close, lexical, rerank = profiles.hybrid_first_phase(index, text, TARGET_HITS)
+                        fused = profile.fusion((close, lexical), rerank)
+                        # Our BM25 scores title and text together; Vespa's bm25sum adds its per-field bm25s.
+                        hits = [{"id": fusion_docs[i].id, "relevance": close.get(i, 0.0),
+                                 "features": {"closeness(field,embedding)": close.get(i, 0.0),
+                                              "bm25(title)": 0.0, "bm25(text)": lexical.get(i, 0.0)}}
+                                for i in rerank]
+                        expect.append((profile, {fusion_docs[i].id: fused[i] for i in rerank}))
+                    else:
+                        expect.append((profile, None))
+                    requests.append({"params": query_body(text, profile.name, 10), "hits": hits, "text": text,
+                                     "kind": kind})
+    rejections = [
+        ("a profile the package lacks", {**query_body("q", "semantic", 10), "ranking": "no-such-profile"}),
+        ("an embedder the package lacks", {**query_body("q", "semantic", 10),
+                                           "input.query(q)": "embed(no-such-embedder, @query)"}),
+        ("YQL that does not parse", {**query_body("q", "semantic", 10),
+                                     "yql": profiles.get("semantic").yql(10).replace("nearestNeighbor", "nearestNeighbour")}),
+    ]
+    if not binarized:
+        rejections.append(("the binary profile in a package without the binarized field",
+                           query_body("q", "binary", 10)))
+    payload = {"schema": SCHEMA, "tensor_field": "embedding",
+               "documents": [feed_fields(d) for _, d in samples],
+               "queries": [{k: r[k] for k in ("params", "hits")} for r in requests]
+               + [{"params": params, "hits": []} for _, params in rejections]}
+    out = run_java(payload)
+
+    # Documents: Vespa's indexing statements and embedder vs our passage text through our model.
+    for (kind, doc), got in zip(samples, out["documents"]):
+        if got.get("error") or not got.get("embedding"):
+            report.problems.append(f"indexing {kind} document {doc.id!r}: {got.get('error') or 'no embedding produced'}")
+            continue
+        ours = embedder.embed_one(doc.passage, "passage")
+        c = float(cosine(np.asarray(got["embedding"], dtype=np.float32), ours))
+        report.documents.append({"kind": kind, "id": doc.id, "cosine": c})
+        if c < MIN_COSINE:
+            report.problems.append(f"indexing {kind} document {doc.id!r}: Vespa's embedding has cosine {c:.6f} to ours "
+                                   f"(< {MIN_COSINE}); the schema's indexing statement embeds another text than "
+                                   f"Doc.passage ({got['statements'][-1] if got.get('statements') else ''})")
+
+    # Queries: tree, rank profile, query tensors, fusion.
+    answers = out["queries"][:len(requests)]
+    for request, (profile, fused), got in zip(requests, expect, answers):
+        text, label = request["text"], f"{profile.name} query {request['text'][:40]!r}"
+        if got.get("error"):
+            report.problems.append(f"{label}: Vespa refused our client's request: {got['error'][:500]}")
+            continue
+        wrong = check_tree(got["tree"], profile, text, 10, out["fields"], got["inputs"])
+        if wrong:
+            report.problems.append(f"{label}: query tree {wrong}")
+        if got["profile"] != profile.name:
+            report.problems.append(f"{label}: rank profile {got['profile']!r}, asked for {profile.name!r}")
+        cos = None
+        for name, tensor in got["inputs"].items():
+            if tensor is None:
+                report.problems.append(f"{label}: query({name}) is not set; the rank profile needs it")
+                continue
+            vector = embedder.embed_one(text, "query")
+            if name == "q":
+                cos = float(cosine(np.asarray(tensor, dtype=np.float32), vector))
+                if cos < MIN_COSINE:
+                    report.problems.append(f"{label}: query(q) has cosine {cos:.6f} to our query vector")
+            elif name == "q_binary":
+                bits = pack_bits(vector).astype(np.int8).tolist()
+                if [int(v) for v in tensor] != bits:
+                    report.problems.append(f"{label}: query(q_binary) differs from our packed sign bits")
+        report.queries.append({"profile": profile.name, "kind": request["kind"], "shape": _shape(got["tree"]),
+                               "cosine": cos})
+        if fused is not None:
+            vespa_scores = {h["id"]: h["relevance"] for h in got["hits"]}
+            missing = set(fused) - set(vespa_scores)
+            diff = max((abs(vespa_scores[i] - s) for i, s in fused.items() if i in vespa_scores), default=0.0)
+            f = report.fusion.setdefault(profile.name, {"queries": 0, "hits": 0, "max_diff": 0.0})
+            f["queries"] += 1
+            f["hits"] += len(fused)
+            f["max_diff"] = max(f["max_diff"], diff)
+            if missing or diff > MAX_FUSION_DIFF:
+                report.problems.append(f"{label}: Vespa's global phase scores differ from the embedded backend's "
+                                       f"fusion by {diff:.2e}" + (f"; {len(missing)} hits lost" if missing else ""))
+    for (what, _), got in zip(rejections, out["queries"][len(requests):]):
+        if got.get("error"):
+            report.rejected.append({"what": what, "message": got["error"]})
+        else:
+            report.problems.append(f"Vespa accepted {what}; it must refuse it")
+    report.seconds = round(time.time() - started, 1)
+    return report
