@@ -46,7 +46,12 @@ def cmd_app_check(args) -> int:
     texts = None
     if args.texts:
         texts = [line.rstrip("\n") for line in Path(args.texts).read_text(encoding="utf-8").splitlines() if line.strip()]
-    report = check_package(args.package, texts, hosted=args.hosted, vectors_out=args.vectors_out)
+    docs = None
+    if args.corpus:
+        from common.data import load_corpus
+
+        docs = list(load_corpus(args.corpus).values())
+    report = check_package(args.package, texts, hosted=args.hosted, vectors_out=args.vectors_out, docs=docs)
     print(report.summary())
     return 0
 
@@ -70,8 +75,11 @@ def add_app_commands(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace OUT_DIR when it holds a previous package")
     p.add_argument("--no-check", action="store_true", help="skip the checks (a package that fails them is not kept)")
     p.set_defaults(func=cmd_app_build)
-    p = app.add_parser("check", help="Vespa's own config model and embedder on a package (offline)")
+    p = app.add_parser("check", help="Vespa's own config model, embedder, indexing and query stack on a package "
+                                     "(offline)")
     p.add_argument("package")
+    p.add_argument("--corpus", help="documents to put through the package's indexing (a corpus.jsonl[.gz] or BEIR "
+                                    "folder; default: the bundled SciFact corpus)")
     p.add_argument("--texts", help="a file with one text per line to embed with Vespa's embedder")
     p.add_argument("--vectors-out", help="write Vespa's vectors for --texts here (JSON)")
     p.add_argument("--hosted", action="store_true", help="check as Vespa Cloud would")

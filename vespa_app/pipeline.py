@@ -119,7 +119,7 @@ def _export(o: RunOptions, model_dir: Path, export_dir: Path):
     return Manifest.load(export_dir)
 
 
-def _package(export_dir: Path, app_dir: Path, extra: dict) -> None:
+def _package(export_dir: Path, app_dir: Path, corpus, extra: dict) -> None:
     from exporter.parity import parity_texts
 
     from .check import check_package, java_missing
@@ -130,7 +130,7 @@ def _package(export_dir: Path, app_dir: Path, extra: dict) -> None:
     reports = []
 
     def check(package):
-        reports.append(check_package(package, texts))
+        reports.append(check_package(package, texts, docs=corpus))
 
     checker = "Python's structural checks" if missing else "Vespa's own config model and HuggingFaceEmbedder"
     if app_dir.exists():
@@ -141,6 +141,8 @@ def _package(export_dir: Path, app_dir: Path, extra: dict) -> None:
         write_package(export_dir, app_dir, AppOptions(), check=check)
     report = reports[0]
     extra["vespa_check"] = f"skipped: {missing}" if missing else report.vespa
+    if report.container:
+        extra["vespa_container"] = report.container.lines()
     extra["vespa_embedder"] = report.embedding and {k: report.embedding[k] for k in
                                                     ("texts", "document_min_cosine", "query_min_cosine")}
     print(report.summary(), file=sys.stderr)
@@ -233,7 +235,7 @@ def run(o: RunOptions) -> dict:
     export_dir, app_dir = out / "export", out / "app"
     manifest = stages.timed("export + parity", _export, o, model_dir, export_dir)
     stages.extra["parity"] = manifest.parity
-    stages.timed("package + Vespa check", _package, export_dir, app_dir, stages.extra)
+    stages.timed("package + Vespa check", _package, export_dir, app_dir, corpus, stages.extra)
 
     index = backend = None
     if o.vespa:

@@ -53,6 +53,12 @@ def write_report(out: Path, rows: list[dict], timings: dict, train_config, extra
     lines += ["![training loss and metrics](plot.png)", "", "## Timings (seconds)", "", "| stage | seconds |",
               "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
+    if extra.get("vespa_container"):
+        lines += ["", "## Vespa's own code on this package", "",
+                  "Run in-process from Maven Central's Vespa artifacts (`siamese app check`): the config model, "
+                  "the indexing statements with the embedder on documents of this corpus, the query stack on "
+                  "every request our client builds, and the global phase on the embedded backend's features.", "",
+                  *[f"- {line}" for line in extra["vespa_container"]]]
     lines += ["", "## Checks", "", "```", json.dumps(extra, indent=2), "```", "",
               "## Training configuration", "", "```", json.dumps(asdict(train_config), indent=2), "```", "",
               "## Deploy to Vespa", "", "```", deploy_commands, "```", ""]

@@ -1,0 +1,147 @@
+"""Vespa's own container code on our feed and our queries, in-process (``siamese app check``): the package's
+indexing statements with its embedder, the query stack (query profile, embed, YQL parser) on every request our
+client builds, and the global phase on the embedded backend's features. Each way of breaking them on purpose
+must be caught."""
+import dataclasses
+import shutil
+
+import pytest
+
+from conftest import needs_java
+from vespa_app import profiles, vespa_client
+from vespa_app.check import PackageError, check_package
+from vespa_app.container_check import HOSTILE_QUERIES, PLAIN_QUERIES, check_tree, sample_documents
+from vespa_app.package import AppOptions, write_package
+from common.data import Doc
+
+
+@pytest.fixture(scope="module")
+def package(tiny_export, tmp_path_factory):
+    return write_package(tiny_export, tmp_path_factory.mktemp("pkg") / "app")
+
+
+def copy_with(package, tmp_path, old, new):
+    copy = tmp_path / "edited"
+    shutil.copytree(package, copy)
+    sd = copy / "schemas" / "doc.sd"
+    assert old in sd.read_text()
+    sd.write_text(sd.read_text().replace(old, new, 1))
+    return copy
+
+
+# ---------------------------------------------------------------- pure Python: the tree rules
+
+FIELDS = {"embedding": "tensor<float>(x[32])", "title": "STRING", "text": "STRING"}
+NN = {"type": "NEAREST_NEIGHBOR", "index": "embedding", "query_tensor": "q", "target_hits": 100}
+
+
+def words(*terms):
+    return {"type": "WEAK_AND", "n": 100, "children": [{"type": "WORD", "index": "", "term": t} for t in terms]}
+
+
+def test_tree_rules():
+    semantic, hybrid, bm25 = (profiles.get(n) for n in ("semantic", "hybrid", "bm25"))
+    assert check_tree(NN, semantic, "any text", 10, FIELDS, {"q": []}) == ""
+    assert check_tree({"type": "OR", "children": [NN, words("red", "wine")]}, hybrid, "red wine", 10, FIELDS,
+                      {"q": []}) == ""
+    assert check_tree(words("red", "wine"), bm25, "red wine", 10, FIELDS, {}) == ""
+    # a second nearestNeighbor the text smuggled in, a wrong targetHits, a field or tensor Vespa does not know
+    assert "2 nearestNeighbor" in check_tree({"type": "OR", "children": [NN, NN]}, semantic, "x", 10, FIELDS, {"q": []})
+    assert "targetHits 1" in check_tree(NN | {"target_hits": 1}, semantic, "x", 10, FIELDS, {"q": []})
+    assert "not a tensor field" in check_tree(NN | {"index": "embeding"}, semantic, "x", 10, FIELDS, {"q": []})
+    assert "does not declare" in check_tree(NN, semantic, "x", 10, FIELDS, {"q_binary": []})
+    # terms that are not the user's, or in a query that parses no user text
+    assert "not in the query text" in check_tree(words("red", "true"), bm25, "red wine", 10, FIELDS, {})
+    assert "parses no user text" in check_tree({"type": "AND", "children": [NN, words("x")]}, semantic, "x", 10,
+                                               FIELDS, {"q": []})
+    # the user-text syntax is the user's: +word, *suffix and field:word are allowed
+    assert check_tree(words("*from", "title"), bm25, "select * from title", 10, FIELDS, {}) == ""
+
+
+def test_sample_documents_cover_each_kind():
+    docs = [Doc("a", "Title A", "Body of a."), Doc("b", "Bêta", "Ünïcode body " * 50), Doc("c", "", "only text"),
+            Doc("d", "only title", "")]
+    kinds = dict(sample_documents(docs))
+    assert list(kinds) == ["title", "title-only", "text-only", "non-ASCII", "long"]
+    assert kinds["title-only"].id == "d" and kinds["text-only"].id == "c" and kinds["long"].id == "b"
+    # a corpus where every document has both: the title-only and text-only documents are cut from a real one
+    made = dict(sample_documents(docs[:2]))
+    assert made["title-only"] == Doc("a-title-only", "Title A", "")
+    assert made["text-only"] == Doc("a-text-only", "", "Body of a.")
+
+
+# ---------------------------------------------------------------- Vespa's code
+
+@pytest.mark.java
+@needs_java()
+def test_feed_and_query_path_agree(package):
+    report = check_package(package)
+    c = report.container
+    assert [d["kind"] for d in c.documents] == ["title", "title-only", "text-only", "non-ASCII", "long"]
+    assert min(d["cosine"] for d in c.documents) >= 0.9999
+    names = [p.name for p in profiles.in_package(False)]
+    assert len(c.queries) == len(names) * (len(PLAIN_QUERIES) + len(HOSTILE_QUERIES))
+    assert {q["shape"] for q in c.queries} == {"nearestNeighbor(embedding, q, targetHits 100)",
+                                               "or(nearestNeighbor(embedding, q, targetHits 100), user text)",
+                                               "user text"}
+    assert min(q["cosine"] for q in c.queries if q["cosine"] is not None) >= 0.9999
+    assert set(c.fusion) == {"hybrid", "hybrid-linear"}
+    assert all(f["hits"] > 0 and f["max_diff"] <= 1e-6 for f in c.fusion.values())
+    assert {r["what"] for r in c.rejected} >= {"a profile the package lacks", "YQL that does not parse"}
+    assert "nearestNeighbour" in next(r["message"] for r in c.rejected if r["what"] == "YQL that does not parse")
+    assert any("Vespa query stack" in line for line in report.summary().splitlines())
+
+
+@pytest.mark.java
+@needs_java()
+def test_binarized_package_sends_the_packed_bits(tiny_export, tmp_path):
+    app = write_package(tiny_export, tmp_path / "app", AppOptions(binarized=True))
+    c = check_package(app).container
+    assert "nearestNeighbor(embedding_binary, q_binary, targetHits 100)" in {q["shape"] for q in c.queries}
+    assert not any("binary profile" in r["what"] for r in c.rejected)
+
+
+@pytest.mark.java
+@needs_java()
+def test_indexing_statement_that_drops_the_title_is_caught(package, tmp_path):
+    app = copy_with(package, tmp_path, '(input title || "") . " " . (input text || "")', '(input text || "")')
+    with pytest.raises(PackageError, match=r"indexing title document .* cosine"):
+        check_package(app)
+
+
+@pytest.mark.java
+@needs_java()
+@pytest.mark.parametrize("where, caught", [
+    ("{{targetHits:{k}}}nearestNeighbour(embedding, q)", "refused our client's request.*nearestNeighbour"),
+    ("{{targetHits:{k}}}nearestNeighbor(embeding, q)", "not a tensor field of the schema"),
+])
+def test_yql_typo_in_the_client_is_caught(package, monkeypatch, where, caught):
+    monkeypatch.setitem(profiles.PROFILES, "semantic", dataclasses.replace(profiles.get("semantic"), where=where))
+    with pytest.raises(PackageError, match=caught):
+        check_package(package)
+
+
+@pytest.mark.java
+@needs_java()
+def test_request_that_does_not_set_the_query_tensor_is_caught(package, monkeypatch):
+    real = vespa_client.query_body
+    monkeypatch.setattr(vespa_client, "query_body", lambda *a, **k: {name: value for name, value in real(*a, **k).items()
+                                                                      if not name.startswith("input.")})
+    with pytest.raises(PackageError, match=r"semantic query .* query\(q\) is not set"):
+        check_package(package)
+
+
+@pytest.mark.java
+@needs_java()
+def test_client_that_writes_the_text_into_yql_is_caught(package, monkeypatch):
+    real = vespa_client.query_body
+
+    def injecting(text, profile="semantic", hits=10, **kw):
+        body = real(text, profile, hits, **kw)
+        if profile == "bm25":  # the classic mistake: the user's text pasted into the YQL
+            body["yql"] = f'select id, title from doc where default contains "{text}"'
+        return body
+
+    monkeypatch.setattr(vespa_client, "query_body", injecting)
+    with pytest.raises(PackageError, match=r"bm25 query '\"\) or true or \(\"'"):
+        check_package(package)
