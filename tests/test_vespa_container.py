@@ -51,11 +51,18 @@ def test_tree_rules():
     assert "not a tensor field" in check_tree(NN | {"index": "embeding"}, semantic, "x", 10, FIELDS, {"q": []})
     assert "does not declare" in check_tree(NN, semantic, "x", 10, FIELDS, {"q_binary": []})
     # terms that are not the user's, or in a query that parses no user text
-    assert "not in the query text" in check_tree(words("red", "true"), bm25, "red wine", 10, FIELDS, {})
+    assert "did not give as words" in check_tree(words("red", "true"), bm25, "red wine", 10, FIELDS, {})
     assert "parses no user text" in check_tree({"type": "AND", "children": [NN, words("x")]}, semantic, "x", 10,
                                                FIELDS, {"q": []})
-    # the user-text syntax is the user's: +word, *suffix and field:word are allowed
-    assert check_tree(words("*from", "title"), bm25, "select * from title", 10, FIELDS, {}) == ""
+    # the text is data: query syntax read from it (-word as NOT, *suffix, field:word) is refused
+    text = "smoking -induced * from title:lung"
+    assert "did not give as words" in check_tree(
+        {"type": "WEAK_AND", "children": [{"type": "SUFFIX", "index": "", "term": "*from"}]}, bm25, text, 10, FIELDS, {})
+    assert "did not give as words" in check_tree(
+        {"type": "WEAK_AND", "children": [{"type": "WORD", "index": "title", "term": "lung"}]}, bm25, text, 10, FIELDS, {})
+    assert "operators the user did not ask for: ['NOT']" in check_tree(
+        {"type": "NOT", "children": [words("smoking"), words("induced")]}, bm25, text, 10, FIELDS, {})
+    assert check_tree(words("smoking", "induced", "from", "title", "lung"), bm25, text, 10, FIELDS, {}) == ""
 
 
 def test_sample_documents_cover_each_kind():
@@ -128,6 +135,20 @@ def test_request_that_does_not_set_the_query_tensor_is_caught(package, monkeypat
     monkeypatch.setattr(vespa_client, "query_body", lambda *a, **k: {name: value for name, value in real(*a, **k).items()
                                                                       if not name.startswith("input.")})
     with pytest.raises(PackageError, match=r"semantic query .* query\(q\) is not set"):
+        check_package(package)
+
+
+@pytest.mark.java
+@needs_java()
+def test_client_that_lets_vespa_read_query_syntax_in_the_text_is_caught(package, monkeypatch):
+    real = vespa_client.query_body
+
+    def with_syntax(*a, **k):  # Vespa's default user-text syntax: "-induced" would become NOT induced
+        body = {n: v for n, v in real(*a, **k).items() if not n.startswith("model.type")}
+        return body | {"type": "weakAnd"}
+
+    monkeypatch.setattr(vespa_client, "query_body", with_syntax)
+    with pytest.raises(PackageError, match=r"bm25 query 'smoking -induced [^\n]*did not give as words"):
         check_package(package)
 
 

@@ -45,6 +45,7 @@ HOSTILE_QUERIES = [
     "back\\slash \\\" and \\u0041 escapes",
     "select * from sources * where true; -- and or not userQuery()",
     "naïve café, 東京 — ümlaut",
+    "smoking -induced +cancer title:lung TNF-α NOT (a OR b)",
     ("protein folding and misfolding in neurodegenerative disease " * 200)[:10_000],
 ]
 
@@ -103,7 +104,7 @@ def check_tree(tree: dict, profile: profiles.Profile, text: str, hits: int, fiel
     """'' when the tree is the one the profile means for ``text``, else what is wrong. Every node must be either
     a nearestNeighbor item over a tensor field of the schema, with a query tensor the rank profile declares (both
     as Vespa reads the package, in ``fields`` and ``inputs``) and the client's targetHits; or a term from the
-    text; or a node that joins those. Nothing the user did not ask for."""
+    text, as a word; or a node that joins those. Nothing the user did not ask for."""
     nearest, terms, joins = [], [], []
 
     def walk(node):
@@ -131,18 +132,20 @@ def check_tree(tree: dict, profile: profiles.Profile, text: str, hits: int, fiel
     user_text = "userQuery()" in profile.where
     if not user_text and terms:
         return f"terms {[t['term'][:40] for t in terms][:5]} in a query that parses no user text"
-
-    # The user-text parser reads its own syntax (+word, -word, *suffix, field:word); what is left must be the text's.
+    # The text must arrive as data: plain words (and numbers) of the text on the default fieldset, joined by weakAnd (AND or
+    # PHRASE where Vespa's tokenizer splits one word, as TNF-α), with no operators, fields or wildcards from it.
     def letters(s):
         return re.sub(r"\W", "", s.casefold())
 
     folded = letters(text)
-    stray = [t for t in terms if letters(t["term"]) not in folded or (t.get("index") and f"{t['index']}:" not in text)]
+    stray = [t for t in terms if t["type"] not in ("WORD", "INT") or t.get("index") or letters(t["term"]) not in folded]
     if stray:
-        return f"terms not in the query text: {[(t.get('index'), t['term'][:40]) for t in stray][:5]}"
-    allowed = {"OR", "AND", "WEAK_AND", "PHRASE", "NOT", "RANK", "EQUIV", "SAME_ELEMENT", "NEAR", "ONEAR"}
+        return f"terms the text did not give as words: {[(t['type'], t.get('index'), t['term'][:40]) for t in stray][:5]}"
+    allowed = {"OR", "WEAK_AND", "AND", "PHRASE"}
     if set(joins) - allowed:
-        return f"unexpected nodes {sorted(set(joins) - allowed)}"
+        return f"operators the user did not ask for: {sorted(set(joins) - allowed)}"
+    if joins.count("OR") > (1 if want and user_text else 0):
+        return "an OR that is not the profile's nearestNeighbor OR user text"
     if want and user_text and (tree["type"] != "OR" or tree["children"][0]["type"] != "NEAREST_NEIGHBOR"):
         return f"expected OR(nearestNeighbor, user text), got {tree['type']}"
     return ""

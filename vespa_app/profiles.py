@@ -4,7 +4,7 @@ the command line all derive from ``PROFILES``.
 
 | profile        | match                                  | ranking                                               |
 |----------------|----------------------------------------|-------------------------------------------------------|
-| bm25           | the query's words (weakAnd)            | bm25(title) + bm25(text)                              |
+| bm25           | the query's words (weakAnd, no syntax) | bm25(title) + bm25(text)                              |
 | semantic       | nearestNeighbor(embedding, q)          | closeness                                             |
 | hybrid         | nearestNeighbor OR the words           | closeness, then global RRF(closeness, bm25)           |
 | hybrid-linear  | nearestNeighbor OR the words           | closeness, then normalize_linear(closeness) + (bm25)  |
@@ -70,8 +70,11 @@ class Profile:
 
     def query_params(self, text: str, hits: int, target_hits: int) -> dict:
         """The Vespa query API parameters for ``text`` with this profile."""
+        # The text is data: its words, weakAnd-combined, with no query syntax. Vespa's default user-text syntax
+        # would read "smoking -induced" as NOT induced, "title:x" as a field and "* from" as a suffix term
+        # (shown by Vespa's parser in `siamese app check`); the embedded backend's BM25 reads words only.
         params = {"yql": self.yql(max(hits, target_hits)), "query": text, "hits": hits, "ranking": self.name,
-                  "type": "weakAnd"}
+                  "model.type.composite": "weakAnd", "model.type.syntax": "none"}
         for name in self.all_inputs():
             params[f"input.query({name})"] = f"embed({EMBEDDER}, @query)"
         return params
