@@ -128,41 +128,38 @@ def test_yql_typo_in_the_client_is_caught(package, monkeypatch, where, caught):
         check_package(package)
 
 
+def caught_in_client(package, monkeypatch, edit, match):
+    """Our client with ``edit(body, text, profile)`` applied to every request it builds: app check must refuse it."""
+    real = vespa_client.query_body
+    monkeypatch.setattr(vespa_client, "query_body",
+                        lambda text, profile="semantic", hits=10, **kw: edit(real(text, profile, hits, **kw), text, profile))
+    with pytest.raises(PackageError, match=match):
+        check_package(package)
+
+
 @pytest.mark.java
 @needs_java()
 def test_request_that_does_not_set_the_query_tensor_is_caught(package, monkeypatch):
-    real = vespa_client.query_body
-    monkeypatch.setattr(vespa_client, "query_body", lambda *a, **k: {name: value for name, value in real(*a, **k).items()
-                                                                      if not name.startswith("input.")})
-    with pytest.raises(PackageError, match=r"semantic query .* query\(q\) is not set"):
-        check_package(package)
+    caught_in_client(package, monkeypatch, lambda body, text, profile: {n: v for n, v in body.items()
+                                                                        if not n.startswith("input.")},
+                     r"semantic query .* query\(q\) is not set")
 
 
 @pytest.mark.java
 @needs_java()
 def test_client_that_lets_vespa_read_query_syntax_in_the_text_is_caught(package, monkeypatch):
-    real = vespa_client.query_body
-
-    def with_syntax(*a, **k):  # Vespa's default user-text syntax: "-induced" would become NOT induced
-        body = {n: v for n, v in real(*a, **k).items() if not n.startswith("model.type")}
-        return body | {"type": "weakAnd"}
-
-    monkeypatch.setattr(vespa_client, "query_body", with_syntax)
-    with pytest.raises(PackageError, match=r"bm25 query 'smoking -induced [^\n]*did not give as words"):
-        check_package(package)
+    # Vespa's default user-text syntax: "-induced" would become NOT induced, "title:lung" a field restriction
+    caught_in_client(package, monkeypatch, lambda body, text, profile: {n: v for n, v in body.items()
+                                                                        if not n.startswith("model.type")}
+                     | {"type": "weakAnd"}, r"bm25 query 'smoking -induced [^\n]*did not give as words")
 
 
 @pytest.mark.java
 @needs_java()
 def test_client_that_writes_the_text_into_yql_is_caught(package, monkeypatch):
-    real = vespa_client.query_body
-
-    def injecting(text, profile="semantic", hits=10, **kw):
-        body = real(text, profile, hits, **kw)
-        if profile == "bm25":  # the classic mistake: the user's text pasted into the YQL
+    def injecting(body, text, profile):  # the classic mistake: the user's text pasted into the YQL
+        if profile == "bm25":
             body["yql"] = f'select id, title from doc where default contains "{text}"'
         return body
 
-    monkeypatch.setattr(vespa_client, "query_body", injecting)
-    with pytest.raises(PackageError, match=r"bm25 query '\"\) or true or \(\"'"):
-        check_package(package)
+    caught_in_client(package, monkeypatch, injecting, r"bm25 query '\"\) or true or \(\"'")

@@ -170,15 +170,20 @@ def vespa_model_check(package, hosted: bool = False) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _java_json(command: str, package, payload, what: str) -> dict:
+    """Run a verifier command that reads ``payload`` as JSON and writes its answer as JSON."""
+    with tempfile.TemporaryDirectory() as tmp:
+        in_file, out_file = Path(tmp, "in.json"), Path(tmp, "out.json")
+        in_file.write_text(json.dumps(payload))
+        result = _java([command, str(Path(package).resolve()), str(in_file), str(out_file)])
+        if result.returncode != 0:
+            raise PackageError(f"{what} failed on {package}: {_rejection(result)}")
+        return json.loads(out_file.read_text())
+
+
 def vespa_embed(package, texts: list[str]) -> dict:
     """Vectors from Vespa's HuggingFaceEmbedder, built from the package's config: {'document', 'query', ...}."""
-    with tempfile.TemporaryDirectory() as tmp:
-        texts_file, out_file = Path(tmp, "texts.json"), Path(tmp, "vectors.json")
-        texts_file.write_text(json.dumps(texts))
-        result = _java(["embed", str(Path(package).resolve()), str(texts_file), str(out_file)])
-        if result.returncode != 0:
-            raise PackageError(f"Vespa's embedder failed on {package}: {_rejection(result)}")
-        vectors = json.loads(out_file.read_text())
+    vectors = _java_json("embed", package, texts, "Vespa's embedder")
     vectors["document"] = np.asarray(vectors["document"], dtype=np.float32)
     vectors["query"] = np.asarray(vectors["query"], dtype=np.float32)
     return vectors
@@ -187,13 +192,7 @@ def vespa_embed(package, texts: list[str]) -> dict:
 def vespa_container(package, payload: dict) -> dict:
     """Documents through the package's indexing statements and requests through Vespa's query stack, in-process
     (the verifier's ``container`` command; see ``container_check``)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        in_file, out_file = Path(tmp, "in.json"), Path(tmp, "out.json")
-        in_file.write_text(json.dumps(payload))
-        result = _java(["container", str(Path(package).resolve()), str(in_file), str(out_file)])
-        if result.returncode != 0:
-            raise PackageError(f"Vespa's container code failed on {package}: {_rejection(result)}")
-        return json.loads(out_file.read_text())
+    return _java_json("container", package, payload, "Vespa's container code")
 
 
 def check_package(package, texts: list[str] | None = None, hosted: bool = False, vectors_out=None,
