@@ -247,11 +247,11 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
         if got["profile"] != profile.name:
             report.problems.append(f"{label}: rank profile {got['profile']!r}, asked for {profile.name!r}")
         cos = None
+        vector = embedder.embed_one(text, "query") if got["inputs"] else None
         for name, tensor in got["inputs"].items():
             if tensor is None:
                 report.problems.append(f"{label}: query({name}) is not set; the rank profile needs it")
                 continue
-            vector = embedder.embed_one(text, "query")
             if name == "q":
                 cos = float(cosine(np.asarray(tensor, dtype=np.float32), vector))
                 if cos < MIN_COSINE:

@@ -88,9 +88,13 @@ final class Container {
     private final Map<String, Embedder> embedders;
     private final Linguistics linguistics = new OpenNlpLinguistics();
 
+    private final SchemaInfo schemaInfo;
+
     Container(VespaModel model, Map<String, Embedder> embedders) {
         this.model = model;
         this.embedders = embedders;
+        this.schemaInfo = new SchemaInfo(config(model, new SchemaInfoConfig.Builder(), SCHEMA_INFO, SchemaInfoConfig.class),
+                                         config(model, new QrSearchersConfig.Builder(), SCHEMA_INFO, QrSearchersConfig.class));
     }
 
     @SuppressWarnings("unchecked")
@@ -163,8 +167,6 @@ final class Container {
 
     /** The schema's fields and their types as the container sees them (its schema info). */
     Map<String, String> fields(String schema) {
-        var schemaInfo = new SchemaInfo(config(model, new SchemaInfoConfig.Builder(), SCHEMA_INFO, SchemaInfoConfig.class),
-                                        config(model, new QrSearchersConfig.Builder(), SCHEMA_INFO, QrSearchersConfig.class));
         Map<String, String> fields = new LinkedHashMap<>();
         schemaInfo.schemas().get(schema).fields().forEach((name, field) -> fields.put(name, field.type().toString()));
         return fields;
@@ -174,8 +176,6 @@ final class Container {
     List<Map<String, Object>> search(List<Map<String, Object>> requests, String schema) {
         var profiles = CompiledQueryProfileRegistry.fromConfig(
                 config(model, new QueryProfilesConfig.Builder(), QUERY_PROFILES, QueryProfilesConfig.class));
-        var schemaInfo = new SchemaInfo(config(model, new SchemaInfoConfig.Builder(), SCHEMA_INFO, SchemaInfoConfig.class),
-                                        config(model, new QrSearchersConfig.Builder(), SCHEMA_INFO, QrSearchersConfig.class));
         var indexFacts = new IndexFacts(new IndexModel(
                 config(model, new IndexInfoConfig.Builder(), EXECUTION, IndexInfoConfig.class),
                 config(model, new QrSearchersConfig.Builder(), EXECUTION, QrSearchersConfig.class))).freeze();
