@@ -18,3 +18,6 @@ def vespa_can_pool(pooling: str) -> bool:
 def vespa_pooling(pooling: str) -> str:
     """The manifest's (and services.xml's) pooling-strategy for a model that pools with ``pooling``."""
     return POOLINGS[pooling] or "none"
+
+# How a chunked document's score comes from its chunks' similarities: the best chunk's, or the mean of its best two.
+CHUNK_POOLINGS = ("best", "top2")

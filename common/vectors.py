@@ -13,6 +13,7 @@ import numpy as np
 
 from .data import Beir
 from .metrics import Run, score_run
+from .poolings import CHUNK_POOLINGS
 
 EmbedFn = Callable[[list[str], str], np.ndarray]
 
@@ -57,6 +58,36 @@ def dense_run(embed: EmbedFn, beir: Beir, k: int = 100, doc_vectors: np.ndarray 
                        else embed(texts, "passage"))
     qids = list(beir.queries)
     return to_run(qids, doc_ids, *exact_search(embed([beir.queries[q] for q in qids], "query"), doc_vectors, k))
+
+
+def chunk_scores(sims: np.ndarray, owners: np.ndarray, pooling: str = "best") -> np.ndarray:
+    """(queries, chunks) similarities → (queries, documents) scores; ``owners[i]`` is chunk i's document
+    position, and each document's chunks are contiguous."""
+    if pooling not in CHUNK_POOLINGS:
+        raise ValueError(f"chunk pooling {pooling!r}: choose one of {', '.join(CHUNK_POOLINGS)}")
+    bounds = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1], True])
+    scores = np.empty((sims.shape[0], len(bounds) - 1), dtype=np.float32)
+    for d, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        block = sims[:, a:b]
+        scores[:, d] = block.max(1) if pooling == "best" else np.sort(block, axis=1)[:, -2:].mean(1)
+    return scores
+
+
+def chunked_dense_run(embed: EmbedFn, beir: Beir, chunker, pooling: str = "best", k: int = 100,
+                      cache: str | None = None) -> Run:
+    """As ``dense_run``, with each document embedded as its chunks (``common.chunking.Chunker``) and scored by
+    its best chunk (or the mean of its best two)."""
+    doc_ids = list(beir.corpus)
+    owners, texts = [], []
+    for position, doc_id in enumerate(doc_ids):
+        doc = beir.corpus[doc_id]
+        for chunk in chunker.passage_chunks(doc.title, doc.text):
+            owners.append(position)
+            texts.append(chunk)
+    vectors = cached_vectors(cache, texts, lambda: embed(texts, "passage")) if cache else embed(texts, "passage")
+    qids = list(beir.queries)
+    sims = normalize(embed([beir.queries[q] for q in qids], "query")) @ normalize(vectors).T
+    return to_run(qids, doc_ids, *top_k(chunk_scores(sims, np.asarray(owners), pooling), k))
 
 
 def dense_scores(embed: EmbedFn, beir: Beir, **kw) -> dict[str, float]:

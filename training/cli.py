@@ -10,6 +10,7 @@ import sys
 from common import cli
 from common.bundled import SCIFACT, STSB_TEST
 from common.cli import positive_int
+from common.poolings import CHUNK_POOLINGS
 
 from .config import add_config_args, config_overrides, recipe_config
 
@@ -72,6 +73,12 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-data", help="the training pairs (.jsonl, BEIR folder, .csv) whose positives split the "
                                         "queries into seen and unseen (default: what the model directory recorded)")
     p.add_argument("--hybrid", action="store_true", help="also each model fused with BM25 (reciprocal rank fusion)")
+    p.add_argument("--chunk-tokens", type=positive_int,
+                   help="embed documents as chunks of this many tokens (default with --chunk-overlap or "
+                        "--chunk-pooling: the model's window) instead of truncating them")
+    p.add_argument("--chunk-overlap", type=int, help="tokens neighbouring chunks share (default 0)")
+    p.add_argument("--chunk-pooling", choices=CHUNK_POOLINGS,
+                   help="a document's score: its best chunk (default) or the mean of its best two")
 
 
 def resolve_models(names):
@@ -86,7 +93,7 @@ def cmd_eval(args) -> int:
     from common.data import limit_queries, load_beir, read_sts_csv
     from common.metrics import format_table, write_json
 
-    from .evaluate import evaluate, generalisation, guard_sets, model_label
+    from .evaluate import Chunking, evaluate, generalisation, guard_sets, model_label
 
     beir = limit_queries(load_beir(args.data, args.split, skip_bad=args.skip_bad), args.limit_queries)
     sts_rows = read_sts_csv(args.sts) if args.sts else None
@@ -98,8 +105,12 @@ def cmd_eval(args) -> int:
         from .pairs import load_pairs
 
         positives = positives_of(load_pairs(args.train_data, skip_bad=args.skip_bad)[0])
+    chunking = None
+    if args.chunk_tokens or args.chunk_overlap is not None or args.chunk_pooling:
+        chunking = Chunking(overlap=args.chunk_overlap or 0, pooling=args.chunk_pooling or "best",
+                            tokens=args.chunk_tokens)
     rows = evaluate(resolve_models(args.models), beir, args.bm25, sts_rows, max_length=args.max_length,
-                    guards=guards, positives=positives, hybrid=args.hybrid)
+                    guards=guards, positives=positives, hybrid=args.hybrid, chunking=chunking)
     print(format_table(rows))
     print(evaluation_notes(beir, rows, guards))
     base = next((r["name"] for r in rows if r["name"] == model_label(resolve_models(["base"])[0])), None)

@@ -3,14 +3,16 @@ for several models side by side, with a BM25 baseline."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from common.bundled import GUARDS
 from common.data import Beir, Doc, limit_queries, load_beir, read_beir
+from common.errors import ConfigError
 from common.metrics import (GUARD, Run, read_positives, report_half, score_run, score_split, seen_queries,
                             spearman)
-from common.vectors import cosine, dense_run, rrf_run, to_run
+from common.vectors import chunked_dense_run, cosine, dense_run, rrf_run, to_run
 
 from .bm25 import BM25
 
@@ -93,12 +95,25 @@ def system_row(name: str, runs: dict[str, Run], beir: Beir | None, guards: dict[
     return row
 
 
+@dataclass(frozen=True)
+class Chunking:
+    """Documents embedded as chunks of ``tokens`` (default: the model's window) sharing ``overlap`` tokens,
+    scored by their best chunk or the mean of their best two (``pooling``)."""
+    overlap: int = 0
+    pooling: str = "best"
+    tokens: int | None = None
+
+    def label(self, tokens: int) -> str:
+        return f"chunked {tokens}/{self.overlap}, {self.pooling}"
+
+
 def evaluate(models: list[str], beir: Beir | None = None, bm25: bool = True, sts_rows=None,
              progress: bool = True, max_length: int | None = None, guards: dict[str, Beir] | None = None,
-             positives: dict | None = None, hybrid: bool = False) -> list[dict]:
+             positives: dict | None = None, hybrid: bool = False, chunking: Chunking | None = None) -> list[dict]:
     """One row per system: {'name', 'ndcg@10', 'ndcg@10 seen', 'ndcg@10 unseen', 'recall@100', 'mrr@10',
     'sts_spearman', 'guard NAME', 'seconds'}. ``positives`` (``common.metrics.read_positives``) splits the
-    queries into seen and unseen; without it, the first model directory that recorded its positives does."""
+    queries into seen and unseen; without it, the first model directory that recorded its positives does.
+    ``chunking``: documents longer than the window are embedded as chunks instead of truncated."""
     guards = guards or {}
     datasets = ({"main": beir} if beir else {}) | guards
     positives = positives or next(filter(None, (read_positives(m) for m in models)), None)
@@ -111,15 +126,28 @@ def evaluate(models: list[str], beir: Beir | None = None, bm25: bool = True, sts
         started = time.time()
         encoder = Encoder.load(model, max_length=max_length)
         embed, key = embed_fn(encoder, progress), model_cache_key(model, encoder.config)
-        dense = {name: dense_run(embed, d, cache=key) for name, d in datasets.items()}
-        row = system_row(model_label(model), dense, beir, guards, seen)
+        label = model_label(model)
+        if chunking:
+            from common.chunking import Chunker
+
+            tokens = chunking.tokens or encoder.config.max_length
+            if tokens > encoder.config.max_length:
+                raise ConfigError(f"--chunk-tokens {tokens} is above {label}'s window of "
+                                  f"{encoder.config.max_length} tokens: the encoder would truncate every chunk")
+            chunker = Chunker.for_model(model, tokens, chunking.overlap, prefix=encoder.config.passage_prefix)
+            dense = {name: chunked_dense_run(embed, d, chunker, chunking.pooling, cache=key)
+                     for name, d in datasets.items()}
+            label = f"{label} {chunking.label(tokens)}"
+        else:
+            dense = {name: dense_run(embed, d, cache=key) for name, d in datasets.items()}
+        row = system_row(label, dense, beir, guards, seen)
         if sts_rows:
             row["sts_spearman"] = sts_score(encoder, sts_rows)
         row["seconds"] = round(time.time() - started, 1)
         rows.append(row)
         if hybrid:
             fused = {name: rrf_run(dense[name], lexical[name]) for name in datasets}
-            rows.append(system_row(f"{model_label(model)} + BM25 (RRF)", fused, beir, guards, seen))
+            rows.append(system_row(f"{label} + BM25 (RRF)", fused, beir, guards, seen))
     return rows
 
 
