@@ -9,6 +9,7 @@ import com.yahoo.document.Document;
 import com.yahoo.document.DocumentType;
 import com.yahoo.document.DocumentTypeManager;
 import com.yahoo.document.config.DocumentmanagerConfig;
+import com.yahoo.document.datatypes.Array;
 import com.yahoo.document.datatypes.FieldValue;
 import com.yahoo.document.datatypes.StringFieldValue;
 import com.yahoo.document.datatypes.TensorFieldValue;
@@ -147,11 +148,12 @@ final class Container {
             try {
                 Document doc = new Document(type, "id:" + schema + ":" + schema + "::" + fields.get("id"));
                 for (var field : fields.entrySet())
-                    if (field.getValue() != null) doc.setFieldValue(field.getKey(), new StringFieldValue(field.getValue().toString()));
+                    if (field.getValue() != null) doc.setFieldValue(field.getKey(), fieldValue(type, field.getKey(), field.getValue()));
                 Document indexed = script.execute(new FieldValuesFactory(), doc);
                 FieldValue value = indexed.getFieldValue(tensorField);
                 if (value instanceof TensorFieldValue t && t.getTensor().isPresent())
-                    row.put("embedding", values(t.getTensor().get()));
+                    row.put("embedding", t.getTensor().get().type().hasMappedDimensions()
+                                         ? chunkValues(t.getTensor().get()) : values(t.getTensor().get()));
                 else
                     row.put("embedding", null);
             } catch (Exception | LinkageError e) {
@@ -161,6 +163,14 @@ final class Container {
             out.add(row);
         }
         return out;
+    }
+
+    /** A string, or a list of strings for an array<string> field (chunks), as the document JSON would give it. */
+    static FieldValue fieldValue(DocumentType type, String name, Object value) {
+        if (!(value instanceof List<?> items)) return new StringFieldValue(value.toString());
+        var array = new Array<StringFieldValue>(type.getField(name).getDataType());
+        for (Object item : items) array.add(new StringFieldValue(item.toString()));
+        return array;
     }
 
     // ------------------------------------------------------------------ query side
@@ -307,6 +317,17 @@ final class Container {
             node.put("children", children);
         }
         return node;
+    }
+
+    /** A tensor(chunk{}, x[D]) as {chunk label: its vector}. */
+    static Map<String, List<Double>> chunkValues(Tensor t) {
+        Map<String, List<Double>> chunks = new LinkedHashMap<>();
+        var cells = t.cellIterator();
+        while (cells.hasNext()) {
+            var cell = cells.next();
+            chunks.computeIfAbsent(cell.getKey().label(0), k -> new ArrayList<>()).add(cell.getValue());
+        }
+        return chunks;
     }
 
     static List<Double> values(Tensor t) {

@@ -1,0 +1,78 @@
+"""Truncated vs chunked documents: what embedding a long passage as chunks buys, at the same window.
+
+    python benchmarks/chunking.py [--models base path/to/model ...] [--windows 128 256] [--out runs/chunking]
+
+For each model and window: documents truncated to the window (what the package serves today), then chunked
+(title in each chunk, neighbours sharing 0 or 32 tokens) and scored by the best chunk or by the mean of the
+best two. SciFact test (all, seen, unseen queries: seen by the given model's training positives) and the
+out-of-domain guards (report half). Rows are kept per setting in OUT, so a re-run measures only what is
+missing; vectors are cached (``common.vectors.cached_vectors``). Prints a Markdown table, then the rows as
+JSON on the last line, and the chunk count per document.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common.bundled import GUARDS, SCIFACT  # noqa: E402
+from common.data import load_beir  # noqa: E402
+from common.metrics import format_table, read_positives  # noqa: E402
+from training.evaluate import Chunking, evaluate, guard_sets  # noqa: E402
+from training.model_dir import default_base_model  # noqa: E402
+
+SETTINGS = [None, Chunking(0, "best"), Chunking(32, "best"), Chunking(32, "top2")]
+
+
+def chunk_counts(model: str, window: int, overlap: int, corpus) -> dict:
+    from common.chunking import Chunker
+
+    chunker = Chunker.for_model(model, window, overlap)
+    counts = [len(chunker.passage_chunks(d.title, d.text)) for d in corpus.values()]
+    return {"window": window, "overlap": overlap, "chunks_per_doc": round(sum(counts) / len(counts), 2),
+            "max": max(counts), "truncated_docs": sum(c > 1 for c in counts)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=["base"])
+    parser.add_argument("--windows", nargs="*", type=int, default=[128, 256])
+    parser.add_argument("--out", default="runs/chunking")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    beir = load_beir(SCIFACT, "test")
+    guards = guard_sets(GUARDS)
+    models = [str(default_base_model()) if m == "base" else m for m in args.models]
+    positives = next(filter(None, (read_positives(m) for m in models)), None)
+    if positives is None:  # the base model has none: split by the default training data's positives
+        from common.metrics import positives_of
+        from training.pairs import load_pairs
+
+        positives = positives_of(load_pairs(SCIFACT)[0])
+    rows = []
+    for model in models:
+        for window in args.windows:
+            for setting in SETTINGS:
+                name = f"{Path(model).name}-{window}-" + (f"{setting.overlap}-{setting.pooling}" if setting else "trunc")
+                cached = out / f"{name}.json"
+                if not cached.exists():
+                    row = evaluate([model], beir, bm25=False, max_length=window, guards=guards, positives=positives,
+                                   chunking=setting)[0]
+                    row["name"] = f"{Path(model).name} @{window} " + (setting.label(window) if setting else "truncated")
+                    cached.write_text(json.dumps(row))
+                rows.append(json.loads(cached.read_text()))
+                print(format_table(rows[-1:]), file=sys.stderr)
+    print(format_table(rows))
+    counts = [chunk_counts(models[0], w, o, beir.corpus) for w in args.windows for o in (0, 32)]
+    for c in counts:
+        print(f"SciFact at {c['window']} tokens, overlap {c['overlap']}: {c['chunks_per_doc']} chunks per document "
+              f"(max {c['max']}); {c['truncated_docs']} of {len(beir.corpus)} documents need more than one")
+    print(json.dumps({"rows": rows, "chunks": counts}))
+
+
+if __name__ == "__main__":
+    main()
