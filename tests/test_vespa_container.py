@@ -9,7 +9,7 @@ import pytest
 
 from conftest import needs_java
 from vespa_app import profiles, vespa_client
-from vespa_app.check import PackageError, check_package
+from vespa_app.check import PackageError, check_package, vespa_model_check
 from vespa_app.container_check import HOSTILE_QUERIES, PLAIN_QUERIES, check_tree, sample_documents
 from vespa_app.package import AppOptions, write_package
 from common.data import Doc
@@ -163,3 +163,48 @@ def test_client_that_writes_the_text_into_yql_is_caught(package, monkeypatch):
         return body
 
     caught_in_client(package, monkeypatch, injecting, r"bm25 query '\"\) or true or \(\"'")
+
+
+# ---------------------------------------------------------------- chunked packages
+
+@pytest.fixture(scope="module")
+def chunked(tiny_export, tmp_path_factory):
+    return write_package(tiny_export, tmp_path_factory.mktemp("chunked") / "app",
+                         AppOptions(chunk_tokens=32, chunk_overlap=8))
+
+
+def test_chunked_schema(chunked):
+    sd = (chunked / "schemas" / "doc.sd").read_text()
+    assert "field chunks type array<string>" in sd and "tensor<float>(chunk{}, x[32])" in sd
+    assert "input chunks | embed embedder | attribute | index" in sd
+    assert "bm25(chunks)" in sd and "bm25(text)" not in sd and "closest(embedding)" in sd
+    assert (chunked / "models" / "chunking.json").exists()
+
+
+@pytest.mark.java
+@needs_java()
+def test_chunked_package_embeds_each_chunk_as_we_do(chunked):
+    report = check_package(chunked)
+    c = report.container
+    assert all(d["chunks"] >= 1 for d in c.documents) and sum(d["chunks"] for d in c.documents) > 20
+    assert min(d["cosine"] for d in c.documents) >= 0.9999
+    assert "labels in feed order" in report.summary()
+    assert set(c.fusion) == {"hybrid", "hybrid-linear"} and all(f["max_diff"] <= 1e-6 for f in c.fusion.values())
+
+
+@pytest.mark.java
+@needs_java()
+def test_hnsw_over_a_chunk_dimension_of_the_wrong_type_is_rejected(chunked, tmp_path):
+    app = copy_with(chunked, tmp_path, "tensor<float>(chunk{}, x[32])", "tensor<float>(chunk[8], x[32])")
+    with pytest.raises(PackageError, match=r"only tensors with 1 indexed dimension or 1 mapped \+ 1 indexed"):
+        vespa_model_check(app)
+
+
+def test_the_feed_sends_the_packages_chunks(chunked, package):
+    chunker = vespa_client.package_chunker(chunked)
+    assert vespa_client.package_chunker(package) is None
+    assert chunker.max_tokens == 32 and chunker.overlap == 8
+    doc = Doc("d1", "A title", " ".join(["Sentence about cells and proteins."] * 30))
+    fields = vespa_client.feed_fields(doc, chunker)
+    assert len(fields["chunks"]) > 3 and all(c.startswith("A title ") for c in fields["chunks"])
+    assert fields["text"] == doc.text  # the whole text stays, for display

@@ -103,7 +103,7 @@ def structural_check(package) -> list[str]:
     except ManifestError as e:
         raise PackageError(str(e)) from None
     schema = (package / "schemas" / "doc.sd").read_text()
-    dims = re.findall(r"field embedding type tensor<\w+>\(x\[(\d+)\]\)", schema)
+    dims = re.findall(r"field embedding type tensor<\w+>\((?:chunk\{\}, ?)?x\[(\d+)\]\)", schema)
     if dims != [str(manifest.dimension)]:
         raise PackageError(f"{package}/schemas/doc.sd: embedding dimension {dims} does not match the model's "
                            f"{manifest.dimension} (Vespa would silently keep only the first values)")

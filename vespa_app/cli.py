@@ -26,7 +26,7 @@ def cmd_app_build(args) -> int:
     options = AppOptions(name=args.name, nodes=args.nodes, redundancy=args.redundancy,
                          max_links_per_node=args.max_links, neighbors_to_explore_at_insert=args.explore,
                          cell_type="bfloat16" if args.bfloat16 else "float", binarized=args.binarized,
-                         cloud=args.cloud)
+                         cloud=args.cloud, chunk_tokens=args.chunk_tokens, chunk_overlap=args.chunk_overlap)
     reports = []
 
     def check(package):  # on the finished package, before it takes OUT_DIR's place
@@ -72,6 +72,10 @@ def add_app_commands(sub) -> None:
     p.add_argument("--bfloat16", action="store_true", help="bfloat16 embedding cells (half the memory)")
     p.add_argument("--binarized", action="store_true", help="add a packed-bits field with hamming HNSW + re-rank")
     p.add_argument("--cloud", action="store_true", help="the Vespa Cloud variant")
+    p.add_argument("--chunk-tokens", type=positive_int,
+                   help="chunked: a vector per chunk of this many tokens (at most the model's window); the feed "
+                        "sends the chunks (siamese feed --package)")
+    p.add_argument("--chunk-overlap", type=int, default=0, help="tokens neighbouring chunks share (default 0)")
     p.add_argument("--force", action="store_true", help="replace OUT_DIR when it holds a previous package")
     p.add_argument("--no-check", action="store_true", help="skip the checks (a package that fails them is not kept)")
     p.set_defaults(func=cmd_app_build)
@@ -186,12 +190,12 @@ def cmd_feed(args) -> int:
     if Path(target).is_dir() and (Path(target) / "services.xml").exists():
         raise ConfigError(f"{target} is an application package; deploy it with `siamese deploy {target}` and "
                          "feed the URL it prints")
-    schema = None
+    schema = chunker = None
     if args.package:
-        from .vespa_client import schema_hash
+        from .vespa_client import package_chunker, schema_hash
 
-        schema = schema_hash(args.package)
-    result = feed(target, docs, args.ledger, args.failed, schema=schema, concurrency=args.concurrency)
+        schema, chunker = schema_hash(args.package), package_chunker(args.package)
+    result = feed(target, docs, args.ledger, args.failed, schema=schema, chunker=chunker, concurrency=args.concurrency)
     print(result.summary())
     if result.failed:
         print(f"{len(result.failed)} document(s) failed for good; ids and reasons in {args.failed}. "
@@ -262,7 +266,7 @@ def add_pipeline_commands(sub) -> None:
     p.add_argument("--ledger", default="feed-ledger.jsonl",
                    help="ids acknowledged so far, per target; a re-run to the same target skips them")
     p.add_argument("--package", help="the deployed application package: a re-deploy with another schema "
-                                     "then feeds everything again")
+                                     "then feeds everything again; a chunked package's chunks are sent (needed)")
     p.add_argument("--failed", default="feed-failed.jsonl", help="ids that failed for good, with reasons")
     p.add_argument("--concurrency", type=positive_int, default=16)
     p.add_argument("--skip-bad", action="store_true")

@@ -63,8 +63,10 @@ class ContainerReport:
         out = []
         if self.documents:
             kinds = ", ".join(d["kind"] for d in self.documents)
-            out.append(f"Vespa indexing statements + embedder on {len(self.documents)} corpus documents ({kinds}): "
-                       f"min cosine to ours {min(d['cosine'] for d in self.documents):.6f}")
+            chunks = sum(d["chunks"] or 0 for d in self.documents)
+            out.append(f"Vespa indexing statements + embedder on {len(self.documents)} corpus documents ({kinds})"
+                       + (f", {chunks} chunks, labels in feed order" if chunks else "")
+                       + f": min cosine to ours {min(d['cosine'] for d in self.documents):.6f}")
         if self.queries:
             trees = sorted({q["shape"] for q in self.queries})
             cos = [q["cosine"] for q in self.queries if q["cosine"] is not None]
@@ -172,7 +174,7 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
     runs the verifier's ``container`` command; ``embedder`` is our ONNX Runtime embedder of the package's model.
     Fills ``report.problems`` with every disagreement; the caller decides what a problem costs."""
     from .embedded import EmbeddedIndex, pack_bits
-    from .vespa_client import feed_fields, query_body
+    from .vespa_client import feed_fields, package_chunker, query_body
 
     started = time.time()
     report = ContainerReport()
@@ -180,7 +182,9 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
     if binarized is None:
         binarized = "embedding_binary" in (package / "schemas" / f"{SCHEMA}.sd").read_text()
     samples = sample_documents(docs)
-    in_package = profiles.in_package(binarized)
+    chunker = package_chunker(package)
+    body = "chunks" if chunker else "text"
+    in_package = profiles.in_package(binarized, chunked=bool(chunker))
 
     # Fusion: our first-phase features on a small embedded index (the samples plus their neighbours in the corpus).
     fusion_docs = list({d.id: d for d in [d for _, d in samples] + docs[:60]}.values())
@@ -198,7 +202,7 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
                         # Our BM25 scores title and text together; Vespa's bm25sum adds its per-field bm25s.
                         hits = [{"id": fusion_docs[i].id, "relevance": close.get(i, 0.0),
                                  "features": {"closeness(field,embedding)": close.get(i, 0.0),
-                                              "bm25(title)": 0.0, "bm25(text)": lexical.get(i, 0.0)}}
+                                              "bm25(title)": 0.0, f"bm25({body})": lexical.get(i, 0.0)}}
                                 for i in rerank]
                         expect.append((profile, {fusion_docs[i].id: fused[i] for i in rerank}))
                     else:
@@ -216,23 +220,31 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
         rejections.append(("the binary profile in a package without the binarized field",
                            query_body("q", "binary", 10)))
     payload = {"schema": SCHEMA, "tensor_field": "embedding",
-               "documents": [feed_fields(d) for _, d in samples],
+               "documents": [feed_fields(d, chunker) for _, d in samples],
                "queries": [{k: r[k] for k in ("params", "hits")} for r in requests]
                + [{"params": params, "hits": []} for _, params in rejections]}
     out = run_java(payload)
 
     # Documents: Vespa's indexing statements and embedder vs our passage text through our model.
-    for (kind, doc), got in zip(samples, out["documents"]):
+    # Documents: Vespa's indexing statements and embedder vs what we embed for the same document: its passage,
+    # or, chunked, each of its chunks (labelled by position in the array the feed sends).
+    for (kind, doc), fields, got in zip(samples, payload["documents"], out["documents"]):
         if got.get("error") or not got.get("embedding"):
             report.problems.append(f"indexing {kind} document {doc.id!r}: {got.get('error') or 'no embedding produced'}")
             continue
-        ours = embedder.embed_one(doc.passage, "passage")
-        c = float(cosine(np.asarray(got["embedding"], dtype=np.float32), ours))
-        report.documents.append({"kind": kind, "id": doc.id, "cosine": c})
+        texts = fields["chunks"] if chunker else [doc.passage]
+        vespa = got["embedding"] if chunker else {"0": got["embedding"]}
+        if list(vespa) != [str(i) for i in range(len(texts))]:
+            report.problems.append(f"indexing {kind} document {doc.id!r}: chunk labels {list(vespa)[:8]}, expected "
+                                   f"0..{len(texts) - 1} in the order the feed sends the chunks")
+            continue
+        c = min(float(cosine(np.asarray(v, dtype=np.float32), embedder.embed_one(t, "passage")))
+                for v, t in zip(vespa.values(), texts))
+        report.documents.append({"kind": kind, "id": doc.id, "cosine": c, "chunks": len(texts) if chunker else None})
         if c < MIN_COSINE:
             report.problems.append(f"indexing {kind} document {doc.id!r}: Vespa's embedding has cosine {c:.6f} to ours "
                                    f"(< {MIN_COSINE}); the schema's indexing statement embeds another text than "
-                                   f"Doc.passage ({got['statements'][-1] if got.get('statements') else ''})")
+                                   f"we do ({got['statements'][-1] if got.get('statements') else ''})")
 
     # Queries: tree, rank profile, query tensors, fusion.
     answers = out["queries"][:len(requests)]

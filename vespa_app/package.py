@@ -5,11 +5,14 @@ The package reads top to bottom like a Vespa sample app::
     services.xml     container (search, document-api, hugging-face-embedder) + content
     hosts.xml        only for a multi-node self-hosted cluster
     schemas/doc.sd   id/title/text (BM25) + embedding (HNSW, filled by the embedder) + the rank profiles
-                     of ``profiles.py``; a query embeds with input.query(q)=embed(embedder, @query)
+                     of ``profiles.py``; a query embeds with input.query(q)=embed(embedder, @query).
+                     Chunked (--chunk-tokens): a chunks array (BM25) embedded into tensor(chunk{}, x[D])
+    models/chunking.json  chunked packages only: how the feed cuts documents into chunks
     models/model.onnx, models/tokenizer.json, models/manifest.json
 """
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +29,11 @@ from . import profiles
 from .profiles import Profile
 from .serving import EMBEDDER, HNSW_EXPLORE_AT_INSERT, HNSW_MAX_LINKS, SCHEMA
 
-# What the embedder embeds for a document: the same text as ``common.data.doc_text``.
+# What the embedder embeds for a document: the same text as ``common.data.doc_text``; in a chunked package,
+# each chunk the feed sends (``common.chunking``, title leading each), into one vector per chunk.
 EMBED_INPUT = '(input title || "") . " " . (input text || "")'
+EMBED_CHUNKS = "input chunks"
+CHUNKING_FILE = "models/chunking.json"  # how the feed must cut documents for this package
 
 
 @dataclass
@@ -40,6 +46,12 @@ class AppOptions:
     cell_type: str = "float"  # or bfloat16: half the memory, ranking barely moves
     binarized: bool = False  # add a packed-bits field with hamming HNSW and full-precision re-rank
     cloud: bool = False  # a Vespa Cloud variant: nodes with resources, min-redundancy, no hosts.xml
+    chunk_tokens: int | None = None  # chunked: a vector per chunk of this many tokens (tensor(chunk{}, x[D]))
+    chunk_overlap: int = 0
+
+    @property
+    def chunked(self) -> bool:
+        return self.chunk_tokens is not None
 
     def check(self) -> None:
         if self.nodes < 1 or self.redundancy < 1 or self.redundancy > self.nodes:
@@ -48,6 +60,9 @@ class AppOptions:
             raise ConfigError("HNSW needs max-links-per-node ≥ 2 and neighbors-to-explore-at-insert ≥ max links")
         if self.cell_type not in ("float", "bfloat16"):
             raise ConfigError(f"cell type must be float or bfloat16, not {self.cell_type!r}")
+        if self.chunked and not 0 <= self.chunk_overlap < self.chunk_tokens // 2:
+            raise ConfigError(f"chunk overlap {self.chunk_overlap} must be at least 0 and under half of "
+                              f"{self.chunk_tokens} chunk tokens")
 
 
 def distance_metric(manifest: Manifest) -> str:
@@ -68,21 +83,27 @@ def _rank_profile(p: Profile, d: int) -> RankProfile:
 
 
 def _embedding_field(name: str, cell_type: str, size: int, metric: str, o: AppOptions) -> Field:
-    """A synthetic field (outside the document) that Vespa's embedder fills at feed time from title and text."""
-    return Field(name, f"tensor<{cell_type}>(x[{size}])", is_document_field=False,
-                 indexing=[EMBED_INPUT, f"embed {EMBEDDER}", "attribute", "index"],
+    """A synthetic field (outside the document) that Vespa's embedder fills at feed time from title and text,
+    or, chunked, with one vector per chunk (HNSW over all of them; a document is as close as its best chunk)."""
+    shape = f"chunk{{}}, x[{size}]" if o.chunked else f"x[{size}]"
+    return Field(name, f"tensor<{cell_type}>({shape})", is_document_field=False,
+                 indexing=[EMBED_CHUNKS if o.chunked else EMBED_INPUT, f"embed {EMBEDDER}", "attribute", "index"],
                  ann=HNSW(distance_metric=metric, max_links_per_node=o.max_links_per_node,
                           neighbors_to_explore_at_insert=o.neighbors_to_explore_at_insert))
 
 
 def _schema(m: Manifest, o: AppOptions) -> Schema:
     d = m.dimension
+    body = "chunks" if o.chunked else "text"
     document = Document(fields=[
         Field("id", "string", indexing=["summary", "attribute"]),
         Field("title", "string", indexing=["index", "summary"], index="enable-bm25"),
-        Field("text", "string", indexing=["index", "summary"], index="enable-bm25"),
+        # chunked: the whole text is kept for display; BM25 and the embedder read the chunks
+        Field("text", "string", indexing=["summary"] if o.chunked else ["index", "summary"],
+              index=None if o.chunked else "enable-bm25"),
+        *([Field("chunks", "array<string>", indexing=["index", "summary"], index="enable-bm25")] if o.chunked else []),
     ])
-    schema = Schema(SCHEMA, document, fieldsets=[FieldSet("default", ["title", "text"])])
+    schema = Schema(SCHEMA, document, fieldsets=[FieldSet("default", ["title", body])])
     schema.add_fields(_embedding_field("embedding", o.cell_type, d, distance_metric(m), o))
     if o.binarized:
         # Packed sign bits (D/8 int8 cells, hamming distance) for a cheap first pass over a large corpus;
@@ -90,7 +111,7 @@ def _schema(m: Manifest, o: AppOptions) -> Schema:
         schema.add_fields(_embedding_field("embedding_binary", "int8", d // 8, "hamming", o))
     # Vespa's embedder takes the target tensor type from the rank profile's inputs, so a query input is
     # declared only where it is used: a BM25 query embeds nothing.
-    for profile in profiles.in_package(o.binarized):
+    for profile in profiles.in_package(o.binarized, o.chunked):
         schema.add_rank_profile(_rank_profile(profile, d))
     return schema
 
@@ -163,6 +184,9 @@ def write_package(export_dir, out_dir, options: AppOptions | None = None, force:
     manifest = Manifest.load(export_dir)
     manifest.verify_files(export_dir)
     options = options or AppOptions()
+    if options.chunked and options.chunk_tokens > manifest.max_tokens:
+        raise ConfigError(f"--chunk-tokens {options.chunk_tokens} is above the model's window of "
+                          f"{manifest.max_tokens} tokens: Vespa's embedder would truncate every chunk")
     app = build_application(manifest, options)
 
     def write(tmp: Path):
@@ -172,6 +196,9 @@ def write_package(export_dir, out_dir, options: AppOptions | None = None, force:
         shutil.copyfile(export_dir / "manifest.json", tmp / "models" / "manifest.json")
         if options.nodes > 1 and not options.cloud:
             (tmp / "hosts.xml").write_text(_hosts_xml(options))
+        if options.chunked:
+            (tmp / CHUNKING_FILE).write_text(json.dumps({"tokens": options.chunk_tokens,
+                                                         "overlap": options.chunk_overlap}) + "\n")
         if check:
             check(tmp)
 

@@ -161,7 +161,8 @@ def _index(export_dir: Path, index_dir: Path, corpus):
 
 
 def _feed_vespa(o: RunOptions, app_dir: Path, corpus, out: Path, extra: dict):
-    from .vespa_client import VespaBackend, VespaError, deploy_docker, deploy_to_config_server, schema_hash
+    from .vespa_client import (VespaBackend, VespaError, deploy_docker, deploy_to_config_server, package_chunker,
+                               schema_hash)
 
     if o.vespa == "docker":
         url = deploy_docker(app_dir)
@@ -171,7 +172,7 @@ def _feed_vespa(o: RunOptions, app_dir: Path, corpus, out: Path, extra: dict):
         url = o.vespa
     backend = VespaBackend(url)
     result = backend.feed(corpus, ledger=out / "feed-ledger.jsonl", failed_file=out / "feed-failed.jsonl",
-                          schema=schema_hash(app_dir))
+                          schema=schema_hash(app_dir), chunker=package_chunker(app_dir))
     extra["feed"] = result.summary()
     if result.failed:
         raise VespaError(f"{len(result.failed)} documents failed to feed; see {out / 'feed-failed.jsonl'}")

@@ -16,7 +16,7 @@ the profiles that declare it: a BM25 query embeds nothing. ``binary`` exists onl
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -164,9 +164,22 @@ NAMES = tuple(PROFILES)
 CORE = ("bm25", "semantic", "hybrid")  # what evaluation reports unless asked for more
 
 
-def in_package(binarized: bool) -> list[Profile]:
-    """The profiles a package has."""
-    return [p for p in PROFILES.values() if binarized or not p.binarized]
+def in_package(binarized: bool, chunked: bool = False) -> list[Profile]:
+    """The profiles a package has. In a chunked package the body is the ``chunks`` array: BM25 reads it in
+    place of ``text``, and a profile that ranks by the embedding also returns its best chunk's label
+    (``closest(embedding)``) so a client can show the passage."""
+    chosen = [p for p in PROFILES.values() if binarized or not p.binarized]
+    return [chunked_variant(p) for p in chosen] if chunked else chosen
+
+
+def chunked_variant(p: Profile) -> Profile:
+    def body(expression: str) -> str:
+        return expression.replace("bm25(text)", "bm25(chunks)")
+
+    features = tuple(body(f) for f in p.match_features)
+    if CLOSENESS in features:
+        features += ("closest(embedding)",)
+    return replace(p, functions={n: body(e) for n, e in p.functions.items()}, match_features=features)
 
 
 def get(name: str) -> Profile:

@@ -217,9 +217,26 @@ def _already_fed(ledger: Path, target: dict) -> set[str]:
     return done
 
 
-def feed_fields(doc) -> dict:
-    """The fields of a document as the feed sends them; the schema's indexing statements take it from here."""
-    return {"id": doc.id, "title": doc.title, "text": doc.text}
+def feed_fields(doc, chunker=None) -> dict:
+    """The fields of a document as the feed sends them; the schema's indexing statements take it from here.
+    For a chunked package (``package_chunker``) the chunks too: Vespa embeds each one."""
+    fields = {"id": doc.id, "title": doc.title, "text": doc.text}
+    if chunker:
+        fields["chunks"] = chunker.passage_chunks(doc.title, doc.text)
+    return fields
+
+
+def package_chunker(package):
+    """The chunker a chunked package was built for (its ``models/chunking.json``), or None."""
+    settings = Path(package) / "models" / "chunking.json"
+    if not settings.exists():
+        return None
+    from common.chunking import Chunker
+    from exporter.manifest import Manifest
+
+    chunking = json.loads(settings.read_text())
+    prefix = Manifest.load(Path(package) / "models").prefixes["document"]
+    return Chunker.for_model(Path(package) / "models", chunking["tokens"], chunking["overlap"], prefix=prefix)
 
 
 def _check_ids(docs) -> None:
@@ -232,10 +249,11 @@ def _check_ids(docs) -> None:
                           "other in Vespa. Make the ids unique.")
 
 
-def feed(url: str, docs, ledger, failed_file, *, schema: str | None = None, concurrency: int = 16,
+def feed(url: str, docs, ledger, failed_file, *, schema: str | None = None, chunker=None, concurrency: int = 16,
          attempts: int = 10, max_backoff: float = 5.0, progress: bool = True) -> FeedResult:
     """Feed ``docs`` (``common.data.Doc``) to ``url``; ids the ledger records as acknowledged by the same
-    target (``ledger_target``; ``schema``: the package's ``schema_hash``) are skipped."""
+    target (``ledger_target``; ``schema``: the package's ``schema_hash``) are skipped. ``chunker``: a chunked
+    package's (``package_chunker``), whose chunks go with each document."""
     from tqdm.auto import tqdm
 
     docs = list(docs)
@@ -265,7 +283,7 @@ def feed(url: str, docs, ledger, failed_file, *, schema: str | None = None, conc
             bar.set_postfix(docs_s=f"{result.acked / max(time.time() - started, 1e-9):.1f}", failed=len(result.failed))
 
         app = _vespa_client(_base(url))
-        app.feed_async_iterable(({"id": d.id, "fields": feed_fields(d)} for d in todo),
+        app.feed_async_iterable(({"id": d.id, "fields": feed_fields(d, chunker)} for d in todo),
                                 schema=SCHEMA, namespace=SCHEMA, callback=on_response, max_workers=concurrency,
                                 max_queue_size=max(concurrency * 4, 64),
                                 docv1_retry_policy=_retry_policy(attempts, max_backoff))

@@ -134,7 +134,8 @@ public class Verify {
     static void embed(VespaModel model, Path dir, Path textsFile, Path outFile) throws Exception {
         var embedder = embedder(model, dir);
         HuggingFaceEmbedderConfig config = embedderConfig(model);
-        TensorType type = TensorType.fromSpec(fieldType(model));
+        // one vector per text: a chunked field tensor(chunk{}, x[D]) embeds each chunk into its x[D] subspace
+        TensorType type = TensorType.fromSpec(fieldType(model)).indexedSubtype();
         List<String> texts = JSON.readValue(textsFile.toFile(), new TypeReference<List<String>>() {});
         Map<String, Object> out = new LinkedHashMap<>();
         out.put("config", Map.of("pooling", config.poolingStrategy().toString(), "normalize", config.normalize(),
