@@ -19,6 +19,7 @@ class Hit:
     id: str
     score: float
     title: str = ""
+    passage: str = ""  # chunked: the best chunk, the part of the document that matched
 
 
 class SearchBackend(Protocol):

@@ -12,6 +12,10 @@ no re-embedding::
     embeddings.npy   float32 document vectors (exact search and re-indexing need no model)
     hnsw.faiss       the HNSW graph
     bm25/            the BM25 index
+    chunks.jsonl     chunked indexes only: each chunk's document and text, in embeddings.npy's order
+
+Chunked (``build(..., chunker=)``), as a chunked Vespa package: a vector per chunk, HNSW over all of them,
+and a document as close as its best chunk, which each hit carries as its passage.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ import numpy as np
 from common.atomic import atomic_dir, check_output
 from common.data import Doc, corpus_fingerprint
 from common.errors import ConfigError, UserError
-from common.vectors import exact_search, normalize
+from common.vectors import chunk_scores, exact_search, normalize, top_k
 from exporter.manifest import MANIFEST, sha256
 from exporter.runtime import OnnxEmbedder
 from training.bm25 import BM25
@@ -65,10 +69,18 @@ META_KEYS = ("export_dir", "manifest_sha256", "dimension", "count", "corpus_sha2
 
 class EmbeddedIndex:
     def __init__(self, path, docs: list[Doc], embeddings: np.ndarray, hnsw, bm25: BM25, meta: dict,
-                 embedder: OnnxEmbedder | None = None):
+                 embedder: OnnxEmbedder | None = None, chunks: list[tuple[int, str]] | None = None):
         self.path, self.docs, self.embeddings, self.hnsw, self.bm25, self.meta = path, docs, embeddings, hnsw, bm25, meta
         self._embedder = embedder
         self._binary = None
+        # chunked: chunk i belongs to document owners[i]; a document's chunks are rows bounds[p]:bounds[p + 1]
+        self.chunks = chunks
+        self.owners = np.asarray([doc for doc, _ in chunks], dtype=np.int64) if chunks else None
+        self.bounds = np.searchsorted(self.owners, np.arange(len(docs) + 1)) if chunks else None
+
+    @property
+    def chunked(self) -> bool:
+        return self.chunks is not None
 
     @property
     def embedder(self) -> OnnxEmbedder:
@@ -96,16 +108,21 @@ class EmbeddedIndex:
     @classmethod
     def build(cls, path, export_dir, docs: list[Doc], *, connectivity: int = HNSW_MAX_LINKS,
               expansion_add: int = HNSW_EXPLORE_AT_INSERT, expansion_search: int = HNSW_EXPLORE_AT_SEARCH,
-              embeddings: np.ndarray | None = None, progress: bool = True, force: bool = False) -> "EmbeddedIndex":
+              embeddings: np.ndarray | None = None, progress: bool = True, force: bool = False,
+              chunker=None) -> "EmbeddedIndex":
         path, export_dir = Path(path), Path(export_dir).resolve()
         check_output(path, "index", force, inputs=[export_dir])
         ids = [d.id for d in docs]
         if len(set(ids)) != len(ids):
             raise ConfigError("document ids must be unique")
         embedder = OnnxEmbedder(export_dir)
+        chunks = None
+        if chunker:  # every document has at least one chunk: its title, or an empty text
+            chunks = [(p, c) for p, d in enumerate(docs) for c in (chunker.passage_chunks(d.title, d.text) or [""])]
         started = time.time()
         if embeddings is None:
-            embeddings = embedder.embed([d.passage for d in docs], "passage", progress=progress)
+            texts = [c for _, c in chunks] if chunks else [d.passage for d in docs]
+            embeddings = embedder.embed(texts, "passage", progress=progress)
         embed_s = time.time() - started
         started = time.time()
         hnsw = _hnsw(embedder.dim, connectivity, expansion_add, expansion_search)
@@ -114,7 +131,9 @@ class EmbeddedIndex:
         meta = {"export_dir": str(export_dir), "manifest_sha256": sha256(export_dir / MANIFEST),
                 "dimension": embedder.dim, "count": len(docs), "corpus_sha256": corpus_fingerprint(docs),
                 "connectivity": connectivity, "expansion_add": expansion_add, "expansion_search": expansion_search,
-                "embed_seconds": round(embed_s, 1), "index_seconds": round(time.time() - started, 2)}
+                "embed_seconds": round(embed_s, 1), "index_seconds": round(time.time() - started, 2),
+                "vectors": len(embeddings),
+                "chunking": {"tokens": chunker.max_tokens, "overlap": chunker.overlap} if chunker else None}
 
         def write(tmp: Path):
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
@@ -124,9 +143,13 @@ class EmbeddedIndex:
             np.save(tmp / "embeddings.npy", embeddings)
             faiss.write_index(hnsw, str(tmp / "hnsw.faiss"))
             bm25.save(tmp / "bm25")
+            if chunks:
+                with open(tmp / "chunks.jsonl", "w") as fh:
+                    for doc, text in chunks:
+                        fh.write(json.dumps({"doc": doc, "text": text}) + "\n")
 
         atomic_dir(path, write, "index", replace=force, inputs=[export_dir])
-        return cls(path, docs, embeddings, hnsw, bm25, meta, embedder)
+        return cls(path, docs, embeddings, hnsw, bm25, meta, embedder, chunks)
 
     @classmethod
     def open(cls, path) -> "EmbeddedIndex":
@@ -164,36 +187,76 @@ class EmbeddedIndex:
             bm25 = BM25.load(path / "bm25")
         except Exception as e:  # numpy, faiss and bm25s each fail their own way on a damaged file
             raise corrupt(f"a file is unreadable ({e.__class__.__name__}: {str(e)[:200]})") from None
-        sizes = {"embeddings.npy": embeddings.shape[0], "hnsw.faiss": hnsw.ntotal, "bm25": bm25.size}
-        wrong = {name: n for name, n in sizes.items() if n != meta["count"]}
+        chunks = None
+        if meta.get("chunking"):
+            try:
+                chunks = [(int(r["doc"]), str(r["text"])) for r in
+                          map(json.loads, (path / "chunks.jsonl").read_text(encoding="utf-8").splitlines())]
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise corrupt(f"chunks.jsonl is damaged ({e.__class__.__name__}: {e})") from None
+            owners = [doc for doc, _ in chunks]
+            if owners != sorted(owners) or set(owners) != set(range(len(docs))):
+                raise corrupt("chunks.jsonl does not give every document its chunks, in order")
+        vectors = meta.get("vectors", meta["count"])
+        sizes = {"embeddings.npy": (embeddings.shape[0], vectors), "hnsw.faiss": (hnsw.ntotal, vectors),
+                 "bm25": (bm25.size, meta["count"]), "chunks.jsonl": (len(chunks) if chunks else vectors, vectors)}
+        wrong = {name: n for name, (n, want) in sizes.items() if n != want}
         if wrong or embeddings.ndim != 2 or embeddings.shape[1] != meta["dimension"]:
-            raise corrupt(f"files disagree with meta.json's {meta['count']} documents of dimension "
-                          f"{meta['dimension']}: {wrong or {'embeddings.npy': embeddings.shape}}")
+            raise corrupt(f"files disagree with meta.json's {meta['count']} documents ({vectors} vectors) of "
+                          f"dimension {meta['dimension']}: {wrong or {'embeddings.npy': embeddings.shape}}")
         hnsw.hnsw.efSearch = meta["expansion_search"]
-        return cls(path, docs, embeddings, hnsw, bm25, meta)
+        return cls(path, docs, embeddings, hnsw, bm25, meta, chunks=chunks)
 
     # ------------------------------------------------------------ what the profiles score with
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embedder.embed_one(text, "query")
 
+    def _documents(self, search, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``search(n) -> (rows, closeness)`` best first, over documents: chunk rows become their documents,
+        each at its best chunk, asking for more chunks until ``k`` documents are found or all were seen."""
+        if not self.chunked:
+            return search(min(k, len(self.docs)))
+        n = min(4 * k, len(self.embeddings))
+        while True:
+            rows, close = search(n)
+            docs, first = np.unique(self.owners[rows], return_index=True)
+            if len(docs) >= k or n == len(self.embeddings):
+                order = np.sort(first)[:k]  # each document's first (best) chunk, in rank order
+                return self.owners[rows[order]], close[order]
+            n = min(4 * n, len(self.embeddings))
+
     def nearest(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """HNSW over the embeddings: (positions, closeness), best first."""
-        self.hnsw.hnsw.efSearch = max(self.meta["expansion_search"], k)
-        similarity, idx = self.hnsw.search(normalize(np.atleast_2d(vector)), min(k, len(self.docs)))
-        keep = idx[0] >= 0
-        return idx[0][keep].astype(np.int64), closeness(1.0 - similarity[0][keep])
+        """HNSW over the embeddings (chunked: over every chunk): (positions, closeness), best first."""
+        def search(n):
+            self.hnsw.hnsw.efSearch = max(self.meta["expansion_search"], n)
+            similarity, idx = self.hnsw.search(normalize(np.atleast_2d(vector)), n)
+            keep = idx[0] >= 0
+            return idx[0][keep].astype(np.int64), closeness(1.0 - similarity[0][keep])
+        return self._documents(search, k)
 
     def nearest_binary(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact hamming search over packed sign bits: (positions, closeness), best first."""
         if self._binary is None:
             self._binary = faiss.IndexBinaryFlat(self.embeddings.shape[1])
             self._binary.add(pack_bits(self.embeddings))
-        distance, idx = self._binary.search(pack_bits(np.atleast_2d(vector)), min(k, len(self.docs)))
-        return idx[0].astype(np.int64), closeness(distance[0].astype(np.float64))
+
+        def search(n):
+            distance, idx = self._binary.search(pack_bits(np.atleast_2d(vector)), n)
+            return idx[0].astype(np.int64), closeness(distance[0].astype(np.float64))
+        return self._documents(search, k)
 
     def cosine(self, vector: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        return normalize(self.embeddings[positions]) @ normalize(vector)
+        """Each document's cosine to ``vector``; chunked, its best chunk's."""
+        if not self.chunked:
+            return normalize(self.embeddings[positions]) @ normalize(vector)
+        return np.asarray([self.best_chunk(vector, p)[1] for p in positions])
+
+    def best_chunk(self, vector: np.ndarray, position: int) -> tuple[int, float]:
+        """A chunked document's best chunk for ``vector``: (its row in chunks/embeddings, cosine)."""
+        a, b = self.bounds[position], self.bounds[position + 1]
+        sims = normalize(self.embeddings[a:b]) @ normalize(vector)
+        return a + int(np.argmax(sims)), float(sims.max())
 
     def lexical(self, text: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         positions, scores = self.bm25.search([text], k)
@@ -203,8 +266,18 @@ class EmbeddedIndex:
     def query(self, text: str, profile: str = "semantic", hits: int = 10, target_hits: int = TARGET_HITS) -> list[Hit]:
         """The rank profile's embedded twin (``profiles.PROFILES``); only profiles with query inputs embed the text."""
         k = hits if profile == "bm25" else max(hits, target_hits)
-        idx, scores = profiles.get(profile).embedded(self, text, k)
-        return [Hit(self.docs[i].id, float(s), self.docs[i].title) for i, s in zip(idx[:hits], scores[:hits])]
+        chosen = profiles.get(profile)
+        idx, scores = chosen.embedded(self, text, k)
+        found = [Hit(self.docs[i].id, float(s), self.docs[i].title) for i, s in zip(idx[:hits], scores[:hits])]
+        if self.chunked and chosen.embeds_query:  # the passage to show: each hit's best chunk
+            vector = self.embed_query(text)
+            for hit, i in zip(found, idx[:hits]):
+                hit.passage = self.chunks[self.best_chunk(vector, i)[0]][1]
+        return found
 
     def exact(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return exact_search(vectors, self.embeddings, k)
+        """Brute force (chunked: documents by their best chunk): the ground truth HNSW is measured against."""
+        if not self.chunked:
+            return exact_search(vectors, self.embeddings, k)
+        sims = normalize(vectors) @ normalize(self.embeddings).T
+        return top_k(chunk_scores(sims, self.owners), k)
