@@ -18,6 +18,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from .errors import ConfigError
+
 # A sentence ends at . ! or ? followed by space and what can start a sentence.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9])")
 
@@ -32,9 +34,9 @@ class _Piece:
 class Chunker:
     def __init__(self, tokenizer: Tokenizer, max_tokens: int, overlap: int = 0, prefix: str = ""):
         if max_tokens < 8:
-            raise ValueError(f"max_tokens {max_tokens} leaves no room for text")
+            raise ConfigError(f"max_tokens {max_tokens} leaves no room for text")
         if not 0 <= overlap < max_tokens // 2:
-            raise ValueError(f"overlap {overlap} must be at least 0 and under half of max_tokens ({max_tokens})")
+            raise ConfigError(f"overlap {overlap} must be at least 0 and under half of max_tokens ({max_tokens})")
         self.tokenizer = Tokenizer.from_str(tokenizer.to_str())  # a copy: counting must not truncate or pad
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
@@ -42,7 +44,7 @@ class Chunker:
         specials = len(self.tokenizer.encode("", add_special_tokens=True).ids)
         self.budget = max_tokens - specials - self.count(prefix)
         if self.budget < 4:
-            raise ValueError(f"max_tokens {max_tokens} leaves no room for text after the prefix {prefix!r}")
+            raise ConfigError(f"max_tokens {max_tokens} leaves no room for text after the prefix {prefix!r}")
 
     @classmethod
     def from_file(cls, tokenizer_json, max_tokens: int, overlap: int = 0, prefix: str = "") -> "Chunker":
@@ -64,7 +66,7 @@ class Chunker:
         """``text`` in chunks of at most the budget less ``reserve`` tokens; [] for an empty text."""
         budget = self.budget - reserve
         if budget < 4:
-            raise ValueError(f"{reserve} reserved tokens leave no room in a {self.max_tokens}-token chunk")
+            raise ConfigError(f"{reserve} reserved tokens leave no room in a {self.max_tokens}-token chunk")
         text = text.strip()
         if not text:
             return []

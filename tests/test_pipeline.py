@@ -1,6 +1,8 @@
 """`siamese run` end to end on a slice of SciFact with a tiny model."""
 import json
 
+import pytest
+
 from vespa_app.cli import main
 
 
@@ -98,3 +100,23 @@ def test_run_can_serve_a_merged_model(tiny_model, small_beir, tmp_path):
     assert results["extra"]["merge"] == {"alpha": 0.5, "method": "given"}
     assert Manifest.load(out / "export").merge["alpha"] == 0.5 and (out / "merged" / "merge.json").exists()
     assert "ndcg@10 unseen" in results["rows"][0]  # the merge keeps the tuned model's training positives
+
+
+def test_run_chunked(tiny_model, small_beir, tmp_path, capsys):
+    """Chunked end to end: the package, the index and every model row read documents as chunks."""
+    out = tmp_path / "run"
+    args = ["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--epochs", "1",
+            "--max-length", "48", "--chunk-tokens", "32", "--chunk-overlap", "8", "--no-guards", "--no-sts"]
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["extra"]["chunking"].startswith("on: chunks of 32 tokens sharing 8")
+    meta = json.loads((out / "index" / "meta.json").read_text())
+    assert meta["chunking"] == {"tokens": 32, "overlap": 8} and meta["vectors"] > meta["count"]
+    assert "tensor<float>(chunk{}, x[32])" in (out / "app" / "schemas" / "doc.sd").read_text()
+    rows = {r["name"]: r for r in results["rows"]}
+    # the served model and the same model by exact chunked search agree: same vectors, same best-chunk scoring
+    assert rows["served semantic"]["ndcg@10"] == pytest.approx(rows["fine-tuned (exact)"]["ndcg@10"], abs=0.02)
+    assert main(["search", str(out / "index"), "coronavirus", "--profile", "semantic", "--hits", "2"]) == 0
+    capsys.readouterr()
+    assert main(args[:-6] + ["--no-guards", "--no-sts"]) == 2  # the index is chunked: a truncated run refuses it
+    assert "chunking" in capsys.readouterr().err

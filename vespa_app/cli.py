@@ -140,6 +140,10 @@ def cmd_run(args) -> int:
     options.guards = ([] if args.no_guards else options.guards) + args.guard
     if args.merge is not None:
         options.merge = args.merge if args.merge == "auto" else float(args.merge)
+    if args.chunk_tokens is not None:
+        options.chunk_tokens = args.chunk_tokens if args.chunk_tokens == "auto" else positive_int(args.chunk_tokens)
+    if args.chunk_overlap is not None:
+        options.chunk_overlap = args.chunk_overlap
     result = run(options)
     from common.metrics import format_table
 
@@ -231,6 +235,10 @@ def add_pipeline_commands(sub) -> None:
                    help="serve the fine-tuned model merged with its base (see `siamese merge`)")
     p.add_argument("--guard", action="append", default=[], metavar="BEIR_DIR",
                    help="a guard set of your own (repeatable): a BEIR folder with qrels/test.tsv")
+    p.add_argument("--chunk-tokens", metavar="N|auto",
+                   help="embed documents as chunks of N tokens (package, index and evaluation), or 'auto': at the "
+                        "model's window when many documents exceed it; default: truncate")
+    p.add_argument("--chunk-overlap", type=int, help="tokens neighbouring chunks share (default 32)")
     p.add_argument("--vespa", help="evaluate on Vespa: 'docker', a config server URL (:19071) or a query URL")
     p.add_argument("--skip-bad", action="store_true")
     p.set_defaults(func=cmd_run)

@@ -23,6 +23,10 @@ from common.data import Beir, limit_queries, load_beir, load_corpus, read_qrels,
 from .backend import evaluate_backend
 
 
+CHUNK_OVERLAP = 32  # tokens neighbouring chunks share (benchmarks/chunking.py)
+LONG_SHARE = 0.2  # "auto" chunks when more than this share of documents would be truncated
+
+
 @dataclass
 class RunOptions:
     out: str = "runs/latest"
@@ -43,9 +47,32 @@ class RunOptions:
     skip_bad: bool = False
     guards: list = field(default_factory=lambda: list(GUARDS))  # bundled guard names or BEIR folders
     merge: float | str | None = None  # merge the fine-tuned model with its base: α, "auto", or None (no merge)
+    chunk_tokens: int | str | None = None  # chunked documents: tokens per chunk, "auto" (the window, when the
+    chunk_overlap: int | None = None       # corpus is long: ``chunking_choice``), or None: truncated
 
 
 TUNED = "fine-tuned (exact)"
+
+
+def chunking_choice(o: RunOptions, corpus, export_dir: Path):
+    """(chunker or None, what was chosen and why). "auto" chunks at the model's window when more than
+    ``LONG_SHARE`` of the documents exceed it: short texts keep one vector each."""
+    from common.chunking import Chunker
+    from exporter.manifest import Manifest
+
+    if o.chunk_tokens is None:
+        return None, "off: documents truncated to the model's window"
+    manifest = Manifest.load(export_dir)
+    tokens = manifest.max_tokens if o.chunk_tokens == "auto" else int(o.chunk_tokens)
+    overlap = min(CHUNK_OVERLAP, tokens // 4) if o.chunk_overlap is None else o.chunk_overlap
+    chunker = Chunker.for_model(export_dir, tokens, overlap, prefix=manifest.prefixes["document"])
+    if o.chunk_tokens != "auto":
+        return chunker, f"on: chunks of {tokens} tokens sharing {overlap} (asked for)"
+    long = sum(not chunker.fits(d.title + " " + d.text) for d in corpus) / max(len(corpus), 1)
+    if long <= LONG_SHARE:
+        return None, f"auto → off: {long:.0%} of documents exceed {tokens} tokens (≤ {LONG_SHARE:.0%})"
+    return chunker, (f"auto → on: {long:.0%} of documents exceed the {tokens}-token window (> {LONG_SHARE:.0%}); "
+                     f"chunks of {tokens} tokens sharing {overlap}")
 
 
 def _say(message: str) -> None:
@@ -119,7 +146,7 @@ def _export(o: RunOptions, model_dir: Path, export_dir: Path):
     return Manifest.load(export_dir)
 
 
-def _package(export_dir: Path, app_dir: Path, corpus, extra: dict) -> None:
+def _package(export_dir: Path, app_dir: Path, corpus, extra: dict, chunker=None) -> None:
     from exporter.parity import parity_texts
 
     from .check import check_package, java_missing
@@ -138,7 +165,8 @@ def _package(export_dir: Path, app_dir: Path, corpus, extra: dict) -> None:
         check(app_dir)
     else:
         _say(f"Vespa application package, checked with {checker}")
-        write_package(export_dir, app_dir, AppOptions(), check=check)
+        write_package(export_dir, app_dir, AppOptions(chunk_tokens=chunker.max_tokens if chunker else None,
+                                                      chunk_overlap=chunker.overlap if chunker else 0), check=check)
     report = reports[0]
     extra["vespa_check"] = f"skipped: {missing}" if missing else report.vespa
     if report.container:
@@ -148,16 +176,21 @@ def _package(export_dir: Path, app_dir: Path, corpus, extra: dict) -> None:
     print(report.summary(), file=sys.stderr)
 
 
-def _index(export_dir: Path, index_dir: Path, corpus):
-    from .embedded import EmbeddedIndex
+def _index(export_dir: Path, index_dir: Path, corpus, chunker=None):
+    from .embedded import BadIndexError, EmbeddedIndex
 
+    wanted = {"tokens": chunker.max_tokens, "overlap": chunker.overlap} if chunker else None
     if index_dir.exists():
         _say(f"index: {index_dir} exists, reopening it")
         index = EmbeddedIndex.open(index_dir)
         index.check_corpus(corpus)
+        if index.meta.get("chunking") != wanted:
+            raise BadIndexError(f"{index_dir} was built with chunking {index.meta.get('chunking')}, this run asks "
+                                f"for {wanted}: delete it, or run with the same chunk options")
         return index
-    _say(f"embedded index: embedding {len(corpus)} documents with the exported model")
-    return EmbeddedIndex.build(index_dir, export_dir, corpus)
+    _say(f"embedded index: embedding {len(corpus)} documents with the exported model"
+         + (f", as chunks of {chunker.max_tokens} tokens" if chunker else ""))
+    return EmbeddedIndex.build(index_dir, export_dir, corpus, chunker=chunker)
 
 
 def _feed_vespa(o: RunOptions, app_dir: Path, corpus, out: Path, extra: dict):
@@ -180,13 +213,14 @@ def _feed_vespa(o: RunOptions, app_dir: Path, corpus, out: Path, extra: dict):
 
 
 def _model_rows(o: RunOptions, base: str, model_dir: Path, export_dir: Path, beir: Beir, guards: dict,
-                index, seen) -> list[dict]:
+                index, seen, chunker=None) -> list[dict]:
     """Exact search on the evaluation set and on every guard: BM25, the base model (PyTorch, at the fine-tuned
     model's window; its vectors cached between runs), the fine-tuned model as served (the exported ONNX
     graph, parity-checked against PyTorch; on the embedded backend, the index's own document vectors), and
-    each fused with BM25."""
+    each fused with BM25. Chunked runs score every model's documents by their best chunk."""
+    from common.chunking import Chunker
     from common.data import read_sts_csv
-    from common.vectors import dense_run, rrf_run
+    from common.vectors import chunked_dense_run, dense_run, rrf_run
     from exporter.runtime import OnnxEmbedder
     from training.encoder import Encoder
     from training.evaluate import bm25_run, embed_fn, model_cache_key, model_label, sts_score, system_row
@@ -196,12 +230,23 @@ def _model_rows(o: RunOptions, base: str, model_dir: Path, export_dir: Path, bei
     lexical = {name: bm25_run(d.corpus, d.queries) for name, d in datasets.items()}
     base_encoder = Encoder.load(base, max_length=EncoderConfig.load(model_dir).max_length)
     base_key = model_cache_key(base, base_encoder.config)
-    base_runs = {name: dense_run(embed_fn(base_encoder, True), d, cache=base_key) for name, d in datasets.items()}
     served = index.embedder if index else OnnxEmbedder(export_dir)
     served_key = f"onnx {served.manifest!r}"  # the manifest names the graph (file hashes) and how it embeds
-    tuned_runs = {name: dense_run(served.embed, d, cache=served_key) for name, d in guards.items()}
-    tuned_runs["main"] = (dense_run(served.embed, beir, doc_vectors=index.embeddings, doc_ids=[d.id for d in index.docs])
-                          if index else dense_run(served.embed, beir, cache=served_key))
+    if chunker:
+        base_chunker = Chunker.for_model(base, chunker.max_tokens, chunker.overlap,
+                                         prefix=base_encoder.config.passage_prefix)
+        base_runs = {name: chunked_dense_run(embed_fn(base_encoder, True), d, base_chunker, cache=base_key)
+                     for name, d in datasets.items()}
+        tuned_runs = {name: chunked_dense_run(served.embed, d, chunker, cache=served_key)
+                      for name, d in guards.items()}
+        tuned_runs["main"] = chunked_dense_run(served.embed, beir, chunker, cache=served_key,
+                                               vectors=index.embeddings if index else None)
+    else:
+        base_runs = {name: dense_run(embed_fn(base_encoder, True), d, cache=base_key) for name, d in datasets.items()}
+        tuned_runs = {name: dense_run(served.embed, d, cache=served_key) for name, d in guards.items()}
+        tuned_runs["main"] = (dense_run(served.embed, beir, doc_vectors=index.embeddings,
+                                        doc_ids=[d.id for d in index.docs])
+                              if index else dense_run(served.embed, beir, cache=served_key))
     base_name = f"base ({model_label(base)})"
     rows = [system_row("BM25", lexical, beir, guards, seen),
             system_row(base_name, base_runs, beir, guards, seen),
@@ -236,13 +281,15 @@ def run(o: RunOptions) -> dict:
     export_dir, app_dir = out / "export", out / "app"
     manifest = stages.timed("export + parity", _export, o, model_dir, export_dir)
     stages.extra["parity"] = manifest.parity
-    stages.timed("package + Vespa check", _package, export_dir, app_dir, corpus, stages.extra)
+    chunker, stages.extra["chunking"] = chunking_choice(o, corpus, export_dir)
+    _say(f"chunking {stages.extra['chunking']}")
+    stages.timed("package + Vespa check", _package, export_dir, app_dir, corpus, stages.extra, chunker)
 
     index = backend = None
     if o.vespa:
         backend = stages.timed("deploy + feed", _feed_vespa, o, app_dir, corpus, out, stages.extra)
     else:
-        index = backend = stages.timed("index", _index, export_dir, out / "index", corpus)
+        index = backend = stages.timed("index", _index, export_dir, out / "index", corpus, chunker)
 
     rows = []
     if beir:
@@ -256,7 +303,7 @@ def run(o: RunOptions) -> dict:
         label = "vespa" if o.vespa else "served"
         served = stages.timed("evaluate served", evaluate_backend, backend, beir, label=label, seen=seen)
         models = stages.timed("evaluate models and guards", _model_rows, o, base, model_dir, export_dir, beir,
-                              guards, index, seen)
+                              guards, index, seen, chunker)
         rows = [*served, *models]
         stages.extra["evaluation"] = {"queries": len(beir.queries), "seen": len(seen),
                                       "unseen": len(beir.queries) - len(seen),
