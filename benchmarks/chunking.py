@@ -1,6 +1,7 @@
 """Truncated vs chunked documents: what embedding a long passage as chunks buys, at the same window.
 
-    python benchmarks/chunking.py [--models base path/to/model ...] [--windows 128 256] [--out runs/chunking]
+    python benchmarks/chunking.py [--models base path/to/model ...] [--windows 128 256] [--overlaps 0 32]
+                                  [--out runs/chunking]
 
 For each model and window: documents truncated to the window (what the package serves today), then chunked
 (title in each chunk, neighbours sharing 0 or 32 tokens) and scored by the best chunk or by the mean of the
@@ -24,7 +25,10 @@ from common.metrics import format_table, read_positives  # noqa: E402
 from training.evaluate import Chunking, evaluate, guard_sets  # noqa: E402
 from training.model_dir import default_base_model  # noqa: E402
 
-SETTINGS = [None, Chunking(0, "best"), Chunking(32, "best"), Chunking(32, "top2")]
+def settings(overlaps: list[int]) -> list[Chunking | None]:
+    """Truncated, then for each overlap the best chunk, and the mean of the best two at the largest overlap
+    (the same vectors: no extra embedding)."""
+    return [None, *[Chunking(o, "best") for o in overlaps], Chunking(max(overlaps), "top2")]
 
 
 def chunk_counts(model: str, window: int, overlap: int, corpus) -> dict:
@@ -40,6 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=["base"])
     parser.add_argument("--windows", nargs="*", type=int, default=[128, 256])
+    parser.add_argument("--overlaps", nargs="*", type=int, default=[0, 32])
     parser.add_argument("--out", default="runs/chunking")
     args = parser.parse_args()
     out = Path(args.out)
@@ -56,7 +61,7 @@ def main() -> None:
     rows = []
     for model in models:
         for window in args.windows:
-            for setting in SETTINGS:
+            for setting in settings(args.overlaps):
                 name = f"{Path(model).name}-{window}-" + (f"{setting.overlap}-{setting.pooling}" if setting else "trunc")
                 cached = out / f"{name}.json"
                 if not cached.exists():
@@ -67,7 +72,7 @@ def main() -> None:
                 rows.append(json.loads(cached.read_text()))
                 print(format_table(rows[-1:]), file=sys.stderr)
     print(format_table(rows))
-    counts = [chunk_counts(models[0], w, o, beir.corpus) for w in args.windows for o in (0, 32)]
+    counts = [chunk_counts(models[0], w, o, beir.corpus) for w in args.windows for o in args.overlaps]
     for c in counts:
         print(f"SciFact at {c['window']} tokens, overlap {c['overlap']}: {c['chunks_per_doc']} chunks per document "
               f"(max {c['max']}); {c['truncated_docs']} of {len(beir.corpus)} documents need more than one")
