@@ -35,7 +35,7 @@ def chunk_counts(model: str, window: int, overlap: int, corpus) -> dict:
     from common.chunking import Chunker
 
     chunker = Chunker.for_model(model, window, overlap)
-    counts = [len(chunker.passage_chunks(d.title, d.text)) for d in corpus.values()]
+    counts = [len(chunker.passage_chunks(d.title, d.text) or [""]) for d in corpus.values()]
     return {"window": window, "overlap": overlap, "chunks_per_doc": round(sum(counts) / len(counts), 2),
             "max": max(counts), "truncated_docs": sum(c > 1 for c in counts)}
 

@@ -122,3 +122,16 @@ def needs_java():
 
     return pytest.mark.skipif(bool(java_missing()), reason=f"Vespa's own code needs a JDK and Maven: "
                                                            f"{java_missing()}")
+
+
+def hundred_pages(corpus):
+    """A Doc of 50,000 words of real SciFact abstracts, one after the other: a document no window holds."""
+    from common.data import Doc
+
+    words, parts = 0, []
+    for doc in corpus.values():
+        parts.append(doc.text)
+        words += len(doc.text.split())
+        if words >= 50_000:
+            break
+    return Doc("hundred-pages", "A very long report", " ".join(parts))

@@ -6,21 +6,10 @@ import numpy as np
 import pytest
 
 from common.chunking import Chunker
-from common.data import Doc, read_beir
+from common.data import read_beir
 from common.vectors import normalize
-from conftest import SCIFACT
+from conftest import SCIFACT, hundred_pages
 from vespa_app.embedded import BadIndexError, EmbeddedIndex
-
-
-def hundred_pages(corpus) -> Doc:
-    """50,000 words of real SciFact abstracts, one after the other: a document no window holds."""
-    words, parts = 0, []
-    for doc in corpus.values():
-        parts.append(doc.text)
-        words += len(doc.text.split())
-        if words >= 50_000:
-            break
-    return Doc("hundred-pages", "A very long report", " ".join(parts))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import needs_java
 from vespa_app import profiles, vespa_client
-from vespa_app.check import PackageError, check_package, vespa_model_check
+from vespa_app.check import PackageError, check_package, vespa_container, vespa_model_check
 from vespa_app.container_check import HOSTILE_QUERIES, PLAIN_QUERIES, check_tree, sample_documents
 from vespa_app.package import AppOptions, write_package
 from common.data import Doc
@@ -208,3 +208,26 @@ def test_the_feed_sends_the_packages_chunks(chunked, package):
     fields = vespa_client.feed_fields(doc, chunker)
     assert len(fields["chunks"]) > 3 and all(c.startswith("A title ") for c in fields["chunks"])
     assert fields["text"] == doc.text  # the whole text stays, for display
+
+
+@pytest.mark.java
+@needs_java()
+def test_a_hundred_pages_go_to_vespa_whole(chunked):
+    """A 50,000-word document: the feed request carries every chunk, Vespa's indexing embeds each one as we do."""
+    import numpy as np
+
+    from common.data import read_beir
+    from common.vectors import cosine
+    from conftest import SCIFACT, hundred_pages
+    from exporter.runtime import OnnxEmbedder
+
+    doc = hundred_pages(read_beir(SCIFACT, "test").corpus)
+    fields = vespa_client.feed_fields(doc, vespa_client.package_chunker(chunked))
+    assert len(fields["chunks"]) > 1500 and fields["chunks"][-1].endswith(doc.text[-30:])
+    out = vespa_container(chunked, {"schema": "doc", "tensor_field": "embedding", "documents": [fields], "queries": []})
+    vespa = out["documents"][0]["embedding"]
+    assert list(vespa) == [str(i) for i in range(len(fields["chunks"]))]
+    ours = OnnxEmbedder(chunked / "models")
+    worst = min(float(cosine(np.asarray(vespa[str(i)], dtype=np.float32), ours.embed_one(c, "passage")))
+                for i, c in enumerate(fields["chunks"]))
+    assert worst >= 0.9999
