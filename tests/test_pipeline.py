@@ -116,7 +116,8 @@ def test_run_chunked(tiny_model, small_beir, tmp_path, capsys):
     rows = {r["name"]: r for r in results["rows"]}
     # the served model and the same model by exact chunked search agree: same vectors, same best-chunk scoring
     assert rows["served semantic"]["ndcg@10"] == pytest.approx(rows["fine-tuned (exact)"]["ndcg@10"], abs=0.02)
-    assert main(["search", str(out / "index"), "coronavirus", "--profile", "semantic", "--hits", "2"]) == 0
     capsys.readouterr()
+    assert main(["search", str(out / "index"), "coronavirus", "--profile", "semantic", "--hits", "2"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 4  # each hit, then its best chunk
     assert main(args[:-6] + ["--no-guards", "--no-sts"]) == 2  # the index is chunked: a truncated run refuses it
     assert "chunking" in capsys.readouterr().err

@@ -342,3 +342,5 @@ def print_hits(hits: list[Hit], out=None) -> None:
     out = out or sys.stdout
     for rank, h in enumerate(hits, 1):
         print(f"{rank:3d}. {h.score:9.4f}  {h.id:>12}  {h.title[:90]}", file=out)
+        if h.passage:  # chunked: the best chunk, the part that matched
+            print(f"{'':29}{h.passage[:160]}", file=out)
