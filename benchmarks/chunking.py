@@ -51,28 +51,29 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     beir = load_beir(SCIFACT, "test")
     guards = guard_sets(GUARDS)
-    models = [str(default_base_model()) if m == "base" else m for m in args.models]
-    positives = next(filter(None, (read_positives(m) for m in models)), None)
+    models = {m: str(default_base_model()) if m == "base" else m for m in args.models}  # label → directory
+    positives = next(filter(None, (read_positives(m) for m in models.values())), None)
     if positives is None:  # the base model has none: split by the default training data's positives
         from common.metrics import positives_of
         from training.pairs import load_pairs
 
         positives = positives_of(load_pairs(SCIFACT)[0])
     rows = []
-    for model in models:
+    for label, model in models.items():
         for window in args.windows:
             for setting in settings(args.overlaps):
-                name = f"{Path(model).name}-{window}-" + (f"{setting.overlap}-{setting.pooling}" if setting else "trunc")
+                name = f"{Path(label).name}-{window}-" + (f"{setting.overlap}-{setting.pooling}" if setting else "trunc")
                 cached = out / f"{name}.json"
                 if not cached.exists():
                     row = evaluate([model], beir, bm25=False, max_length=window, guards=guards, positives=positives,
                                    chunking=setting)[0]
-                    row["name"] = f"{Path(model).name} @{window} " + (setting.label(window) if setting else "truncated")
+                    row["name"] = f"{Path(label).name} @{window} " + (setting.label(window) if setting else "truncated")
                     cached.write_text(json.dumps(row))
                 rows.append(json.loads(cached.read_text()))
                 print(format_table(rows[-1:]), file=sys.stderr)
     print(format_table(rows))
-    counts = [chunk_counts(models[0], w, o, beir.corpus) for w in args.windows for o in args.overlaps]
+    first = next(iter(models.values()))
+    counts = [chunk_counts(first, w, o, beir.corpus) for w in args.windows for o in args.overlaps]
     for c in counts:
         print(f"SciFact at {c['window']} tokens, overlap {c['overlap']}: {c['chunks_per_doc']} chunks per document "
               f"(max {c['max']}); {c['truncated_docs']} of {len(beir.corpus)} documents need more than one")
