@@ -2,6 +2,7 @@
 
     python benchmarks/chunking.py [--models base path/to/model ...] [--windows 128 256] [--overlaps 0 32]
                                   [--out runs/chunking]
+    python benchmarks/chunking.py --feed-cost EXPORT_DIR [--windows 128]   # ms of embedding per document
 
 For each model and window: documents truncated to the window (what the package serves today), then chunked
 (title in each chunk, neighbours sharing 0 or 32 tokens) and scored by the best chunk or by the mean of the
@@ -40,13 +41,42 @@ def chunk_counts(model: str, window: int, overlap: int, corpus) -> dict:
             "max": max(counts), "truncated_docs": sum(c > 1 for c in counts)}
 
 
+def feed_cost(export_dir: str, corpus, tokens: int, overlap: int, n: int = 200) -> dict:
+    """Feed-side embedding per document, as Vespa's embedder runs it (ONNX Runtime, one text per call):
+    the truncated passage, then its chunks; on the first ``n`` documents."""
+    import time
+
+    from common.chunking import Chunker
+    from exporter.runtime import OnnxEmbedder
+
+    embedder = OnnxEmbedder(export_dir)
+    chunker = Chunker.for_model(export_dir, tokens, overlap, prefix=embedder.manifest.prefixes["document"])
+    docs = list(corpus.values())[:n]
+    out = {"documents": len(docs), "tokens": tokens, "overlap": overlap}
+    for name, texts in (("truncated", [[d.passage] for d in docs]),
+                        ("chunked", [chunker.passage_chunks(d.title, d.text) or [""] for d in docs])):
+        started = time.perf_counter()
+        for doc_texts in texts:
+            for text in doc_texts:
+                embedder.embed_one(text, "passage")
+        out[f"{name}_ms_per_doc"] = round(1000 * (time.perf_counter() - started) / len(docs), 1)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=["base"])
     parser.add_argument("--windows", nargs="*", type=int, default=[128, 256])
     parser.add_argument("--overlaps", nargs="*", type=int, default=[0, 32])
     parser.add_argument("--out", default="runs/chunking")
+    parser.add_argument("--feed-cost", metavar="EXPORT_DIR",
+                        help="only time feed-side embedding per document with this export (one text per call)")
     args = parser.parse_args()
+    if args.feed_cost:
+        corpus = load_beir(SCIFACT, "test").corpus
+        for window in args.windows:
+            print(json.dumps(feed_cost(args.feed_cost, corpus, window, max(args.overlaps))))
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     beir = load_beir(SCIFACT, "test")
