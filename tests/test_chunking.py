@@ -117,3 +117,18 @@ def test_eval_with_chunks(tiny_model, small_beir, capsys):
     assert "--chunk-tokens 128 is above" in capsys.readouterr().err
     assert main(common + ["--chunk-tokens", "32", "--backend", "embedded", "--index", "x"]) == 2
     assert "exact search" in capsys.readouterr().err
+
+
+def test_run_chooses_chunking_from_the_corpus(tiny_export):
+    from common.data import Doc
+    from vespa_app.pipeline import RunOptions, chunking_choice
+
+    short = [Doc(str(i), "t", "a short text") for i in range(10)]
+    long = short[:7] + [Doc(f"l{i}", "t", "protein folding in cells. " * 40) for i in range(3)]
+    assert chunking_choice(RunOptions(), long, tiny_export) == (None, "off: documents truncated to the model's window")
+    chunker, why = chunking_choice(RunOptions(chunk_tokens="auto"), short, tiny_export)
+    assert chunker is None and why.startswith("auto → off: 0% of documents exceed 48 tokens")
+    chunker, why = chunking_choice(RunOptions(chunk_tokens="auto"), long, tiny_export)
+    assert chunker.max_tokens == 48 and chunker.overlap == 12 and why.startswith("auto → on: 30% of documents")
+    chunker, why = chunking_choice(RunOptions(chunk_tokens=32, chunk_overlap=4), short, tiny_export)
+    assert (chunker.max_tokens, chunker.overlap) == (32, 4) and why == "on: chunks of 32 tokens sharing 4 (asked for)"
