@@ -6,7 +6,8 @@ What Vespa's code is given, and what we compare (see ``verify/.../Container.java
 - **Feed.** Real corpus documents (with a title, title-only, text-only, non-ASCII, the longest), with the
   fields exactly as our feeder sends them, go through the package's indexing statements, executed by Vespa's
   indexing language with the package's embedder. The ``embedding`` tensor Vespa produces must equal what our
-  evaluation and embedded backend compute from ``Doc.passage`` (cosine ≥ ``MIN_COSINE``).
+  evaluation and embedded backend compute from ``Doc.passage`` (cosine ≥ ``MIN_COSINE``); in a chunked
+  package, from each chunk the feed sends, labelled by its position.
 - **Queries.** Every request our client builds (``vespa_client.query_body``), for every profile in the package,
   for plain and hostile query texts, goes through Vespa's ``Query`` (query profile, schema info and the
   ``embed(...)`` of the query) and its YQL parser. We check the query tree node by node against the profile,
@@ -225,7 +226,6 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
                + [{"params": params, "hits": []} for _, params in rejections]}
     out = run_java(payload)
 
-    # Documents: Vespa's indexing statements and embedder vs our passage text through our model.
     # Documents: Vespa's indexing statements and embedder vs what we embed for the same document: its passage,
     # or, chunked, each of its chunks (labelled by position in the array the feed sends).
     for (kind, doc), fields, got in zip(samples, payload["documents"], out["documents"]):
