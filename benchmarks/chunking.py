@@ -36,7 +36,7 @@ def chunk_counts(model: str, window: int, overlap: int, corpus) -> dict:
     from common.chunking import Chunker
 
     chunker = Chunker.for_model(model, window, overlap)
-    counts = [len(chunker.passage_chunks(d.title, d.text) or [""]) for d in corpus.values()]
+    counts = [len(chunker.passage_chunks(d.title, d.text)) for d in corpus.values()]
     return {"window": window, "overlap": overlap, "chunks_per_doc": round(sum(counts) / len(counts), 2),
             "max": max(counts), "truncated_docs": sum(c > 1 for c in counts)}
 
@@ -54,7 +54,7 @@ def feed_cost(export_dir: str, corpus, tokens: int, overlap: int, n: int = 200) 
     docs = list(corpus.values())[:n]
     out = {"documents": len(docs), "tokens": tokens, "overlap": overlap}
     for name, texts in (("truncated", [[d.passage] for d in docs]),
-                        ("chunked", [chunker.passage_chunks(d.title, d.text) or [""] for d in docs])):
+                        ("chunked", [chunker.passage_chunks(d.title, d.text) for d in docs])):
         started = time.perf_counter()
         for doc_texts in texts:
             for text in doc_texts:

@@ -8,7 +8,7 @@ sentences from the end of the previous chunk, or tokens where a long sentence is
 
     chunker = Chunker.from_file("export/tokenizer.json", max_tokens=128, overlap=32)
     chunker.chunks("First sentence. Second sentence. ...")   # ['First sentence. Second ...', ...]
-    chunker.passage_chunks(doc)                               # the title leads each chunk
+    chunker.passage_chunks(doc.title, doc.text)               # the title leads each chunk
 """
 from __future__ import annotations
 
@@ -91,11 +91,12 @@ class Chunker:
 
     def passage_chunks(self, title: str, text: str) -> list[str]:
         """The chunks of a passage, each led by its title (the title alone if it has no text). A title that
-        would take more than half a chunk is chunked with the text instead."""
+        would take more than half a chunk is chunked with the text instead. Every passage has at least one
+        chunk, an empty one for an empty passage, so every document has a vector."""
         title, text = title.strip(), text.strip()
         title_tokens = self.count(title) + 1 if title else 0
         if not title or title_tokens > self.budget // 2:
-            return self.chunks(f"{title} {text}".strip())
+            return self.chunks(f"{title} {text}".strip()) or [""]
         if not text:
             return [title]
         return [f"{title} {chunk}" for chunk in self.chunks(text, reserve=title_tokens)]

@@ -75,14 +75,14 @@ def chunk_scores(sims: np.ndarray, owners: np.ndarray, pooling: str = "best") ->
 
 def chunked_dense_run(embed: EmbedFn, beir: Beir, chunker, pooling: str = "best", k: int = 100,
                       cache: str | None = None, vectors: np.ndarray | None = None) -> Run:
-    """As ``dense_run``, with each document embedded as its chunks (``common.chunking.Chunker``; a document
-    with no text is one empty chunk) and scored by its best chunk (or the mean of its best two). ``vectors``:
-    the chunks' vectors when they are at hand (an index built with the same chunker), in corpus order."""
+    """As ``dense_run``, with each document embedded as its chunks (``common.chunking.Chunker``) and scored by
+    its best chunk (or the mean of its best two). ``vectors``: the chunks' vectors when they are at hand (an
+    index built with the same chunker), in corpus order."""
     doc_ids = list(beir.corpus)
     owners, texts = [], []
     for position, doc_id in enumerate(doc_ids):
         doc = beir.corpus[doc_id]
-        for chunk in chunker.passage_chunks(doc.title, doc.text) or [""]:
+        for chunk in chunker.passage_chunks(doc.title, doc.text):
             owners.append(position)
             texts.append(chunk)
     if vectors is not None and len(vectors) != len(texts):

@@ -28,6 +28,7 @@ def test_empty_and_short_texts(chunker):
     assert chunker.chunks("One short sentence.") == ["One short sentence."]
     assert chunker.passage_chunks("A title", "") == ["A title"]
     assert chunker.passage_chunks("", "Only text.") == ["Only text."]
+    assert chunker.passage_chunks("", "") == [""]  # every document has a chunk, so a vector
 
 
 def test_real_abstracts_fit_cover_and_overlap(chunker):

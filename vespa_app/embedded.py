@@ -117,8 +117,8 @@ class EmbeddedIndex:
             raise ConfigError("document ids must be unique")
         embedder = OnnxEmbedder(export_dir)
         chunks = None
-        if chunker:  # every document has at least one chunk: its title, or an empty text
-            chunks = [(p, c) for p, d in enumerate(docs) for c in (chunker.passage_chunks(d.title, d.text) or [""])]
+        if chunker:
+            chunks = [(p, c) for p, d in enumerate(docs) for c in chunker.passage_chunks(d.title, d.text)]
         started = time.time()
         if embeddings is None:
             texts = [c for _, c in chunks] if chunks else [d.passage for d in docs]
