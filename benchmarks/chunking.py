@@ -1,6 +1,6 @@
 """Truncated vs chunked documents: what embedding a long passage as chunks buys, at the same window.
 
-    python benchmarks/chunking.py [--models base path/to/model ...] [--windows 128 256] [--overlaps 0 32]
+    python benchmarks/chunking.py [--models base [LABEL=]path/to/model ...] [--windows 128 256] [--overlaps 0 32]
                                   [--out runs/chunking]
     python benchmarks/chunking.py --feed-cost EXPORT_DIR [--windows 128]   # ms of embedding per document
 
@@ -25,6 +25,19 @@ from common.data import load_beir  # noqa: E402
 from common.metrics import format_table, read_positives  # noqa: E402
 from training.evaluate import Chunking, evaluate, guard_sets  # noqa: E402
 from training.model_dir import default_base_model  # noqa: E402
+
+def model_label(arg: str) -> tuple[str, str]:
+    """``base``, ``LABEL=DIR`` or ``DIR`` (labelled by its name, or its parent's where the name is ``model``,
+    as in a run's ``train/model``): the label names the rows and their cache files, so two models must not
+    share one."""
+    if arg == "base":
+        return "base", str(default_base_model())
+    if "=" in arg:
+        label, path = arg.split("=", 1)
+        return label, path
+    path = Path(arg)
+    return (path.parent.parent.name if path.name == "model" else path.name), arg
+
 
 def settings(overlaps: list[int]) -> list[Chunking | None]:
     """Truncated, then for each overlap the best chunk, and the mean of the best two at the largest overlap
@@ -81,7 +94,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     beir = load_beir(SCIFACT, "test")
     guards = guard_sets(GUARDS)
-    models = {m: str(default_base_model()) if m == "base" else m for m in args.models}  # label → directory
+    models = dict(model_label(m) for m in args.models)  # label → directory
     positives = next(filter(None, (read_positives(m) for m in models.values())), None)
     if positives is None:  # the base model has none: split by the default training data's positives
         from common.metrics import positives_of
@@ -92,12 +105,12 @@ def main() -> None:
     for label, model in models.items():
         for window in args.windows:
             for setting in settings(args.overlaps):
-                name = f"{Path(label).name}-{window}-" + (f"{setting.overlap}-{setting.pooling}" if setting else "trunc")
+                name = f"{label}-{window}-" + (f"{setting.overlap}-{setting.pooling}" if setting else "trunc")
                 cached = out / f"{name}.json"
                 if not cached.exists():
                     row = evaluate([model], beir, bm25=False, max_length=window, guards=guards, positives=positives,
                                    chunking=setting)[0]
-                    row["name"] = f"{Path(label).name} @{window} " + (setting.label(window) if setting else "truncated")
+                    row["name"] = f"{label} @{window} " + (setting.label(window) if setting else "truncated")
                     cached.write_text(json.dumps(row))
                 rows.append(json.loads(cached.read_text()))
                 print(format_table(rows[-1:]), file=sys.stderr)

@@ -97,6 +97,7 @@ def test_feed_and_query_path_agree(package):
     assert {r["what"] for r in c.rejected} >= {"a profile the package lacks", "YQL that does not parse"}
     assert "nearestNeighbour" in next(r["message"] for r in c.rejected if r["what"] == "YQL that does not parse")
     assert any("Vespa query stack" in line for line in report.summary().splitlines())
+    assert c.responses == len(names) * len(PLAIN_QUERIES) - 2  # every plain query with hits; bm25 has none here
 
 
 @pytest.mark.java
@@ -190,6 +191,31 @@ def test_chunked_package_embeds_each_chunk_as_we_do(chunked):
     assert min(d["cosine"] for d in c.documents) >= 0.9999
     assert "labels in feed order" in report.summary()
     assert set(c.fusion) == {"hybrid", "hybrid-linear"} and all(f["max_diff"] <= 1e-6 for f in c.fusion.values())
+    assert c.responses > 0 and "and its best chunk" in report.summary()
+
+
+@pytest.mark.java
+@needs_java()
+def test_client_that_misreads_the_best_chunk_is_caught(chunked, monkeypatch):
+    monkeypatch.setattr(vespa_client, "_best_chunk", lambda fields: (fields.get("chunks") or [""])[0])
+    with pytest.raises(PackageError, match=r"reads Vespa's rendered response wrongly: best chunk of"):
+        check_package(chunked)
+
+
+def test_hits_from_response_reads_each_tensor_form():
+    chunks = ["t first", "t second", "t third"]
+    forms = [{"type": "tensor(chunk{})", "cells": {"2": 1.0}},  # short (Vespa 8's default)
+             {"type": "tensor(chunk{})", "cells": [{"address": {"chunk": "2"}, "value": 1.0}]},  # long
+             {"2": 1.0}]  # short-value
+    for closest in forms:
+        body = {"root": {"children": [{"id": "id:doc:doc::d1", "relevance": 0.5, "fields": {
+            "id": "d1", "title": "t", "chunks": chunks, "matchfeatures": {"closest(embedding)": closest}}}]}}
+        assert vespa_client.hits_from_response(body)[0].passage == "t third"
+    unchunked = {"root": {"children": [{"id": "id:doc:doc::d1", "relevance": 0.5, "fields": {"id": "d1"}}]}}
+    assert vespa_client.hits_from_response(unchunked)[0].passage == ""
+    out_of_range = {"root": {"children": [{"id": "x", "relevance": 0.5, "fields": {
+        "chunks": chunks, "matchfeatures": {"closest(embedding)": {"cells": {"7": 1.0}}}}}]}}
+    assert vespa_client.hits_from_response(out_of_range)[0].passage == ""
 
 
 @pytest.mark.java

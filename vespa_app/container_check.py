@@ -15,11 +15,15 @@ What Vespa's code is given, and what we compare (see ``verify/.../Container.java
 - **Fusion.** For the hybrid profiles the hits carry our first-phase features (closeness and BM25 from the
   embedded backend, on a small index of the sampled documents); Vespa's GlobalPhaseRanker re-ranks them with the
   profile's global-phase expression, and its scores must equal the embedded backend's fusion.
+- **Responses.** The hits go back through Vespa's JSON renderer, as the query API returns them, and our
+  client (``vespa_client.hits_from_response``) must read back the same ids and scores; in a chunked package,
+  each hit's best chunk from the ``closest(embedding)`` match feature and the ``chunks`` summary.
 - **Rejections.** Requests Vespa must refuse (a profile the package lacks, an unknown embedder, YQL that does
   not parse) must be refused by Vespa's code, with its message.
 """
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 import time
@@ -57,6 +61,7 @@ class ContainerReport:
     queries: list[dict] = field(default_factory=list)  # {profile, text, tree, cosine}
     fusion: dict = field(default_factory=dict)  # profile → {queries, hits, max_diff}
     rejected: list[dict] = field(default_factory=list)  # {what, message}
+    responses: int = 0  # rendered by Vespa's JSON renderer and read back by our client unchanged
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -77,6 +82,10 @@ class ContainerReport:
         for name, f in self.fusion.items():
             out.append(f"Vespa global phase ({name}) on the embedded backend's first-phase features: {f['queries']} "
                        f"queries, {f['hits']} hits, max |Δ score| {f['max_diff']:.2e}")
+        if self.responses:
+            out.append(f"Vespa's JSON renderer on {self.responses} results; our client reads back every hit's id and "
+                       "score" + (", and its best chunk (closest(embedding) into the chunks summary)"
+                                  if any(d["chunks"] for d in self.documents) else ""))
         if self.rejected:
             out.append(f"Vespa rejects what it must ({len(self.rejected)}): "
                        + "; ".join(r["what"] for r in self.rejected))
@@ -170,6 +179,30 @@ def _shape(tree: dict) -> str:
 
 # ---------------------------------------------------------------- the check
 
+def _hit(index, position: int, closeness: float, features: dict | None = None) -> dict:
+    """A hit as the content nodes would return it: first-phase features and the summary fields we read."""
+    doc = index.docs[position]
+    fields = {"id": doc.id, "title": doc.title}
+    if index.chunked:
+        fields["chunks"] = [c for _, c in index.chunks[index.bounds[position]:index.bounds[position + 1]]]
+    return {"id": doc.id, "relevance": closeness, "position": position, "fields": fields,
+            "features": {"closeness(field,embedding)": closeness, **(features or {})}}
+
+
+def _read_back(got: dict, passages: dict) -> str:
+    """What our client makes of Vespa's own JSON rendering of the hits: the same ids and scores, in order, and,
+    chunked, each hit's best chunk."""
+    from .vespa_client import hits_from_response
+
+    if not got.get("hits"):
+        return ""
+    ours = hits_from_response(json.loads(got["rendered"]))
+    if [(h.id, h.score) for h in ours] != [(h["id"], h["relevance"]) for h in got["hits"]]:
+        return f"hits {[(h.id, h.score) for h in ours][:3]}…, Vespa rendered {got['hits'][:3]}…"
+    wrong = [h.id for h in ours if h.passage != passages.get(h.id, "")]
+    return f"best chunk of {wrong[:3]} not read from closest(embedding) and the chunks summary" if wrong else ""
+
+
 def check_container(package, docs: list[Doc], run_java, embedder, binarized: bool | None = None) -> ContainerReport:
     """Run Vespa's container code on samples of ``docs`` and on our client's requests. ``run_java(payload)``
     runs the verifier's ``container`` command; ``embedder`` is our ONNX Runtime embedder of the package's model.
@@ -191,25 +224,33 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
     fusion_docs = list({d.id: d for d in [d for _, d in samples] + docs[:60]}.values())
     requests, expect = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        index = EmbeddedIndex.build(Path(tmp) / "index", package / "models", fusion_docs, progress=False) \
-            if any(p.fusion for p in in_package) else None
+        index = EmbeddedIndex.build(Path(tmp) / "index", package / "models", fusion_docs, progress=False,
+                                    chunker=chunker)
         for profile in in_package:
             for kind, texts in (("plain", PLAIN_QUERIES), ("hostile", HOSTILE_QUERIES)):
                 for text in texts:
-                    hits = []
+                    hits, fused = [], None
                     if profile.fusion and kind == "plain":
                         close, lexical, rerank = profiles.hybrid_first_phase(index, text, TARGET_HITS)
                         fused = profile.fusion((close, lexical), rerank)
                         # Our BM25 scores title and text together; Vespa's bm25sum adds its per-field bm25s.
-                        hits = [{"id": fusion_docs[i].id, "relevance": close.get(i, 0.0),
-                                 "features": {"closeness(field,embedding)": close.get(i, 0.0),
-                                              "bm25(title)": 0.0, f"bm25({body})": lexical.get(i, 0.0)}}
+                        hits = [_hit(index, i, close.get(i, 0.0), {"bm25(title)": 0.0, f"bm25({body})": lexical.get(i, 0.0)})
                                 for i in rerank]
-                        expect.append((profile, {fusion_docs[i].id: fused[i] for i in rerank}))
-                    else:
-                        expect.append((profile, None))
-                    requests.append({"params": query_body(text, profile.name, 10), "hits": hits, "text": text,
-                                     "kind": kind})
+                        fused = {fusion_docs[i].id: fused[i] for i in rerank}
+                    elif kind == "plain" and profile.embeds_query:
+                        positions, close = index.nearest(index.embed_query(text), 5)
+                        hits = [_hit(index, i, c) for i, c in zip(positions.tolist(), close.tolist())]
+                    positions = [h.pop("position") for h in hits]
+                    if chunker and hits and profiles.BEST_CHUNK in profile.match_features:
+                        vector = index.embed_query(text)
+                        for h, position in zip(hits, positions):  # as the content nodes compute closest(embedding)
+                            row = index.best_chunk(vector, position)[0]
+                            label = row - index.bounds[index.chunks[row][0]]
+                            h["features"][profiles.BEST_CHUNK] = f"tensor(chunk{{}}):{{{label}:1.0}}"
+                            h["passage"] = index.chunks[row][1]
+                    expect.append((profile, fused))
+                    requests.append({"params": query_body(text, profile.name, 10), "text": text, "kind": kind,
+                                     "hits": hits, "passages": {h["id"]: h.pop("passage", "") for h in hits}})
     rejections = [
         ("a profile the package lacks", {**query_body("q", "semantic", 10), "ranking": "no-such-profile"}),
         ("an embedder the package lacks", {**query_body("q", "semantic", 10),
@@ -274,6 +315,11 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
                     report.problems.append(f"{label}: query(q_binary) differs from our packed sign bits")
         report.queries.append({"profile": profile.name, "kind": request["kind"], "shape": _shape(got["tree"]),
                                "cosine": cos})
+        wrong = _read_back(got, request["passages"])
+        if wrong:
+            report.problems.append(f"{label}: our client reads Vespa's rendered response wrongly: {wrong}")
+        elif request["hits"]:
+            report.responses += 1
         if fused is not None:
             vespa_scores = {h["id"]: h["relevance"] for h in got["hits"]}
             missing = set(fused) - set(vespa_scores)

@@ -26,6 +26,8 @@ from common.errors import ConfigError
 from .serving import EMBEDDER, RERANK_COUNT, RRF_K, SCHEMA, SECOND_PHASE_RERANK
 
 CLOSENESS = "closeness(field, embedding)"
+# Chunked packages: the label of the chunk nearest the query (a tensor(chunk{}) with one cell of 1.0).
+BEST_CHUNK = "closest(embedding)"
 BINARY_CLOSENESS = "closeness(field, embedding_binary)"
 NEAREST = "{{targetHits:{k}}}nearestNeighbor(embedding, q)"
 
@@ -178,7 +180,7 @@ def chunked_variant(p: Profile) -> Profile:
 
     features = tuple(body(f) for f in p.match_features)
     if CLOSENESS in features:
-        features += ("closest(embedding)",)
+        features += (BEST_CHUNK,)
     return replace(p, functions={n: body(e) for n, e in p.functions.items()}, match_features=features)
 
 

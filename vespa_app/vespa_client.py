@@ -305,6 +305,32 @@ def query_body(text: str, profile: str = "semantic", hits: int = 10, target_hits
     return profiles.get(profile).query_params(text, hits, target_hits) | {"timeout": f"{QUERY_TIMEOUT_S:.0f}s"}
 
 
+def hits_from_response(body: dict) -> list[Hit]:
+    """The hits of a query API response. In a chunked package each hit also carries its best chunk: the
+    ``chunks`` summary field at the label the ``closest(embedding)`` match feature names."""
+    hits = []
+    for h in body["root"].get("children", []):
+        fields = h.get("fields", {})
+        hits.append(Hit(fields.get("id", h["id"]), float(h["relevance"]), fields.get("title", ""), _best_chunk(fields)))
+    return hits
+
+
+def _best_chunk(fields: dict) -> str:
+    chunks = fields.get("chunks")
+    closest = (fields.get("matchfeatures") or {}).get(profiles.BEST_CHUNK)
+    if not chunks or not isinstance(closest, dict):
+        return ""
+    # Tensor JSON: short form {"type", "cells": {label: value}}, long form cells [{"address", "value"}], or
+    # short-value {label: value} (format.tensors); the nearest chunk is the cell of value 1.
+    cells = closest.get("cells", closest)
+    if isinstance(cells, list):
+        cells = {c["address"]["chunk"]: c["value"] for c in cells}
+    labels = [label for label, value in cells.items() if value]
+    if not labels or not labels[0].isdigit() or int(labels[0]) >= len(chunks):
+        return ""
+    return chunks[int(labels[0])]
+
+
 class VespaBackend:
     """The search backend interface over a running Vespa: the query API over plain HTTP, with a hard
     5-second budget per query so a dead or wrong endpoint is reported at once, not after retries."""
@@ -331,8 +357,7 @@ class VespaBackend:
         if r.status_code != 200 or "root" not in body:
             errors = body.get("root", {}).get("errors") or body
             raise VespaUnreachable(f"query to {endpoint} failed: HTTP {r.status_code}: {json.dumps(errors)[:500]}")
-        return [Hit(h.get("fields", {}).get("id", h["id"]), float(h["relevance"]), h.get("fields", {}).get("title", ""))
-                for h in body["root"].get("children", [])]
+        return hits_from_response(body)
 
     def feed(self, docs, ledger="feed-ledger.jsonl", failed_file="feed-failed.jsonl", **kw) -> FeedResult:
         return feed(self.url, docs, ledger, failed_file, **kw)

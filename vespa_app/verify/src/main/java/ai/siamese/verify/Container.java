@@ -2,6 +2,7 @@ package ai.siamese.verify;
 
 import ai.vespa.modelintegration.evaluator.OnnxRuntime;
 import com.yahoo.component.ComponentId;
+import com.yahoo.data.access.simple.Value;
 import com.yahoo.component.chain.Chain;
 import com.yahoo.component.provider.ComponentRegistry;
 import com.yahoo.container.QrSearchersConfig;
@@ -35,6 +36,7 @@ import com.yahoo.search.query.profile.config.QueryProfilesConfig;
 import com.yahoo.search.ranking.GlobalPhaseRanker;
 import com.yahoo.search.ranking.RankProfilesEvaluator;
 import com.yahoo.search.ranking.RankProfilesEvaluatorFactory;
+import com.yahoo.search.rendering.JsonRenderer;
 import com.yahoo.search.result.ErrorMessage;
 import com.yahoo.search.result.FeatureData;
 import com.yahoo.search.result.Hit;
@@ -58,6 +60,8 @@ import com.yahoo.vespa.indexinglanguage.parser.IndexingInput;
 import com.yahoo.vespa.model.VespaModel;
 
 
+import java.io.ByteArrayOutputStream;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -219,12 +223,26 @@ final class Container {
                 for (Hit hit : result.hits().asList())
                     if (!hit.isMeta()) hits.add(Map.of("id", hit.getId().toString(), "relevance", hit.getRelevance().getScore()));
                 row.put("hits", hits);
+                row.put("rendered", render(result, new Execution(chain, context)));
             } catch (Exception e) {
                 row.put("error", e.getClass().getSimpleName() + ": " + Verify.messages(e));
             }
             out.add(row);
         }
         return out;
+    }
+
+    /** The result as the query API returns it: Vespa's JSON renderer, with the query's own format settings. */
+    static String render(Result result, Execution execution) throws Exception {
+        var renderer = new JsonRenderer();
+        renderer.init();
+        var out = new ByteArrayOutputStream();
+        try {
+            renderer.renderResponse(out, result, execution, result.getQuery()).get();
+        } finally {
+            renderer.deconstruct();
+        }
+        return out.toString(StandardCharsets.UTF_8);
     }
 
     private GlobalPhaseRanker globalPhaseRanker(String schema, RankProfilesConfig rankProfiles) {
@@ -285,10 +303,21 @@ final class Container {
             for (Map<String, Object> h : hits) {
                 Hit hit = new Hit(h.get("id").toString(), ((Number) h.get("relevance")).doubleValue());
                 Map<String, Tensor> features = new LinkedHashMap<>();
-                ((Map<String, Object>) h.get("features")).forEach((k, v) -> {
-                    if (returned.contains(k)) features.put(k, Tensor.from(((Number) v).doubleValue()));
+                ((Map<String, Object>) h.get("features")).forEach((k, v) -> {  // a number, or a tensor literal
+                    if (returned.contains(k))
+                        features.put(k, v instanceof Number n ? Tensor.from(n.doubleValue()) : Tensor.from(v.toString()));
                 });
                 hit.setField("matchfeatures", new FeatureData(features));
+                // Summary fields as the content nodes return them: an array<string> as an array value.
+                ((Map<String, Object>) h.getOrDefault("fields", Map.of())).forEach((k, v) -> {
+                    if (v instanceof List<?> list) {
+                        var array = new Value.ArrayValue();
+                        list.forEach(e -> array.add(new Value.StringValue(e.toString())));
+                        hit.setField(k, array);
+                    } else {
+                        hit.setField(k, v);
+                    }
+                });
                 result.hits().add(hit);
             }
             result.setTotalHitCount(hits.size());
