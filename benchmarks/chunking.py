@@ -3,6 +3,7 @@
     python benchmarks/chunking.py [--models base [LABEL=]path/to/model ...] [--windows 128 256] [--overlaps 0 32]
                                   [--out runs/chunking]
     python benchmarks/chunking.py --feed-cost EXPORT_DIR [--windows 128]   # ms of embedding per document
+    python benchmarks/chunking.py --vespa-chunkers [--windows 128 256]   # Vespa's own chunkers vs ours
 
 For each model and window: documents truncated to the window (what the package serves today), then chunked
 (title in each chunk, neighbours sharing 0 or 32 tokens) and scored by the best chunk or by the mean of the
@@ -76,6 +77,35 @@ def feed_cost(export_dir: str, corpus, tokens: int, overlap: int, n: int = 200) 
     return out
 
 
+def vespa_chunkers(model: str, corpus, window: int) -> list[dict]:
+    """Vespa's own chunkers (``chunk fixed-length N`` and ``chunk sentence`` in an indexing statement) against
+    ours, on each document's text, no overlap (Vespa's have none): how often they cut where ours does, and how
+    much of what they produce the embedder would truncate at ``window`` tokens. Fixed-length is given the
+    character count that our chunks average on this corpus, its best chance to match."""
+    from common.chunking import Chunker
+    from vespa_app.check import vespa_chunks
+
+    ours = Chunker.for_model(model, window, 0)
+    texts = [d.text for d in corpus.values() if d.text]
+    our_chunks = [ours.chunks(t) for t in texts]
+    flat = [c for cs in our_chunks for c in cs]
+    chars = round(sum(map(len, flat)) / len(flat))
+    rows = []
+    for name, args, theirs in (("ours", (), our_chunks),
+                               ("vespa fixed-length", (chars,), vespa_chunks(texts, "fixed-length", (chars,))),
+                               ("vespa sentence", (), vespa_chunks(texts, "sentence"))):
+        tokens = [ours.count(c) for cs in theirs for c in cs]
+        lost = sum(max(0, t - ours.budget) for t in tokens)
+        rows.append({"chunker": name + "".join(f" {a}" for a in args), "window": window,
+                     "chunks_per_doc": round(len(tokens) / len(texts), 2),
+                     "same_cuts_as_ours": round(sum([c.strip() for c in a] == [c.strip() for c in b]
+                                                    for a, b in zip(theirs, our_chunks)) / len(texts), 3),
+                     "over_window": round(sum(t > ours.budget for t in tokens) / len(tokens), 3),
+                     "tokens_truncated": round(lost / sum(tokens), 3),
+                     "mean_window_fill": round(sum(min(t, ours.budget) for t in tokens) / len(tokens) / ours.budget, 2)})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=["base"])
@@ -84,7 +114,16 @@ def main() -> None:
     parser.add_argument("--out", default="runs/chunking")
     parser.add_argument("--feed-cost", metavar="EXPORT_DIR",
                         help="only time feed-side embedding per document with this export (one text per call)")
+    parser.add_argument("--vespa-chunkers", action="store_true",
+                        help="only compare Vespa's own chunkers (indexing language) with ours, on SciFact's texts")
     args = parser.parse_args()
+    if args.vespa_chunkers:
+        corpus = load_beir(SCIFACT, "test").corpus
+        rows = [r for w in args.windows for r in vespa_chunkers(model_label(args.models[0])[1], corpus, w)]
+        print("| " + " | ".join(rows[0]) + " |\n" + "|---" * len(rows[0]) + "|")
+        print("\n".join("| " + " | ".join(str(v) for v in r.values()) + " |" for r in rows))
+        print(json.dumps(rows))
+        return
     if args.feed_cost:
         corpus = load_beir(SCIFACT, "test").corpus
         for window in args.windows:

@@ -257,3 +257,23 @@ def test_a_hundred_pages_go_to_vespa_whole(chunked):
     worst = min(float(cosine(np.asarray(vespa[str(i)], dtype=np.float32), ours.embed_one(c, "passage")))
                 for i, c in enumerate(fields["chunks"]))
     assert worst >= 0.9999
+
+
+@pytest.mark.java
+@needs_java()
+def test_vespas_own_chunkers_do_not_cut_where_ours_do(tiny_export):
+    """Why a chunked package's feed sends the chunks instead of letting `chunk fixed-length N` in the indexing
+    statement cut the text: Vespa's chunkers count characters or sentences, not the model's tokens."""
+    from common.chunking import Chunker
+    from common.data import read_beir
+    from conftest import SCIFACT
+    from vespa_app.check import vespa_chunks
+
+    texts = [d.text for d in list(read_beir(SCIFACT, "test").corpus.values())[:40]]
+    ours = [Chunker.for_model(tiny_export, 64).chunks(t) for t in texts]
+    chars = round(sum(len(c) for cs in ours for c in cs) / sum(map(len, ours)))
+    for kind, args in (("fixed-length", (chars,)), ("sentence", ())):
+        theirs = vespa_chunks(texts, kind, args)
+        assert ["".join(cs) for cs in theirs] == texts  # nothing lost: they only cut elsewhere
+        same = sum([c.strip() for c in a] == [c.strip() for c in b] for a, b in zip(theirs, ours) if len(b) > 1)
+        assert same < sum(len(b) > 1 for b in ours) / 2, kind

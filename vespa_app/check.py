@@ -150,11 +150,14 @@ def classpath() -> str:
 
 
 def _java(args: list[str], hosted: bool = False, timeout: int = 300) -> subprocess.CompletedProcess:
-    cmd = ["java", "-Xmx2g", "-Djava.util.logging.config.file=/dev/null"]
-    if hosted:
-        cmd.append("-Dhosted=true")
-    return subprocess.run(cmd + ["-cp", classpath(), MAIN_CLASS, *args], capture_output=True, text=True,
-                          timeout=timeout)
+    # ONNX Runtime's and the tokenizer's native libraries are unpacked into java.io.tmpdir and their folders
+    # left behind (hundreds of them in /tmp after a day of checks): give each run its own, removed after.
+    with tempfile.TemporaryDirectory(prefix="siamese-java-") as tmp:
+        cmd = ["java", "-Xmx2g", "-Djava.util.logging.config.file=/dev/null", f"-Djava.io.tmpdir={tmp}"]
+        if hosted:
+            cmd.append("-Dhosted=true")
+        return subprocess.run(cmd + ["-cp", classpath(), MAIN_CLASS, *args], capture_output=True, text=True,
+                              timeout=timeout)
 
 
 def _rejection(result: subprocess.CompletedProcess) -> str:
@@ -170,14 +173,17 @@ def vespa_model_check(package, hosted: bool = False) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _java_json(command: str, package, payload, what: str) -> dict:
-    """Run a verifier command that reads ``payload`` as JSON and writes its answer as JSON."""
+def _java_json(command: str, package, payload, what: str):
+    """Run a verifier command that reads ``payload`` as JSON and writes its answer as JSON (``package``: None
+    for the commands that need none)."""
     with tempfile.TemporaryDirectory() as tmp:
         in_file, out_file = Path(tmp, "in.json"), Path(tmp, "out.json")
         in_file.write_text(json.dumps(payload))
-        result = _java([command, str(Path(package).resolve()), str(in_file), str(out_file)])
+        result = _java([command, *([str(Path(package).resolve())] if package else []), str(in_file), str(out_file)])
         if result.returncode != 0:
-            raise PackageError(f"{what} failed on {package}: {_rejection(result)}")
+            if package:
+                raise PackageError(f"{what} failed on {package}: {_rejection(result)}")
+            raise VerifierError(f"{what} did not run: {result.stderr[-2000:]}")
         return json.loads(out_file.read_text())
 
 
@@ -247,10 +253,11 @@ def check_package(package, texts: list[str] | None = None, hosted: bool = False,
 def vespa_document_ids(paths: list[str]) -> list[dict]:
     """For each /document/v1 request path, the document id Vespa's own handler parses from it
     (``{"id": "id:doc:doc::..."}``) or why it refuses it (``{"error": ...}``)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        paths_file, out_file = Path(tmp, "paths.json"), Path(tmp, "ids.json")
-        paths_file.write_text(json.dumps(paths))
-        result = _java(["paths", str(paths_file), str(out_file)])
-        if result.returncode != 0:
-            raise VerifierError(f"Vespa's document path parser did not run: {result.stderr[-2000:]}")
-        return json.loads(out_file.read_text())
+    return _java_json("paths", None, paths, "Vespa's document path parser")
+
+
+def vespa_chunks(texts: list[str], chunker: str = "fixed-length", arguments: tuple = ()) -> list[list[str]]:
+    """What the indexing language's ``chunk fixed-length N`` / ``chunk sentence`` cuts each text into
+    (Vespa's own chunkers, ``ai.vespa.language.chunker``)."""
+    payload = {"chunker": chunker, "arguments": [str(a) for a in arguments], "texts": texts}
+    return _java_json("chunks", None, payload, "Vespa's chunker")["chunks"]

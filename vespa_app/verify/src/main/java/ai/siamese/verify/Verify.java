@@ -1,6 +1,8 @@
 package ai.siamese.verify;
 
 import ai.vespa.embedding.HuggingFaceEmbedder;
+import ai.vespa.language.chunker.FixedLengthChunker;
+import ai.vespa.language.chunker.SentenceChunker;
 import ai.vespa.modelintegration.evaluator.OnnxRuntime;
 import ai.vespa.modelintegration.evaluator.config.OnnxEvaluatorConfig;
 import com.yahoo.config.ModelReference;
@@ -12,6 +14,7 @@ import com.yahoo.config.model.application.provider.FilesApplicationPackage;
 import com.yahoo.config.model.deploy.DeployState;
 import com.yahoo.config.model.deploy.TestProperties;
 import com.yahoo.embedding.huggingface.HuggingFaceEmbedderConfig;
+import com.yahoo.language.process.Chunker;
 import com.yahoo.language.process.Embedder;
 import com.yahoo.tensor.IndexedTensor;
 import com.yahoo.tensor.TensorType;
@@ -24,6 +27,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.File;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -38,6 +42,8 @@ import java.util.logging.Level;
  *                                      embedding each text in the document and the query context.
  *   paths PATHS.json OUT.json        - the document id /document/v1's handler parses from each request path
  *                                      ({"id": ...} or {"error": ...} per path).
+ *   chunks IN.json OUT.json          - the indexing language's own chunkers ({"chunker": "fixed-length" or
+ *                                      "sentence", "arguments": [...], "texts": [...]}) on each text.
  *   container PACKAGE IN.json OUT.json - documents through the package's indexing statements and requests
  *                                      through the container's query stack, in-process (see Container).
  * Exit code 0: accepted; 1: rejected (Vespa's message on stderr); 2: usage.
@@ -54,6 +60,10 @@ public class Verify {
         }
         if (args[0].equals("paths") && args.length == 3) {
             documentIds(Path.of(args[1]), Path.of(args[2]));
+            System.exit(0);
+        }
+        if (args[0].equals("chunks") && args.length == 3) {
+            chunks(Path.of(args[1]), Path.of(args[2]));
             System.exit(0);
         }
         File dir = new File(args[1]);
@@ -174,6 +184,23 @@ public class Verify {
         embedder.deconstruct();
         System.out.println(JSON.writeValueAsString(Map.of("documents", ((List<?>) out.get("documents")).size(),
                                                           "queries", ((List<?>) out.get("queries")).size())));
+    }
+
+    /** What `chunk fixed-length N` / `chunk sentence` in an indexing statement would cut each text into. */
+    @SuppressWarnings("unchecked")
+    static void chunks(Path inFile, Path outFile) throws Exception {
+        Map<String, Object> in = JSON.readValue(inFile.toFile(), new TypeReference<Map<String, Object>>() {});
+        String name = (String) in.get("chunker");
+        Chunker chunker = switch (name) {
+            case "fixed-length" -> new FixedLengthChunker();
+            case "sentence" -> new SentenceChunker();
+            default -> throw new IllegalArgumentException("no Vespa chunker " + name);
+        };
+        var context = new Chunker.Context("chunks", (List<String>) in.get("arguments"), new HashMap<>());
+        List<List<String>> out = new ArrayList<>();
+        for (String text : (List<String>) in.get("texts"))
+            out.add(chunker.chunk(text, context).stream().map(Chunker.Chunk::text).toList());
+        JSON.writeValue(outFile.toFile(), Map.of("chunks", out));
     }
 
     /** The embedding field's tensor type, as the schema declares it. */
