@@ -55,6 +55,9 @@ class TrainConfig:
     general_pairs: str | None = knob(None, str, "labelled general-domain pairs mixed in (.jsonl, BEIR folder, or "
                                      "STS .csv such as common/datasets/stsb/stsb-en-train.csv)")
     general_pairs_ratio: float = knob(0.5, non_negative_float, "general pairs per labelled pair")
+    chunk_positives: str = knob("", str, "positives longer than max_length become chunks, as a chunked package "
+                                "serves them: best (the chunk the base model finds nearest the query) | all (a pair "
+                                "per chunk) (training/chunk_positives.py)", choices=("best", "all"))
     mine_depth: int = knob(10, positive_int, "draw mined negatives from this many BM25 hits")
     grad_cache_chunk: int = knob(0, non_negative_int,
                                  "gradient caching chunk size: batches larger than memory allows (0: off)")
@@ -76,6 +79,8 @@ class TrainConfig:
                  (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}"),
                  (self.anchor in ANCHORS, f"anchor must be one of {', '.join(ANCHORS)}, not {self.anchor!r}"),
                  (self.hard_negatives >= 0, "hard negatives must be ≥ 0"),
+                 (self.chunk_positives in ("", "best", "all"), "chunk positives must be best, all or empty"),
+                 (not self.chunk_positives or self.max_length, "chunk positives need a max length (the window)"),
                  (set(self.corpus_kinds) <= {"title", "ict", "crop"},
                   f"corpus pairs must be among title, ict, crop, not {self.corpus_pairs!r}"),
                  (self.grad_cache_chunk >= 0, "grad cache chunk must be ≥ 0"),

@@ -22,6 +22,7 @@ from common.errors import ConfigError, MissingInputError, OutputExistsError
 from common.data import Doc
 
 from .batches import plan_epoch
+from .chunk_positives import chunk_positives
 from .corpus_pairs import corpus_pairs
 from .config import TrainConfig
 from .encoder import Encoder
@@ -131,7 +132,9 @@ def prepare_pairs(pairs: list[Pair], corpus: list[Doc] | None, cfg: TrainConfig)
     if cfg.hard_negatives:
         texts = [d.passage if isinstance(d, Doc) else d for d in corpus] if corpus else None
         pairs = mine_hard_negatives(pairs, texts, cfg.hard_negatives, cfg.mine_depth, cfg.seed)
-    labelled = len(pairs)
+    labelled = len(pairs)  # the ratios below count labelled pairs before any is split into chunks
+    if cfg.chunk_positives:  # after mining, so a long positive's whole passage is never mined as its negative
+        pairs = chunk_positives(pairs, corpus, cfg)
     if cfg.corpus_kinds:
         if not corpus or not isinstance(corpus[0], Doc):
             raise ConfigError("--corpus-pairs needs a corpus: train on a BEIR folder, or give `siamese run` --corpus")
