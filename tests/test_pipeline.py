@@ -1,5 +1,6 @@
 """`siamese run` end to end on a slice of SciFact with a tiny model."""
 import json
+import shutil
 
 import pytest
 
@@ -119,5 +120,9 @@ def test_run_chunked(tiny_model, small_beir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["search", str(out / "index"), "coronavirus", "--profile", "semantic", "--hits", "2"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 4  # each hit, then its best chunk
-    assert main(args[:-6] + ["--no-guards", "--no-sts"]) == 2  # the index is chunked: a truncated run refuses it
-    assert "chunking" in capsys.readouterr().err
+    # A re-run with other chunk options refuses what the first one built: the package, then (once it is gone) the index.
+    assert main(args[:-6] + ["--no-guards", "--no-sts"]) == 2
+    assert "app was built with chunking {'tokens': 32, 'overlap': 8}, this run asks for None" in capsys.readouterr().err
+    shutil.rmtree(out / "app")
+    assert main(args[:-6] + ["--no-guards", "--no-sts"]) == 2
+    assert "index was built with chunking {'tokens': 32, 'overlap': 8}" in capsys.readouterr().err

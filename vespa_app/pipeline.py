@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.bundled import GUARDS, SCIFACT, STSB_TEST
+from common.errors import ConfigError
 from common.data import Beir, limit_queries, load_beir, load_corpus, read_qrels, read_queries
 
 from .backend import evaluate_backend
@@ -161,6 +162,12 @@ def _package(export_dir: Path, app_dir: Path, corpus, extra: dict, chunker=None)
 
     checker = "Python's structural checks" if missing else "Vespa's own config model and HuggingFaceEmbedder"
     if app_dir.exists():
+        from .vespa_client import package_chunker
+
+        has = _chunking(package_chunker(app_dir))
+        if has != _chunking(chunker):
+            raise ConfigError(f"{app_dir} was built with chunking {has}, this run asks for {_chunking(chunker)}: "
+                              "delete it, or run with the same chunk options")
         _say(f"package: {app_dir} exists, reusing it; checking it with {checker}")
         check(app_dir)
     else:
@@ -176,10 +183,15 @@ def _package(export_dir: Path, app_dir: Path, corpus, extra: dict, chunker=None)
     print(report.summary(), file=sys.stderr)
 
 
+def _chunking(chunker) -> dict | None:
+    """What a package or an index records of its chunking."""
+    return {"tokens": chunker.max_tokens, "overlap": chunker.overlap} if chunker else None
+
+
 def _index(export_dir: Path, index_dir: Path, corpus, chunker=None):
     from .embedded import BadIndexError, EmbeddedIndex
 
-    wanted = {"tokens": chunker.max_tokens, "overlap": chunker.overlap} if chunker else None
+    wanted = _chunking(chunker)
     if index_dir.exists():
         _say(f"index: {index_dir} exists, reopening it")
         index = EmbeddedIndex.open(index_dir)
