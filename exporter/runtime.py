@@ -14,6 +14,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from common.batching import length_sorted_batches
+from common.errors import ConfigError
 from common.vectors import normalize
 
 from .manifest import Manifest
@@ -38,9 +39,14 @@ def session(model_path, threads: int = 0) -> ort.InferenceSession:
 
 class OnnxEmbedder:
     def __init__(self, export_dir, model_file: str = "model.onnx", threads: int = 0,
-                 one_text_per_call: bool | None = None):
+                 one_text_per_call: bool | None = None, dim: int | None = None):
+        """``dim``: serve the first ``dim`` dimensions (a Matryoshka prefix), normalised after the cut as
+        Vespa's embedder does for a smaller target tensor."""
         export_dir = Path(export_dir)
         self.manifest = Manifest.load(export_dir)
+        self.dim = dim or self.manifest.dimension
+        if not 1 <= self.dim <= self.manifest.dimension:
+            raise ConfigError(f"dimension {dim} must be between 1 and the model's {self.manifest.dimension}")
         self.session = session(export_dir / model_file, threads)
         # Dynamic int8 takes its activation scales over the whole batch, padding included, so for the served
         # int8 graph only one text per call reproduces what Vespa computes.
@@ -52,17 +58,13 @@ class OnnxEmbedder:
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.manifest.max_tokens)
 
-    @property
-    def dim(self) -> int:
-        return self.manifest.dimension
-
     def _prefix(self, kind: str) -> str:
         return self.manifest.prefixes["query" if kind == "query" else "document"]
 
     def _run(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         out = self.session.run([self.manifest.output], {k: feeds[k] for k in self.inputs})[0]
-        emb = pool(out, mask, self.manifest.pooling)
+        emb = pool(out, mask, self.manifest.pooling)[:, :self.dim]
         return normalize(emb) if self.manifest.normalize else emb
 
     def embed_one(self, text: str, kind: str = "query") -> np.ndarray:

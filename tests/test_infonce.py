@@ -47,3 +47,27 @@ def test_embeddings_use_cosine_similarity():
 def test_temperature_must_be_positive():
     with pytest.raises(ValueError, match="temperature"):
         info_nce_from_scores(torch.tensor(S), 0.0)
+
+
+def test_matryoshka_is_the_sum_of_per_prefix_losses():
+    import torch.nn.functional as F
+
+    from training.losses import Batch, InfoNCE, Matryoshka
+
+    torch.manual_seed(0)
+    q, p = torch.randn(6, 32), torch.randn(6, 32)
+    inner = InfoNCE(0.05)
+    got = Matryoshka(inner, [32, 16, 8, 16])(q, p, Batch([]))  # a repeated size counts once
+    want = sum(inner(F.normalize(q[:, :d], dim=-1), F.normalize(p[:, :d], dim=-1), Batch([])) for d in (32, 16, 8))
+    assert torch.allclose(got, want)
+    assert not torch.allclose(got, 3 * inner(q, p, Batch([])))  # the prefixes are scored on their own
+
+
+def test_matryoshka_setting_is_checked():
+    from common.errors import ConfigError
+    from training.config import TrainConfig
+
+    assert TrainConfig("b", "o", matryoshka="384, 256,128").matryoshka_dims == [384, 256, 128]
+    for bad in ("384,,128", "0,64", "a,b", "-64"):
+        with pytest.raises(ConfigError, match="matryoshka"):
+            TrainConfig("b", "o", matryoshka=bad).check()

@@ -122,7 +122,8 @@ def test_run_chunked(tiny_model, small_beir, tmp_path, capsys):
     assert len(capsys.readouterr().out.strip().splitlines()) == 4  # each hit, then its best chunk
     # A re-run with other chunk options refuses what the first one built: the package, then (once it is gone) the index.
     assert main(args[:-6] + ["--no-guards", "--no-sts"]) == 2
-    assert "app was built with chunking {'tokens': 32, 'overlap': 8}, this run asks for None" in capsys.readouterr().err
+    assert ("app was built with {'chunking': {'tokens': 32, 'overlap': 8}, 'dim': 32}, this run asks for "
+            "{'chunking': None, 'dim': 32}") in capsys.readouterr().err
     shutil.rmtree(out / "app")
     assert main(args[:-6] + ["--no-guards", "--no-sts"]) == 2
-    assert "index was built with chunking {'tokens': 32, 'overlap': 8}" in capsys.readouterr().err
+    assert "index was built with {'chunking': {'tokens': 32, 'overlap': 8}, 'dim': 32}" in capsys.readouterr().err

@@ -277,3 +277,53 @@ def test_vespas_own_chunkers_do_not_cut_where_ours_do(tiny_export):
         assert ["".join(cs) for cs in theirs] == texts  # nothing lost: they only cut elsewhere
         same = sum([c.strip() for c in a] == [c.strip() for c in b] for a, b in zip(theirs, ours) if len(b) > 1)
         assert same < sum(len(b) > 1 for b in ours) / 2, kind
+
+
+# ---------------------------------------------------------------- a prefix of the embedding (--dim)
+
+@pytest.mark.java
+@needs_java()
+def test_vespa_serves_a_prefix_as_we_cut_it(tiny_export, tmp_path):
+    """--dim 16 of a 32-dimension model: Vespa's embedder fills x[16] with the first 16 values, normalised
+    after the cut (so prenormalized-angular stays right); ours must equal it, feed and query side."""
+    import numpy as np
+
+    from exporter.runtime import OnnxEmbedder
+
+    app = write_package(tiny_export, tmp_path / "app", AppOptions(dim=16))
+    sd = (app / "schemas" / "doc.sd").read_text()
+    assert "tensor<float>(x[16])" in sd and "prenormalized-angular" in sd
+    assert "tensor<float>(x[16])" in sd.split("rank-profile semantic")[1]  # the query tensor too
+    report = check_package(app)
+    assert report.embedding["document_min_cosine"] >= 0.9999 and report.embedding["query_min_cosine"] >= 0.9999
+    assert min(d["cosine"] for d in report.container.documents) >= 0.9999
+    full, cut = OnnxEmbedder(tiny_export), OnnxEmbedder(tiny_export, dim=16)
+    v = cut.embed_one("a query about proteins")
+    assert v.shape == (16,) and np.linalg.norm(v) == pytest.approx(1.0, abs=1e-5)
+    w = full.embed_one("a query about proteins")[:16]
+    assert np.allclose(v, w / np.linalg.norm(w), atol=1e-6)  # cut first, then normalise
+
+
+def test_a_schema_cut_short_without_dim_is_refused(package, tmp_path):
+    from vespa_app.check import structural_check
+
+    app = copy_with(package, tmp_path, "tensor<float>(x[32])", "tensor<float>(x[16])")
+    with pytest.raises(PackageError, match="build with --dim to serve a prefix on purpose"):
+        structural_check(app)
+    with pytest.raises(Exception, match="between 8 and the model's 32"):
+        write_package(package / "models", tmp_path / "too-big", AppOptions(dim=64))
+
+
+def test_embedded_index_serves_the_prefix(tiny_export, tmp_path):
+    import numpy as np
+
+    from common.data import Doc
+    from vespa_app.embedded import EmbeddedIndex
+
+    docs = [Doc(f"d{i}", f"title {i}", f"text about topic {i} and proteins") for i in range(30)]
+    index = EmbeddedIndex.build(tmp_path / "index", tiny_export, docs, progress=False, dim=16)
+    assert index.embeddings.shape == (30, 16) and index.meta["dimension"] == 16
+    reopened = EmbeddedIndex.open(tmp_path / "index")
+    q = reopened.embed_query("proteins")
+    assert q.shape == (16,) and np.linalg.norm(q) == pytest.approx(1.0, abs=1e-5)
+    assert reopened.query("topic 3 proteins", "semantic", 3)[0].id.startswith("d")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -55,6 +56,8 @@ class TrainConfig:
     general_pairs: str | None = knob(None, str, "labelled general-domain pairs mixed in (.jsonl, BEIR folder, or "
                                      "STS .csv such as common/datasets/stsb/stsb-en-train.csv)")
     general_pairs_ratio: float = knob(0.5, non_negative_float, "general pairs per labelled pair")
+    matryoshka: str = knob("", str, "nested embedding sizes, e.g. 384,256,128,64: the loss summed over each "
+                           "prefix, so `siamese app build --dim D` can serve one (training/losses.py)")
     chunk_positives: str = knob("", str, "positives longer than max_length become chunks, as a chunked package "
                                 "serves them: best (the chunk the base model finds nearest the query) | all (a pair "
                                 "per chunk) (training/chunk_positives.py)", choices=("best", "all"))
@@ -80,6 +83,8 @@ class TrainConfig:
                  (self.anchor in ANCHORS, f"anchor must be one of {', '.join(ANCHORS)}, not {self.anchor!r}"),
                  (self.hard_negatives >= 0, "hard negatives must be ≥ 0"),
                  (self.chunk_positives in ("", "best", "all"), "chunk positives must be best, all or empty"),
+                 (re.fullmatch(r"(\s*[1-9]\d*\s*,)*\s*([1-9]\d*)?\s*", self.matryoshka) is not None,
+                  f"matryoshka must be positive sizes separated by commas, e.g. 384,256,128, not {self.matryoshka!r}"),
                  (not self.chunk_positives or self.max_length, "chunk positives need a max length (the window)"),
                  (set(self.corpus_kinds) <= {"title", "ict", "crop"},
                   f"corpus pairs must be among title, ict, crop, not {self.corpus_pairs!r}"),
@@ -88,6 +93,10 @@ class TrainConfig:
         for ok, message in rules:
             if not ok:
                 raise ConfigError(f"bad training setting: {message}")
+
+    @property
+    def matryoshka_dims(self) -> list[int]:
+        return [int(d) for d in self.matryoshka.split(",") if d.strip()]
 
     @property
     def corpus_kinds(self) -> list[str]:

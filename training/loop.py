@@ -182,6 +182,8 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
     source = checkpoints[-1] / "model" if checkpoints else cfg.base
     encoder = Encoder.load(source, pooling=cfg.pooling, normalize=cfg.normalize, max_length=cfg.max_length,
                            query_prefix=cfg.query_prefix, passage_prefix=cfg.passage_prefix)
+    if any(d > encoder.dim for d in cfg.matryoshka_dims):
+        raise ConfigError(f"matryoshka sizes {cfg.matryoshka} go above the model's {encoder.dim} dimensions")
     encoder.to("cuda" if torch.cuda.is_available() else "cpu").train()
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total, int(cfg.warmup_ratio * total)))

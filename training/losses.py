@@ -93,6 +93,22 @@ class Anchored:
         return self.inner(q, p, batch) + self.weight * self.anchor(batch.general, teacher)
 
 
+class Matryoshka:
+    """The inner loss summed over nested prefixes of the embedding, each prefix re-normalised (Kusupati et al.,
+    "Matryoshka Representation Learning", 2022):
+
+        L = Σ_{d ∈ dims} L_inner(q[:, :d] / ‖q[:, :d]‖, p[:, :d] / ‖p[:, :d]‖)
+
+    so the first d dimensions alone embed well. Truncating, then normalising, is also what Vespa's embedder
+    does for a smaller target tensor, so a package may serve a prefix (``siamese app build --dim d``)."""
+
+    def __init__(self, inner: Loss, dims: list[int]):
+        self.inner, self.dims = inner, sorted(set(dims), reverse=True)
+
+    def __call__(self, q: torch.Tensor, p: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return sum(self.inner(F.normalize(q[:, :d], dim=-1), F.normalize(p[:, :d], dim=-1), batch) for d in self.dims)
+
+
 # name → how to build it from a TrainConfig
 LOSSES = {
     "infonce": lambda cfg: InfoNCE(cfg.temperature, cfg.symmetric),
@@ -102,8 +118,11 @@ ANCHORS = ("none", *Anchored.KINDS)
 
 
 def make_loss(cfg, general: list[str] | None = None, teacher: torch.Tensor | None = None) -> Loss:
-    """The configured loss; with ``cfg.anchor`` not "none", anchored to ``teacher``'s vectors of ``general``."""
+    """The configured loss, summed over ``cfg.matryoshka`` prefixes if any; with ``cfg.anchor`` not "none",
+    anchored (on the whole embedding) to ``teacher``'s vectors of ``general``."""
     loss = LOSSES[cfg.loss](cfg)
+    if cfg.matryoshka_dims:
+        loss = Matryoshka(loss, cfg.matryoshka_dims)
     if cfg.anchor == "none":
         return loss
     return Anchored(loss, cfg.anchor, general, teacher, cfg.anchor_weight, cfg.anchor_batch, cfg.seed)

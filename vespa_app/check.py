@@ -25,6 +25,8 @@ from common.errors import UserError
 from common.vectors import cosine
 from exporter.manifest import Manifest, ManifestError
 
+from .serving import DIM_FILE
+
 if TYPE_CHECKING:
     from .container_check import ContainerReport
 
@@ -104,9 +106,12 @@ def structural_check(package) -> list[str]:
         raise PackageError(str(e)) from None
     schema = (package / "schemas" / "doc.sd").read_text()
     dims = re.findall(r"field embedding type tensor<\w+>\((?:chunk\{\}, ?)?x\[(\d+)\]\)", schema)
-    if dims != [str(manifest.dimension)]:
+    prefix = json.loads((package / DIM_FILE).read_text())["dim"] if (package / DIM_FILE).exists() else None
+    if dims != [str(prefix or manifest.dimension)] or (prefix and prefix > manifest.dimension):
         raise PackageError(f"{package}/schemas/doc.sd: embedding dimension {dims} does not match the model's "
-                           f"{manifest.dimension} (Vespa would silently keep only the first values)")
+                           f"{manifest.dimension}" + (f" nor the prefix {prefix} the package was built to serve"
+                                                      if prefix else " (Vespa would silently keep only the first "
+                                                      "values; build with --dim to serve a prefix on purpose)"))
     pooling = (embedder.findtext("pooling-strategy") or "mean").strip()
     if pooling != manifest.pooling:
         raise PackageError(f"{package}/services.xml: pooling-strategy {pooling!r} but the model was exported "
@@ -224,9 +229,11 @@ def check_package(package, texts: list[str] | None = None, hosted: bool = False,
     # building Vespa's embedder from the package, always, is what proves the model loads.
     from exporter.runtime import OnnxEmbedder
 
+    from .vespa_client import package_dim
+
     texts = texts or SMOKE_TEXTS
     vespa = vespa_embed(package, texts)
-    ours = OnnxEmbedder(Path(package) / "models")
+    ours = OnnxEmbedder(Path(package) / "models", dim=package_dim(package))
     doc = np.stack([ours.embed_one(t, "passage") for t in texts])
     query = np.stack([ours.embed_one(t, "query") for t in texts])
     report.embedding = {"texts": len(texts), "type": vespa["type"], "config": vespa["config"],

@@ -26,7 +26,8 @@ def cmd_app_build(args) -> int:
     options = AppOptions(name=args.name, nodes=args.nodes, redundancy=args.redundancy,
                          max_links_per_node=args.max_links, neighbors_to_explore_at_insert=args.explore,
                          cell_type="bfloat16" if args.bfloat16 else "float", binarized=args.binarized,
-                         cloud=args.cloud, chunk_tokens=args.chunk_tokens, chunk_overlap=args.chunk_overlap)
+                         cloud=args.cloud, chunk_tokens=args.chunk_tokens, chunk_overlap=args.chunk_overlap,
+                         dim=args.dim)
     reports = []
 
     def check(package):  # on the finished package, before it takes OUT_DIR's place
@@ -76,6 +77,8 @@ def add_app_commands(sub) -> None:
                    help="chunked: a vector per chunk of this many tokens (at most the model's window); the feed "
                         "sends the chunks (siamese feed --package)")
     p.add_argument("--chunk-overlap", type=int, default=0, help="tokens neighbouring chunks share (default 0)")
+    p.add_argument("--dim", type=positive_int, help="serve the first DIM dimensions of the embedding (a model "
+                   "trained with --matryoshka); Vespa's embedder cuts, then normalises")
     p.add_argument("--force", action="store_true", help="replace OUT_DIR when it holds a previous package")
     p.add_argument("--no-check", action="store_true", help="skip the checks (a package that fails them is not kept)")
     p.set_defaults(func=cmd_app_build)
@@ -144,6 +147,7 @@ def cmd_run(args) -> int:
         options.chunk_tokens = args.chunk_tokens if args.chunk_tokens == "auto" else positive_int(args.chunk_tokens)
     if args.chunk_overlap is not None:
         options.chunk_overlap = args.chunk_overlap
+    options.dim = args.dim
     result = run(options)
     from common.metrics import format_table
 
@@ -239,6 +243,8 @@ def add_pipeline_commands(sub) -> None:
                    help="embed documents as chunks of N tokens (package, index and evaluation), or 'auto': at the "
                         "model's window when many documents exceed it; default: truncate")
     p.add_argument("--chunk-overlap", type=int, help="tokens neighbouring chunks share (default 32)")
+    p.add_argument("--dim", type=positive_int, help="serve the first DIM dimensions (package and index; train with "
+                   "--matryoshka so that they embed well on their own)")
     p.add_argument("--vespa", help="evaluate on Vespa: 'docker', a config server URL (:19071) or a query URL")
     p.add_argument("--skip-bad", action="store_true")
     p.set_defaults(func=cmd_run)

@@ -208,7 +208,7 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
     runs the verifier's ``container`` command; ``embedder`` is our ONNX Runtime embedder of the package's model.
     Fills ``report.problems`` with every disagreement; the caller decides what a problem costs."""
     from .embedded import EmbeddedIndex, pack_bits
-    from .vespa_client import feed_fields, package_chunker, query_body
+    from .vespa_client import feed_fields, package_chunker, package_dim, query_body
 
     started = time.time()
     report = ContainerReport()
@@ -225,7 +225,7 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
     requests, expect = [], []
     with tempfile.TemporaryDirectory() as tmp:
         index = EmbeddedIndex.build(Path(tmp) / "index", package / "models", fusion_docs, progress=False,
-                                    chunker=chunker)
+                                    chunker=chunker, dim=package_dim(package))
         for profile in in_package:
             for kind, texts in (("plain", PLAIN_QUERIES), ("hostile", HOSTILE_QUERIES)):
                 for text in texts:

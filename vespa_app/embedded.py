@@ -94,7 +94,7 @@ class EmbeddedIndex:
             if sha256(manifest) != self.meta["manifest_sha256"]:
                 raise BadIndexError(f"{self.path}: the export {export_dir} was re-written after this index was built "
                                     f"(its manifest differs), so queries would not match the documents. {REBUILD}")
-            self._embedder = OnnxEmbedder(export_dir)
+            self._embedder = OnnxEmbedder(export_dir, dim=self.meta["dimension"])
         return self._embedder
 
     def check_corpus(self, docs) -> None:
@@ -109,13 +109,13 @@ class EmbeddedIndex:
     def build(cls, path, export_dir, docs: list[Doc], *, connectivity: int = HNSW_MAX_LINKS,
               expansion_add: int = HNSW_EXPLORE_AT_INSERT, expansion_search: int = HNSW_EXPLORE_AT_SEARCH,
               embeddings: np.ndarray | None = None, progress: bool = True, force: bool = False,
-              chunker=None) -> "EmbeddedIndex":
+              chunker=None, dim: int | None = None) -> "EmbeddedIndex":
         path, export_dir = Path(path), Path(export_dir).resolve()
         check_output(path, "index", force, inputs=[export_dir])
         ids = [d.id for d in docs]
         if len(set(ids)) != len(ids):
             raise ConfigError("document ids must be unique")
-        embedder = OnnxEmbedder(export_dir)
+        embedder = OnnxEmbedder(export_dir, dim=dim)  # dim: a Matryoshka prefix, cut then normalised as Vespa does
         chunks = None
         if chunker:
             chunks = [(p, c) for p, d in enumerate(docs) for c in chunker.passage_chunks(d.title, d.text)]

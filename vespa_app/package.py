@@ -8,6 +8,7 @@ The package reads top to bottom like a Vespa sample app::
                      of ``profiles.py``; a query embeds with input.query(q)=embed(embedder, @query).
                      Chunked (--chunk-tokens): a chunks array (BM25) embedded into tensor(chunk{}, x[D])
     models/chunking.json  chunked packages only: how the feed cuts documents into chunks
+    models/dimension.json packages built with --dim only: the prefix of the embedding they serve
     models/model.onnx, models/tokenizer.json, models/manifest.json
 """
 from __future__ import annotations
@@ -27,13 +28,12 @@ from exporter.manifest import Manifest
 
 from . import profiles
 from .profiles import Profile
-from .serving import EMBEDDER, HNSW_EXPLORE_AT_INSERT, HNSW_MAX_LINKS, SCHEMA
+from .serving import CHUNKING_FILE, DIM_FILE, EMBEDDER, HNSW_EXPLORE_AT_INSERT, HNSW_MAX_LINKS, SCHEMA
 
 # What the embedder embeds for a document: the same text as ``common.data.doc_text``; in a chunked package,
 # each chunk the feed sends (``common.chunking``, title leading each), into one vector per chunk.
 EMBED_INPUT = '(input title || "") . " " . (input text || "")'
 EMBED_CHUNKS = "input chunks"
-CHUNKING_FILE = "models/chunking.json"  # how the feed must cut documents for this package
 
 
 @dataclass
@@ -48,6 +48,7 @@ class AppOptions:
     cloud: bool = False  # a Vespa Cloud variant: nodes with resources, min-redundancy, no hosts.xml
     chunk_tokens: int | None = None  # chunked: a vector per chunk of this many tokens (tensor(chunk{}, x[D]))
     chunk_overlap: int = 0
+    dim: int | None = None  # serve the first dim dimensions (a Matryoshka prefix; Vespa cuts, then normalises)
 
     @property
     def chunked(self) -> bool:
@@ -93,7 +94,7 @@ def _embedding_field(name: str, cell_type: str, size: int, metric: str, o: AppOp
 
 
 def _schema(m: Manifest, o: AppOptions) -> Schema:
-    d = m.dimension
+    d = o.dim or m.dimension  # a smaller tensor than the model's output: Vespa's embedder keeps its first d values
     body = "chunks" if o.chunked else "text"
     document = Document(fields=[
         Field("id", "string", indexing=["summary", "attribute"]),
@@ -187,6 +188,10 @@ def write_package(export_dir, out_dir, options: AppOptions | None = None, force:
     if options.chunked and options.chunk_tokens > manifest.max_tokens:
         raise ConfigError(f"--chunk-tokens {options.chunk_tokens} is above the model's window of "
                           f"{manifest.max_tokens} tokens: Vespa's embedder would truncate every chunk")
+    if options.dim is not None and not 8 <= options.dim <= manifest.dimension:
+        raise ConfigError(f"--dim {options.dim} must be between 8 and the model's {manifest.dimension} dimensions")
+    if options.dim and options.binarized and options.dim % 8:
+        raise ConfigError(f"--dim {options.dim} with --binarized must be a multiple of 8 (bits pack into int8)")
     app = build_application(manifest, options)
 
     def write(tmp: Path):
@@ -199,6 +204,8 @@ def write_package(export_dir, out_dir, options: AppOptions | None = None, force:
         if options.chunked:
             (tmp / CHUNKING_FILE).write_text(json.dumps({"tokens": options.chunk_tokens,
                                                          "overlap": options.chunk_overlap}) + "\n")
+        if options.dim and options.dim < manifest.dimension:
+            (tmp / DIM_FILE).write_text(json.dumps({"dim": options.dim, "model_dimension": manifest.dimension}) + "\n")
         if check:
             check(tmp)
 

@@ -50,6 +50,7 @@ class RunOptions:
     merge: float | str | None = None  # merge the fine-tuned model with its base: α, "auto", or None (no merge)
     chunk_tokens: int | str | None = None  # chunked documents: tokens per chunk, "auto" (the window, when the
     chunk_overlap: int | None = None       # corpus is long: ``chunking_choice``), or None: truncated
+    dim: int | None = None  # serve a prefix of the embedding (a model trained with --matryoshka); None: all of it
 
 
 TUNED = "fine-tuned (exact)"
@@ -147,7 +148,7 @@ def _export(o: RunOptions, model_dir: Path, export_dir: Path):
     return Manifest.load(export_dir)
 
 
-def _package(export_dir: Path, app_dir: Path, corpus, extra: dict, chunker=None) -> None:
+def _package(export_dir: Path, app_dir: Path, corpus, extra: dict, chunker, dim: int) -> None:
     from exporter.parity import parity_texts
 
     from .check import check_package, java_missing
@@ -162,18 +163,19 @@ def _package(export_dir: Path, app_dir: Path, corpus, extra: dict, chunker=None)
 
     checker = "Python's structural checks" if missing else "Vespa's own config model and HuggingFaceEmbedder"
     if app_dir.exists():
-        from .vespa_client import package_chunker
+        from .vespa_client import package_chunker, package_dim
 
-        has = _chunking(package_chunker(app_dir))
-        if has != _chunking(chunker):
-            raise ConfigError(f"{app_dir} was built with chunking {has}, this run asks for {_chunking(chunker)}: "
-                              "delete it, or run with the same chunk options")
+        has = _shape(package_chunker(app_dir), package_dim(app_dir))
+        if has != _shape(chunker, dim):
+            raise ConfigError(f"{app_dir} was built with {has}, this run asks for {_shape(chunker, dim)}: "
+                              "delete it, or run with the same chunk and --dim options")
         _say(f"package: {app_dir} exists, reusing it; checking it with {checker}")
         check(app_dir)
     else:
         _say(f"Vespa application package, checked with {checker}")
         write_package(export_dir, app_dir, AppOptions(chunk_tokens=chunker.max_tokens if chunker else None,
-                                                      chunk_overlap=chunker.overlap if chunker else 0), check=check)
+                                                      chunk_overlap=chunker.overlap if chunker else 0, dim=dim),
+                      check=check)
     report = reports[0]
     extra["vespa_check"] = f"skipped: {missing}" if missing else report.vespa
     if report.container:
@@ -183,26 +185,26 @@ def _package(export_dir: Path, app_dir: Path, corpus, extra: dict, chunker=None)
     print(report.summary(), file=sys.stderr)
 
 
-def _chunking(chunker) -> dict | None:
-    """What a package or an index records of its chunking."""
-    return {"tokens": chunker.max_tokens, "overlap": chunker.overlap} if chunker else None
+def _shape(chunker, dim: int) -> dict:
+    """What a package or an index records of how it embeds documents: chunking and embedding size."""
+    return {"chunking": {"tokens": chunker.max_tokens, "overlap": chunker.overlap} if chunker else None, "dim": dim}
 
 
-def _index(export_dir: Path, index_dir: Path, corpus, chunker=None):
+def _index(export_dir: Path, index_dir: Path, corpus, chunker, dim: int):
     from .embedded import BadIndexError, EmbeddedIndex
 
-    wanted = _chunking(chunker)
     if index_dir.exists():
         _say(f"index: {index_dir} exists, reopening it")
         index = EmbeddedIndex.open(index_dir)
         index.check_corpus(corpus)
-        if index.meta.get("chunking") != wanted:
-            raise BadIndexError(f"{index_dir} was built with chunking {index.meta.get('chunking')}, this run asks "
-                                f"for {wanted}: delete it, or run with the same chunk options")
+        has = {"chunking": index.meta.get("chunking"), "dim": index.meta["dimension"]}
+        if has != _shape(chunker, dim):
+            raise BadIndexError(f"{index_dir} was built with {has}, this run asks for {_shape(chunker, dim)}: "
+                                "delete it, or run with the same chunk and --dim options")
         return index
     _say(f"embedded index: embedding {len(corpus)} documents with the exported model"
-         + (f", as chunks of {chunker.max_tokens} tokens" if chunker else ""))
-    return EmbeddedIndex.build(index_dir, export_dir, corpus, chunker=chunker)
+         + (f", as chunks of {chunker.max_tokens} tokens" if chunker else "") + f", {dim} dimensions")
+    return EmbeddedIndex.build(index_dir, export_dir, corpus, chunker=chunker, dim=dim)
 
 
 def _feed_vespa(o: RunOptions, app_dir: Path, corpus, out: Path, extra: dict):
@@ -295,13 +297,14 @@ def run(o: RunOptions) -> dict:
     stages.extra["parity"] = manifest.parity
     chunker, stages.extra["chunking"] = chunking_choice(o, corpus, export_dir)
     _say(f"chunking {stages.extra['chunking']}")
-    stages.timed("package + Vespa check", _package, export_dir, app_dir, corpus, stages.extra, chunker)
+    dim = o.dim or manifest.dimension
+    stages.timed("package + Vespa check", _package, export_dir, app_dir, corpus, stages.extra, chunker, dim)
 
     index = backend = None
     if o.vespa:
         backend = stages.timed("deploy + feed", _feed_vespa, o, app_dir, corpus, out, stages.extra)
     else:
-        index = backend = stages.timed("index", _index, export_dir, out / "index", corpus, chunker)
+        index = backend = stages.timed("index", _index, export_dir, out / "index", corpus, chunker, dim)
 
     rows = []
     if beir:

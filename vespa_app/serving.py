@@ -6,6 +6,8 @@ at insert.
 """
 SCHEMA = "doc"  # the document type, its schema and its namespace
 EMBEDDER = "embedder"  # the hugging-face-embedder component's id
+CHUNKING_FILE = "models/chunking.json"  # how the feed must cut documents for a chunked package
+DIM_FILE = "models/dimension.json"  # a package serving a prefix of the model's embedding says so on purpose
 
 HNSW_MAX_LINKS = 16  # max-links-per-node (faiss: M)
 HNSW_EXPLORE_AT_INSERT = 200  # neighbors-to-explore-at-insert (faiss: efConstruction)

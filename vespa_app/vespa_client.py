@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import socket
 import sys
@@ -25,7 +26,7 @@ from common.errors import ConfigError, UserError
 
 from . import profiles
 from .backend import Hit
-from .serving import SCHEMA, TARGET_HITS
+from .serving import CHUNKING_FILE, SCHEMA, TARGET_HITS
 
 QUERY_TIMEOUT_S = 4.0  # the whole answer must come within 5 s: connect, send, Vespa search, read
 
@@ -226,9 +227,18 @@ def feed_fields(doc, chunker=None) -> dict:
     return fields
 
 
+def package_dim(package) -> int:
+    """The embedding size a package serves: its schema's tensor (a model's full output, or a prefix)."""
+    sd = (Path(package) / "schemas" / f"{SCHEMA}.sd").read_text()
+    found = re.search(r"field embedding type tensor<\w+>\((?:chunk\{\}, )?x\[(\d+)\]\)", sd)
+    if not found:
+        raise ConfigError(f"{package}: no embedding field in schemas/{SCHEMA}.sd; not a package of ours")
+    return int(found.group(1))
+
+
 def package_chunker(package):
     """The chunker a chunked package was built for (its ``models/chunking.json``), or None."""
-    settings = Path(package) / "models" / "chunking.json"
+    settings = Path(package) / CHUNKING_FILE
     if not settings.exists():
         return None
     from common.chunking import Chunker
