@@ -14,8 +14,9 @@ REPO = Path(__file__).resolve().parent.parent
 SCIFACT = REPO / "common" / "datasets" / "scifact"
 
 
-def build_tiny_model(path: Path, seed: int = 0, dropout: float = 0.1) -> Path:
-    """A 2-layer, 32-wide BERT with MiniLM's real tokenizer: a real model, small enough for a unit test."""
+def build_tiny_model(path: Path, seed: int = 0, dropout: float = 0.1, layers: int = 2) -> Path:
+    """A 2-layer (or ``layers``), 32-wide BERT with MiniLM's real tokenizer: a real model, small enough for a
+    unit test."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
@@ -23,7 +24,7 @@ def build_tiny_model(path: Path, seed: int = 0, dropout: float = 0.1) -> Path:
 
     base = default_base_model()
     tokenizer = AutoTokenizer.from_pretrained(base, use_fast=True)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=layers,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
                         hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     torch.manual_seed(seed)

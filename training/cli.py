@@ -150,7 +150,44 @@ def cmd_merge(args) -> int:
     return 0
 
 
+def cmd_distill(args) -> int:
+    from .distill import DistillConfig, distill, distill_texts
+    from .pairs import load_training_data
+
+    teacher = resolve_models([args.teacher])[0]
+    cfg = DistillConfig(teacher, args.out, args.layers, pick=args.pick, loss=args.loss, contrastive=args.contrastive,
+                        matryoshka=args.matryoshka, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                        max_length=args.max_length, max_texts=args.max_texts)
+    pairs, corpus = load_training_data(args.data, args.split, args.skip_bad)
+    texts = distill_texts(corpus, pairs, args.general)
+    print(f"distilling {teacher} into {args.layers} layers ({args.pick}) on {len(texts)} texts", file=sys.stderr)
+    print(distill(cfg, texts, pairs, force=args.force))
+    return 0
+
+
 def add_commands(sub, with_eval: bool = True) -> None:
+    p = sub.add_parser("distill", help="a smaller student from the teacher's own layers, trained on its vectors")
+    p.add_argument("teacher", help="any model directory ('base': all-MiniLM-L6-v2, a fine-tuned or merged one)")
+    p.add_argument("out", help="where the student's model directory goes")
+    p.add_argument("--layers", type=positive_int, required=True, help="transformer layers the student keeps")
+    p.add_argument("--pick", default="spread", choices=("spread", "first"),
+                   help="evenly spaced layers, first and last kept (default), or the first N")
+    p.add_argument("--loss", default="mse", choices=("mse", "cosine"), help="on the unit vectors (default mse)")
+    p.add_argument("--contrastive", type=float, default=0.0, metavar="LAMBDA",
+                   help="add λ · InfoNCE on the labelled pairs of --data (default 0: distillation only)")
+    p.add_argument("--matryoshka", default="", help="also distil nested prefixes, e.g. 384,256,128,64")
+    p.add_argument("--data", default=str(SCIFACT),
+                   help="where the corpus and training queries come from (default: bundled SciFact)")
+    p.add_argument("--split", default="train")
+    p.add_argument("--general", help="general-domain text, .txt or STS .csv (default: bundled STS-B train)")
+    p.add_argument("--epochs", type=positive_int, default=1)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--max-length", type=positive_int, default=128)
+    p.add_argument("--max-texts", type=int, default=0, help="a seeded sample of this many texts (0: all)")
+    p.add_argument("--force", action="store_true", help="replace OUT when it holds a previous model")
+    p.add_argument("--skip-bad", action="store_true")
+    p.set_defaults(func=cmd_distill)
     p = sub.add_parser("train", help="fine-tune a bi-encoder (InfoNCE by default)")
     add_train_args(p)
     p.set_defaults(func=cmd_train)

@@ -1,0 +1,70 @@
+"""`siamese distill`: a student made of its teacher's own layers (training/distill.py)."""
+import json
+
+import pytest
+import torch
+
+from conftest import build_tiny_model, needs_java, toy_pairs
+from common.errors import ConfigError
+from training.distill import DistillConfig, distill, distill_loss, make_student, picked_layers
+from training.encoder import Encoder
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("teacher") / "model", seed=3, dropout=0.0, layers=4)
+
+
+def test_which_layers():
+    assert picked_layers(6, 3, "spread") == [0, 2, 5] and picked_layers(6, 2, "spread") == [0, 5]
+    assert picked_layers(6, 4, "spread") == [0, 2, 3, 5] and picked_layers(6, 1, "spread") == [5]
+    assert picked_layers(6, 3, "first") == [0, 1, 2] and picked_layers(6, 6, "spread") == list(range(6))
+    with pytest.raises(ConfigError, match="keep between 1 and 6"):
+        picked_layers(6, 7, "spread")
+
+
+def test_the_students_layers_are_the_teachers_before_training(teacher):
+    t = Encoder.load(teacher, max_length=48).eval()
+    s = make_student(t, [0, 3]).eval()
+    assert s.transformer.config.num_hidden_layers == 2 and len(s.transformer.encoder.layer) == 2
+    for mine, theirs in zip(s.transformer.encoder.layer, [t.transformer.encoder.layer[i] for i in (0, 3)]):
+        for a, b in zip(mine.state_dict().values(), theirs.state_dict().values()):
+            assert torch.equal(a, b)
+    assert all(torch.equal(a, b) for a, b in zip(s.transformer.embeddings.state_dict().values(),
+                                                  t.transformer.embeddings.state_dict().values()))
+    texts = ["a protein folds", "the council met on tuesday"]
+    whole = make_student(t, [0, 1, 2, 3]).eval()  # every layer kept: the teacher itself
+    assert torch.equal(torch.from_numpy(whole.encode(texts)), torch.from_numpy(t.encode(texts)))
+    assert not torch.allclose(torch.from_numpy(s.encode(texts)), torch.from_numpy(t.encode(texts)))
+    assert len(t.transformer.encoder.layer) == 4  # the teacher is not changed
+
+
+def test_distill_loss_on_unit_vectors():
+    s, t = torch.randn(5, 8), torch.randn(5, 8)
+    sn, tn = torch.nn.functional.normalize(s, dim=-1), torch.nn.functional.normalize(t, dim=-1)
+    assert torch.allclose(distill_loss(s, t, "mse", []), (sn - tn).pow(2).sum(-1).mean())
+    assert torch.allclose(distill_loss(s, t, "mse", []), 2 * distill_loss(s, t, "cosine", []))
+    assert torch.allclose(distill_loss(s, t, "cosine", [8, 4]),
+                          distill_loss(s, t, "cosine", []) + distill_loss(s[:, :4], t[:, :4], "cosine", []))
+    assert float(distill_loss(t, t, "mse", [8, 4])) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.java
+@needs_java()
+def test_a_two_layer_student_goes_through_export_and_app_check(teacher, tmp_path):
+    from exporter.onnx_export import export
+    from vespa_app.check import check_package
+    from vespa_app.package import write_package
+
+    pairs = toy_pairs(24)
+    texts = [p.positive for p in pairs] + [p.query for p in pairs]
+    cfg = DistillConfig(str(teacher), str(tmp_path / "student"), layers=2, epochs=2, batch_size=8, max_length=48)
+    student = distill(cfg, texts, pairs, progress=False)
+    info = json.loads((student / "distill.json").read_text())
+    assert info["teacher_layers"] == [0, 3] and info["loss"][-1] < info["loss"][0]
+    assert Encoder.load(student, max_length=48).transformer.config.num_hidden_layers == 2
+    with pytest.raises(Exception, match="already exists"):
+        distill(cfg, texts, pairs, progress=False)
+    app = write_package(export(student, tmp_path / "export", progress=False), tmp_path / "app")
+    report = check_package(app)
+    assert report.vespa == "accepted" and report.embedding["document_min_cosine"] >= 0.9999

@@ -1,0 +1,159 @@
+"""A smaller student made of its teacher's own layers, trained to embed as the teacher does.
+
+    siamese distill TEACHER OUT --layers 3 [--pick spread|first] [--loss mse|cosine] [--contrastive 0.1]
+
+1. **Student.** The teacher with fewer transformer layers: the same embeddings, tokenizer, pooling,
+   normalisation and prefixes, and ``layers`` of the teacher's blocks copied as they are. ``spread`` keeps
+   evenly spaced blocks, the first and the last among them (DistilBERT-style); ``first`` keeps the bottom N.
+2. **Texts.** Unlabelled: the corpus passages, the training queries and general-domain sentences (STS-B
+   train). The teacher's vectors of them are computed once and cached on disk.
+3. **Loss.** Per batch of texts, the student's unit vectors against the teacher's:
+
+       mse:    (1/n) Σ_i ‖ŝ_i − t̂_i‖²        cosine: (1/n) Σ_i (1 − ŝ_i·t̂_i)
+
+   (the same minimum; MSE's gradient is twice cosine's). ``--contrastive λ`` adds λ · InfoNCE on the labelled
+   pairs, one batch of them a step, so the student also learns the task, not only the teacher.
+   ``--matryoshka 384,256,...`` sums the distillation over nested prefixes of both vectors, each normalised.
+
+The result is an ordinary model directory: ``export``, ``app build``, ``eval`` and ``run --base`` take it.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from common.atomic import atomic_dir, check_output
+from common.errors import ConfigError
+
+from .encoder import Encoder
+
+PICKS = ("spread", "first")
+
+
+@dataclass
+class DistillConfig:
+    teacher: str
+    out: str
+    layers: int
+    pick: str = "spread"
+    loss: str = "mse"  # or cosine
+    contrastive: float = 0.0  # λ of InfoNCE on labelled pairs added to the distillation loss (0: none)
+    matryoshka: str = ""  # nested prefix sizes the distillation is also summed over, e.g. "384,256,128,64"
+    epochs: int = 1
+    batch_size: int = 64
+    lr: float = 1e-4
+    max_length: int = 128
+    max_texts: int = 0  # 0: every text; else a seeded sample of this many
+    seed: int = 42
+
+
+def picked_layers(total: int, keep: int, pick: str) -> list[int]:
+    """Which of the teacher's ``total`` blocks the student keeps."""
+    if not 1 <= keep <= total:
+        raise ConfigError(f"--layers {keep}: the teacher has {total} layers; keep between 1 and {total}")
+    if pick == "first":
+        return list(range(keep))
+    if pick == "spread":
+        return sorted({int(round(x)) for x in np.linspace(0, total - 1, keep)}) if keep > 1 else [total - 1]
+    raise ConfigError(f"--pick must be one of {', '.join(PICKS)}, not {pick!r}")
+
+
+def make_student(teacher: Encoder, layers: list[int]) -> Encoder:
+    """A copy of ``teacher`` keeping only the transformer blocks ``layers`` (BERT-family encoders)."""
+    student = copy.deepcopy(teacher)
+    blocks = getattr(getattr(student.transformer, "encoder", None), "layer", None)
+    if blocks is None:
+        raise ConfigError(f"cannot take layers from a {type(student.transformer).__name__}: distillation by layer "
+                          "copy needs a BERT-family encoder (MiniLM, BERT, BGE, E5)")
+    student.transformer.encoder.layer = torch.nn.ModuleList([blocks[i] for i in layers])
+    student.transformer.config.num_hidden_layers = len(layers)
+    return student
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str, dims: list[int]) -> torch.Tensor:
+    """The distillation term, summed over the whole vector and each Matryoshka prefix."""
+    total = 0.0
+    for d in dims or [student.shape[-1]]:
+        s, t = F.normalize(student[:, :d], dim=-1), F.normalize(teacher[:, :d], dim=-1)
+        total = total + ((s - t).pow(2).sum(-1).mean() if kind == "mse" else (1 - (s * t).sum(-1)).mean())
+    return total
+
+
+def distill(cfg: DistillConfig, texts: list[str], pairs=None, progress: bool = True, force: bool = False) -> Path:
+    """Write the student to ``cfg.out`` (a model directory) and return it. ``pairs``: labelled pairs for
+    ``cfg.contrastive``."""
+    from common.vectors import cached_vectors
+
+    from .evaluate import model_cache_key
+    from .infonce import info_nce
+
+    from .model_dir import check_model_dir
+
+    out = Path(cfg.out)
+    cfg.teacher = str(check_model_dir(cfg.teacher))  # a run directory stands for the model inside it
+    check_output(out, "model", force, inputs=[Path(cfg.teacher)])
+    if cfg.loss not in ("mse", "cosine"):
+        raise ConfigError(f"--loss must be mse or cosine, not {cfg.loss!r}")
+    if cfg.contrastive and not pairs:
+        raise ConfigError("--contrastive needs labelled pairs (--data)")
+    dims = sorted({int(d) for d in cfg.matryoshka.split(",") if d.strip()}, reverse=True)
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    teacher = Encoder.load(cfg.teacher, max_length=cfg.max_length).eval()
+    if any(d > teacher.dim for d in dims):
+        raise ConfigError(f"--matryoshka {cfg.matryoshka} goes above the teacher's {teacher.dim} dimensions")
+    texts = list(dict.fromkeys(t for t in texts if t.strip()))
+    if cfg.max_texts and len(texts) > cfg.max_texts:
+        texts = random.Random(cfg.seed).sample(texts, cfg.max_texts)
+    # Passages and queries alike, as passages: the teacher embeds them with its passage prefix.
+    targets = torch.from_numpy(cached_vectors(f"distill {model_cache_key(cfg.teacher, teacher.config)}", texts,
+                                              lambda: teacher.encode(texts, "passage", progress=progress)))
+    layers = picked_layers(teacher.transformer.config.num_hidden_layers, cfg.layers, cfg.pick)
+    student = make_student(teacher, layers).train()
+    optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.01)
+    order = [i for epoch in range(cfg.epochs)
+             for i in random.Random(cfg.seed + epoch).sample(range(len(texts)), len(texts))]
+    steps = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+    labelled = list(pairs or [])
+    log, started = [], time.time()
+    bar = tqdm(steps, desc="distill", disable=not progress)
+    for step, idx in enumerate(bar):
+        vectors = student(student.tokenize(student.with_prefix([texts[i] for i in idx], "passage")))
+        loss = distill_loss(vectors, targets[idx], cfg.loss, dims)
+        if cfg.contrastive:
+            batch = random.Random(cfg.seed * 7919 + step).sample(labelled, min(cfg.batch_size // 2, len(labelled)))
+            q = student(student.tokenize(student.with_prefix([p.query for p in batch], "query")))
+            p = student(student.tokenize(student.with_prefix([p.positive for p in batch], "passage")))
+            loss = loss + cfg.contrastive * info_nce(q, p, 0.05)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        optimizer.step()
+        log.append(round(float(loss.detach()), 5))
+        bar.set_postfix(loss=f"{log[-1]:.4f}")
+
+    def write(tmp: Path):
+        student.save(tmp)
+        (tmp / "distill.json").write_text(json.dumps({**asdict(cfg), "teacher_layers": layers, "texts": len(texts),
+                                                      "steps": len(steps), "seconds": round(time.time() - started),
+                                                      "loss": log[-20:]}, indent=2))
+
+    return atomic_dir(out, write, "model", replace=force, inputs=[Path(cfg.teacher)])
+
+
+def distill_texts(corpus, pairs, general: str | None) -> list[str]:
+    """The unlabelled text a student learns from: corpus passages, training queries, general sentences."""
+    from common.bundled import STSB_TRAIN
+    from common.data import read_general_texts
+
+    return ([d.passage for d in (corpus or [])] + [p.query for p in (pairs or [])]
+            + read_general_texts(general or STSB_TRAIN))
