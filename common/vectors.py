@@ -60,6 +60,17 @@ def dense_run(embed: EmbedFn, beir: Beir, k: int = 100, doc_vectors: np.ndarray 
     return to_run(qids, doc_ids, *exact_search(embed([beir.queries[q] for q in qids], "query"), doc_vectors, k))
 
 
+def prefix_embed(embed: EmbedFn, dim: int, cache: str | None = None) -> EmbedFn:
+    """``embed`` keeping only the first ``dim`` dimensions, normalised after the cut: a Matryoshka prefix, as
+    Vespa's embedder fills a smaller tensor. Passages' full vectors are cached under ``cache`` (the key
+    ``dense_run`` uses), so every prefix of one model reuses one embedding of the corpus."""
+    def cut(texts: list[str], kind: str) -> np.ndarray:
+        full = (cached_vectors(cache, texts, lambda: embed(texts, kind)) if cache and kind == "passage"
+                else embed(texts, kind))
+        return normalize(full[:, :dim])
+    return cut
+
+
 def chunk_scores(sims: np.ndarray, owners: np.ndarray, pooling: str = "best") -> np.ndarray:
     """(queries, chunks) similarities → (queries, documents) scores; ``owners[i]`` is chunk i's document
     position, and each document's chunks are contiguous."""

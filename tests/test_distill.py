@@ -68,3 +68,25 @@ def test_a_two_layer_student_goes_through_export_and_app_check(teacher, tmp_path
     app = write_package(export(student, tmp_path / "export", progress=False), tmp_path / "app")
     report = check_package(app)
     assert report.vespa == "accepted" and report.embedding["document_min_cosine"] >= 0.9999
+
+
+def test_prefix_embed_cuts_then_normalises_and_reuses_the_passage_cache(monkeypatch, tmp_path):
+    import numpy as np
+
+    from common.vectors import prefix_embed
+
+    monkeypatch.setenv("SIAMESE_CACHE", str(tmp_path))
+    calls = []
+
+    def embed(texts, kind):
+        calls.append(kind)
+        return np.arange(len(texts) * 8, dtype=np.float32).reshape(len(texts), 8) + 1
+
+    cut = prefix_embed(embed, 3, cache="model-key")
+    v = cut(["a", "b"], "passage")
+    full = embed(["a", "b"], "passage")[:, :3]
+    assert np.allclose(v, full / np.linalg.norm(full, axis=1, keepdims=True))
+    calls.clear()
+    prefix_embed(embed, 5, cache="model-key")(["a", "b"], "passage")  # another prefix: the corpus is not re-embedded
+    prefix_embed(embed, 5, cache="model-key")(["a", "b"], "query")  # queries are never cached
+    assert calls == ["query"]

@@ -79,6 +79,8 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-overlap", type=int, help="tokens neighbouring chunks share (default 0)")
     p.add_argument("--chunk-pooling", choices=CHUNK_POOLINGS,
                    help="a document's score: its best chunk (default) or the mean of its best two")
+    p.add_argument("--dim", type=positive_int,
+                   help="score each model on the first DIM dimensions of its embedding (a Matryoshka prefix)")
 
 
 def resolve_models(names):
@@ -110,7 +112,7 @@ def cmd_eval(args) -> int:
         chunking = Chunking(overlap=args.chunk_overlap or 0, pooling=args.chunk_pooling or "best",
                             tokens=args.chunk_tokens)
     rows = evaluate(resolve_models(args.models), beir, args.bm25, sts_rows, max_length=args.max_length,
-                    guards=guards, positives=positives, hybrid=args.hybrid, chunking=chunking)
+                    guards=guards, positives=positives, hybrid=args.hybrid, chunking=chunking, dim=args.dim)
     print(format_table(rows))
     print(evaluation_notes(beir, rows, guards))
     base = next((r["name"] for r in rows if r["name"] == model_label(resolve_models(["base"])[0])), None)

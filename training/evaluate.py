@@ -12,7 +12,7 @@ from common.data import Beir, Doc, limit_queries, load_beir, read_beir
 from common.errors import ConfigError
 from common.metrics import (GUARD, Run, read_positives, report_half, score_run, score_split, seen_queries,
                             spearman)
-from common.vectors import chunked_dense_run, cosine, dense_run, rrf_run, to_run
+from common.vectors import chunked_dense_run, cosine, dense_run, prefix_embed, rrf_run, to_run
 
 from .bm25 import BM25
 
@@ -109,11 +109,13 @@ class Chunking:
 
 def evaluate(models: list[str], beir: Beir | None = None, bm25: bool = True, sts_rows=None,
              progress: bool = True, max_length: int | None = None, guards: dict[str, Beir] | None = None,
-             positives: dict | None = None, hybrid: bool = False, chunking: Chunking | None = None) -> list[dict]:
+             positives: dict | None = None, hybrid: bool = False, chunking: Chunking | None = None,
+             dim: int | None = None) -> list[dict]:
     """One row per system: {'name', 'ndcg@10', 'ndcg@10 seen', 'ndcg@10 unseen', 'recall@100', 'mrr@10',
     'sts_spearman', 'guard NAME', 'seconds'}. ``positives`` (``common.metrics.read_positives``) splits the
     queries into seen and unseen; without it, the first model directory that recorded its positives does.
-    ``chunking``: documents longer than the window are embedded as chunks instead of truncated."""
+    ``chunking``: documents longer than the window are embedded as chunks instead of truncated. ``dim``:
+    each model serves the first ``dim`` dimensions of its embedding (a Matryoshka prefix)."""
     guards = guards or {}
     datasets = ({"main": beir} if beir else {}) | guards
     positives = positives or next(filter(None, (read_positives(m) for m in models)), None)
@@ -127,6 +129,10 @@ def evaluate(models: list[str], beir: Beir | None = None, bm25: bool = True, sts
         encoder = Encoder.load(model, max_length=max_length)
         embed, key = embed_fn(encoder, progress), model_cache_key(model, encoder.config)
         label = model_label(model)
+        if dim:
+            if dim > encoder.dim:
+                raise ConfigError(f"--dim {dim} is above {label}'s {encoder.dim} dimensions")
+            embed, key, label = prefix_embed(embed, dim, key), None, f"{label} @{dim}d"
         if chunking:
             from common.chunking import Chunker
 

@@ -117,9 +117,9 @@ def cmd_eval(args) -> int:
 
     if args.backend == "exact":
         return training_cli.cmd_eval(args)
-    if args.chunk_tokens or args.chunk_overlap is not None or args.chunk_pooling:
-        raise ConfigError("--chunk-* options evaluate chunked documents with exact search (--backend exact); the "
-                          "embedded index and the Vespa package do not chunk yet")
+    if args.chunk_tokens or args.chunk_overlap is not None or args.chunk_pooling or args.dim:
+        raise ConfigError("--chunk-* and --dim set how exact search (--backend exact) embeds; an index or a package "
+                          "is chunked and sized when it is built (siamese run / app build --chunk-tokens, --dim)")
     beir = limit_queries(load_beir(args.data, args.split, skip_bad=args.skip_bad), args.limit_queries)
     rows = evaluate_backend(_backend(args, beir), beir, args.profiles, label=args.backend)
     print(format_table(rows))
