@@ -179,6 +179,7 @@ def test_chunked_schema(chunked):
     assert "field chunks type array<string>" in sd and "tensor<float>(chunk{}, x[32])" in sd
     assert "input chunks | embed embedder | attribute | index" in sd
     assert "bm25(chunks)" in sd and "bm25(text)" not in sd and "closest(embedding)" in sd
+    assert "select-elements-by: best_chunk" in sd and "summary-features {\n            best_chunk" in sd
     assert (chunked / "models" / "chunking.json").exists()
 
 
@@ -197,8 +198,17 @@ def test_chunked_package_embeds_each_chunk_as_we_do(chunked):
 @pytest.mark.java
 @needs_java()
 def test_client_that_misreads_the_best_chunk_is_caught(chunked, monkeypatch):
-    monkeypatch.setattr(vespa_client, "_best_chunk", lambda fields: (fields.get("chunks") or [""])[0])
+    monkeypatch.setattr(vespa_client, "_best_chunk", lambda fields: "")
     with pytest.raises(PackageError, match=r"reads Vespa's rendered response wrongly: best chunk of"):
+        check_package(chunked)
+
+
+@pytest.mark.java
+@needs_java()
+def test_request_that_does_not_select_the_chunks_is_caught(chunked, monkeypatch):
+    real = vespa_client.query_body
+    monkeypatch.setattr(vespa_client, "query_body", lambda *a, chunked=False, **kw: real(*a, **kw))
+    with pytest.raises(PackageError, match=r"does not select the chunks summary"):
         check_package(chunked)
 
 
@@ -211,6 +221,9 @@ def test_hits_from_response_reads_each_tensor_form():
         body = {"root": {"children": [{"id": "id:doc:doc::d1", "relevance": 0.5, "fields": {
             "id": "d1", "title": "t", "chunks": chunks, "matchfeatures": {"closest(embedding)": closest}}}]}}
         assert vespa_client.hits_from_response(body)[0].passage == "t third"
+    selected = {"root": {"children": [{"id": "x", "relevance": 0.5, "fields": {  # the package's select-elements-by
+        "chunks": ["t third"], "matchfeatures": {"closest(embedding)": {"cells": {"2": 1.0}}}}}]}}
+    assert vespa_client.hits_from_response(selected)[0].passage == "t third"
     unchunked = {"root": {"children": [{"id": "id:doc:doc::d1", "relevance": 0.5, "fields": {"id": "d1"}}]}}
     assert vespa_client.hits_from_response(unchunked)[0].passage == ""
     out_of_range = {"root": {"children": [{"id": "x", "relevance": 0.5, "fields": {

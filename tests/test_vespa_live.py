@@ -55,3 +55,30 @@ def test_deploy_feed_query_evaluate(vespa, hundred, tmp_path):
     rows = evaluate_backend(vespa, hundred, progress=False)
     assert [r["name"] for r in rows] == ["bm25", "semantic", "hybrid"]
     assert rows[0]["ndcg@10"] > 0.5
+
+
+def test_chunked_package_returns_each_hits_best_chunk(tiny_export, hundred, tmp_path):
+    """A chunked package on a real Vespa: the feed sends chunks, each hit comes back with the one chunk the
+    content nodes selected (select-elements-by closest(embedding)), and it is the embedded backend's best chunk."""
+    from vespa_app.embedded import EmbeddedIndex
+    from vespa_app.package import AppOptions
+    from vespa_app.vespa_client import package_chunker
+
+    app = write_package(tiny_export, tmp_path / "app", AppOptions(chunk_tokens=32, chunk_overlap=8))
+    url = os.environ.get("VESPA_URL")
+    if url:
+        host = urlparse(url if "://" in url else f"http://{url}").hostname
+        deploy_to_config_server(app, os.environ.get("VESPA_CONFIG_URL", f"http://{host}:19071"), url)
+    else:
+        url = deploy_docker(app)
+    vespa, chunker = VespaBackend(url, chunked=True), package_chunker(app)
+    docs = list(hundred.corpus.values())
+    result = vespa.feed(docs, ledger=tmp_path / "l.jsonl", failed_file=tmp_path / "f.jsonl", chunker=chunker,
+                        progress=False)
+    assert result.acked == len(docs) and not result.failed
+    index = EmbeddedIndex.build(tmp_path / "index", app / "models", docs, progress=False, chunker=chunker)
+    query = next(iter(hundred.queries.values()))
+    ours = {h.id: h.passage for h in index.query(query, "semantic", 5)}
+    hits = vespa.query(query, "semantic", hits=5)
+    assert all(h.passage for h in hits)
+    assert all(h.passage == ours[h.id] for h in hits if h.id in ours)

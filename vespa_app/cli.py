@@ -167,9 +167,10 @@ def cmd_search(args) -> int:
 
 
 def cmd_query(args) -> int:
-    from .vespa_client import VespaBackend, print_hits
+    from .vespa_client import VespaBackend, package_chunker, print_hits
 
-    print_hits(VespaBackend(args.url).query(args.text, args.profile, args.hits))
+    chunked = bool(args.package) and package_chunker(args.package) is not None
+    print_hits(VespaBackend(args.url, chunked=chunked).query(args.text, args.profile, args.hits))
     return 0
 
 
@@ -262,6 +263,7 @@ def add_pipeline_commands(sub) -> None:
     p.add_argument("--profile", choices=profiles.NAMES, default="semantic",
                    help="binary needs a package built with --binarized")
     p.add_argument("--hits", type=positive_int, default=10)
+    p.add_argument("--package", help="the deployed package: a chunked one's hits come with their best chunk")
     p.set_defaults(func=cmd_query)
 
     p = sub.add_parser("deploy", help="deploy an application package")

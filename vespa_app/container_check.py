@@ -182,9 +182,7 @@ def _shape(tree: dict) -> str:
 def _hit(index, position: int, closeness: float, features: dict | None = None) -> dict:
     """A hit as the content nodes would return it: first-phase features and the summary fields we read."""
     doc = index.docs[position]
-    fields = {"id": doc.id, "title": doc.title}
-    if index.chunked:
-        fields["chunks"] = [c for _, c in index.chunks[index.bounds[position]:index.bounds[position + 1]]]
+    fields = {"id": doc.id, "title": doc.title}  # chunked: the best chunk is added where the profile selects it
     return {"id": doc.id, "relevance": closeness, "position": position, "fields": fields,
             "features": {"closeness(field,embedding)": closeness, **(features or {})}}
 
@@ -247,9 +245,12 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
                             row = index.best_chunk(vector, position)[0]
                             label = row - index.bounds[index.chunks[row][0]]
                             h["features"][profiles.BEST_CHUNK] = f"tensor(chunk{{}}):{{{label}:1.0}}"
+                            # and the summary's select-elements-by keeps that one element of the chunks array
+                            h["fields"]["chunks"] = [index.chunks[row][1]]
                             h["passage"] = index.chunks[row][1]
                     expect.append((profile, fused))
-                    requests.append({"params": query_body(text, profile.name, 10), "text": text, "kind": kind,
+                    requests.append({"params": query_body(text, profile.name, 10, chunked=bool(chunker)),
+                                     "text": text, "kind": kind,
                                      "hits": hits, "passages": {h["id"]: h.pop("passage", "") for h in hits}})
     rejections = [
         ("a profile the package lacks", {**query_body("q", "semantic", 10), "ranking": "no-such-profile"}),
@@ -299,6 +300,13 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
             report.problems.append(f"{label}: query tree {wrong}")
         if got["profile"] != profile.name:
             report.problems.append(f"{label}: rank profile {got['profile']!r}, asked for {profile.name!r}")
+        if chunker and profile.embeds_query:  # the hit's best chunk: selected by Vespa, asked for by us
+            if "chunks" not in got["summary_fields"]:
+                report.problems.append(f"{label}: the request does not select the chunks summary "
+                                       f"({got['summary_fields']}), so no hit carries its best chunk")
+            if not {profiles.BEST_CHUNK_FN, f"rankingExpression({profiles.BEST_CHUNK_FN})"} & set(got["summary_features"]):
+                report.problems.append(f"{label}: Vespa's rank profile has no {profiles.BEST_CHUNK_FN} summary "
+                                       f"feature ({got['summary_features']}): the chunks summary would be empty")
         cos = None
         vector = embedder.embed_one(text, "query") if got["inputs"] else None
         for name, tensor in got["inputs"].items():

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from vespa.configuration import services as vt
 from vespa.package import (HNSW, ApplicationPackage, Document, Field, FieldSet, Function, GlobalPhaseRanking,
-                           RankProfile, Schema, SecondPhaseRanking, ServicesConfiguration)
+                           RankProfile, Schema, SecondPhaseRanking, ServicesConfiguration, Summary)
 
 from common.atomic import atomic_dir, check_output
 from common.errors import ConfigError
@@ -80,7 +80,8 @@ def _rank_profile(p: Profile, d: int) -> RankProfile:
         phase["global_phase"] = GlobalPhaseRanking(p.global_phase.expression, rerank_count=p.global_phase.rerank_count)
     return RankProfile(p.name, inherits=", ".join(p.inherits) or None, inputs=inputs or None,
                        functions=[Function(n, e) for n, e in p.functions.items()] or None,
-                       first_phase=p.first_phase, match_features=list(p.match_features), **phase)
+                       first_phase=p.first_phase, match_features=list(p.match_features),
+                       summary_features=list(p.summary_features) or None, **phase)
 
 
 def _embedding_field(name: str, cell_type: str, size: int, metric: str, o: AppOptions) -> Field:
@@ -102,7 +103,9 @@ def _schema(m: Manifest, o: AppOptions) -> Schema:
         # chunked: the whole text is kept for display; BM25 and the embedder read the chunks
         Field("text", "string", indexing=["summary"] if o.chunked else ["index", "summary"],
               index=None if o.chunked else "enable-bm25"),
-        *([Field("chunks", "array<string>", indexing=["index", "summary"], index="enable-bm25")] if o.chunked else []),
+        # Each hit's summary holds only its best chunk: the element the profile's best_chunk feature names.
+        *([Field("chunks", "array<string>", indexing=["index", "summary"], index="enable-bm25",
+                 summary=Summary(select_elements_by=profiles.BEST_CHUNK_FN))] if o.chunked else []),
     ])
     schema = Schema(SCHEMA, document, fieldsets=[FieldSet("default", ["title", body])])
     schema.add_fields(_embedding_field("embedding", o.cell_type, d, distance_metric(m), o))

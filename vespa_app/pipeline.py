@@ -217,7 +217,7 @@ def _feed_vespa(o: RunOptions, app_dir: Path, corpus, out: Path, extra: dict):
         url = deploy_to_config_server(app_dir, o.vespa)
     else:
         url = o.vespa
-    backend = VespaBackend(url)
+    backend = VespaBackend(url, chunked=package_chunker(app_dir) is not None)
     result = backend.feed(corpus, ledger=out / "feed-ledger.jsonl", failed_file=out / "feed-failed.jsonl",
                           schema=schema_hash(app_dir), chunker=package_chunker(app_dir))
     extra["feed"] = result.summary()

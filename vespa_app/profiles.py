@@ -26,8 +26,10 @@ from common.errors import ConfigError
 from .serving import EMBEDDER, RERANK_COUNT, RRF_K, SCHEMA, SECOND_PHASE_RERANK
 
 CLOSENESS = "closeness(field, embedding)"
-# Chunked packages: the label of the chunk nearest the query (a tensor(chunk{}) with one cell of 1.0).
+# Chunked packages: the label of the chunk nearest the query (a tensor(chunk{}) with one cell of 1.0). As the
+# summary feature BEST_CHUNK_FN it also selects which element of the chunks array the summary returns.
 BEST_CHUNK = "closest(embedding)"
+BEST_CHUNK_FN = "best_chunk"
 BINARY_CLOSENESS = "closeness(field, embedding_binary)"
 NEAREST = "{{targetHits:{k}}}nearestNeighbor(embedding, q)"
 
@@ -50,14 +52,16 @@ class Profile:
     second_phase: Phase | None = None
     global_phase: Phase | None = None
     match_features: tuple[str, ...] = ()
+    summary_features: tuple[str, ...] = ()
     binarized: bool = False  # only in packages with the packed-bits field
     # the global phase's fusion on the embedded backend: (features, rerank) → {position: score}
     fusion: Callable | None = None
     # the embedded backend's twin: (index, text, k) → (document positions, scores), best first
     embedded: Callable = None
 
-    def yql(self, k: int) -> str:
-        return f"select id, title from {SCHEMA} where {self.where.format(k=k)}"
+    def yql(self, k: int, chunked: bool = False) -> str:
+        """``chunked``: also the chunks summary, which a chunked package cuts to the best chunk."""
+        return f"select id, title{', chunks' if chunked else ''} from {SCHEMA} where {self.where.format(k=k)}"
 
     def all_inputs(self) -> dict[str, str]:
         """Inputs declared here or inherited."""
@@ -70,12 +74,12 @@ class Profile:
     def embeds_query(self) -> bool:
         return bool(self.all_inputs())
 
-    def query_params(self, text: str, hits: int, target_hits: int) -> dict:
+    def query_params(self, text: str, hits: int, target_hits: int, chunked: bool = False) -> dict:
         """The Vespa query API parameters for ``text`` with this profile."""
         # The text is data: its words, weakAnd-combined, with no query syntax. Vespa's default user-text syntax
         # would read "smoking -induced" as NOT induced, "title:x" as a field and "* from" as a suffix term
         # (shown by Vespa's parser in `siamese app check`); the embedded backend's BM25 reads words only.
-        params = {"yql": self.yql(max(hits, target_hits)), "query": text, "hits": hits, "ranking": self.name,
+        params = {"yql": self.yql(max(hits, target_hits), chunked), "query": text, "hits": hits, "ranking": self.name,
                   "model.type.composite": "weakAnd", "model.type.syntax": "none"}
         for name in self.all_inputs():
             params[f"input.query({name})"] = f"embed({EMBEDDER}, @query)"
@@ -179,9 +183,13 @@ def chunked_variant(p: Profile) -> Profile:
         return expression.replace("bm25(text)", "bm25(chunks)")
 
     features = tuple(body(f) for f in p.match_features)
-    if CLOSENESS in features:
-        features += (BEST_CHUNK,)
-    return replace(p, functions={n: body(e) for n, e in p.functions.items()}, match_features=features)
+    functions = {n: body(e) for n, e in p.functions.items()}
+    if CLOSENESS not in features:
+        return replace(p, functions=functions, match_features=features)
+    # The chunk nearest the query: named in the match features, and (as a summary feature) the one element of
+    # the chunks array the summary returns (select-elements-by), so a hit never carries a 100-page document.
+    return replace(p, functions=functions | {BEST_CHUNK_FN: BEST_CHUNK}, match_features=features + (BEST_CHUNK,),
+                   summary_features=(BEST_CHUNK_FN,))
 
 
 def get(name: str) -> Profile:

@@ -310,14 +310,18 @@ def feed(url: str, docs, ledger, failed_file, *, schema: str | None = None, chun
 
 # ---------------------------------------------------------------- query
 
-def query_body(text: str, profile: str = "semantic", hits: int = 10, target_hits: int = TARGET_HITS) -> dict:
-    """The query API request for ``text`` with a rank profile of ``profiles.PROFILES``."""
-    return profiles.get(profile).query_params(text, hits, target_hits) | {"timeout": f"{QUERY_TIMEOUT_S:.0f}s"}
+def query_body(text: str, profile: str = "semantic", hits: int = 10, target_hits: int = TARGET_HITS,
+               chunked: bool = False) -> dict:
+    """The query API request for ``text`` with a rank profile of ``profiles.PROFILES``; ``chunked``: for a
+    chunked package, whose hits then carry their best chunk."""
+    return (profiles.get(profile).query_params(text, hits, target_hits, chunked)
+            | {"timeout": f"{QUERY_TIMEOUT_S:.0f}s"})
 
 
 def hits_from_response(body: dict) -> list[Hit]:
-    """The hits of a query API response. In a chunked package each hit also carries its best chunk: the
-    ``chunks`` summary field at the label the ``closest(embedding)`` match feature names."""
+    """The hits of a query API response. In a chunked package each hit also carries its best chunk: the one
+    element its ``chunks`` summary holds (the package selects it by ``closest(embedding)``), or, from a
+    package whose summary holds them all, the element at the label ``closest(embedding)`` names."""
     hits = []
     for h in body["root"].get("children", []):
         fields = h.get("fields", {})
@@ -330,6 +334,8 @@ def _best_chunk(fields: dict) -> str:
     closest = (fields.get("matchfeatures") or {}).get(profiles.BEST_CHUNK)
     if not chunks or not isinstance(closest, dict):
         return ""
+    if len(chunks) == 1:
+        return chunks[0]
     # Tensor JSON: short form {"type", "cells": {label: value}}, long form cells [{"address", "value"}], or
     # short-value {label: value} (format.tensors); the nearest chunk is the cell of value 1.
     cells = closest.get("cells", closest)
@@ -345,15 +351,16 @@ class VespaBackend:
     """The search backend interface over a running Vespa: the query API over plain HTTP, with a hard
     5-second budget per query so a dead or wrong endpoint is reported at once, not after retries."""
 
-    def __init__(self, url: str):
-        self.url = _base(url)
+    def __init__(self, url: str, chunked: bool = False):
+        """``chunked``: the deployed package is chunked (``package_chunker``): ask for each hit's best chunk."""
+        self.url, self.chunked = _base(url), chunked
         ensure_reachable(self.url)
         self.client = httpx.Client(timeout=httpx.Timeout(QUERY_TIMEOUT_S))
 
     def query(self, text: str, profile: str = "semantic", hits: int = 10) -> list[Hit]:
         endpoint = f"{self.url}/search/"
         try:
-            r = self.client.post(endpoint, json=query_body(text, profile, hits))
+            r = self.client.post(endpoint, json=query_body(text, profile, hits, chunked=self.chunked))
         except httpx.TimeoutException:
             raise VespaUnreachable(f"query to {endpoint} failed: no answer within {QUERY_TIMEOUT_S:.0f} s") from None
         except httpx.HTTPError as e:

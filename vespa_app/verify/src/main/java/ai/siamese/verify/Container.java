@@ -197,10 +197,14 @@ final class Container {
         var ranker = globalPhaseRanker(schema, rankProfiles);
         // What the content nodes return with each hit: the profile's match features, as Vespa derived them.
         Map<String, List<String>> matchFeatures = new LinkedHashMap<>();
+        Map<String, List<String>> summaryFeatures = new LinkedHashMap<>();
         for (var profile : rankProfiles.rankprofile())
-            for (var property : profile.fef().property())
+            for (var property : profile.fef().property()) {
                 if (property.name().equals("vespa.match.feature"))
                     matchFeatures.computeIfAbsent(profile.name(), k -> new ArrayList<>()).add(property.value());
+                if (property.name().equals("vespa.summary.feature"))
+                    summaryFeatures.computeIfAbsent(profile.name(), k -> new ArrayList<>()).add(property.value());
+            }
         List<Map<String, Object>> out = new ArrayList<>();
         for (Map<String, Object> request : requests) {
             Map<String, Object> row = new LinkedHashMap<>();
@@ -214,6 +218,7 @@ final class Container {
                                                .build();
                 var capture = new Capture(row, (List<Map<String, Object>>) request.get("hits"), ranker, schema,
                                           matchFeatures);
+                row.put("summary_features", summaryFeatures.getOrDefault(params.get("ranking"), List.of()));
                 var chain = new Chain<Searcher>(new MinimalQueryInserter(linguistics), capture);
                 var context = Execution.Context.createContextStub(null, indexFacts, schemaInfo, linguistics);
                 Result result = new Execution(chain, context).search(query);
@@ -287,6 +292,8 @@ final class Container {
             row.put("tree", tree(query.getModel().getQueryTree().getRoot()));
             row.put("profile", query.getRanking().getProfile());
             row.put("hits_wanted", query.getHits());
+            // The summary fields the request selects (YQL's select list), as the content nodes will be asked.
+            row.put("summary_fields", new ArrayList<>(query.getPresentation().getSummaryFields()));
             // Every query input the rank profile declares (Vespa's schema info, not our client's idea of it).
             Map<String, Object> tensors = new LinkedHashMap<>();
             var declared = execution.context().schemaInfo().schemas().get(schema).rankProfiles()
