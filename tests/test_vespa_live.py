@@ -22,16 +22,19 @@ pytestmark = [pytest.mark.vespa, pytest.mark.skipif(
            "its daemon up) was found, so deploy/feed/query against a real Vespa cannot run on this machine")]
 
 
+def deploy(app) -> str:
+    """Deploy to VESPA_URL's config server, or to a fresh container; the query endpoint's URL."""
+    url = os.environ.get("VESPA_URL")
+    if not url:
+        return deploy_docker(app)
+    host = urlparse(url if "://" in url else f"http://{url}").hostname
+    deploy_to_config_server(app, os.environ.get("VESPA_CONFIG_URL", f"http://{host}:19071"), url)
+    return url
+
+
 @pytest.fixture(scope="module")
 def vespa(tiny_export, tmp_path_factory):
-    app = write_package(tiny_export, tmp_path_factory.mktemp("live") / "app")
-    url = os.environ.get("VESPA_URL")
-    if url:
-        host = urlparse(url if "://" in url else f"http://{url}").hostname
-        deploy_to_config_server(app, os.environ.get("VESPA_CONFIG_URL", f"http://{host}:19071"), url)
-    else:
-        url = deploy_docker(app)
-    return VespaBackend(url)
+    return VespaBackend(deploy(write_package(tiny_export, tmp_path_factory.mktemp("live") / "app")))
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +68,7 @@ def test_chunked_package_returns_each_hits_best_chunk(tiny_export, hundred, tmp_
     from vespa_app.vespa_client import package_chunker
 
     app = write_package(tiny_export, tmp_path / "app", AppOptions(chunk_tokens=32, chunk_overlap=8))
-    url = os.environ.get("VESPA_URL")
-    if url:
-        host = urlparse(url if "://" in url else f"http://{url}").hostname
-        deploy_to_config_server(app, os.environ.get("VESPA_CONFIG_URL", f"http://{host}:19071"), url)
-    else:
-        url = deploy_docker(app)
-    vespa, chunker = VespaBackend(url, chunked=True), package_chunker(app)
+    vespa, chunker = VespaBackend(deploy(app), chunked=True), package_chunker(app)
     docs = list(hundred.corpus.values())
     result = vespa.feed(docs, ledger=tmp_path / "l.jsonl", failed_file=tmp_path / "f.jsonl", chunker=chunker,
                         progress=False)
