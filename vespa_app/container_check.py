@@ -6,7 +6,8 @@ What Vespa's code is given, and what we compare (see ``verify/.../Container.java
 - **Feed.** Real corpus documents (with a title, title-only, text-only, non-ASCII, the longest), with the
   fields exactly as our feeder sends them, go through the package's indexing statements, executed by Vespa's
   indexing language with the package's embedder. The ``embedding`` tensor Vespa produces must equal what our
-  evaluation and embedded backend compute from ``Doc.passage`` (cosine ≥ ``MIN_COSINE``); in a chunked
+  evaluation and embedded backend compute from ``Doc.passage`` (cosine ≥ ``MIN_COSINE``, ``MIN_COSINE_INT8``
+  for an int8 graph); in a chunked
   package, from each chunk the feed sends, labelled by its position.
 - **Queries.** Every request our client builds (``vespa_client.query_body``), for every profile in the package,
   for plain and hostile query texts, goes through Vespa's ``Query`` (query profile, schema info and the
@@ -39,6 +40,10 @@ from . import profiles
 from .serving import SCHEMA, TARGET_HITS
 
 MIN_COSINE = 0.9999
+# An int8 graph: Vespa's ONNX Runtime (Java) and ours round its quantised kernels differently; a 3-layer
+# student's vectors then differ by up to 0.0021 (measured: cosine 0.9979). Embedding another text than the
+# feed sends (a dropped title) shows as 0.94-0.97, still below this.
+MIN_COSINE_INT8 = 0.99
 MAX_FUSION_DIFF = 1e-6
 PLAIN_QUERIES = ["What does the immune system do against viral infection?",
                  "Vitamin D deficiency and bone density in older adults"]
@@ -217,6 +222,7 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
     chunker = package_chunker(package)
     body = "chunks" if chunker else "text"
     in_package = profiles.in_package(binarized, chunked=bool(chunker))
+    min_cosine = MIN_COSINE_INT8 if embedder.manifest.quantization else MIN_COSINE
 
     # Fusion: our first-phase features on a small embedded index (the samples plus their neighbours in the corpus).
     fusion_docs = list({d.id: d for d in [d for _, d in samples] + docs[:60]}.values())
@@ -283,9 +289,9 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
         c = min(float(cosine(np.asarray(v, dtype=np.float32), embedder.embed_one(t, "passage")))
                 for v, t in zip(vespa.values(), texts))
         report.documents.append({"kind": kind, "id": doc.id, "cosine": c, "chunks": len(texts) if chunker else None})
-        if c < MIN_COSINE:
+        if c < min_cosine:
             report.problems.append(f"indexing {kind} document {doc.id!r}: Vespa's embedding has cosine {c:.6f} to ours "
-                                   f"(< {MIN_COSINE}); the schema's indexing statement embeds another text than "
+                                   f"(< {min_cosine}); the schema's indexing statement embeds another text than "
                                    f"we do ({got['statements'][-1] if got.get('statements') else ''})")
 
     # Queries: tree, rank profile, query tensors, fusion.
@@ -315,7 +321,7 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
                 continue
             if name == "q":
                 cos = float(cosine(np.asarray(tensor, dtype=np.float32), vector))
-                if cos < MIN_COSINE:
+                if cos < min_cosine:
                     report.problems.append(f"{label}: query(q) has cosine {cos:.6f} to our query vector")
             elif name == "q_binary":
                 bits = pack_bits(vector).astype(np.int8).tolist()
