@@ -18,7 +18,9 @@ What Vespa's code is given, and what we compare (see ``verify/.../Container.java
   profile's global-phase expression, and its scores must equal the embedded backend's fusion.
 - **Responses.** The hits go back through Vespa's JSON renderer, as the query API returns them, and our
   client (``vespa_client.hits_from_response``) must read back the same ids and scores; in a chunked package,
-  each hit's best chunk from the ``closest(embedding)`` match feature and the ``chunks`` summary.
+  each hit's best chunk, the one element of the ``chunks`` summary that ``select-elements-by`` keeps. Every
+  request of a chunked package must select that summary, and Vespa's rank profiles must have the summary
+  feature that selects it.
 - **Rejections.** Requests Vespa must refuse (a profile the package lacks, an unknown embedder, YQL that does
   not parse) must be refused by Vespa's code, with its message.
 """
@@ -188,7 +190,7 @@ def _hit(index, position: int, closeness: float, features: dict | None = None) -
     """A hit as the content nodes would return it: first-phase features and the summary fields we read."""
     doc = index.docs[position]
     fields = {"id": doc.id, "title": doc.title}  # chunked: the best chunk is added where the profile selects it
-    return {"id": doc.id, "relevance": closeness, "position": position, "fields": fields,
+    return {"id": doc.id, "relevance": closeness, "fields": fields,
             "features": {"closeness(field,embedding)": closeness, **(features or {})}}
 
 
@@ -233,23 +235,23 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
         for profile in in_package:
             for kind, texts in (("plain", PLAIN_QUERIES), ("hostile", HOSTILE_QUERIES)):
                 for text in texts:
-                    hits, fused = [], None
+                    positions, hits, fused = [], [], None
                     if profile.fusion and kind == "plain":
-                        close, lexical, rerank = profiles.hybrid_first_phase(index, text, TARGET_HITS)
-                        fused = profile.fusion((close, lexical), rerank)
+                        close, lexical, positions = profiles.hybrid_first_phase(index, text, TARGET_HITS)
+                        fused = profile.fusion((close, lexical), positions)
                         # Our BM25 scores title and text together; Vespa's bm25sum adds its per-field bm25s.
-                        hits = [_hit(index, i, close.get(i, 0.0), {"bm25(title)": 0.0, f"bm25({body})": lexical.get(i, 0.0)})
-                                for i in rerank]
-                        fused = {fusion_docs[i].id: fused[i] for i in rerank}
+                        hits = [_hit(index, i, close.get(i, 0.0),
+                                     {"bm25(title)": 0.0, f"bm25({body})": lexical.get(i, 0.0)}) for i in positions]
+                        fused = {fusion_docs[i].id: fused[i] for i in positions}
                     elif kind == "plain" and profile.embeds_query:
-                        positions, close = index.nearest(index.embed_query(text), 5)
-                        hits = [_hit(index, i, c) for i, c in zip(positions.tolist(), close.tolist())]
-                    positions = [h.pop("position") for h in hits]
+                        found, close = index.nearest(index.embed_query(text), 5)
+                        positions = found.tolist()
+                        hits = [_hit(index, i, c) for i, c in zip(positions, close.tolist())]
                     if chunker and hits and profiles.BEST_CHUNK in profile.match_features:
                         vector = index.embed_query(text)
                         for h, position in zip(hits, positions):  # as the content nodes compute closest(embedding)
                             row = index.best_chunk(vector, position)[0]
-                            label = row - index.bounds[index.chunks[row][0]]
+                            label = row - index.bounds[position]
                             h["features"][profiles.BEST_CHUNK] = f"tensor(chunk{{}}):{{{label}:1.0}}"
                             # and the summary's select-elements-by keeps that one element of the chunks array
                             h["fields"]["chunks"] = [index.chunks[row][1]]
@@ -310,7 +312,8 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
             if "chunks" not in got["summary_fields"]:
                 report.problems.append(f"{label}: the request does not select the chunks summary "
                                        f"({got['summary_fields']}), so no hit carries its best chunk")
-            if not {profiles.BEST_CHUNK_FN, f"rankingExpression({profiles.BEST_CHUNK_FN})"} & set(got["summary_features"]):
+            selector = {profiles.BEST_CHUNK_FN, f"rankingExpression({profiles.BEST_CHUNK_FN})"}  # as Vespa names it
+            if not selector & set(got["summary_features"]):
                 report.problems.append(f"{label}: Vespa's rank profile has no {profiles.BEST_CHUNK_FN} summary "
                                        f"feature ({got['summary_features']}): the chunks summary would be empty")
         cos = None
