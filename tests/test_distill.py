@@ -57,7 +57,7 @@ def test_a_two_layer_student_goes_through_export_and_app_check(teacher, tmp_path
     from vespa_app.package import write_package
 
     pairs = toy_pairs(24)
-    texts = [p.positive for p in pairs] + [p.query for p in pairs]
+    texts = [(p.positive, "passage") for p in pairs] + [(p.query, "query") for p in pairs]
     cfg = DistillConfig(str(teacher), str(tmp_path / "student"), layers=2, epochs=2, batch_size=8, max_length=48)
     student = distill(cfg, texts, pairs, progress=False)
     info = json.loads((student / "distill.json").read_text())

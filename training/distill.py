@@ -5,8 +5,9 @@
 1. **Student.** The teacher with fewer transformer layers: the same embeddings, tokenizer, pooling,
    normalisation and prefixes, and ``layers`` of the teacher's blocks copied as they are. ``spread`` keeps
    evenly spaced blocks, the first and the last among them (DistilBERT-style); ``first`` keeps the bottom N.
-2. **Texts.** Unlabelled: the corpus passages, the training queries and general-domain sentences (STS-B
-   train). The teacher's vectors of them are computed once and cached on disk.
+2. **Texts.** Unlabelled: the corpus passages (embedded as passages), the training queries and general-domain
+   sentences (STS-B train; embedded as queries), each with the teacher's prefix for its kind. The teacher's
+   vectors of them are computed once and cached on disk.
 3. **Loss.** Per batch of texts, the student's unit vectors against the teacher's:
 
        mse:    (1/n) Σ_i ‖ŝ_i − t̂_i‖²        cosine: (1/n) Σ_i (1 − ŝ_i·t̂_i)
@@ -88,9 +89,10 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str, dims: 
     return total
 
 
-def distill(cfg: DistillConfig, texts: list[str], pairs=None, progress: bool = True, force: bool = False) -> Path:
-    """Write the student to ``cfg.out`` (a model directory) and return it. ``pairs``: labelled pairs for
-    ``cfg.contrastive``."""
+def distill(cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progress: bool = True,
+            force: bool = False) -> Path:
+    """Write the student to ``cfg.out`` (a model directory) and return it. ``texts``: (text, "query" or
+    "passage") pairs; ``pairs``: labelled pairs for ``cfg.contrastive``."""
     from common.vectors import cached_vectors
 
     from .evaluate import model_cache_key
@@ -111,12 +113,17 @@ def distill(cfg: DistillConfig, texts: list[str], pairs=None, progress: bool = T
     teacher = Encoder.load(cfg.teacher, max_length=cfg.max_length).eval()
     if any(d > teacher.dim for d in dims):
         raise ConfigError(f"--matryoshka {cfg.matryoshka} goes above the teacher's {teacher.dim} dimensions")
-    texts = list(dict.fromkeys(t for t in texts if t.strip()))
+    texts = list(dict.fromkeys((t, kind) for t, kind in texts if t.strip()))
     if cfg.max_texts and len(texts) > cfg.max_texts:
         texts = random.Random(cfg.seed).sample(texts, cfg.max_texts)
-    # Passages and queries alike, as passages: the teacher embeds them with its passage prefix.
-    targets = torch.from_numpy(cached_vectors(f"distill {model_cache_key(cfg.teacher, teacher.config)}", texts,
-                                              lambda: teacher.encode(texts, "passage", progress=progress)))
+    targets = torch.zeros(len(texts), teacher.dim)
+    for kind in ("query", "passage"):
+        rows = [i for i, (_, k) in enumerate(texts) if k == kind]
+        of_kind = [texts[i][0] for i in rows]
+        if rows:
+            targets[rows] = torch.from_numpy(cached_vectors(
+                f"distill {kind} {model_cache_key(cfg.teacher, teacher.config)}", of_kind,
+                lambda: teacher.encode(of_kind, kind, progress=progress)))
     layers = picked_layers(teacher.transformer.config.num_hidden_layers, cfg.layers, cfg.pick)
     student = make_student(teacher, layers).train()
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.01)
@@ -127,7 +134,7 @@ def distill(cfg: DistillConfig, texts: list[str], pairs=None, progress: bool = T
     log, started = [], time.time()
     bar = tqdm(steps, desc="distill", disable=not progress)
     for step, idx in enumerate(bar):
-        vectors = student(student.tokenize(student.with_prefix([texts[i] for i in idx], "passage")))
+        vectors = student(student.tokenize([student.with_prefix([texts[i][0]], texts[i][1])[0] for i in idx]))
         loss = distill_loss(vectors, targets[idx], cfg.loss, dims)
         if cfg.contrastive:
             batch = random.Random(cfg.seed * 7919 + step).sample(labelled, min(cfg.batch_size // 2, len(labelled)))
@@ -150,10 +157,11 @@ def distill(cfg: DistillConfig, texts: list[str], pairs=None, progress: bool = T
     return atomic_dir(out, write, "model", replace=force, inputs=[Path(cfg.teacher)])
 
 
-def distill_texts(corpus, pairs, general: str | None) -> list[str]:
-    """The unlabelled text a student learns from: corpus passages, training queries, general sentences."""
+def distill_texts(corpus, pairs, general: str | None) -> list[tuple[str, str]]:
+    """The unlabelled text a student learns from, each with how it is embedded: corpus passages, training
+    queries and general sentences (as queries: a symmetric task)."""
     from common.bundled import STSB_TRAIN
     from common.data import read_general_texts
 
-    return ([d.passage for d in (corpus or [])] + [p.query for p in (pairs or [])]
-            + read_general_texts(general or STSB_TRAIN))
+    return ([(d.passage, "passage") for d in (corpus or [])] + [(p.query, "query") for p in (pairs or [])]
+            + [(t, "query") for t in read_general_texts(general or STSB_TRAIN)])
