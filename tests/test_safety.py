@@ -219,7 +219,10 @@ def test_ctrl_c_ends_with_one_line_and_exit_130(tiny_model, tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "vespa_app", "train", "--data", str(data), "--base",
                                 str(tiny_model), "--out", str(tmp_path / "run"), "--epochs", "200", "--batch-size", "4",
                                 "--max-length", "32"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               cwd=REPO)
+                               cwd=REPO,
+                               # as a terminal's Ctrl-C finds it: a test run started in the background (`cmd &`)
+                               # ignores SIGINT, and a child inherits that, so Python would never see the signal
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while not (tmp_path / "run" / "train_config.json").exists() and time.time() < deadline:
         time.sleep(0.2)
