@@ -24,9 +24,6 @@ from common.data import Doc
 
 from .pairs import Pair
 
-MODES = ("best", "all")
-
-
 def chunk_positives(pairs: list[Pair], corpus, cfg) -> list[Pair]:
     """``cfg``: a TrainConfig; its ``chunk_positives`` mode, window (``max_length``), base model and prefixes."""
     # No overlap: at 128 tokens on SciFact, chunks without it served as well as with 32 (README, long documents).

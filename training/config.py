@@ -17,6 +17,17 @@ from common.errors import ConfigError, MissingInputError
 from common.poolings import POOLINGS
 
 
+SIZES = re.compile(r"(\s*[1-9]\d*\s*,)*\s*([1-9]\d*)?\s*")  # "384, 256,128": nested embedding sizes
+SIZES_HELP = "matryoshka must be positive sizes separated by commas, e.g. 384,256,128"
+
+
+def matryoshka_dims(text: str) -> list[int]:
+    """``--matryoshka`` sizes, largest first, each once; ConfigError for anything but positive integers."""
+    if SIZES.fullmatch(text) is None:
+        raise ConfigError(f"{SIZES_HELP}, not {text!r}")
+    return sorted({int(d) for d in text.split(",") if d.strip()}, reverse=True)
+
+
 def knob(default, parse=None, help: str = "", choices=None):
     """A field the command line may set: ``parse`` turns the flag's text into a value (bool: an on/off flag)."""
     return field(default=default, metadata={"parse": parse, "help": help, "choices": choices})
@@ -83,8 +94,8 @@ class TrainConfig:
                  (self.anchor in ANCHORS, f"anchor must be one of {', '.join(ANCHORS)}, not {self.anchor!r}"),
                  (self.hard_negatives >= 0, "hard negatives must be ≥ 0"),
                  (self.chunk_positives in ("", "best", "all"), "chunk positives must be best, all or empty"),
-                 (re.fullmatch(r"(\s*[1-9]\d*\s*,)*\s*([1-9]\d*)?\s*", self.matryoshka) is not None,
-                  f"matryoshka must be positive sizes separated by commas, e.g. 384,256,128, not {self.matryoshka!r}"),
+                 (SIZES.fullmatch(self.matryoshka) is not None,
+                  f"{SIZES_HELP}, not {self.matryoshka!r}"),
                  (not self.chunk_positives or self.max_length, "chunk positives need a max length (the window)"),
                  (set(self.corpus_kinds) <= {"title", "ict", "crop"},
                   f"corpus pairs must be among title, ict, crop, not {self.corpus_pairs!r}"),
@@ -96,7 +107,7 @@ class TrainConfig:
 
     @property
     def matryoshka_dims(self) -> list[int]:
-        return [int(d) for d in self.matryoshka.split(",") if d.strip()]
+        return matryoshka_dims(self.matryoshka)
 
     @property
     def corpus_kinds(self) -> list[str]:

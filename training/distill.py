@@ -35,7 +35,9 @@ from tqdm.auto import tqdm
 from common.atomic import atomic_dir, check_output
 from common.errors import ConfigError
 
+from .config import matryoshka_dims
 from .encoder import Encoder
+from .losses import anchor_mse
 
 PICKS = ("spread", "first")
 
@@ -84,8 +86,11 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str, dims: 
     """The distillation term, summed over the whole vector and each Matryoshka prefix."""
     total = 0.0
     for d in dims or [student.shape[-1]]:
-        s, t = F.normalize(student[:, :d], dim=-1), F.normalize(teacher[:, :d], dim=-1)
-        total = total + ((s - t).pow(2).sum(-1).mean() if kind == "mse" else (1 - (s * t).sum(-1)).mean())
+        if kind == "mse":
+            total = total + anchor_mse(student[:, :d], teacher[:, :d])
+        else:
+            s, t = F.normalize(student[:, :d], dim=-1), F.normalize(teacher[:, :d], dim=-1)
+            total = total + (1 - (s * t).sum(-1)).mean()
     return total
 
 
@@ -107,7 +112,7 @@ def distill(cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progre
         raise ConfigError(f"--loss must be mse or cosine, not {cfg.loss!r}")
     if cfg.contrastive and not pairs:
         raise ConfigError("--contrastive needs labelled pairs (--data)")
-    dims = sorted({int(d) for d in cfg.matryoshka.split(",") if d.strip()}, reverse=True)
+    dims = matryoshka_dims(cfg.matryoshka)
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     teacher = Encoder.load(cfg.teacher, max_length=cfg.max_length).eval()

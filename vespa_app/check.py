@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -25,7 +24,7 @@ from common.errors import UserError
 from common.vectors import cosine
 from exporter.manifest import Manifest, ManifestError
 
-from .serving import DIM_FILE
+from .serving import DIM_FILE, EMBEDDING_FIELD
 
 if TYPE_CHECKING:
     from .container_check import ContainerReport
@@ -105,7 +104,7 @@ def structural_check(package) -> list[str]:
     except ManifestError as e:
         raise PackageError(str(e)) from None
     schema = (package / "schemas" / "doc.sd").read_text()
-    dims = re.findall(r"field embedding type tensor<\w+>\((?:chunk\{\}, ?)?x\[(\d+)\]\)", schema)
+    dims = EMBEDDING_FIELD.findall(schema)
     prefix = json.loads((package / DIM_FILE).read_text())["dim"] if (package / DIM_FILE).exists() else None
     if dims != [str(prefix or manifest.dimension)] or (prefix and prefix > manifest.dimension):
         raise PackageError(f"{package}/schemas/doc.sd: embedding dimension {dims} does not match the model's "

@@ -4,10 +4,14 @@ HNSW: 16 links lose little recall at SciFact's size (benchmarks/backend.py: reca
 search at 16 / 200 / 200); Vespa's own 132k-document measurement lost recall at 16/100, so 200 is explored
 at insert.
 """
+import re
+
 SCHEMA = "doc"  # the document type, its schema and its namespace
 EMBEDDER = "embedder"  # the hugging-face-embedder component's id
 CHUNKING_FILE = "models/chunking.json"  # how the feed must cut documents for a chunked package
 DIM_FILE = "models/dimension.json"  # a package serving a prefix of the model's embedding says so on purpose
+# The embedding field in a package's schema; group 1 is the size it serves (single-vector or chunked).
+EMBEDDING_FIELD = re.compile(r"field embedding type tensor<\w+>\((?:chunk\{\}, ?)?x\[(\d+)\]\)")
 
 HNSW_MAX_LINKS = 16  # max-links-per-node (faiss: M)
 HNSW_EXPLORE_AT_INSERT = 200  # neighbors-to-explore-at-insert (faiss: efConstruction)

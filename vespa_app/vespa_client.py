@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import shutil
 import socket
 import sys
@@ -26,7 +25,7 @@ from common.errors import ConfigError, UserError
 
 from . import profiles
 from .backend import Hit
-from .serving import CHUNKING_FILE, SCHEMA, TARGET_HITS
+from .serving import CHUNKING_FILE, EMBEDDING_FIELD, SCHEMA, TARGET_HITS
 
 QUERY_TIMEOUT_S = 4.0  # the whole answer must come within 5 s: connect, send, Vespa search, read
 
@@ -230,7 +229,7 @@ def feed_fields(doc, chunker=None) -> dict:
 def package_dim(package) -> int:
     """The embedding size a package serves: its schema's tensor (a model's full output, or a prefix)."""
     sd = (Path(package) / "schemas" / f"{SCHEMA}.sd").read_text()
-    found = re.search(r"field embedding type tensor<\w+>\((?:chunk\{\}, )?x\[(\d+)\]\)", sd)
+    found = EMBEDDING_FIELD.search(sd)
     if not found:
         raise ConfigError(f"{package}: no embedding field in schemas/{SCHEMA}.sd; not a package of ours")
     return int(found.group(1))
