@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from common.errors import UserError
+from common.late import LateConfig
 from common.poolings import POOLINGS, VESPA_POOLINGS
 
 MANIFEST = "manifest.json"
@@ -27,6 +28,18 @@ def sha256(path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+KINDS = ("single", "colbert")
+
+
+def _colbert_problems(colbert, dimension) -> list[str]:
+    names = list(LateConfig.__dataclass_fields__)
+    if not isinstance(colbert, dict) or set(colbert) != set(names) or not all(map(_is_int, colbert.values())):
+        return [f"kind colbert needs colbert settings {', '.join(names)}, each an integer"]
+    if colbert["dim"] != dimension:
+        return [f"colbert dim {colbert['dim']} differs from the dimension {dimension}"]
+    return []
 
 
 def _is_int(value) -> bool:
@@ -51,6 +64,8 @@ class Manifest:
     versions: dict = field(default_factory=dict)
     source_model: str = ""
     format: int = FORMAT
+    kind: str = "single"  # single: one vector per text (hugging-face-embedder); colbert: one per token
+    colbert: dict | None = None  # kind colbert: common.late.LateConfig (markers, query/document tokens, dim)
 
     def save(self, export_dir) -> None:
         (Path(export_dir) / MANIFEST).write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -97,6 +112,10 @@ class Manifest:
                 or "input_ids" not in self.inputs
                 or not set(self.inputs) <= {"input_ids", "attention_mask", "token_type_ids"}):
             problems.append(f"inputs must be input_ids [, attention_mask [, token_type_ids]], not {self.inputs!r}")
+        if self.kind not in KINDS:
+            problems.append(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+        if self.kind == "colbert":
+            problems += _colbert_problems(self.colbert, self.dimension)
         if problems:
             raise ManifestError(f"{where}: " + "; ".join(problems))
 

@@ -19,12 +19,15 @@ import torch
 from common.atomic import atomic_dir, check_output
 from common.errors import UserError
 from common.poolings import vespa_can_pool, vespa_pooling
+from common.late import TOKENIZER_MAX
 from training.encoder import Encoder, check_model_dir
+from training.late_interaction import LateInteraction
 
 from .manifest import Manifest, sha256
-from .parity import check_parity, parity_texts
+from .parity import check_parity, check_token_parity, parity_texts
 
 OPSET = 18
+COLBERT_OUTPUT = "contextual"  # the output name Vespa's colbert-embedder reads by default
 
 
 class ExportError(UserError, ValueError):
@@ -78,12 +81,36 @@ def _export_pooled_graph(encoder: Encoder, target: Path) -> None:
                           dynamo=False)
 
 
+class _TokenGraph(torch.nn.Module):
+    """A late-interaction model's token vectors from input_ids and attention_mask alone, what Vespa's
+    colbert-embedder feeds and reads (output ``contextual``)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        return self.model.token_vectors(input_ids, attention_mask)
+
+
+def _export_token_graph(model, target: Path) -> None:
+    sample = model.tokenize(["a sample text", "another one, a little longer"], "passage")
+    names = ["input_ids", "attention_mask"]
+    axes = {n: {0: "batch", 1: "sequence"} for n in names} | {COLBERT_OUTPUT: {0: "batch", 1: "sequence"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_TokenGraph(model).eval(), tuple(sample[n] for n in names), str(target),
+                          input_names=names, output_names=[COLBERT_OUTPUT], dynamic_axes=axes,
+                          opset_version=OPSET, dynamo=False)
+
+
 def _write_tokenizer(encoder: Encoder, target: Path) -> None:
     """tokenizer.json with truncation at max tokens and no padding: Vespa's embedder follows this file's
-    truncation when it has one, so it must say the same as the manifest."""
+    truncation when it has one, so it must say the same as the manifest. A late-interaction model's tokenizer
+    truncates at ``TOKENIZER_MAX`` (its special tokens are Vespa's to add; the embedder cuts to length)."""
     backend = encoder.tokenizer.backend_tokenizer
     backend.no_padding()
-    backend.enable_truncation(encoder.config.max_length)
+    backend.enable_truncation(TOKENIZER_MAX if isinstance(encoder, LateInteraction) else encoder.config.max_length)
     backend.save(str(target))
 
 
@@ -121,6 +148,11 @@ def export(model_dir, out_dir, quantize: str | None = None, force: bool = False,
         raise ExportError(f"unknown quantization {quantize!r}: the choice is int8")
     encoder = Encoder.load(model_dir).eval()
     c = encoder.config
+    if isinstance(encoder, LateInteraction):
+        if quantize:
+            raise ExportError("--quantize is for single-vector exports; a late-interaction export stays fp32")
+        return atomic_dir(out_dir, lambda tmp: _write_late(encoder, model_dir, tmp, progress), "export",
+                          replace=force, inputs=[model_dir])
     baked = not vespa_can_pool(c.pooling)
 
     def write(tmp: Path):
@@ -169,7 +201,31 @@ def export(model_dir, out_dir, quantize: str | None = None, force: bool = False,
     return atomic_dir(out_dir, write, "export", replace=force, inputs=[model_dir])
 
 
+def _write_late(model: LateInteraction, model_dir: Path, tmp: Path, progress: bool) -> None:
+    """ONNX (token vectors, output ``contextual``), tokenizer.json and a manifest of kind colbert."""
+    from dataclasses import asdict
+
+    if progress:
+        print(f"exporting {model_dir} → ONNX (torch.onnx, late interaction: a vector per token)", file=sys.stderr)
+    _export_token_graph(model, tmp / "model.onnx")
+    _write_tokenizer(model, tmp / "tokenizer.json")
+    c = model.config
+    manifest = Manifest(dimension=model.late.dim, pooling="none", normalize=True, max_tokens=model.late.document_tokens,
+                        prefixes={"query": c.query_prefix, "document": c.passage_prefix},
+                        inputs=["input_ids", "attention_mask"], output=COLBERT_OUTPUT, model_pooling=c.pooling,
+                        opset=OPSET, versions=_versions(), source_model=str(model_dir.resolve()), kind="colbert",
+                        colbert=asdict(model.late))
+    manifest.save(tmp)
+    if progress:
+        print("checking parity per token (PyTorch vs ONNX Runtime, Vespa-style one text per call)", file=sys.stderr)
+    manifest.parity = {"fp32": check_token_parity(model, tmp, parity_texts())}
+    manifest.files = {p.name: {"sha256": sha256(p), "bytes": p.stat().st_size}
+                      for p in sorted(tmp.iterdir()) if p.name != "manifest.json"}
+    manifest.save(tmp)
+
+
 def describe(export_dir) -> str:
     m = Manifest.load(export_dir)
-    return json.dumps({k: getattr(m, k) for k in ("dimension", "pooling", "normalize", "max_tokens", "output",
-                                                   "quantization", "parity")}, indent=2)
+    return json.dumps({k: getattr(m, k) for k in ("kind", "dimension", "pooling", "normalize", "max_tokens", "output",
+                                                   "quantization", "parity", "colbert") if getattr(m, k) is not None},
+                      indent=2)

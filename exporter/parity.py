@@ -16,7 +16,7 @@ from common.bundled import SCIFACT
 from common.errors import UserError
 from common.vectors import cosine
 
-from .runtime import OnnxEmbedder
+from .runtime import OnnxEmbedder, OnnxTokenEmbedder
 
 FP32_MAX_ABS = 1e-5
 FP32_MIN_COSINE = 0.99999
@@ -65,6 +65,30 @@ def check_parity(encoder, export_dir, texts: list[str] | None = None, model_file
             if cos.min() < FP32_MIN_COSINE:
                 worst = texts[int(cos.argmin())][:60]
                 failures.append(f"{kind}: Vespa-style cosine {cos.min():.7f} < {FP32_MIN_COSINE} on {worst!r}")
+    if failures:
+        raise ParityError(f"{export_dir}: the export does not embed like the model: " + "; ".join(failures))
+    return report
+
+
+def check_token_parity(model, export_dir, texts: list[str] | None = None) -> dict:
+    """A late-interaction export: every token vector of PyTorch (padded batches) against ONNX Runtime driven
+    as Vespa's colbert-embedder drives it (one text per call); max |Δ| per token, and the same token count."""
+    texts = texts or parity_texts()
+    onnx = OnnxTokenEmbedder(export_dir)
+    report, failures = {"texts": len(texts)}, []
+    for kind in ("query", "passage"):
+        ours = model.encode_tokens(texts, kind, batch_size=16)
+        served = [onnx.embed_one(t, kind) for t in texts]
+        counts = [i for i, (a, b) in enumerate(zip(ours, served)) if a.shape != b.shape]
+        if counts:
+            failures.append(f"{kind}: {len(counts)} texts get another number of token vectors, e.g. "
+                            f"{texts[counts[0]][:60]!r}: {ours[counts[0]].shape} vs {served[counts[0]].shape}")
+            continue
+        max_abs = max(float(np.abs(a - b).max()) for a, b in zip(ours, served))
+        cos = np.concatenate([cosine(a, b) for a, b in zip(ours, served)])
+        report[kind] = {"tokens": int(len(cos)), "max_abs_diff": max_abs, "min_cosine": float(cos.min())}
+        if max_abs > FP32_MAX_ABS:
+            failures.append(f"{kind}: max |PyTorch − ONNX| per token = {max_abs:.2e} > {FP32_MAX_ABS:.0e}")
     if failures:
         raise ParityError(f"{export_dir}: the export does not embed like the model: " + "; ".join(failures))
     return report

@@ -15,6 +15,7 @@ from tokenizers import Tokenizer
 
 from common.batching import length_sorted_batches
 from common.errors import ConfigError
+from common.late import TOKENIZER_MAX, LateConfig, input_ids, skip_ids
 from common.vectors import normalize
 
 from .manifest import Manifest
@@ -90,4 +91,55 @@ class OnnxEmbedder:
                 n = len(e.ids)
                 arrays[0, row, :n], arrays[1, row, :n], arrays[2, row, :n] = e.ids, e.attention_mask, e.type_ids
             out[idx] = self._run(arrays[0], arrays[1], arrays[2])
+        return out
+
+
+class OnnxTokenEmbedder:
+    """A late-interaction export embedded as Vespa's colbert-embedder does: one text per call, the inputs of
+    ``common.late.input_ids``, only input_ids and attention_mask fed, and each token's vector (already unit
+    length: the graph normalises) kept — all of a query's, a document's attending ones."""
+
+    def __init__(self, export_dir, model_file: str = "model.onnx", threads: int = 0):
+        export_dir = Path(export_dir)
+        self.manifest = Manifest.load(export_dir)
+        if self.manifest.kind != "colbert":
+            raise ConfigError(f"{export_dir}: a {self.manifest.kind} export, not a late-interaction (colbert) one")
+        self.late = LateConfig(**self.manifest.colbert)
+        self.dim = self.late.dim
+        self.session = session(export_dir / model_file, threads)
+        self.tokenizer = Tokenizer.from_file(str(export_dir / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(TOKENIZER_MAX)
+        self.skip = skip_ids(self._tokens)
+
+    def _tokens(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def _prefix(self, kind: str) -> str:
+        return self.manifest.prefixes["query" if kind == "query" else "document"]
+
+    def embed_one(self, text: str, kind: str = "query") -> np.ndarray:
+        """(n_tokens, dim) float32."""
+        ids, attending = input_ids(self._tokens(self._prefix(kind) + text), kind, self.late, self.skip)
+        mask = [1] * attending + [0] * (len(ids) - attending)
+        out = self.session.run([self.manifest.output], {"input_ids": np.asarray([ids], dtype=np.int64),
+                                                        "attention_mask": np.asarray([mask], dtype=np.int64)})[0]
+        return out[0].astype(np.float32)
+
+    def embed(self, texts: list[str], kind: str = "passage", batch_size: int = 32,
+              progress: bool = False) -> list[np.ndarray]:
+        """Padded batches (a document's padding is cut away after): the same vectors as ``embed_one``."""
+        prefix = self._prefix(kind)
+        rows = [input_ids(self._tokens(prefix + t), kind, self.late, self.skip) for t in texts]
+        out: list[np.ndarray] = [None] * len(texts)
+        for idx in length_sorted_batches([len(r[0]) for r in rows], batch_size, progress and f"embed {kind}s (onnx)"):
+            width = max(len(rows[i][0]) for i in idx)
+            ids = np.full((len(idx), width), self.late.pad_token_id, dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for row, i in enumerate(idx):
+                ids[row, :len(rows[i][0])] = rows[i][0]
+                mask[row, :rows[i][1]] = 1
+            vectors = self.session.run([self.manifest.output], {"input_ids": ids, "attention_mask": mask})[0]
+            for row, i in enumerate(idx):
+                out[i] = vectors[row, :len(rows[i][0])].astype(np.float32)
         return out

@@ -69,6 +69,12 @@ class TrainConfig:
     general_pairs_ratio: float = knob(0.5, non_negative_float, "general pairs per labelled pair")
     matryoshka: str = knob("", str, "nested embedding sizes, e.g. 384,256,128,64: the loss summed over each "
                            "prefix, so `siamese app build --dim D` can serve one (training/losses.py)")
+    late_interaction: bool = knob(False, bool, "train a ColBERT-style model: a vector per token through a linear "
+                                  "head, scored by MaxSim, inputs built as Vespa's colbert-embedder builds them "
+                                  "(training/late_interaction.py); documents keep max_length tokens")
+    colbert_dim: int = knob(128, positive_int, "late interaction: dimensions of each token vector")
+    query_tokens: int = knob(32, positive_int, "late interaction: query length, padded with [MASK] (Vespa's "
+                             "max-query-tokens)")
     chunk_positives: str = knob("", str, "positives longer than max_length become chunks, as a chunked package "
                                 "serves them: best (the chunk the base model finds nearest the query) | all (a pair "
                                 "per chunk) (training/chunk_positives.py)", choices=("best", "all"))
@@ -97,6 +103,11 @@ class TrainConfig:
                  (SIZES.fullmatch(self.matryoshka) is not None,
                   f"{SIZES_HELP}, not {self.matryoshka!r}"),
                  (not self.chunk_positives or self.max_length, "chunk positives need a max length (the window)"),
+                 (not self.late_interaction or self.anchor == "none",
+                  "late interaction has no single vector to anchor to the base model: use --anchor none"),
+                 (not self.late_interaction or not self.matryoshka, "late interaction has no Matryoshka prefixes"),
+                 (not self.late_interaction or self.colbert_dim % 8 == 0,
+                  "colbert dim must be a multiple of 8 (Vespa packs its bits into int8 cells)"),
                  (set(self.corpus_kinds) <= {"title", "ict", "crop"},
                   f"corpus pairs must be among title, ict, crop, not {self.corpus_pairs!r}"),
                  (self.grad_cache_chunk >= 0, "grad cache chunk must be ≥ 0"),
@@ -135,6 +146,8 @@ RECIPES = {
 def recipe_config(base: str, out: str, full: bool = False, **overrides) -> TrainConfig:
     """The recipe's configuration with ``overrides`` (None values are ignored) on top, checked."""
     values = RECIPES["full" if full else "default"] | {k: v for k, v in overrides.items() if v is not None}
+    if values.get("late_interaction") and "anchor" not in values:
+        values["anchor"] = "none"  # the default anchor holds a single vector to the base model's
     cfg = TrainConfig(base=base, out=out, **values)
     cfg.check()
     return cfg

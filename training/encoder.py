@@ -46,9 +46,14 @@ class Encoder(nn.Module):
         return next(self.parameters()).device
 
     @classmethod
-    def load(cls, path, **overrides) -> "Encoder":
-        """Load a base model or one of ours; ``overrides`` (pooling, normalize, ...) win over what is saved."""
+    def load(cls, path, late: bool | None = None, **overrides) -> "Encoder":
+        """Load a base model or one of ours; ``overrides`` (pooling, normalize, ...) win over what is saved.
+        A late-interaction directory loads as ``LateInteraction`` unless ``late`` is False (its encoder alone)."""
         path = check_model_dir(path)
+        if late is not False and (path / "late_interaction.json").exists():
+            from .late_interaction import LateInteraction
+
+            return LateInteraction.load(path, **overrides)
         config = EncoderConfig.load(path, **overrides)
         hf_config = AutoConfig.from_pretrained(path)
         limit = getattr(hf_config, "max_position_embeddings", None)
@@ -75,6 +80,10 @@ class Encoder(nn.Module):
     def with_prefix(self, texts: list[str], kind: str) -> list[str]:
         prefix = {"query": self.config.query_prefix, "passage": self.config.passage_prefix}[kind]
         return [prefix + t for t in texts]
+
+    def embed_batch(self, texts: list[str], kind: str) -> torch.Tensor:
+        """What training differentiates: (B, D) embeddings of raw texts (the kind's prefix added)."""
+        return self(self.tokenize(self.with_prefix(texts, kind)))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         tokens = self.transformer(**batch).last_hidden_state

@@ -26,6 +26,7 @@ from .chunk_positives import chunk_positives
 from .corpus_pairs import corpus_pairs
 from .config import TrainConfig
 from .encoder import Encoder
+from .late_interaction import LateInteraction
 from .losses import Batch, Loss, make_loss
 from .negatives import known_positives, mine_hard_negatives
 from .pairs import Pair
@@ -46,7 +47,15 @@ class _RngState:
 
 def _embed(encoder: Encoder, texts: list[str], kind: str) -> torch.Tensor:
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=encoder.device.type == "cuda"):
-        return encoder(encoder.tokenize(encoder.with_prefix(texts, kind))).float()
+        return encoder.embed_batch(texts, kind).float()
+
+
+def _join(reps: list[torch.Tensor]) -> torch.Tensor:
+    """Chunks' embeddings as one tensor; token vectors (B, L, D) are zero-padded to the longest L."""
+    if reps[0].dim() == 3:
+        width = max(r.shape[1] for r in reps)
+        reps = [torch.nn.functional.pad(r, (0, 0, 0, width - r.shape[1])) for r in reps]
+    return torch.cat(reps)
 
 
 def train_step(encoder: Encoder, pairs: list[Pair], loss_fn: Loss, grad_cache_chunk: int = 0, step: int = 0) -> float:
@@ -71,15 +80,15 @@ def train_step(encoder: Encoder, pairs: list[Pair], loss_fn: Loss, grad_cache_ch
         for _, texts, kind in pieces:
             states.append(_RngState())
             reps.append(_embed(encoder, texts, kind))
-    q, p, g = (torch.cat([r for (n, _, _), r in zip(pieces, reps) if n == group]).requires_grad_()
+    q, p, g = (_join([r for (n, _, _), r in zip(pieces, reps) if n == group]).requires_grad_()
                if any(n == group for n, _, _ in pieces) else None for group in range(3))
     loss = loss_fn(q, p, Batch(pairs, g, general_ids))
     loss.backward()
-    grads = [t.grad.split(chunk) for t in (q, p, g) if t is not None]
+    grads = [x for t in (q, p, g) if t is not None for x in t.grad.split(chunk)]
     end_state = _RngState()
-    for (_, texts, kind), state, grad in zip(pieces, states, [x for group in grads for x in group]):
+    for (_, texts, kind), state, rep, grad in zip(pieces, states, reps, grads):
         state.restore()
-        _embed(encoder, texts, kind).backward(grad)
+        _embed(encoder, texts, kind).backward(grad[:, :rep.shape[1]] if grad.dim() == 3 else grad)
     end_state.restore()
     return loss.item()
 
@@ -182,6 +191,8 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
     source = checkpoints[-1] / "model" if checkpoints else cfg.base
     encoder = Encoder.load(source, pooling=cfg.pooling, normalize=cfg.normalize, max_length=cfg.max_length,
                            query_prefix=cfg.query_prefix, passage_prefix=cfg.passage_prefix)
+    if cfg.late_interaction and not isinstance(encoder, LateInteraction):
+        encoder = LateInteraction.from_encoder(encoder, cfg.colbert_dim, cfg.query_tokens, cfg.max_length)
     if any(d > encoder.dim for d in cfg.matryoshka_dims):
         raise ConfigError(f"matryoshka sizes {cfg.matryoshka} go above the model's {encoder.dim} dimensions")
     encoder.to("cuda" if torch.cuda.is_available() else "cpu").train()

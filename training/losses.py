@@ -24,7 +24,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from .infonce import info_nce
+from .infonce import info_nce, info_nce_from_scores
 from .pairs import Pair
 
 
@@ -93,6 +93,25 @@ class Anchored:
         return self.inner(q, p, batch) + self.weight * self.anchor(batch.general, teacher)
 
 
+class MaxSimInfoNCE:
+    """InfoNCE over late-interaction scores (``training/late_interaction.py``): q is (B, Lq, D) and p is
+    (B + N, Ld, D), unit token vectors with zero rows as padding, and
+
+        s(q, p) = (1/|q|) Σ_i max_j q_i · p_j
+
+    the MaxSim Vespa ranks by, divided by the query's |q| vectors so that τ reads as it does for a cosine
+    (every query has the same |q| vectors in Vespa, so the order is Vespa's)."""
+
+    def __init__(self, temperature: float = 0.05, symmetric: bool = False):
+        self.temperature, self.symmetric = temperature, symmetric
+
+    def __call__(self, q: torch.Tensor, p: torch.Tensor, batch: Batch) -> torch.Tensor:
+        from .late_interaction import maxsim
+
+        per_query = (q.abs().sum(-1) > 0).sum(-1, keepdim=True).clamp(min=1)
+        return info_nce_from_scores(maxsim(q, p) / per_query, self.temperature, self.symmetric)
+
+
 class Matryoshka:
     """The inner loss summed over nested prefixes of the embedding, each prefix re-normalised (Kusupati et al.,
     "Matryoshka Representation Learning", 2022):
@@ -121,6 +140,8 @@ def make_loss(cfg, general: list[str] | None = None, teacher: torch.Tensor | Non
     """The configured loss, summed over ``cfg.matryoshka`` prefixes if any; with ``cfg.anchor`` not "none",
     anchored (on the whole embedding) to ``teacher``'s vectors of ``general``."""
     loss = LOSSES[cfg.loss](cfg)
+    if cfg.late_interaction:
+        loss = MaxSimInfoNCE(loss.temperature, loss.symmetric)
     if cfg.matryoshka_dims:
         loss = Matryoshka(loss, cfg.matryoshka_dims)
     if cfg.anchor == "none":
