@@ -95,6 +95,28 @@ def maxsim(query: np.ndarray, docs: list[np.ndarray]) -> np.ndarray:
     return np.maximum.reduceat(sims, starts, axis=0).sum(1)
 
 
+class TokenStore:
+    """Every document's token vectors in one (Σn, D) matrix, for MaxSim over many documents at once."""
+
+    def __init__(self, docs: list[np.ndarray]):
+        self.flat = np.concatenate(docs).astype(np.float32) if docs else np.zeros((0, 0), np.float32)
+        self.bounds = np.cumsum([0] + [len(d) for d in docs])
+
+    def __len__(self) -> int:
+        return len(self.bounds) - 1
+
+    def doc(self, i: int) -> np.ndarray:
+        return self.flat[self.bounds[i]:self.bounds[i + 1]]
+
+    def maxsim_all(self, query: np.ndarray) -> np.ndarray:
+        """MaxSim of ``query`` (Lq, D) against every document: (n_docs,)."""
+        sims = self.flat @ query.astype(np.float32).T
+        return np.maximum.reduceat(sims, self.bounds[:-1], axis=0).sum(1)
+
+    def maxsim(self, query: np.ndarray, positions) -> np.ndarray:
+        return maxsim(query, [self.doc(int(i)) for i in positions])
+
+
 def unpack_bits(packed: np.ndarray) -> np.ndarray:
     """Vespa's unpack_bits(t) (big-endian, the default): each int8 cell → 8 cells of 0.0 or 1.0."""
     return np.unpackbits(np.asarray(packed).view(np.uint8), axis=-1).astype(np.float32)

@@ -26,6 +26,20 @@ def embed_fn(encoder: Encoder, progress: bool = False):
     return partial(encoder.encode, progress=progress)
 
 
+def late_run(doc_tokens: list, query_tokens: list, beir: Beir, k: int = 100) -> Run:
+    """Exact MaxSim of every query against every document (``doc_tokens``/``query_tokens``: each text's token
+    vectors, in ``beir``'s corpus and query order): what re-ranking approximates."""
+    import numpy as np
+
+    from common.late import TokenStore
+    from common.vectors import top_k
+
+    store = TokenStore(doc_tokens)
+    scores = np.stack([store.maxsim_all(q) for q in query_tokens])
+    idx, top = top_k(scores, k)
+    return to_run(list(beir.queries), list(beir.corpus), idx, top)
+
+
 def bm25_run(corpus: dict[str, Doc], queries: dict[str, str], k: int = 100) -> Run:
     doc_ids = list(corpus)
     qids = list(queries)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -50,6 +51,7 @@ class CheckReport:
     warnings: list[str] = field(default_factory=list)
     not_checked: list[str] = field(default_factory=list)
     embedding: dict | None = None
+    colbert: dict | None = None  # per token: Vespa's ColBertEmbedder vs our ONNX Runtime
     container: "ContainerReport | None" = None
     seconds: float = 0.0
 
@@ -64,6 +66,13 @@ class CheckReport:
             e = self.embedding
             lines.append(f"Vespa HuggingFaceEmbedder vs ONNX Runtime ({e['texts']} texts): min cosine "
                          f"document {e['document_min_cosine']:.6f}, query {e['query_min_cosine']:.6f}")
+        if self.colbert:
+            c = self.colbert
+            lines.append(f"Vespa ColBertEmbedder vs ONNX Runtime ({c['texts']} texts, {c['query_tokens']} query and "
+                         f"{c['document_tokens']} document token vectors): min cosine per token query "
+                         f"{c['query_min_cosine']:.6f}, document {c['document_min_cosine']:.6f}; packed bits "
+                         f"equal for {100 * c['bits_equal']:.3f} % of document tokens "
+                         f"({100 * c['bits_equal_beyond_noise']:.3f} % with signs of |value| < {SIGN_NOISE} aside)")
         if self.container:
             lines += self.container.lines()
         return "\n".join(lines)
@@ -116,7 +125,34 @@ def structural_check(package) -> list[str]:
         raise PackageError(f"{package}/services.xml: pooling-strategy {pooling!r} but the model was exported "
                            f"for {manifest.pooling!r}")
     done.append("dimension and pooling match the manifest")
+    colbert = services.find(".//component[@type='colbert-embedder']")
+    if colbert is not None:
+        done.append(_colbert_structure(package, colbert, schema))
     return done
+
+
+def _colbert_structure(package: Path, component, schema: str) -> str:
+    """The colbert-embedder's files are in the package, its manifest is a late-interaction one, and the
+    colbert field is as wide as the model's token vectors (packed 8 to an int8 cell, or one bfloat16 each)."""
+    for tag in ("transformer-model", "tokenizer-model"):
+        el = component.find(tag)
+        ref = el.get("path") if el is not None else None
+        if not ref or not (package / ref).exists():
+            raise PackageError(f"{package}/services.xml: colbert-embedder <{tag}> points to {ref!r}, which is not in "
+                               "the package. Rebuild it with `siamese app build ... --colbert COLBERT_EXPORT`.")
+    from .serving import COLBERT_DIR
+
+    try:
+        m = Manifest.load(package / COLBERT_DIR)
+    except ManifestError as e:
+        raise PackageError(str(e)) from None
+    field = re.search(r"field colbert type tensor<(int8|bfloat16|float)>\(dt\{\}, ?x\[(\d+)\]\)", schema)
+    want = {"int8": m.dimension // 8}.get(field.group(1), m.dimension) if field else None
+    if m.kind != "colbert" or not field or int(field.group(2)) != want:
+        raise PackageError(f"{package}/schemas/doc.sd: the colbert field "
+                           f"({field.group(0) if field else 'missing'}) does not hold the {m.dimension}-dimensional "
+                           f"token vectors of {COLBERT_DIR} (kind {m.kind})")
+    return "colbert field matches its manifest"
 
 
 # ---------------------------------------------------------------- Vespa's own code (Java)
@@ -199,6 +235,69 @@ def vespa_embed(package, texts: list[str]) -> dict:
     return vectors
 
 
+MIN_TOKEN_COSINE = 0.9999
+MIN_BITS_EQUAL = 0.999  # share of document tokens whose packed bits equal ours, beyond float noise
+SIGN_NOISE = 1e-5  # a value this close to 0 has no determined sign: PyTorch, ONNX Runtime and Java differ by ~1e-7
+
+
+def colbert_texts() -> list[str]:
+    """Short and long queries, documents beyond max document tokens, punctuation only, non-ASCII."""
+    from exporter.parity import parity_texts
+
+    texts = parity_texts(n_short=10, n_long=10)
+    return SMOKE_TEXTS + texts + [("word " * 40).strip(), "a"]
+
+
+def vespa_colbert(package, texts: list[str]) -> dict:
+    """Token vectors from Vespa's ColBertEmbedder, built from the package's colbert component:
+    {'query': [ {label: vector} per text ], 'document': ..., 'document_bits': ..., 'config': ...}."""
+    return _java_json("colbert", package, texts, "Vespa's colbert-embedder")
+
+
+def _token_matrix(by_label: dict) -> np.ndarray:
+    return np.asarray([by_label[str(i)] for i in range(len(by_label))], dtype=np.float32)
+
+
+def check_colbert(package, texts: list[str] | None = None) -> dict:
+    """Vespa's ColBertEmbedder against our ONNX Runtime path (held to PyTorch at export), token by token: the
+    same number of vectors per text, cosine per token, and the packed sign bits of document tokens."""
+    from exporter.runtime import OnnxTokenEmbedder
+
+    from .embedded import pack_bits
+    from .serving import COLBERT_DIR
+
+    texts = texts or colbert_texts()
+    vespa = vespa_colbert(package, texts)
+    ours = OnnxTokenEmbedder(Path(package) / COLBERT_DIR)
+    problems, cosines, bits = [], {"query": [], "document": []}, []
+    for i, text in enumerate(texts):
+        for kind, key in (("query", "query"), ("passage", "document")):
+            theirs, mine = _token_matrix(vespa[key][i]), ours.embed_one(text, kind)
+            if theirs.shape != mine.shape:
+                problems.append(f"{key} {text[:40]!r}: Vespa emits {theirs.shape[0]} token vectors, we {mine.shape[0]}")
+                continue
+            cosines[key].append(cosine(theirs, mine))
+            if key == "document":
+                packed = _token_matrix(vespa["document_bits"][i]).astype(np.int8)
+                differ = np.unpackbits(packed.view(np.uint8), axis=-1) != np.unpackbits(pack_bits(mine), axis=-1)
+                bits.append(np.stack([~differ.any(-1), ~(differ & (np.abs(mine) >= SIGN_NOISE)).any(-1)]))
+    if problems:
+        raise PackageError(f"{package}: Vespa's colbert-embedder and ours build other inputs:\n  " + "\n  ".join(problems[:5]))
+    q, d = np.concatenate(cosines["query"]), np.concatenate(cosines["document"])
+    equal, beyond_noise = np.concatenate(bits, axis=1).mean(1)
+    report = {"texts": len(texts), "query_tokens": int(len(q)), "document_tokens": int(len(d)),
+              "query_min_cosine": float(q.min()), "document_min_cosine": float(d.min()),
+              "bits_equal": float(equal), "bits_equal_beyond_noise": float(beyond_noise), "config": vespa["config"]}
+    wrong = [f"{what} min cosine {v:.6f} < {MIN_TOKEN_COSINE}" for what, v in
+             (("query", q.min()), ("document", d.min())) if v < MIN_TOKEN_COSINE]
+    if beyond_noise < MIN_BITS_EQUAL:
+        wrong.append(f"packed bits equal for {100 * beyond_noise:.3f} % of document tokens (signs of values within "
+                      f"{SIGN_NOISE} of 0 aside) < {100 * MIN_BITS_EQUAL} %")
+    if wrong:
+        raise PackageError(f"{package}: Vespa's colbert-embedder does not embed like our model: " + "; ".join(wrong))
+    return report
+
+
 def vespa_container(package, payload: dict) -> dict:
     """Documents through the package's indexing statements and requests through Vespa's query stack, in-process
     (the verifier's ``container`` command; see ``container_check``)."""
@@ -238,6 +337,10 @@ def check_package(package, texts: list[str] | None = None, hosted: bool = False,
     report.embedding = {"texts": len(texts), "type": vespa["type"], "config": vespa["config"],
                         "document_min_cosine": float(cosine(vespa["document"], doc).min()),
                         "query_min_cosine": float(cosine(vespa["query"], query).min())}
+    from .serving import COLBERT_DIR
+
+    if (Path(package) / COLBERT_DIR).exists():
+        report.colbert = check_colbert(package)
     if vectors_out:
         Path(vectors_out).write_text(json.dumps({"texts": texts, "document": vespa["document"].tolist(),
                                                  "query": vespa["query"].tolist()}))

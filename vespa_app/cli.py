@@ -27,14 +27,14 @@ def cmd_app_build(args) -> int:
                          max_links_per_node=args.max_links, neighbors_to_explore_at_insert=args.explore,
                          cell_type="bfloat16" if args.bfloat16 else "float", binarized=args.binarized,
                          cloud=args.cloud, chunk_tokens=args.chunk_tokens, chunk_overlap=args.chunk_overlap,
-                         dim=args.dim)
+                         dim=args.dim, colbert_cells=args.colbert_cells)
     reports = []
 
     def check(package):  # on the finished package, before it takes OUT_DIR's place
         reports.append(check_package(package, hosted=args.cloud))
 
     out = write_package(args.export_dir, args.out_dir, options, force=args.force,
-                        check=None if args.no_check else check)
+                        check=None if args.no_check else check, colbert_dir=args.colbert)
     print(f"wrote {out}")
     for report in reports:
         print(report.summary())
@@ -79,6 +79,13 @@ def add_app_commands(sub) -> None:
     p.add_argument("--chunk-overlap", type=int, default=0, help="tokens neighbouring chunks share (default 0)")
     p.add_argument("--dim", type=positive_int, help="serve the first DIM dimensions of the embedding (a model "
                    "trained with --matryoshka); Vespa's embedder cuts, then normalises")
+    p.add_argument("--colbert", metavar="COLBERT_EXPORT",
+                   help="a late-interaction export (siamese train --late-interaction, then export) served beside "
+                        "the single-vector one: a colbert field and the colbert, hybrid-colbert and bm25-colbert "
+                        "profiles (MaxSim re-ranking)")
+    p.add_argument("--colbert-cells", choices=("int8", "bfloat16"), default="int8",
+                   help="the colbert field: packed sign bits (int8, 16 bytes a token at 128 dims) or bfloat16 "
+                        "(256 bytes a token)")
     p.add_argument("--force", action="store_true", help="replace OUT_DIR when it holds a previous package")
     p.add_argument("--no-check", action="store_true", help="skip the checks (a package that fails them is not kept)")
     p.set_defaults(func=cmd_app_build)

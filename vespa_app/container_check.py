@@ -80,6 +80,11 @@ class ContainerReport:
             out.append(f"Vespa indexing statements + embedder on {len(self.documents)} corpus documents ({kinds})"
                        + (f", {chunks} chunks, labels in feed order" if chunks else "")
                        + f": min cosine to ours {min(d['cosine'] for d in self.documents):.6f}")
+        colbert = [d for d in self.documents if "colbert_agree" in d]
+        if colbert:
+            out.append(f"Vespa colbert-embedder by the indexing statement on the same documents: "
+                       f"{sum(d['colbert_tokens'] for d in colbert)} token vectors, agreeing with ours for "
+                       f"{100 * min(d['colbert_agree'] for d in colbert):.2f} % of tokens or more")
         if self.queries:
             trees = sorted({q["shape"] for q in self.queries})
             cos = [q["cosine"] for q in self.queries if q["cosine"] is not None]
@@ -208,6 +213,32 @@ def _read_back(got: dict, passages: dict) -> str:
     return f"best chunk of {wrong[:3]} not read from closest(embedding) and the chunks summary" if wrong else ""
 
 
+MAXSIM_FEATURE = f"rankingExpression({profiles.MAXSIM_FN})"  # as Vespa names a function among match features
+MIN_COSINE_BF16 = 0.999  # a bfloat16 cell keeps 8 bits of mantissa
+MIN_COLBERT_AGREE = 0.999  # share of document tokens whose packed bits (or bfloat16 vector) match ours
+
+
+def _colbert_embedder(package: Path):
+    from exporter.runtime import OnnxTokenEmbedder
+
+    from .serving import COLBERT_DIR
+
+    return OnnxTokenEmbedder(package / COLBERT_DIR) if (package / COLBERT_DIR).exists() else None
+
+
+def _maxsim(colbert, text: str, docs: list[Doc], cells: str) -> list[float]:
+    """MaxSim as the package's expression computes it: over unpack_bits of the packed signs (0/1), or the
+    vectors themselves."""
+    from common.late import maxsim, unpack_bits
+
+    from .embedded import pack_bits
+
+    vectors = [colbert.embed_one(d.passage, "passage") for d in docs]
+    if cells == "int8":
+        vectors = [unpack_bits(pack_bits(v)) for v in vectors]
+    return maxsim(colbert.embed_one(text, "query"), vectors).tolist()
+
+
 def check_container(package, docs: list[Doc], run_java, embedder, binarized: bool | None = None) -> ContainerReport:
     """Run Vespa's container code on samples of ``docs`` and on our client's requests. ``run_java(payload)``
     runs the verifier's ``container`` command; ``embedder`` is our ONNX Runtime embedder of the package's model.
@@ -222,8 +253,11 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
         binarized = "embedding_binary" in (package / "schemas" / f"{SCHEMA}.sd").read_text()
     samples = sample_documents(docs)
     chunker = package_chunker(package)
+    schema_text = (package / "schemas" / f"{SCHEMA}.sd").read_text()
+    cells = "int8" if "field colbert type tensor<int8>" in schema_text else "bfloat16"
     body = "chunks" if chunker else "text"
-    in_package = profiles.in_package(binarized, chunked=bool(chunker))
+    colbert = _colbert_embedder(package)
+    in_package = profiles.in_package(binarized, chunked=bool(chunker), colbert=colbert is not None)
     min_cosine = MIN_COSINE_INT8 if embedder.manifest.quantization else MIN_COSINE
 
     # Fusion: our first-phase features on a small embedded index (the samples plus their neighbours in the corpus).
@@ -238,10 +272,15 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
                     positions, hits, fused = [], [], None
                     if profile.fusion and kind == "plain":
                         close, lexical, positions = profiles.hybrid_first_phase(index, text, TARGET_HITS)
-                        fused = profile.fusion((close, lexical), positions)
+                        late = {}
+                        if profile.colbert:  # MaxSim, as the content nodes compute it, from our token vectors
+                            late = dict(zip(positions, _maxsim(colbert, text, [fusion_docs[i] for i in positions],
+                                                              cells)))
+                        fused = profile.fusion((late if profile.colbert else close, lexical), positions)
                         # Our BM25 scores title and text together; Vespa's bm25sum adds its per-field bm25s.
                         hits = [_hit(index, i, close.get(i, 0.0),
-                                     {"bm25(title)": 0.0, f"bm25({body})": lexical.get(i, 0.0)}) for i in positions]
+                                     {"bm25(title)": 0.0, f"bm25({body})": lexical.get(i, 0.0),
+                                      **({MAXSIM_FEATURE: late[i]} if late else {})}) for i in positions]
                         fused = {fusion_docs[i].id: fused[i] for i in positions}
                     elif kind == "plain" and profile.embeds_query:
                         found, close = index.nearest(index.embed_query(text), 5)
@@ -296,6 +335,24 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
                                    f"(< {min_cosine}); the schema's indexing statement embeds another text than "
                                    f"we do ({got['statements'][-1] if got.get('statements') else ''})")
 
+        if colbert:  # the colbert field: Vespa's colbert-embedder, run by the schema's indexing statement
+            ours = colbert.embed_one(doc.passage, "passage")
+            theirs = got.get("colbert") or {}
+            report.documents[-1]["colbert_tokens"] = len(theirs)
+            if len(theirs) != len(ours):
+                report.problems.append(f"indexing {kind} document {doc.id!r}: the colbert field has {len(theirs)} "
+                                       f"token vectors, ours {len(ours)}")
+                continue
+            cells = np.asarray([theirs[str(i)] for i in range(len(theirs))], dtype=np.float32)
+            if cells.shape[1] * 8 == ours.shape[1]:  # int8: packed sign bits
+                agree = float((cells.astype(np.int8) == pack_bits(ours).view(np.int8)).all(-1).mean())
+            else:
+                agree = float((cosine(cells, ours) >= MIN_COSINE_BF16).mean())
+            report.documents[-1]["colbert_agree"] = agree
+            if agree < MIN_COLBERT_AGREE:
+                report.problems.append(f"indexing {kind} document {doc.id!r}: the colbert field agrees with our token "
+                                       f"vectors for {100 * agree:.2f} % of tokens")
+
     # Queries: tree, rank profile, query tensors, fusion.
     answers = out["queries"][:len(requests)]
     for request, (profile, fused), got in zip(requests, expect, answers):
@@ -326,6 +383,12 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
                 cos = float(cosine(np.asarray(tensor, dtype=np.float32), vector))
                 if cos < min_cosine:
                     report.problems.append(f"{label}: query(q) has cosine {cos:.6f} to our query vector")
+            elif name == profiles.COLBERT_INPUT:
+                theirs = np.asarray([tensor[str(i)] for i in range(len(tensor))], dtype=np.float32)
+                ours = colbert.embed_one(text, "query")
+                if theirs.shape != ours.shape or cosine(theirs, ours).min() < min_cosine:
+                    report.problems.append(f"{label}: query(qt) differs from our query token vectors "
+                                           f"({theirs.shape} vs {ours.shape})")
             elif name == "q_binary":
                 bits = pack_bits(vector).astype(np.int8).tolist()
                 if [int(v) for v in tensor] != bits:

@@ -10,6 +10,8 @@ The package reads top to bottom like a Vespa sample app::
     models/chunking.json  chunked packages only: how the feed cuts documents into chunks
     models/dimension.json packages built with --dim only: the prefix of the embedding they serve
     models/model.onnx, models/tokenizer.json, models/manifest.json
+    models/colbert/       packages built with --colbert: the late-interaction export (its colbert-embedder
+                          fills the colbert field, a vector per token, and query(qt) for the MaxSim profiles)
 """
 from __future__ import annotations
 
@@ -24,11 +26,13 @@ from vespa.package import (HNSW, ApplicationPackage, Document, Field, FieldSet, 
 
 from common.atomic import atomic_dir, check_output
 from common.errors import ConfigError
+from common.late import TOKENIZER_MAX
 from exporter.manifest import Manifest
 
 from . import profiles
 from .profiles import Profile
-from .serving import CHUNKING_FILE, DIM_FILE, EMBEDDER, HNSW_EXPLORE_AT_INSERT, HNSW_MAX_LINKS, SCHEMA
+from .serving import (CHUNKING_FILE, COLBERT_DIR, COLBERT_EMBEDDER, DIM_FILE, EMBEDDER, HNSW_EXPLORE_AT_INSERT,
+                      HNSW_MAX_LINKS, SCHEMA)
 
 # What the embedder embeds for a document: the same text as ``common.data.doc_text``; in a chunked package,
 # each chunk the feed sends (``common.chunking``, title leading each), into one vector per chunk.
@@ -49,6 +53,7 @@ class AppOptions:
     chunk_tokens: int | None = None  # chunked: a vector per chunk of this many tokens (tensor(chunk{}, x[D]))
     chunk_overlap: int = 0
     dim: int | None = None  # serve the first dim dimensions (a Matryoshka prefix; Vespa cuts, then normalises)
+    colbert_cells: str = "int8"  # with a late-interaction export: int8 (packed sign bits, 32× smaller) or bfloat16
 
     @property
     def chunked(self) -> bool:
@@ -61,6 +66,8 @@ class AppOptions:
             raise ConfigError("HNSW needs max-links-per-node ≥ 2 and neighbors-to-explore-at-insert ≥ max links")
         if self.cell_type not in ("float", "bfloat16"):
             raise ConfigError(f"cell type must be float or bfloat16, not {self.cell_type!r}")
+        if self.colbert_cells not in ("int8", "bfloat16"):
+            raise ConfigError(f"colbert cells must be int8 or bfloat16, not {self.colbert_cells!r}")
         if self.chunked and not 0 <= self.chunk_overlap < self.chunk_tokens // 2:
             raise ConfigError(f"chunk overlap {self.chunk_overlap} must be at least 0 and under half of "
                               f"{self.chunk_tokens} chunk tokens")
@@ -71,15 +78,17 @@ def distance_metric(manifest: Manifest) -> str:
     return "prenormalized-angular" if manifest.normalize else "angular"
 
 
-def _rank_profile(p: Profile, d: int) -> RankProfile:
-    inputs = [(f"query({name})", kind.format(d=d, d8=d // 8)) for name, kind in p.inputs.items()]
+def _rank_profile(p: Profile, d: int, colbert: Manifest | None = None, cells: str = "int8") -> RankProfile:
+    c = colbert.dimension if colbert else 0
+    inputs = [(f"query({name})", kind.format(d=d, d8=d // 8, c=c)) for name, kind in p.inputs.items()]
+    functions = {n: e.replace(profiles.MAXSIM, profiles.maxsim_expression(cells)) for n, e in p.functions.items()}
     phase = {}
     if p.second_phase:
         phase["second_phase"] = SecondPhaseRanking(p.second_phase.expression, rerank_count=p.second_phase.rerank_count)
     if p.global_phase:
         phase["global_phase"] = GlobalPhaseRanking(p.global_phase.expression, rerank_count=p.global_phase.rerank_count)
     return RankProfile(p.name, inherits=", ".join(p.inherits) or None, inputs=inputs or None,
-                       functions=[Function(n, e) for n, e in p.functions.items()] or None,
+                       functions=[Function(n, e) for n, e in functions.items()] or None,
                        first_phase=p.first_phase, match_features=list(p.match_features),
                        summary_features=list(p.summary_features) or None, **phase)
 
@@ -94,7 +103,16 @@ def _embedding_field(name: str, cell_type: str, size: int, metric: str, o: AppOp
                           neighbors_to_explore_at_insert=o.neighbors_to_explore_at_insert))
 
 
-def _schema(m: Manifest, o: AppOptions) -> Schema:
+def _colbert_field(m: Manifest, cells: str) -> Field:
+    """A vector per document token from the colbert-embedder: int8 packs each vector's sign bits (Vespa's
+    embedder binarizes for an int8 target), bfloat16 keeps them at half precision. An attribute for MaxSim in
+    the rank profiles; not indexed (no HNSW over tokens)."""
+    size = m.dimension // 8 if cells == "int8" else m.dimension
+    return Field("colbert", f"tensor<{cells}>(dt{{}}, x[{size}])", is_document_field=False,
+                 indexing=[EMBED_INPUT, f"embed {COLBERT_EMBEDDER}", "attribute"])
+
+
+def _schema(m: Manifest, o: AppOptions, colbert: Manifest | None = None) -> Schema:
     d = o.dim or m.dimension  # a smaller tensor than the model's output: Vespa's embedder keeps its first d values
     body = "chunks" if o.chunked else "text"
     document = Document(fields=[
@@ -115,8 +133,10 @@ def _schema(m: Manifest, o: AppOptions) -> Schema:
         schema.add_fields(_embedding_field("embedding_binary", "int8", d // 8, "hamming", o))
     # Vespa's embedder takes the target tensor type from the rank profile's inputs, so a query input is
     # declared only where it is used: a BM25 query embeds nothing.
-    for profile in profiles.in_package(o.binarized, o.chunked):
-        schema.add_rank_profile(_rank_profile(profile, d))
+    if colbert:
+        schema.add_fields(_colbert_field(colbert, o.colbert_cells))
+    for profile in profiles.in_package(o.binarized, o.chunked, colbert=colbert is not None):
+        schema.add_rank_profile(_rank_profile(profile, d, colbert, o.colbert_cells))
     return schema
 
 
@@ -144,8 +164,25 @@ def _embedder(m: Manifest):
     return vt.component(*settings, id=EMBEDDER, type="hugging-face-embedder")
 
 
-def _services(m: Manifest, o: AppOptions):
-    container_parts = [_embedder(m), vt.document_api(), vt.search()]
+def _colbert_embedder(m: Manifest):
+    """Vespa's colbert-embedder, told every token id and length the model was trained with (common.late), so
+    another Vespa version's defaults cannot change what it embeds."""
+    from vespa.configuration.vt import vt as tag
+
+    c = m.colbert
+    return vt.component(
+        vt.transformer_model(path=f"{COLBERT_DIR}/model.onnx"), vt.tokenizer_model(path=f"{COLBERT_DIR}/tokenizer.json"),
+        vt.transformer_output(m.output), vt.max_tokens(str(TOKENIZER_MAX)),
+        vt.max_query_tokens(str(c["query_tokens"])), vt.max_document_tokens(str(c["document_tokens"])),
+        vt.transformer_start_sequence_token(str(c["start_token_id"])),
+        vt.transformer_end_sequence_token(str(c["end_token_id"])), vt.transformer_mask_token(str(c["mask_token_id"])),
+        vt.transformer_pad_token(str(c["pad_token_id"])), vt.query_token_id(str(c["query_token_id"])),
+        vt.document_token_id(str(c["document_token_id"])), tag("attend-to-expansion-tokens", "true"),
+        id=COLBERT_EMBEDDER, type="colbert-embedder")
+
+
+def _services(m: Manifest, o: AppOptions, colbert: Manifest | None = None):
+    container_parts = [_embedder(m), *([_colbert_embedder(colbert)] if colbert else []), vt.document_api(), vt.search()]
     content_parts = [vt.documents(vt.document(type=SCHEMA, mode="index"))]
     if o.cloud:
         container_parts.append(vt.nodes(vt.resources(vcpu="4", memory="16Gb", disk="125Gb"), count="2"))
@@ -173,21 +210,46 @@ def _hosts_xml(o: AppOptions) -> str:
             f"<hosts>\n{hosts}\n</hosts>\n")
 
 
-def build_application(manifest: Manifest, options: AppOptions | None = None) -> ApplicationPackage:
+def build_application(manifest: Manifest, options: AppOptions | None = None,
+                      colbert: Manifest | None = None) -> ApplicationPackage:
     o = options or AppOptions()
     o.check()
-    return ApplicationPackage(name=o.name, schema=[_schema(manifest, o)],
-                              services_config=ServicesConfiguration(o.name, services_config=_services(manifest, o)))
+    return ApplicationPackage(name=o.name, schema=[_schema(manifest, o, colbert)],
+                              services_config=ServicesConfiguration(o.name, services_config=_services(manifest, o,
+                                                                                                      colbert)))
 
 
-def write_package(export_dir, out_dir, options: AppOptions | None = None, force: bool = False, check=None) -> Path:
+def _colbert_manifest(colbert_dir: Path, o: AppOptions) -> Manifest:
+    m = Manifest.load(colbert_dir)
+    m.verify_files(colbert_dir)
+    if m.kind != "colbert":
+        raise ConfigError(f"--colbert {colbert_dir}: a {m.kind}-vector export; give one of a model trained with "
+                          "`siamese train --late-interaction`")
+    if m.prefixes["query"] or m.prefixes["document"]:
+        raise ConfigError(f"--colbert {colbert_dir}: the model was trained with prefixes {m.prefixes}, which Vespa's "
+                          "colbert-embedder does not prepend (its [Q]/[D] markers do that work): retrain without them")
+    if o.chunked:
+        raise ConfigError("--colbert with --chunk-tokens: a chunked late-interaction field is not supported yet; "
+                          "build the ColBERT package without chunks (its documents keep their first "
+                          f"{m.colbert['document_tokens']} tokens)")
+    return m
+
+
+def write_package(export_dir, out_dir, options: AppOptions | None = None, force: bool = False, check=None,
+                  colbert_dir=None) -> Path:
     """Write the package (models included) to ``out_dir`` atomically and return its path. ``check(dir)``
-    runs on the finished package before it is moved into place: a package that fails it is not left."""
+    runs on the finished package before it is moved into place: a package that fails it is not left.
+    ``colbert_dir``: a late-interaction export served beside the single-vector one (the MaxSim profiles)."""
     export_dir, out_dir = Path(export_dir), Path(out_dir)
-    check_output(out_dir, "package", force, inputs=[export_dir])
+    inputs = [export_dir] + ([Path(colbert_dir)] if colbert_dir else [])
+    check_output(out_dir, "package", force, inputs=inputs)
     manifest = Manifest.load(export_dir)
     manifest.verify_files(export_dir)
+    if manifest.kind != "single":
+        raise ConfigError(f"{export_dir}: a late-interaction export serves beside a single-vector one: "
+                          f"`siamese app build SINGLE_EXPORT OUT --colbert {export_dir}`")
     options = options or AppOptions()
+    colbert = _colbert_manifest(Path(colbert_dir), options) if colbert_dir else None
     if options.chunked and options.chunk_tokens > manifest.max_tokens:
         raise ConfigError(f"--chunk-tokens {options.chunk_tokens} is above the model's window of "
                           f"{manifest.max_tokens} tokens: Vespa's embedder would truncate every chunk")
@@ -195,13 +257,17 @@ def write_package(export_dir, out_dir, options: AppOptions | None = None, force:
         raise ConfigError(f"--dim {options.dim} must be between 8 and the model's {manifest.dimension} dimensions")
     if options.dim and options.binarized and options.dim % 8:
         raise ConfigError(f"--dim {options.dim} with --binarized must be a multiple of 8 (bits pack into int8)")
-    app = build_application(manifest, options)
+    app = build_application(manifest, options, colbert)
 
     def write(tmp: Path):
         app.to_files(str(tmp))
         shutil.copyfile(export_dir / "model.onnx", tmp / "models" / "model.onnx")
         shutil.copyfile(export_dir / "tokenizer.json", tmp / "models" / "tokenizer.json")
         shutil.copyfile(export_dir / "manifest.json", tmp / "models" / "manifest.json")
+        if colbert:
+            (tmp / COLBERT_DIR).mkdir(parents=True)
+            for name in ("model.onnx", "tokenizer.json", "manifest.json"):
+                shutil.copyfile(Path(colbert_dir) / name, tmp / COLBERT_DIR / name)
         if options.nodes > 1 and not options.cloud:
             (tmp / "hosts.xml").write_text(_hosts_xml(options))
         if options.chunked:
@@ -212,4 +278,4 @@ def write_package(export_dir, out_dir, options: AppOptions | None = None, force:
         if check:
             check(tmp)
 
-    return atomic_dir(out_dir, write, "package", replace=force, inputs=[export_dir])
+    return atomic_dir(out_dir, write, "package", replace=force, inputs=inputs)

@@ -9,10 +9,20 @@ the command line all derive from ``PROFILES``.
 | hybrid         | nearestNeighbor OR the words           | closeness, then global RRF(closeness, bm25)           |
 | hybrid-linear  | nearestNeighbor OR the words           | closeness, then normalize_linear(closeness) + (bm25)  |
 | binary         | nearestNeighbor(embedding_binary, ...) | hamming closeness, then cosine on the float vectors   |
+| colbert        | nearestNeighbor(embedding, q)          | closeness, then MaxSim of the top 100 (second phase)  |
+| hybrid-colbert | nearestNeighbor OR the words           | closeness, then global RRF(MaxSim, bm25)              |
+| bm25-colbert   | the query's words                      | bm25, then MaxSim of the top 100 (second phase)       |
 
 A query input is embedded from the query text by the embedder (``embed(embedder, @query)``), only for
 the profiles that declare it: a BM25 query embeds nothing. ``binary`` exists only in packages built with
-``--binarized``. Nothing here imports pyvespa: the client and the command line stay light.
+``--binarized``; the three MaxSim profiles only in packages with a late-interaction export (``--colbert``),
+whose colbert-embedder fills ``query(qt)`` with a vector per query token.
+
+MaxSim re-ranks in the **second phase**, on the content nodes, where the ``colbert`` attribute lives: a global
+phase would ship every candidate's token vectors to the container. ``hybrid-colbert`` fuses in the global phase
+as ``hybrid`` does, MaxSim taking closeness's place; its MaxSim is a match feature, computed on the content
+nodes for the (up to 1000) hits the global phase re-ranks, so it costs ten times the MaxSim of ``colbert``.
+Nothing here imports pyvespa: the client and the command line stay light.
 """
 from __future__ import annotations
 
@@ -23,7 +33,8 @@ import numpy as np
 
 from common.errors import ConfigError
 
-from .serving import EMBEDDER, RERANK_COUNT, RRF_K, SCHEMA, SECOND_PHASE_RERANK
+from .serving import (COLBERT_EMBEDDER, COLBERT_RERANK, EMBEDDER, RERANK_COUNT, RRF_K, SCHEMA,
+                      SECOND_PHASE_RERANK)
 
 CLOSENESS = "closeness(field, embedding)"
 # Chunked packages: the label of the chunk nearest the query (a tensor(chunk{}) with one cell of 1.0). As the
@@ -32,6 +43,17 @@ BEST_CHUNK = "closest(embedding)"
 BEST_CHUNK_FN = "best_chunk"
 BINARY_CLOSENESS = "closeness(field, embedding_binary)"
 NEAREST = "{{targetHits:{k}}}nearestNeighbor(embedding, q)"
+# Late interaction: query(qt) holds a vector per query token; the colbert field a vector per document token,
+# as packed sign bits (int8, unpack_bits gives 0/1: the same order as ±1, since Σ_i max_j is shifted by a
+# constant per query) or bfloat16. MAXSIM stands for the expression until the package knows which.
+COLBERT_INPUT = "qt"
+MAXSIM = "{maxsim}"
+MAXSIM_FN = "maxsim"
+
+
+def maxsim_expression(cells: str) -> str:
+    document = "unpack_bits(attribute(colbert))" if cells == "int8" else "attribute(colbert)"
+    return f"sum(reduce(sum(query({COLBERT_INPUT}) * {document}, x), max, dt), {COLBERT_INPUT})"
 
 
 @dataclass(frozen=True)
@@ -54,6 +76,7 @@ class Profile:
     match_features: tuple[str, ...] = ()
     summary_features: tuple[str, ...] = ()
     binarized: bool = False  # only in packages with the packed-bits field
+    colbert: bool = False  # only in packages with a late-interaction export
     # the global phase's fusion on the embedded backend: (features, rerank) → {position: score}
     fusion: Callable | None = None
     # the embedded backend's twin: (index, text, k) → (document positions, scores), best first
@@ -82,7 +105,7 @@ class Profile:
         params = {"yql": self.yql(max(hits, target_hits), chunked), "query": text, "hits": hits, "ranking": self.name,
                   "model.type.composite": "weakAnd", "model.type.syntax": "none"}
         for name in self.all_inputs():
-            params[f"input.query({name})"] = f"embed({EMBEDDER}, @query)"
+            params[f"input.query({name})"] = f"embed({COLBERT_EMBEDDER if name == COLBERT_INPUT else EMBEDDER}, @query)"
         return params
 
 
@@ -148,6 +171,24 @@ def _binary(index, text, k):
                                                                                   close[SECOND_PHASE_RERANK:]])
 
 
+def _maxsim_rerank(index, text, idx, scores):
+    """MaxSim of the top ``COLBERT_RERANK`` hits, re-ordered by it; the rest keep their first-phase order."""
+    top = idx[:COLBERT_RERANK]
+    sims = index.maxsim(text, top)
+    order = np.argsort(-sims, kind="stable")
+    return np.concatenate([top[order], idx[COLBERT_RERANK:]]), np.concatenate([sims[order], scores[COLBERT_RERANK:]])
+
+
+def _hybrid_colbert(index, text, k):
+    close, lexical, rerank = hybrid_first_phase(index, text, k)
+    late = dict(zip(rerank, index.maxsim(text, np.asarray(rerank, dtype=np.int64)).tolist()))
+    fused = _rrf((late, lexical), rerank)
+    order = sorted(rerank, key=lambda i: -fused[i])
+    return np.asarray(order, dtype=np.int64), np.asarray([fused[i] for i in order])
+
+
+COLBERT_INPUTS = {COLBERT_INPUT: "tensor<float>(qt{{}}, x[{c}])"}
+
 PROFILES: dict[str, Profile] = {p.name: p for p in [
     Profile("bm25", "userQuery()", functions={"bm25sum": "bm25(title) + bm25(text)"}, first_phase="bm25sum",
             match_features=("bm25(title)", "bm25(text)"), embedded=_bm25),
@@ -165,16 +206,27 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
             functions={"cosine": "cosine_similarity(query(q), attribute(embedding), x)"},
             second_phase=Phase("cosine", SECOND_PHASE_RERANK), match_features=(BINARY_CLOSENESS, "cosine"),
             binarized=True, embedded=_binary),
+    Profile("colbert", NEAREST, inherits=("semantic",), inputs=COLBERT_INPUTS, functions={MAXSIM_FN: MAXSIM},
+            second_phase=Phase(MAXSIM_FN, COLBERT_RERANK), match_features=(CLOSENESS, MAXSIM_FN), colbert=True,
+            embedded=lambda index, text, k: _maxsim_rerank(index, text, *_semantic(index, text, k))),
+    Profile("hybrid-colbert", f"({NEAREST}) or userQuery()", inherits=("hybrid",), inputs=COLBERT_INPUTS,
+            functions={MAXSIM_FN: MAXSIM}, global_phase=Phase(f"reciprocal_rank_fusion({MAXSIM_FN}, bm25sum)",
+                                                              RERANK_COUNT),
+            match_features=(CLOSENESS, "bm25(title)", "bm25(text)", MAXSIM_FN), colbert=True,
+            fusion=_rrf, embedded=_hybrid_colbert),
+    Profile("bm25-colbert", "userQuery()", inherits=("bm25",), inputs=COLBERT_INPUTS, functions={MAXSIM_FN: MAXSIM},
+            second_phase=Phase(MAXSIM_FN, COLBERT_RERANK), match_features=("bm25(title)", "bm25(text)", MAXSIM_FN),
+            colbert=True, embedded=lambda index, text, k: _maxsim_rerank(index, text, *_bm25(index, text, k))),
 ]}
 NAMES = tuple(PROFILES)
 CORE = ("bm25", "semantic", "hybrid")  # what evaluation reports unless asked for more
 
 
-def in_package(binarized: bool, chunked: bool = False) -> list[Profile]:
+def in_package(binarized: bool, chunked: bool = False, colbert: bool = False) -> list[Profile]:
     """The profiles a package has. In a chunked package the body is the ``chunks`` array: BM25 reads it in
     place of ``text``, and a profile that ranks by the embedding also returns its best chunk's label
     (``closest(embedding)``) so a client can show the passage."""
-    chosen = [p for p in PROFILES.values() if binarized or not p.binarized]
+    chosen = [p for p in PROFILES.values() if (binarized or not p.binarized) and (colbert or not p.colbert)]
     return [chunked_variant(p) for p in chosen] if chunked else chosen
 
 

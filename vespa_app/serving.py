@@ -8,6 +8,8 @@ import re
 
 SCHEMA = "doc"  # the document type, its schema and its namespace
 EMBEDDER = "embedder"  # the hugging-face-embedder component's id
+COLBERT_EMBEDDER = "colbert"  # the colbert-embedder component's id (packages built with --colbert)
+COLBERT_DIR = "models/colbert"  # its model files, tokenizer and manifest
 CHUNKING_FILE = "models/chunking.json"  # how the feed must cut documents for a chunked package
 DIM_FILE = "models/dimension.json"  # a package serving a prefix of the model's embedding says so on purpose
 # The embedding field in a package's schema; group 1 is the size it serves (single-vector or chunked).
@@ -20,4 +22,5 @@ HNSW_EXPLORE_AT_SEARCH = 200  # the embedded backend's efSearch; Vespa's is targ
 TARGET_HITS = 100  # nearestNeighbor targetHits unless more hits are asked for
 RERANK_COUNT = 1000  # global-phase rerank-count of the hybrid profiles
 SECOND_PHASE_RERANK = 200  # second-phase rerank-count of the binary profile
+COLBERT_RERANK = 100  # second-phase rerank-count of the MaxSim profiles (per content node)
 RRF_K = 60  # Vespa's reciprocal_rank_fusion default

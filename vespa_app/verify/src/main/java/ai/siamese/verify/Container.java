@@ -160,6 +160,10 @@ final class Container {
                                          ? chunkValues(t.getTensor().get()) : values(t.getTensor().get()));
                 else
                     row.put("embedding", null);
+                // A late-interaction package's colbert field: {token label: its cells}.
+                if (type.getField("colbert") != null
+                        && indexed.getFieldValue("colbert") instanceof TensorFieldValue c && c.getTensor().isPresent())
+                    row.put("colbert", chunkValues(c.getTensor().get()));
             } catch (Exception | LinkageError e) {
                 if (Boolean.getBoolean("trace")) e.printStackTrace();
                 row.put("error", e.getClass().getSimpleName() + ": " + Verify.messages(e));
@@ -301,7 +305,9 @@ final class Container {
             for (String name : declared == null ? List.<String>of() : declared.inputs().keySet()) {
                 String key = name.startsWith("query(") ? name : "query(" + name + ")";
                 var tensor = query.getRanking().getFeatures().getTensor(key);
-                tensors.put(key.substring(6, key.length() - 1), tensor.map(Container::values).orElse(null));
+                // a mapped-indexed tensor (a vector per query token) as {label: vector}
+                tensors.put(key.substring(6, key.length() - 1),
+                            tensor.map(t -> t.type().hasMappedDimensions() ? (Object) chunkValues(t) : values(t)).orElse(null));
             }
             row.put("inputs", tensors);
             Result result = new Result(query);

@@ -1,5 +1,6 @@
 package ai.siamese.verify;
 
+import ai.vespa.embedding.ColBertEmbedder;
 import ai.vespa.embedding.HuggingFaceEmbedder;
 import ai.vespa.language.chunker.FixedLengthChunker;
 import ai.vespa.language.chunker.SentenceChunker;
@@ -13,6 +14,7 @@ import com.yahoo.config.model.api.ValidationParameters;
 import com.yahoo.config.model.application.provider.FilesApplicationPackage;
 import com.yahoo.config.model.deploy.DeployState;
 import com.yahoo.config.model.deploy.TestProperties;
+import com.yahoo.embedding.ColBertEmbedderConfig;
 import com.yahoo.embedding.huggingface.HuggingFaceEmbedderConfig;
 import com.yahoo.language.process.Chunker;
 import com.yahoo.language.process.Embedder;
@@ -44,6 +46,9 @@ import java.util.logging.Level;
  *                                      ({"id": ...} or {"error": ...} per path).
  *   chunks IN.json OUT.json          - the indexing language's own chunkers ({"chunker": "fixed-length" or
  *                                      "sentence", "arguments": [...], "texts": [...]}) on each text.
+ *   colbert PACKAGE TEXTS.json OUT.json - ColBertEmbedder built from the package's colbert component config,
+ *                                      each text as a query (float) and a document (float, and int8 bits):
+ *                                      a vector per token.
  *   container PACKAGE IN.json OUT.json - documents through the package's indexing statements and requests
  *                                      through the container's query stack, in-process (see Container).
  * Exit code 0: accepted; 1: rejected (Vespa's message on stderr); 2: usage.
@@ -75,6 +80,8 @@ public class Verify {
                         "vespa_version", com.yahoo.component.Vtag.currentVersion.toString())));
             } else if (args[0].equals("embed") && args.length == 4) {
                 embed(model, dir.toPath(), Path.of(args[2]), Path.of(args[3]));
+            } else if (args[0].equals("colbert") && args.length == 4) {
+                colbert(model, dir.toPath(), Path.of(args[2]), Path.of(args[3]));
             } else if (args[0].equals("container") && args.length == 4) {
                 container(model, dir.toPath(), Path.of(args[2]), Path.of(args[3]));
             } else {
@@ -141,6 +148,54 @@ public class Verify {
                                        new OnnxEvaluatorConfig.Builder().build(), ModelReference::value);
     }
 
+    static final String COLBERT_CONFIG_ID = "default/component/colbert";
+
+    /** The package's colbert-embedder, or null when the package has none. */
+    static ColBertEmbedder colbertEmbedder(VespaModel model, Path dir) {
+        boolean present = model.getContainerClusters().values().stream()
+                .anyMatch(c -> c.getComponentsMap().keySet().stream().anyMatch(id -> id.getName().equals("colbert")));
+        if (!present) return null;
+        ColBertEmbedderConfig.Builder fromPackage = new ColBertEmbedderConfig.Builder();
+        model.getConfig(fromPackage, COLBERT_CONFIG_ID);
+        fromPackage.transformerModel(ModelReference.resolved(dir.resolve("models/colbert/model.onnx").toAbsolutePath()))
+                   .tokenizerPath(ModelReference.resolved(dir.resolve("models/colbert/tokenizer.json").toAbsolutePath()));
+        return new ColBertEmbedder(OnnxRuntime.testInstance(), Embedder.Runtime.testInstance(), fromPackage.build(),
+                                   new OnnxEvaluatorConfig.Builder().build());
+    }
+
+    /** Each text as a query and as a document: {config, query: [[token vector]...], document, document_bits}. */
+    static void colbert(VespaModel model, Path dir, Path textsFile, Path outFile) throws Exception {
+        var embedder = colbertEmbedder(model, dir);
+        if (embedder == null) throw new IllegalArgumentException("the package has no colbert-embedder component");
+        ColBertEmbedderConfig.Builder builder = new ColBertEmbedderConfig.Builder();
+        model.getConfig(builder, COLBERT_CONFIG_ID);
+        var config = builder.build();
+        // float at the model's full width on both sides (the manifest's dimension), and its sign bits
+        int dim = JSON.readTree(dir.resolve("models/colbert/manifest.json").toFile()).get("dimension").asInt();
+        TensorType queryType = TensorType.fromSpec("tensor<float>(qt{}, x[" + dim + "])");
+        TensorType docType = TensorType.fromSpec("tensor<float>(dt{}, x[" + dim + "])");
+        TensorType bitsType = TensorType.fromSpec("tensor<int8>(dt{}, x[" + dim / 8 + "])");
+        List<String> texts = JSON.readValue(textsFile.toFile(), new TypeReference<List<String>>() {});
+        Map<String, Object> out = new LinkedHashMap<>();
+        out.put("config", Map.of("max_query_tokens", config.maxQueryTokens(), "max_document_tokens", config.maxDocumentTokens(),
+                                 "max_tokens", config.transformerMaxTokens(), "query_token_id", config.queryTokenId(),
+                                 "document_token_id", config.documentTokenId(), "mask_token", config.transformerMaskToken(),
+                                 "attend_to_expansion_tokens", config.attendToExpansionTokens(),
+                                 "output", config.transformerOutput()));
+        List<Object> queries = new ArrayList<>(), documents = new ArrayList<>(), bits = new ArrayList<>();
+        for (String text : texts) {
+            queries.add(Container.chunkValues(embedder.embed(text, new Embedder.Context("query(qt)").setEmbedderId("colbert"), queryType)));
+            documents.add(Container.chunkValues(embedder.embed(text, new Embedder.Context("schema.indexing").setEmbedderId("colbert"), docType)));
+            bits.add(Container.chunkValues(embedder.embed(text, new Embedder.Context("schema.indexing").setEmbedderId("colbert"), bitsType)));
+        }
+        out.put("query", queries);
+        out.put("document", documents);
+        out.put("document_bits", bits);
+        JSON.writeValue(outFile.toFile(), out);
+        embedder.deconstruct();
+        System.out.println(JSON.writeValueAsString(Map.of("embedded", texts.size())));
+    }
+
     static void embed(VespaModel model, Path dir, Path textsFile, Path outFile) throws Exception {
         var embedder = embedder(model, dir);
         HuggingFaceEmbedderConfig config = embedderConfig(model);
@@ -173,7 +228,9 @@ public class Verify {
     static void container(VespaModel model, Path dir, Path inFile, Path outFile) throws Exception {
         Map<String, Object> in = JSON.readValue(inFile.toFile(), new TypeReference<Map<String, Object>>() {});
         var embedder = embedder(model, dir);
-        var container = new Container(model, Map.of("embedder", embedder));
+        var colbert = colbertEmbedder(model, dir);
+        var container = new Container(model, colbert == null ? Map.of("embedder", embedder)
+                                                             : Map.of("embedder", embedder, "colbert", colbert));
         String schema = (String) in.get("schema");
         Map<String, Object> out = new LinkedHashMap<>();
         out.put("documents", container.index((List<Map<String, Object>>) in.get("documents"), schema,
@@ -182,6 +239,7 @@ public class Verify {
         out.put("fields", container.fields(schema));
         JSON.writeValue(outFile.toFile(), out);
         embedder.deconstruct();
+        if (colbert != null) colbert.deconstruct();
         System.out.println(JSON.writeValueAsString(Map.of("documents", ((List<?>) out.get("documents")).size(),
                                                           "queries", ((List<?>) out.get("queries")).size())));
     }
