@@ -13,6 +13,12 @@ no re-embedding::
     hnsw.faiss       the HNSW graph
     bm25/            the BM25 index
     chunks.jsonl     chunked indexes only: each chunk's document and text, in embeddings.npy's order
+    colbert/         with a late-interaction export: every document's token vectors (tokens.npy, float16),
+                     their packed sign bits (bits.npy) and where each document's rows start (bounds.npy)
+
+With a late-interaction export (``build(..., colbert_dir=)``), the MaxSim profiles re-rank over the stored
+token vectors: the packed bits unpacked to 0/1 (``cells="int8"``, as the package's int8 field) or the vectors
+(``"float"``).
 
 Chunked (``build(..., chunker=)``), as a chunked Vespa package: a vector per chunk, HNSW over all of them,
 and a document as close as its best chunk, which each hit carries as its passage.
@@ -29,9 +35,10 @@ import numpy as np
 from common.atomic import atomic_dir, check_output
 from common.data import Doc, corpus_fingerprint
 from common.errors import ConfigError, UserError
+from common.late import maxsim, unpack_bits
 from common.vectors import chunk_scores, exact_search, normalize, top_k
 from exporter.manifest import MANIFEST, sha256
-from exporter.runtime import OnnxEmbedder
+from exporter.runtime import OnnxEmbedder, OnnxTokenEmbedder
 from training.bm25 import BM25
 
 from . import profiles
@@ -73,6 +80,8 @@ class EmbeddedIndex:
         self.path, self.docs, self.embeddings, self.hnsw, self.bm25, self.meta = path, docs, embeddings, hnsw, bm25, meta
         self._embedder = embedder
         self._binary = None
+        self._colbert_embedder = None
+        self.colbert_cells = (meta.get("colbert") or {}).get("cells", "int8")  # which vectors MaxSim reads
         # chunked: chunk i belongs to document owners[i]; a document's chunks are rows bounds[p]:bounds[p + 1]
         self.chunks = chunks
         self.owners = np.asarray([doc for doc, _ in chunks], dtype=np.int64) if chunks else None
@@ -97,6 +106,39 @@ class EmbeddedIndex:
             self._embedder = OnnxEmbedder(export_dir, dim=self.meta["dimension"])
         return self._embedder
 
+    @property
+    def colbert_embedder(self) -> OnnxTokenEmbedder:
+        """The late-interaction export the documents' token vectors came from; refused if it changed since."""
+        info = self.meta.get("colbert")
+        if not info:
+            raise ConfigError(f"{self.path}: built without a late-interaction export, so the MaxSim profiles have "
+                              "no token vectors. Build the index with one (EmbeddedIndex.build(..., colbert_dir=)).")
+        if self._colbert_embedder is None:
+            export_dir = Path(info["export_dir"])
+            if not (export_dir / MANIFEST).exists() or sha256(export_dir / MANIFEST) != info["manifest_sha256"]:
+                raise BadIndexError(f"{self.path}: its late-interaction export {export_dir} is gone or was re-written "
+                                    f"after the index was built. {REBUILD}")
+            self._colbert_embedder = OnnxTokenEmbedder(export_dir)
+        return self._colbert_embedder
+
+    def _colbert_arrays(self):
+        if not hasattr(self, "_tokens"):
+            folder = self.path / "colbert"
+            self._bounds = np.load(folder / "bounds.npy")
+            self._tokens = np.load(folder / "tokens.npy", mmap_mode="r")
+            self._bits = np.load(folder / "bits.npy")
+        return self._bounds, self._tokens, self._bits
+
+    def doc_tokens(self, position: int) -> np.ndarray:
+        """A document's token vectors as MaxSim reads them: 0/1 from the packed bits (int8 cells), or float."""
+        bounds, tokens, bits = self._colbert_arrays()
+        a, b = bounds[position], bounds[position + 1]
+        return unpack_bits(bits[a:b]) if self.colbert_cells == "int8" else np.asarray(tokens[a:b], dtype=np.float32)
+
+    def maxsim(self, text: str, positions) -> np.ndarray:
+        """MaxSim of the query's token vectors against each document at ``positions``."""
+        return maxsim(self.colbert_embedder.embed_one(text, "query"), [self.doc_tokens(int(p)) for p in positions])
+
     def check_corpus(self, docs) -> None:
         """Refuse to stand for a corpus it was not built from (evaluation would score every query 0)."""
         docs = list(docs)
@@ -109,7 +151,7 @@ class EmbeddedIndex:
     def build(cls, path, export_dir, docs: list[Doc], *, connectivity: int = HNSW_MAX_LINKS,
               expansion_add: int = HNSW_EXPLORE_AT_INSERT, expansion_search: int = HNSW_EXPLORE_AT_SEARCH,
               embeddings: np.ndarray | None = None, progress: bool = True, force: bool = False,
-              chunker=None, dim: int | None = None) -> "EmbeddedIndex":
+              chunker=None, dim: int | None = None, colbert_dir=None, colbert_cells: str = "int8") -> "EmbeddedIndex":
         path, export_dir = Path(path), Path(export_dir).resolve()
         check_output(path, "index", force, inputs=[export_dir])
         ids = [d.id for d in docs]
@@ -128,12 +170,23 @@ class EmbeddedIndex:
         hnsw = _hnsw(embedder.dim, connectivity, expansion_add, expansion_search)
         hnsw.add(normalize(embeddings))
         bm25 = BM25([d.passage for d in docs])
+        colbert = None
+        if colbert_dir:
+            if colbert_cells not in ("int8", "float"):
+                raise ConfigError(f"colbert cells must be int8 or float, not {colbert_cells!r}")
+            colbert_dir = Path(colbert_dir).resolve()
+            started_late = time.time()
+            tokens = OnnxTokenEmbedder(colbert_dir).embed([d.passage for d in docs], "passage", progress=progress)
+            colbert = {"export_dir": str(colbert_dir), "manifest_sha256": sha256(colbert_dir / MANIFEST),
+                       "cells": colbert_cells, "tokens": int(sum(len(t) for t in tokens)),
+                       "embed_seconds": round(time.time() - started_late, 1)}
         meta = {"export_dir": str(export_dir), "manifest_sha256": sha256(export_dir / MANIFEST),
                 "dimension": embedder.dim, "count": len(docs), "corpus_sha256": corpus_fingerprint(docs),
                 "connectivity": connectivity, "expansion_add": expansion_add, "expansion_search": expansion_search,
                 "embed_seconds": round(embed_s, 1), "index_seconds": round(time.time() - started, 2),
                 "vectors": len(embeddings),
-                "chunking": {"tokens": chunker.max_tokens, "overlap": chunker.overlap} if chunker else None}
+                "chunking": {"tokens": chunker.max_tokens, "overlap": chunker.overlap} if chunker else None,
+                "colbert": colbert}
 
         def write(tmp: Path):
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
@@ -143,12 +196,18 @@ class EmbeddedIndex:
             np.save(tmp / "embeddings.npy", embeddings)
             faiss.write_index(hnsw, str(tmp / "hnsw.faiss"))
             bm25.save(tmp / "bm25")
+            if colbert:
+                (tmp / "colbert").mkdir()
+                flat = np.concatenate(tokens)
+                np.save(tmp / "colbert" / "bounds.npy", np.cumsum([0] + [len(t) for t in tokens]))
+                np.save(tmp / "colbert" / "tokens.npy", flat.astype(np.float16))
+                np.save(tmp / "colbert" / "bits.npy", pack_bits(flat))  # from float32, as Vespa packs
             if chunks:
                 with open(tmp / "chunks.jsonl", "w") as fh:
                     for doc, text in chunks:
                         fh.write(json.dumps({"doc": doc, "text": text}) + "\n")
 
-        atomic_dir(path, write, "index", replace=force, inputs=[export_dir])
+        atomic_dir(path, write, "index", replace=force, inputs=[export_dir] + ([colbert_dir] if colbert_dir else []))
         return cls(path, docs, embeddings, hnsw, bm25, meta, embedder, chunks)
 
     @classmethod
@@ -205,7 +264,16 @@ class EmbeddedIndex:
             raise corrupt(f"files disagree with meta.json's {meta['count']} documents ({vectors} vectors) of "
                           f"dimension {meta['dimension']}: {wrong or {'embeddings.npy': embeddings.shape}}")
         hnsw.hnsw.efSearch = meta["expansion_search"]
-        return cls(path, docs, embeddings, hnsw, bm25, meta, chunks=chunks)
+        index = cls(path, docs, embeddings, hnsw, bm25, meta, chunks=chunks)
+        if meta.get("colbert"):
+            try:
+                bounds, tokens, bits = index._colbert_arrays()
+            except Exception as e:
+                raise corrupt(f"colbert/ is unreadable ({e.__class__.__name__}: {str(e)[:200]})") from None
+            want = meta["colbert"]["tokens"]
+            if len(bounds) != len(docs) + 1 or bounds[-1] != want or len(tokens) != want or len(bits) != want:
+                raise corrupt(f"colbert/ disagrees with meta.json's {len(docs)} documents and {want} token vectors")
+        return index
 
     # ------------------------------------------------------------ what the profiles score with
 
