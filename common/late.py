@@ -115,8 +115,3 @@ class TokenStore:
 
     def maxsim(self, query: np.ndarray, positions) -> np.ndarray:
         return maxsim(query, [self.doc(int(i)) for i in positions])
-
-
-def unpack_bits(packed: np.ndarray) -> np.ndarray:
-    """Vespa's unpack_bits(t) (big-endian, the default): each int8 cell → 8 cells of 0.0 or 1.0."""
-    return np.unpackbits(np.asarray(packed).view(np.uint8), axis=-1).astype(np.float32)

@@ -29,6 +29,17 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (normalize(a) * normalize(b)).sum(-1)
 
 
+def pack_bits(vectors: np.ndarray) -> np.ndarray:
+    """Vespa's binarization into an int8 field: one bit per dimension, 1 where the value is > 0, first
+    dimension in the highest bit (as uint8; ``.view(np.int8)`` gives Vespa's cell values)."""
+    return np.packbits(np.asarray(vectors) > 0, axis=-1)
+
+
+def unpack_bits(packed: np.ndarray) -> np.ndarray:
+    """Vespa's unpack_bits(t) (big-endian, the default): each int8 cell → 8 cells of 0.0 or 1.0."""
+    return np.unpackbits(np.asarray(packed).view(np.uint8), axis=-1).astype(np.float32)
+
+
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise indices and values of the k largest scores, best first."""
     k = min(k, scores.shape[1])

@@ -126,7 +126,7 @@ def test_hybrid_linear_is_the_sum_of_min_max_normalised_features(index):
 
 
 def test_binary_matches_by_hamming_and_reranks_by_cosine(index):
-    from vespa_app.embedded import pack_bits
+    from common.vectors import pack_bits
 
     idx, beir = index
     text = list(beir.queries.values())[4]

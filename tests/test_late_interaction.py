@@ -8,7 +8,8 @@ import torch
 from conftest import needs_java, toy_pairs
 
 from common.errors import ConfigError
-from common.late import LateConfig, TokenStore, input_ids, maxsim, unpack_bits
+from common.late import LateConfig, TokenStore, input_ids, maxsim
+from common.vectors import unpack_bits
 
 LATE = LateConfig(dim=8, query_tokens=8, document_tokens=10)
 
@@ -96,7 +97,7 @@ def test_a_vocabulary_without_markers_is_refused():
 # ------------------------------------------------------------------ bits
 
 def test_pack_and_unpack_bits_round_trip_with_the_first_dimension_highest():
-    from vespa_app.embedded import pack_bits
+    from common.vectors import pack_bits
 
     v = np.array([[0.5, -0.1, 0.0, 2.0, -3.0, 0.1, 0.2, -0.2, 1.0, 1.0, -1.0, -1.0, 1.0, -1.0, 1.0, 1.0]])
     packed = pack_bits(v).view(np.int8)
@@ -175,15 +176,27 @@ def test_the_export_says_colbert_and_matches_pytorch_per_token(late_export):
         assert m.parity["fp32"][kind]["max_abs_diff"] <= 1e-5
 
 
-def test_a_colbert_export_is_refused_as_the_main_export_and_with_chunks(late_export, tiny_export, tmp_path):
+def test_a_colbert_export_alone_or_beside_and_what_is_refused(late_export, tiny_export, tmp_path):
     from vespa_app.package import AppOptions, write_package
 
-    with pytest.raises(ConfigError, match="--colbert"):
-        write_package(late_export, tmp_path / "a", colbert_dir=None)
+    alone = write_package(late_export, tmp_path / "alone")
+    schema = (alone / "schemas" / "doc.sd").read_text()
+    assert "field colbert type tensor<int8>(dt{}, x[2])" in schema and "field embedding" not in schema
+    assert "hugging-face-embedder" not in (alone / "services.xml").read_text()
+    assert "rank-profile bm25-colbert" in schema and "rank-profile colbert " not in schema
+    beside = write_package(tiny_export, tmp_path / "beside", AppOptions(colbert_cells="bfloat16"),
+                           colbert_dir=late_export)
+    schema = (beside / "schemas" / "doc.sd").read_text()
+    assert "field colbert type tensor<bfloat16>(dt{}, x[16])" in schema and "field embedding" in schema
+    assert "sum(reduce(sum(query(qt) * attribute(colbert), x), max, dt), qt)" in schema
+    with pytest.raises(ConfigError, match="single-vector export first"):
+        write_package(late_export, tmp_path / "a", colbert_dir=late_export)
     with pytest.raises(ConfigError, match="single-vector|late-interaction"):
         write_package(tiny_export, tmp_path / "b", colbert_dir=tiny_export)
     with pytest.raises(ConfigError, match="chunk"):
         write_package(tiny_export, tmp_path / "c", AppOptions(chunk_tokens=16), colbert_dir=late_export)
+    with pytest.raises(ConfigError, match="--binarized"):
+        write_package(late_export, tmp_path / "d", AppOptions(binarized=True))
 
 
 def test_the_embedded_backend_reranks_by_maxsim(late_export, tiny_export, small_beir, tmp_path):
@@ -236,6 +249,10 @@ def test_export_then_app_check_with_vespas_colbert_embedder(late_export, tiny_ex
         assert all(d["colbert_agree"] >= 0.999 for d in report.container.documents)
         assert {"colbert", "hybrid-colbert", "bm25-colbert"} <= {q["profile"] for q in report.container.queries}
         assert report.container.fusion["hybrid-colbert"]["hits"] > 0
+    alone = check_package(write_package(late_export, tmp_path / "alone"))
+    assert alone.embedding is None and alone.colbert["query_min_cosine"] >= 0.9999
+    assert {q["profile"] for q in alone.container.queries} == {"bm25", "bm25-colbert"}
+    assert all(d["colbert_agree"] >= 0.999 for d in alone.container.documents)
     # MaxSim reduced over a dimension the colbert field does not have: Vespa's config model refuses it.
     broken = tmp_path / "broken"
     shutil.copytree(tmp_path / "app-int8", broken)

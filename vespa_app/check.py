@@ -98,8 +98,11 @@ def structural_check(package) -> list[str]:
     done.append("XML well-formed")
     services = ET.parse(package / "services.xml").getroot()
     embedder = services.find(".//component[@type='hugging-face-embedder']")
-    if embedder is None:
-        raise PackageError(f"{package}/services.xml: no hugging-face-embedder component")
+    colbert = services.find(".//component[@type='colbert-embedder']")
+    if embedder is None and colbert is None:
+        raise PackageError(f"{package}/services.xml: no hugging-face-embedder (nor colbert-embedder) component")
+    if embedder is None:  # a late-interaction export alone
+        return done + [_colbert_structure(package, colbert, (package / "schemas" / "doc.sd").read_text())]
     for tag in ("transformer-model", "tokenizer-model"):
         el = embedder.find(tag)
         ref = el.get("path") if el is not None else None
@@ -125,7 +128,6 @@ def structural_check(package) -> list[str]:
         raise PackageError(f"{package}/services.xml: pooling-strategy {pooling!r} but the model was exported "
                            f"for {manifest.pooling!r}")
     done.append("dimension and pooling match the manifest")
-    colbert = services.find(".//component[@type='colbert-embedder']")
     if colbert is not None:
         done.append(_colbert_structure(package, colbert, schema))
     return done
@@ -263,7 +265,7 @@ def check_colbert(package, texts: list[str] | None = None) -> dict:
     same number of vectors per text, cosine per token, and the packed sign bits of document tokens."""
     from exporter.runtime import OnnxTokenEmbedder
 
-    from .embedded import pack_bits
+    from common.vectors import pack_bits
     from .serving import COLBERT_DIR
 
     texts = texts or colbert_texts()
@@ -327,21 +329,23 @@ def check_package(package, texts: list[str] | None = None, hosted: bool = False,
     # building Vespa's embedder from the package, always, is what proves the model loads.
     from exporter.runtime import OnnxEmbedder
 
+    from .serving import COLBERT_DIR
     from .vespa_client import package_dim
 
     texts = texts or SMOKE_TEXTS
-    vespa = vespa_embed(package, texts)
-    ours = OnnxEmbedder(Path(package) / "models", dim=package_dim(package))
-    doc = np.stack([ours.embed_one(t, "passage") for t in texts])
-    query = np.stack([ours.embed_one(t, "query") for t in texts])
-    report.embedding = {"texts": len(texts), "type": vespa["type"], "config": vespa["config"],
-                        "document_min_cosine": float(cosine(vespa["document"], doc).min()),
-                        "query_min_cosine": float(cosine(vespa["query"], query).min())}
-    from .serving import COLBERT_DIR
+    ours = None
+    if (Path(package) / "models" / "manifest.json").exists():  # not a late-interaction export alone
+        vespa = vespa_embed(package, texts)
+        ours = OnnxEmbedder(Path(package) / "models", dim=package_dim(package))
+        doc = np.stack([ours.embed_one(t, "passage") for t in texts])
+        query = np.stack([ours.embed_one(t, "query") for t in texts])
+        report.embedding = {"texts": len(texts), "type": vespa["type"], "config": vespa["config"],
+                            "document_min_cosine": float(cosine(vespa["document"], doc).min()),
+                            "query_min_cosine": float(cosine(vespa["query"], query).min())}
 
     if (Path(package) / COLBERT_DIR).exists():
         report.colbert = check_colbert(package)
-    if vectors_out:
+    if vectors_out and ours:
         Path(vectors_out).write_text(json.dumps({"texts": texts, "document": vespa["document"].tolist(),
                                                  "query": vespa["query"].tolist()}))
     from .container_check import check_container

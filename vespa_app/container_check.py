@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from common.data import Doc
-from common.vectors import cosine
+from common.vectors import cosine, pack_bits
 
 from . import profiles
 from .serving import SCHEMA, TARGET_HITS
@@ -74,12 +74,12 @@ class ContainerReport:
 
     def lines(self) -> list[str]:
         out = []
-        if self.documents:
+        if self.documents and self.documents[0]["cosine"] is not None:
             kinds = ", ".join(d["kind"] for d in self.documents)
             chunks = sum(d["chunks"] or 0 for d in self.documents)
             out.append(f"Vespa indexing statements + embedder on {len(self.documents)} corpus documents ({kinds})"
                        + (f", {chunks} chunks, labels in feed order" if chunks else "")
-                       + f": min cosine to ours {min(d['cosine'] for d in self.documents):.6f}")
+                       + f": min cosine to ours {min(d['cosine'] or 0.0 for d in self.documents):.6f}")
         colbert = [d for d in self.documents if "colbert_agree" in d]
         if colbert:
             out.append(f"Vespa colbert-embedder by the indexing statement on the same documents: "
@@ -89,8 +89,8 @@ class ContainerReport:
             trees = sorted({q["shape"] for q in self.queries})
             cos = [q["cosine"] for q in self.queries if q["cosine"] is not None]
             out.append(f"Vespa query stack (query profile, embed, YQL parser) on {len(self.queries)} client requests "
-                       f"({len(HOSTILE_QUERIES)} hostile texts each profile): trees {'; '.join(trees)}; "
-                       f"query tensor min cosine {min(cos):.6f}" if cos else "")
+                       f"({len(HOSTILE_QUERIES)} hostile texts each profile): trees {'; '.join(trees)}"
+                       + (f"; query tensors (per token for query(qt)) min cosine {min(cos):.6f}" if cos else ""))
         for name, f in self.fusion.items():
             out.append(f"Vespa global phase ({name}) on the embedded backend's first-phase features: {f['queries']} "
                        f"queries, {f['hits']} hits, max |Δ score| {f['max_diff']:.2e}")
@@ -229,9 +229,8 @@ def _colbert_embedder(package: Path):
 def _maxsim(colbert, text: str, docs: list[Doc], cells: str) -> list[float]:
     """MaxSim as the package's expression computes it: over unpack_bits of the packed signs (0/1), or the
     vectors themselves."""
-    from common.late import maxsim, unpack_bits
-
-    from .embedded import pack_bits
+    from common.late import maxsim
+    from common.vectors import unpack_bits
 
     vectors = [colbert.embed_one(d.passage, "passage") for d in docs]
     if cells == "int8":
@@ -239,11 +238,37 @@ def _maxsim(colbert, text: str, docs: list[Doc], cells: str) -> list[float]:
     return maxsim(colbert.embed_one(text, "query"), vectors).tolist()
 
 
+def _embedding_cosine(got: dict, texts: list[str], chunked: bool, embedder, where: str, problems: list[str]):
+    """The lowest cosine between Vespa's embedding of the document (each chunk, in a chunked package) and ours;
+    None, with the problem named, when Vespa produced none or labelled the chunks otherwise."""
+    if not got.get("embedding"):
+        problems.append(f"{where}: no embedding produced")
+        return None
+    vespa = got["embedding"] if chunked else {"0": got["embedding"]}
+    if list(vespa) != [str(i) for i in range(len(texts))]:
+        problems.append(f"{where}: chunk labels {list(vespa)[:8]}, expected 0..{len(texts) - 1} in the order the "
+                        "feed sends the chunks")
+        return None
+    return min(float(cosine(np.asarray(v, dtype=np.float32), embedder.embed_one(t, "passage")))
+               for v, t in zip(vespa.values(), texts))
+
+
+def _colbert_agreement(theirs: dict, ours: np.ndarray) -> tuple[int, float]:
+    """(token vectors in Vespa's colbert field, share of them equal to ours): the packed sign bits of an int8
+    field, or a bfloat16 field's vectors within bfloat16 precision. Another token count agrees on nothing."""
+    if len(theirs) != len(ours):
+        return len(theirs), 0.0
+    cells = np.asarray([theirs[str(i)] for i in range(len(theirs))], dtype=np.float32)
+    if cells.shape[1] * 8 == ours.shape[1]:
+        return len(theirs), float((cells.astype(np.int8) == pack_bits(ours).view(np.int8)).all(-1).mean())
+    return len(theirs), float((cosine(cells, ours) >= MIN_COSINE_BF16).mean())
+
+
 def check_container(package, docs: list[Doc], run_java, embedder, binarized: bool | None = None) -> ContainerReport:
     """Run Vespa's container code on samples of ``docs`` and on our client's requests. ``run_java(payload)``
     runs the verifier's ``container`` command; ``embedder`` is our ONNX Runtime embedder of the package's model.
     Fills ``report.problems`` with every disagreement; the caller decides what a problem costs."""
-    from .embedded import EmbeddedIndex, pack_bits
+    from .embedded import EmbeddedIndex
     from .vespa_client import feed_fields, package_chunker, package_dim, query_body
 
     started = time.time()
@@ -257,15 +282,17 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
     cells = "int8" if "field colbert type tensor<int8>" in schema_text else "bfloat16"
     body = "chunks" if chunker else "text"
     colbert = _colbert_embedder(package)
-    in_package = profiles.in_package(binarized, chunked=bool(chunker), colbert=colbert is not None)
-    min_cosine = MIN_COSINE_INT8 if embedder.manifest.quantization else MIN_COSINE
+    in_package = profiles.in_package(binarized, chunked=bool(chunker), colbert=colbert is not None,
+                                     single=embedder is not None)
+    min_cosine = MIN_COSINE_INT8 if embedder and embedder.manifest.quantization else MIN_COSINE
 
     # Fusion: our first-phase features on a small embedded index (the samples plus their neighbours in the corpus).
     fusion_docs = list({d.id: d for d in [d for _, d in samples] + docs[:60]}.values())
     requests, expect = [], []
     with tempfile.TemporaryDirectory() as tmp:
+        # (a late-interaction export alone has no single-vector model to build it from: its hits stay empty)
         index = EmbeddedIndex.build(Path(tmp) / "index", package / "models", fusion_docs, progress=False,
-                                    chunker=chunker, dim=package_dim(package))
+                                    chunker=chunker, dim=package_dim(package)) if embedder else None
         for profile in in_package:
             for kind, texts in (("plain", PLAIN_QUERIES), ("hostile", HOSTILE_QUERIES)):
                 for text in texts:
@@ -282,7 +309,7 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
                                      {"bm25(title)": 0.0, f"bm25({body})": lexical.get(i, 0.0),
                                       **({MAXSIM_FEATURE: late[i]} if late else {})}) for i in positions]
                         fused = {fusion_docs[i].id: fused[i] for i in positions}
-                    elif kind == "plain" and profile.embeds_query:
+                    elif kind == "plain" and profile.embeds_query and index is not None:
                         found, close = index.nearest(index.embed_query(text), 5)
                         positions = found.tolist()
                         hits = [_hit(index, i, c) for i, c in zip(positions, close.tolist())]
@@ -299,14 +326,15 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
                     requests.append({"params": query_body(text, profile.name, 10, chunked=bool(chunker)),
                                      "text": text, "kind": kind,
                                      "hits": hits, "passages": {h["id"]: h.pop("passage", "") for h in hits}})
+    base, query_input = ("semantic", "q") if embedder else ("bm25-colbert", profiles.COLBERT_INPUT)
     rejections = [
-        ("a profile the package lacks", {**query_body("q", "semantic", 10), "ranking": "no-such-profile"}),
-        ("an embedder the package lacks", {**query_body("q", "semantic", 10),
-                                           "input.query(q)": "embed(no-such-embedder, @query)"}),
-        ("YQL that does not parse", {**query_body("q", "semantic", 10),
-                                     "yql": profiles.get("semantic").yql(10).replace("nearestNeighbor", "nearestNeighbour")}),
+        ("a profile the package lacks", {**query_body("q", base, 10), "ranking": "no-such-profile"}),
+        ("an embedder the package lacks", {**query_body("q", base, 10),
+                                           f"input.query({query_input})": "embed(no-such-embedder, @query)"}),
+        ("YQL that does not parse", {**query_body("q", base, 10),
+                                     "yql": profiles.get(base).yql(10).replace("where", "wher")}),
     ]
-    if not binarized:
+    if not binarized and embedder:
         rejections.append(("the binary profile in a package without the binarized field",
                            query_body("q", "binary", 10)))
     payload = {"schema": SCHEMA, "tensor_field": "embedding",
@@ -318,40 +346,25 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
     # Documents: Vespa's indexing statements and embedder vs what we embed for the same document: its passage,
     # or, chunked, each of its chunks (labelled by position in the array the feed sends).
     for (kind, doc), fields, got in zip(samples, payload["documents"], out["documents"]):
-        if got.get("error") or not got.get("embedding"):
-            report.problems.append(f"indexing {kind} document {doc.id!r}: {got.get('error') or 'no embedding produced'}")
+        where = f"indexing {kind} document {doc.id!r}"
+        if got.get("error"):
+            report.problems.append(f"{where}: {got['error']}")
             continue
-        texts = fields["chunks"] if chunker else [doc.passage]
-        vespa = got["embedding"] if chunker else {"0": got["embedding"]}
-        if list(vespa) != [str(i) for i in range(len(texts))]:
-            report.problems.append(f"indexing {kind} document {doc.id!r}: chunk labels {list(vespa)[:8]}, expected "
-                                   f"0..{len(texts) - 1} in the order the feed sends the chunks")
-            continue
-        c = min(float(cosine(np.asarray(v, dtype=np.float32), embedder.embed_one(t, "passage")))
-                for v, t in zip(vespa.values(), texts))
-        report.documents.append({"kind": kind, "id": doc.id, "cosine": c, "chunks": len(texts) if chunker else None})
-        if c < min_cosine:
-            report.problems.append(f"indexing {kind} document {doc.id!r}: Vespa's embedding has cosine {c:.6f} to ours "
-                                   f"(< {min_cosine}); the schema's indexing statement embeds another text than "
-                                   f"we do ({got['statements'][-1] if got.get('statements') else ''})")
-
+        row = {"kind": kind, "id": doc.id, "cosine": None, "chunks": len(fields["chunks"]) if chunker else None}
+        report.documents.append(row)
+        if embedder:  # not a late-interaction export alone
+            texts = fields["chunks"] if chunker else [doc.passage]
+            row["cosine"] = _embedding_cosine(got, texts, chunker is not None, embedder, where, report.problems)
+            if row["cosine"] is not None and row["cosine"] < min_cosine:
+                report.problems.append(f"{where}: Vespa's embedding has cosine {row['cosine']:.6f} to ours "
+                                       f"(< {min_cosine}); the schema's indexing statement embeds another text than "
+                                       f"we do ({got['statements'][-1] if got.get('statements') else ''})")
         if colbert:  # the colbert field: Vespa's colbert-embedder, run by the schema's indexing statement
-            ours = colbert.embed_one(doc.passage, "passage")
-            theirs = got.get("colbert") or {}
-            report.documents[-1]["colbert_tokens"] = len(theirs)
-            if len(theirs) != len(ours):
-                report.problems.append(f"indexing {kind} document {doc.id!r}: the colbert field has {len(theirs)} "
-                                       f"token vectors, ours {len(ours)}")
-                continue
-            cells = np.asarray([theirs[str(i)] for i in range(len(theirs))], dtype=np.float32)
-            if cells.shape[1] * 8 == ours.shape[1]:  # int8: packed sign bits
-                agree = float((cells.astype(np.int8) == pack_bits(ours).view(np.int8)).all(-1).mean())
-            else:
-                agree = float((cosine(cells, ours) >= MIN_COSINE_BF16).mean())
-            report.documents[-1]["colbert_agree"] = agree
-            if agree < MIN_COLBERT_AGREE:
-                report.problems.append(f"indexing {kind} document {doc.id!r}: the colbert field agrees with our token "
-                                       f"vectors for {100 * agree:.2f} % of tokens")
+            row["colbert_tokens"], row["colbert_agree"] = _colbert_agreement(got.get("colbert") or {},
+                                                                             colbert.embed_one(doc.passage, "passage"))
+            if row["colbert_agree"] < MIN_COLBERT_AGREE:
+                report.problems.append(f"{where}: the colbert field ({row['colbert_tokens']} token vectors) agrees "
+                                       f"with our token vectors for {100 * row['colbert_agree']:.2f} % of tokens")
 
     # Queries: tree, rank profile, query tensors, fusion.
     answers = out["queries"][:len(requests)]
@@ -374,7 +387,7 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
                 report.problems.append(f"{label}: Vespa's rank profile has no {profiles.BEST_CHUNK_FN} summary "
                                        f"feature ({got['summary_features']}): the chunks summary would be empty")
         cos = None
-        vector = embedder.embed_one(text, "query") if got["inputs"] else None
+        vector = embedder.embed_one(text, "query") if got["inputs"] and embedder else None
         for name, tensor in got["inputs"].items():
             if tensor is None:
                 report.problems.append(f"{label}: query({name}) is not set; the rank profile needs it")
@@ -386,9 +399,11 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
             elif name == profiles.COLBERT_INPUT:
                 theirs = np.asarray([tensor[str(i)] for i in range(len(tensor))], dtype=np.float32)
                 ours = colbert.embed_one(text, "query")
-                if theirs.shape != ours.shape or cosine(theirs, ours).min() < min_cosine:
+                token_cos = float(cosine(theirs, ours).min()) if theirs.shape == ours.shape else 0.0
+                cos = token_cos if cos is None else min(cos, token_cos)
+                if token_cos < min_cosine:
                     report.problems.append(f"{label}: query(qt) differs from our query token vectors "
-                                           f"({theirs.shape} vs {ours.shape})")
+                                           f"({theirs.shape} vs {ours.shape}, min cosine {token_cos:.6f})")
             elif name == "q_binary":
                 bits = pack_bits(vector).astype(np.int8).tolist()
                 if [int(v) for v in tensor] != bits:

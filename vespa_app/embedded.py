@@ -35,8 +35,8 @@ import numpy as np
 from common.atomic import atomic_dir, check_output
 from common.data import Doc, corpus_fingerprint
 from common.errors import ConfigError, UserError
-from common.late import maxsim, unpack_bits
-from common.vectors import chunk_scores, exact_search, normalize, top_k
+from common.late import maxsim
+from common.vectors import chunk_scores, exact_search, normalize, pack_bits, top_k, unpack_bits
 from exporter.manifest import MANIFEST, sha256
 from exporter.runtime import OnnxEmbedder, OnnxTokenEmbedder
 from training.bm25 import BM25
@@ -57,12 +57,6 @@ def _hnsw(dim: int, connectivity: int, expansion_add: int, expansion_search: int
 def closeness(distance: np.ndarray) -> np.ndarray:
     """Vespa's closeness: 1 / (1 + distance), for angular and hamming distances alike."""
     return 1.0 / (1.0 + distance)
-
-
-def pack_bits(vectors: np.ndarray) -> np.ndarray:
-    """Vespa's binarization into an int8 field: one bit per dimension, 1 where the value is > 0, first
-    dimension in the highest bit."""
-    return np.packbits(np.asarray(vectors) > 0, axis=-1)
 
 
 class BadIndexError(UserError):

@@ -11,7 +11,9 @@ The package reads top to bottom like a Vespa sample app::
     models/dimension.json packages built with --dim only: the prefix of the embedding they serve
     models/model.onnx, models/tokenizer.json, models/manifest.json
     models/colbert/       packages built with --colbert: the late-interaction export (its colbert-embedder
-                          fills the colbert field, a vector per token, and query(qt) for the MaxSim profiles)
+                          fills the colbert field, a vector per token, and query(qt) for the MaxSim profiles).
+                          `siamese app build COLBERT_EXPORT OUT` serves it alone: no embedding field, no
+                          hugging-face-embedder, and the profiles bm25 and bm25-colbert.
 """
 from __future__ import annotations
 
@@ -112,8 +114,9 @@ def _colbert_field(m: Manifest, cells: str) -> Field:
                  indexing=[EMBED_INPUT, f"embed {COLBERT_EMBEDDER}", "attribute"])
 
 
-def _schema(m: Manifest, o: AppOptions, colbert: Manifest | None = None) -> Schema:
-    d = o.dim or m.dimension  # a smaller tensor than the model's output: Vespa's embedder keeps its first d values
+def _schema(m: Manifest | None, o: AppOptions, colbert: Manifest | None = None) -> Schema:
+    """``m``: the single-vector export (None: a late-interaction export served alone)."""
+    d = (o.dim or m.dimension) if m else 0  # a smaller tensor than the model's output: Vespa keeps its first d values
     body = "chunks" if o.chunked else "text"
     document = Document(fields=[
         Field("id", "string", indexing=["summary", "attribute"]),
@@ -126,16 +129,17 @@ def _schema(m: Manifest, o: AppOptions, colbert: Manifest | None = None) -> Sche
                  summary=Summary(select_elements_by=profiles.BEST_CHUNK_FN))] if o.chunked else []),
     ])
     schema = Schema(SCHEMA, document, fieldsets=[FieldSet("default", ["title", body])])
-    schema.add_fields(_embedding_field("embedding", o.cell_type, d, distance_metric(m), o))
-    if o.binarized:
+    if m:
+        schema.add_fields(_embedding_field("embedding", o.cell_type, d, distance_metric(m), o))
+    if m and o.binarized:
         # Packed sign bits (D/8 int8 cells, hamming distance) for a cheap first pass over a large corpus;
         # the float field above, kept for re-ranking, can be made `paged` to leave memory.
         schema.add_fields(_embedding_field("embedding_binary", "int8", d // 8, "hamming", o))
-    # Vespa's embedder takes the target tensor type from the rank profile's inputs, so a query input is
-    # declared only where it is used: a BM25 query embeds nothing.
     if colbert:
         schema.add_fields(_colbert_field(colbert, o.colbert_cells))
-    for profile in profiles.in_package(o.binarized, o.chunked, colbert=colbert is not None):
+    # Vespa's embedder takes the target tensor type from the rank profile's inputs, so a query input is
+    # declared only where it is used: a BM25 query embeds nothing.
+    for profile in profiles.in_package(o.binarized, o.chunked, colbert=colbert is not None, single=m is not None):
         schema.add_rank_profile(_rank_profile(profile, d, colbert, o.colbert_cells))
     return schema
 
@@ -181,8 +185,9 @@ def _colbert_embedder(m: Manifest):
         id=COLBERT_EMBEDDER, type="colbert-embedder")
 
 
-def _services(m: Manifest, o: AppOptions, colbert: Manifest | None = None):
-    container_parts = [_embedder(m), *([_colbert_embedder(colbert)] if colbert else []), vt.document_api(), vt.search()]
+def _services(m: Manifest | None, o: AppOptions, colbert: Manifest | None = None):
+    embedders = ([_embedder(m)] if m else []) + ([_colbert_embedder(colbert)] if colbert else [])
+    container_parts = [*embedders, vt.document_api(), vt.search()]
     content_parts = [vt.documents(vt.document(type=SCHEMA, mode="index"))]
     if o.cloud:
         container_parts.append(vt.nodes(vt.resources(vcpu="4", memory="16Gb", disk="125Gb"), count="2"))
@@ -210,8 +215,9 @@ def _hosts_xml(o: AppOptions) -> str:
             f"<hosts>\n{hosts}\n</hosts>\n")
 
 
-def build_application(manifest: Manifest, options: AppOptions | None = None,
+def build_application(manifest: Manifest | None, options: AppOptions | None = None,
                       colbert: Manifest | None = None) -> ApplicationPackage:
+    """``manifest``: the single-vector export, None when a late-interaction export (``colbert``) is served alone."""
     o = options or AppOptions()
     o.check()
     return ApplicationPackage(name=o.name, schema=[_schema(manifest, o, colbert)],
@@ -229,8 +235,8 @@ def _colbert_manifest(colbert_dir: Path, o: AppOptions) -> Manifest:
         raise ConfigError(f"--colbert {colbert_dir}: the model was trained with prefixes {m.prefixes}, which Vespa's "
                           "colbert-embedder does not prepend (its [Q]/[D] markers do that work): retrain without them")
     if o.chunked:
-        raise ConfigError("--colbert with --chunk-tokens: a chunked late-interaction field is not supported yet; "
-                          "build the ColBERT package without chunks (its documents keep their first "
+        raise ConfigError("a late-interaction export with --chunk-tokens: a chunked colbert field is not supported "
+                          f"yet; build the package without chunks (its documents keep their first "
                           f"{m.colbert['document_tokens']} tokens)")
     return m
 
@@ -245,15 +251,22 @@ def write_package(export_dir, out_dir, options: AppOptions | None = None, force:
     check_output(out_dir, "package", force, inputs=inputs)
     manifest = Manifest.load(export_dir)
     manifest.verify_files(export_dir)
-    if manifest.kind != "single":
-        raise ConfigError(f"{export_dir}: a late-interaction export serves beside a single-vector one: "
-                          f"`siamese app build SINGLE_EXPORT OUT --colbert {export_dir}`")
     options = options or AppOptions()
-    colbert = _colbert_manifest(Path(colbert_dir), options) if colbert_dir else None
-    if options.chunked and options.chunk_tokens > manifest.max_tokens:
+    alone = manifest.kind == "colbert"  # a late-interaction export served alone: BM25, then MaxSim
+    if alone and colbert_dir:
+        raise ConfigError(f"{export_dir} is a late-interaction export: give the single-vector export first, "
+                          f"`siamese app build SINGLE_EXPORT OUT --colbert {export_dir}`")
+    if alone and (options.binarized or options.dim or options.cell_type != "float"):
+        raise ConfigError("--binarized, --dim and --bfloat16 shape the single-vector embedding, which a package of "
+                          "a late-interaction export alone does not have (--colbert-cells shapes its token vectors)")
+    if alone:
+        colbert_dir, colbert, manifest = export_dir, _colbert_manifest(export_dir, options), None
+    else:
+        colbert = _colbert_manifest(Path(colbert_dir), options) if colbert_dir else None
+    if manifest and options.chunked and options.chunk_tokens > manifest.max_tokens:
         raise ConfigError(f"--chunk-tokens {options.chunk_tokens} is above the model's window of "
                           f"{manifest.max_tokens} tokens: Vespa's embedder would truncate every chunk")
-    if options.dim is not None and not 8 <= options.dim <= manifest.dimension:
+    if manifest and options.dim is not None and not 8 <= options.dim <= manifest.dimension:
         raise ConfigError(f"--dim {options.dim} must be between 8 and the model's {manifest.dimension} dimensions")
     if options.dim and options.binarized and options.dim % 8:
         raise ConfigError(f"--dim {options.dim} with --binarized must be a multiple of 8 (bits pack into int8)")
@@ -261,9 +274,10 @@ def write_package(export_dir, out_dir, options: AppOptions | None = None, force:
 
     def write(tmp: Path):
         app.to_files(str(tmp))
-        shutil.copyfile(export_dir / "model.onnx", tmp / "models" / "model.onnx")
-        shutil.copyfile(export_dir / "tokenizer.json", tmp / "models" / "tokenizer.json")
-        shutil.copyfile(export_dir / "manifest.json", tmp / "models" / "manifest.json")
+        (tmp / "models").mkdir(exist_ok=True)
+        if manifest:
+            for name in ("model.onnx", "tokenizer.json", "manifest.json"):
+                shutil.copyfile(export_dir / name, tmp / "models" / name)
         if colbert:
             (tmp / COLBERT_DIR).mkdir(parents=True)
             for name in ("model.onnx", "tokenizer.json", "manifest.json"):
@@ -273,7 +287,7 @@ def write_package(export_dir, out_dir, options: AppOptions | None = None, force:
         if options.chunked:
             (tmp / CHUNKING_FILE).write_text(json.dumps({"tokens": options.chunk_tokens,
                                                          "overlap": options.chunk_overlap}) + "\n")
-        if options.dim and options.dim < manifest.dimension:
+        if manifest and options.dim and options.dim < manifest.dimension:
             (tmp / DIM_FILE).write_text(json.dumps({"dim": options.dim, "model_dimension": manifest.dimension}) + "\n")
         if check:
             check(tmp)

@@ -97,6 +97,12 @@ class Profile:
     def embeds_query(self) -> bool:
         return bool(self.all_inputs())
 
+    @property
+    def single_vector(self) -> bool:
+        """Needs the single-vector embedding (its field or its query input); a package of a late-interaction
+        export alone has neither."""
+        return "nearestNeighbor(embedding" in self.where or any(n != COLBERT_INPUT for n in self.all_inputs())
+
     def query_params(self, text: str, hits: int, target_hits: int, chunked: bool = False) -> dict:
         """The Vespa query API parameters for ``text`` with this profile."""
         # The text is data: its words, weakAnd-combined, with no query syntax. Vespa's default user-text syntax
@@ -222,11 +228,13 @@ NAMES = tuple(PROFILES)
 CORE = ("bm25", "semantic", "hybrid")  # what evaluation reports unless asked for more
 
 
-def in_package(binarized: bool, chunked: bool = False, colbert: bool = False) -> list[Profile]:
-    """The profiles a package has. In a chunked package the body is the ``chunks`` array: BM25 reads it in
-    place of ``text``, and a profile that ranks by the embedding also returns its best chunk's label
-    (``closest(embedding)``) so a client can show the passage."""
-    chosen = [p for p in PROFILES.values() if (binarized or not p.binarized) and (colbert or not p.colbert)]
+def in_package(binarized: bool, chunked: bool = False, colbert: bool = False, single: bool = True) -> list[Profile]:
+    """The profiles a package has (``single``: it has the single-vector embedding, ``colbert``: the token
+    vectors). In a chunked package the body is the ``chunks`` array: BM25 reads it in place of ``text``, and a
+    profile that ranks by the embedding also returns its best chunk's label (``closest(embedding)``) so a
+    client can show the passage."""
+    chosen = [p for p in PROFILES.values() if (binarized or not p.binarized) and (colbert or not p.colbert)
+              and (single or not p.single_vector)]
     return [chunked_variant(p) for p in chosen] if chunked else chosen
 
 

@@ -154,7 +154,7 @@ final class Container {
                 for (var field : fields.entrySet())
                     if (field.getValue() != null) doc.setFieldValue(field.getKey(), fieldValue(type, field.getKey(), field.getValue()));
                 Document indexed = script.execute(new FieldValuesFactory(), doc);
-                FieldValue value = indexed.getFieldValue(tensorField);
+                FieldValue value = type.getField(tensorField) != null ? indexed.getFieldValue(tensorField) : null;
                 if (value instanceof TensorFieldValue t && t.getTensor().isPresent())
                     row.put("embedding", t.getTensor().get().type().hasMappedDimensions()
                                          ? chunkValues(t.getTensor().get()) : values(t.getTensor().get()));

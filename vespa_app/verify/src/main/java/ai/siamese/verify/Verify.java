@@ -150,11 +150,14 @@ public class Verify {
 
     static final String COLBERT_CONFIG_ID = "default/component/colbert";
 
+    static boolean hasComponent(VespaModel model, String id) {
+        return model.getContainerClusters().values().stream()
+                .anyMatch(c -> c.getComponentsMap().keySet().stream().anyMatch(k -> k.getName().equals(id)));
+    }
+
     /** The package's colbert-embedder, or null when the package has none. */
     static ColBertEmbedder colbertEmbedder(VespaModel model, Path dir) {
-        boolean present = model.getContainerClusters().values().stream()
-                .anyMatch(c -> c.getComponentsMap().keySet().stream().anyMatch(id -> id.getName().equals("colbert")));
-        if (!present) return null;
+        if (!hasComponent(model, "colbert")) return null;
         ColBertEmbedderConfig.Builder fromPackage = new ColBertEmbedderConfig.Builder();
         model.getConfig(fromPackage, COLBERT_CONFIG_ID);
         fromPackage.transformerModel(ModelReference.resolved(dir.resolve("models/colbert/model.onnx").toAbsolutePath()))
@@ -227,10 +230,13 @@ public class Verify {
     @SuppressWarnings("unchecked")
     static void container(VespaModel model, Path dir, Path inFile, Path outFile) throws Exception {
         Map<String, Object> in = JSON.readValue(inFile.toFile(), new TypeReference<Map<String, Object>>() {});
-        var embedder = embedder(model, dir);
+        // A late-interaction export served alone has no hugging-face-embedder; the other has no colbert-embedder.
+        var embedder = hasComponent(model, "embedder") ? embedder(model, dir) : null;
         var colbert = colbertEmbedder(model, dir);
-        var container = new Container(model, colbert == null ? Map.of("embedder", embedder)
-                                                             : Map.of("embedder", embedder, "colbert", colbert));
+        Map<String, Embedder> embedders = new LinkedHashMap<>();
+        if (embedder != null) embedders.put("embedder", embedder);
+        if (colbert != null) embedders.put("colbert", colbert);
+        var container = new Container(model, embedders);
         String schema = (String) in.get("schema");
         Map<String, Object> out = new LinkedHashMap<>();
         out.put("documents", container.index((List<Map<String, Object>>) in.get("documents"), schema,
@@ -238,7 +244,7 @@ public class Verify {
         out.put("queries", container.search((List<Map<String, Object>>) in.get("queries"), schema));
         out.put("fields", container.fields(schema));
         JSON.writeValue(outFile.toFile(), out);
-        embedder.deconstruct();
+        if (embedder != null) embedder.deconstruct();
         if (colbert != null) colbert.deconstruct();
         System.out.println(JSON.writeValueAsString(Map.of("documents", ((List<?>) out.get("documents")).size(),
                                                           "queries", ((List<?>) out.get("queries")).size())));
