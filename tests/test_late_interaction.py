@@ -202,6 +202,7 @@ def test_a_colbert_export_alone_or_beside_and_what_is_refused(late_export, tiny_
 def test_the_embedded_backend_reranks_by_maxsim(late_export, tiny_export, small_beir, tmp_path):
     from common.data import read_beir
     from vespa_app.embedded import EmbeddedIndex
+    from vespa_app.profiles import PROFILES
 
     beir = read_beir(small_beir, "test")
     docs = list(beir.corpus.values())
@@ -211,15 +212,26 @@ def test_the_embedded_backend_reranks_by_maxsim(late_export, tiny_export, small_
     semantic = [h.id for h in index.query(text, "semantic", hits=100)]
     for cells in ("int8", "float"):
         index.colbert_cells = cells
-        hits = index.query(text, "colbert", hits=100)
+        hits = index.query(text, "colbert-maxsim", hits=100)
         assert sorted(h.id for h in hits) == sorted(semantic)  # the same candidates, re-ordered
         scores = [h.score for h in hits]
         assert scores == sorted(scores, reverse=True)
         q = index.colbert_embedder.embed_one(text, "query")
         first = [i for i, d in enumerate(docs) if d.id == hits[0].id][0]
         assert hits[0].score == pytest.approx(float(maxsim(q, [index.doc_tokens(first)])[0]), rel=1e-5)
-    bm25 = index.query(text, "bm25-colbert", hits=5)
-    assert len(bm25) == 5
+        # colbert: normalize_linear(closeness) + normalize_linear(MaxSim) over the same candidates, by hand
+        fused = {h.id: h.score for h in index.query(text, "colbert", hits=100)}
+        close = {d.id: c for d, c in zip(*[[docs[i] for i in index.nearest(index.embed_query(text), 100)[0]],
+                                            index.nearest(index.embed_query(text), 100)[1]])}
+        late = {h.id: h.score for h in hits}
+
+        def scaled(values, key):
+            return (values[key] - min(values.values())) / (max(values.values()) - min(values.values()))
+        assert fused == pytest.approx({d: scaled(close, d) + scaled(late, d) for d in fused})
+    for profile in [p.name for p in PROFILES.values() if p.colbert]:
+        hits = index.query(text, profile, hits=10)
+        assert len({h.id for h in hits}) == 10, profile
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True), profile
 
 
 def test_an_index_without_token_vectors_says_so(tiny_export, small_beir, tmp_path):
@@ -247,8 +259,9 @@ def test_export_then_app_check_with_vespas_colbert_embedder(late_export, tiny_ex
         assert c["bits_equal_beyond_noise"] >= 0.999
         assert c["config"]["max_query_tokens"] == 12 and c["config"]["attend_to_expansion_tokens"]
         assert all(d["colbert_agree"] >= 0.999 for d in report.container.documents)
-        assert {"colbert", "hybrid-colbert", "bm25-colbert"} <= {q["profile"] for q in report.container.queries}
-        assert report.container.fusion["hybrid-colbert"]["hits"] > 0
+        assert {"colbert", "colbert-maxsim", "hybrid-colbert", "bm25-colbert"} <= {q["profile"] for q in report.container.queries}
+        assert {"colbert", "hybrid-colbert"} <= set(report.container.fusion)
+        assert all(f["hits"] > 0 and f["max_diff"] <= 1e-6 for f in report.container.fusion.values())
     alone = check_package(write_package(late_export, tmp_path / "alone"))
     assert alone.embedding is None and alone.colbert["query_min_cosine"] >= 0.9999
     assert {q["profile"] for q in alone.container.queries} == {"bm25", "bm25-colbert"}

@@ -34,7 +34,7 @@ def test_every_package_profile_has_an_embedded_twin_and_a_client_query(tmp_path,
     assert ("binary" in in_package) == binarized
     for name, text in in_package.items():
         profile = profiles.PROFILES[name]
-        assert callable(profile.embedded)
+        assert callable(profile.embedded) or (profile.fusion and profile.fused)
         body = query_body("a question", name, hits=5)
         assert body["ranking"] == name and body["query"] == "a question" and body["hits"] == 5
         sent = set(re.findall(r"input\.query\((\w+)\)", " ".join(body)))

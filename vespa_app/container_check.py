@@ -39,7 +39,7 @@ from common.data import Doc
 from common.vectors import cosine, pack_bits
 
 from . import profiles
-from .serving import SCHEMA, TARGET_HITS
+from .serving import COLBERT_DIR, SCHEMA, TARGET_HITS
 
 MIN_COSINE = 0.9999
 # An int8 graph: Vespa's ONNX Runtime (Java) and ours round its quantised kernels differently; a 3-layer
@@ -221,21 +221,7 @@ MIN_COLBERT_AGREE = 0.999  # share of document tokens whose packed bits (or bflo
 def _colbert_embedder(package: Path):
     from exporter.runtime import OnnxTokenEmbedder
 
-    from .serving import COLBERT_DIR
-
     return OnnxTokenEmbedder(package / COLBERT_DIR) if (package / COLBERT_DIR).exists() else None
-
-
-def _maxsim(colbert, text: str, docs: list[Doc], cells: str) -> list[float]:
-    """MaxSim as the package's expression computes it: over unpack_bits of the packed signs (0/1), or the
-    vectors themselves."""
-    from common.late import maxsim
-    from common.vectors import unpack_bits
-
-    vectors = [colbert.embed_one(d.passage, "passage") for d in docs]
-    if cells == "int8":
-        vectors = [unpack_bits(pack_bits(v)) for v in vectors]
-    return maxsim(colbert.embed_one(text, "query"), vectors).tolist()
 
 
 def _embedding_cosine(got: dict, texts: list[str], chunked: bool, embedder, where: str, problems: list[str]):
@@ -292,18 +278,17 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
     with tempfile.TemporaryDirectory() as tmp:
         # (a late-interaction export alone has no single-vector model to build it from: its hits stay empty)
         index = EmbeddedIndex.build(Path(tmp) / "index", package / "models", fusion_docs, progress=False,
-                                    chunker=chunker, dim=package_dim(package)) if embedder else None
+                                    chunker=chunker, dim=package_dim(package),
+                                    colbert_dir=package / COLBERT_DIR if colbert else None,
+                                    colbert_cells="int8" if cells == "int8" else "float") if embedder else None
         for profile in in_package:
             for kind, texts in (("plain", PLAIN_QUERIES), ("hostile", HOSTILE_QUERIES)):
                 for text in texts:
                     positions, hits, fused = [], [], None
                     if profile.fusion and kind == "plain":
-                        close, lexical, positions = profiles.hybrid_first_phase(index, text, TARGET_HITS)
-                        late = {}
-                        if profile.colbert:  # MaxSim, as the content nodes compute it, from our token vectors
-                            late = dict(zip(positions, _maxsim(colbert, text, [fusion_docs[i] for i in positions],
-                                                              cells)))
-                        fused = profile.fusion((late if profile.colbert else close, lexical), positions)
+                        features, positions = profiles.fusion_inputs(profile, index, text, TARGET_HITS)
+                        fused = profile.fusion(tuple(features[n] for n in profile.fused), positions)
+                        close, lexical, late = (features.get(n, {}) for n in ("closeness", "bm25", "maxsim"))
                         # Our BM25 scores title and text together; Vespa's bm25sum adds its per-field bm25s.
                         hits = [_hit(index, i, close.get(i, 0.0),
                                      {"bm25(title)": 0.0, f"bm25({body})": lexical.get(i, 0.0),
@@ -332,7 +317,8 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
         ("an embedder the package lacks", {**query_body("q", base, 10),
                                            f"input.query({query_input})": "embed(no-such-embedder, @query)"}),
         ("YQL that does not parse", {**query_body("q", base, 10),
-                                     "yql": profiles.get(base).yql(10).replace("where", "wher")}),
+                                     "yql": profiles.get(base).yql(10).replace("nearestNeighbor", "nearestNeighbour")
+                                     .replace("userQuery()", "userQuery(")}),
     ]
     if not binarized and embedder:
         rejections.append(("the binary profile in a package without the binarized field",

@@ -329,7 +329,7 @@ class EmbeddedIndex:
         """The rank profile's embedded twin (``profiles.PROFILES``); only profiles with query inputs embed the text."""
         k = hits if profile == "bm25" else max(hits, target_hits)
         chosen = profiles.get(profile)
-        idx, scores = chosen.embedded(self, text, k)
+        idx, scores = chosen.rank(self, text, k)
         found = [Hit(self.docs[i].id, float(s), self.docs[i].title) for i, s in zip(idx[:hits], scores[:hits])]
         if self.chunked and chosen.embeds_query:  # the passage to show: each hit's best chunk
             vector = self.embed_query(text)

@@ -9,8 +9,11 @@ the command line all derive from ``PROFILES``.
 | hybrid         | nearestNeighbor OR the words           | closeness, then global RRF(closeness, bm25)           |
 | hybrid-linear  | nearestNeighbor OR the words           | closeness, then normalize_linear(closeness) + (bm25)  |
 | binary         | nearestNeighbor(embedding_binary, ...) | hamming closeness, then cosine on the float vectors   |
-| colbert        | nearestNeighbor(embedding, q)          | closeness, then MaxSim of the top 100 (second phase)  |
-| hybrid-colbert | nearestNeighbor OR the words           | closeness, then global RRF(MaxSim, bm25)              |
+| colbert        | nearestNeighbor(embedding, q)          | closeness, then global normalize_linear(closeness) +  |
+|                |                                        | normalize_linear(MaxSim) over the top 100             |
+| colbert-maxsim | nearestNeighbor(embedding, q)          | closeness, then MaxSim of the top 100 (second phase)  |
+| hybrid-colbert | nearestNeighbor OR the words           | closeness, then global normalize_linear of closeness, |
+|                |                                        | bm25 and MaxSim over the top 1000                     |
 | bm25-colbert   | the query's words                      | bm25, then MaxSim of the top 100 (second phase)       |
 
 A query input is embedded from the query text by the embedder (``embed(embedder, @query)``), only for
@@ -18,10 +21,13 @@ the profiles that declare it: a BM25 query embeds nothing. ``binary`` exists onl
 ``--binarized``; the three MaxSim profiles only in packages with a late-interaction export (``--colbert``),
 whose colbert-embedder fills ``query(qt)`` with a vector per query token.
 
-MaxSim re-ranks in the **second phase**, on the content nodes, where the ``colbert`` attribute lives: a global
-phase would ship every candidate's token vectors to the container. ``hybrid-colbert`` fuses in the global phase
-as ``hybrid`` does, MaxSim taking closeness's place; its MaxSim is a match feature, computed on the content
-nodes for the (up to 1000) hits the global phase re-ranks, so it costs ten times the MaxSim of ``colbert``.
+MaxSim is always computed on the content nodes, where the ``colbert`` attribute lives (a global phase that
+read the token vectors would ship every candidate's to the container). ``colbert-maxsim`` and ``bm25-colbert``
+re-rank by MaxSim alone in the second phase. ``colbert`` and ``hybrid-colbert`` fuse it in the global phase with
+what the single-vector model (and BM25) said, as ``hybrid-linear`` does: MaxSim is a match feature, computed for
+the hits the global phase re-ranks (up to 100; 1000 for hybrid-colbert, ten times the MaxSim work).
+The fusion is measured, not assumed (``benchmarks/late_interaction.py``): a model trained on a few hundred
+pairs re-ranks worse alone than beside the single-vector model it was not meant to replace.
 Nothing here imports pyvespa: the client and the command line stay light.
 """
 from __future__ import annotations
@@ -77,9 +83,12 @@ class Profile:
     summary_features: tuple[str, ...] = ()
     binarized: bool = False  # only in packages with the packed-bits field
     colbert: bool = False  # only in packages with a late-interaction export
-    # the global phase's fusion on the embedded backend: (features, rerank) → {position: score}
+    # the global phase's fusion on the embedded backend: (features, rerank) → {position: score}, over the
+    # features named in ``fused`` ("closeness", "bm25", "maxsim"), in the order of the global-phase expression
     fusion: Callable | None = None
-    # the embedded backend's twin: (index, text, k) → (document positions, scores), best first
+    fused: tuple[str, ...] = ()
+    # the embedded backend's twin: (index, text, k) → (document positions, scores), best first; a profile with
+    # a fusion has it from ``fused_ranking``
     embedded: Callable = None
 
     def yql(self, k: int, chunked: bool = False) -> str:
@@ -92,6 +101,10 @@ class Profile:
         for parent in self.inherits:
             inherited |= PROFILES[parent].all_inputs()
         return inherited | self.inputs
+
+    def rank(self, index, text: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The embedded backend's ranking: (document positions, scores), best first."""
+        return fused_ranking(self, index, text, k) if self.fusion else self.embedded(index, text, k)
 
     @property
     def embeds_query(self) -> bool:
@@ -138,10 +151,27 @@ def hybrid_first_phase(index, text, k) -> tuple[dict, dict, list]:
     return close, lexical, matched[:RERANK_COUNT]
 
 
-def _fused(index, text, k, fuse):
-    """The hybrid profiles: their first phase, then ``fuse(features, rerank) -> {position: score}``."""
-    close, lexical, rerank = hybrid_first_phase(index, text, k)
-    fused = fuse((close, lexical), rerank)
+def fusion_inputs(profile: Profile, index, text: str, k: int) -> tuple[dict, list]:
+    """What a fusing profile's global phase gets, as the content nodes compute it: each feature of
+    ``profile.fused`` ({position: value}) and the hits it re-ranks, in first-phase order. The candidates are
+    the hybrid first phase's when the profile also matches the text, else the nearest neighbours."""
+    rerank_count = profile.global_phase.rerank_count
+    if "userQuery()" in profile.where:
+        close, lexical, rerank = hybrid_first_phase(index, text, k)
+    else:
+        idx, closeness = index.nearest(index.embed_query(text), k)
+        close, lexical, rerank = dict(zip(idx.tolist(), closeness.tolist())), {}, idx.tolist()
+    rerank = rerank[:rerank_count]
+    features = {"closeness": close, "bm25": lexical}
+    if "maxsim" in profile.fused:  # a match feature: computed on the content nodes for the re-ranked hits
+        features["maxsim"] = dict(zip(rerank, index.maxsim(text, np.asarray(rerank, dtype=np.int64)).tolist()))
+    return features, rerank
+
+
+def fused_ranking(profile: Profile, index, text: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fusing profile on the embedded backend: its first phase, then its global phase's fusion."""
+    features, rerank = fusion_inputs(profile, index, text, k)
+    fused = profile.fusion(tuple(features[name] for name in profile.fused), rerank)
     order = sorted(rerank, key=lambda i: -fused[i])
     return np.asarray(order, dtype=np.int64), np.asarray([fused[i] for i in order])
 
@@ -185,14 +215,6 @@ def _maxsim_rerank(index, text, idx, scores):
     return np.concatenate([top[order], idx[COLBERT_RERANK:]]), np.concatenate([sims[order], scores[COLBERT_RERANK:]])
 
 
-def _hybrid_colbert(index, text, k):
-    close, lexical, rerank = hybrid_first_phase(index, text, k)
-    late = dict(zip(rerank, index.maxsim(text, np.asarray(rerank, dtype=np.int64)).tolist()))
-    fused = _rrf((late, lexical), rerank)
-    order = sorted(rerank, key=lambda i: -fused[i])
-    return np.asarray(order, dtype=np.int64), np.asarray([fused[i] for i in order])
-
-
 COLBERT_INPUTS = {COLBERT_INPUT: "tensor<float>(qt{{}}, x[{c}])"}
 
 PROFILES: dict[str, Profile] = {p.name: p for p in [
@@ -202,24 +224,28 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
             match_features=(CLOSENESS,), embedded=_semantic),
     Profile("hybrid", f"({NEAREST}) or userQuery()", inherits=("bm25", "semantic"), first_phase=CLOSENESS,
             global_phase=Phase(f"reciprocal_rank_fusion({CLOSENESS}, bm25sum)", RERANK_COUNT),
-            match_features=(CLOSENESS, "bm25(title)", "bm25(text)"), fusion=_rrf,
-            embedded=lambda index, text, k: _fused(index, text, k, _rrf)),
+            match_features=(CLOSENESS, "bm25(title)", "bm25(text)"), fusion=_rrf, fused=("closeness", "bm25")),
     Profile("hybrid-linear", f"({NEAREST}) or userQuery()", inherits=("hybrid",),
             global_phase=Phase(f"normalize_linear({CLOSENESS}) + normalize_linear(bm25sum)", RERANK_COUNT),
-            fusion=_linear, embedded=lambda index, text, k: _fused(index, text, k, _linear)),
+            fusion=_linear, fused=("closeness", "bm25")),
     Profile("binary", "{{targetHits:{k}}}nearestNeighbor(embedding_binary, q_binary)", inherits=("semantic",),
             inputs={"q_binary": "tensor<int8>(x[{d8}])"}, first_phase=BINARY_CLOSENESS,
             functions={"cosine": "cosine_similarity(query(q), attribute(embedding), x)"},
             second_phase=Phase("cosine", SECOND_PHASE_RERANK), match_features=(BINARY_CLOSENESS, "cosine"),
             binarized=True, embedded=_binary),
     Profile("colbert", NEAREST, inherits=("semantic",), inputs=COLBERT_INPUTS, functions={MAXSIM_FN: MAXSIM},
-            second_phase=Phase(MAXSIM_FN, COLBERT_RERANK), match_features=(CLOSENESS, MAXSIM_FN), colbert=True,
+            global_phase=Phase(f"normalize_linear({CLOSENESS}) + normalize_linear({MAXSIM_FN})", COLBERT_RERANK),
+            match_features=(CLOSENESS, MAXSIM_FN), colbert=True, fusion=_linear, fused=("closeness", "maxsim")),
+    Profile("colbert-maxsim", NEAREST, inherits=("semantic",), inputs=COLBERT_INPUTS,
+            functions={MAXSIM_FN: MAXSIM}, second_phase=Phase(MAXSIM_FN, COLBERT_RERANK),
+            match_features=(CLOSENESS, MAXSIM_FN), colbert=True,
             embedded=lambda index, text, k: _maxsim_rerank(index, text, *_semantic(index, text, k))),
     Profile("hybrid-colbert", f"({NEAREST}) or userQuery()", inherits=("hybrid",), inputs=COLBERT_INPUTS,
-            functions={MAXSIM_FN: MAXSIM}, global_phase=Phase(f"reciprocal_rank_fusion({MAXSIM_FN}, bm25sum)",
-                                                              RERANK_COUNT),
+            functions={MAXSIM_FN: MAXSIM},
+            global_phase=Phase(f"normalize_linear({CLOSENESS}) + normalize_linear(bm25sum) + "
+                               f"normalize_linear({MAXSIM_FN})", RERANK_COUNT),
             match_features=(CLOSENESS, "bm25(title)", "bm25(text)", MAXSIM_FN), colbert=True,
-            fusion=_rrf, embedded=_hybrid_colbert),
+            fusion=_linear, fused=("closeness", "bm25", "maxsim")),
     Profile("bm25-colbert", "userQuery()", inherits=("bm25",), inputs=COLBERT_INPUTS, functions={MAXSIM_FN: MAXSIM},
             second_phase=Phase(MAXSIM_FN, COLBERT_RERANK), match_features=("bm25(title)", "bm25(text)", MAXSIM_FN),
             colbert=True, embedded=lambda index, text, k: _maxsim_rerank(index, text, *_bm25(index, text, k))),
