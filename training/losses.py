@@ -102,14 +102,22 @@ class MaxSimInfoNCE:
     the MaxSim Vespa ranks by, divided by the query's |q| vectors so that τ reads as it does for a cosine
     (every query has the same |q| vectors in Vespa, so the order is Vespa's)."""
 
-    def __init__(self, temperature: float = 0.05, symmetric: bool = False):
-        self.temperature, self.symmetric = temperature, symmetric
+    def __init__(self, temperature: float = 0.05, symmetric: bool = False, bits_weight: float = 0.0):
+        self.temperature, self.symmetric, self.bits_weight = temperature, symmetric, bits_weight
 
     def __call__(self, q: torch.Tensor, p: torch.Tensor, batch: Batch) -> torch.Tensor:
         from .late_interaction import maxsim
 
         per_query = (q.abs().sum(-1) > 0).sum(-1, keepdim=True).clamp(min=1)
-        return info_nce_from_scores(maxsim(q, p) / per_query, self.temperature, self.symmetric)
+        loss = info_nce_from_scores(maxsim(q, p) / per_query, self.temperature, self.symmetric)
+        if self.bits_weight:
+            # + λ · the same loss with each document vector replaced by its signs (what an int8 colbert field
+            # keeps), scaled to unit length; gradients pass through the sign as if it were the identity.
+            signs = torch.sign(p) / p.shape[-1] ** 0.5
+            binarized = p + (signs - p).detach()
+            loss = loss + self.bits_weight * info_nce_from_scores(maxsim(q, binarized) / per_query,
+                                                                  self.temperature, self.symmetric)
+        return loss
 
 
 class Matryoshka:
@@ -141,7 +149,7 @@ def make_loss(cfg, general: list[str] | None = None, teacher: torch.Tensor | Non
     anchored (on the whole embedding) to ``teacher``'s vectors of ``general``."""
     loss = LOSSES[cfg.loss](cfg)
     if cfg.late_interaction:
-        loss = MaxSimInfoNCE(loss.temperature, loss.symmetric)
+        loss = MaxSimInfoNCE(loss.temperature, loss.symmetric, cfg.colbert_bits_weight)
     if cfg.matryoshka_dims:
         loss = Matryoshka(loss, cfg.matryoshka_dims)
     if cfg.anchor == "none":
