@@ -118,6 +118,24 @@ def tiny_export_int8(tiny_trained, tmp_path_factory) -> Path:
                   progress=False)
 
 
+@pytest.fixture(scope="session")
+def late_model(tiny_model, tmp_path_factory):
+    """A tiny late-interaction model after a short training run (16-dimensional token vectors)."""
+    from training.config import recipe_config
+    from training.loop import train
+
+    cfg = recipe_config(str(tiny_model), str(tmp_path_factory.mktemp("late-run")), late_interaction=True,
+                        colbert_dim=16, query_tokens=12, max_length=32, epochs=1, batch_size=8)
+    return train(cfg, toy_pairs(24), progress=False)
+
+
+@pytest.fixture(scope="session")
+def late_export(late_model, tmp_path_factory):
+    from exporter.onnx_export import export
+
+    return export(late_model, tmp_path_factory.mktemp("late-export") / "export", progress=False)
+
+
 def needs_java():
     from vespa_app.check import java_missing
 

@@ -79,3 +79,26 @@ def test_chunked_package_returns_each_hits_best_chunk(tiny_export, hundred, tmp_
     hits = vespa.query(query, "semantic", hits=5)
     assert all(h.passage for h in hits)
     assert all(h.passage == ours[h.id] for h in hits if h.id in ours)
+
+
+def test_late_interaction_ranks_on_the_content_nodes_as_the_embedded_backend_does(tiny_export, late_export, hundred,
+                                                                                   tmp_path):
+    """A package with a ColBERT export beside the single-vector one: the colbert-embedder fills the int8 colbert
+    field at feed time, and the content nodes' MaxSim (second phase of colbert-maxsim, C++) scores each hit as
+    the embedded backend does over the same packed bits."""
+    from vespa_app.embedded import EmbeddedIndex
+
+    app = write_package(tiny_export, tmp_path / "app", colbert_dir=late_export)
+    vespa = VespaBackend(deploy(app))
+    docs = list(hundred.corpus.values())
+    result = vespa.feed(docs, ledger=tmp_path / "l.jsonl", failed_file=tmp_path / "f.jsonl", progress=False)
+    assert result.acked == len(docs) and not result.failed
+    index = EmbeddedIndex.build(tmp_path / "index", app / "models", docs, progress=False, colbert_dir=late_export)
+    position = {d.id: i for i, d in enumerate(docs)}
+    query = next(iter(hundred.queries.values()))
+    hits = vespa.query(query, "colbert-maxsim", hits=10)
+    assert len(hits) == 10
+    ours = index.maxsim(query, [position[h.id] for h in hits])
+    assert [h.score for h in hits] == pytest.approx(ours.tolist(), rel=1e-4)
+    for profile in ("colbert", "hybrid-colbert", "bm25-colbert"):
+        assert len(vespa.query(query, profile, hits=5)) == 5
