@@ -4,16 +4,9 @@
 
 where q_i and d_j are the encoder's token outputs through a linear map to ``dim`` (128) dimensions, each
 L2-normalised. The inputs are built exactly as Vespa's colbert-embedder builds them when it serves the model
-(``ai.vespa.embedding.ColBertEmbedder``, Vespa 8.700; the verifier runs that class on our export):
-
-- query:    [CLS] [Q] tokens[:Lq−3] [SEP] [MASK] … up to Lq. The [MASK] padding has attention 0, yet each
-  of the Lq outputs is a query vector ("query augmentation"; Vespa's attend-to-expansion-tokens, default on).
-- document: [CLS] [D] tokens with the punctuation tokens removed, [:Ld−3], [SEP]; every output a vector.
-
-The tokens come from the tokenizer without special tokens, truncated at ``TOKENIZER_MAX`` as Vespa's
-tokenizer truncates. [Q] and [D] are the vocabulary's ``[unused0]`` and ``[unused1]`` (ids 1 and 2 in BERT's
-vocabulary, Vespa's defaults). A model directory holds the encoder as usual plus ``late_interaction.json``
-(these settings) and ``colbert_linear.safetensors`` (the head).
+(``common/late.py`` says how: [CLS] [Q] query [SEP] padded with [MASK]s that are query vectors too; [CLS] [D]
+document without punctuation [SEP]). A model directory holds the encoder as usual plus ``late_interaction.json``
+(``common.late.LateConfig``: marker ids, lengths, dimension) and ``colbert_linear.safetensors`` (the head).
 
 Example::
 
