@@ -103,12 +103,7 @@ def structural_check(package) -> list[str]:
         raise PackageError(f"{package}/services.xml: no hugging-face-embedder (nor colbert-embedder) component")
     if embedder is None:  # a late-interaction export alone
         return done + [_colbert_structure(package, colbert, (package / "schemas" / "doc.sd").read_text())]
-    for tag in ("transformer-model", "tokenizer-model"):
-        el = embedder.find(tag)
-        ref = el.get("path") if el is not None else None
-        if not ref or not (package / ref).exists():
-            raise PackageError(f"{package}/services.xml: <{tag}> points to {ref!r}, which is not in the package. "
-                               "Rebuild the package with `siamese app build`.")
+    _model_files_present(package, embedder)
     done.append("model files present")
     manifest_path = package / "models"
     try:
@@ -133,15 +128,19 @@ def structural_check(package) -> list[str]:
     return done
 
 
-def _colbert_structure(package: Path, component, schema: str) -> str:
-    """The colbert-embedder's files are in the package, its manifest is a late-interaction one, and the
-    colbert field is as wide as the model's token vectors (packed 8 to an int8 cell, or one bfloat16 each)."""
+def _model_files_present(package: Path, component) -> None:
     for tag in ("transformer-model", "tokenizer-model"):
         el = component.find(tag)
         ref = el.get("path") if el is not None else None
         if not ref or not (package / ref).exists():
-            raise PackageError(f"{package}/services.xml: colbert-embedder <{tag}> points to {ref!r}, which is not in "
-                               "the package. Rebuild it with `siamese app build ... --colbert COLBERT_EXPORT`.")
+            raise PackageError(f"{package}/services.xml: {component.get('type')} <{tag}> points to {ref!r}, which "
+                               "is not in the package. Rebuild the package with `siamese app build`.")
+
+
+def _colbert_structure(package: Path, component, schema: str) -> str:
+    """The colbert-embedder's files are in the package, its manifest is a late-interaction one, and the
+    colbert field is as wide as the model's token vectors (packed 8 to an int8 cell, or one bfloat16 each)."""
+    _model_files_present(package, component)
     from .serving import COLBERT_DIR
 
     try:
