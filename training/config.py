@@ -75,6 +75,8 @@ class TrainConfig:
     colbert_dim: int = knob(128, positive_int, "late interaction: dimensions of each token vector")
     colbert_bits_weight: float = knob(0.0, non_negative_float, "late interaction: λ of the same loss over the "
                                       "documents' sign bits (what the int8 colbert field keeps)")
+    colbert_teacher_weight: float = knob(0.0, non_negative_float, "late interaction: λ of a KL term holding each "
+                                         "query's scores over the batch to the base single-vector model's")
     query_tokens: int = knob(32, positive_int, "late interaction: query length, padded with [MASK] (Vespa's "
                              "max-query-tokens)")
     chunk_positives: str = knob("", str, "positives longer than max_length become chunks, as a chunked package "

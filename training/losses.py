@@ -102,14 +102,19 @@ class MaxSimInfoNCE:
     the MaxSim Vespa ranks by, divided by the query's |q| vectors so that τ reads as it does for a cosine
     (every query has the same |q| vectors in Vespa, so the order is Vespa's)."""
 
-    def __init__(self, temperature: float = 0.05, symmetric: bool = False, bits_weight: float = 0.0):
+    def __init__(self, temperature: float = 0.05, symmetric: bool = False, bits_weight: float = 0.0,
+                 teacher=None, teacher_weight: float = 0.0):
         self.temperature, self.symmetric, self.bits_weight = temperature, symmetric, bits_weight
+        self.teacher, self.teacher_weight = teacher, teacher_weight
 
     def __call__(self, q: torch.Tensor, p: torch.Tensor, batch: Batch) -> torch.Tensor:
         from .late_interaction import maxsim
 
         per_query = (q.abs().sum(-1) > 0).sum(-1, keepdim=True).clamp(min=1)
-        loss = info_nce_from_scores(maxsim(q, p) / per_query, self.temperature, self.symmetric)
+        scores = maxsim(q, p) / per_query
+        loss = info_nce_from_scores(scores, self.temperature, self.symmetric)
+        if self.teacher_weight:
+            loss = loss + self.teacher_weight * self._teacher_kl(scores, batch)
         if self.bits_weight:
             # + λ · the same loss with each document vector replaced by its signs (what an int8 colbert field
             # keeps), scaled to unit length; gradients pass through the sign as if it were the identity.
@@ -118,6 +123,18 @@ class MaxSimInfoNCE:
             loss = loss + self.bits_weight * info_nce_from_scores(maxsim(q, binarized) / per_query,
                                                                   self.temperature, self.symmetric)
         return loss
+
+
+    def _teacher_kl(self, scores: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """KL(softmax_j(t_i · t_j / τ) ‖ softmax_j(s_ij / τ)): each query's distribution over the batch's
+        passages, kept as the frozen single-vector teacher (the base model) has it, so the new head learns the
+        base model's general-domain judgement besides the labels."""
+        queries = [p.query for p in batch.pairs]
+        passages = [p.positive for p in batch.pairs] + [n for p in batch.pairs for n in p.negatives]
+        t_q, t_p = (torch.from_numpy(self.teacher.encode(texts, kind)).to(scores.device)
+                    for texts, kind in ((queries, "query"), (passages, "passage")))
+        target = F.softmax(F.normalize(t_q, dim=-1) @ F.normalize(t_p, dim=-1).T / self.temperature, dim=-1)
+        return F.kl_div(F.log_softmax(scores / self.temperature, dim=-1), target, reduction="batchmean")
 
 
 class Matryoshka:
@@ -149,7 +166,14 @@ def make_loss(cfg, general: list[str] | None = None, teacher: torch.Tensor | Non
     anchored (on the whole embedding) to ``teacher``'s vectors of ``general``."""
     loss = LOSSES[cfg.loss](cfg)
     if cfg.late_interaction:
-        loss = MaxSimInfoNCE(loss.temperature, loss.symmetric, cfg.colbert_bits_weight)
+        teacher = None
+        if cfg.colbert_teacher_weight:
+            from .encoder import Encoder
+
+            teacher = Encoder.load(cfg.base, late=False, max_length=cfg.max_length).eval()
+            teacher.to("cuda" if torch.cuda.is_available() else "cpu")
+        loss = MaxSimInfoNCE(loss.temperature, loss.symmetric, cfg.colbert_bits_weight, teacher,
+                             cfg.colbert_teacher_weight)
     if cfg.matryoshka_dims:
         loss = Matryoshka(loss, cfg.matryoshka_dims)
     if cfg.anchor == "none":
