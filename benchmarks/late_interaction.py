@@ -78,9 +78,8 @@ def exact_maxsim(index, beir) -> dict:
     from common.late import TokenStore
     from common.vectors import to_run, top_k
 
-    bounds, tokens, _ = index._colbert_arrays()
-    store = TokenStore([])
-    store.flat, store.bounds = np.asarray(tokens, dtype=np.float32), bounds
+    index.colbert_cells = "float"
+    store = TokenStore([index.doc_tokens(i) for i in range(len(index.docs))])
     queries = [index.colbert_embedder.embed_one(t, "query") for t in beir.queries.values()]
     idx, top = top_k(np.stack([store.maxsim_all(q) for q in queries]), 100)
     return to_run(list(beir.queries), [d.id for d in index.docs], idx, top)
