@@ -18,7 +18,7 @@ the command line all derive from ``PROFILES``.
 
 A query input is embedded from the query text by the embedder (``embed(embedder, @query)``), only for
 the profiles that declare it: a BM25 query embeds nothing. ``binary`` exists only in packages built with
-``--binarized``; the three MaxSim profiles only in packages with a late-interaction export (``--colbert``),
+``--binarized``; the four MaxSim profiles only in packages with a late-interaction export (``--colbert``),
 whose colbert-embedder fills ``query(qt)`` with a vector per query token.
 
 MaxSim is always computed on the content nodes, where the ``colbert`` attribute lives (a global phase that
