@@ -255,3 +255,37 @@ def test_export_then_app_check_with_vespas_colbert_embedder(late_export, tiny_ex
     schema.write_text(schema.read_text().replace("max, dt)", "max, tok)"))
     with pytest.raises(PackageError, match="second-phase expression must produce a double"):
         vespa_model_check(broken)
+
+
+def test_a_late_interaction_run_with_hard_negatives_resumes_bit_for_bit(tiny_model, tmp_path, monkeypatch):
+    """Checkpoints hold the head too: a run killed after a checkpoint and resumed ends where an uninterrupted
+    run ends, hard negatives (BM25-mined, as passages beside the positives) included."""
+    import training.loop as loop
+    from training.config import recipe_config
+    from training.encoder import Encoder
+    from training.loop import train
+
+    pairs = toy_pairs(24)
+    corpus = [p.positive for p in pairs]
+
+    def config(out):
+        return recipe_config(str(tiny_model), str(out), late_interaction=True, colbert_dim=16, query_tokens=12,
+                             max_length=32, epochs=2, batch_size=8, hard_negatives=1, checkpoint_every=2)
+
+    whole = train(config(tmp_path / "whole"), pairs, corpus, progress=False)
+    real_step, calls = loop.train_step, []
+
+    def crashing_step(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real_step(*args)
+
+    monkeypatch.setattr(loop, "train_step", crashing_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(tmp_path / "part"), pairs, corpus, progress=False)
+    monkeypatch.setattr(loop, "train_step", real_step)
+    resumed = train(config(tmp_path / "part"), pairs, corpus, resume=True, progress=False)
+    a, b = Encoder.load(whole).state_dict(), Encoder.load(resumed).state_dict()
+    assert "head.weight" in a and a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
