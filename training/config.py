@@ -73,8 +73,6 @@ class TrainConfig:
                                   "head, scored by MaxSim, inputs built as Vespa's colbert-embedder builds them "
                                   "(training/late_interaction.py); documents keep max_length tokens")
     colbert_dim: int = knob(128, positive_int, "late interaction: dimensions of each token vector")
-    colbert_bits_weight: float = knob(0.0, non_negative_float, "late interaction: λ of the same loss over the "
-                                      "documents' sign bits (what the int8 colbert field keeps)")
     colbert_teacher_weight: float = knob(0.0, non_negative_float, "late interaction: λ of a KL term holding each "
                                          "query's scores over the batch to the base single-vector model's")
     query_tokens: int = knob(32, positive_int, "late interaction: query length, padded with [MASK] (Vespa's "

@@ -102,9 +102,8 @@ class MaxSimInfoNCE:
     the MaxSim Vespa ranks by, divided by the query's |q| vectors so that τ reads as it does for a cosine
     (every query has the same |q| vectors in Vespa, so the order is Vespa's)."""
 
-    def __init__(self, temperature: float = 0.05, symmetric: bool = False, bits_weight: float = 0.0,
-                 teacher=None, teacher_weight: float = 0.0):
-        self.temperature, self.symmetric, self.bits_weight = temperature, symmetric, bits_weight
+    def __init__(self, temperature: float = 0.05, symmetric: bool = False, teacher=None, teacher_weight: float = 0.0):
+        self.temperature, self.symmetric = temperature, symmetric
         self.teacher, self.teacher_weight = teacher, teacher_weight
 
     def __call__(self, q: torch.Tensor, p: torch.Tensor, batch: Batch) -> torch.Tensor:
@@ -115,13 +114,6 @@ class MaxSimInfoNCE:
         loss = info_nce_from_scores(scores, self.temperature, self.symmetric)
         if self.teacher_weight:
             loss = loss + self.teacher_weight * self._teacher_kl(scores, batch)
-        if self.bits_weight:
-            # + λ · the same loss with each document vector replaced by its signs (what an int8 colbert field
-            # keeps), scaled to unit length; gradients pass through the sign as if it were the identity.
-            signs = torch.sign(p) / p.shape[-1] ** 0.5
-            binarized = p + (signs - p).detach()
-            loss = loss + self.bits_weight * info_nce_from_scores(maxsim(q, binarized) / per_query,
-                                                                  self.temperature, self.symmetric)
         return loss
 
 
@@ -172,8 +164,7 @@ def make_loss(cfg, general: list[str] | None = None, teacher: torch.Tensor | Non
 
             teacher = Encoder.load(cfg.base, late=False, max_length=cfg.max_length).eval()
             teacher.to("cuda" if torch.cuda.is_available() else "cpu")
-        loss = MaxSimInfoNCE(loss.temperature, loss.symmetric, cfg.colbert_bits_weight, teacher,
-                             cfg.colbert_teacher_weight)
+        loss = MaxSimInfoNCE(loss.temperature, loss.symmetric, teacher, cfg.colbert_teacher_weight)
     if cfg.matryoshka_dims:
         loss = Matryoshka(loss, cfg.matryoshka_dims)
     if cfg.anchor == "none":
