@@ -289,3 +289,24 @@ def test_a_late_interaction_run_with_hard_negatives_resumes_bit_for_bit(tiny_mod
     a, b = Encoder.load(whole).state_dict(), Encoder.load(resumed).state_dict()
     assert "head.weight" in a and a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_teacher_term_is_zero_when_maxsim_ranks_the_batch_as_the_teacher_does():
+    """KL(softmax(teacher cosines / τ) ‖ softmax(scores / τ)): 0 when the scores are the teacher's cosines,
+    positive when they disagree."""
+    from training.losses import Batch, MaxSimInfoNCE
+
+    rng = np.random.default_rng(0)
+    vectors = {"query": rng.normal(size=(4, 8)).astype(np.float32),
+               "passage": rng.normal(size=(4, 8)).astype(np.float32)}
+
+    class Teacher:
+        def encode(self, texts, kind):
+            return vectors[kind][:len(texts)]
+
+    pairs = toy_pairs(4)
+    loss = MaxSimInfoNCE(0.05, teacher=Teacher(), teacher_weight=1.0)
+    unit = {k: v / np.linalg.norm(v, axis=1, keepdims=True) for k, v in vectors.items()}
+    agreeing = torch.from_numpy(unit["query"] @ unit["passage"].T)
+    assert loss._teacher_kl(agreeing, Batch(pairs)).item() == pytest.approx(0.0, abs=1e-6)
+    assert loss._teacher_kl(agreeing.flip(1), Batch(pairs)).item() > 0.1
