@@ -73,8 +73,11 @@ class TrainConfig:
                                   "head, scored by MaxSim, inputs built as Vespa's colbert-embedder builds them "
                                   "(training/late_interaction.py); documents keep max_length tokens")
     colbert_dim: int = knob(128, positive_int, "late interaction: dimensions of each token vector")
-    colbert_teacher_weight: float = knob(0.0, non_negative_float, "late interaction: λ of a KL term holding each "
-                                         "query's scores over the batch to the base single-vector model's")
+    # The teacher term is what kept unseen queries and the guards up (benchmarks/late_interaction.py, README):
+    # without it the new head learns SciFact's training documents and little else.
+    colbert_teacher_weight: float = knob(1.0, non_negative_float, "late interaction: λ of a KL term holding each "
+                                         "query's scores over the batch to the base single-vector model's "
+                                         "(0: labels alone)")
     query_tokens: int = knob(32, positive_int, "late interaction: query length, padded with [MASK] (Vespa's "
                              "max-query-tokens)")
     chunk_positives: str = knob("", str, "positives longer than max_length become chunks, as a chunked package "
