@@ -75,14 +75,11 @@ def run_profile(index, beir, profile: str, cells: str | None) -> dict:
 
 
 def exact_maxsim(index, beir) -> dict:
-    from common.late import TokenStore
-    from common.vectors import to_run, top_k
+    from training.evaluate import late_run
 
     index.colbert_cells = "float"
-    store = TokenStore([index.doc_tokens(i) for i in range(len(index.docs))])
     queries = [index.colbert_embedder.embed_one(t, "query") for t in beir.queries.values()]
-    idx, top = top_k(np.stack([store.maxsim_all(q) for q in queries]), 100)
-    return to_run(list(beir.queries), [d.id for d in index.docs], idx, top)
+    return late_run([index.doc_tokens(i) for i in range(len(index.docs))], queries, beir)
 
 
 def costs(index, single: Path, colbert: Path, beir, rate_docs: int) -> dict:

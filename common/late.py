@@ -85,33 +85,19 @@ def input_ids(tokens: list[int], kind: str, late: LateConfig, skip: set[int]) ->
     return ids, attending
 
 
-def maxsim(query: np.ndarray, docs: list[np.ndarray]) -> np.ndarray:
-    """Σ_i max_j q_i · d_j of one query's (Lq, D) vectors against each document's (n, D) vectors."""
-    if not docs:
-        return np.zeros(0, dtype=np.float32)
-    flat = np.concatenate(docs).astype(np.float32)
-    sims = flat @ query.astype(np.float32).T  # (Σn, Lq)
-    starts = np.cumsum([0] + [len(d) for d in docs[:-1]])
-    return np.maximum.reduceat(sims, starts, axis=0).sum(1)
-
-
 class TokenStore:
-    """Every document's token vectors in one (Σn, D) matrix, for MaxSim over many documents at once."""
+    """Documents' token vectors in one (Σn, D) matrix: MaxSim against all of them is one matrix product."""
 
     def __init__(self, docs: list[np.ndarray]):
-        self.flat = np.concatenate(docs).astype(np.float32) if docs else np.zeros((0, 0), np.float32)
-        self.bounds = np.cumsum([0] + [len(d) for d in docs])
-
-    def __len__(self) -> int:
-        return len(self.bounds) - 1
-
-    def doc(self, i: int) -> np.ndarray:
-        return self.flat[self.bounds[i]:self.bounds[i + 1]]
+        self.flat = np.concatenate(docs).astype(np.float32)
+        self.starts = np.cumsum([0] + [len(d) for d in docs[:-1]])
 
     def maxsim_all(self, query: np.ndarray) -> np.ndarray:
-        """MaxSim of ``query`` (Lq, D) against every document: (n_docs,)."""
-        sims = self.flat @ query.astype(np.float32).T
-        return np.maximum.reduceat(sims, self.bounds[:-1], axis=0).sum(1)
+        """Σ_i max_j q_i · d_j of ``query`` (Lq, D) against every document: (n_docs,)."""
+        sims = self.flat @ query.astype(np.float32).T  # (Σn, Lq)
+        return np.maximum.reduceat(sims, self.starts, axis=0).sum(1)
 
-    def maxsim(self, query: np.ndarray, positions) -> np.ndarray:
-        return maxsim(query, [self.doc(int(i)) for i in positions])
+
+def maxsim(query: np.ndarray, docs: list[np.ndarray]) -> np.ndarray:
+    """Σ_i max_j q_i · d_j of one query's (Lq, D) vectors against each document's (n, D) vectors."""
+    return TokenStore(docs).maxsim_all(query) if docs else np.zeros(0, dtype=np.float32)

@@ -21,9 +21,8 @@ def test_maxsim_against_a_hand_computation():
     d1 = np.array([[0.6, 0.8], [1.0, 0.0]])  # token 1: best 1.0 (second row); token 2: best 0.8 (first row)
     d2 = np.array([[0.0, -1.0]])  # token 1: 0.0; token 2: -1.0
     assert maxsim(q, [d1, d2]) == pytest.approx([1.8, -1.0])
-    store = TokenStore([d1, d2])
-    assert store.maxsim_all(q) == pytest.approx([1.8, -1.0])
-    assert store.maxsim(q, [1]) == pytest.approx([-1.0])
+    assert TokenStore([d1, d2]).maxsim_all(q) == pytest.approx([1.8, -1.0])
+    assert maxsim(q, [d2]) == pytest.approx([-1.0])
 
 
 def test_torch_maxsim_ignores_padding_rows():

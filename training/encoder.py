@@ -24,6 +24,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: E402
 from common.batching import length_sorted_batches  # noqa: E402
 
 from common.errors import ConfigError  # noqa: E402
+from common.late import LateConfig  # noqa: E402
 
 from .model_dir import EncoderConfig, ModelDirError, check_model_dir, default_base_model  # noqa: E402,F401
 from .pooling import AttentionPooling, pool  # noqa: E402
@@ -50,7 +51,7 @@ class Encoder(nn.Module):
         """Load a base model or one of ours; ``overrides`` (pooling, normalize, ...) win over what is saved.
         A late-interaction directory loads as ``LateInteraction`` unless ``late`` is False (its encoder alone)."""
         path = check_model_dir(path)
-        if late is not False and (path / "late_interaction.json").exists():
+        if late is not False and (path / LateConfig.FILE).exists():
             from .late_interaction import LateInteraction
 
             return LateInteraction.load(path, **overrides)

@@ -34,7 +34,7 @@ def late_run(doc_tokens: list, query_tokens: list, beir: Beir, k: int = 100) -> 
     from common.late import TokenStore
     from common.vectors import top_k
 
-    store = TokenStore(doc_tokens)
+    store = TokenStore(doc_tokens)  # index order = beir.corpus order
     scores = np.stack([store.maxsim_all(q) for q in query_tokens])
     idx, top = top_k(scores, k)
     return to_run(list(beir.queries), list(beir.corpus), idx, top)

@@ -72,7 +72,7 @@ class CheckReport:
                          f"{c['document_tokens']} document token vectors): min cosine per token query "
                          f"{c['query_min_cosine']:.6f}, document {c['document_min_cosine']:.6f}; packed bits "
                          f"equal for {100 * c['bits_equal']:.3f} % of document tokens "
-                         f"({100 * c['bits_equal_beyond_noise']:.3f} % with signs of |value| < {SIGN_NOISE} aside)")
+                         f"({100 * c['bits_equal_beyond_noise']:.3f} % with signs of values near 0 aside)")
         if self.container:
             lines += self.container.lines()
         return "\n".join(lines)
@@ -238,7 +238,6 @@ def vespa_embed(package, texts: list[str]) -> dict:
 
 MIN_TOKEN_COSINE = 0.9999
 MIN_BITS_EQUAL = 0.999  # share of document tokens whose packed bits equal ours, beyond float noise
-SIGN_NOISE = 1e-5  # a value this close to 0 has no determined sign: PyTorch, ONNX Runtime and Java differ by ~1e-7
 
 
 def colbert_texts() -> list[str]:
@@ -255,16 +254,12 @@ def vespa_colbert(package, texts: list[str]) -> dict:
     return _java_json("colbert", package, texts, "Vespa's colbert-embedder")
 
 
-def _token_matrix(by_label: dict) -> np.ndarray:
-    return np.asarray([by_label[str(i)] for i in range(len(by_label))], dtype=np.float32)
-
-
 def check_colbert(package, texts: list[str] | None = None) -> dict:
     """Vespa's ColBertEmbedder against our ONNX Runtime path (held to PyTorch at export), token by token: the
     same number of vectors per text, cosine per token, and the packed sign bits of document tokens."""
     from exporter.runtime import OnnxTokenEmbedder
 
-    from common.vectors import pack_bits
+    from .container_check import SIGN_NOISE, sign_agreement, token_matrix
     from .serving import COLBERT_DIR
 
     texts = texts or colbert_texts()
@@ -273,15 +268,13 @@ def check_colbert(package, texts: list[str] | None = None) -> dict:
     problems, cosines, bits = [], {"query": [], "document": []}, []
     for i, text in enumerate(texts):
         for kind, key in (("query", "query"), ("passage", "document")):
-            theirs, mine = _token_matrix(vespa[key][i]), ours.embed_one(text, kind)
+            theirs, mine = token_matrix(vespa[key][i]), ours.embed_one(text, kind)
             if theirs.shape != mine.shape:
                 problems.append(f"{key} {text[:40]!r}: Vespa emits {theirs.shape[0]} token vectors, we {mine.shape[0]}")
                 continue
             cosines[key].append(cosine(theirs, mine))
             if key == "document":
-                packed = _token_matrix(vespa["document_bits"][i]).astype(np.int8)
-                differ = np.unpackbits(packed.view(np.uint8), axis=-1) != np.unpackbits(pack_bits(mine), axis=-1)
-                bits.append(np.stack([~differ.any(-1), ~(differ & (np.abs(mine) >= SIGN_NOISE)).any(-1)]))
+                bits.append(np.stack(sign_agreement(token_matrix(vespa["document_bits"][i]), mine)))
     if problems:
         raise PackageError(f"{package}: Vespa's colbert-embedder and ours build other inputs:\n  " + "\n  ".join(problems[:5]))
     q, d = np.concatenate(cosines["query"]), np.concatenate(cosines["document"])
