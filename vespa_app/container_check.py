@@ -256,13 +256,12 @@ def sign_agreement(packed: np.ndarray, ours: np.ndarray) -> tuple[np.ndarray, np
 
 def _colbert_agreement(theirs: dict, ours: np.ndarray) -> tuple[int, float]:
     """(token vectors in Vespa's colbert field, share of them equal to ours): the packed sign bits of an int8
-    field (float noise aside), or a bfloat16 field's vectors within bfloat16 precision. Another token count
-    agrees on nothing."""
+    field, or a bfloat16 field's vectors within bfloat16 precision. Another token count agrees on nothing."""
     if len(theirs) != len(ours):
         return len(theirs), 0.0
     cells = token_matrix(theirs)
     if cells.shape[1] * 8 == ours.shape[1]:
-        return len(theirs), float(sign_agreement(cells, ours)[1].mean())
+        return len(theirs), float(sign_agreement(cells, ours)[0].mean())
     return len(theirs), float((cosine(cells, ours) >= MIN_COSINE_BF16).mean())
 
 
