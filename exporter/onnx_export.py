@@ -194,11 +194,15 @@ def export(model_dir, out_dir, quantize: str | None = None, force: bool = False,
                                                     "change": round(int8 - fp32, 4)}
                 if int8 < fp32 - 0.01:
                     say(f"warning: int8 loses {100 * (fp32 - int8):.1f} points nDCG@10 against fp32 (bound: 1)")
-        manifest.files = {p.name: {"sha256": sha256(p), "bytes": p.stat().st_size}
-                          for p in sorted(tmp.iterdir()) if p.name != "manifest.json"}
+        manifest.files = _file_hashes(tmp)
         manifest.save(tmp)
 
     return atomic_dir(out_dir, write, "export", replace=force, inputs=[model_dir])
+
+
+def _file_hashes(export_dir: Path) -> dict:
+    return {p.name: {"sha256": sha256(p), "bytes": p.stat().st_size}
+            for p in sorted(export_dir.iterdir()) if p.name != "manifest.json"}
 
 
 def _write_late(model: LateInteraction, model_dir: Path, tmp: Path, progress: bool) -> None:
@@ -219,8 +223,7 @@ def _write_late(model: LateInteraction, model_dir: Path, tmp: Path, progress: bo
     if progress:
         print("checking parity per token (PyTorch vs ONNX Runtime, Vespa-style one text per call)", file=sys.stderr)
     manifest.parity = {"fp32": check_token_parity(model, tmp, parity_texts())}
-    manifest.files = {p.name: {"sha256": sha256(p), "bytes": p.stat().st_size}
-                      for p in sorted(tmp.iterdir()) if p.name != "manifest.json"}
+    manifest.files = _file_hashes(tmp)
     manifest.save(tmp)
 
 
