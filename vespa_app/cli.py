@@ -81,8 +81,9 @@ def add_app_commands(sub) -> None:
                    "trained with --matryoshka); Vespa's embedder cuts, then normalises")
     p.add_argument("--colbert", metavar="COLBERT_EXPORT",
                    help="a late-interaction export (siamese train --late-interaction, then export) served beside "
-                        "the single-vector one: a colbert field and the colbert, hybrid-colbert and bm25-colbert "
-                        "profiles (MaxSim re-ranking)")
+                        "the single-vector one: a colbert field and the colbert, colbert-maxsim, hybrid-colbert and "
+                        "bm25-colbert profiles (MaxSim re-ranking); a late-interaction export as EXPORT_DIR is "
+                        "served alone (bm25, bm25-colbert)")
     p.add_argument("--colbert-cells", choices=("int8", "bfloat16"), default="int8",
                    help="the colbert field: packed sign bits (int8, 16 bytes a token at 128 dims) or bfloat16 "
                         "(256 bytes a token)")
