@@ -119,12 +119,8 @@ class OnnxTokenEmbedder:
         return self.manifest.prefixes["query" if kind == "query" else "document"]
 
     def embed_one(self, text: str, kind: str = "query") -> np.ndarray:
-        """(n_tokens, dim) float32."""
-        ids, attending = input_ids(self._tokens(self._prefix(kind) + text), kind, self.late, self.skip)
-        mask = [1] * attending + [0] * (len(ids) - attending)
-        out = self.session.run([self.manifest.output], {"input_ids": np.asarray([ids], dtype=np.int64),
-                                                        "attention_mask": np.asarray([mask], dtype=np.int64)})[0]
-        return out[0].astype(np.float32)
+        """Exactly Vespa's path: one text, no padding; (n_tokens, dim) float32."""
+        return self.embed([text], kind, batch_size=1)[0]
 
     def embed(self, texts: list[str], kind: str = "passage", batch_size: int = 32,
               progress: bool = False) -> list[np.ndarray]:

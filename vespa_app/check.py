@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -25,7 +24,7 @@ from common.errors import UserError
 from common.vectors import cosine
 from exporter.manifest import Manifest, ManifestError
 
-from .serving import DIM_FILE, EMBEDDING_FIELD
+from .serving import COLBERT_FIELD, DIM_FILE, EMBEDDING_FIELD
 
 if TYPE_CHECKING:
     from .container_check import ContainerReport
@@ -147,7 +146,7 @@ def _colbert_structure(package: Path, component, schema: str) -> str:
         m = Manifest.load(package / COLBERT_DIR)
     except ManifestError as e:
         raise PackageError(str(e)) from None
-    field = re.search(r"field colbert type tensor<(int8|bfloat16|float)>\(dt\{\}, ?x\[(\d+)\]\)", schema)
+    field = COLBERT_FIELD.search(schema)
     want = {"int8": m.dimension // 8}.get(field.group(1), m.dimension) if field else None
     if m.kind != "colbert" or not field or int(field.group(2)) != want:
         raise PackageError(f"{package}/schemas/doc.sd: the colbert field "

@@ -39,7 +39,7 @@ from common.data import Doc
 from common.vectors import cosine, pack_bits
 
 from . import profiles
-from .serving import COLBERT_DIR, SCHEMA, TARGET_HITS
+from .serving import COLBERT_DIR, COLBERT_FIELD, SCHEMA, TARGET_HITS
 
 MIN_COSINE = 0.9999
 # An int8 graph: Vespa's ONNX Runtime (Java) and ours round its quantised kernels differently; a 3-layer
@@ -280,7 +280,8 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
     samples = sample_documents(docs)
     chunker = package_chunker(package)
     schema_text = (package / "schemas" / f"{SCHEMA}.sd").read_text()
-    cells = "int8" if "field colbert type tensor<int8>" in schema_text else "bfloat16"
+    field = COLBERT_FIELD.search(schema_text)
+    cells = field.group(1) if field else None
     body = "chunks" if chunker else "text"
     colbert = _colbert_embedder(package)
     in_package = profiles.in_package(binarized, chunked=bool(chunker), colbert=colbert is not None,

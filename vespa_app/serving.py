@@ -14,6 +14,8 @@ CHUNKING_FILE = "models/chunking.json"  # how the feed must cut documents for a 
 DIM_FILE = "models/dimension.json"  # a package serving a prefix of the model's embedding says so on purpose
 # The embedding field in a package's schema; group 1 is the size it serves (single-vector or chunked).
 EMBEDDING_FIELD = re.compile(r"field embedding type tensor<\w+>\((?:chunk\{\}, ?)?x\[(\d+)\]\)")
+# The colbert field (packages built with --colbert); group 1 its cell type, group 2 its width.
+COLBERT_FIELD = re.compile(r"field colbert type tensor<(int8|bfloat16|float)>\(dt\{\}, ?x\[(\d+)\]\)")
 
 HNSW_MAX_LINKS = 16  # max-links-per-node (faiss: M)
 HNSW_EXPLORE_AT_INSERT = 200  # neighbors-to-explore-at-insert (faiss: efConstruction)
