@@ -2,6 +2,7 @@
 
     python benchmarks/pareto.py [--teacher base] [--layers 6 4 3 2] [--dims 384 256 128 64]
                                 [--out runs/pareto] [--max-texts 20000] [--epochs 1] [--matryoshka]
+                                [--hidden 1]
 
 For each number of layers (the teacher's own count is the teacher; fewer: a student made by
 `siamese distill`, built into OUT once and reused) and each served prefix size:
@@ -34,7 +35,7 @@ from training.model_dir import default_base_model  # noqa: E402
 
 
 def student(teacher: str, layers: int, out: Path, max_texts: int, epochs: int, matryoshka: str,
-            max_length: int) -> str:
+            max_length: int, **recipe) -> str:
     from training.distill import DistillConfig, distill, distill_texts
     from training.pairs import load_training_data
 
@@ -42,7 +43,7 @@ def student(teacher: str, layers: int, out: Path, max_texts: int, epochs: int, m
     if not path.exists():
         pairs, corpus = load_training_data(SCIFACT)
         distill(DistillConfig(teacher, str(path), layers, max_texts=max_texts, epochs=epochs, matryoshka=matryoshka,
-                              max_length=max_length), distill_texts(corpus, pairs, None))
+                              max_length=max_length, **recipe), distill_texts(corpus, pairs, None))
     return str(path)
 
 
@@ -95,6 +96,7 @@ def main() -> None:
     parser.add_argument("--max-texts", type=int, default=20000)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--matryoshka", action="store_true", help="distil the students over the prefixes too")
+    parser.add_argument("--hidden", type=float, default=1.0, help="`siamese distill --hidden`: the per-token term")
     parser.add_argument("--rate-texts", type=int, default=300)
     parser.add_argument("--max-length", type=int, default=128, help="tokens per text, every model alike")
     args = parser.parse_args()
@@ -116,7 +118,7 @@ def main() -> None:
     teacher_rates = encode_rate(teacher, out, claims)
     for layers in args.layers:
         model = teacher if layers == full_layers else student(teacher, layers, out, args.max_texts, args.epochs, mrl,
-                                                              args.max_length)
+                                                              args.max_length, hidden=args.hidden)
         rates = encode_rate(model, out, claims)
         for dim in args.dims:
             key = f"{layers}-{dim}" + ("-mrl" if mrl and layers != full_layers else "")

@@ -6,7 +6,8 @@ import torch
 
 from conftest import build_tiny_model, needs_java, toy_pairs
 from common.errors import ConfigError
-from training.distill import DistillConfig, distill, distill_loss, make_student, picked_layers
+from training.distill import (DistillConfig, bucketed_batches, distill, distill_loss, embed_with_states, hidden_loss,
+                              make_student, picked_layers)
 from training.encoder import Encoder
 
 
@@ -39,6 +40,21 @@ def test_the_students_layers_are_the_teachers_before_training(teacher):
     assert len(t.transformer.encoder.layer) == 4  # the teacher is not changed
 
 
+def test_an_epoch_of_bucketed_batches_holds_every_text_once_with_little_padding():
+    import random
+
+    lengths = [random.Random(i).choice([12, 20, 40, 700, 900]) for i in range(1000)]
+    batches = bucketed_batches(lengths, 16, seed=1, window=10)
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    assert all(len(b) <= 16 for b in batches) and sum(len(b) < 16 for b in batches) <= 1000 // 160 + 1
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    mixed = sum(16 * max(lengths[i] for i in range(s, min(s + 16, 1000))) for s in range(0, 1000, 16))
+    assert padded < 0.7 * mixed  # random batches pad nearly every text to a long one
+    assert bucketed_batches(lengths, 16, seed=1, window=10) == batches != bucketed_batches(lengths, 16, seed=2)
+    longest = [max(lengths[i] for i in b) for b in batches]
+    assert longest != sorted(longest) and longest != sorted(longest, reverse=True)  # the batches are shuffled
+
+
 def test_distill_loss_on_unit_vectors():
     s, t = torch.randn(5, 8), torch.randn(5, 8)
     sn, tn = torch.nn.functional.normalize(s, dim=-1), torch.nn.functional.normalize(t, dim=-1)
@@ -47,6 +63,44 @@ def test_distill_loss_on_unit_vectors():
     assert torch.allclose(distill_loss(s, t, "cosine", [8, 4]),
                           distill_loss(s, t, "cosine", []) + distill_loss(s[:, :4], t[:, :4], "cosine", []))
     assert float(distill_loss(t, t, "mse", [8, 4])) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_hidden_term_pairs_each_block_with_the_teacher_block_it_was_copied_from(teacher):
+    t = Encoder.load(teacher, max_length=48).eval()
+    batch = t.tokenize(["a protein folds in the cell", "the council met"])
+    vectors, taught = embed_with_states(t, batch)
+    assert torch.allclose(vectors, t(batch))  # the same vectors as forward
+    mask = batch["attention_mask"]
+    # The bottom blocks, fed as the teacher feeds them, reproduce its states: the term is 0 before training.
+    first = embed_with_states(make_student(t, [0, 1]).eval(), batch)[1]
+    assert float(hidden_loss(first, taught, [0, 1], mask)) == pytest.approx(0.0, abs=1e-6)
+    # Blocks 0 and 3: block 0 still matches; block 3 now reads block 0's output, not block 2's.
+    spread = embed_with_states(make_student(t, [0, 3]).eval(), batch)[1]
+    assert float(hidden_loss(spread[:2], taught, [0], mask)) == pytest.approx(0.0, abs=1e-6)
+    assert float(hidden_loss(spread, taught, [0, 3], mask)) > 1e-5
+    # Padding does not count: a pad token's state can be anything.
+    padded = [h.clone() for h in spread]
+    padded[-1][mask == 0] += 100.0
+    assert torch.allclose(hidden_loss(padded, taught, [0, 3], mask), hidden_loss(spread, taught, [0, 3], mask))
+
+
+def test_distilling_with_the_hidden_term_brings_the_blocks_to_the_teachers(teacher, tmp_path):
+    pairs = toy_pairs(32)
+    texts = [(p.positive, "passage") for p in pairs] + [(p.query, "query") for p in pairs]
+    t = Encoder.load(teacher, max_length=48).eval()
+    batch = t.tokenize([p.positive for p in pairs])
+
+    def gap(model_dir, layers):
+        states = embed_with_states(Encoder.load(model_dir, max_length=48).eval(), batch)[1]
+        return float(hidden_loss(states, embed_with_states(t, batch)[1], layers, batch["attention_mask"]))
+
+    cfg = DistillConfig(str(teacher), str(tmp_path / "plain"), layers=2, epochs=3, batch_size=8, max_length=48,
+                        hidden=0.0)
+    plain = distill(cfg, texts, progress=False)
+    cfg = DistillConfig(str(teacher), str(tmp_path / "hidden"), layers=2, epochs=3, batch_size=8, max_length=48,
+                        hidden=1.0)
+    hidden = distill(cfg, texts, progress=False)
+    assert gap(hidden, [0, 3]) < gap(plain, [0, 3])
 
 
 @pytest.mark.java

@@ -158,8 +158,9 @@ def cmd_distill(args) -> int:
 
     teacher = resolve_models([args.teacher])[0]
     cfg = DistillConfig(teacher, args.out, args.layers, pick=args.pick, loss=args.loss, contrastive=args.contrastive,
-                        matryoshka=args.matryoshka, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                        max_length=args.max_length, max_texts=args.max_texts)
+                        hidden=args.hidden, matryoshka=args.matryoshka, epochs=args.epochs,
+                        batch_size=args.batch_size, lr=args.lr, max_length=args.max_length,
+                        max_texts=args.max_texts)
     pairs, corpus = load_training_data(args.data, args.split, args.skip_bad)
     texts = distill_texts(corpus, pairs, args.general)
     print(f"distilling {teacher} into {args.layers} layers ({args.pick}) on {len(texts)} texts", file=sys.stderr)
@@ -177,6 +178,9 @@ def add_commands(sub, with_eval: bool = True) -> None:
     p.add_argument("--loss", default="mse", choices=("mse", "cosine"), help="on the unit vectors (default mse)")
     p.add_argument("--contrastive", type=float, default=0.0, metavar="LAMBDA",
                    help="add λ · InfoNCE on the labelled pairs of --data (default 0: distillation only)")
+    p.add_argument("--hidden", type=float, default=1.0, metavar="MU",
+                   help="μ · each block's hidden states against its teacher block's, token by token (default 1; "
+                        "0: the unit vectors alone)")
     p.add_argument("--matryoshka", default="", help="also distil nested prefixes, e.g. 384,256,128,64")
     p.add_argument("--data", default=str(SCIFACT),
                    help="where the corpus and training queries come from (default: bundled SciFact)")

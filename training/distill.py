@@ -1,6 +1,7 @@
 """A smaller student made of its teacher's own layers, trained to embed as the teacher does.
 
-    siamese distill TEACHER OUT --layers 3 [--pick spread|first] [--loss mse|cosine] [--contrastive 0.1]
+    siamese distill TEACHER OUT --layers 3 [--pick spread|first] [--loss mse|cosine] [--hidden 1]
+                                           [--contrastive 0.1] [--matryoshka 384,128]
 
 1. **Student.** The teacher with fewer transformer layers: the same embeddings, tokenizer, pooling,
    normalisation and prefixes, and ``layers`` of the teacher's blocks copied as they are. ``spread`` keeps
@@ -12,8 +13,11 @@
 
        mse:    (1/n) Σ_i ‖ŝ_i − t̂_i‖²        cosine: (1/n) Σ_i (1 − ŝ_i·t̂_i)
 
-   (the same minimum; MSE's gradient is twice cosine's). ``--contrastive λ`` adds λ · InfoNCE on the labelled
-   pairs, one batch of them a step, so the student also learns the task, not only the teacher.
+   (the same minimum; MSE's gradient is twice cosine's). ``--hidden μ`` (default 1) adds μ · ``hidden_loss``:
+   every student block's output, token by token, against the teacher block it was copied from. A text then
+   teaches a vector per token per block, not one vector, which is what a few thousand texts need: measured,
+   one epoch with it beat three epochs without on SciFact and both guards. ``--contrastive λ`` adds
+   λ · InfoNCE on the labelled pairs, one batch of them a step, so the student also learns the task.
    ``--matryoshka 384,256,...`` sums the distillation over nested prefixes of both vectors, each normalised.
 
 The result is an ordinary model directory: ``export``, ``app build``, ``eval`` and ``run --base`` take it.
@@ -50,6 +54,7 @@ class DistillConfig:
     pick: str = "spread"
     loss: str = "mse"  # or cosine
     contrastive: float = 0.0  # λ of InfoNCE on labelled pairs added to the distillation loss (0: none)
+    hidden: float = 1.0  # μ of the per-token hidden-state term (0: the unit vectors alone)
     matryoshka: str = ""  # nested prefix sizes the distillation is also summed over, e.g. "384,256,128,64"
     epochs: int = 1
     batch_size: int = 64
@@ -94,6 +99,43 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str, dims: 
     return total
 
 
+def bucketed_batches(lengths: list[int], batch_size: int, seed: int, window: int = 50) -> list[list[int]]:
+    """One epoch of index batches: a shuffled order, sorted by length within windows of ``window`` batches and
+    cut there, the batches shuffled again. Every term here is per text, so batches need not be random mixes, and
+    a claim no longer pads to a 128-token abstract (an epoch costs about half as much on SciFact + STS-B)."""
+    rng = random.Random(seed)
+    order = rng.sample(range(len(lengths)), len(lengths))
+    batches = []
+    for start in range(0, len(order), batch_size * window):
+        chunk = sorted(order[start:start + batch_size * window], key=lambda i: lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def hidden_loss(student_states, teacher_states, layers: list[int], mask: torch.Tensor) -> torch.Tensor:
+    """Each student block's output against the output of the teacher block it was copied from, token by token
+    over the attended tokens, as a relative squared error:
+
+        (1/L) Σ_j  Σ_tokens ‖h_j − t_{layers[j]}‖² / Σ_tokens ‖t_{layers[j]}‖²
+    """
+    m = mask.unsqueeze(-1).to(student_states[0].dtype)
+    total = 0.0
+    for j, k in enumerate(layers):
+        s, t = student_states[j + 1], teacher_states[k + 1]  # [0] is the embedding layer's output
+        total = total + ((s - t).pow(2) * m).sum() / (t.pow(2) * m).sum()
+    return total / len(layers)
+
+
+def embed_with_states(encoder: Encoder, batch: dict) -> tuple[torch.Tensor, tuple]:
+    """What ``Encoder.forward`` returns, and every layer's hidden states beside it."""
+    from .pooling import pool
+
+    out = encoder.transformer(**batch, output_hidden_states=True)
+    emb = pool(encoder.config.pooling, out.last_hidden_state, batch["attention_mask"], encoder.attention)
+    return (F.normalize(emb, dim=-1) if encoder.config.normalize else emb), out.hidden_states
+
+
 def distill(cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progress: bool = True,
             force: bool = False) -> Path:
     """Write the student to ``cfg.out`` (a model directory) and return it. ``texts``: (text, "query" or
@@ -132,15 +174,19 @@ def distill(cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progre
     layers = picked_layers(teacher.transformer.config.num_hidden_layers, cfg.layers, cfg.pick)
     student = make_student(teacher, layers).train()
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.01)
-    order = [i for epoch in range(cfg.epochs)
-             for i in random.Random(cfg.seed + epoch).sample(range(len(texts)), len(texts))]
-    steps = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+    steps = [batch for epoch in range(cfg.epochs)
+             for batch in bucketed_batches([len(t) for t, _ in texts], cfg.batch_size, cfg.seed + epoch)]
     labelled = list(pairs or [])
     log, started = [], time.time()
     bar = tqdm(steps, desc="distill", disable=not progress)
     for step, idx in enumerate(bar):
-        vectors = student(student.tokenize([student.with_prefix([texts[i][0]], texts[i][1])[0] for i in idx]))
+        batch = student.tokenize([student.with_prefix([texts[i][0]], texts[i][1])[0] for i in idx])
+        vectors, states = embed_with_states(student, batch)
         loss = distill_loss(vectors, targets[idx], cfg.loss, dims)
+        if cfg.hidden:
+            with torch.no_grad():
+                taught = teacher.transformer(**batch, output_hidden_states=True).hidden_states
+            loss = loss + cfg.hidden * hidden_loss(states, taught, layers, batch["attention_mask"])
         if cfg.contrastive:
             batch = random.Random(cfg.seed * 7919 + step).sample(labelled, min(cfg.batch_size // 2, len(labelled)))
             q = student(student.tokenize(student.with_prefix([p.query for p in batch], "query")))
