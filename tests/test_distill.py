@@ -6,8 +6,8 @@ import torch
 
 from conftest import build_tiny_model, needs_java, toy_pairs
 from common.errors import ConfigError
-from training.distill import (DistillConfig, bucketed_batches, distill, distill_loss, embed_with_states, hidden_loss,
-                              make_student, picked_layers)
+from training.distill import (DistillConfig, distill, distill_loss, embed_with_states, hidden_loss, make_student,
+                              picked_layers)
 from training.encoder import Encoder
 
 
@@ -38,21 +38,6 @@ def test_the_students_layers_are_the_teachers_before_training(teacher):
     assert torch.equal(torch.from_numpy(whole.encode(texts)), torch.from_numpy(t.encode(texts)))
     assert not torch.allclose(torch.from_numpy(s.encode(texts)), torch.from_numpy(t.encode(texts)))
     assert len(t.transformer.encoder.layer) == 4  # the teacher is not changed
-
-
-def test_an_epoch_of_bucketed_batches_holds_every_text_once_with_little_padding():
-    import random
-
-    lengths = [random.Random(i).choice([12, 20, 40, 700, 900]) for i in range(1000)]
-    batches = bucketed_batches(lengths, 16, seed=1, window=10)
-    assert sorted(i for b in batches for i in b) == list(range(1000))
-    assert all(len(b) <= 16 for b in batches) and sum(len(b) < 16 for b in batches) <= 1000 // 160 + 1
-    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
-    mixed = sum(16 * max(lengths[i] for i in range(s, min(s + 16, 1000))) for s in range(0, 1000, 16))
-    assert padded < 0.7 * mixed  # random batches pad nearly every text to a long one
-    assert bucketed_batches(lengths, 16, seed=1, window=10) == batches != bucketed_batches(lengths, 16, seed=2)
-    longest = [max(lengths[i] for i in b) for b in batches]
-    assert longest != sorted(longest) and longest != sorted(longest, reverse=True)  # the batches are shuffled
 
 
 def test_distill_loss_on_unit_vectors():
