@@ -50,6 +50,7 @@ def test_distill_loss_on_unit_vectors():
     assert float(distill_loss(t, t, "mse", [8, 4])) == pytest.approx(0.0, abs=1e-6)
 
 
+@torch.no_grad()
 def test_the_hidden_term_pairs_each_block_with_the_teacher_block_it_was_copied_from(teacher):
     t = Encoder.load(teacher, max_length=48).eval()
     batch = t.tokenize(["a protein folds in the cell", "the council met"])
