@@ -76,6 +76,7 @@ def test_distilling_with_the_hidden_term_brings_the_blocks_to_the_teachers(teach
     t = Encoder.load(teacher, max_length=48).eval()
     batch = t.tokenize([p.positive for p in pairs])
 
+    @torch.no_grad()
     def gap(model_dir, layers):
         states = embed_with_states(Encoder.load(model_dir, max_length=48).eval(), batch)[1]
         return float(hidden_loss(states, embed_with_states(t, batch)[1], layers, batch["attention_mask"]))
