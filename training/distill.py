@@ -138,6 +138,8 @@ def distill(cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progre
     check_output(out, "model", force, inputs=[Path(cfg.teacher)])
     if cfg.loss not in ("mse", "cosine"):
         raise ConfigError(f"--loss must be mse or cosine, not {cfg.loss!r}")
+    if cfg.hidden < 0 or cfg.contrastive < 0:
+        raise ConfigError(f"--hidden and --contrastive are weights ≥ 0, not {cfg.hidden} and {cfg.contrastive}")
     if cfg.contrastive and not pairs:
         raise ConfigError("--contrastive needs labelled pairs (--data)")
     dims = matryoshka_dims(cfg.matryoshka)
@@ -177,9 +179,9 @@ def distill(cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progre
                 taught = teacher.transformer(**batch, output_hidden_states=True).hidden_states
             loss = loss + cfg.hidden * hidden_loss(states, taught, layers, batch["attention_mask"])
         if cfg.contrastive:
-            batch = random.Random(cfg.seed * 7919 + step).sample(labelled, min(cfg.batch_size // 2, len(labelled)))
-            q = student(student.tokenize(student.with_prefix([p.query for p in batch], "query")))
-            p = student(student.tokenize(student.with_prefix([p.positive for p in batch], "passage")))
+            some = random.Random(cfg.seed * 7919 + step).sample(labelled, min(cfg.batch_size // 2, len(labelled)))
+            q = student(student.tokenize(student.with_prefix([p.query for p in some], "query")))
+            p = student(student.tokenize(student.with_prefix([p.positive for p in some], "passage")))
             loss = loss + cfg.contrastive * info_nce(q, p, 0.05)
         optimizer.zero_grad()
         loss.backward()
