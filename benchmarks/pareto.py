@@ -35,7 +35,7 @@ from training.model_dir import default_base_model  # noqa: E402
 
 
 def student(teacher: str, layers: int, out: Path, max_texts: int, epochs: int, matryoshka: str,
-            max_length: int, **recipe) -> str:
+            max_length: int, hidden: float) -> str:
     from training.distill import DistillConfig, distill, distill_texts
     from training.pairs import load_training_data
 
@@ -43,7 +43,7 @@ def student(teacher: str, layers: int, out: Path, max_texts: int, epochs: int, m
     if not path.exists():
         pairs, corpus = load_training_data(SCIFACT)
         distill(DistillConfig(teacher, str(path), layers, max_texts=max_texts, epochs=epochs, matryoshka=matryoshka,
-                              max_length=max_length, **recipe), distill_texts(corpus, pairs, None))
+                              max_length=max_length, hidden=hidden), distill_texts(corpus, pairs, None))
     return str(path)
 
 

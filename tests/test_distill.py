@@ -6,8 +6,7 @@ import torch
 
 from conftest import build_tiny_model, needs_java, toy_pairs
 from common.errors import ConfigError
-from training.distill import (DistillConfig, distill, distill_loss, embed_with_states, hidden_loss, make_student,
-                              picked_layers)
+from training.distill import DistillConfig, distill, distill_loss, hidden_loss, make_student, picked_layers
 from training.encoder import Encoder
 
 
@@ -54,14 +53,14 @@ def test_distill_loss_on_unit_vectors():
 def test_the_hidden_term_pairs_each_block_with_the_teacher_block_it_was_copied_from(teacher):
     t = Encoder.load(teacher, max_length=48).eval()
     batch = t.tokenize(["a protein folds in the cell", "the council met"])
-    vectors, taught = embed_with_states(t, batch)
+    vectors, taught = t.forward_with_states(batch)
     assert torch.allclose(vectors, t(batch))  # the same vectors as forward
     mask = batch["attention_mask"]
     # The bottom blocks, fed as the teacher feeds them, reproduce its states: the term is 0 before training.
-    first = embed_with_states(make_student(t, [0, 1]).eval(), batch)[1]
+    first = make_student(t, [0, 1]).eval().forward_with_states(batch)[1]
     assert float(hidden_loss(first, taught, [0, 1], mask)) == pytest.approx(0.0, abs=1e-6)
     # Blocks 0 and 3: block 0 still matches; block 3 now reads block 0's output, not block 2's.
-    spread = embed_with_states(make_student(t, [0, 3]).eval(), batch)[1]
+    spread = make_student(t, [0, 3]).eval().forward_with_states(batch)[1]
     assert float(hidden_loss(spread[:2], taught, [0], mask)) == pytest.approx(0.0, abs=1e-6)
     assert float(hidden_loss(spread, taught, [0, 3], mask)) > 1e-5
     # Padding does not count: a pad token's state can be anything.
@@ -78,8 +77,8 @@ def test_distilling_with_the_hidden_term_brings_the_blocks_to_the_teachers(teach
 
     @torch.no_grad()
     def gap(model_dir, layers):
-        states = embed_with_states(Encoder.load(model_dir, max_length=48).eval(), batch)[1]
-        return float(hidden_loss(states, embed_with_states(t, batch)[1], layers, batch["attention_mask"]))
+        states = Encoder.load(model_dir, max_length=48).eval().forward_with_states(batch)[1]
+        return float(hidden_loss(states, t.forward_with_states(batch)[1], layers, batch["attention_mask"]))
 
     cfg = DistillConfig(str(teacher), str(tmp_path / "plain"), layers=2, epochs=3, batch_size=8, max_length=48,
                         hidden=0.0)

@@ -113,15 +113,6 @@ def hidden_loss(student_states, teacher_states, layers: list[int], mask: torch.T
     return total / len(layers)
 
 
-def embed_with_states(encoder: Encoder, batch: dict) -> tuple[torch.Tensor, tuple]:
-    """What ``Encoder.forward`` returns, and every layer's hidden states beside it."""
-    from .pooling import pool
-
-    out = encoder.transformer(**batch, output_hidden_states=True)
-    emb = pool(encoder.config.pooling, out.last_hidden_state, batch["attention_mask"], encoder.attention)
-    return (F.normalize(emb, dim=-1) if encoder.config.normalize else emb), out.hidden_states
-
-
 def distill(cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progress: bool = True,
             force: bool = False) -> Path:
     """Write the student to ``cfg.out`` (a model directory) and return it. ``texts``: (text, "query" or
@@ -172,11 +163,11 @@ def distill(cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progre
     bar = tqdm(steps, desc="distill", disable=not progress)
     for step, idx in enumerate(bar):
         batch = student.tokenize([student.with_prefix([texts[i][0]], texts[i][1])[0] for i in idx])
-        vectors, states = embed_with_states(student, batch)
+        vectors, states = student.forward_with_states(batch)
         loss = distill_loss(vectors, targets[idx], cfg.loss, dims)
         if cfg.hidden:
             with torch.no_grad():
-                taught = teacher.transformer(**batch, output_hidden_states=True).hidden_states
+                taught = teacher.forward_with_states(batch)[1]
             loss = loss + cfg.hidden * hidden_loss(states, taught, layers, batch["attention_mask"])
         if cfg.contrastive:
             some = random.Random(cfg.seed * 7919 + step).sample(labelled, min(cfg.batch_size // 2, len(labelled)))

@@ -87,8 +87,15 @@ class Encoder(nn.Module):
         return self(self.tokenize(self.with_prefix(texts, kind)))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        tokens = self.transformer(**batch).last_hidden_state
-        emb = pool(self.config.pooling, tokens, batch["attention_mask"], self.attention)
+        return self._pooled(self.transformer(**batch).last_hidden_state, batch["attention_mask"])
+
+    def forward_with_states(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple]:
+        """``forward``'s vectors and every layer's hidden states beside them (for distillation by layer)."""
+        out = self.transformer(**batch, output_hidden_states=True)
+        return self._pooled(out.last_hidden_state, batch["attention_mask"]), out.hidden_states
+
+    def _pooled(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        emb = pool(self.config.pooling, tokens, mask, self.attention)
         return F.normalize(emb, dim=-1) if self.config.normalize else emb
 
     @torch.inference_mode()
