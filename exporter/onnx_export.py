@@ -20,6 +20,7 @@ from common.atomic import atomic_dir, check_output
 from common.errors import UserError
 from common.poolings import vespa_can_pool, vespa_pooling
 from common.late import TOKENIZER_MAX
+from common.lock import locks
 from training.encoder import Encoder, check_model_dir
 from training.late_interaction import LateInteraction
 
@@ -138,6 +139,7 @@ def onnx_ndcg(export_dir, model_file: str, beir, progress: bool = False) -> floa
     return dense_scores(partial(embedder.embed, progress=progress), beir)["ndcg@10"]
 
 
+@locks("siamese export", lambda a: a["out_dir"])
 def export(model_dir, out_dir, quantize: str | None = None, force: bool = False, progress: bool = True,
            quality_data=None, quality_split: str = "test") -> Path:
     """``quality_data`` (a BEIR folder), with ``quantize``: also measure nDCG@10 of fp32 and int8 on it."""

@@ -82,9 +82,14 @@ def test_grad_cache_gives_the_same_gradients_with_every_loss(tmp_path, loss, anc
         value = train_step(encoder, pairs, loss_fn, grad_cache_chunk=chunk, step=5)
         grads.append((value, torch.cat([p.grad.flatten() for p in encoder.parameters() if p.grad is not None])))
     assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
-    # chunks pad differently, so embeddings differ by float rounding (~1e-7); the KL term divides
-    # similarities by τ = 0.05 before a softmax, which magnifies that to ~1e-6 in a few gradients
-    torch.testing.assert_close(grads[0][1], grads[1][1], atol=1e-5 if anchor == "kl" else 1e-6, rtol=1e-4)
+    # chunks pad differently, so embeddings differ by float rounding (~1e-7 relative); the KL term divides
+    # similarities by τ = 0.05 before a softmax, which magnifies that in a few gradients, by an amount that
+    # depends on the CPU's kernels (1.55e-5 absolute on one machine). So the bound is relative to the gradient's
+    # scale: a wrong chunk gradient is off by its own size, rounding by 1e-5 of it at most.
+    whole, cached = grads[0][1].double(), grads[1][1].double()
+    scale = whole.abs().max().item()
+    assert (whole - cached).abs().max().item() <= 1e-4 * scale
+    assert (whole - cached).norm().item() <= 1e-5 * whole.norm().item()
 
 
 def test_the_anchor_keeps_general_text_where_the_base_model_put_it(tiny_model, tmp_path):

@@ -1,9 +1,11 @@
 """`siamese run` end to end on a slice of SciFact with a tiny model."""
 import json
+import shlex
 import shutil
 
 import pytest
 
+from fault_server import FaultServer
 from vespa_app.cli import main
 
 
@@ -105,7 +107,7 @@ def test_run_can_serve_a_merged_model(tiny_model, small_beir, tmp_path):
 
 def test_run_chunked(tiny_model, small_beir, tmp_path, capsys):
     """Chunked end to end: the package, the index and every model row read documents as chunks."""
-    out = tmp_path / "run"
+    out = tmp_path / "my run"  # printed commands must quote it
     args = ["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--epochs", "1",
             "--max-length", "48", "--chunk-tokens", "32", "--chunk-overlap", "8", "--no-guards", "--no-sts"]
     assert main(args) == 0
@@ -117,6 +119,14 @@ def test_run_chunked(tiny_model, small_beir, tmp_path, capsys):
     rows = {r["name"]: r for r in results["rows"]}
     # the served model and the same model by exact chunked search agree: same vectors, same best-chunk scoring
     assert rows["served semantic"]["ndcg@10"] == pytest.approx(rows["fine-tuned (exact)"]["ndcg@10"], abs=0.02)
+    # the feed command it printed, run as printed (to a fault server instead of localhost:8080), sends the chunks
+    printed = capsys.readouterr().out
+    feed_line = next(line for line in printed.splitlines() if line.startswith("siamese feed "))
+    with FaultServer(every_429=0, every_503=0, every_slow=0, every_reset=0, every_drop=0) as server:
+        argv = [server.url if a == "http://localhost:8080" else a for a in shlex.split(feed_line)[1:]]
+        assert main(argv) == 0
+        assert server.stored and all(doc.get("chunks") for doc in server.stored.values())
+    assert (out / "feed-ledger.jsonl").exists()
     capsys.readouterr()
     assert main(["search", str(out / "index"), "coronavirus", "--profile", "semantic", "--hits", "2"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 4  # each hit, then its best chunk

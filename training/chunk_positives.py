@@ -22,12 +22,13 @@ import numpy as np
 from common.chunking import Chunker
 from common.data import Doc
 
+from .model_dir import check_model_dir
 from .pairs import Pair
 
 def chunk_positives(pairs: list[Pair], corpus, cfg) -> list[Pair]:
     """``cfg``: a TrainConfig; its ``chunk_positives`` mode, window (``max_length``), base model and prefixes."""
     # No overlap: at 128 tokens on SciFact, chunks without it served as well as with 32 (README, long documents).
-    chunker = Chunker.for_model(cfg.base, cfg.max_length, 0, prefix=cfg.passage_prefix or "")
+    chunker = Chunker.for_model(check_model_dir(cfg.base), cfg.max_length, 0, prefix=cfg.passage_prefix or "")
     docs = {d.id: d for d in corpus or [] if isinstance(d, Doc)}
 
     def chunks(p: Pair) -> list[str]:

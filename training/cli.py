@@ -16,10 +16,12 @@ from .config import add_config_args, config_overrides, recipe_config
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=str(SCIFACT),
-                   help="pairs .jsonl, a BEIR folder (its train split) or an STS .csv (default: bundled SciFact)")
+    p.add_argument("--data", default=None,
+                   help="pairs .jsonl, a BEIR folder (its train split) or an STS .csv (default: bundled SciFact; "
+                        "with --resume, the run's own)")
     p.add_argument("--split", default="train", help="qrels split of a BEIR folder (default: train)")
-    p.add_argument("--base", default=None, help="local Hugging Face encoder directory (default: all-MiniLM-L6-v2)")
+    p.add_argument("--base", default=None, help="a local Hugging Face encoder directory or a hub id such as BAAI/bge-small-en-v1.5 "
+                   "(default: all-MiniLM-L6-v2); its pooling, window and prompts become the defaults")
     p.add_argument("--out", default="runs/train", help="run directory; the model goes to OUT/model")
     p.add_argument("--full", action="store_true", help="the longer recipe (GPU or patience); default: CPU-sized")
     add_config_args(p)
@@ -31,9 +33,23 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def train_config_from_args(args):
+    """The recipe with the flags given on top; with --resume, the run's own configuration with them on top (so
+    that only what the user changed is compared with what the run started on)."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from .config import TrainConfig
     from .model_dir import default_base_model
 
-    return recipe_config(str(args.base or default_base_model()), args.out, args.full, **config_overrides(args))
+    saved = Path(args.out) / "train_config.json"
+    if args.resume and saved.exists():
+        cfg = TrainConfig.load(saved)
+        asked = config_overrides(args) | ({"base": args.base} if args.base else {})
+        cfg = replace(cfg, **asked, data=str(args.data) if args.data else (cfg.data or str(SCIFACT)))
+        cfg.check()
+        return cfg
+    return recipe_config(str(args.base or default_base_model()), args.out, args.full,
+                         data=str(args.data or SCIFACT), **config_overrides(args))
 
 
 def cmd_train(args) -> int:
@@ -47,8 +63,8 @@ def cmd_train(args) -> int:
 
         eval_fn = during_training(args.eval_data, args.eval_split, args.eval_queries)
         cfg.eval_every = cfg.eval_every or 100
-    pairs, pool = load_training_data(args.data, args.split, args.skip_bad)
-    print(f"training on {len(pairs)} pairs from {args.data}; base {cfg.base}", file=sys.stderr)
+    pairs, pool = load_training_data(cfg.data, args.split, args.skip_bad)
+    print(f"training on {len(pairs)} pairs from {cfg.data}; base {cfg.base}", file=sys.stderr)
     model_dir = train(cfg, pairs, pool, resume=args.resume, eval_fn=eval_fn)
     print(model_dir)
     return 0
@@ -168,7 +184,34 @@ def cmd_distill(args) -> int:
     return 0
 
 
+def cmd_import_onnx(args) -> int:
+    from .onnx_import import import_onnx
+
+    out, proof = import_onnx(args.onnx, args.tokenizer, args.out, pooling=args.pooling, normalize=args.normalize,
+                             max_length=args.max_length, query_prefix=args.query_prefix,
+                             passage_prefix=args.passage_prefix, source=args.source, force=args.force)
+    print(f"{proof['heads']} attention heads; last_hidden_state max |Δ| {proof['max_abs_diff']:.2e} against the "
+          f"ONNX graph on {proof['texts']} texts (bound {proof['tolerance']:g})", file=sys.stderr)
+    print(out)
+    return 0
+
+
 def add_commands(sub, with_eval: bool = True) -> None:
+    p = sub.add_parser("import-onnx", help="a trainable model directory rebuilt from a BERT-family ONNX encoder "
+                                           "graph, proven equal to it")
+    p.add_argument("onnx", help="the encoder graph (inputs input_ids, attention_mask[, token_type_ids]; output "
+                                "last_hidden_state), e.g. a transformers.js / Xenova export")
+    p.add_argument("tokenizer", help="its tokenizer.json")
+    p.add_argument("out", help="where the model directory goes")
+    p.add_argument("--pooling", default="mean", choices=("mean", "cls"), help="how the model pools (bge: cls)")
+    p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--max-length", type=positive_int, help="its window (default: its positions, at most 512)")
+    p.add_argument("--query-prefix", default="", help='its query instruction, e.g. bge-small-en-v1.5\'s "Represent '
+                                                      'this sentence for searching relevant passages: "')
+    p.add_argument("--passage-prefix", default="")
+    p.add_argument("--source", default="", help="where the graph comes from (recorded in the model card)")
+    p.add_argument("--force", action="store_true", help="replace OUT when it holds a previous model")
+    p.set_defaults(func=cmd_import_onnx)
     p = sub.add_parser("distill", help="a smaller student from the teacher's own layers, trained on its vectors")
     p.add_argument("teacher", help="any model directory ('base': all-MiniLM-L6-v2, a fine-tuned or merged one)")
     p.add_argument("out", help="where the student's model directory goes")

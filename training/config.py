@@ -35,8 +35,11 @@ def knob(default, parse=None, help: str = "", choices=None):
 
 @dataclass
 class TrainConfig:
-    base: str
+    base: str  # a local directory or a hub id, as the user named it
     out: str
+    data: str = ""  # what the pairs came from (recorded, for the model card)
+    base_revision: str | None = None  # the hub commit the base resolved to (recorded at the start of training)
+    pairs_fingerprint: str = ""  # the training pairs' hash (recorded: a --resume on other pairs is refused)
     epochs: int = knob(2, positive_int, "passes over the pairs")
     max_steps: int = knob(0, non_negative_int, "stop after this many steps (0: as many as the epochs give)")
     batch_size: int = knob(32, positive_int, "pairs per batch (each query's in-batch negatives: the others)")
@@ -44,7 +47,11 @@ class TrainConfig:
     warmup_ratio: float = knob(0.1, non_negative_float, "share of the steps with a rising learning rate")
     weight_decay: float = knob(0.01, non_negative_float)
     max_grad_norm: float = knob(1.0, positive_float)
-    max_length: int | None = knob(128, positive_int, "max tokens per text, training and serving alike")
+    # Served at the base model's own window, so the base model it is compared with is the one a user would deploy;
+    # trained at a CPU-sized window (texts are cut to it while training only).
+    max_length: int | None = knob(None, positive_int, "max tokens per text as served and evaluated (default: the "
+                                  "base model's own window; late interaction: --train-length)")
+    train_length: int = knob(128, positive_int, "max tokens per text while training (at most --max-length)")
     pooling: str | None = knob(None, str, "pooling (default: the base model's)", choices=tuple(POOLINGS))
     normalize: bool | None = knob(None, bool, "unit-length embeddings (default: the base model's)")
     query_prefix: str | None = knob(None, str, 'prepended to every query, e.g. "query: "')
@@ -100,6 +107,7 @@ class TrainConfig:
                  (self.lr > 0, "learning rate must be > 0"), (0 <= self.warmup_ratio < 1, "warmup ratio in [0, 1)"),
                  (self.temperature > 0, "temperature τ must be > 0"),
                  (self.max_length is None or self.max_length >= 8, "max length must be ≥ 8"),
+                 (self.train_length >= 8, "train length must be ≥ 8"),
                  (self.pooling is None or self.pooling in POOLINGS, f"pooling must be one of {', '.join(POOLINGS)}"),
                  (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}"),
                  (self.anchor in ANCHORS, f"anchor must be one of {', '.join(ANCHORS)}, not {self.anchor!r}"),
@@ -107,7 +115,6 @@ class TrainConfig:
                  (self.chunk_positives in ("", "best", "all"), "chunk positives must be best, all or empty"),
                  (SIZES.fullmatch(self.matryoshka) is not None,
                   f"{SIZES_HELP}, not {self.matryoshka!r}"),
-                 (not self.chunk_positives or self.max_length, "chunk positives need a max length (the window)"),
                  (not self.late_interaction or self.anchor == "none",
                   "late interaction has no single vector to anchor to the base model: use --anchor none"),
                  (not self.late_interaction or not self.matryoshka, "late interaction has no Matryoshka prefixes"),
@@ -144,7 +151,7 @@ class TrainConfig:
 # What each recipe changes from the defaults above.
 RECIPES = {
     "default": {},
-    "full": {"epochs": 8, "lr": 5e-5, "max_length": 256, "hard_negatives": 1},  # a GPU, or patience
+    "full": {"epochs": 8, "lr": 5e-5, "train_length": 256, "hard_negatives": 1},  # a GPU, or patience
 }
 
 

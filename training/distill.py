@@ -186,6 +186,9 @@ def distill(cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progre
         (tmp / "distill.json").write_text(json.dumps({**asdict(cfg), "teacher_layers": layers, "texts": len(texts),
                                                       "steps": len(steps), "seconds": round(time.time() - started),
                                                       "loss": log[-20:]}, indent=2))
+        from .model_card import write_card
+
+        write_card(tmp)
 
     return atomic_dir(out, write, "model", replace=force, inputs=[Path(cfg.teacher)])
 

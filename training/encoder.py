@@ -15,8 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub: models are local directories
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: E402

@@ -18,7 +18,7 @@ from .bm25 import BM25
 
 FORGETTING_BOUND = 0.005  # a guard falling more than half a point below the base model is named
 from .encoder import Encoder
-from .model_dir import default_base_model
+from .model_dir import check_model_dir, default_base_model, model_name
 
 
 def embed_fn(encoder: Encoder, progress: bool = False):
@@ -92,6 +92,7 @@ def model_cache_key(model_dir, config) -> str:
     import hashlib
 
     digest = hashlib.sha256(repr(sorted(vars(config).items())).encode())
+    model_dir = check_model_dir(model_dir)  # a hub id or run folder names the files below
     for name in ("model.safetensors", "pytorch_model.bin", "config.json", "1_AttentionPooling/pooling.pt"):
         path = Path(model_dir) / name
         if path.exists():
@@ -154,7 +155,7 @@ def evaluate(models: list[str], beir: Beir | None = None, bm25: bool = True, sts
             if tokens > encoder.config.max_length:
                 raise ConfigError(f"--chunk-tokens {tokens} is above {label}'s window of "
                                   f"{encoder.config.max_length} tokens: the encoder would truncate every chunk")
-            chunker = Chunker.for_model(model, tokens, chunking.overlap, prefix=encoder.config.passage_prefix)
+            chunker = Chunker.for_model(check_model_dir(model), tokens, chunking.overlap, prefix=encoder.config.passage_prefix)
             dense = {name: chunked_dense_run(embed, d, chunker, chunking.pooling, cache=key)
                      for name, d in datasets.items()}
             label = f"{label} {chunking.label(tokens)}"
@@ -203,8 +204,25 @@ def generalisation(rows: list[dict], base: str, tuned: str) -> list[str]:
     return lines
 
 
+def against_reference(rows: list[dict], reference: str, tuned: str) -> list[str]:
+    """Did fine-tuning beat an off-the-shelf model, in words: all and unseen queries, STS and each guard (a guard
+    counts as held within half a point), alone and each fused with BM25."""
+    by_name = {r["name"]: r for r in rows}
+    lines = []
+    for suffix in ("", " + BM25 (RRF)"):
+        r, t = by_name.get(reference + suffix), by_name.get(tuned + suffix)
+        if not (r and t):
+            continue
+        keys = [k for k in ("ndcg@10", "ndcg@10 seen", "ndcg@10 unseen", "sts_spearman") if k in r and k in t]
+        keys += sorted(k for k in r if k.startswith(GUARD) and k in t)
+        for key in keys:
+            gap = t[key] - r[key]
+            bound = FORGETTING_BOUND if key.startswith(GUARD) else 0.0
+            verdict = "beats it" if gap > 0 else ("holds it" if gap >= -bound else "**loses to it**")
+            lines.append(f"- {tuned}{suffix} on {key.replace('ndcg@10 ', '').replace('ndcg@10', 'all queries')}: "
+                         f"{verdict} ({100 * gap:+.1f} points, {r[key]:.4f} → {t[key]:.4f})")
+    return lines
+
+
 def model_label(path) -> str:
-    path = Path(path)
-    if path.resolve() == default_base_model().resolve():
-        return "all-MiniLM-L6-v2"
-    return path.parent.name if path.name == "model" else path.name
+    return model_name(path)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from common.atomic import atomic_dir
+from common.lock import locks
 from common.metrics import write_positives
 from common.errors import ConfigError, MissingInputError, OutputExistsError
 
@@ -27,6 +30,7 @@ from .corpus_pairs import corpus_pairs
 from .config import TrainConfig
 from .encoder import Encoder
 from .late_interaction import LateInteraction
+from .model_card import write_card
 from .losses import Batch, Loss, make_loss
 from .negatives import known_positives, mine_hard_negatives
 from .pairs import Pair
@@ -91,6 +95,16 @@ def train_step(encoder: Encoder, pairs: list[Pair], loss_fn: Loss, grad_cache_ch
         _embed(encoder, texts, kind).backward(grad[:, :rep.shape[1]] if grad.dim() == 3 else grad)
     end_state.restore()
     return loss.item()
+
+
+@contextmanager
+def _window(encoder: Encoder, tokens: int):
+    """Texts cut to ``tokens`` while training; the model keeps (and saves) the window it is served at."""
+    served, encoder.config.max_length = encoder.config.max_length, tokens
+    try:
+        yield
+    finally:
+        encoder.config.max_length = served
 
 
 def _schedule(total: int, warmup: int):
@@ -164,28 +178,78 @@ def general_pairs(path, n: int, taken: list[Pair], seed: int) -> list[Pair]:
     return random.Random(seed).sample(fresh, min(n, len(fresh)))
 
 
+# Settings a resumed run may change (said when it does): they decide when to stop or save, not what a step does.
+RESUMABLE = ("max_steps", "checkpoint_every", "keep_checkpoints", "eval_every")
+RECORDED = ("out", "base_revision", "pairs_fingerprint")  # written by the run itself, not asked for
+
+
+def pairs_fingerprint(pairs: list[Pair]) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for p in pairs:
+        digest.update(json.dumps([p.query, p.positive, p.negatives, p.query_id, p.positive_id]).encode())
+    return digest.hexdigest()[:16]
+
+
+def _resumed_config(saved: TrainConfig, asked: TrainConfig, pairs: list[Pair]) -> TrainConfig:
+    """The saved run's configuration, with the changes a resume may make; anything else that differs, or other
+    pairs, is refused with what differs (resuming a run on other settings is a new run)."""
+    from dataclasses import fields
+
+    changed = {f.name: (getattr(saved, f.name), getattr(asked, f.name)) for f in fields(TrainConfig)
+               if f.name not in RECORDED and getattr(asked, f.name) != getattr(saved, f.name)
+               and not (f.name == "max_length" and asked.max_length is None)}
+    refused = [f"{k.replace('_', ' ')} {a!r} → {b!r}" for k, (a, b) in changed.items() if k not in RESUMABLE]
+    if saved.pairs_fingerprint and pairs_fingerprint(pairs) != saved.pairs_fingerprint:
+        refused.insert(0, f"the training pairs ({len(pairs)} given are not the ones the run started on)")
+    if refused:
+        raise ConfigError(f"{saved.out}: --resume continues the run as it was started, but {'; '.join(refused)}. "
+                          "Resume without changing them, or start a new run in another --out.")
+    for key, (before, after) in changed.items():
+        print(f"resume: {key.replace('_', ' ')} {before} → {after} (applied)", file=sys.stderr)
+    return replace(saved, **{k: b for k, (_, b) in changed.items()})
+
+
+@locks("siamese train", lambda a: a["cfg"].out)
 def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, *, resume: bool = False,
           eval_fn=None, progress: bool = True) -> Path:
-    """Fine-tune ``cfg.base`` on ``pairs``; returns the model directory ``cfg.out/model``."""
+    """Fine-tune ``cfg.base`` on ``pairs``; returns the model directory ``cfg.out/model``. One writer at a time
+    per ``cfg.out`` (``common.lock``)."""
     cfg.check()
     out = Path(cfg.out)
     config_file = out / "train_config.json"
+    if not pairs:
+        raise ConfigError("no training pairs")
     if resume:
         if not config_file.exists():
             raise MissingInputError(f"{out}: nothing to resume (no train_config.json). Start without --resume.")
-        cfg = TrainConfig.load(config_file)
+        cfg = _resumed_config(TrainConfig.load(config_file), cfg, pairs)
+        if (out / "model").exists():
+            print(f"resume: {out} is a finished run; its model is {out / 'model'}", file=sys.stderr)
+            return out / "model"
     elif (out / "model").exists() or _checkpoints(out):
         raise OutputExistsError(f"{out} already holds a training run. Use --resume to continue it, "
                                 "or choose another --out.")
-    if not pairs:
-        raise ConfigError("no training pairs")
+    fingerprint = pairs_fingerprint(pairs)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
 
+    if cfg.max_length is None:  # the served window: the base model's own (late interaction: the training one)
+        from .model_dir import EncoderConfig, check_model_dir
+
+        cfg.max_length = cfg.train_length if cfg.late_interaction else EncoderConfig.load(
+            check_model_dir(cfg.base), pooling=cfg.pooling).max_length
     pairs = prepare_pairs(pairs, corpus, cfg)
     plan = [b for epoch in range(cfg.epochs) for b in plan_epoch(pairs, cfg.batch_size, cfg.seed, epoch)]
     total = min(cfg.max_steps, len(plan)) if cfg.max_steps else len(plan)
+    if total == 0:
+        queries, positives = len({p.query for p in pairs}), len({p.positive for p in pairs})
+        raise ConfigError(f"{len(pairs)} training pairs ({queries} distinct queries, {positives} distinct positives) "
+                          "form no batch of two or more pairs without a false in-batch negative, so training would "
+                          "take 0 steps and change nothing. Give at least 2 pairs with different queries and "
+                          "different positives (a batch needs company: each query's negatives are the others).")
 
     checkpoints = _checkpoints(out) if resume else []
     source = checkpoints[-1] / "model" if checkpoints else cfg.base
@@ -209,6 +273,10 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
         rng.restore()
         start, log = state["step"], state["log"]
     else:
+        from .model_dir import check_model_dir, hub_revision
+
+        cfg.base_revision = hub_revision(check_model_dir(cfg.base))
+        cfg.pairs_fingerprint = fingerprint
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(config_file)
 
@@ -217,7 +285,8 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
     bar = tqdm(range(start, total), initial=start, total=total, desc="train", unit="step", disable=not progress)
     for step in bar:
         batch = [pairs[i] for i in plan[step]]
-        loss = train_step(encoder, batch, loss_fn, cfg.grad_cache_chunk, step)
+        with _window(encoder, min(cfg.train_length, cfg.max_length)):
+            loss = train_step(encoder, batch, loss_fn, cfg.grad_cache_chunk, step)
         torch.nn.utils.clip_grad_norm_(encoder.parameters(), cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
@@ -225,7 +294,7 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
         n_pairs += len(batch)
         texts = [t for p in batch for t in (p.query, p.positive, *p.negatives)]
         n_tokens += sum(len(ids) for ids in encoder.tokenizer(texts, truncation=True,
-                                                                max_length=encoder.config.max_length)["input_ids"])
+                                                                max_length=min(cfg.train_length, cfg.max_length))["input_ids"])
         log["step"].append(step + 1)
         log["loss"].append(loss)
         log["lr"].append(scheduler.get_last_lr()[0])
@@ -252,6 +321,7 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
         cfg.save(tmp / "train_config.json")
         (tmp / "train_metrics.json").write_text(json.dumps(metrics, indent=2))
         write_positives(tmp, [p for p in pairs if p.source == "labelled"])
+        write_card(tmp)
     model_dir = atomic_dir(out / "model", write, "model")
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return model_dir

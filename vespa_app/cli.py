@@ -156,6 +156,7 @@ def cmd_run(args) -> int:
     if args.chunk_overlap is not None:
         options.chunk_overlap = args.chunk_overlap
     options.dim = args.dim
+    options.references = args.reference
     result = run(options)
     from common.metrics import format_table
 
@@ -237,7 +238,10 @@ def add_pipeline_commands(sub) -> None:
     p.add_argument("--corpus", help="your corpus .jsonl to index")
     p.add_argument("--queries", help="your evaluation queries .jsonl")
     p.add_argument("--qrels", help="your evaluation judgements .tsv")
-    p.add_argument("--base", help="base model directory (default: all-MiniLM-L6-v2)")
+    p.add_argument("--base", help="base model: a local directory or a hub id (default: all-MiniLM-L6-v2)")
+    p.add_argument("--reference", action="append", default=[], metavar="MODEL",
+                   help="an off-the-shelf model (directory or hub id) to evaluate beside ours, zero-shot and + BM25, "
+                        "at its own window (repeatable); report.md says whether fine-tuning beat it")
     p.add_argument("--full", action="store_true", help="the longer training recipe")
     add_config_args(p)
     p.add_argument("--quantize", choices=("int8",))

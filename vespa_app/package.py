@@ -29,6 +29,7 @@ from vespa.package import (HNSW, ApplicationPackage, Document, Field, FieldSet, 
 from common.atomic import atomic_dir, check_output
 from common.errors import ConfigError
 from common.late import TOKENIZER_MAX
+from common.lock import locks
 from exporter.manifest import Manifest
 
 from . import profiles
@@ -241,6 +242,7 @@ def _colbert_manifest(colbert_dir: Path, o: AppOptions) -> Manifest:
     return m
 
 
+@locks("siamese app build", lambda a: a["out_dir"])
 def write_package(export_dir, out_dir, options: AppOptions | None = None, force: bool = False, check=None,
                   colbert_dir=None) -> Path:
     """Write the package (models included) to ``out_dir`` atomically and return its path. ``check(dir)``

@@ -21,6 +21,8 @@ from common.bundled import GUARDS, SCIFACT, STSB_TEST
 from common.errors import ConfigError
 from common.data import Beir, limit_queries, load_beir, load_corpus, read_qrels, read_queries
 
+from common.lock import locks
+
 from .backend import evaluate_backend
 
 
@@ -51,6 +53,7 @@ class RunOptions:
     chunk_tokens: int | str | None = None  # chunked documents: tokens per chunk, "auto" (the window, when the
     chunk_overlap: int | None = None       # corpus is long: ``chunking_choice``), or None: truncated
     dim: int | None = None  # serve a prefix of the embedding (a model trained with --matryoshka); None: all of it
+    references: list = field(default_factory=list)  # off-the-shelf models (dirs or hub ids) evaluated beside ours
 
 
 TUNED = "fine-tuned (exact)"
@@ -112,7 +115,8 @@ def _train(o: RunOptions, out: Path, corpus) -> Path:
     from training.pairs import load_training_data
 
     model_dir = out / "train" / "model"
-    cfg = recipe_config(str(o.base or default_base_model()), str(out / "train"), o.full, **o.train)
+    cfg = recipe_config(str(o.base or default_base_model()), str(out / "train"), o.full, data=str(o.pairs or o.data),
+                        **o.train)
     if model_dir.exists():
         _say(f"train: {model_dir} exists, reusing it")
         return model_dir
@@ -226,56 +230,81 @@ def _feed_vespa(o: RunOptions, app_dir: Path, corpus, out: Path, extra: dict):
     return backend
 
 
+def _encoder_runs(model: str, encoder, datasets: dict, chunker) -> dict:
+    """Exact-search runs of a PyTorch encoder on every data set (its vectors cached between runs); chunked
+    runs embed documents as the run serves them, in chunks of the same size."""
+    from common.chunking import Chunker
+    from common.vectors import chunked_dense_run, dense_run
+    from training.evaluate import embed_fn, model_cache_key
+    from training.model_dir import check_model_dir
+
+    embed, key = embed_fn(encoder, True), model_cache_key(model, encoder.config)
+    if not chunker:
+        return {name: dense_run(embed, d, cache=key) for name, d in datasets.items()}
+    own = Chunker.for_model(check_model_dir(model), min(chunker.max_tokens, encoder.config.max_length),
+                            chunker.overlap, prefix=encoder.config.passage_prefix)
+    return {name: chunked_dense_run(embed, d, own, cache=key) for name, d in datasets.items()}
+
+
 def _model_rows(o: RunOptions, base: str, model_dir: Path, export_dir: Path, beir: Beir, guards: dict,
                 index, seen, chunker=None) -> list[dict]:
-    """Exact search on the evaluation set and on every guard: BM25, the base model (PyTorch, at the fine-tuned
-    model's window; its vectors cached between runs), the fine-tuned model as served (the exported ONNX
-    graph, parity-checked against PyTorch; on the embedded backend, the index's own document vectors), and
-    each fused with BM25. Chunked runs score every model's documents by their best chunk."""
-    from common.chunking import Chunker
+    """Exact search on the evaluation set and on every guard: BM25; the base model as a user would deploy it
+    (PyTorch, at its own window, and also at the fine-tuned model's window where that differs); each
+    ``--reference`` model at its own window; the fine-tuned model as served (the exported ONNX graph,
+    parity-checked against PyTorch; on the embedded backend, the index's own document vectors); each fused
+    with BM25. Chunked runs score every model's documents by their best chunk."""
     from common.data import read_sts_csv
     from common.vectors import chunked_dense_run, dense_run, rrf_run
     from exporter.runtime import OnnxEmbedder
     from training.encoder import Encoder
-    from training.evaluate import bm25_run, embed_fn, model_cache_key, model_label, sts_score, system_row
+    from training.evaluate import bm25_run, model_label, sts_score, system_row
     from training.model_dir import EncoderConfig
 
     datasets = {"main": beir} | guards
     lexical = {name: bm25_run(d.corpus, d.queries) for name, d in datasets.items()}
-    base_encoder = Encoder.load(base, max_length=EncoderConfig.load(model_dir).max_length)
-    base_key = model_cache_key(base, base_encoder.config)
+    sts_rows = read_sts_csv(o.sts) if o.sts else None
+    rows = [system_row("BM25", lexical, beir, guards, seen)]
+
+    def add(name: str, runs: dict, encoder=None):
+        rows.append(system_row(name, runs, beir, guards, seen))
+        if encoder is not None and sts_rows:
+            rows[-1]["sts_spearman"] = sts_score(encoder, sts_rows)
+        rows.append(system_row(f"{name} + BM25 (RRF)", {n: rrf_run(runs[n], lexical[n]) for n in datasets},
+                               beir, guards, seen))
+
+    window = EncoderConfig.load(model_dir).max_length
+    base_encoder = Encoder.load(base)
+    add(base_row_name(base), _encoder_runs(base, base_encoder, datasets, chunker), base_encoder)
+    if base_encoder.config.max_length != window:
+        base_encoder = Encoder.load(base, max_length=window)
+        add(f"{base_row_name(base)} @{window} tokens", _encoder_runs(base, base_encoder, datasets, chunker),
+            base_encoder)
+    for reference in o.references:
+        encoder = Encoder.load(reference)
+        add(f"reference ({model_label(reference)})", _encoder_runs(reference, encoder, datasets, chunker), encoder)
     served = index.embedder if index else OnnxEmbedder(export_dir)
     served_key = f"onnx {served.manifest!r}"  # the manifest names the graph (file hashes) and how it embeds
     if chunker:
-        base_chunker = Chunker.for_model(base, chunker.max_tokens, chunker.overlap,
-                                         prefix=base_encoder.config.passage_prefix)
-        base_runs = {name: chunked_dense_run(embed_fn(base_encoder, True), d, base_chunker, cache=base_key)
-                     for name, d in datasets.items()}
         tuned_runs = {name: chunked_dense_run(served.embed, d, chunker, cache=served_key)
                       for name, d in guards.items()}
         tuned_runs["main"] = chunked_dense_run(served.embed, beir, chunker, cache=served_key,
                                                vectors=index.embeddings if index else None)
     else:
-        base_runs = {name: dense_run(embed_fn(base_encoder, True), d, cache=base_key) for name, d in datasets.items()}
         tuned_runs = {name: dense_run(served.embed, d, cache=served_key) for name, d in guards.items()}
         tuned_runs["main"] = (dense_run(served.embed, beir, doc_vectors=index.embeddings,
                                         doc_ids=[d.id for d in index.docs])
                               if index else dense_run(served.embed, beir, cache=served_key))
-    base_name = f"base ({model_label(base)})"
-    rows = [system_row("BM25", lexical, beir, guards, seen),
-            system_row(base_name, base_runs, beir, guards, seen),
-            system_row(f"{base_name} + BM25 (RRF)", {n: rrf_run(base_runs[n], lexical[n]) for n in datasets},
-                       beir, guards, seen),
-            system_row(TUNED, tuned_runs, beir, guards, seen),
-            system_row(f"{TUNED} + BM25 (RRF)", {n: rrf_run(tuned_runs[n], lexical[n]) for n in datasets},
-                       beir, guards, seen)]
-    if o.sts:
-        sts_rows = read_sts_csv(o.sts)
-        rows[1]["sts_spearman"] = sts_score(base_encoder, sts_rows)
-        rows[3]["sts_spearman"] = sts_score(Encoder.load(model_dir), sts_rows)
+    add(TUNED, tuned_runs, Encoder.load(model_dir) if sts_rows else None)
     return rows
 
 
+def base_row_name(base: str) -> str:
+    from training.evaluate import model_label
+
+    return f"base ({model_label(base)})"
+
+
+@locks("siamese run", lambda a: a["o"].out)
 def run(o: RunOptions) -> dict:
     from training.config import TrainConfig
     from training.model_dir import default_base_model
@@ -324,28 +353,38 @@ def run(o: RunOptions) -> dict:
                                       "unseen": len(beir.queries) - len(seen),
                                       "guards": {g: len(b.queries) for g, b in guards.items()}}
 
-    deploy = deploy_commands(app_dir, o.corpus or o.data)
+    deploy = deploy_commands(app_dir, o.corpus or o.data, out)
     stages.timings["total"] = time.time() - run_started
     train_metrics = json.loads((model_dir / "train_metrics.json").read_text())
     if rows:
         plot(rows, train_metrics["log"], out / "plot.png")
-    base_name = next((r["name"] for r in rows if r["name"].startswith("base (") and "RRF" not in r["name"]), None)
+    references = [r["name"] for r in rows if r["name"].startswith("reference (") and "RRF" not in r["name"]]
     report_path = write_report(out, rows, stages.timings, TrainConfig.load(model_dir / "train_config.json"),
                                stages.extra | {"backend": "vespa" if o.vespa else "embedded"}, deploy,
-                               compare=(base_name, TUNED) if rows else None)
+                               compare=(base_row_name(base), TUNED) if rows else None, references=references)
+    if rows:
+        from training.model_card import write_card, write_evaluation
+
+        write_evaluation(model_dir, rows, f"From `siamese run` ({stages.extra.get('evaluation', {})}); "
+                                          f"served as {stages.extra['chunking']}.")
+        write_card(model_dir)
     (out / "results.json").write_text(json.dumps({"rows": rows, "timings": stages.timings, "extra": stages.extra},
                                                  indent=2))
     return {"rows": rows, "timings": stages.timings, "report": str(report_path), "deploy": deploy,
             "extra": stages.extra}
 
 
-def deploy_commands(app_dir: Path, corpus) -> str:
-    app = app_dir.resolve()
-    corpus = Path(corpus).resolve()
+def deploy_commands(app_dir: Path, corpus, out: Path) -> str:
+    """What to run to serve this package, runnable as printed: quoted paths, the package named to the feed (so a
+    chunked package's chunks are sent and a re-deploy with another schema re-feeds), the ledger kept in OUT."""
+    from shlex import quote
+
+    app, corpus, out = (quote(str(Path(p).resolve())) for p in (app_dir, corpus, out))
     return "\n".join([
         "# local Vespa with Docker (pyvespa starts the container):",
         f"siamese deploy {app} --target docker",
-        f"siamese feed http://localhost:8080 {corpus}",
+        f"siamese feed http://localhost:8080 {corpus} --package {app} --ledger {out}/feed-ledger.jsonl "
+        f"--failed {out}/feed-failed.jsonl",
         'siamese query http://localhost:8080 "your question" --profile hybrid',
         "# or with the Vespa CLI:",
         f"vespa deploy --wait 300 {app}",

@@ -6,7 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from common.metrics import GUARD, format_table
-from training.evaluate import generalisation
+from training.evaluate import against_reference, generalisation
 
 
 def plot(rows: list[dict], train_log: dict, path) -> Path:
@@ -35,7 +35,7 @@ def plot(rows: list[dict], train_log: dict, path) -> Path:
 
 
 def write_report(out: Path, rows: list[dict], timings: dict, train_config, extra: dict, deploy_commands: str,
-                 compare: tuple[str, str] | None = None) -> Path:
+                 compare: tuple[str, str] | None = None, references: list[str] = ()) -> Path:
     evaluation = extra.get("evaluation", {})
     lines = ["# siamese run", "", "## Results", "", format_table(rows), "",
              "Rows marked *served* (or *vespa*) come from the search backend "
@@ -50,6 +50,9 @@ def write_report(out: Path, rows: list[dict], timings: dict, train_config, extra
     if compare and all(name in {r["name"] for r in rows} for name in compare):
         lines += ["## Generalisation and forgetting", "", f"{compare[1]} against {compare[0]}, from this run:", "",
                   *generalisation(rows, *compare), ""]
+        for reference in references:
+            lines += [f"### Against {reference}", "", "An off-the-shelf model a user could deploy instead, "
+                      "zero-shot, at its own window:", "", *against_reference(rows, reference, compare[1]), ""]
     lines += ["![training loss and metrics](plot.png)", "", "## Timings (seconds)", "", "| stage | seconds |",
               "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()]

@@ -22,6 +22,7 @@ import httpx
 
 from common.data import unusable_document_id
 from common.errors import ConfigError, UserError
+from common.lock import locks
 
 from . import profiles
 from .backend import Hit
@@ -258,6 +259,7 @@ def _check_ids(docs) -> None:
                           "other in Vespa. Make the ids unique.")
 
 
+@locks("siamese feed", lambda a: a["ledger"])
 def feed(url: str, docs, ledger, failed_file, *, schema: str | None = None, chunker=None, concurrency: int = 16,
          attempts: int = 10, max_backoff: float = 5.0, progress: bool = True) -> FeedResult:
     """Feed ``docs`` (``common.data.Doc``) to ``url``; ids the ledger records as acknowledged by the same

@@ -1,0 +1,139 @@
+"""A run is never silently wrong: training that cannot train, resumes on changed settings, racing writers."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO, toy_pairs
+from training.config import TrainConfig
+from training.encoder import Encoder
+from training.loop import train
+from vespa_app.cli import main
+
+
+def write_pairs(path, rows):
+    path.write_text("".join(json.dumps({"query": q, "positive": p}) + "\n" for q, p in rows))
+    return path
+
+
+def train_args(tiny_model, data, out, *extra):
+    return ["train", "--data", str(data), "--out", str(out), "--base", str(tiny_model), "--anchor", "none",
+            "--max-length", "32", "--batch-size", "8", *extra]
+
+
+@pytest.mark.parametrize("rows", [
+    [("one query", "one passage")],
+    [("the same query", f"passage number {i}") for i in range(16)],
+    [("a query", "a passage")] * 16,
+], ids=["one pair", "one query, 16 positives", "16 identical lines"])
+def test_training_that_would_take_no_step_is_refused_before_any_work(tiny_model, tmp_path, capsys, rows):
+    data = write_pairs(tmp_path / "pairs.jsonl", rows)
+    assert main(train_args(tiny_model, data, tmp_path / "run")) == 2
+    err = capsys.readouterr().err
+    assert "training would take 0 steps" in err and "at least 2 pairs" in err
+    assert not (tmp_path / "run" / "model").exists() and not (tmp_path / "run" / "train_config.json").exists()
+
+
+def _interrupted_run(tiny_model, tmp_path, monkeypatch):
+    """A run of 6 steps (checkpoint every 2) killed in step 3."""
+    import training.loop as loop
+
+    data = write_pairs(tmp_path / "pairs.jsonl", [(p.query, p.positive) for p in toy_pairs(48)])
+    real, calls = loop.train_step, []
+
+    def dying(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(loop, "train_step", dying)
+    out = tmp_path / "run"
+    assert main(train_args(tiny_model, data, out, "--checkpoint-every", "2", "--epochs", "1")) == 130
+    monkeypatch.setattr(loop, "train_step", real)
+    return data, out
+
+
+def test_a_resume_with_other_settings_or_data_is_refused_with_what_differs(tiny_model, tmp_path, monkeypatch,
+                                                                          capsys):
+    data, out = _interrupted_run(tiny_model, tmp_path, monkeypatch)
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", "--lr", "1.0", "--batch-size", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "lr 0.0001 → 1.0" in err and "batch size 8 → 2" in err
+    other = write_pairs(tmp_path / "other.jsonl", [(p.query, p.positive) for p in toy_pairs(20, seed=3)])
+    assert main(["train", "--out", str(out), "--resume", "--data", str(other)]) == 2
+    assert "the training pairs" in capsys.readouterr().err
+    assert not (out / "model").exists()
+    # a setting that may change is applied and said; then the run finishes from its checkpoint
+    assert main(["train", "--out", str(out), "--resume", "--max-steps", "4"]) == 0
+    assert "max steps 0 → 4 (applied)" in capsys.readouterr().err
+    metrics = json.loads((out / "model" / "train_metrics.json").read_text())
+    assert metrics["steps"] == 4 and metrics["log"]["step"] == [1, 2, 3, 4]
+    assert json.loads((out / "train_config.json").read_text())["lr"] == 1e-4
+
+
+def test_resuming_a_finished_run_retrains_nothing(tiny_model, tmp_path, capsys):
+    data = write_pairs(tmp_path / "pairs.jsonl", [(p.query, p.positive) for p in toy_pairs(24)])
+    out = tmp_path / "run"
+    assert main(train_args(tiny_model, data, out, "--epochs", "1")) == 0
+    before = (out / "model" / "model.safetensors").read_bytes()
+    config = (out / "train_config.json").read_text()
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume"]) == 0
+    assert "is a finished run" in capsys.readouterr().err
+    assert (out / "model" / "model.safetensors").read_bytes() == before
+    assert (out / "train_config.json").read_text() == config and not (out / "checkpoints").exists()
+
+
+def test_a_second_writer_of_one_output_gets_one_line_naming_the_first(tiny_model, tmp_path, capsys):
+    data = write_pairs(tmp_path / "pairs.jsonl", [(p.query, p.positive) for p in toy_pairs(24)])
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from common.lock import output_lock\n"
+        "with output_lock(sys.argv[2], 'siamese train (seed 1)'):\n"
+        "    print('held', flush=True); time.sleep(60)"), str(REPO), str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(train_args(tiny_model, data, out, "--seed", "2")) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.startswith(("error", "Traceback"))]
+        assert len(err) == 1 and f"is being written by `siamese train (seed 1)` (pid {holder.pid}" in err[0]
+        assert not out.exists() or not any(out.iterdir())
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its lock is stale, taken over, and the run goes through
+    assert main(train_args(tiny_model, data, out, "--seed", "2", "--epochs", "1")) == 0
+    assert json.loads((out / "train_config.json").read_text())["seed"] == 2
+    assert not list(tmp_path.glob(".run.lock"))
+
+
+def test_two_trainings_at_once_leave_one_consistent_run(tiny_model, tmp_path):
+    """Two real `siamese train` processes into one --out: one trains, the other is refused; what is left on disk
+    is the winner's, configuration and model alike."""
+    data = write_pairs(tmp_path / "pairs.jsonl", [(p.query, p.positive) for p in toy_pairs(24)])
+    out = tmp_path / "conc"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-m", "training",
+                               *train_args(tiny_model, data, out, "--seed", str(seed), "--epochs", "1")],
+                              cwd=REPO, env=env, stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    assert sorted(code for code, _ in results) == [0, 2], results
+    loser = next(err for code, err in results if code == 2)  # running beside the winner, or after it
+    assert "is being written by" in loser or "already holds a training run" in loser
+    winner = json.loads((out / "train_config.json").read_text())["seed"]
+    assert json.loads((out / "model" / "train_config.json").read_text())["seed"] == winner
+
+
+def test_the_served_window_is_the_base_models_own_and_training_cuts_texts_to_train_length(tiny_model, tmp_path):
+    cfg = TrainConfig(base=str(tiny_model), out=str(tmp_path / "run"), epochs=1, batch_size=8, anchor="none",
+                      train_length=16)
+    model_dir = train(cfg, toy_pairs(16), progress=False)
+    encoder = Encoder.load(model_dir)
+    assert encoder.config.max_length == 128  # the tiny model's positions: its own window
+    saved = json.loads((model_dir / "train_config.json").read_text())
+    assert (saved["max_length"], saved["train_length"]) == (128, 16)
+    assert torch.isfinite(torch.from_numpy(encoder.encode(["x " * 200]))).all()

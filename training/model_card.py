@@ -1,0 +1,120 @@
+"""``README.md`` in every model directory we write: what the model is, from the directory's own records.
+
+The card is derived, never typed: ``siamese.json`` (how it embeds), ``train_config.json`` /
+``train_metrics.json`` (base, revision, recipe, data), ``merge.json``, ``distill.json``, ``onnx_import.json``
+and, once `siamese run` has evaluated it, ``evaluation.json`` (the run's figures). Writing it again after
+any of those changes keeps it true. Nothing here imports torch.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+CARD = "README.md"
+EVALUATION_FILE = "evaluation.json"
+FIGURES = ("ndcg@10", "ndcg@10 seen", "ndcg@10 unseen", "recall@100", "mrr@10", "sts_spearman")
+LICENCES = {"scifact": "SciFact: claims CC BY 4.0, abstracts ODC-By 1.0",
+            "stsb": "STS Benchmark: CC BY-SA 4.0 (scores); texts under their sources' terms",
+            "medquad": "MedQuAD: CC BY 4.0", "cisi": "CISI: free for research (University of Glasgow IR group)"}
+BASE_LICENCES = {"all-MiniLM-L6-v2": "Apache-2.0", "bge-small-en-v1.5": "MIT"}
+
+
+def _read(model_dir: Path, name: str):
+    path = model_dir / name
+    try:
+        return json.loads(path.read_text()) if path.exists() else None
+    except ValueError:
+        return None
+
+
+def write_evaluation(model_dir, rows: list[dict], note: str = "") -> None:
+    """Keep a run's figures with the model (the card shows them)."""
+    (Path(model_dir) / EVALUATION_FILE).write_text(json.dumps({"rows": rows, "note": note}, indent=2))
+
+
+def _table(rows: list[dict]) -> list[str]:
+    from common.metrics import GUARD
+
+    guards = sorted({k for r in rows for k in r if k.startswith(GUARD)})
+    columns = [c for c in FIGURES if any(c in r for r in rows)] + guards
+    lines = ["| system | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for r in rows:
+        cells = [f"{r[c]:.4f}" if isinstance(r.get(c), (int, float)) else "–" for c in columns]
+        lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _licences(names: list[str]) -> list[str]:
+    text = " ".join(names).lower()
+    return [line for key, line in LICENCES.items() if key in text]
+
+
+def card_text(model_dir) -> str:
+    from .model_dir import EncoderConfig, model_name
+
+    model_dir = Path(model_dir)
+    config = EncoderConfig.load(model_dir)
+    train = _read(model_dir, "train_config.json")
+    metrics = _read(model_dir, "train_metrics.json")
+    merged, distilled = _read(model_dir, "merge.json"), _read(model_dir, "distill.json")
+    imported, evaluation = _read(model_dir, "onnx_import.json"), _read(model_dir, EVALUATION_FILE)
+    lines = [f"# {model_dir.parent.name if model_dir.name == 'model' else model_dir.name}", "",
+             "A sentence-embedding bi-encoder written by [siamese-vespa](https://vespa.ai) "
+             "(loads with `transformers.AutoModel` and `sentence_transformers.SentenceTransformer`).", "",
+             "## How it embeds", "",
+             f"- pooling: {config.pooling}; normalised: {'yes' if config.normalize else 'no'}; "
+             f"window: {config.max_length} tokens",
+             f"- query prefix: {json.dumps(config.query_prefix)}; passage prefix: {json.dumps(config.passage_prefix)}"]
+    bases = []
+    if train:
+        base = model_name(train["base"])
+        bases.append(base)
+        revision = train.get("base_revision")
+        lines += ["", "## Training", "",
+                  f"- base model: {base}" + (f" (revision {revision})" if revision else ""),
+                  f"- data: {train.get('data') or 'not recorded'}",
+                  "- recipe: " + ", ".join(f"{k} {train[k]}" for k in
+                                           ("epochs", "batch_size", "lr", "max_length", "temperature", "anchor",
+                                            "anchor_weight", "hard_negatives", "corpus_pairs") if train.get(k) not in (None, ""))]
+        if metrics:
+            lines.append(f"- {metrics['steps']} steps over {metrics['pairs']} pairs in {metrics['wall_s']} s, "
+                         f"final loss {metrics['final_loss']:.4f}" if metrics.get("final_loss") is not None
+                         else f"- {metrics['steps']} steps")
+    if merged:
+        lines += ["", "## Merge", "", f"- θ = (1 − α)·base + α·tuned with α {merged['alpha']:.3f} "
+                  f"({merged['choice']['method']}); base {model_name(merged['base'])}"]
+        bases.append(model_name(merged["base"]))
+    if distilled:
+        lines += ["", "## Distillation", "", f"- student of {model_name(distilled['teacher'])}: teacher layers "
+                  f"{distilled.get('teacher_layers')}, {distilled.get('texts')} texts"]
+    if imported:
+        lines += ["", "## Imported from ONNX", "",
+                  f"- rebuilt from {imported['onnx']} + {imported['tokenizer']}"
+                  + (f" ({imported['source']})" if imported.get("source") else "")
+                  + f": {imported['heads']} attention heads; last_hidden_state equals the graph's on "
+                  f"{imported['texts']} texts, max |Δ| {imported['max_abs_diff']:.2e} (bound {imported['tolerance']:g})"]
+        bases.append(imported.get("source") or imported["onnx"])
+    if evaluation and evaluation.get("rows"):
+        lines += ["", "## Figures of the run that made it", "", *_table(evaluation["rows"]), ""]
+        if evaluation.get("note"):
+            lines += [evaluation["note"], ""]
+        lines.append("seen: queries whose relevant document was a training positive; unseen: the others. guard "
+                     "columns: out-of-domain sets (forgetting).")
+    else:
+        lines += ["", "## Figures", "", "Not evaluated yet: `siamese eval --models THIS_DIR --guards --hybrid --sts` "
+                  "gives all / seen / unseen queries, the guards and STS-B beside the base model."]
+    lines += ["", "## Serving it with Vespa", "", "```", "siamese export THIS_DIR EXPORT_DIR",
+              "siamese app build EXPORT_DIR APP_DIR", "siamese deploy APP_DIR --target docker", "```", "",
+              "## Licences", ""]
+    for base in bases:
+        known = next((v for k, v in BASE_LICENCES.items() if k.lower() in base.lower()), None)
+        lines.append(f"- base {base}: {known or 'see the base model’s own card'}")
+    data = [train.get("data", "")] if train else []
+    lines += [f"- data: {line}" for line in _licences(data + [json.dumps(evaluation or {})])]
+    return "\n".join(lines) + "\n"
+
+
+def write_card(model_dir) -> Path:
+    path = Path(model_dir) / CARD
+    path.write_text(card_text(model_dir))
+    return path
