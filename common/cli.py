@@ -36,6 +36,42 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def alpha_value(text: str) -> float | str:
+    """A merge weight: a number in [0, 1], or "auto"."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1] or 'auto', got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1] or 'auto', got {value}")
+    return value
+
+
+def chunk_tokens_value(text: str) -> int | str:
+    """Tokens per chunk (at least 8: a chunk holds its special tokens and some text), or "auto"."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of tokens or 'auto', got {text!r}") from None
+    if value < 8:
+        raise argparse.ArgumentTypeError(f"must be ≥ 8 tokens, got {value}")
+    return value
+
+
+def app_name(text: str) -> str:
+    """A Vespa application name: a lowercase letter, then lowercase letters, digits, _ or - (40 at most)."""
+    import re
+
+    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", text):
+        raise argparse.ArgumentTypeError(f"must start with a lowercase letter and hold only lowercase letters, "
+                                         f"digits, _ and - (40 at most), got {text!r}")
+    return text
+
+
 def _add_debug_flag(parser: argparse.ArgumentParser) -> None:
     """``--debug`` on every command, before or after the subcommand's own arguments."""
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,

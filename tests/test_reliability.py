@@ -137,3 +137,70 @@ def test_the_served_window_is_the_base_models_own_and_training_cuts_texts_to_tra
     saved = json.loads((model_dir / "train_config.json").read_text())
     assert (saved["max_length"], saved["train_length"]) == (128, 16)
     assert torch.isfinite(torch.from_numpy(encoder.encode(["x " * 200]))).all()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["merge", "base", "x", "y", "--alpha", "xyz"], "must be a number in [0, 1] or 'auto'"),
+    (["merge", "base", "x", "y", "--alpha", "1.5"], "must be in [0, 1]"),
+    (["run", "--chunk-tokens", "foo"], "must be a whole number of tokens or 'auto'"),
+    (["run", "--chunk-tokens", "-4"], "must be ≥ 8 tokens"),
+    (["run", "--merge", "foo"], "must be a number in [0, 1] or 'auto'"),
+    (["app", "build", "e", "o", "--name", "bad name"], "must start with a lowercase letter"),
+    (["app", "build", "e", "o", "--name", "Upper"], "must start with a lowercase letter"),
+])
+def test_malformed_option_values_end_in_one_usage_line(argv, says, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["--chunk-tokens", "16", "--chunk-overlap", "16"], "chunk overlap 16 must be at least 0 and under half"),
+    (["--chunk-tokens", "16", "--chunk-overlap", "-1"], "chunk overlap -1"),
+    (["--chunk-tokens", "4096"], "is above the model's window"),
+    (["--chunk-overlap", "8"], "--chunk-overlap needs --chunk-tokens"),
+    (["--dim", "7"], "--dim 7 must be between 8 and the model's 32 dimensions"),
+    (["--dim", "500"], "--dim 500 must be between 8"),
+    (["--merge", "auto", "--no-guards"], "--merge auto chooses α on the guards"),
+    (["--late-interaction"], "a late-interaction model is served beside one"),
+    (["--lr", "0"], "must be > 0"),
+])
+def test_run_judges_every_option_before_any_work(tiny_model, small_beir, tmp_path, capsys, extra, says):
+    out = tmp_path / "run"
+    code = None
+    try:
+        code = main(["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), *extra])
+    except SystemExit as e:  # argparse's own refusals
+        code = e.code
+    assert code == 2
+    assert says in capsys.readouterr().err
+    assert not out.exists()  # nothing trained, nothing left behind
+
+
+def test_a_guard_with_an_empty_half_or_no_folder_is_one_line(tiny_model, small_beir, tmp_path, capsys):
+    from common.metrics import report_half
+
+    guard = tmp_path / "guard"
+    (guard / "qrels").mkdir(parents=True)
+    qid = next(q for q in (f"q{i}" for i in range(20)) if not report_half({q}))  # its one query: selection half
+    (guard / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "title": "", "text": f"text {i}"}) + "\n"
+                                                for i in range(3)))
+    (guard / "queries.jsonl").write_text(json.dumps({"_id": qid, "text": "text 1"}) + "\n")
+    (guard / "qrels" / "test.tsv").write_text(f"query-id\tcorpus-id\tscore\n{qid}\td1\t1\n")
+    common = ["eval", "--data", str(small_beir), "--models", str(tiny_model), "--no-bm25", "--limit-queries", "2"]
+    assert main([*common, "--guard", str(guard)]) == 2
+    assert "its report half holds no judged query (of 1)" in capsys.readouterr().err
+    assert main([*common, "--guard", str(tmp_path / "nowhere")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_a_package_folder_vespa_would_not_take_as_a_name_is_checked_all_the_same(tiny_export, tmp_path):
+    from vespa_app.check import check_package, java_missing
+    from vespa_app.package import write_package
+
+    out = write_package(tiny_export, tmp_path / "x" / "my app", check=None)
+    if java_missing():
+        pytest.skip(f"Vespa's own code cannot run here: {java_missing()}")
+    assert check_package(out).vespa == "accepted"

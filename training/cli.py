@@ -9,7 +9,7 @@ import sys
 
 from common import cli
 from common.bundled import SCIFACT, STSB_TEST
-from common.cli import positive_int
+from common.cli import alpha_value, positive_int
 from common.poolings import CHUNK_POOLINGS
 
 from .config import add_config_args, config_overrides, recipe_config
@@ -160,7 +160,7 @@ def cmd_merge(args) -> int:
 
     from .merge import merge
 
-    alpha = args.alpha if args.alpha == "auto" else float(args.alpha)
+    alpha = args.alpha
     guards = [*(() if args.no_guards else GUARDS), *args.guard]
     out = merge(resolve_models([args.base])[0], args.tuned, args.out, alpha, guards, force=args.force,
                 say=lambda line: print(line, file=sys.stderr))
@@ -244,7 +244,7 @@ def add_commands(sub, with_eval: bool = True) -> None:
     p.add_argument("base", help="the base model directory ('base': all-MiniLM-L6-v2)")
     p.add_argument("tuned", help="the fine-tuned model directory (or its run directory)")
     p.add_argument("out", help="where the merged model directory goes")
-    p.add_argument("--alpha", default="auto", help="weight of the fine-tuned model in [0, 1], or 'auto' (default): "
+    p.add_argument("--alpha", default="auto", type=alpha_value, help="weight of the fine-tuned model in [0, 1], or 'auto' (default): "
                    "the largest α whose drop on every guard's selection half is ≤ 0.5 point")
     p.add_argument("--no-guards", action="store_true", help="without the bundled guards (give --guard)")
     p.add_argument("--guard", action="append", default=[], metavar="BEIR_DIR", help="a guard of your own (repeatable)")

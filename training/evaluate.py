@@ -9,7 +9,7 @@ from pathlib import Path
 
 from common.bundled import GUARDS
 from common.data import Beir, Doc, limit_queries, load_beir, read_beir
-from common.errors import ConfigError
+from common.errors import ConfigError, MissingInputError
 from common.metrics import (GUARD, Run, read_positives, report_half, score_run, score_split, seen_queries,
                             spearman)
 from common.vectors import chunked_dense_run, cosine, dense_run, prefix_embed, rrf_run, to_run
@@ -79,11 +79,20 @@ def guard_sets(names_or_dirs, half: str = "report") -> dict[str, Beir]:
     guards = {}
     for item in names_or_dirs:
         folder = GUARDS.get(item, item)
+        if not Path(folder).exists():
+            raise MissingInputError(f"guard {item}: no such folder (give a BEIR folder with corpus.jsonl, "
+                                    "queries.jsonl and qrels/test.tsv, or a bundled guard: "
+                                    f"{', '.join(GUARDS)})")
         beir = load_beir(folder, "test")
         reported = report_half(beir.qrels)
         keep = reported if half == "report" else set(beir.qrels) - reported
-        guards[item if item in GUARDS else Path(item).name] = Beir(
-            beir.corpus, {q: beir.queries[q] for q in keep}, {q: beir.qrels[q] for q in keep})
+        name = item if item in GUARDS else Path(item).name
+        if name in guards:  # two folders of one name: keep both, told apart
+            name = f"{name}-{len([g for g in guards if g.startswith(name)]) + 1}"
+        if not keep:
+            raise ConfigError(f"guard {item}: its {half} half holds no judged query (of {len(beir.qrels)}); a guard "
+                              "needs judged queries in both halves (a fixed half each): give it more queries")
+        guards[name] = Beir(beir.corpus, {q: beir.queries[q] for q in keep}, {q: beir.qrels[q] for q in keep})
     return guards
 
 
@@ -133,7 +142,7 @@ def evaluate(models: list[str], beir: Beir | None = None, bm25: bool = True, sts
     each model serves the first ``dim`` dimensions of its embedding (a Matryoshka prefix)."""
     guards = guards or {}
     datasets = ({"main": beir} if beir else {}) | guards
-    positives = positives or next(filter(None, (read_positives(m) for m in models)), None)
+    positives = positives or next(filter(None, (read_positives(check_model_dir(m)) for m in models)), None)
     seen = seen_queries(beir.qrels, beir.corpus, positives) if beir and positives else None
     lexical = {name: bm25_run(d.corpus, d.queries) for name, d in datasets.items()} if bm25 or hybrid else {}
     rows = []
@@ -145,8 +154,9 @@ def evaluate(models: list[str], beir: Beir | None = None, bm25: bool = True, sts
         embed, key = embed_fn(encoder, progress), model_cache_key(model, encoder.config)
         label = model_label(model)
         if dim:
-            if dim > encoder.dim:
-                raise ConfigError(f"--dim {dim} is above {label}'s {encoder.dim} dimensions")
+            if not 8 <= dim <= encoder.dim:
+                raise ConfigError(f"--dim {dim} must be between 8 (what a package serves at least) and {label}'s "
+                                  f"{encoder.dim} dimensions")
             embed, key, label = prefix_embed(embed, dim, key), None, f"{label} @{dim}d"
         if chunking:
             from common.chunking import Chunker

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -297,11 +299,38 @@ def vespa_container(package, payload: dict) -> dict:
     return _java_json("container", package, payload, "Vespa's container code")
 
 
+@contextmanager
+def _vespa_named(package):
+    """The package under a folder name Vespa takes as an application name: Vespa's code names the application
+    after the package's folder and refuses names outside [a-zA-Z0-9_-], so a package in ``apps/my app`` is
+    checked as a copy named ``siamese`` (hard links where the file system allows: Vespa resolves symbolic ones)."""
+    package = Path(package)
+    if re.fullmatch(r"[a-zA-Z0-9_-]{1,256}", package.resolve().name):
+        yield package
+        return
+
+    def link_or_copy(source, target):
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copy2(source, target)
+
+    with tempfile.TemporaryDirectory(prefix="siamese-check-", dir=package.resolve().parent) as tmp:
+        named = Path(tmp) / "siamese"
+        shutil.copytree(package, named, copy_function=link_or_copy)
+        yield named
+
+
 def check_package(package, texts: list[str] | None = None, hosted: bool = False, vectors_out=None,
                   docs=None) -> CheckReport:
     """Python's structural checks, then Vespa's config model, embedder and container code (feed and query path)
     on ``docs`` (default: the bundled SciFact corpus). PackageError names the first thing Vespa's code refused
     or every disagreement between Vespa's code and ours."""
+    with _vespa_named(package) as named:
+        return _check_package(named, texts, hosted, vectors_out, docs)
+
+
+def _check_package(package, texts, hosted, vectors_out, docs) -> CheckReport:
     report = CheckReport(structural=structural_check(package))
     missing = java_missing()
     if missing:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from common import cli
-from common.cli import positive_int
+from common.cli import alpha_value, app_name, chunk_tokens_value, positive_int
 from common.errors import ConfigError
 from exporter import cli as exporter_cli
 from training import cli as training_cli
@@ -27,7 +27,11 @@ def cmd_app_build(args) -> int:
                          max_links_per_node=args.max_links, neighbors_to_explore_at_insert=args.explore,
                          cell_type="bfloat16" if args.bfloat16 else "float", binarized=args.binarized,
                          cloud=args.cloud, chunk_tokens=args.chunk_tokens, chunk_overlap=args.chunk_overlap,
-                         dim=args.dim, colbert_cells=args.colbert_cells)
+                         dim=args.dim, colbert_cells=args.colbert_cells or "int8")
+    if args.colbert_cells and not args.colbert and not _is_colbert_export(args.export_dir):
+        raise ConfigError("--colbert-cells shapes the token vectors of --colbert COLBERT_EXPORT; give --colbert too")
+    if args.chunk_overlap and not args.chunk_tokens:
+        raise ConfigError("--chunk-overlap needs --chunk-tokens: without it a document is one vector, not chunks")
     reports = []
 
     def check(package):  # on the finished package, before it takes OUT_DIR's place
@@ -39,6 +43,12 @@ def cmd_app_build(args) -> int:
     for report in reports:
         print(report.summary())
     return 0
+
+
+def _is_colbert_export(export_dir) -> bool:
+    from exporter.manifest import Manifest
+
+    return (Path(export_dir) / "manifest.json").exists() and Manifest.load(export_dir).kind == "colbert"
 
 
 def cmd_app_check(args) -> int:
@@ -64,7 +74,8 @@ def add_app_commands(sub) -> None:
     p = app.add_parser("build", help="application package from an export directory (manifest.json)")
     p.add_argument("export_dir")
     p.add_argument("out_dir")
-    p.add_argument("--name", default="siamese")
+    p.add_argument("--name", default="siamese", type=app_name,
+                   help="the Vespa application name (default siamese; not taken from OUT_DIR's folder name)")
     p.add_argument("--nodes", type=positive_int, default=1, help="content nodes (several: hosts.xml is written)")
     p.add_argument("--redundancy", type=positive_int, default=1)
     p.add_argument("--max-links", type=positive_int, default=serving.HNSW_MAX_LINKS, help="HNSW max-links-per-node")
@@ -84,11 +95,12 @@ def add_app_commands(sub) -> None:
                         "the single-vector one: a colbert field and the colbert, colbert-maxsim, hybrid-colbert and "
                         "bm25-colbert profiles (MaxSim re-ranking); a late-interaction export as EXPORT_DIR is "
                         "served alone (bm25, bm25-colbert)")
-    p.add_argument("--colbert-cells", choices=("int8", "bfloat16"), default="int8",
+    p.add_argument("--colbert-cells", choices=("int8", "bfloat16"), default=None,
                    help="the colbert field: packed sign bits (int8, 16 bytes a token at 128 dims) or bfloat16 "
                         "(256 bytes a token)")
     p.add_argument("--force", action="store_true", help="replace OUT_DIR when it holds a previous package")
-    p.add_argument("--no-check", action="store_true", help="skip the checks (a package that fails them is not kept)")
+    p.add_argument("--no-check", action="store_true", help="write the package unchecked (without it, a package that "
+                   "fails the checks is not kept)")
     p.set_defaults(func=cmd_app_build)
     p = app.add_parser("check", help="Vespa's own config model, embedder, indexing and query stack on a package "
                                      "(offline)")
@@ -149,10 +161,9 @@ def cmd_run(args) -> int:
     if args.no_sts:
         options.sts = None
     options.guards = ([] if args.no_guards else options.guards) + args.guard
-    if args.merge is not None:
-        options.merge = args.merge if args.merge == "auto" else float(args.merge)
+    options.merge = args.merge
     if args.chunk_tokens is not None:
-        options.chunk_tokens = args.chunk_tokens if args.chunk_tokens == "auto" else positive_int(args.chunk_tokens)
+        options.chunk_tokens = args.chunk_tokens
     if args.chunk_overlap is not None:
         options.chunk_overlap = args.chunk_overlap
     options.dim = args.dim
@@ -171,6 +182,8 @@ def cmd_search(args) -> int:
     from .embedded import EmbeddedIndex
     from .vespa_client import print_hits
 
+    if not args.text.strip():
+        raise ConfigError("the query text is empty: give the words to search for")
     print_hits(EmbeddedIndex.open(args.index).query(args.text, args.profile, args.hits))
     return 0
 
@@ -248,11 +261,11 @@ def add_pipeline_commands(sub) -> None:
     p.add_argument("--limit-queries", type=positive_int)
     p.add_argument("--no-sts", action="store_true", help="skip the STS-B check")
     p.add_argument("--no-guards", action="store_true", help="skip the bundled out-of-domain guards (CISI, MedQuAD)")
-    p.add_argument("--merge", metavar="ALPHA|auto",
+    p.add_argument("--merge", metavar="ALPHA|auto", type=alpha_value,
                    help="serve the fine-tuned model merged with its base (see `siamese merge`)")
     p.add_argument("--guard", action="append", default=[], metavar="BEIR_DIR",
                    help="a guard set of your own (repeatable): a BEIR folder with qrels/test.tsv")
-    p.add_argument("--chunk-tokens", metavar="N|auto",
+    p.add_argument("--chunk-tokens", metavar="N|auto", type=chunk_tokens_value,
                    help="embed documents as chunks of N tokens (package, index and evaluation), or 'auto': at the "
                         "model's window when many documents exceed it; default: truncate")
     p.add_argument("--chunk-overlap", type=int, help="tokens neighbouring chunks share (default 32)")

@@ -71,6 +71,10 @@ class AppOptions:
             raise ConfigError(f"cell type must be float or bfloat16, not {self.cell_type!r}")
         if self.colbert_cells not in ("int8", "bfloat16"):
             raise ConfigError(f"colbert cells must be int8 or bfloat16, not {self.colbert_cells!r}")
+        if self.chunked and self.binarized:
+            raise ConfigError("--binarized with --chunk-tokens is not offered: the binary profile re-ranks one packed "
+                              "vector per document, and Vespa refuses it over chunks (its second phase would yield "
+                              "a tensor per chunk). Choose one of the two.")
         if self.chunked and not 0 <= self.chunk_overlap < self.chunk_tokens // 2:
             raise ConfigError(f"chunk overlap {self.chunk_overlap} must be at least 0 and under half of "
                               f"{self.chunk_tokens} chunk tokens")

@@ -80,6 +80,39 @@ def chunking_choice(o: RunOptions, corpus, export_dir: Path):
                      f"chunks of {tokens} tokens sharing {overlap}")
 
 
+def check_options(o: RunOptions, base: str) -> None:
+    """Every option that can be judged before training, judged before it (minutes on real data): the chunking
+    and --dim against the base model's window and width, the merge weight, the reference models."""
+    import json as _json
+
+    from training.model_dir import EncoderConfig, check_model_dir
+
+    from .package import AppOptions
+
+    if o.train.get("late_interaction"):
+        raise ConfigError("siamese run trains, packages and indexes a single-vector model; a late-interaction model "
+                          "is served beside one: `siamese train --late-interaction --out COLBERT_RUN`, `siamese export "
+                          "COLBERT_RUN EXPORT_C`, then `siamese app build EXPORT APP --colbert EXPORT_C`")
+    base_dir = check_model_dir(base)
+    window = o.train.get("max_length") or EncoderConfig.load(base_dir).max_length
+    width = _json.loads((base_dir / "config.json").read_text()).get("hidden_size")
+    if isinstance(o.chunk_tokens, int):
+        if o.chunk_tokens > window:
+            raise ConfigError(f"--chunk-tokens {o.chunk_tokens} is above the model's window of {window} tokens")
+        AppOptions(chunk_tokens=o.chunk_tokens, chunk_overlap=o.chunk_overlap or 0).check()
+    elif o.chunk_overlap is not None and o.chunk_tokens is None:
+        raise ConfigError("--chunk-overlap needs --chunk-tokens (N or auto): without it documents are truncated")
+    if o.dim is not None and width and not 8 <= o.dim <= width:
+        raise ConfigError(f"--dim {o.dim} must be between 8 and the model's {width} dimensions")
+    if isinstance(o.merge, float) and not 0.0 <= o.merge <= 1.0:
+        raise ConfigError(f"--merge {o.merge} must be in [0, 1] or auto")
+    if o.merge == "auto" and not o.guards:
+        raise ConfigError("--merge auto chooses α on the guards' selection half: keep the guards (drop "
+                          "--no-guards) or give --guard DIR")
+    for reference in o.references:
+        check_model_dir(reference)
+
+
 def _say(message: str) -> None:
     print(f"\n== {message}", file=sys.stderr, flush=True)
 
@@ -306,18 +339,20 @@ def base_row_name(base: str) -> str:
 
 @locks("siamese run", lambda a: a["o"].out)
 def run(o: RunOptions) -> dict:
-    from training.config import TrainConfig
+    from training.config import TrainConfig, recipe_config
     from training.model_dir import default_base_model
 
     from .report import plot, write_report
 
     run_started = time.time()
     out = Path(o.out)
-    out.mkdir(parents=True, exist_ok=True)
     stages = _Stages()
     base = str(o.base or default_base_model())
+    check_options(o, base)
+    recipe_config(base, str(out / "train"), o.full, **o.train)  # the training settings, judged before any work
     beir = _eval_data(o)
     corpus = list(beir.corpus.values()) if beir else list(load_corpus(o.corpus, skip_bad=o.skip_bad).values())
+    out.mkdir(parents=True, exist_ok=True)
     model_dir = stages.timed("train", _train, o, out, corpus)
     if o.merge is not None:
         model_dir = stages.timed("merge", _merge, o, base, model_dir, out / "merged", stages.extra)
