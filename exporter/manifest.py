@@ -119,6 +119,10 @@ class Manifest:
         if problems:
             raise ManifestError(f"{where}: " + "; ".join(problems))
 
+    def prefix(self, kind: str) -> str:
+        """What Vespa prepends to a text of ``kind``: "query", or a document ("passage" in training's words)."""
+        return self.prefixes["query" if kind == "query" else "document"]
+
     def verify_files(self, export_dir) -> None:
         """Every file the manifest lists is present with the recorded hash."""
         for name, info in self.files.items():

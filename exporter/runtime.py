@@ -59,9 +59,6 @@ class OnnxEmbedder:
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.manifest.max_tokens)
 
-    def _prefix(self, kind: str) -> str:
-        return self.manifest.prefixes["query" if kind == "query" else "document"]
-
     def _run(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         out = self.session.run([self.manifest.output], {k: feeds[k] for k in self.inputs})[0]
@@ -70,7 +67,7 @@ class OnnxEmbedder:
 
     def embed_one(self, text: str, kind: str = "query") -> np.ndarray:
         """Exactly Vespa's path: one text, no padding."""
-        enc = self.tokenizer.encode(self._prefix(kind) + text)
+        enc = self.tokenizer.encode(self.manifest.prefix(kind) + text)
         as_batch = [np.asarray([v], dtype=np.int64) for v in (enc.ids, enc.attention_mask, enc.type_ids)]
         return self._run(*as_batch)[0].astype(np.float32)
 
@@ -79,7 +76,7 @@ class OnnxEmbedder:
         call where the graph needs it."""
         if self.one_text_per_call:
             batch_size = 1
-        prefix = self._prefix(kind)
+        prefix = self.manifest.prefix(kind)
         encodings = self.tokenizer.encode_batch([prefix + t for t in texts])
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         lengths = [len(e.ids) for e in encodings]
@@ -115,9 +112,6 @@ class OnnxTokenEmbedder:
     def _tokens(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
-    def _prefix(self, kind: str) -> str:
-        return self.manifest.prefixes["query" if kind == "query" else "document"]
-
     def embed_one(self, text: str, kind: str = "query") -> np.ndarray:
         """Exactly Vespa's path: one text, no padding; (n_tokens, dim) float32."""
         return self.embed([text], kind, batch_size=1)[0]
@@ -125,7 +119,7 @@ class OnnxTokenEmbedder:
     def embed(self, texts: list[str], kind: str = "passage", batch_size: int = 32,
               progress: bool = False) -> list[np.ndarray]:
         """Padded batches (a document's padding is cut away after): the same vectors as ``embed_one``."""
-        prefix = self._prefix(kind)
+        prefix = self.manifest.prefix(kind)
         rows = [input_ids(self._tokens(prefix + t), kind, self.late, self.skip) for t in texts]
         out: list[np.ndarray] = [None] * len(texts)
         for idx in length_sorted_batches([len(r[0]) for r in rows], batch_size, progress and f"embed {kind}s (onnx)"):

@@ -11,7 +11,8 @@ from vespa_app.cli import main
 
 def test_run_end_to_end_then_reuse(tiny_model, small_beir, tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--epochs", "1"]
+    args = ["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--epochs", "1",
+            "--reference", str(tiny_model)]
     assert main(args) == 0
     printed = capsys.readouterr().out
     for name in ("served bm25", "base (", "fine-tuned (exact)", "fine-tuned (exact) + BM25 (RRF)", "served semantic",
@@ -23,7 +24,8 @@ def test_run_end_to_end_then_reuse(tiny_model, small_beir, tmp_path, capsys):
         assert (out / artifact).exists(), artifact
     results = json.loads((out / "results.json").read_text())
     rows = {r["name"]: r for r in results["rows"]}
-    assert len(rows) == 8 and "sts_spearman" in rows["fine-tuned (exact)"]
+    assert len(rows) == 10 and "sts_spearman" in rows["fine-tuned (exact)"]
+    assert {"reference (tiny0)", "reference (tiny0) + BM25 (RRF)"} <= set(rows)
     evaluation = results["extra"]["evaluation"]
     assert evaluation["seen"] + evaluation["unseen"] == evaluation["queries"] == 20 and evaluation["seen"] > 0
     assert evaluation["guards"] == {"cisi": 41, "medquad": 192}
@@ -32,6 +34,12 @@ def test_run_end_to_end_then_reuse(tiny_model, small_beir, tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "## Generalisation and forgetting" in report and "- unseen queries:" in report
     assert "- guard cisi:" in report and "- guard medquad:" in report
+    assert "### Against reference (tiny0)" in report and "fine-tuned (exact) on unseen:" in report
+    # the model card names the figures of the run that made it
+    card = (out / "train" / "model" / "README.md").read_text()
+    tuned = rows["fine-tuned (exact)"]
+    assert "## Figures of the run that made it" in card and f"{tuned['ndcg@10 unseen']:.4f}" in card
+    assert f"{tuned['guard medquad']:.4f}" in card and "siamese app build" in card
     from vespa_app.check import java_missing
     if not java_missing():  # Vespa's container code ran on this run's corpus, and the report says what it found
         assert "## Vespa's own code on this package" in report
@@ -69,7 +77,7 @@ def test_run_against_vespa_wires_feed_and_evaluation(tiny_model, small_beir, tmp
     evaluated through the backend's query(); the query API itself is stood in for by BM25 here."""
     import vespa_app.vespa_client as client
     from fault_server import FaultServer
-    from training.bm25 import BM25
+    from common.bm25 import BM25
     from common.data import read_corpus
     from vespa_app.backend import Hit
 

@@ -78,11 +78,12 @@ def test_the_recipes_are_the_one_source_of_training_defaults():
     from training.config import RECIPES, TrainConfig, recipe_config
 
     default = recipe_config("base", "out")
-    assert (default.epochs, default.batch_size, default.lr, default.max_length, default.temperature,
+    assert (default.epochs, default.batch_size, default.lr, default.train_length, default.temperature,
             default.hard_negatives) == (2, 32, 1e-4, 128, 0.05, 0)  # the default recipe, as before
+    assert default.max_length is None  # served at the base model's own window
     assert (default.anchor, default.anchor_weight) == ("mse", 20.0)  # plus the anchor against forgetting
     full = recipe_config("base", "out", full=True)
-    assert (full.epochs, full.lr, full.max_length, full.hard_negatives) == (8, 5e-5, 256, 1)
+    assert (full.epochs, full.lr, full.train_length, full.hard_negatives) == (8, 5e-5, 256, 1)
     assert set(RECIPES["full"]) <= {f.name for f in fields(TrainConfig)}
     assert recipe_config("base", "out", epochs=None, lr=3e-5).lr == 3e-5  # None leaves the recipe's value
 
@@ -93,7 +94,7 @@ def test_train_and_run_take_every_training_knob_from_the_config():
     from training.config import TrainConfig
     from vespa_app.cli import build_parser
 
-    knobs = [f.name for f in fields(TrainConfig) if f.name not in ("base", "out")]
+    knobs = [f.name for f in fields(TrainConfig) if f.metadata]  # base, out and the run's own records are not flags
     parser = build_parser()
     for command in ("train", "run"):
         args = parser.parse_args([command, "--pooling", "cls", "--query-prefix", "query: ", "--passage-prefix",

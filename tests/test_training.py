@@ -57,7 +57,8 @@ def test_resume_gives_the_same_model_as_an_uninterrupted_run(tiny_model, tmp_pat
         train(config(tiny_model, tmp_path / "part", epochs=2, checkpoint_every=2), pairs, progress=False)
     assert not (tmp_path / "part" / "model").exists()
     monkeypatch.setattr(loop, "train_step", real_step)
-    resumed = train(config(tiny_model, tmp_path / "part"), pairs, resume=True, progress=False)
+    resumed = train(config(tiny_model, tmp_path / "part", epochs=2, checkpoint_every=2), pairs, resume=True,
+                    progress=False)
 
     a, b = Encoder.load(whole).state_dict(), Encoder.load(resumed).state_dict()
     assert a.keys() == b.keys()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from common.bm25 import BM25
 from common.bundled import GUARDS
 from common.data import Beir, Doc, limit_queries, load_beir, read_beir
 from common.errors import ConfigError, MissingInputError
@@ -14,11 +15,10 @@ from common.metrics import (GUARD, Run, read_positives, report_half, score_run, 
                             spearman)
 from common.vectors import chunked_dense_run, cosine, dense_run, prefix_embed, rrf_run, to_run
 
-from .bm25 import BM25
-
-FORGETTING_BOUND = 0.005  # a guard falling more than half a point below the base model is named
 from .encoder import Encoder
 from .model_dir import check_model_dir, default_base_model, model_name
+
+FORGETTING_BOUND = 0.005  # a guard falling more than half a point below the base model is named
 
 
 def embed_fn(encoder: Encoder, progress: bool = False):

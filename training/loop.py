@@ -4,13 +4,14 @@ negatives) is not capped by memory.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from .config import TrainConfig
 from .encoder import Encoder
 from .late_interaction import LateInteraction
 from .model_card import write_card
+from .model_dir import EncoderConfig, check_model_dir, hub_revision
 from .losses import Batch, Loss, make_loss
 from .negatives import known_positives, mine_hard_negatives
 from .pairs import Pair
@@ -184,8 +186,6 @@ RECORDED = ("out", "base_revision", "pairs_fingerprint")  # written by the run i
 
 
 def pairs_fingerprint(pairs: list[Pair]) -> str:
-    import hashlib
-
     digest = hashlib.sha256()
     for p in pairs:
         digest.update(json.dumps([p.query, p.positive, p.negatives, p.query_id, p.positive_id]).encode())
@@ -195,8 +195,6 @@ def pairs_fingerprint(pairs: list[Pair]) -> str:
 def _resumed_config(saved: TrainConfig, asked: TrainConfig, pairs: list[Pair]) -> TrainConfig:
     """The saved run's configuration, with the changes a resume may make; anything else that differs, or other
     pairs, is refused with what differs (resuming a run on other settings is a new run)."""
-    from dataclasses import fields
-
     changed = {f.name: (getattr(saved, f.name), getattr(asked, f.name)) for f in fields(TrainConfig)
                if f.name not in RECORDED and getattr(asked, f.name) != getattr(saved, f.name)
                and not (f.name == "max_length" and asked.max_length is None)}
@@ -237,8 +235,6 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
     torch.manual_seed(cfg.seed)
 
     if cfg.max_length is None:  # the served window: the base model's own (late interaction: the training one)
-        from .model_dir import EncoderConfig, check_model_dir
-
         cfg.max_length = cfg.train_length if cfg.late_interaction else EncoderConfig.load(
             check_model_dir(cfg.base), pooling=cfg.pooling).max_length
     pairs = prepare_pairs(pairs, corpus, cfg)
@@ -273,8 +269,6 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
         rng.restore()
         start, log = state["step"], state["log"]
     else:
-        from .model_dir import check_model_dir, hub_revision
-
         cfg.base_revision = hub_revision(check_model_dir(cfg.base))
         cfg.pairs_fingerprint = fingerprint
         out.mkdir(parents=True, exist_ok=True)
@@ -282,10 +276,11 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
 
     loss_fn = make_loss(cfg, *anchor_targets(cfg)) if cfg.anchor != "none" else make_loss(cfg)
     started, n_pairs, n_tokens = time.time(), 0, 0
+    window = min(cfg.train_length, cfg.max_length)
     bar = tqdm(range(start, total), initial=start, total=total, desc="train", unit="step", disable=not progress)
     for step in bar:
         batch = [pairs[i] for i in plan[step]]
-        with _window(encoder, min(cfg.train_length, cfg.max_length)):
+        with _window(encoder, window):
             loss = train_step(encoder, batch, loss_fn, cfg.grad_cache_chunk, step)
         torch.nn.utils.clip_grad_norm_(encoder.parameters(), cfg.max_grad_norm)
         optimizer.step()
@@ -294,7 +289,7 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
         n_pairs += len(batch)
         texts = [t for p in batch for t in (p.query, p.positive, *p.negatives)]
         n_tokens += sum(len(ids) for ids in encoder.tokenizer(texts, truncation=True,
-                                                                max_length=min(cfg.train_length, cfg.max_length))["input_ids"])
+                                                                max_length=window)["input_ids"])
         log["step"].append(step + 1)
         log["loss"].append(loss)
         log["lr"].append(scheduler.get_last_lr()[0])

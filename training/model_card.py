@@ -58,8 +58,8 @@ def card_text(model_dir) -> str:
     metrics = _read(model_dir, "train_metrics.json")
     merged, distilled = _read(model_dir, "merge.json"), _read(model_dir, "distill.json")
     imported, evaluation = _read(model_dir, "onnx_import.json"), _read(model_dir, EVALUATION_FILE)
-    lines = [f"# {model_dir.parent.name if model_dir.name == 'model' else model_dir.name}", "",
-             "A sentence-embedding bi-encoder written by [siamese-vespa](https://vespa.ai) "
+    lines = [f"# {_title(model_dir, train, merged, distilled, imported)}", "",
+             "A sentence-embedding bi-encoder written by siamese-vespa "
              "(loads with `transformers.AutoModel` and `sentence_transformers.SentenceTransformer`).", "",
              "## How it embeds", "",
              f"- pooling: {config.pooling}; normalised: {'yes' if config.normalize else 'no'}; "
@@ -68,13 +68,14 @@ def card_text(model_dir) -> str:
     bases = []
     if train:
         base = model_name(train["base"])
-        bases.append(base)
+        bases.append(_base_source(train["base"]) or base)
         revision = train.get("base_revision")
         lines += ["", "## Training", "",
                   f"- base model: {base}" + (f" (revision {revision})" if revision else ""),
                   f"- data: {train.get('data') or 'not recorded'}",
                   "- recipe: " + ", ".join(f"{k} {train[k]}" for k in
-                                           ("epochs", "batch_size", "lr", "max_length", "temperature", "anchor",
+                                           ("epochs", "batch_size", "lr", "max_length", "train_length",
+                                            "temperature", "anchor",
                                             "anchor_weight", "hard_negatives", "corpus_pairs") if train.get(k) not in (None, ""))]
         if metrics:
             lines.append(f"- {metrics['steps']} steps over {metrics['pairs']} pairs in {metrics['wall_s']} s, "
@@ -112,6 +113,32 @@ def card_text(model_dir) -> str:
     data = [train.get("data", "")] if train else []
     lines += [f"- data: {line}" for line in _licences(data + [json.dumps(evaluation or {})])]
     return "\n".join(lines) + "\n"
+
+
+def _title(model_dir: Path, train, merged, distilled, imported) -> str:
+    from .model_dir import model_name
+
+    data = Path(train.get("data") or "").name if train else ""
+    if merged:
+        return f"{model_name(merged['tuned'])} merged with {model_name(merged['base'])} (α {merged['alpha']:.2f})"
+    if distilled:
+        return f"a student of {model_name(distilled['teacher'])}"
+    if train:
+        return f"{model_name(train['base'])} fine-tuned" + (f" on {data}" if data else "")
+    if imported:
+        return Path(imported["onnx"]).stem
+    return model_dir.name
+
+
+def _base_source(base: str) -> str | None:
+    """Where an imported base came from (its licence is named there), if the base records it."""
+    from .model_dir import ModelDirError, check_model_dir
+
+    try:
+        record = _read(check_model_dir(base), "onnx_import.json")
+    except ModelDirError:
+        return None
+    return record.get("source") if record else None
 
 
 def write_card(model_dir) -> Path:

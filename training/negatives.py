@@ -9,7 +9,8 @@ import random
 from collections import defaultdict
 from dataclasses import replace
 
-from .bm25 import BM25
+from common.bm25 import BM25
+
 from .pairs import Pair
 
 

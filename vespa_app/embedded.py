@@ -39,7 +39,7 @@ from common.late import maxsim
 from common.vectors import chunk_scores, exact_search, normalize, pack_bits, top_k, unpack_bits
 from exporter.manifest import MANIFEST, sha256
 from exporter.runtime import OnnxEmbedder, OnnxTokenEmbedder
-from training.bm25 import BM25
+from common.bm25 import BM25
 
 from . import profiles
 from .backend import Hit
