@@ -291,8 +291,14 @@ def _find(folder: Path, *names: str) -> Path:
     for name in names:
         if (folder / name).exists():
             return folder / name
+    if not folder.exists():
+        raise DataError(folder, None, "no such folder", "Give a BEIR folder (corpus.jsonl, queries.jsonl, "
+                        "qrels/<split>.tsv) or, for training, a pairs .jsonl file.")
+    hint = (" For training without a train split, give your pairs instead (`siamese train --data pairs.jsonl`, "
+            "`siamese run --pairs pairs.jsonl --corpus ... --queries ... --qrels ...`)."
+            if folder.name == "qrels" else "")
     raise DataError(folder, None, f"not a BEIR folder: none of {', '.join(names)} found",
-                    "A BEIR folder holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv.")
+                    "A BEIR folder holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv." + hint)
 
 
 def read_beir(folder, split: str = "test", *, skip_bad=False, skipped: Skipped | None = None) -> Beir:

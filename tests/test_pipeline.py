@@ -34,7 +34,7 @@ def test_run_end_to_end_then_reuse(tiny_model, small_beir, tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "## Generalisation and forgetting" in report and "- unseen queries:" in report
     assert "- guard cisi:" in report and "- guard medquad:" in report
-    assert "### Against reference (tiny0)" in report and "fine-tuned (exact) on unseen:" in report
+    assert "### Against reference (tiny0)" in report and "fine-tuned (exact) on unseen queries:" in report
     # the model card names the figures of the run that made it
     card = (out / "train" / "model" / "README.md").read_text()
     tuned = rows["fine-tuned (exact)"]

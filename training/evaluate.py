@@ -229,7 +229,9 @@ def against_reference(rows: list[dict], reference: str, tuned: str) -> list[str]
             gap = t[key] - r[key]
             bound = FORGETTING_BOUND if key.startswith(GUARD) else 0.0
             verdict = "beats it" if gap > 0 else ("holds it" if gap >= -bound else "**loses to it**")
-            lines.append(f"- {tuned}{suffix} on {key.replace('ndcg@10 ', '').replace('ndcg@10', 'all queries')}: "
+            what = {"ndcg@10": "all queries", "sts_spearman": "STS-B"}.get(key, key.replace("ndcg@10 ", "") + (
+                "" if key.startswith(GUARD) else " queries"))
+            lines.append(f"- {tuned}{suffix} on {what}: "
                          f"{verdict} ({100 * gap:+.1f} points, {r[key]:.4f} → {t[key]:.4f})")
     return lines
 

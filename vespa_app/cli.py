@@ -225,6 +225,9 @@ def cmd_feed(args) -> int:
     if args.package:
         from .vespa_client import package_chunker, schema_hash
 
+        if not (Path(args.package) / "services.xml").exists():
+            raise ConfigError(f"--package {args.package}: not an application package (no services.xml); give the "
+                              "folder `siamese app build` wrote")
         schema, chunker = schema_hash(args.package), package_chunker(args.package)
     result = feed(target, docs, args.ledger, args.failed, schema=schema, chunker=chunker, concurrency=args.concurrency)
     print(result.summary())
