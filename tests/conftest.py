@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import tempfile
@@ -154,3 +155,24 @@ def hundred_pages(corpus):
         if words >= 50_000:
             break
     return Doc("hundred-pages", "A very long report", " ".join(parts))
+
+
+@contextlib.contextmanager
+def interrupted_at_step(monkeypatch, n: int):
+    """Inside the block, training's n-th step raises KeyboardInterrupt (Ctrl-C) instead of running; after it,
+    steps run again."""
+    import training.loop as loop
+
+    real, calls = loop.train_step, []
+
+    def dying(*args):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(loop, "train_step", dying)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(loop, "train_step", real)

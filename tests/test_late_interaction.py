@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import needs_java, toy_pairs
+from conftest import interrupted_at_step, needs_java, toy_pairs
 
 from common.errors import ConfigError
 from common.late import LateConfig, TokenStore, input_ids, maxsim
@@ -259,7 +259,6 @@ def test_export_then_app_check_with_vespas_colbert_embedder(late_export, tiny_ex
 def test_a_late_interaction_run_with_hard_negatives_resumes_bit_for_bit(tiny_model, tmp_path, monkeypatch):
     """Checkpoints hold the head too: a run killed after a checkpoint and resumed ends where an uninterrupted
     run ends, hard negatives (BM25-mined, as passages beside the positives) included."""
-    import training.loop as loop
     from training.config import recipe_config
     from training.encoder import Encoder
     from training.loop import train
@@ -272,18 +271,8 @@ def test_a_late_interaction_run_with_hard_negatives_resumes_bit_for_bit(tiny_mod
                              max_length=32, epochs=2, batch_size=8, hard_negatives=1, checkpoint_every=2)
 
     whole = train(config(tmp_path / "whole"), pairs, corpus, progress=False)
-    real_step, calls = loop.train_step, []
-
-    def crashing_step(*args):
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        return real_step(*args)
-
-    monkeypatch.setattr(loop, "train_step", crashing_step)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at_step(monkeypatch, 5), pytest.raises(KeyboardInterrupt):
         train(config(tmp_path / "part"), pairs, corpus, progress=False)
-    monkeypatch.setattr(loop, "train_step", real_step)
     resumed = train(config(tmp_path / "part"), pairs, corpus, resume=True, progress=False)
     a, b = Encoder.load(whole).state_dict(), Encoder.load(resumed).state_dict()
     assert "head.weight" in a and a.keys() == b.keys()

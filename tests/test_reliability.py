@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, toy_pairs
+from conftest import REPO, interrupted_at_step, toy_pairs
 from training.config import TrainConfig
 from training.encoder import Encoder
 from training.loop import train
@@ -39,21 +39,10 @@ def test_training_that_would_take_no_step_is_refused_before_any_work(tiny_model,
 
 def _interrupted_run(tiny_model, tmp_path, monkeypatch):
     """A run of 6 steps (checkpoint every 2) killed in step 3."""
-    import training.loop as loop
-
     data = write_pairs(tmp_path / "pairs.jsonl", [(p.query, p.positive) for p in toy_pairs(48)])
-    real, calls = loop.train_step, []
-
-    def dying(*args):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(loop, "train_step", dying)
     out = tmp_path / "run"
-    assert main(train_args(tiny_model, data, out, "--checkpoint-every", "2", "--epochs", "1")) == 130
-    monkeypatch.setattr(loop, "train_step", real)
+    with interrupted_at_step(monkeypatch, 3):
+        assert main(train_args(tiny_model, data, out, "--checkpoint-every", "2", "--epochs", "1")) == 130
     return data, out
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import build_tiny_model, toy_pairs
+from conftest import build_tiny_model, interrupted_at_step, toy_pairs
 from training.encoder import Encoder
 from common.vectors import exact_search
 from training.config import TrainConfig
@@ -39,24 +39,12 @@ def test_loss_falls_and_toy_retrieval_improves(tiny_model, tmp_path):
 
 
 def test_resume_gives_the_same_model_as_an_uninterrupted_run(tiny_model, tmp_path, monkeypatch):
-    import training.loop as loop
-
     pairs = toy_pairs(24)
     whole = train(config(tiny_model, tmp_path / "whole", epochs=2, checkpoint_every=2), pairs, progress=False)
 
-    real_step, calls = loop.train_step, []
-
-    def crashing_step(*args):
-        calls.append(1)
-        if len(calls) == 5:  # dies in step 5, after the checkpoint of step 4
-            raise KeyboardInterrupt
-        return real_step(*args)
-
-    monkeypatch.setattr(loop, "train_step", crashing_step)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at_step(monkeypatch, 5), pytest.raises(KeyboardInterrupt):  # after the checkpoint of step 4
         train(config(tiny_model, tmp_path / "part", epochs=2, checkpoint_every=2), pairs, progress=False)
     assert not (tmp_path / "part" / "model").exists()
-    monkeypatch.setattr(loop, "train_step", real_step)
     resumed = train(config(tiny_model, tmp_path / "part", epochs=2, checkpoint_every=2), pairs, resume=True,
                     progress=False)
 
