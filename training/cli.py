@@ -20,8 +20,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    help="pairs .jsonl, a BEIR folder (its train split) or an STS .csv (default: bundled SciFact; "
                         "with --resume, the run's own)")
     p.add_argument("--split", default="train", help="qrels split of a BEIR folder (default: train)")
-    p.add_argument("--base", default=None, help="a local Hugging Face encoder directory or a hub id such as BAAI/bge-small-en-v1.5 "
-                   "(default: all-MiniLM-L6-v2); its pooling, window and prompts become the defaults")
+    p.add_argument("--base", default=None,
+                   help="a local Hugging Face encoder directory or a hub id such as BAAI/bge-small-en-v1.5 "
+                        "(default: all-MiniLM-L6-v2); its pooling, window and prompts become the defaults")
     p.add_argument("--out", default="runs/train", help="run directory; the model goes to OUT/model")
     p.add_argument("--full", action="store_true", help="the longer recipe (GPU or patience); default: CPU-sized")
     add_config_args(p)
@@ -244,7 +245,8 @@ def add_commands(sub, with_eval: bool = True) -> None:
     p.add_argument("base", help="the base model directory ('base': all-MiniLM-L6-v2)")
     p.add_argument("tuned", help="the fine-tuned model directory (or its run directory)")
     p.add_argument("out", help="where the merged model directory goes")
-    p.add_argument("--alpha", default="auto", type=alpha_value, help="weight of the fine-tuned model in [0, 1], or 'auto' (default): "
+    p.add_argument("--alpha", default="auto", type=alpha_value,
+                   help="weight of the fine-tuned model in [0, 1], or 'auto' (default): "
                    "the largest α whose drop on every guard's selection half is ≤ 0.5 point")
     p.add_argument("--no-guards", action="store_true", help="without the bundled guards (give --guard)")
     p.add_argument("--guard", action="append", default=[], metavar="BEIR_DIR", help="a guard of your own (repeatable)")

@@ -103,7 +103,8 @@ class Encoder(nn.Module):
         self.eval()
         texts = self.with_prefix(list(texts), kind)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for idx in length_sorted_batches([len(t) for t in texts], batch_size, progress and f"encode {'queries' if kind == 'query' else kind + 's'}"):
+        label = progress and f"encode {'queries' if kind == 'query' else kind + 's'}"
+        for idx in length_sorted_batches([len(t) for t in texts], batch_size, label):
             out[idx] = self(self.tokenize([texts[i] for i in idx])).float().cpu().numpy()
         self.train(was_training)
         return out

@@ -165,7 +165,8 @@ def evaluate(models: list[str], beir: Beir | None = None, bm25: bool = True, sts
             if tokens > encoder.config.max_length:
                 raise ConfigError(f"--chunk-tokens {tokens} is above {label}'s window of "
                                   f"{encoder.config.max_length} tokens: the encoder would truncate every chunk")
-            chunker = Chunker.for_model(check_model_dir(model), tokens, chunking.overlap, prefix=encoder.config.passage_prefix)
+            chunker = Chunker.for_model(check_model_dir(model), tokens, chunking.overlap,
+                                        prefix=encoder.config.passage_prefix)
             dense = {name: chunked_dense_run(embed, d, chunker, chunking.pooling, cache=key)
                      for name, d in datasets.items()}
             label = f"{label} {chunking.label(tokens)}"

@@ -63,7 +63,8 @@ def choose_alpha(base_dir, tuned_dir, guards: dict, grid=(1.0, 0.75, 0.5, 0.25),
         after = guard_scores(merged_encoder(base_dir, tuned_dir, alpha), guards)
         drops = tried[alpha] = {name: round(before[name] - after[name], 4) for name in guards}
         ok = all(d <= BOUND for d in drops.values())
-        say(f"α {alpha:.2f}: change on the selection half " + ", ".join(f"{g} {-100 * d:+.2f}" for g, d in drops.items())
+        say(f"α {alpha:.2f}: change on the selection half "
+            + ", ".join(f"{g} {-100 * d:+.2f}" for g, d in drops.items())
             + (" points: within the bound" if ok else " points: too much"))
         if ok:
             return alpha, {"tried": tried}

@@ -16,6 +16,8 @@ FIGURES = ("ndcg@10", "ndcg@10 seen", "ndcg@10 unseen", "recall@100", "mrr@10", 
 LICENCES = {"scifact": "SciFact: claims CC BY 4.0, abstracts ODC-By 1.0",
             "stsb": "STS Benchmark: CC BY-SA 4.0 (scores); texts under their sources' terms",
             "medquad": "MedQuAD: CC BY 4.0", "cisi": "CISI: free for research (University of Glasgow IR group)"}
+RECIPE_KEYS = ("epochs", "batch_size", "lr", "max_length", "train_length", "temperature", "anchor", "anchor_weight",
+               "hard_negatives", "corpus_pairs")
 BASE_LICENCES = {"all-MiniLM-L6-v2": "Apache-2.0", "bge-small-en-v1.5": "MIT"}
 
 
@@ -73,10 +75,7 @@ def card_text(model_dir) -> str:
         lines += ["", "## Training", "",
                   f"- base model: {base}" + (f" (revision {revision})" if revision else ""),
                   f"- data: {train.get('data') or 'not recorded'}",
-                  "- recipe: " + ", ".join(f"{k} {train[k]}" for k in
-                                           ("epochs", "batch_size", "lr", "max_length", "train_length",
-                                            "temperature", "anchor",
-                                            "anchor_weight", "hard_negatives", "corpus_pairs") if train.get(k) not in (None, ""))]
+                  "- recipe: " + ", ".join(f"{k} {train[k]}" for k in RECIPE_KEYS if train.get(k) not in (None, ""))]
         if metrics:
             lines.append(f"- {metrics['steps']} steps over {metrics['pairs']} pairs in {metrics['wall_s']} s, "
                          f"final loss {metrics['final_loss']:.4f}" if metrics.get("final_loss") is not None
@@ -93,7 +92,8 @@ def card_text(model_dir) -> str:
                   f"- rebuilt from {imported['onnx']} + {imported['tokenizer']}"
                   + (f" ({imported['source']})" if imported.get("source") else "")
                   + f": {imported['heads']} attention heads; last_hidden_state equals the graph's on "
-                  f"{imported['texts']} texts, max |Δ| {imported['max_abs_diff']:.2e} (bound {imported['tolerance']:g})"]
+                  f"{imported['texts']} texts, max |Δ| {imported['max_abs_diff']:.2e} "
+                  f"(bound {imported['tolerance']:g})"]
         bases.append(imported.get("source") or imported["onnx"])
     if evaluation and evaluation.get("rows"):
         lines += ["", "## Figures of the run that made it", "", *_table(evaluation["rows"]), ""]

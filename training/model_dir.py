@@ -75,12 +75,12 @@ def resolve_hub_id(name: str) -> Path:
     except LocalEntryNotFoundError as e:
         from huggingface_hub import constants
 
-        offline = constants.HF_HUB_OFFLINE
-        raise ModelDirError(f"{name}: not in the local hub cache, and the hub cannot be reached "
-                            + ("(HF_HUB_OFFLINE is set: unset it to download, or download it elsewhere and copy the "
-                               "cache)" if offline else "(no connection: connect, or give a local directory)")) from e
+        why = ("HF_HUB_OFFLINE is set: unset it to download, or copy a hub cache that holds it"
+               if constants.HF_HUB_OFFLINE else "no connection: connect, or give a local directory")
+        raise ModelDirError(f"{name}: not in the local hub cache, and the hub cannot be reached ({why})") from e
     except HfHubHTTPError as e:
-        raise ModelDirError(f"{name}: the Hugging Face hub refused it ({e.response.status_code if e.response is not None else e})") from e
+        status = e.response.status_code if e.response is not None else e
+        raise ModelDirError(f"{name}: the Hugging Face hub refused it ({status})") from e
 
 
 def hub_revision(path) -> str | None:

@@ -20,7 +20,6 @@ from pathlib import Path
 from common.bundled import GUARDS, SCIFACT, STSB_TEST
 from common.errors import ConfigError
 from common.data import Beir, limit_queries, load_beir, load_corpus, read_qrels, read_queries
-
 from common.lock import locks
 
 from .backend import evaluate_backend
@@ -83,8 +82,6 @@ def chunking_choice(o: RunOptions, corpus, export_dir: Path):
 def check_options(o: RunOptions, base: str) -> None:
     """Every option that can be judged before training, judged before it (minutes on real data): the chunking
     and --dim against the base model's window and width, the merge weight, the reference models."""
-    import json as _json
-
     from training.model_dir import EncoderConfig, check_model_dir
 
     from .package import AppOptions
@@ -95,7 +92,7 @@ def check_options(o: RunOptions, base: str) -> None:
                           "COLBERT_RUN EXPORT_C`, then `siamese app build EXPORT APP --colbert EXPORT_C`")
     base_dir = check_model_dir(base)
     window = o.train.get("max_length") or EncoderConfig.load(base_dir).max_length
-    width = _json.loads((base_dir / "config.json").read_text()).get("hidden_size")
+    width = json.loads((base_dir / "config.json").read_text()).get("hidden_size")
     if isinstance(o.chunk_tokens, int):
         if o.chunk_tokens > window:
             raise ConfigError(f"--chunk-tokens {o.chunk_tokens} is above the model's window of {window} tokens")
