@@ -145,3 +145,26 @@ def test_run_chunked(tiny_model, small_beir, tmp_path, capsys):
     shutil.rmtree(out / "app")
     assert main(args[:-6] + ["--no-guards", "--no-sts"]) == 2
     assert "index was built with {'chunking': {'tokens': 32, 'overlap': 8}, 'dim': 32}" in capsys.readouterr().err
+
+
+def test_run_serves_a_late_interaction_model_beside_the_single_vector_one(tiny_model, late_model, small_beir,
+                                                                          tmp_path, capsys):
+    """`siamese run --colbert`: the package carries the token field, the embedded index the token vectors, and
+    `search` / `eval` serve the MaxSim profiles from the CLI."""
+    out = tmp_path / "run"
+    args = ["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--epochs", "1",
+            "--max-length", "32", "--no-guards", "--no-sts", "--colbert", str(late_model)]
+    assert main(args) == 0
+    rows = {r["name"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    assert {"served colbert", "served colbert-maxsim", "served hybrid-colbert"} <= set(rows)
+    assert "colbert" in (out / "app" / "schemas" / "doc.sd").read_text()
+    assert json.loads((out / "index" / "meta.json").read_text())["colbert"]["tokens"] > 0
+    capsys.readouterr()
+    assert main(["search", str(out / "index"), "coronavirus", "--profile", "colbert-maxsim", "--hits", "2"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+    assert main(["eval", "--backend", "embedded", "--index", str(out / "index"), "--data", str(small_beir),
+                 "--profiles", "bm25-colbert", "colbert"]) == 0
+    assert "embedded colbert" in capsys.readouterr().out
+    assert main(["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(tmp_path / "r2"),
+                 "--colbert", str(tiny_model)]) == 2  # a single-vector model is not a late-interaction one
+    assert "not a late-interaction model" in capsys.readouterr().err

@@ -168,6 +168,7 @@ def cmd_run(args) -> int:
         options.chunk_overlap = args.chunk_overlap
     options.dim = args.dim
     options.references = args.reference
+    options.colbert = args.colbert
     result = run(options)
     from common.metrics import format_table
 
@@ -258,6 +259,9 @@ def add_pipeline_commands(sub) -> None:
     p.add_argument("--reference", action="append", default=[], metavar="MODEL",
                    help="an off-the-shelf model (directory or hub id) to evaluate beside ours, zero-shot and + BM25, "
                         "at its own window (repeatable); report.md says whether fine-tuning beat it")
+    p.add_argument("--colbert", metavar="COLBERT_MODEL",
+                   help="a late-interaction model (siamese train --late-interaction) served beside the fine-tuned one: "
+                        "exported, packaged with the MaxSim profiles, indexed with token vectors, evaluated")
     p.add_argument("--full", action="store_true", help="the longer training recipe")
     add_config_args(p)
     p.add_argument("--quantize", choices=("int8",))

@@ -53,9 +53,11 @@ class RunOptions:
     chunk_overlap: int | None = None       # corpus is long: ``chunking_choice``), or None: truncated
     dim: int | None = None  # serve a prefix of the embedding (a model trained with --matryoshka); None: all of it
     references: list = field(default_factory=list)  # off-the-shelf models (dirs or hub ids) evaluated beside ours
+    colbert: str | None = None  # a late-interaction model served beside ours: token vectors, the MaxSim profiles
 
 
 TUNED = "fine-tuned (exact)"
+LATE_PROFILES = ("colbert", "colbert-maxsim", "hybrid-colbert")  # served with --colbert beside the core ones
 
 
 def chunking_choice(o: RunOptions, corpus, export_dir: Path):
@@ -86,10 +88,15 @@ def check_options(o: RunOptions, base: str) -> None:
 
     from .package import AppOptions
 
+    from common.late import LateConfig
+
     if o.train.get("late_interaction"):
         raise ConfigError("siamese run trains, packages and indexes a single-vector model; a late-interaction model "
-                          "is served beside one: `siamese train --late-interaction --out COLBERT_RUN`, `siamese export "
-                          "COLBERT_RUN EXPORT_C`, then `siamese app build EXPORT APP --colbert EXPORT_C`")
+                          "is served beside it: `siamese train --late-interaction --out COLBERT_RUN`, then "
+                          "`siamese run --colbert COLBERT_RUN`")
+    if o.colbert and not (check_model_dir(o.colbert) / LateConfig.FILE).exists():
+        raise ConfigError(f"--colbert {o.colbert}: not a late-interaction model (train one with "
+                          "`siamese train --late-interaction`)")
     base_dir = check_model_dir(base)
     window = o.train.get("max_length") or EncoderConfig.load(base_dir).max_length
     width = json.loads((base_dir / "config.json").read_text()).get("hidden_size")
@@ -182,7 +189,7 @@ def _export(o: RunOptions, model_dir: Path, export_dir: Path):
     return Manifest.load(export_dir)
 
 
-def _package(export_dir: Path, app_dir: Path, corpus, extra: dict, chunker, dim: int) -> None:
+def _package(export_dir: Path, app_dir: Path, corpus, extra: dict, chunker, dim: int, colbert_dir=None) -> None:
     from exporter.parity import parity_texts
 
     from .check import check_package, java_missing
@@ -209,7 +216,7 @@ def _package(export_dir: Path, app_dir: Path, corpus, extra: dict, chunker, dim:
         _say(f"Vespa application package, checked with {checker}")
         write_package(export_dir, app_dir, AppOptions(chunk_tokens=chunker.max_tokens if chunker else None,
                                                       chunk_overlap=chunker.overlap if chunker else 0, dim=dim),
-                      check=check)
+                      check=check, colbert_dir=colbert_dir)
     report = reports[0]
     extra["vespa_check"] = f"skipped: {missing}" if missing else report.vespa
     if report.container:
@@ -224,7 +231,7 @@ def _shape(chunker, dim: int) -> dict:
     return {"chunking": {"tokens": chunker.max_tokens, "overlap": chunker.overlap} if chunker else None, "dim": dim}
 
 
-def _index(export_dir: Path, index_dir: Path, corpus, chunker, dim: int):
+def _index(export_dir: Path, index_dir: Path, corpus, chunker, dim: int, colbert_dir=None):
     from .embedded import BadIndexError, EmbeddedIndex
 
     if index_dir.exists():
@@ -238,7 +245,7 @@ def _index(export_dir: Path, index_dir: Path, corpus, chunker, dim: int):
         return index
     _say(f"embedded index: embedding {len(corpus)} documents with the exported model"
          + (f", as chunks of {chunker.max_tokens} tokens" if chunker else "") + f", {dim} dimensions")
-    return EmbeddedIndex.build(index_dir, export_dir, corpus, chunker=chunker, dim=dim)
+    return EmbeddedIndex.build(index_dir, export_dir, corpus, chunker=chunker, dim=dim, colbert_dir=colbert_dir)
 
 
 def _feed_vespa(o: RunOptions, app_dir: Path, corpus, out: Path, extra: dict):
@@ -359,13 +366,20 @@ def run(o: RunOptions) -> dict:
     chunker, stages.extra["chunking"] = chunking_choice(o, corpus, export_dir)
     _say(f"chunking {stages.extra['chunking']}")
     dim = o.dim or manifest.dimension
-    stages.timed("package + Vespa check", _package, export_dir, app_dir, corpus, stages.extra, chunker, dim)
+    colbert_dir = None
+    if o.colbert:
+        from training.model_dir import check_model_dir
+
+        colbert_dir = out / "export-colbert"
+        stages.timed("export late interaction", _export, o, check_model_dir(o.colbert), colbert_dir)
+    stages.timed("package + Vespa check", _package, export_dir, app_dir, corpus, stages.extra, chunker, dim,
+                 colbert_dir)
 
     index = backend = None
     if o.vespa:
         backend = stages.timed("deploy + feed", _feed_vespa, o, app_dir, corpus, out, stages.extra)
     else:
-        index = backend = stages.timed("index", _index, export_dir, out / "index", corpus, chunker, dim)
+        index = backend = stages.timed("index", _index, export_dir, out / "index", corpus, chunker, dim, colbert_dir)
 
     rows = []
     if beir:
@@ -377,7 +391,11 @@ def run(o: RunOptions) -> dict:
         _say(f"evaluate on {len(beir.queries)} queries ({len(seen)} seen in training, "
              f"{len(beir.queries) - len(seen)} unseen) and the guard sets {', '.join(guards) or '(none)'}")
         label = "vespa" if o.vespa else "served"
-        served = stages.timed("evaluate served", evaluate_backend, backend, beir, label=label, seen=seen)
+        from . import profiles
+
+        served_profiles = profiles.CORE + (LATE_PROFILES if o.colbert else ())
+        served = stages.timed("evaluate served", evaluate_backend, backend, beir, served_profiles, label=label,
+                              seen=seen)
         models = stages.timed("evaluate models and guards", _model_rows, o, base, model_dir, export_dir, beir,
                               guards, index, seen, chunker)
         rows = [*served, *models]
