@@ -141,7 +141,9 @@ class LateInteraction(Encoder):
         return out
 
     def encode(self, texts, kind: str = "passage", batch_size: int = 64, progress: bool = False):
-        raise ConfigError("a late-interaction model embeds a vector per token: use encode_tokens, and MaxSim")
+        raise ConfigError("a late-interaction model has no single vector to evaluate or distil; serve it beside a "
+                          "single-vector model and evaluate its MaxSim profiles: `siamese run --colbert THIS_MODEL`, "
+                          "then `siamese eval --backend embedded --index OUT/index --profiles colbert-maxsim`")
 
     def save(self, path) -> None:
         from safetensors.torch import save_file
