@@ -141,7 +141,7 @@ class LateInteraction(Encoder):
         return out
 
     def encode(self, texts, kind: str = "passage", batch_size: int = 64, progress: bool = False):
-        raise ConfigError("a late-interaction model has no single vector to evaluate or distil; serve it beside a "
+        raise ConfigError("a late-interaction model embeds a vector per token, not one per text; serve it beside a "
                           "single-vector model and evaluate its MaxSim profiles: `siamese run --colbert THIS_MODEL`, "
                           "then `siamese eval --backend embedded --index OUT/index --profiles colbert-maxsim`")
 
