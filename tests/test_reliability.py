@@ -153,7 +153,7 @@ def test_malformed_option_values_end_in_one_usage_line(argv, says, capsys):
     (["--dim", "7"], "--dim 7 must be between 8 and the model's 32 dimensions"),
     (["--dim", "500"], "--dim 500 must be between 8"),
     (["--merge", "auto", "--no-guards"], "--merge auto chooses α on the guards"),
-    (["--late-interaction"], "a late-interaction model is served beside one"),
+    (["--late-interaction"], "a late-interaction model is served beside it"),
     (["--lr", "0"], "must be > 0"),
 ])
 def test_run_judges_every_option_before_any_work(tiny_model, small_beir, tmp_path, capsys, extra, says):
