@@ -59,8 +59,16 @@ def output_lock(out, command: str = ""):
             if holder and holder.get("pid") == me["pid"] and holder.get("host") == me["host"]:
                 yield path  # this process holds it already
                 return
-            if holder is None or (holder.get("host") == me["host"] and not _alive(int(holder.get("pid", 0)))):
-                path.unlink(missing_ok=True)  # stale: its writer is gone (or it was never written whole)
+            # unreadable: being written this instant (wait), or left half-written long ago (stale)
+            try:
+                half_written = holder is None and time.time() - path.stat().st_mtime > 5
+            except FileNotFoundError:  # its writer finished in between
+                continue
+            if holder is None and not half_written:
+                time.sleep(0.2)
+                continue
+            if half_written or (holder.get("host") == me["host"] and not _alive(int(holder.get("pid", 0)))):
+                path.unlink(missing_ok=True)  # stale: its writer is gone
                 continue
             raise OutputBusyError(
                 f"{out} is being written by `{holder.get('command')}` (pid {holder.get('pid')} on "
