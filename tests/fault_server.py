@@ -19,7 +19,9 @@ import h2.events
 
 
 class FaultServer:
-    def __init__(self, every_429=5, every_503=7, every_slow=11, every_reset=13, every_drop=97, slow_s=0.3):
+    def __init__(self, every_429=5, every_503=7, every_slow=11, every_reset=13, every_drop=97, slow_s=0.3,
+                 not_vespa=False):
+        self.not_vespa = not_vespa  # answer every request as a web server with no such page does: 404, HTML
         self.schedule = {"429": every_429, "503": every_503, "slow": every_slow, "reset": every_reset,
                          "drop": every_drop}
         self.slow_s = slow_s
@@ -102,10 +104,10 @@ class _H2(asyncio.Protocol):
                 asyncio.ensure_future(self.handle(event.stream_id))
         self.flush()
 
-    def respond(self, stream_id, status, body):
-        data = json.dumps(body).encode()
+    def respond(self, stream_id, status, body, content_type="application/json"):
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         try:
-            self.conn.send_headers(stream_id, [(":status", str(status)), ("content-type", "application/json"),
+            self.conn.send_headers(stream_id, [(":status", str(status)), ("content-type", content_type),
                                                ("content-length", str(len(data)))])
             self.conn.send_data(stream_id, data, end_stream=True)
         except Exception:  # the stream or connection went away meanwhile
@@ -121,6 +123,9 @@ class _H2(asyncio.Protocol):
     async def _handle(self, stream_id):
         request = self.streams.pop(stream_id)
         path, method = request["headers"][":path"].split("?")[0], request["headers"][":method"]
+        if self.server.not_vespa:
+            self.server.paths.append(path)
+            return self.respond(stream_id, 404, "<html><body>404 Not Found</body></html>", "text/html")
         if method == "GET" and path.startswith("/state/v1/health"):
             return self.respond(stream_id, 200, {"status": {"code": "up"}})
         server = self.server

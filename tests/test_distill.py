@@ -130,3 +130,25 @@ def test_prefix_embed_cuts_then_normalises_and_reuses_the_passage_cache(monkeypa
     prefix_embed(embed, 5, cache="model-key")(["a", "b"], "passage")  # another prefix: the corpus is not re-embedded
     prefix_embed(embed, 5, cache="model-key")(["a", "b"], "query")  # queries are never cached
     assert calls == ["query"]
+
+
+def test_the_cli_says_how_many_texts_the_student_is_taught_on(teacher, small_beir, tmp_path, capsys):
+    from vespa_app.cli import main
+
+    general = tmp_path / "general.txt"
+    general.write_text("one sentence\n" * 30 + "another sentence\n")  # duplicates count once
+    out = tmp_path / "student"
+    args = ["distill", str(teacher), str(out), "--layers", "1", "--data", str(small_beir), "--general", str(general),
+            "--max-length", "16", "--batch-size", "16"]
+    assert main([*args, "--max-texts", "7"]) == 0
+    assert " on 7 texts" in capsys.readouterr().err
+    assert json.loads((out / "distill.json").read_text())["texts"] == 7
+    assert main([*args, "--force"]) == 0
+    taught = json.loads((out / "distill.json").read_text())["texts"]
+    assert f" on {taught} texts" in capsys.readouterr().err
+    from training.distill import distill_texts
+    from training.pairs import load_training_data
+
+    pairs, corpus = load_training_data(str(small_beir), "train", False)
+    every = distill_texts(corpus, pairs, str(general))
+    assert taught == len(set(every)) < len(every)  # the 30 copies of one sentence taught once

@@ -112,3 +112,15 @@ def test_the_ledger_counts_only_what_the_same_target_acknowledged(tmp_path):
         # the same Vespa after a deploy with another schema: everything again
         redeployed = feed(first.url, docs, ledger, tmp_path / "f", schema="s2", progress=False)
         assert (redeployed.already, redeployed.acked) == (0, 13)
+
+
+def test_a_feed_to_a_server_that_is_not_vespa_stops_early_and_loses_nothing(tmp_path):
+    docs = corpus(400)
+    with FaultServer(not_vespa=True) as server:  # a web server with no document API: 404 to every path
+        with pytest.raises(VespaUnreachable, match="not a Vespa document API.*port 8080"):
+            feed(server.url, docs, tmp_path / "ledger.jsonl", tmp_path / "failed.jsonl", progress=False)
+        sent = len(server.paths)
+    assert sent < len(docs) // 2, f"{sent} of {len(docs)} documents sent to a server that refused the first ones"
+    failed = [json.loads(line) for line in open(tmp_path / "failed.jsonl")]
+    assert sorted(f["id"] for f in failed) == sorted(d.id for d in docs)  # every document accounted for
+    assert sum(f["reason"].startswith("not sent") for f in failed) == len(docs) - sent

@@ -67,3 +67,40 @@ def test_vespa_errors_are_passed_on(stand_in, monkeypatch):
     monkeypatch.setattr(client, "query_body", lambda text, profile, hits, chunked=False: {"ranking": "nope"})
     with pytest.raises(VespaUnreachable, match="HTTP 400.*No profile named 'nope'"):
         VespaBackend(url).query("x")
+
+
+def test_a_deploy_to_a_port_where_no_vespa_listens_or_another_server_answers_says_which(tmp_path):
+    import socket
+
+    from vespa_app.vespa_client import deploy_to_config_server
+
+    package = tmp_path / "app"
+    (package / "schemas").mkdir(parents=True)
+    (package / "services.xml").write_text("<services/>")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    with pytest.raises(VespaUnreachable, match="config server running.*19071") as e:
+        deploy_to_config_server(package, closed)
+    assert "siamese deploy` first" not in str(e.value)  # the user is deploying: not "deploy first"
+
+    class WebServer(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            page = b"<html>404 Not Found</html>"
+            self.send_response(404)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), WebServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(VespaUnreachable, match="is not a Vespa config server: HTTP 404.*19071"):
+            deploy_to_config_server(package, f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()

@@ -170,7 +170,7 @@ def cmd_merge(args) -> int:
 
 
 def cmd_distill(args) -> int:
-    from .distill import DistillConfig, distill, distill_texts
+    from .distill import DistillConfig, distill, distill_texts, taught_texts
     from .pairs import load_training_data
 
     teacher = resolve_models([args.teacher])[0]
@@ -180,7 +180,8 @@ def cmd_distill(args) -> int:
                         max_texts=args.max_texts)
     pairs, corpus = load_training_data(args.data, args.split, args.skip_bad)
     texts = distill_texts(corpus, pairs, args.general)
-    print(f"distilling {teacher} into {args.layers} layers ({args.pick}) on {len(texts)} texts", file=sys.stderr)
+    taught = len(taught_texts(texts, cfg.max_texts, cfg.seed))  # what distill() keeps: distinct, sampled
+    print(f"distilling {teacher} into {args.layers} layers ({args.pick}) on {taught} texts", file=sys.stderr)
     print(distill(cfg, texts, pairs, force=args.force))
     return 0
 

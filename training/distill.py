@@ -139,9 +139,7 @@ def distill(cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progre
     teacher = Encoder.load(cfg.teacher, max_length=cfg.max_length).eval()
     if any(d > teacher.dim for d in dims):
         raise ConfigError(f"--matryoshka {cfg.matryoshka} goes above the teacher's {teacher.dim} dimensions")
-    texts = list(dict.fromkeys((t, kind) for t, kind in texts if t.strip()))
-    if cfg.max_texts and len(texts) > cfg.max_texts:
-        texts = random.Random(cfg.seed).sample(texts, cfg.max_texts)
+    texts = taught_texts(texts, cfg.max_texts, cfg.seed)
     targets = torch.zeros(len(texts), teacher.dim)
     for kind in ("query", "passage"):
         rows = [i for i, (_, k) in enumerate(texts) if k == kind]
@@ -191,6 +189,14 @@ def distill(cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progre
         write_card(tmp)
 
     return atomic_dir(out, write, "model", replace=force, inputs=[Path(cfg.teacher)])
+
+
+def taught_texts(texts: list[tuple[str, str]], max_texts: int, seed: int) -> list[tuple[str, str]]:
+    """The texts a student is taught on: each distinct non-blank one once; ``max_texts`` > 0: a seeded sample."""
+    texts = list(dict.fromkeys((t, kind) for t, kind in texts if t.strip()))
+    if max_texts and len(texts) > max_texts:
+        texts = random.Random(seed).sample(texts, max_texts)
+    return texts
 
 
 def distill_texts(corpus, pairs, general: str | None) -> list[tuple[str, str]]:

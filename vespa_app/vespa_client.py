@@ -11,6 +11,7 @@ import json
 import shutil
 import socket
 import sys
+import threading
 import time
 import zipfile
 from collections import Counter
@@ -28,6 +29,7 @@ from . import profiles
 from .backend import Hit
 from .serving import CHUNKING_FILE, EMBEDDING_FIELD, SCHEMA, TARGET_HITS
 
+NOT_VESPA_AFTER = 8  # this many "no handler" answers (404/405) and nothing acknowledged: not a document API
 QUERY_TIMEOUT_S = 4.0  # the whole answer must come within 5 s: connect, send, Vespa search, read
 
 
@@ -46,7 +48,9 @@ def _base(url: str) -> str:
     return url
 
 
-def ensure_reachable(url: str, timeout: float = 3.0) -> None:
+def ensure_reachable(url: str, timeout: float = 3.0,
+                     hint: str = "Is the container running and the port right (8080)? Deploy with `siamese "
+                                 "deploy` first.") -> None:
     """Fail fast, with a message a person can act on, when nothing answers at ``url``."""
     parsed = urlparse(_base(url))
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
@@ -54,8 +58,7 @@ def ensure_reachable(url: str, timeout: float = 3.0) -> None:
         with socket.create_connection((parsed.hostname, port), timeout=timeout):
             pass
     except OSError as e:
-        raise VespaUnreachable(f"cannot reach Vespa at {url} ({e.__class__.__name__}: {e}). Is the container "
-                               "running and the port right? Deploy with `siamese deploy` first.") from None
+        raise VespaUnreachable(f"cannot reach Vespa at {url} ({e.__class__.__name__}: {e}). {hint}") from None
 
 
 # ---------------------------------------------------------------- deploy
@@ -87,9 +90,15 @@ def wait_until_up(url: str, max_wait: float = 300) -> None:
 def deploy_to_config_server(package, config_url: str, query_url: str | None = None, max_wait: float = 300) -> str:
     """prepareandactivate on an existing config server, then wait for the container to answer."""
     package = Path(package)
-    ensure_reachable(config_url)
-    r = httpx.post(f"{_base(config_url)}/application/v2/tenant/default/prepareandactivate",
-                   content=_zip(package), headers={"Content-Type": "application/zip"}, timeout=300)
+    ensure_reachable(config_url, hint="Is the config server running and the port right (19071; queries go to "
+                                      "8080)?")
+    endpoint = f"{_base(config_url)}/application/v2/tenant/default/prepareandactivate"
+    r = httpx.post(endpoint, content=_zip(package), headers={"Content-Type": "application/zip"}, timeout=300)
+    if r.status_code in (404, 405) or not r.headers.get("content-type", "").startswith("application/json"):
+        # Vespa answers a deploy in JSON, even a rejected one; anything else is some other server
+        raise VespaUnreachable(f"{config_url} is not a Vespa config server: HTTP {r.status_code} to {endpoint} "
+                               f"({r.text[:120]!r}). Give the config server's URL (port 19071; queries go to "
+                               "8080).")
     if r.status_code != 200:
         raise VespaError(f"Vespa rejected the deploy of {package} (HTTP {r.status_code}): {r.text[:2000]}")
     host = urlparse(_base(config_url)).hostname
@@ -279,9 +288,16 @@ def feed(url: str, docs, ledger, failed_file, *, schema: str | None = None, chun
     bar = tqdm(total=len(todo), desc="feed", unit="doc", disable=not progress)
     started = time.time()
     acked = set()
+    refused = []  # (doc_id, answer) while nothing is acknowledged and every answer says "no such handler"
+    stop = threading.Event()
     with open(ledger, "a") as ledger_fh:
         def on_response(response, doc_id):
-            if response.get_status_code() == 200:
+            status = response.get_status_code()
+            if status in (404, 405) and not acked:
+                refused.append((doc_id, f"HTTP {status}"))
+                if len(refused) >= NOT_VESPA_AFTER:
+                    stop.set()
+            if status == 200:
                 ledger_fh.write(json.dumps({"id": doc_id, "target": target}) + "\n")
                 ledger_fh.flush()
                 acked.add(doc_id)
@@ -293,8 +309,14 @@ def feed(url: str, docs, ledger, failed_file, *, schema: str | None = None, chun
             bar.update(1)
             bar.set_postfix(docs_s=f"{result.acked / max(time.time() - started, 1e-9):.1f}", failed=len(result.failed))
 
+        def operations():
+            for d in todo:
+                if stop.is_set():  # not a document API: send nothing more
+                    return
+                yield {"id": d.id, "fields": feed_fields(d, chunker)}
+
         app = _vespa_client(_base(url))
-        app.feed_async_iterable(({"id": d.id, "fields": feed_fields(d, chunker)} for d in todo),
+        app.feed_async_iterable(operations(),
                                 schema=SCHEMA, namespace=SCHEMA, callback=on_response, max_workers=concurrency,
                                 max_queue_size=max(concurrency * 4, 64),
                                 docv1_retry_policy=_retry_policy(attempts, max_backoff))
@@ -302,10 +324,17 @@ def feed(url: str, docs, ledger, failed_file, *, schema: str | None = None, chun
     result.seconds = time.time() - started
     for d in todo:  # never lose track of a document, whatever the client did
         if d.id not in acked and d.id not in result.failed:
-            result.failed[d.id] = "no response recorded"
+            result.failed[d.id] = "not sent: the endpoint is not a Vespa document API" if stop.is_set() \
+                else "no response recorded"
     with open(failed_file, "w") as fh:
         for doc_id, reason in result.failed.items():
             fh.write(json.dumps({"id": doc_id, "reason": reason}) + "\n")
+    if stop.is_set() and not acked:
+        unsent = sum(reason.startswith("not sent") for reason in result.failed.values())
+        raise VespaUnreachable(f"{url} is not a Vespa document API: the first {len(refused)} documents got "
+                               f"{refused[0][1]} (no handler for /document/v1/) and the other {unsent} were not "
+                               f"sent (all listed in {failed_file}). Give the container's URL (port 8080), where "
+                               "the application is deployed.")
     return result
 
 
