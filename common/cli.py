@@ -49,6 +49,19 @@ def alpha_value(text: str) -> float | str:
     return value
 
 
+def bm25_weight_value(text: str) -> float | str:
+    """hybrid-linear's BM25 weight: a number in [0, 100], or "auto" (where the command can choose it)."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 100] or 'auto', got {text!r}") from None
+    if not 0.0 <= value <= 100.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be in [0, 100], got {value}")
+    return value
+
+
 def chunk_tokens_value(text: str) -> int | str:
     """Tokens per chunk (at least 8: a chunk holds its special tokens and some text), or "auto"."""
     if text == "auto":

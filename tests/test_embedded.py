@@ -67,7 +67,7 @@ def test_reopening_needs_no_embedding(index, monkeypatch):
 def test_evaluation_through_the_backend(index):
     idx, beir = index
     rows = evaluate_backend(idx, beir, progress=False)
-    assert [r["name"] for r in rows] == ["bm25", "semantic", "hybrid"]
+    assert [r["name"] for r in rows] == ["bm25", "semantic", "hybrid", "hybrid-linear"]
     bm25 = rows[0]
     assert bm25["ndcg@10"] > 0.5  # real SciFact text: BM25 is strong
     assert all(0 <= r["recall@100"] <= 1 for r in rows)
@@ -140,3 +140,26 @@ def test_binary_matches_by_hamming_and_reranks_by_cosine(index):
     positions = [[d.id for d in idx.docs].index(h.id) for h in hits]
     cosine = idx.embeddings[positions] @ v / np.linalg.norm(idx.embeddings[positions], axis=1) / np.linalg.norm(v)
     assert [h.score for h in hits] == pytest.approx(cosine.tolist(), abs=1e-5)
+
+
+def test_hybrid_linear_weighs_bm25_by_the_index_weight_and_the_choice_takes_the_best_on_judged_queries(
+        tiny_export, small_beir, tmp_path):
+    from vespa_app.fusion_weight import choose_bm25_weight
+    from vespa_app.serving import BM25_WEIGHT_GRID
+
+    beir = read_beir(small_beir)
+    idx = EmbeddedIndex.build(tmp_path / "index", tiny_export, list(beir.corpus.values()), progress=False)
+    text = next(iter(beir.queries.values()))
+    assert idx.bm25_weight == 1.0
+    equal = idx.query(text, "hybrid-linear", 10)
+    idx.set_bm25_weight(0.0)  # closeness alone, over the hybrid's candidates
+    assert EmbeddedIndex.open(tmp_path / "index").bm25_weight == 0.0  # recorded in meta.json
+    alone = idx.query(text, "hybrid-linear", 10)
+    semantic = idx.query(text, "semantic", 10)
+    assert [h.id for h in alone] == [h.id for h in semantic][:len(alone)]
+    assert [h.id for h in alone] != [h.id for h in equal] or [h.score for h in alone] != [h.score for h in equal]
+    weight, record = choose_bm25_weight(idx, beir.queries, beir.qrels)
+    scores = {float(w): s for w, s in record["ndcg@10"].items()}
+    assert set(scores) == set(BM25_WEIGHT_GRID) and weight in scores
+    assert scores[weight] == max(scores.values()) and weight == min(w for w, s in scores.items() if s == scores[weight])
+    assert record["method"].startswith(f"chosen on {len(beir.qrels)} training queries")

@@ -24,7 +24,16 @@ def test_run_end_to_end_then_reuse(tiny_model, small_beir, tmp_path, capsys):
         assert (out / artifact).exists(), artifact
     results = json.loads((out / "results.json").read_text())
     rows = {r["name"]: r for r in results["rows"]}
-    assert len(rows) == 10 and "sts_spearman" in rows["fine-tuned (exact)"]
+    assert len(rows) == 11 and "sts_spearman" in rows["fine-tuned (exact)"]
+    # hybrid-linear's BM25 weight: chosen on the training queries, the same in the package and the index
+    from vespa_app.embedded import EmbeddedIndex
+    from vespa_app.serving import BM25_WEIGHT_GRID
+    from vespa_app.vespa_client import package_bm25_weight
+
+    fusion = results["extra"]["hybrid-linear bm25 weight"]
+    assert fusion["weight"] in BM25_WEIGHT_GRID and fusion["method"].startswith("chosen on ")
+    assert package_bm25_weight(out / "app") == fusion["weight"] == EmbeddedIndex.open(out / "index").bm25_weight
+    assert "served hybrid-linear" in rows
     assert {"reference (tiny0)", "reference (tiny0) + BM25 (RRF)"} <= set(rows)
     evaluation = results["extra"]["evaluation"]
     assert evaluation["seen"] + evaluation["unseen"] == evaluation["queries"] == 20 and evaluation["seen"] > 0
@@ -67,8 +76,12 @@ def test_run_on_the_users_own_files(tiny_model, small_beir, tmp_path, capsys):
     assert main(["run", "--pairs", str(pairs), "--corpus", str(small_beir / "corpus.jsonl.gz"),
                  "--queries", str(small_beir / "queries.jsonl"), "--qrels", str(small_beir / "qrels" / "test.tsv"),
                  "--base", str(tiny_model), "--out", str(out), "--epochs", "1", "--no-sts", "--no-guards"]) == 0
-    rows = json.loads((out / "results.json").read_text())["rows"]
-    assert len(rows) == 8 and not any("sts_spearman" in r for r in rows)
+    results = json.loads((out / "results.json").read_text())
+    rows = results["rows"]
+    assert len(rows) == 9 and not any("sts_spearman" in r for r in rows)
+    # no training queries with judged documents: hybrid-linear keeps the default weight, and says why
+    fusion = results["extra"]["hybrid-linear bm25 weight"]
+    assert fusion["weight"] == 1.0 and "no training queries with judged documents" in fusion["method"]
     assert f"siamese feed http://localhost:8080 {(small_beir / 'corpus.jsonl.gz').resolve()}" in capsys.readouterr().out
 
 
@@ -138,7 +151,8 @@ def test_run_chunked(tiny_model, small_beir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["search", str(out / "index"), "coronavirus", "--profile", "semantic", "--hits", "2"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 4  # each hit, then its best chunk
-    # A re-run with other chunk options refuses what the first one built: the package, then (once it is gone) the index.
+    # A re-run with other chunk options refuses what the first one built: the package, then (once it is gone) the
+    # index, each before any work.
     assert main(args[:-6] + ["--no-guards", "--no-sts"]) == 2
     assert ("app was built with {'chunking': {'tokens': 32, 'overlap': 8}, 'dim': 32}, this run asks for "
             "{'chunking': None, 'dim': 32}") in capsys.readouterr().err

@@ -340,3 +340,20 @@ def test_embedded_index_serves_the_prefix(tiny_export, tmp_path):
     q = reopened.embed_query("proteins")
     assert q.shape == (16,) and np.linalg.norm(q) == pytest.approx(1.0, abs=1e-5)
     assert reopened.query("topic 3 proteins", "semantic", 3)[0].id.startswith("d")
+
+
+@pytest.mark.java
+@needs_java()
+def test_a_weighted_hybrid_ranks_in_vespa_as_on_the_embedded_backend_and_a_mismatch_is_caught(tiny_export, tmp_path):
+    from vespa_app.serving import FUSION_FILE
+
+    weighted = write_package(tiny_export, tmp_path / "app", AppOptions(bm25_weight=0.2))
+    sd = (weighted / "schemas" / "doc.sd").read_text()
+    assert "normalize_linear(closeness(field, embedding)) + 0.2 * normalize_linear(bm25sum)" in sd
+    assert vespa_client.package_bm25_weight(weighted) == 0.2
+    c = check_package(weighted).container
+    assert c.fusion["hybrid-linear"]["hits"] > 0 and c.fusion["hybrid-linear"]["max_diff"] <= 1e-6
+    # the embedded backend fusing with another weight than the schema's global phase is caught
+    (weighted / FUSION_FILE).write_text('{"bm25_weight": 1.0}')
+    with pytest.raises(PackageError, match="hybrid-linear"):
+        check_package(weighted)

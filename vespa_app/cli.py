@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from common import cli
-from common.cli import alpha_value, app_name, chunk_tokens_value, positive_int
+from common.cli import alpha_value, app_name, bm25_weight_value, chunk_tokens_value, positive_int
 from common.errors import ConfigError
 from exporter import cli as exporter_cli
 from training import cli as training_cli
@@ -27,7 +27,11 @@ def cmd_app_build(args) -> int:
                          max_links_per_node=args.max_links, neighbors_to_explore_at_insert=args.explore,
                          cell_type="bfloat16" if args.bfloat16 else "float", binarized=args.binarized,
                          cloud=args.cloud, chunk_tokens=args.chunk_tokens, chunk_overlap=args.chunk_overlap,
-                         dim=args.dim, colbert_cells=args.colbert_cells or "int8")
+                         dim=args.dim, colbert_cells=args.colbert_cells or "int8", bm25_weight=serving.BM25_WEIGHT if args.bm25_weight is None else args.bm25_weight,
+                         bm25_weight_choice={"method": "default" if args.bm25_weight is None else "given (--bm25-weight)"})
+    if args.bm25_weight == "auto":
+        raise ConfigError("--bm25-weight auto is chosen by `siamese run` on the training queries; give app build a "
+                          "number (e.g. the run's, in its models/fusion.json)")
     if args.colbert_cells and not args.colbert and not _is_colbert_export(args.export_dir):
         raise ConfigError("--colbert-cells shapes the token vectors of --colbert COLBERT_EXPORT; give --colbert too")
     if args.chunk_overlap and not args.chunk_tokens:
@@ -98,6 +102,9 @@ def add_app_commands(sub) -> None:
     p.add_argument("--colbert-cells", choices=("int8", "bfloat16"), default=None,
                    help="the colbert field: packed sign bits (int8, 16 bytes a token at 128 dims) or bfloat16 "
                         "(256 bytes a token)")
+    p.add_argument("--bm25-weight", metavar="W", type=bm25_weight_value,
+                   help="hybrid-linear: normalised closeness + W · normalised BM25 (default 1; siamese run "
+                        "chooses W on the training queries)")
     p.add_argument("--force", action="store_true", help="replace OUT_DIR when it holds a previous package")
     p.add_argument("--no-check", action="store_true", help="write the package unchecked (without it, a package that "
                    "fails the checks is not kept)")
@@ -169,6 +176,7 @@ def cmd_run(args) -> int:
     options.dim = args.dim
     options.references = args.reference
     options.colbert = args.colbert
+    options.bm25_weight = args.bm25_weight
     result = run(options)
     from common.metrics import format_table
 
@@ -278,6 +286,9 @@ def add_pipeline_commands(sub) -> None:
     p.add_argument("--chunk-overlap", type=int, help="tokens neighbouring chunks share (default 32)")
     p.add_argument("--dim", type=positive_int, help="serve the first DIM dimensions (package and index; train with "
                    "--matryoshka so that they embed well on their own)")
+    p.add_argument("--bm25-weight", metavar="W|auto", type=bm25_weight_value, default="auto",
+                   help="hybrid-linear: normalised closeness + W · normalised BM25; auto (default): the W of "
+                        f"{', '.join(f'{w:g}' for w in serving.BM25_WEIGHT_GRID)} that ranks the training queries best")
     p.add_argument("--vespa", help="evaluate on Vespa: 'docker', a config server URL (:19071) or a query URL")
     p.add_argument("--skip-bad", action="store_true")
     p.set_defaults(func=cmd_run)

@@ -270,7 +270,7 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
     runs the verifier's ``container`` command; ``embedder`` is our ONNX Runtime embedder of the package's model.
     Fills ``report.problems`` with every disagreement; the caller decides what a problem costs."""
     from .embedded import EmbeddedIndex
-    from .vespa_client import feed_fields, package_chunker, package_dim, query_body
+    from .vespa_client import feed_fields, package_bm25_weight, package_chunker, package_dim, query_body
 
     started = time.time()
     report = ContainerReport()
@@ -296,14 +296,16 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
         index = EmbeddedIndex.build(Path(tmp) / "index", package / "models", fusion_docs, progress=False,
                                     chunker=chunker, dim=package_dim(package),
                                     colbert_dir=package / COLBERT_DIR if colbert else None,
-                                    colbert_cells="int8" if cells == "int8" else "float") if embedder else None
+                                    colbert_cells="int8" if cells == "int8" else "float",
+                                    bm25_weight=package_bm25_weight(package)) if embedder else None
         for profile in in_package:
             for kind, texts in (("plain", PLAIN_QUERIES), ("hostile", HOSTILE_QUERIES)):
                 for text in texts:
                     positions, hits, fused = [], [], None
                     if profile.fusion and kind == "plain":
                         features, positions = profiles.fusion_inputs(profile, index, text, TARGET_HITS)
-                        fused = profile.fusion(tuple(features[n] for n in profile.fused), positions)
+                        fused = profile.fusion(tuple(features[n] for n in profile.fused), positions,
+                                               profile.weights(index.bm25_weight))
                         close, lexical, late = (features.get(n, {}) for n in ("closeness", "bm25", "maxsim"))
                         # Our BM25 scores title and text together; Vespa's bm25sum adds its per-field bm25s.
                         hits = [_hit(index, i, close.get(i, 0.0),

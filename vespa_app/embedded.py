@@ -26,6 +26,7 @@ and a document as close as its best chunk, which each hit carries as its passage
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from common.bm25 import BM25
 
 from . import profiles
 from .backend import Hit
-from .serving import HNSW_EXPLORE_AT_INSERT, HNSW_EXPLORE_AT_SEARCH, HNSW_MAX_LINKS, TARGET_HITS
+from .serving import BM25_WEIGHT, HNSW_EXPLORE_AT_INSERT, HNSW_EXPLORE_AT_SEARCH, HNSW_MAX_LINKS, TARGET_HITS
 
 
 def _hnsw(dim: int, connectivity: int, expansion_add: int, expansion_search: int):
@@ -84,6 +85,18 @@ class EmbeddedIndex:
     @property
     def chunked(self) -> bool:
         return self.chunks is not None
+
+    @property
+    def bm25_weight(self) -> float:
+        """hybrid-linear's weight of BM25, as in the package this index stands in for."""
+        return float(self.meta.get("bm25_weight", BM25_WEIGHT))
+
+    def set_bm25_weight(self, weight: float) -> None:
+        """Record the weight the package is built with (chosen after the index, on its vectors)."""
+        self.meta["bm25_weight"] = float(weight)
+        tmp = self.path / f"meta.json.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(self.meta, indent=2))
+        tmp.replace(self.path / "meta.json")
 
     @property
     def embedder(self) -> OnnxEmbedder:
@@ -145,7 +158,8 @@ class EmbeddedIndex:
     def build(cls, path, export_dir, docs: list[Doc], *, connectivity: int = HNSW_MAX_LINKS,
               expansion_add: int = HNSW_EXPLORE_AT_INSERT, expansion_search: int = HNSW_EXPLORE_AT_SEARCH,
               embeddings: np.ndarray | None = None, progress: bool = True, force: bool = False,
-              chunker=None, dim: int | None = None, colbert_dir=None, colbert_cells: str = "int8") -> "EmbeddedIndex":
+              chunker=None, dim: int | None = None, colbert_dir=None, colbert_cells: str = "int8",
+              bm25_weight: float = BM25_WEIGHT) -> "EmbeddedIndex":
         path, export_dir = Path(path), Path(export_dir).resolve()
         check_output(path, "index", force, inputs=[export_dir])
         ids = [d.id for d in docs]
@@ -180,7 +194,7 @@ class EmbeddedIndex:
                 "embed_seconds": round(embed_s, 1), "index_seconds": round(time.time() - started, 2),
                 "vectors": len(embeddings),
                 "chunking": {"tokens": chunker.max_tokens, "overlap": chunker.overlap} if chunker else None,
-                "colbert": colbert}
+                "colbert": colbert, "bm25_weight": bm25_weight}
 
         def write(tmp: Path):
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2))

@@ -34,8 +34,8 @@ from exporter.manifest import Manifest
 
 from . import profiles
 from .profiles import Profile
-from .serving import (CHUNKING_FILE, COLBERT_DIR, COLBERT_EMBEDDER, DIM_FILE, EMBEDDER, HNSW_EXPLORE_AT_INSERT,
-                      HNSW_MAX_LINKS, SCHEMA)
+from .serving import (BM25_WEIGHT, CHUNKING_FILE, COLBERT_DIR, COLBERT_EMBEDDER, DIM_FILE, EMBEDDER, FUSION_FILE,
+                      HNSW_EXPLORE_AT_INSERT, HNSW_MAX_LINKS, SCHEMA)
 
 # What the embedder embeds for a document: the same text as ``common.data.doc_text``; in a chunked package,
 # each chunk the feed sends (``common.chunking``, title leading each), into one vector per chunk.
@@ -57,6 +57,8 @@ class AppOptions:
     chunk_overlap: int = 0
     dim: int | None = None  # serve the first dim dimensions (a Matryoshka prefix; Vespa cuts, then normalises)
     colbert_cells: str = "int8"  # with a late-interaction export: int8 (packed sign bits, 32× smaller) or bfloat16
+    bm25_weight: float = BM25_WEIGHT  # hybrid-linear: w · normalised BM25 beside normalised closeness
+    bm25_weight_choice: dict | None = None  # how it was chosen (recorded in FUSION_FILE)
 
     @property
     def chunked(self) -> bool:
@@ -71,6 +73,8 @@ class AppOptions:
             raise ConfigError(f"cell type must be float or bfloat16, not {self.cell_type!r}")
         if self.colbert_cells not in ("int8", "bfloat16"):
             raise ConfigError(f"colbert cells must be int8 or bfloat16, not {self.colbert_cells!r}")
+        if not 0.0 <= self.bm25_weight <= 100.0:
+            raise ConfigError(f"--bm25-weight must be between 0 and 100, not {self.bm25_weight}")
         if self.chunked and self.binarized:
             raise ConfigError("--binarized with --chunk-tokens is not offered: the binary profile re-ranks one packed "
                               "vector per document, and Vespa refuses it over chunks (its second phase would yield "
@@ -85,7 +89,8 @@ def distance_metric(manifest: Manifest) -> str:
     return "prenormalized-angular" if manifest.normalize else "angular"
 
 
-def _rank_profile(p: Profile, d: int, colbert: Manifest | None = None, cells: str = "int8") -> RankProfile:
+def _rank_profile(p: Profile, d: int, colbert: Manifest | None = None, cells: str = "int8",
+                  bm25_weight: float = BM25_WEIGHT) -> RankProfile:
     c = colbert.dimension if colbert else 0
     inputs = [(f"query({name})", kind.format(d=d, d8=d // 8, c=c)) for name, kind in p.inputs.items()]
     functions = {n: e.replace(profiles.MAXSIM, profiles.maxsim_expression(cells)) for n, e in p.functions.items()}
@@ -93,7 +98,8 @@ def _rank_profile(p: Profile, d: int, colbert: Manifest | None = None, cells: st
     if p.second_phase:
         phase["second_phase"] = SecondPhaseRanking(p.second_phase.expression, rerank_count=p.second_phase.rerank_count)
     if p.global_phase:
-        phase["global_phase"] = GlobalPhaseRanking(p.global_phase.expression, rerank_count=p.global_phase.rerank_count)
+        phase["global_phase"] = GlobalPhaseRanking(p.global_expression(bm25_weight),
+                                                   rerank_count=p.global_phase.rerank_count)
     return RankProfile(p.name, inherits=", ".join(p.inherits) or None, inputs=inputs or None,
                        functions=[Function(n, e) for n, e in functions.items()] or None,
                        first_phase=p.first_phase, match_features=list(p.match_features),
@@ -145,7 +151,7 @@ def _schema(m: Manifest | None, o: AppOptions, colbert: Manifest | None = None) 
     # Vespa's embedder takes the target tensor type from the rank profile's inputs, so a query input is
     # declared only where it is used: a BM25 query embeds nothing.
     for profile in profiles.in_package(o.binarized, o.chunked, colbert=colbert is not None, single=m is not None):
-        schema.add_rank_profile(_rank_profile(profile, d, colbert, o.colbert_cells))
+        schema.add_rank_profile(_rank_profile(profile, d, colbert, o.colbert_cells, o.bm25_weight))
     return schema
 
 
@@ -293,6 +299,9 @@ def write_package(export_dir, out_dir, options: AppOptions | None = None, force:
         if options.chunked:
             (tmp / CHUNKING_FILE).write_text(json.dumps({"tokens": options.chunk_tokens,
                                                          "overlap": options.chunk_overlap}) + "\n")
+        if manifest:  # the embedded backend and Vespa's global-phase check read the weight from here
+            (tmp / FUSION_FILE).write_text(json.dumps({"bm25_weight": options.bm25_weight,
+                                                       "choice": options.bm25_weight_choice}) + "\n")
         if manifest and options.dim and options.dim < manifest.dimension:
             (tmp / DIM_FILE).write_text(json.dumps({"dim": options.dim, "model_dimension": manifest.dimension}) + "\n")
         if check:

@@ -23,6 +23,7 @@ from common.data import Beir, limit_queries, load_beir, load_corpus, read_qrels,
 from common.lock import locks
 
 from .backend import evaluate_backend
+from .serving import BM25_WEIGHT
 
 
 CHUNK_OVERLAP = 32  # tokens neighbouring chunks share (benchmarks/chunking.py)
@@ -54,6 +55,7 @@ class RunOptions:
     dim: int | None = None  # serve a prefix of the embedding (a model trained with --matryoshka); None: all of it
     references: list = field(default_factory=list)  # off-the-shelf models (dirs or hub ids) evaluated beside ours
     colbert: str | None = None  # a late-interaction model served beside ours: token vectors, the MaxSim profiles
+    bm25_weight: float | str = "auto"  # hybrid-linear's BM25 weight, or "auto": chosen on the training queries
 
 
 TUNED = "fine-tuned (exact)"
@@ -189,7 +191,8 @@ def _export(o: RunOptions, model_dir: Path, export_dir: Path):
     return Manifest.load(export_dir)
 
 
-def _package(export_dir: Path, app_dir: Path, corpus, extra: dict, chunker, dim: int, colbert_dir=None) -> None:
+def _package(export_dir: Path, app_dir: Path, corpus, extra: dict, chunker, dim: int, colbert_dir=None,
+             fusion: tuple[float, dict | None] = (BM25_WEIGHT, None)) -> None:
     from exporter.parity import parity_texts
 
     from .check import check_package, java_missing
@@ -204,18 +207,14 @@ def _package(export_dir: Path, app_dir: Path, corpus, extra: dict, chunker, dim:
 
     checker = "Python's structural checks" if missing else "Vespa's own config model and HuggingFaceEmbedder"
     if app_dir.exists():
-        from .vespa_client import package_chunker, package_dim
-
-        has = _shape(package_chunker(app_dir), package_dim(app_dir))
-        if has != _shape(chunker, dim):
-            raise ConfigError(f"{app_dir} was built with {has}, this run asks for {_shape(chunker, dim)}: "
-                              "delete it, or run with the same chunk and --dim options")
+        _check_package_shape(app_dir, chunker, dim, fusion[0])
         _say(f"package: {app_dir} exists, reusing it; checking it with {checker}")
         check(app_dir)
     else:
         _say(f"Vespa application package, checked with {checker}")
         write_package(export_dir, app_dir, AppOptions(chunk_tokens=chunker.max_tokens if chunker else None,
-                                                      chunk_overlap=chunker.overlap if chunker else 0, dim=dim),
+                                                      chunk_overlap=chunker.overlap if chunker else 0, dim=dim,
+                                                      bm25_weight=fusion[0], bm25_weight_choice=fusion[1]),
                       check=check, colbert_dir=colbert_dir)
     report = reports[0]
     extra["vespa_check"] = f"skipped: {missing}" if missing else report.vespa
@@ -224,6 +223,18 @@ def _package(export_dir: Path, app_dir: Path, corpus, extra: dict, chunker, dim:
     extra["vespa_embedder"] = report.embedding and {k: report.embedding[k] for k in
                                                     ("texts", "document_min_cosine", "query_min_cosine")}
     print(report.summary(), file=sys.stderr)
+
+
+def _check_package_shape(app_dir: Path, chunker, dim: int, bm25_weight: float | None = None) -> None:
+    """An existing package is reused only if it embeds as this run asks (and, once chosen, fuses so)."""
+    from .vespa_client import package_bm25_weight, package_chunker, package_dim
+
+    has, wants = _shape(package_chunker(app_dir), package_dim(app_dir)), _shape(chunker, dim)
+    if bm25_weight is not None:
+        has["bm25 weight"], wants["bm25 weight"] = package_bm25_weight(app_dir), bm25_weight
+    if has != wants:
+        raise ConfigError(f"{app_dir} was built with {has}, this run asks for {wants}: delete it, or run with "
+                          "the same chunk, --dim and --bm25-weight options")
 
 
 def _shape(chunker, dim: int) -> dict:
@@ -246,6 +257,34 @@ def _index(export_dir: Path, index_dir: Path, corpus, chunker, dim: int, colbert
     _say(f"embedded index: embedding {len(corpus)} documents with the exported model"
          + (f", as chunks of {chunker.max_tokens} tokens" if chunker else "") + f", {dim} dimensions")
     return EmbeddedIndex.build(index_dir, export_dir, corpus, chunker=chunker, dim=dim, colbert_dir=colbert_dir)
+
+
+def _bm25_weight(o: RunOptions, index) -> tuple[float, dict]:
+    """hybrid-linear's BM25 weight: as given, or chosen on the embedded index by the training queries whose
+    judged documents are in the corpus (``fusion_weight``); without such queries (or an index), the default."""
+    from .fusion_weight import choose_bm25_weight
+
+    if o.bm25_weight != "auto":
+        return float(o.bm25_weight), {"method": "given (--bm25-weight)"}
+    judged = _training_judgements(o, {d.id for d in index.docs} if index else set())
+    if index is None or not judged:
+        why = "no embedded index to choose on (--vespa)" if index is None else \
+            "no training queries with judged documents in the corpus"
+        return BM25_WEIGHT, {"method": f"default: {why}; give --bm25-weight to set it"}
+    _say(f"hybrid-linear: choosing the BM25 weight on {len(judged[1])} training queries")
+    weight, record = choose_bm25_weight(index, *judged)
+    index.set_bm25_weight(weight)
+    return weight, record
+
+
+def _training_judgements(o: RunOptions, doc_ids: set) -> tuple[dict, dict] | None:
+    """The training split's queries and their relevant documents among ``doc_ids`` (a BEIR --data folder)."""
+    if not o.data or not (Path(o.data) / "qrels" / f"{o.train_split}.tsv").exists():
+        return None
+    train = load_beir(o.data, o.train_split, skip_bad=o.skip_bad)
+    qrels = {q: {d: r for d, r in rels.items() if d in doc_ids and r > 0} for q, rels in train.qrels.items()}
+    qrels = {q: rels for q, rels in qrels.items() if rels}
+    return (train.queries, qrels) if qrels else None
 
 
 def _feed_vespa(o: RunOptions, app_dir: Path, corpus, out: Path, extra: dict):
@@ -372,14 +411,17 @@ def run(o: RunOptions) -> dict:
 
         colbert_dir = out / "export-colbert"
         stages.timed("export late interaction", _export, o, check_model_dir(o.colbert), colbert_dir)
-    stages.timed("package + Vespa check", _package, export_dir, app_dir, corpus, stages.extra, chunker, dim,
-                 colbert_dir)
-
     index = backend = None
+    if app_dir.exists():  # judged before the index is built: minutes on a real corpus
+        _check_package_shape(app_dir, chunker, dim)
+    if not o.vespa:  # before the package: hybrid-linear's weight is chosen on the index
+        index = backend = stages.timed("index", _index, export_dir, out / "index", corpus, chunker, dim, colbert_dir)
+    fusion = stages.timed("choose hybrid weight", _bm25_weight, o, index)
+    stages.extra["hybrid-linear bm25 weight"] = {"weight": fusion[0], **fusion[1]}
+    stages.timed("package + Vespa check", _package, export_dir, app_dir, corpus, stages.extra, chunker, dim,
+                 colbert_dir, fusion)
     if o.vespa:
         backend = stages.timed("deploy + feed", _feed_vespa, o, app_dir, corpus, out, stages.extra)
-    else:
-        index = backend = stages.timed("index", _index, export_dir, out / "index", corpus, chunker, dim, colbert_dir)
 
     rows = []
     if beir:

@@ -7,7 +7,8 @@ the command line all derive from ``PROFILES``.
 | bm25           | the query's words (weakAnd, no syntax) | bm25(title) + bm25(text)                              |
 | semantic       | nearestNeighbor(embedding, q)          | closeness                                             |
 | hybrid         | nearestNeighbor OR the words           | closeness, then global RRF(closeness, bm25)           |
-| hybrid-linear  | nearestNeighbor OR the words           | closeness, then normalize_linear(closeness) + (bm25)  |
+| hybrid-linear  | nearestNeighbor OR the words           | closeness, then normalize_linear(closeness) +         |
+|                |                                        | w · normalize_linear(bm25), w the package's weight    |
 | binary         | nearestNeighbor(embedding_binary, ...) | hamming closeness, then cosine on the float vectors   |
 | colbert        | nearestNeighbor(embedding, q)          | closeness, then global normalize_linear(closeness) +  |
 |                |                                        | normalize_linear(MaxSim) over the top 100             |
@@ -15,6 +16,9 @@ the command line all derive from ``PROFILES``.
 | hybrid-colbert | nearestNeighbor OR the words           | closeness, then global normalize_linear of closeness, |
 |                |                                        | bm25 and MaxSim over the top 1000                     |
 | bm25-colbert   | the query's words                      | bm25, then MaxSim of the top 100 (second phase)       |
+
+``w`` (``models/fusion.json``; 1 unless chosen): `siamese run` chooses it on the training queries, where their
+judgements are, from ``BM25_WEIGHT_GRID`` (benchmarks/fusion.py measures the choice on held-out queries).
 
 A query input is embedded from the query text by the embedder (``embed(embedder, @query)``), only for
 the profiles that declare it: a BM25 query embeds nothing. ``binary`` exists only in packages built with
@@ -56,6 +60,7 @@ NEAREST = "{{targetHits:{k}}}nearestNeighbor(embedding, q)"
 COLBERT_INPUT = "qt"
 MAXSIM = "{maxsim}"
 MAXSIM_FN = "maxsim"
+WEIGHT = "{bm25_weight}"  # hybrid-linear's BM25 weight, until the package knows it
 
 
 def maxsim_expression(cells: str) -> str:
@@ -91,6 +96,14 @@ class Profile:
     # the embedded backend's twin: (index, text, k) → (document positions, scores), best first; a profile with
     # a fusion has it from ``fused_ranking``
     embedded: Callable = None
+    weighted: bool = False  # its global phase weighs BM25 by the package's weight (WEIGHT)
+
+    def weights(self, bm25_weight: float) -> tuple[float, ...]:
+        """The weight of each feature of ``fused``, as the package's global phase has them."""
+        return tuple(bm25_weight if self.weighted and name == "bm25" else 1.0 for name in self.fused)
+
+    def global_expression(self, bm25_weight: float) -> str:
+        return self.global_phase.expression.replace(WEIGHT, f"{bm25_weight:g}")
 
     def yql(self, k: int, chunked: bool = False) -> str:
         """``chunked``: also the chunks summary, which a chunked package cuts to the best chunk."""
@@ -172,13 +185,13 @@ def fusion_inputs(profile: Profile, index, text: str, k: int) -> tuple[dict, lis
 def fused_ranking(profile: Profile, index, text: str, k: int) -> tuple[np.ndarray, np.ndarray]:
     """A fusing profile on the embedded backend: its first phase, then its global phase's fusion."""
     features, rerank = fusion_inputs(profile, index, text, k)
-    fused = profile.fusion(tuple(features[name] for name in profile.fused), rerank)
+    fused = profile.fusion(tuple(features[name] for name in profile.fused), rerank, profile.weights(index.bm25_weight))
     order = sorted(rerank, key=lambda i: -fused[i])
     return np.asarray(order, dtype=np.int64), np.asarray([fused[i] for i in order])
 
 
-def _rrf(features, rerank):
-    """Vespa's reciprocal_rank_fusion: Σ over features of 1 / (RRF_K + rank)."""
+def _rrf(features, rerank, weights=None):
+    """Vespa's reciprocal_rank_fusion: Σ over features of 1 / (RRF_K + rank) (unweighted)."""
     fused = dict.fromkeys(rerank, 0.0)
     for feature in features:
         for rank, i in enumerate(sorted(rerank, key=lambda i: -feature.get(i, 0.0)), 1):
@@ -186,14 +199,14 @@ def _rrf(features, rerank):
     return fused
 
 
-def _linear(features, rerank):
-    """Σ over features of normalize_linear: (x − min) / (max − min) over the re-ranked hits."""
+def _linear(features, rerank, weights=None):
+    """Σ over features of weight · normalize_linear: (x − min) / (max − min) over the re-ranked hits."""
     fused = dict.fromkeys(rerank, 0.0)
-    for feature in features:
+    for feature, weight in zip(features, weights or (1.0,) * len(features)):
         values = [feature.get(i, 0.0) for i in rerank]
         low, span = min(values), max(values) - min(values)
         for i, v in zip(rerank, values):
-            fused[i] += (v - low) / span if span else 0.0
+            fused[i] += weight * (v - low) / span if span else 0.0
     return fused
 
 
@@ -227,8 +240,8 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
             global_phase=Phase(f"reciprocal_rank_fusion({CLOSENESS}, bm25sum)", RERANK_COUNT),
             match_features=(CLOSENESS, "bm25(title)", "bm25(text)"), fusion=_rrf, fused=("closeness", "bm25")),
     Profile("hybrid-linear", f"({NEAREST}) or userQuery()", inherits=("hybrid",),
-            global_phase=Phase(f"normalize_linear({CLOSENESS}) + normalize_linear(bm25sum)", RERANK_COUNT),
-            fusion=_linear, fused=("closeness", "bm25")),
+            global_phase=Phase(f"normalize_linear({CLOSENESS}) + {WEIGHT} * normalize_linear(bm25sum)", RERANK_COUNT),
+            fusion=_linear, fused=("closeness", "bm25"), weighted=True),
     Profile("binary", "{{targetHits:{k}}}nearestNeighbor(embedding_binary, q_binary)", inherits=("semantic",),
             inputs={"q_binary": "tensor<int8>(x[{d8}])"}, first_phase=BINARY_CLOSENESS,
             functions={"cosine": "cosine_similarity(query(q), attribute(embedding), x)"},
@@ -252,7 +265,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
             colbert=True, embedded=lambda index, text, k: _maxsim_rerank(index, text, *_bm25(index, text, k))),
 ]}
 NAMES = tuple(PROFILES)
-CORE = ("bm25", "semantic", "hybrid")  # what evaluation reports unless asked for more
+CORE = ("bm25", "semantic", "hybrid", "hybrid-linear")  # what evaluation reports unless asked for more
 
 
 def in_package(binarized: bool, chunked: bool = False, colbert: bool = False, single: bool = True) -> list[Profile]:

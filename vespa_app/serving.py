@@ -11,7 +11,8 @@ EMBEDDER = "embedder"  # the hugging-face-embedder component's id
 COLBERT_EMBEDDER = "colbert"  # the colbert-embedder component's id (packages built with --colbert)
 COLBERT_DIR = "models/colbert"  # its model files, tokenizer and manifest
 CHUNKING_FILE = "models/chunking.json"  # how the feed must cut documents for a chunked package
-DIM_FILE = "models/dimension.json"  # a package serving a prefix of the model's embedding says so on purpose
+DIM_FILE = "models/dimension.json"
+FUSION_FILE = "models/fusion.json"  # the BM25 weight of hybrid-linear, and how it was chosen  # a package serving a prefix of the model's embedding says so on purpose
 # The embedding field in a package's schema; group 1 is the size it serves (single-vector or chunked).
 EMBEDDING_FIELD = re.compile(r"field embedding type tensor<\w+>\((?:chunk\{\}, ?)?x\[(\d+)\]\)")
 # The colbert field (packages built with --colbert); group 1 its cell type, group 2 its width.
@@ -26,3 +27,7 @@ RERANK_COUNT = 1000  # global-phase rerank-count of the hybrid profiles
 SECOND_PHASE_RERANK = 200  # second-phase rerank-count of the binary profile
 COLBERT_RERANK = 100  # second-phase rerank-count of the MaxSim profiles (per content node)
 RRF_K = 60  # Vespa's reciprocal_rank_fusion default
+BM25_WEIGHT = 1.0  # hybrid-linear's weight of normalised BM25 beside normalised closeness, unless chosen
+# What `siamese run` chooses from, on the training queries. Not 0: that is the semantic profile, and the
+# training queries, which the model has learnt, pull towards it (docs/fusion.md).
+BM25_WEIGHT_GRID = (0.1, 0.2, 0.3, 0.5, 1.0)

@@ -27,7 +27,7 @@ from common.lock import locks
 
 from . import profiles
 from .backend import Hit
-from .serving import CHUNKING_FILE, EMBEDDING_FIELD, SCHEMA, TARGET_HITS
+from .serving import BM25_WEIGHT, CHUNKING_FILE, EMBEDDING_FIELD, FUSION_FILE, SCHEMA, TARGET_HITS
 
 NOT_VESPA_AFTER = 8  # this many "no handler" answers (404/405) and nothing acknowledged: not a document API
 QUERY_TIMEOUT_S = 4.0  # the whole answer must come within 5 s: connect, send, Vespa search, read
@@ -243,6 +243,12 @@ def package_dim(package) -> int:
     if not found:
         raise ConfigError(f"{package}: no embedding field in schemas/{SCHEMA}.sd; not a package of ours")
     return int(found.group(1))
+
+
+def package_bm25_weight(package) -> float:
+    """hybrid-linear's BM25 weight in a package (its ``models/fusion.json``; packages older than it: 1)."""
+    settings = Path(package) / FUSION_FILE
+    return float(json.loads(settings.read_text())["bm25_weight"]) if settings.exists() else BM25_WEIGHT
 
 
 def package_chunker(package):
