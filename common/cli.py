@@ -36,30 +36,26 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def alpha_value(text: str) -> float | str:
-    """A merge weight: a number in [0, 1], or "auto"."""
+def _number_or_auto(text: str, low: float, high: float) -> float | str:
     if text == "auto":
         return text
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1] or 'auto', got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1] or 'auto', got {value}")
+        raise argparse.ArgumentTypeError(f"must be a number in [{low:g}, {high:g}] or 'auto', got {text!r}") from None
+    if not low <= value <= high:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be in [{low:g}, {high:g}] or 'auto', got {value}")
     return value
+
+
+def alpha_value(text: str) -> float | str:
+    """A merge weight: a number in [0, 1], or "auto"."""
+    return _number_or_auto(text, 0.0, 1.0)
 
 
 def bm25_weight_value(text: str) -> float | str:
     """hybrid-linear's BM25 weight: a number in [0, 100], or "auto" (where the command can choose it)."""
-    if text == "auto":
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 100] or 'auto', got {text!r}") from None
-    if not 0.0 <= value <= 100.0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be in [0, 100], got {value}")
-    return value
+    return _number_or_auto(text, 0.0, 100.0)
 
 
 def chunk_tokens_value(text: str) -> int | str:

@@ -136,6 +136,9 @@ def test_the_served_window_is_the_base_models_own_and_training_cuts_texts_to_tra
     (["run", "--merge", "foo"], "must be a number in [0, 1] or 'auto'"),
     (["app", "build", "e", "o", "--name", "bad name"], "must start with a lowercase letter"),
     (["app", "build", "e", "o", "--name", "Upper"], "must start with a lowercase letter"),
+    (["run", "--bm25-weight", "heavy"], "must be a number in [0, 100] or 'auto'"),
+    (["run", "--bm25-weight", "nan"], "must be in [0, 100]"),
+    (["app", "build", "e", "o", "--bm25-weight", "-1"], "must be in [0, 100]"),
 ])
 def test_malformed_option_values_end_in_one_usage_line(argv, says, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -193,3 +196,8 @@ def test_a_package_folder_vespa_would_not_take_as_a_name_is_checked_all_the_same
     if java_missing():
         pytest.skip(f"Vespa's own code cannot run here: {java_missing()}")
     assert check_package(out).vespa == "accepted"
+
+
+def test_app_build_takes_a_number_for_the_bm25_weight_not_auto(capsys):
+    assert main(["app", "build", "export", "out", "--bm25-weight", "auto"]) == 2
+    assert "chosen by `siamese run` on the training queries" in capsys.readouterr().err
