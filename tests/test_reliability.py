@@ -201,3 +201,11 @@ def test_a_package_folder_vespa_would_not_take_as_a_name_is_checked_all_the_same
 def test_app_build_takes_a_number_for_the_bm25_weight_not_auto(capsys):
     assert main(["app", "build", "export", "out", "--bm25-weight", "auto"]) == 2
     assert "chosen by `siamese run` on the training queries" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("no_check", [[], ["--no-check"]])
+def test_packed_bits_over_chunks_are_refused_before_a_package_is_written(tiny_export, tmp_path, capsys, no_check):
+    out = tmp_path / "app"
+    assert main(["app", "build", str(tiny_export), str(out), "--binarized", "--chunk-tokens", "16", *no_check]) == 2
+    assert "--binarized with --chunk-tokens is not offered" in capsys.readouterr().err
+    assert not out.exists()
