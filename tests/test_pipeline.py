@@ -112,6 +112,19 @@ def test_run_against_vespa_wires_feed_and_evaluation(tiny_model, small_beir, tmp
     assert [r["name"] for r in results["rows"]][:3] == ["vespa bm25", "vespa semantic", "vespa hybrid"]
     assert f"{len(corpus)} documents: {len(corpus)} fed now" in results["extra"]["feed"]
     assert not (out / "index").exists()  # evaluated on Vespa, not on the embedded backend
+    assert results["extra"]["hybrid-linear bm25 weight"]["method"].startswith("default: no embedded index")
+
+
+def test_a_vespa_run_keeps_the_bm25_weight_of_the_package_it_reuses(tmp_path):
+    from vespa_app.pipeline import RunOptions, _bm25_weight
+    from vespa_app.serving import FUSION_FILE
+
+    app = tmp_path / "app"
+    (app / "models").mkdir(parents=True)
+    (app / FUSION_FILE).write_text('{"bm25_weight": 0.3}')
+    assert _bm25_weight(RunOptions(), None, app) == (0.3, {"method": f"kept from the package {app}"})
+    assert _bm25_weight(RunOptions(bm25_weight=0.5), None, app)[0] == 0.5  # given wins
+    assert _bm25_weight(RunOptions(), None, tmp_path / "none")[0] == 1.0  # nothing to choose on: the default
 
 
 def test_run_can_serve_a_merged_model(tiny_model, small_beir, tmp_path):

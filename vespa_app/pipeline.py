@@ -5,8 +5,9 @@ is already there, so a run that was interrupted picks up where it stopped and lo
 
     OUT/train/model   the fine-tuned model directory      (training)
     OUT/export        model.onnx, tokenizer.json, manifest (exporter)
-    OUT/app           the Vespa application package        (vespa_app.package, checked by Vespa's code)
-    OUT/index         the embedded backend's index         (or a feed into Vespa with --vespa)
+    OUT/index         the embedded backend's index         (or, after the package, a feed into Vespa with --vespa)
+    OUT/app           the Vespa application package        (vespa_app.package, checked by Vespa's code; its
+                      hybrid-linear BM25 weight chosen on the index)
     OUT/report.md, plot.png, results.json
 """
 from __future__ import annotations
@@ -259,13 +260,17 @@ def _index(export_dir: Path, index_dir: Path, corpus, chunker, dim: int, colbert
     return EmbeddedIndex.build(index_dir, export_dir, corpus, chunker=chunker, dim=dim, colbert_dir=colbert_dir)
 
 
-def _bm25_weight(o: RunOptions, index) -> tuple[float, dict]:
+def _bm25_weight(o: RunOptions, index, app_dir: Path) -> tuple[float, dict]:
     """hybrid-linear's BM25 weight: as given, or chosen on the embedded index by the training queries whose
-    judged documents are in the corpus (``fusion_weight``); without such queries (or an index), the default."""
+    judged documents are in the corpus (``fusion_weight``); with --vespa, the existing package's; without
+    judged training queries (or an index), the default."""
     from .fusion_weight import choose_bm25_weight
+    from .vespa_client import package_bm25_weight
 
     if o.bm25_weight != "auto":
         return float(o.bm25_weight), {"method": "given (--bm25-weight)"}
+    if index is None and app_dir.exists():  # e.g. `siamese run`, then `siamese run --vespa` on the same --out
+        return package_bm25_weight(app_dir), {"method": f"kept from the package {app_dir}"}
     judged = _training_judgements(o, {d.id for d in index.docs} if index else set())
     if index is None or not judged:
         why = "no embedded index to choose on (--vespa)" if index is None else \
@@ -416,7 +421,7 @@ def run(o: RunOptions) -> dict:
         _check_package_shape(app_dir, chunker, dim)
     if not o.vespa:  # before the package: hybrid-linear's weight is chosen on the index
         index = backend = stages.timed("index", _index, export_dir, out / "index", corpus, chunker, dim, colbert_dir)
-    fusion = stages.timed("choose hybrid weight", _bm25_weight, o, index)
+    fusion = stages.timed("choose hybrid weight", _bm25_weight, o, index, app_dir)
     stages.extra["hybrid-linear bm25 weight"] = {"weight": fusion[0], **fusion[1]}
     stages.timed("package + Vespa check", _package, export_dir, app_dir, corpus, stages.extra, chunker, dim,
                  colbert_dir, fusion)
