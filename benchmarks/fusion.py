@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common.bundled import SCIFACT  # noqa: E402
 from common.data import load_beir  # noqa: E402
 from vespa_app.embedded import EmbeddedIndex  # noqa: E402
-from vespa_app.fusion_weight import choose_bm25_weight  # noqa: E402
+from vespa_app.fusion_weight import choose_bm25_weight, judged  # noqa: E402
 
 
 def main() -> None:
@@ -27,10 +27,10 @@ def main() -> None:
     index = EmbeddedIndex.open(args.index)
     ids = {d.id for d in index.docs}
     train, test = load_beir(args.data, "train"), load_beir(args.data, "test")
-    judged = {q: {d: r for d, r in rels.items() if d in ids and r > 0} for q, rels in train.qrels.items()}
-    chosen, on_train = choose_bm25_weight(index, train.queries, {q: r for q, r in judged.items() if r})
+    on_corpus = judged(train.qrels, ids)
+    chosen, on_train = choose_bm25_weight(index, train.queries, on_corpus)
     best_on_test, on_test = choose_bm25_weight(index, test.queries, test.qrels)
-    print(f"| BM25 weight | nDCG@10, {len(judged)} training queries | nDCG@10, {len(test.qrels)} test queries |")
+    print(f"| BM25 weight | nDCG@10, {len(on_corpus)} training queries | nDCG@10, {len(test.qrels)} test queries |")
     print("|---|---|---|")
     for w in on_train["ndcg@10"]:
         mark = " (chosen)" if float(w) == chosen else ""

@@ -23,15 +23,17 @@ def cmd_app_build(args) -> int:
     from .check import check_package
     from .package import AppOptions, write_package
 
+    if args.bm25_weight == "auto":
+        raise ConfigError("--bm25-weight auto is chosen by `siamese run` on the training queries; give app build a "
+                          "number (e.g. the run's, in its models/fusion.json)")
+    given = args.bm25_weight is not None
     options = AppOptions(name=args.name, nodes=args.nodes, redundancy=args.redundancy,
                          max_links_per_node=args.max_links, neighbors_to_explore_at_insert=args.explore,
                          cell_type="bfloat16" if args.bfloat16 else "float", binarized=args.binarized,
                          cloud=args.cloud, chunk_tokens=args.chunk_tokens, chunk_overlap=args.chunk_overlap,
-                         dim=args.dim, colbert_cells=args.colbert_cells or "int8", bm25_weight=serving.BM25_WEIGHT if args.bm25_weight is None else args.bm25_weight,
-                         bm25_weight_choice={"method": "default" if args.bm25_weight is None else "given (--bm25-weight)"})
-    if args.bm25_weight == "auto":
-        raise ConfigError("--bm25-weight auto is chosen by `siamese run` on the training queries; give app build a "
-                          "number (e.g. the run's, in its models/fusion.json)")
+                         dim=args.dim, colbert_cells=args.colbert_cells or "int8",
+                         bm25_weight=args.bm25_weight if given else serving.BM25_WEIGHT,
+                         bm25_weight_choice={"method": "given (--bm25-weight)" if given else "default"})
     if args.colbert_cells and not args.colbert and not _is_colbert_export(args.export_dir):
         raise ConfigError("--colbert-cells shapes the token vectors of --colbert COLBERT_EXPORT; give --colbert too")
     if args.chunk_overlap and not args.chunk_tokens:

@@ -304,8 +304,7 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
                     positions, hits, fused = [], [], None
                     if profile.fusion and kind == "plain":
                         features, positions = profiles.fusion_inputs(profile, index, text, TARGET_HITS)
-                        fused = profile.fusion(tuple(features[n] for n in profile.fused), positions,
-                                               profile.weights(index.bm25_weight))
+                        fused = profile.fuse(features, positions, index.bm25_weight)
                         close, lexical, late = (features.get(n, {}) for n in ("closeness", "bm25", "maxsim"))
                         # Our BM25 scores title and text together; Vespa's bm25sum adds its per-field bm25s.
                         hits = [_hit(index, i, close.get(i, 0.0),

@@ -19,6 +19,13 @@ from . import profiles
 from .serving import BM25_WEIGHT_GRID, TARGET_HITS
 
 
+def judged(qrels: dict[str, dict[str, int]], doc_ids: set) -> dict[str, dict[str, int]]:
+    """The judgements a choice can use: each query's relevant documents among ``doc_ids`` (queries with none
+    are left out)."""
+    kept = {q: {d: r for d, r in rels.items() if d in doc_ids and r > 0} for q, rels in qrels.items()}
+    return {q: rels for q, rels in kept.items() if rels}
+
+
 def choose_bm25_weight(index, queries: dict[str, str], qrels: dict[str, dict[str, int]],
                        grid=BM25_WEIGHT_GRID) -> tuple[float, dict]:
     """The weight of ``grid`` with the best nDCG@10 on the judged ``queries`` (ties: the smaller weight), and
@@ -29,7 +36,7 @@ def choose_bm25_weight(index, queries: dict[str, str], qrels: dict[str, dict[str
     for qid in qrels:
         features, rerank = profiles.fusion_inputs(profile, index, queries[qid], TARGET_HITS)
         for w in grid:  # the first phase is the same for every weight: only the fusion is redone
-            fused = profile.fusion(tuple(features[n] for n in profile.fused), rerank, profile.weights(w))
+            fused = profile.fuse(features, rerank, w)
             runs[w][qid] = [(ids[i], fused[i]) for i in sorted(rerank, key=lambda i: -fused[i])[:TARGET_HITS]]
     scores = {w: round(score_run(run, qrels)["ndcg@10"], 4) for w, run in runs.items()}
     best = max(grid, key=lambda w: (scores[w], -w))

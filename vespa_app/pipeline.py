@@ -271,24 +271,25 @@ def _bm25_weight(o: RunOptions, index, app_dir: Path) -> tuple[float, dict]:
         return float(o.bm25_weight), {"method": "given (--bm25-weight)"}
     if index is None and app_dir.exists():  # e.g. `siamese run`, then `siamese run --vespa` on the same --out
         return package_bm25_weight(app_dir), {"method": f"kept from the package {app_dir}"}
-    judged = _training_judgements(o, {d.id for d in index.docs} if index else set())
-    if index is None or not judged:
+    train = _training_judgements(o, {d.id for d in index.docs}) if index is not None else None
+    if not train:
         why = "no embedded index to choose on (--vespa)" if index is None else \
             "no training queries with judged documents in the corpus"
         return BM25_WEIGHT, {"method": f"default: {why}; give --bm25-weight to set it"}
-    _say(f"hybrid-linear: choosing the BM25 weight on {len(judged[1])} training queries")
-    weight, record = choose_bm25_weight(index, *judged)
+    _say(f"hybrid-linear: choosing the BM25 weight on {len(train[1])} training queries")
+    weight, record = choose_bm25_weight(index, *train)
     index.set_bm25_weight(weight)
     return weight, record
 
 
 def _training_judgements(o: RunOptions, doc_ids: set) -> tuple[dict, dict] | None:
     """The training split's queries and their relevant documents among ``doc_ids`` (a BEIR --data folder)."""
+    from .fusion_weight import judged
+
     if not o.data or not (Path(o.data) / "qrels" / f"{o.train_split}.tsv").exists():
         return None
     train = load_beir(o.data, o.train_split, skip_bad=o.skip_bad)
-    qrels = {q: {d: r for d, r in rels.items() if d in doc_ids and r > 0} for q, rels in train.qrels.items()}
-    qrels = {q: rels for q, rels in qrels.items() if rels}
+    qrels = judged(train.qrels, doc_ids)
     return (train.queries, qrels) if qrels else None
 
 

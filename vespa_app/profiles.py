@@ -89,8 +89,9 @@ class Profile:
     summary_features: tuple[str, ...] = ()
     binarized: bool = False  # only in packages with the packed-bits field
     colbert: bool = False  # only in packages with a late-interaction export
-    # the global phase's fusion on the embedded backend: (features, rerank) → {position: score}, over the
-    # features named in ``fused`` ("closeness", "bm25", "maxsim"), in the order of the global-phase expression
+    # the global phase's fusion on the embedded backend: (features, rerank, weights) → {position: score}, over
+    # the features named in ``fused`` ("closeness", "bm25", "maxsim"), in the order of the global-phase
+    # expression, each with its weight (``fuse``)
     fusion: Callable | None = None
     fused: tuple[str, ...] = ()
     # the embedded backend's twin: (index, text, k) → (document positions, scores), best first; a profile with
@@ -98,9 +99,11 @@ class Profile:
     embedded: Callable = None
     weighted: bool = False  # its global phase weighs BM25 by the package's weight (WEIGHT)
 
-    def weights(self, bm25_weight: float) -> tuple[float, ...]:
-        """The weight of each feature of ``fused``, as the package's global phase has them."""
-        return tuple(bm25_weight if self.weighted and name == "bm25" else 1.0 for name in self.fused)
+    def fuse(self, features: dict, rerank: list, bm25_weight: float) -> dict:
+        """The global phase on the embedded backend: ``fusion`` of the features named in ``fused``, each
+        weighted as the package's global phase weighs it. Returns {position: score} over ``rerank``."""
+        weights = tuple(bm25_weight if self.weighted and name == "bm25" else 1.0 for name in self.fused)
+        return self.fusion(tuple(features[name] for name in self.fused), rerank, weights)
 
     def global_expression(self, bm25_weight: float) -> str:
         return self.global_phase.expression.replace(WEIGHT, f"{bm25_weight:g}")
@@ -185,13 +188,13 @@ def fusion_inputs(profile: Profile, index, text: str, k: int) -> tuple[dict, lis
 def fused_ranking(profile: Profile, index, text: str, k: int) -> tuple[np.ndarray, np.ndarray]:
     """A fusing profile on the embedded backend: its first phase, then its global phase's fusion."""
     features, rerank = fusion_inputs(profile, index, text, k)
-    fused = profile.fusion(tuple(features[name] for name in profile.fused), rerank, profile.weights(index.bm25_weight))
+    fused = profile.fuse(features, rerank, index.bm25_weight)
     order = sorted(rerank, key=lambda i: -fused[i])
     return np.asarray(order, dtype=np.int64), np.asarray([fused[i] for i in order])
 
 
-def _rrf(features, rerank, weights=None):
-    """Vespa's reciprocal_rank_fusion: Σ over features of 1 / (RRF_K + rank) (unweighted)."""
+def _rrf(features, rerank, weights):
+    """Vespa's reciprocal_rank_fusion: Σ over features of 1 / (RRF_K + rank) (no profile weighs it)."""
     fused = dict.fromkeys(rerank, 0.0)
     for feature in features:
         for rank, i in enumerate(sorted(rerank, key=lambda i: -feature.get(i, 0.0)), 1):
@@ -199,10 +202,10 @@ def _rrf(features, rerank, weights=None):
     return fused
 
 
-def _linear(features, rerank, weights=None):
+def _linear(features, rerank, weights):
     """Σ over features of weight · normalize_linear: (x − min) / (max − min) over the re-ranked hits."""
     fused = dict.fromkeys(rerank, 0.0)
-    for feature, weight in zip(features, weights or (1.0,) * len(features)):
+    for feature, weight in zip(features, weights):
         values = [feature.get(i, 0.0) for i in rerank]
         low, span = min(values), max(values) - min(values)
         for i, v in zip(rerank, values):

@@ -11,8 +11,8 @@ EMBEDDER = "embedder"  # the hugging-face-embedder component's id
 COLBERT_EMBEDDER = "colbert"  # the colbert-embedder component's id (packages built with --colbert)
 COLBERT_DIR = "models/colbert"  # its model files, tokenizer and manifest
 CHUNKING_FILE = "models/chunking.json"  # how the feed must cut documents for a chunked package
-DIM_FILE = "models/dimension.json"
-FUSION_FILE = "models/fusion.json"  # the BM25 weight of hybrid-linear, and how it was chosen  # a package serving a prefix of the model's embedding says so on purpose
+DIM_FILE = "models/dimension.json"  # a package serving a prefix of the model's embedding says so on purpose
+FUSION_FILE = "models/fusion.json"  # the BM25 weight of hybrid-linear, and how it was chosen
 # The embedding field in a package's schema; group 1 is the size it serves (single-vector or chunked).
 EMBEDDING_FIELD = re.compile(r"field embedding type tensor<\w+>\((?:chunk\{\}, ?)?x\[(\d+)\]\)")
 # The colbert field (packages built with --colbert); group 1 its cell type, group 2 its width.
