@@ -66,6 +66,9 @@ class Manifest:
     format: int = FORMAT
     kind: str = "single"  # single: one vector per text (hugging-face-embedder); colbert: one per token
     colbert: dict | None = None  # kind colbert: common.late.LateConfig (markers, query/document tokens, dim)
+    # A two-tower model (training/towers.py): this folder's export embeds documents, the one in query_tower (a
+    # sub-folder with its own manifest, hashed in ``files``) embeds queries.
+    query_tower: str | None = None
 
     def save(self, export_dir) -> None:
         (Path(export_dir) / MANIFEST).write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -86,7 +89,19 @@ class Manifest:
             raise ManifestError(f"{path}: missing {', '.join(missing)}. Re-run `siamese export`.")
         m = cls(**{k: v for k, v in raw.items() if k in known})
         m.check(path)
+        if m.query_tower is not None and not (Path(export_dir) / m.query_tower / MANIFEST).exists():
+            raise ManifestError(f"{path}: names a query tower in {m.query_tower}/, which has no {MANIFEST}. "
+                                "Re-run `siamese export`.")
         return m
+
+    def document_side(self) -> str:
+        """What decides a document's vector, as one hash: the document graph and tokenizer, the document prefix,
+        pooling, normalisation, window and size. Equal for two exports whose documents embed alike, whatever their
+        query towers: a package deployed over the other needs no re-feed."""
+        digest = hashlib.sha256(json.dumps([self.files.get(n, {}).get("sha256") for n in ("model.onnx", "tokenizer.json")]
+                                           + [self.prefixes.get("document"), self.pooling, self.normalize,
+                                              self.max_tokens, self.dimension, self.output, self.kind]).encode())
+        return digest.hexdigest()
 
     def check(self, where="manifest") -> None:
         problems = []
@@ -116,6 +131,10 @@ class Manifest:
             problems.append(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
         if self.kind == "colbert":
             problems += _colbert_problems(self.colbert, self.dimension)
+        if self.query_tower is not None and (self.kind != "single" or not isinstance(self.query_tower, str)
+                                             or not self.query_tower or "/" in self.query_tower
+                                             or self.query_tower.startswith(".")):
+            problems.append(f"query_tower must be a sub-folder's name of a single-vector export, not {self.query_tower!r}")
         if problems:
             raise ManifestError(f"{where}: " + "; ".join(problems))
 
@@ -131,3 +150,5 @@ class Manifest:
                 raise ManifestError(f"{path}: listed in the manifest but missing. Re-run `siamese export`.")
             if sha256(path) != info["sha256"]:
                 raise ManifestError(f"{path}: sha256 differs from the manifest; the file was changed after export.")
+        if self.query_tower:
+            Manifest.load(Path(export_dir) / self.query_tower).verify_files(Path(export_dir) / self.query_tower)

@@ -12,6 +12,7 @@ import json
 import shutil
 import sys
 import warnings
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -23,6 +24,7 @@ from common.late import TOKENIZER_MAX
 from common.lock import locks
 from training.encoder import Encoder, check_model_dir
 from training.late_interaction import LateInteraction
+from training.towers import QUERY_DIR as QUERY_TOWER, TwoTowers
 
 from .manifest import Manifest, sha256
 from .parity import check_parity, check_token_parity, parity_texts
@@ -149,62 +151,79 @@ def export(model_dir, out_dir, quantize: str | None = None, force: bool = False,
     if quantize not in (None, "int8"):
         raise ExportError(f"unknown quantization {quantize!r}: the choice is int8")
     encoder = Encoder.load(model_dir).eval()
-    c = encoder.config
     if isinstance(encoder, LateInteraction):
         if quantize:
             raise ExportError("--quantize is for single-vector exports; a late-interaction export stays fp32")
         return atomic_dir(out_dir, lambda tmp: _write_late(encoder, model_dir, tmp, progress), "export",
                           replace=force, inputs=[model_dir])
-    baked = not vespa_can_pool(c.pooling)
-
-    def write(tmp: Path):
-        say = (lambda m: print(m, file=sys.stderr)) if progress else (lambda m: None)
-        say(f"exporting {model_dir} → ONNX ({'torch.onnx, pooled graph' if baked else 'optimum'})")
-        if baked:
-            _export_pooled_graph(encoder, tmp / "model.onnx")
-        else:
-            _export_with_optimum(model_dir, tmp / "model.onnx", tmp / "optimum")
-            shutil.rmtree(tmp / "optimum")
-        _write_tokenizer(encoder, tmp / "tokenizer.json")
-        manifest = Manifest(dimension=encoder.dim, pooling=vespa_pooling(c.pooling), normalize=c.normalize,
-                            max_tokens=c.max_length,
-                            prefixes={"query": c.query_prefix, "document": c.passage_prefix},
-                            inputs=_input_names(encoder),
-                            output="sentence_embedding" if baked else "last_hidden_state",
-                            model_pooling=c.pooling, opset=OPSET, versions=_versions(),
-                            source_model=str(model_dir.resolve()), merge=_merge_record(model_dir))
-        manifest.save(tmp)
-        say("checking parity (PyTorch vs ONNX Runtime, batch and Vespa-style)")
-        texts = parity_texts()
-        manifest.parity = {"fp32": check_parity(encoder, tmp, texts)}
-        if quantize:
-            from .quantize import quantize_int8
-
-            say("quantizing to int8 (dynamic, per-channel)")
-            (tmp / "model.onnx").rename(tmp / "model-fp32.onnx")
-            quantize_int8(tmp / "model-fp32.onnx", tmp / "model.onnx")
-            manifest.quantization = {"type": "int8", "method": "dynamic", "per_channel": True}
-            manifest.parity["int8"] = check_parity(encoder, tmp, texts, quantized=True)
-            if quality_data:
-                from common.data import read_beir
-
-                say(f"measuring nDCG@10 of fp32 and int8 on {quality_data} ({quality_split})")
-                beir = read_beir(quality_data, quality_split)
-                fp32, int8 = (onnx_ndcg(tmp, f, beir, progress) for f in ("model-fp32.onnx", "model.onnx"))
-                manifest.quantization["ndcg@10"] = {"data": str(quality_data), "split": quality_split,
-                                                    "fp32": round(fp32, 4), "int8": round(int8, 4),
-                                                    "change": round(int8 - fp32, 4)}
-                if int8 < fp32 - 0.01:
-                    say(f"warning: int8 loses {100 * (fp32 - int8):.1f} points nDCG@10 against fp32 (bound: 1)")
-        manifest.files = _file_hashes(tmp)
-        manifest.save(tmp)
-
+    single = partial(_write_single, quantize=quantize, progress=progress, quality_data=quality_data,
+                     quality_split=quality_split)
+    if isinstance(encoder, TwoTowers):
+        def write(tmp: Path):
+            single(encoder.document, model_dir, tmp)
+            (tmp / QUERY_TOWER).mkdir()
+            single(encoder.query, model_dir / encoder.record["query"], tmp / QUERY_TOWER)
+            manifest = Manifest.load(tmp)
+            manifest.query_tower = QUERY_TOWER
+            manifest.files = _file_hashes(tmp)
+            manifest.save(tmp)
+    else:
+        def write(tmp: Path):
+            single(encoder, model_dir, tmp)
     return atomic_dir(out_dir, write, "export", replace=force, inputs=[model_dir])
 
 
+def _write_single(encoder: Encoder, model_dir: Path, tmp: Path, quantize, progress, quality_data, quality_split):
+    """One single-vector export into ``tmp``: the graph, tokenizer.json and a manifest with its parity."""
+    c = encoder.config
+    baked = not vespa_can_pool(c.pooling) or encoder.head is not None  # Vespa cannot apply a learned head
+    say = (lambda m: print(m, file=sys.stderr)) if progress else (lambda m: None)
+    say(f"exporting {model_dir} → ONNX ({'torch.onnx, pooled graph' if baked else 'optimum'})")
+    if baked:
+        _export_pooled_graph(encoder, tmp / "model.onnx")
+    else:
+        _export_with_optimum(model_dir, tmp / "model.onnx", tmp / "optimum")
+        shutil.rmtree(tmp / "optimum")
+    _write_tokenizer(encoder, tmp / "tokenizer.json")
+    manifest = Manifest(dimension=encoder.dim, pooling="none" if baked else vespa_pooling(c.pooling), normalize=c.normalize,
+                        max_tokens=c.max_length,
+                        prefixes={"query": c.query_prefix, "document": c.passage_prefix},
+                        inputs=_input_names(encoder),
+                        output="sentence_embedding" if baked else "last_hidden_state",
+                        model_pooling=c.pooling, opset=OPSET, versions=_versions(),
+                        source_model=str(model_dir.resolve()), merge=_merge_record(model_dir))
+    manifest.save(tmp)
+    say("checking parity (PyTorch vs ONNX Runtime, batch and Vespa-style)")
+    texts = parity_texts()
+    manifest.parity = {"fp32": check_parity(encoder, tmp, texts)}
+    if quantize:
+        from .quantize import quantize_int8
+
+        say("quantizing to int8 (dynamic, per-channel)")
+        (tmp / "model.onnx").rename(tmp / "model-fp32.onnx")
+        quantize_int8(tmp / "model-fp32.onnx", tmp / "model.onnx")
+        manifest.quantization = {"type": "int8", "method": "dynamic", "per_channel": True}
+        manifest.parity["int8"] = check_parity(encoder, tmp, texts, quantized=True)
+        if quality_data:
+            from common.data import read_beir
+
+            say(f"measuring nDCG@10 of fp32 and int8 on {quality_data} ({quality_split})")
+            beir = read_beir(quality_data, quality_split)
+            fp32, int8 = (onnx_ndcg(tmp, f, beir, progress) for f in ("model-fp32.onnx", "model.onnx"))
+            manifest.quantization["ndcg@10"] = {"data": str(quality_data), "split": quality_split,
+                                                "fp32": round(fp32, 4), "int8": round(int8, 4),
+                                                "change": round(int8 - fp32, 4)}
+            if int8 < fp32 - 0.01:
+                say(f"warning: int8 loses {100 * (fp32 - int8):.1f} points nDCG@10 against fp32 (bound: 1)")
+    manifest.files = _file_hashes(tmp)
+    manifest.save(tmp)
+
+
 def _file_hashes(export_dir: Path) -> dict:
-    return {p.name: {"sha256": sha256(p), "bytes": p.stat().st_size}
-            for p in sorted(export_dir.iterdir()) if p.name != "manifest.json"}
+    """Every file of the export but the manifest itself; a query tower by its manifest (which hashes its files)."""
+    files = [p for p in sorted(export_dir.iterdir()) if p.is_file() and p.name != "manifest.json"]
+    files += [q for q in [export_dir / QUERY_TOWER / "manifest.json"] if q.exists()]
+    return {str(p.relative_to(export_dir)): {"sha256": sha256(p), "bytes": p.stat().st_size} for p in files}
 
 
 def _write_late(model: LateInteraction, model_dir: Path, tmp: Path, progress: bool) -> None:

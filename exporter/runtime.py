@@ -58,6 +58,9 @@ class OnnxEmbedder:
         self.tokenizer = Tokenizer.from_file(str(export_dir / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.manifest.max_tokens)
+        # a two-tower export: queries go through its query tower (manifest.query_tower)
+        self.query_side = (OnnxEmbedder(export_dir / self.manifest.query_tower, threads=threads, dim=dim)
+                           if self.manifest.query_tower else None)
 
     def _run(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
@@ -67,6 +70,8 @@ class OnnxEmbedder:
 
     def embed_one(self, text: str, kind: str = "query") -> np.ndarray:
         """Exactly Vespa's path: one text, no padding."""
+        if kind == "query" and self.query_side:
+            return self.query_side.embed_one(text, kind)
         enc = self.tokenizer.encode(self.manifest.prefix(kind) + text)
         as_batch = [np.asarray([v], dtype=np.int64) for v in (enc.ids, enc.attention_mask, enc.type_ids)]
         return self._run(*as_batch)[0].astype(np.float32)
@@ -74,6 +79,8 @@ class OnnxEmbedder:
     def embed(self, texts: list[str], kind: str = "passage", batch_size: int = 32, progress: bool = False):
         """Padded batches: the same vectors as ``embed_one`` (to float rounding), much faster; one text per
         call where the graph needs it."""
+        if kind == "query" and self.query_side:
+            return self.query_side.embed(texts, kind, batch_size, progress)
         if self.one_text_per_call:
             batch_size = 1
         prefix = self.manifest.prefix(kind)

@@ -125,6 +125,15 @@ def test_hybrid_linear_is_the_sum_of_min_max_normalised_features(index):
     assert [h.score for h in hits] == pytest.approx(sorted(fused.values(), reverse=True)[:5])
 
 
+def test_a_feature_equal_on_every_hit_normalises_to_one_half_as_vespas_linear_normalizer():
+    """Vespa's LinearNormalizer: 0.5 + scale · (x − midpoint), scale 0 when max = min (found when a two-tower
+    package's hits all had the same BM25 score: Vespa's global phase and ours then differed by 0.5)."""
+    from vespa_app.profiles import _linear
+
+    fused = _linear(({0: 0.9, 1: 0.5, 2: 0.1}, {0: 3.0, 1: 3.0, 2: 3.0}), [0, 1, 2], (1.0, 0.2))
+    assert fused == pytest.approx({0: 1.0 + 0.1, 1: 0.5 + 0.1, 2: 0.0 + 0.1})
+
+
 def test_binary_matches_by_hamming_and_reranks_by_cosine(index):
     from common.vectors import pack_bits
 

@@ -97,6 +97,10 @@ class TrainConfig:
     keep_checkpoints: int = knob(2, positive_int)
     eval_every: int = knob(0, non_negative_int, "steps between evaluations (needs --eval-data)")
     seed: int = knob(42, int)
+    tower: str = knob("shared", str, "which towers train (training/towers.py): shared (one model for queries and "
+                      "documents) | query (documents keep the base model's vectors: a new model needs no re-feed) | "
+                      "adapter (the base plus a trained D×D map on queries) | separate (two models)",
+                      choices=("shared", "query", "adapter", "separate"))
 
     def check(self) -> None:
         """Fail before any work on values that cannot be right."""
@@ -123,6 +127,12 @@ class TrainConfig:
                  (set(self.corpus_kinds) <= {"title", "ict", "crop"},
                   f"corpus pairs must be among title, ict, crop, not {self.corpus_pairs!r}"),
                  (self.grad_cache_chunk >= 0, "grad cache chunk must be ≥ 0"),
+                 (self.tower in ("shared", "query", "adapter", "separate"),
+                  f"tower must be shared, query, adapter or separate, not {self.tower!r}"),
+                 (self.tower == "shared" or not (self.late_interaction or self.matryoshka or self.grad_cache_chunk
+                                                 or self.checkpoint_every or self.eval_every),
+                  "--tower query, adapter and separate train without --late-interaction, --matryoshka, "
+                  "--grad-cache-chunk, --checkpoint-every and --eval-every"),
                  (self.checkpoint_every >= 0, "checkpoint every must be ≥ 0")]
         for ok, message in rules:
             if not ok:

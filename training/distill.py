@@ -126,6 +126,11 @@ def distill(cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progre
 
     out = Path(cfg.out)
     cfg.teacher = str(check_model_dir(cfg.teacher))  # a run directory stands for the model inside it
+    from .model_dir import TOWERS_FILE
+
+    if (Path(cfg.teacher) / TOWERS_FILE).exists():
+        raise ConfigError(f"{cfg.teacher}: a two-tower model (--tower); the student learns one model for queries "
+                          "and documents, so distill a shared-weights model")
     check_output(out, "model", force, inputs=[Path(cfg.teacher)])
     if cfg.loss not in ("mse", "cosine"):
         raise ConfigError(f"--loss must be mse or cosine, not {cfg.loss!r}")

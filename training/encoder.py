@@ -24,15 +24,19 @@ from common.batching import length_sorted_batches  # noqa: E402
 from common.errors import ConfigError  # noqa: E402
 from common.late import LateConfig  # noqa: E402
 
-from .model_dir import EncoderConfig, ModelDirError, check_model_dir, default_base_model  # noqa: E402,F401
+from .model_dir import (TOWERS_FILE, EncoderConfig, ModelDirError, check_model_dir,  # noqa: E402,F401
+                        default_base_model)
 from .pooling import AttentionPooling, pool  # noqa: E402
 
 
 class Encoder(nn.Module):
-    def __init__(self, transformer, tokenizer, config: EncoderConfig, attention: AttentionPooling | None = None):
+    def __init__(self, transformer, tokenizer, config: EncoderConfig, attention: AttentionPooling | None = None,
+                 head: nn.Linear | None = None):
+        """``head``: a D×D linear map after pooling (the query tower's adapter, ``training/towers.py``), saved as
+        sentence-transformers' ``2_Dense`` and baked into the exported graph."""
         super().__init__()
         self.transformer, self.tokenizer, self.config = transformer, tokenizer, config
-        self.attention = attention
+        self.attention, self.head = attention, head
         if config.pooling == "attention" and attention is None:
             self.attention = AttentionPooling(self.dim)
 
@@ -45,10 +49,15 @@ class Encoder(nn.Module):
         return next(self.parameters()).device
 
     @classmethod
-    def load(cls, path, late: bool | None = None, **overrides) -> "Encoder":
+    def load(cls, path, late: bool | None = None, towers: bool = True, **overrides) -> "Encoder":
         """Load a base model or one of ours; ``overrides`` (pooling, normalize, ...) win over what is saved.
-        A late-interaction directory loads as ``LateInteraction`` unless ``late`` is False (its encoder alone)."""
+        A late-interaction directory loads as ``LateInteraction`` unless ``late`` is False (its encoder alone);
+        a two-tower one as ``TwoTowers`` unless ``towers`` is False (its document tower alone)."""
         path = check_model_dir(path)
+        if towers and (path / TOWERS_FILE).exists():
+            from .towers import TwoTowers
+
+            return TwoTowers.load(path, **overrides)
         if late is not False and (path / LateConfig.FILE).exists():
             from .late_interaction import LateInteraction
 
@@ -69,7 +78,7 @@ class Encoder(nn.Module):
         attention = None
         if config.pooling == "attention" and (path / "1_AttentionPooling").exists():
             attention = AttentionPooling.load(path / "1_AttentionPooling")
-        return cls(transformer, tokenizer, config, attention)
+        return cls(transformer, tokenizer, config, attention, _load_head(path / DENSE_DIR))
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.config.max_length,
@@ -94,6 +103,8 @@ class Encoder(nn.Module):
 
     def _pooled(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         emb = pool(self.config.pooling, tokens, mask, self.attention)
+        if self.head is not None:
+            emb = self.head(emb)
         return F.normalize(emb, dim=-1) if self.config.normalize else emb
 
     @torch.inference_mode()
@@ -130,9 +141,13 @@ class Encoder(nn.Module):
                 "pooling_mode_mean_sqrt_len_tokens": False, "include_prompt": True}, indent=2))
             modules.append({"idx": 1, "name": "1", "path": "1_Pooling",
                             "type": "sentence_transformers.models.Pooling"})
+        if self.head is not None:
+            _save_head(self.head, path / DENSE_DIR)
+            modules.append({"idx": 2, "name": "2", "path": DENSE_DIR, "type": "sentence_transformers.models.Dense"})
         if c.normalize:
-            (path / "2_Normalize").mkdir(exist_ok=True)
-            modules.append({"idx": 2, "name": "2", "path": "2_Normalize",
+            n = len(modules)
+            (path / f"{n}_Normalize").mkdir(exist_ok=True)
+            modules.append({"idx": n, "name": str(n), "path": f"{n}_Normalize",
                             "type": "sentence_transformers.models.Normalize"})
         (path / "modules.json").write_text(json.dumps(modules, indent=2))
         (path / "sentence_bert_config.json").write_text(
@@ -140,3 +155,29 @@ class Encoder(nn.Module):
         (path / "config_sentence_transformers.json").write_text(json.dumps({
             "prompts": {"query": c.query_prefix, "passage": c.passage_prefix},
             "default_prompt_name": None, "similarity_fn_name": "cosine"}, indent=2))
+
+
+DENSE_DIR = "2_Dense"  # sentence-transformers' Dense module: config.json + model.safetensors ("linear.weight")
+
+
+def _save_head(head: nn.Linear, folder: Path) -> None:
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({
+        "in_features": head.in_features, "out_features": head.out_features, "bias": head.bias is not None,
+        "activation_function": "torch.nn.modules.linear.Identity"}, indent=2))
+    # sentence-transformers names the Linear inside its Dense module "linear"
+    save_file({f"linear.{k}": v.detach().contiguous() for k, v in head.state_dict().items()},
+              folder / "model.safetensors")
+
+
+def _load_head(folder: Path) -> nn.Linear | None:
+    if not (folder / "config.json").exists():
+        return None
+    from safetensors.torch import load_file
+
+    cfg = json.loads((folder / "config.json").read_text())
+    head = nn.Linear(cfg["in_features"], cfg["out_features"], bias=cfg.get("bias", False))
+    head.load_state_dict({k.removeprefix("linear."): v for k, v in load_file(folder / "model.safetensors").items()})
+    return head

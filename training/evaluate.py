@@ -97,12 +97,14 @@ def guard_sets(names_or_dirs, half: str = "report") -> dict[str, Beir]:
 
 
 def model_cache_key(model_dir, config) -> str:
-    """Names a model's weights and embedding settings, for ``common.vectors.cached_vectors``."""
+    """Names a model's weights and embedding settings, for ``common.vectors.cached_vectors`` (which keeps
+    passages' vectors: a two-tower model is named by its document tower, this folder, alone)."""
     import hashlib
 
     digest = hashlib.sha256(repr(sorted(vars(config).items())).encode())
     model_dir = check_model_dir(model_dir)  # a hub id or run folder names the files below
-    for name in ("model.safetensors", "pytorch_model.bin", "config.json", "1_AttentionPooling/pooling.pt"):
+    for name in ("model.safetensors", "pytorch_model.bin", "config.json", "1_AttentionPooling/pooling.pt",
+                 "2_Dense/model.safetensors"):
         path = Path(model_dir) / name
         if path.exists():
             digest.update(path.read_bytes())

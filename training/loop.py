@@ -247,6 +247,9 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
                           "take 0 steps and change nothing. Give at least 2 pairs with different queries and "
                           "different positives (a batch needs company: each query's negatives are the others).")
 
+    if cfg.tower != "shared":
+        cfg.base_revision, cfg.pairs_fingerprint = hub_revision(check_model_dir(cfg.base)), fingerprint
+        return _train_towers(cfg, out, pairs, corpus, plan[:total], progress)
     checkpoints = _checkpoints(out) if resume else []
     source = checkpoints[-1] / "model" if checkpoints else cfg.base
     encoder = Encoder.load(source, pooling=cfg.pooling, normalize=cfg.normalize, max_length=cfg.max_length,
@@ -311,8 +314,14 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
                "wall_s": round(elapsed, 1), "pairs_per_s": round(n_pairs / max(elapsed, 1e-9), 2),
                "tokens_per_s": round(n_tokens / max(elapsed, 1e-9), 1), "log": log}
 
+    return _write_model(out, cfg, pairs, metrics, encoder.save)
+
+
+def _write_model(out: Path, cfg: TrainConfig, pairs: list[Pair], metrics: dict, save) -> Path:
+    """The finished model directory, written atomically: the weights (``save(folder)``), the configuration and
+    metrics of the run, its labelled positives (seen / unseen later) and the model card."""
     def write(tmp: Path):
-        encoder.save(tmp)
+        save(tmp)
         cfg.save(tmp / "train_config.json")
         (tmp / "train_metrics.json").write_text(json.dumps(metrics, indent=2))
         write_positives(tmp, [p for p in pairs if p.source == "labelled"])
@@ -320,3 +329,15 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
     model_dir = atomic_dir(out / "model", write, "model")
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return model_dir
+
+
+def _train_towers(cfg: TrainConfig, out: Path, pairs: list[Pair], corpus, plan, progress: bool) -> Path:
+    """``--tower query | adapter | separate`` (``training/towers.py``): cheap enough to need no checkpoints; a
+    resumed run that did not finish starts again."""
+    from .towers import FROZEN_DOCUMENT, train_towers
+
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save(out / "train_config.json")
+    towers, metrics = train_towers(cfg, pairs, corpus, plan, progress)
+    base_dir = check_model_dir(cfg.base) if cfg.tower in FROZEN_DOCUMENT else None
+    return _write_model(out, cfg, pairs, metrics, lambda tmp: towers.save(tmp, base_dir))

@@ -22,7 +22,7 @@ from common.vectors import dense_run
 from .encoder import Encoder
 from .evaluate import embed_fn, guard_sets, model_cache_key
 from .model_card import write_card
-from .model_dir import EncoderConfig, ModelDirError, check_model_dir
+from .model_dir import TOWERS_FILE, EncoderConfig, ModelDirError, check_model_dir
 
 MERGE_FILE = "merge.json"
 BOUND = 0.005  # the largest drop on a guard that auto α accepts: half a point of nDCG@10
@@ -75,6 +75,9 @@ def merge(base_dir, tuned_dir, out, alpha: float | str = "auto", guards=None, fo
           say=print) -> Path:
     """Write the merged model directory (one every other command accepts) and return it."""
     base_dir, tuned_dir = check_model_dir(base_dir), check_model_dir(tuned_dir)
+    if (tuned_dir / TOWERS_FILE).exists():
+        raise ModelDirError(f"{tuned_dir}: a two-tower model (--tower); merging averages one model's weights with "
+                            "its base, so merge a shared-weights model (--tower shared)")
     check_output(out, "model", force, inputs=[base_dir, tuned_dir])
     choice = {"method": "given"}
     if alpha == "auto":

@@ -17,7 +17,7 @@ LICENCES = {"scifact": "SciFact: claims CC BY 4.0, abstracts ODC-By 1.0",
             "stsb": "STS Benchmark: CC BY-SA 4.0 (scores); texts under their sources' terms",
             "medquad": "MedQuAD: CC BY 4.0", "cisi": "CISI: free for research (University of Glasgow IR group)"}
 RECIPE_KEYS = ("epochs", "batch_size", "lr", "max_length", "train_length", "temperature", "anchor", "anchor_weight",
-               "hard_negatives", "corpus_pairs")
+               "hard_negatives", "corpus_pairs", "tower")
 BASE_LICENCES = {"all-MiniLM-L6-v2": "Apache-2.0", "bge-small-en-v1.5": "MIT"}
 
 
@@ -80,6 +80,16 @@ def card_text(model_dir) -> str:
             lines.append(f"- {metrics['steps']} steps over {metrics['pairs']} pairs in {metrics['wall_s']} s, "
                          f"final loss {metrics['final_loss']:.4f}" if metrics.get("final_loss") is not None
                          else f"- {metrics['steps']} steps")
+    towers = _read(model_dir, "towers.json")
+    if towers:
+        frozen = towers.get("frozen") == "document"
+        lines += ["", "## Two towers", "",
+                  f"- `--tower {towers['variant']}`: this folder embeds documents"
+                  + (" (the base model's files, frozen: its vectors are the base model's)" if frozen else "")
+                  + f"; `{towers['query']}/` embeds queries",
+                  "- `siamese app build` serves each with its own hugging-face-embedder"
+                  + ("; deployed over documents fed with the same document tower, it needs no re-feed" if frozen
+                     else "")]
     if merged:
         lines += ["", "## Merge", "", f"- θ = (1 − α)·base + α·tuned with α {merged['alpha']:.3f} "
                   f"({merged['choice']['method']}); base {model_name(merged['base'])}"]

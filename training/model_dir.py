@@ -15,6 +15,9 @@ from common.errors import ConfigError, UserError
 from common.poolings import POOLINGS
 
 
+TOWERS_FILE = "towers.json"  # a two-tower model: this folder is the document tower, query/ the query tower
+
+
 class ModelDirError(UserError, ValueError):
     """A path that is not a usable encoder directory, with what to do."""
 

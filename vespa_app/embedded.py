@@ -94,9 +94,7 @@ class EmbeddedIndex:
     def set_bm25_weight(self, weight: float) -> None:
         """Record the weight the package is built with (chosen after the index, on its vectors)."""
         self.meta["bm25_weight"] = float(weight)
-        tmp = self.path / f"meta.json.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(self.meta, indent=2))
-        tmp.replace(self.path / "meta.json")
+        self._write_meta()
 
     @property
     def embedder(self) -> OnnxEmbedder:
@@ -112,6 +110,28 @@ class EmbeddedIndex:
                                     f"(its manifest differs), so queries would not match the documents. {REBUILD}")
             self._embedder = OnnxEmbedder(export_dir, dim=self.meta["dimension"])
         return self._embedder
+
+    def serve(self, export_dir) -> None:
+        """Embed queries with another export from now on (recorded in meta.json), as a Vespa redeploy of a new
+        query tower: allowed only where its documents embed as this index's did (``Manifest.document_side``), so
+        not one document is re-embedded; refused otherwise."""
+        from exporter.manifest import Manifest
+
+        export_dir = Path(export_dir).resolve()
+        side = Manifest.load(export_dir).document_side()
+        if side != self.meta.get("document_side"):
+            raise BadIndexError(f"{self.path}: {export_dir} embeds documents otherwise than the export this index was "
+                                f"built with ({self.meta['export_dir']}), so every document would need embedding again. "
+                                f"Build a new index for it; only an export with the same document tower (a new query "
+                                f"tower: `siamese train --tower query`) can be served over this one.")
+        self.meta.update(export_dir=str(export_dir), manifest_sha256=sha256(export_dir / MANIFEST))
+        self._embedder = None
+        self._write_meta()
+
+    def _write_meta(self) -> None:
+        tmp = self.path / f"meta.json.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(self.meta, indent=2))
+        tmp.replace(self.path / "meta.json")
 
     @property
     def colbert_embedder(self) -> OnnxTokenEmbedder:
@@ -170,9 +190,13 @@ class EmbeddedIndex:
         if chunker:
             chunks = [(p, c) for p, d in enumerate(docs) for c in chunker.passage_chunks(d.title, d.text)]
         started = time.time()
-        if embeddings is None:
+        side = embedder.manifest.document_side()
+        if embeddings is None:  # kept by the document side: an export with another query tower embeds nothing
+            from common.vectors import cached_vectors
+
             texts = [c for _, c in chunks] if chunks else [d.passage for d in docs]
-            embeddings = embedder.embed(texts, "passage", progress=progress)
+            embeddings = cached_vectors(f"onnx documents {side} @{embedder.dim}", texts,
+                                        lambda: embedder.embed(texts, "passage", progress=progress))
         embed_s = time.time() - started
         started = time.time()
         hnsw = _hnsw(embedder.dim, connectivity, expansion_add, expansion_search)
@@ -188,7 +212,7 @@ class EmbeddedIndex:
             colbert = {"export_dir": str(colbert_dir), "manifest_sha256": sha256(colbert_dir / MANIFEST),
                        "cells": colbert_cells, "tokens": int(sum(len(t) for t in tokens)),
                        "embed_seconds": round(time.time() - started_late, 1)}
-        meta = {"export_dir": str(export_dir), "manifest_sha256": sha256(export_dir / MANIFEST),
+        meta = {"export_dir": str(export_dir), "manifest_sha256": sha256(export_dir / MANIFEST), "document_side": side,
                 "dimension": embedder.dim, "count": len(docs), "corpus_sha256": corpus_fingerprint(docs),
                 "connectivity": connectivity, "expansion_add": expansion_add, "expansion_search": expansion_search,
                 "embed_seconds": round(embed_s, 1), "index_seconds": round(time.time() - started, 2),

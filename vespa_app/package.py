@@ -34,8 +34,9 @@ from exporter.manifest import Manifest
 
 from . import profiles
 from .profiles import Profile
-from .serving import (BM25_WEIGHT, CHUNKING_FILE, COLBERT_DIR, COLBERT_EMBEDDER, DIM_FILE, EMBEDDER, FUSION_FILE,
-                      HNSW_EXPLORE_AT_INSERT, HNSW_MAX_LINKS, SCHEMA)
+from .serving import (BM25_WEIGHT, CHUNKING_FILE, COLBERT_DIR, COLBERT_EMBEDDER, DIM_FILE, DOCUMENT_EMBEDDER,
+                      EMBEDDER, FUSION_FILE, HNSW_EXPLORE_AT_INSERT, HNSW_MAX_LINKS, PACKAGE_FILE, QUERY_TOWER_DIR,
+                      SCHEMA)
 
 # What the embedder embeds for a document: the same text as ``common.data.doc_text``; in a chunked package,
 # each chunk the feed sends (``common.chunking``, title leading each), into one vector per chunk.
@@ -106,12 +107,12 @@ def _rank_profile(p: Profile, d: int, colbert: Manifest | None = None, cells: st
                        summary_features=list(p.summary_features) or None, **phase)
 
 
-def _embedding_field(name: str, cell_type: str, size: int, metric: str, o: AppOptions) -> Field:
+def _embedding_field(name: str, cell_type: str, size: int, metric: str, o: AppOptions, embedder: str = EMBEDDER) -> Field:
     """A synthetic field (outside the document) that Vespa's embedder fills at feed time from title and text,
     or, chunked, with one vector per chunk (HNSW over all of them; a document is as close as its best chunk)."""
     shape = f"chunk{{}}, x[{size}]" if o.chunked else f"x[{size}]"
     return Field(name, f"tensor<{cell_type}>({shape})", is_document_field=False,
-                 indexing=[EMBED_CHUNKS if o.chunked else EMBED_INPUT, f"embed {EMBEDDER}", "attribute", "index"],
+                 indexing=[EMBED_CHUNKS if o.chunked else EMBED_INPUT, f"embed {embedder}", "attribute", "index"],
                  ann=HNSW(distance_metric=metric, max_links_per_node=o.max_links_per_node,
                           neighbors_to_explore_at_insert=o.neighbors_to_explore_at_insert))
 
@@ -125,8 +126,9 @@ def _colbert_field(m: Manifest, cells: str) -> Field:
                  indexing=[EMBED_INPUT, f"embed {COLBERT_EMBEDDER}", "attribute"])
 
 
-def _schema(m: Manifest | None, o: AppOptions, colbert: Manifest | None = None) -> Schema:
-    """``m``: the single-vector export (None: a late-interaction export served alone)."""
+def _fields(m: Manifest | None, o: AppOptions, colbert: Manifest | None = None) -> Schema:
+    """The schema without its rank profiles: what a fed document holds. ``m``: the single-vector export (None: a
+    late-interaction export served alone); a two-tower one's documents embed with its document tower."""
     d = (o.dim or m.dimension) if m else 0  # a smaller tensor than the model's output: Vespa keeps its first d values
     body = "chunks" if o.chunked else "text"
     document = Document(fields=[
@@ -140,14 +142,21 @@ def _schema(m: Manifest | None, o: AppOptions, colbert: Manifest | None = None) 
                  summary=Summary(select_elements_by=profiles.BEST_CHUNK_FN))] if o.chunked else []),
     ])
     schema = Schema(SCHEMA, document, fieldsets=[FieldSet("default", ["title", body])])
+    embedder = DOCUMENT_EMBEDDER if m and m.query_tower else EMBEDDER
     if m:
-        schema.add_fields(_embedding_field("embedding", o.cell_type, d, distance_metric(m), o))
+        schema.add_fields(_embedding_field("embedding", o.cell_type, d, distance_metric(m), o, embedder))
     if m and o.binarized:
         # Packed sign bits (D/8 int8 cells, hamming distance) for a cheap first pass over a large corpus;
         # the float field above, kept for re-ranking, can be made `paged` to leave memory.
-        schema.add_fields(_embedding_field("embedding_binary", "int8", d // 8, "hamming", o))
+        schema.add_fields(_embedding_field("embedding_binary", "int8", d // 8, "hamming", o, embedder))
     if colbert:
         schema.add_fields(_colbert_field(colbert, o.colbert_cells))
+    return schema
+
+
+def _schema(m: Manifest | None, o: AppOptions, colbert: Manifest | None = None) -> Schema:
+    schema = _fields(m, o, colbert)
+    d = (o.dim or m.dimension) if m else 0
     # Vespa's embedder takes the target tensor type from the rank profile's inputs, so a query input is
     # declared only where it is used: a BM25 query embeds nothing.
     for profile in profiles.in_package(o.binarized, o.chunked, colbert=colbert is not None, single=m is not None):
@@ -163,8 +172,8 @@ class _Verbatim(str):
         return self
 
 
-def _embedder(m: Manifest):
-    settings = [vt.transformer_model(path="models/model.onnx"), vt.tokenizer_model(path="models/tokenizer.json"),
+def _embedder(m: Manifest, component: str = EMBEDDER, folder: str = "models"):
+    settings = [vt.transformer_model(path=f"{folder}/model.onnx"), vt.tokenizer_model(path=f"{folder}/tokenizer.json"),
                 vt.max_tokens(str(m.max_tokens)), vt.pooling_strategy(m.pooling),
                 vt.normalize("true" if m.normalize else "false")]
     if m.output != "last_hidden_state":
@@ -176,7 +185,7 @@ def _embedder(m: Manifest):
         if m.prefixes["document"]:
             prefixes.append(vt.document(_Verbatim(m.prefixes["document"])))
         settings.append(vt.prepend(*prefixes))
-    return vt.component(*settings, id=EMBEDDER, type="hugging-face-embedder")
+    return vt.component(*settings, id=component, type="hugging-face-embedder")
 
 
 def _colbert_embedder(m: Manifest):
@@ -196,8 +205,11 @@ def _colbert_embedder(m: Manifest):
         id=COLBERT_EMBEDDER, type="colbert-embedder")
 
 
-def _services(m: Manifest | None, o: AppOptions, colbert: Manifest | None = None):
-    embedders = ([_embedder(m)] if m else []) + ([_colbert_embedder(colbert)] if colbert else [])
+def _services(m: Manifest | None, o: AppOptions, colbert: Manifest | None = None, query: Manifest | None = None):
+    """``query``: a two-tower export's query tower, the embedder queries name; ``m`` then embeds documents."""
+    single = ([_embedder(query, EMBEDDER, QUERY_TOWER_DIR), _embedder(m, DOCUMENT_EMBEDDER)] if query
+              else [_embedder(m)] if m else [])
+    embedders = single + ([_colbert_embedder(colbert)] if colbert else [])
     container_parts = [*embedders, vt.document_api(), vt.search()]
     content_parts = [vt.documents(vt.document(type=SCHEMA, mode="index"))]
     if o.cloud:
@@ -227,13 +239,37 @@ def _hosts_xml(o: AppOptions) -> str:
 
 
 def build_application(manifest: Manifest | None, options: AppOptions | None = None,
-                      colbert: Manifest | None = None) -> ApplicationPackage:
-    """``manifest``: the single-vector export, None when a late-interaction export (``colbert``) is served alone."""
+                      colbert: Manifest | None = None, query: Manifest | None = None) -> ApplicationPackage:
+    """``manifest``: the single-vector export, None when a late-interaction export (``colbert``) is served alone;
+    ``query``: its query tower's manifest, for a two-tower export."""
     o = options or AppOptions()
     o.check()
+    services = _services(manifest, o, colbert, query)
     return ApplicationPackage(name=o.name, schema=[_schema(manifest, o, colbert)],
-                              services_config=ServicesConfiguration(o.name, services_config=_services(manifest, o,
-                                                                                                      colbert)))
+                              services_config=ServicesConfiguration(o.name, services_config=services))
+
+
+def feed_key(m: Manifest | None, o: AppOptions, colbert: Manifest | None = None) -> str:
+    """What decides the documents a feed leaves in Vespa, as one hash: the schema's fields and indexing statements
+    (not its rank profiles), how each embedder embeds a document (``Manifest.document_side``) and the chunking.
+    A package deployed over one with the same key needs no document re-fed: a new query tower, a new fusion
+    weight. Recorded in PACKAGE_FILE; the feed ledger keys on it."""
+    import hashlib
+
+    parts = [_fields(m, o, colbert).schema_to_text, m.document_side() if m else None,
+             colbert.document_side() if colbert else None, o.chunk_tokens, o.chunk_overlap if o.chunked else None]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def _query_manifest(export_dir: Path, m: Manifest) -> Manifest | None:
+    """A two-tower export's query tower, refused where it could not search the document tower's vectors."""
+    if not m.query_tower:
+        return None
+    q = Manifest.load(export_dir / m.query_tower)
+    if (q.dimension, q.normalize) != (m.dimension, m.normalize):
+        raise ConfigError(f"{export_dir}: the query tower embeds {q.dimension} dimensions (normalised: {q.normalize}), "
+                          f"the document tower {m.dimension} (normalised: {m.normalize}): one HNSW field cannot serve both")
+    return q
 
 
 def _colbert_manifest(colbert_dir: Path, o: AppOptions) -> Manifest:
@@ -282,7 +318,8 @@ def write_package(export_dir, out_dir, options: AppOptions | None = None, force:
         raise ConfigError(f"--dim {options.dim} must be between 8 and the model's {manifest.dimension} dimensions")
     if options.dim and options.binarized and options.dim % 8:
         raise ConfigError(f"--dim {options.dim} with --binarized must be a multiple of 8 (bits pack into int8)")
-    app = build_application(manifest, options, colbert)
+    query = _query_manifest(export_dir, manifest) if manifest else None
+    app = build_application(manifest, options, colbert, query)
 
     def write(tmp: Path):
         app.to_files(str(tmp))
@@ -290,12 +327,17 @@ def write_package(export_dir, out_dir, options: AppOptions | None = None, force:
         if manifest:
             for name in ("model.onnx", "tokenizer.json", "manifest.json"):
                 shutil.copyfile(export_dir / name, tmp / "models" / name)
+        if query:  # the package's models/ mirrors the export: models/query/ is the query tower
+            shutil.copytree(export_dir / manifest.query_tower, tmp / QUERY_TOWER_DIR,
+                            ignore=shutil.ignore_patterns("model-fp32.onnx"))
         if colbert:
             (tmp / COLBERT_DIR).mkdir(parents=True)
             for name in ("model.onnx", "tokenizer.json", "manifest.json"):
                 shutil.copyfile(Path(colbert_dir) / name, tmp / COLBERT_DIR / name)
         if options.nodes > 1 and not options.cloud:
             (tmp / "hosts.xml").write_text(_hosts_xml(options))
+        (tmp / PACKAGE_FILE).write_text(json.dumps({"feed_key": feed_key(manifest, options, colbert),
+                                                    "two_towers": query is not None}, indent=2) + "\n")
         if options.chunked:
             (tmp / CHUNKING_FILE).write_text(json.dumps({"tokens": options.chunk_tokens,
                                                          "overlap": options.chunk_overlap}) + "\n")

@@ -111,6 +111,9 @@ def check_options(o: RunOptions, base: str) -> None:
         raise ConfigError("--chunk-overlap needs --chunk-tokens (N or auto): without it documents are truncated")
     if o.dim is not None and width and not 8 <= o.dim <= width:
         raise ConfigError(f"--dim {o.dim} must be between 8 and the model's {width} dimensions")
+    if o.merge is not None and o.train.get("tower", "shared") != "shared":
+        raise ConfigError(f"--merge averages one model's weights with its base; --tower {o.train['tower']} trains two "
+                          "towers: drop one of the two")
     if isinstance(o.merge, float) and not 0.0 <= o.merge <= 1.0:
         raise ConfigError(f"--merge {o.merge} must be in [0, 1] or auto")
     if o.merge == "auto" and not o.guards:
@@ -365,7 +368,8 @@ def _model_rows(o: RunOptions, base: str, model_dir: Path, export_dir: Path, bei
         encoder = Encoder.load(reference)
         add(f"reference ({model_label(reference)})", _encoder_runs(reference, encoder, datasets, chunker), encoder)
     served = index.embedder if index else OnnxEmbedder(export_dir)
-    served_key = f"onnx {served.manifest!r}"  # the manifest names the graph (file hashes) and how it embeds
+    # documents' vectors are named by what decides them (the index's key): a new query tower re-embeds none
+    served_key = f"onnx documents {served.manifest.document_side()} @{served.dim}"
     if chunker:
         tuned_runs = {name: chunked_dense_run(served.embed, d, chunker, cache=served_key)
                       for name, d in guards.items()}
@@ -389,7 +393,7 @@ def base_row_name(base: str) -> str:
 @locks("siamese run", lambda a: a["o"].out)
 def run(o: RunOptions) -> dict:
     from training.config import TrainConfig, recipe_config
-    from training.model_dir import default_base_model
+    from training.model_dir import TOWERS_FILE, default_base_model
 
     from .report import plot, write_report
 
@@ -403,6 +407,8 @@ def run(o: RunOptions) -> dict:
     corpus = list(beir.corpus.values()) if beir else list(load_corpus(o.corpus, skip_bad=o.skip_bad).values())
     out.mkdir(parents=True, exist_ok=True)
     model_dir = stages.timed("train", _train, o, out, corpus)
+    if (model_dir / TOWERS_FILE).exists():  # two towers: the report says which trained and which stayed the base
+        stages.extra["towers"] = json.loads((model_dir / TOWERS_FILE).read_text())
     if o.merge is not None:
         model_dir = stages.timed("merge", _merge, o, base, model_dir, out / "merged", stages.extra)
     export_dir, app_dir = out / "export", out / "app"

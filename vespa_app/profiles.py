@@ -203,13 +203,14 @@ def _rrf(features, rerank, weights):
 
 
 def _linear(features, rerank, weights):
-    """Σ over features of weight · normalize_linear: (x − min) / (max − min) over the re-ranked hits."""
+    """Σ over features of weight · normalize_linear: (x − min) / (max − min) over the re-ranked hits, and 0.5 for
+    every hit when they are all equal (as Vespa's LinearNormalizer: 0.5 + scale · (x − midpoint), scale 0)."""
     fused = dict.fromkeys(rerank, 0.0)
     for feature, weight in zip(features, weights):
         values = [feature.get(i, 0.0) for i in rerank]
         low, span = min(values), max(values) - min(values)
         for i, v in zip(rerank, values):
-            fused[i] += weight * (v - low) / span if span else 0.0
+            fused[i] += weight * ((v - low) / span if span else 0.5)
     return fused
 
 

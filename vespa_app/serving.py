@@ -7,11 +7,16 @@ at insert.
 import re
 
 SCHEMA = "doc"  # the document type, its schema and its namespace
-EMBEDDER = "embedder"  # the hugging-face-embedder component's id
+EMBEDDER = "embedder"  # the hugging-face-embedder component's id: every query embeds with it
+# A two-tower package's second hugging-face-embedder: the schema's indexing embeds documents with it, while
+# queries keep naming EMBEDDER (the query tower), so no client needs to know which kind of package it queries.
+DOCUMENT_EMBEDDER = "document-embedder"
+QUERY_TOWER_DIR = "models/query"  # a two-tower package's query model files, tokenizer and manifest
 COLBERT_EMBEDDER = "colbert"  # the colbert-embedder component's id (packages built with --colbert)
 COLBERT_DIR = "models/colbert"  # its model files, tokenizer and manifest
 CHUNKING_FILE = "models/chunking.json"  # how the feed must cut documents for a chunked package
 DIM_FILE = "models/dimension.json"  # a package serving a prefix of the model's embedding says so on purpose
+PACKAGE_FILE = "models/package.json"  # what the package builder records of it: the feed key (package.feed_key)
 FUSION_FILE = "models/fusion.json"  # the BM25 weight of hybrid-linear, and how it was chosen
 # The embedding field in a package's schema; group 1 is the size it serves (single-vector or chunked).
 EMBEDDING_FIELD = re.compile(r"field embedding type tensor<\w+>\((?:chunk\{\}, ?)?x\[(\d+)\]\)")

@@ -199,9 +199,16 @@ def _retry_policy(attempts: int, max_backoff: float):
 
 
 def schema_hash(package) -> str:
-    """What the ledger knows of the deployed schema: the sha256 of the package's ``schemas/`` files."""
+    """What the ledger knows of the deployed package: its feed key (``package.feed_key``: the schema's fields and
+    the document embedder, not the rank profiles nor the query tower); for a package built before it was
+    recorded, the sha256 of its ``schemas/`` files."""
     import hashlib
 
+    from .serving import PACKAGE_FILE
+
+    record = Path(package) / PACKAGE_FILE
+    if record.exists():
+        return json.loads(record.read_text())["feed_key"]
     digest = hashlib.sha256()
     for path in sorted((Path(package) / "schemas").glob("*.sd")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())

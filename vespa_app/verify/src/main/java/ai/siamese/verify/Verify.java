@@ -137,13 +137,25 @@ public class Verify {
         return model;
     }
 
+    // A two-tower package: documents embed with this component (models/), queries with "embedder" (models/query/).
+    static final String DOCUMENT_EMBEDDER = "document-embedder";
+
+    static boolean twoTowers(VespaModel model) {
+        return hasComponent(model, DOCUMENT_EMBEDDER);
+    }
+
+    /** The package's hugging-face-embedder "embedder": the one queries name (in a two-tower package, the query tower). */
     static HuggingFaceEmbedder embedder(VespaModel model, Path dir) {
+        return embedder(model, dir, "embedder", twoTowers(model) ? "models/query" : "models");
+    }
+
+    static HuggingFaceEmbedder embedder(VespaModel model, Path dir, String id, String folder) {
         HuggingFaceEmbedderConfig.Builder fromPackage = new HuggingFaceEmbedderConfig.Builder();
-        model.getConfig(fromPackage, EMBEDDER_CONFIG_ID);
+        model.getConfig(fromPackage, "default/component/" + id);
         // Everything but the file locations comes from the package's config as Vespa produced it; the model
         // files are the package's own, resolved to disk as the container's file distribution would.
-        fromPackage.transformerModel(ModelReference.resolved(dir.resolve("models/model.onnx").toAbsolutePath()))
-                   .tokenizerPath(ModelReference.resolved(dir.resolve("models/tokenizer.json").toAbsolutePath()));
+        fromPackage.transformerModel(ModelReference.resolved(dir.resolve(folder + "/model.onnx").toAbsolutePath()))
+                   .tokenizerPath(ModelReference.resolved(dir.resolve(folder + "/tokenizer.json").toAbsolutePath()));
         return new HuggingFaceEmbedder(OnnxRuntime.testInstance(), Embedder.Runtime.testInstance(), fromPackage.build(),
                                        new OnnxEvaluatorConfig.Builder().build(), ModelReference::value);
     }
@@ -201,6 +213,8 @@ public class Verify {
 
     static void embed(VespaModel model, Path dir, Path textsFile, Path outFile) throws Exception {
         var embedder = embedder(model, dir);
+        // documents: a two-tower package's document embedder, built from its own component config
+        var documents = twoTowers(model) ? embedder(model, dir, DOCUMENT_EMBEDDER, "models") : embedder;
         HuggingFaceEmbedderConfig config = embedderConfig(model);
         // one vector per text: a chunked field tensor(chunk{}, x[D]) embeds each chunk into its x[D] subspace
         TensorType type = TensorType.fromSpec(fieldType(model)).indexedSubtype();
@@ -210,14 +224,19 @@ public class Verify {
                                  "max_tokens", config.transformerMaxTokens(), "output", config.transformerOutput(),
                                  "prepend_query", config.prependQuery(), "prepend_document", config.prependDocument()));
         out.put("type", type.toString());
+        out.put("two_towers", twoTowers(model));
         for (String context : List.of("schema.indexing", "query(q)")) {
+            boolean query = context.equals("query(q)");
+            var side = query ? embedder : documents;
+            String id = query || !twoTowers(model) ? "embedder" : DOCUMENT_EMBEDDER;
             List<List<Double>> vectors = new ArrayList<>();
             for (String text : texts)
-                vectors.add(vector((IndexedTensor) embedder.embed(text, new Embedder.Context(context).setEmbedderId("embedder"), type)));
-            out.put(context.equals("query(q)") ? "query" : "document", vectors);
+                vectors.add(vector((IndexedTensor) side.embed(text, new Embedder.Context(context).setEmbedderId(id), type)));
+            out.put(query ? "query" : "document", vectors);
         }
         JSON.writeValue(outFile.toFile(), out);
         embedder.deconstruct();
+        if (documents != embedder) documents.deconstruct();
         System.out.println(JSON.writeValueAsString(Map.of("embedded", texts.size(), "type", type.toString())));
     }
 
@@ -235,6 +254,8 @@ public class Verify {
         var colbert = colbertEmbedder(model, dir);
         Map<String, Embedder> embedders = new LinkedHashMap<>();
         if (embedder != null) embedders.put("embedder", embedder);
+        var documents = twoTowers(model) ? embedder(model, dir, DOCUMENT_EMBEDDER, "models") : null;
+        if (documents != null) embedders.put(DOCUMENT_EMBEDDER, documents);
         if (colbert != null) embedders.put("colbert", colbert);
         var container = new Container(model, embedders);
         String schema = (String) in.get("schema");
@@ -245,6 +266,7 @@ public class Verify {
         out.put("fields", container.fields(schema));
         JSON.writeValue(outFile.toFile(), out);
         if (embedder != null) embedder.deconstruct();
+        if (documents != null) documents.deconstruct();
         if (colbert != null) colbert.deconstruct();
         System.out.println(JSON.writeValueAsString(Map.of("documents", ((List<?>) out.get("documents")).size(),
                                                           "queries", ((List<?>) out.get("queries")).size())));

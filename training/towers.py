@@ -1,0 +1,228 @@
+"""Two towers: a query encoder and a document encoder that need not share weights (``--tower``).
+
+- ``query``: the document tower is the base model, frozen; only the query tower trains. The corpus is embedded
+  once (the base model's vectors, the same cached ones the evaluation's base row uses; the exported graph is
+  held to them by the parity check), so every step scores each query against *every* document:
+
+      L = −(1/B) Σ_i log softmax_j(q_i · d_j / τ)[pos(i)],  j over the whole corpus (other positives of q_i masked)
+
+  all hard negatives, no mining. Above ``FULL_SOFTMAX_MAX`` documents the softmax runs over every training
+  positive and negative plus a random sample of the rest, up to that many. Deployed, its documents keep the
+  vectors they were fed with: a new query tower needs no re-feed.
+- ``adapter``: as ``query``, but the query tower is the frozen base plus one trainable D×D matrix after pooling
+  (initialised to the identity, so it starts as the base), baked into the exported query graph.
+- ``separate``: both towers trained from the base, not shared, in-batch InfoNCE as the shared recipe.
+
+The anchor against forgetting (``training/losses.py``) holds each trained tower to the base on general text.
+A two-tower model directory is the document tower (for a frozen one, the base model's files as they are) with
+the query tower in ``query/`` and ``towers.json`` saying which is which and which is frozen.
+
+Example::
+
+    cfg = recipe_config(base, "runs/q", tower="query")
+    train(cfg, pairs, corpus)                   # training/loop.py hands two-tower settings to train_towers
+    TwoTowers.load("runs/q/model").encode(["a query"], "query")
+"""
+from __future__ import annotations
+
+import copy
+import json
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .encoder import Encoder
+from .model_dir import TOWERS_FILE, EncoderConfig, check_model_dir
+
+TOWERS = ("shared", "query", "adapter", "separate")
+FROZEN_DOCUMENT = ("query", "adapter")
+FULL_SOFTMAX_MAX = 1_000_000  # documents (1.5 GB of float32 vectors at 384 dimensions)
+QUERY_DIR = "query"
+# What a frozen document tower keeps of the base model's folder, byte for byte (so its cached corpus vectors,
+# named by these bytes, are the base model's).
+BASE_FILES = ("*.json", "*.safetensors", "*.bin", "*.txt", "*.model")
+BASE_FOLDERS = ("1_Pooling", "2_Normalize")
+
+
+class TwoTowers(nn.Module):
+    """A query tower and a document tower behind the ``Encoder`` surface evaluation uses: ``encode(texts, kind)``
+    picks the tower by kind; ``config``, ``dim`` and ``tokenizer`` are the document tower's (what documents are
+    cut and cached by)."""
+
+    def __init__(self, query: Encoder, document: Encoder, record: dict):
+        super().__init__()
+        self.query, self.document, self.record = query, document, record
+
+    @property
+    def config(self) -> EncoderConfig:
+        return self.document.config
+
+    @property
+    def tokenizer(self):
+        return self.document.tokenizer
+
+    @property
+    def dim(self) -> int:
+        return self.document.dim
+
+    def tower(self, kind: str) -> Encoder:
+        return self.query if kind == "query" else self.document
+
+    def encode(self, texts, kind: str = "passage", **kw):
+        return self.tower(kind).encode(texts, kind, **kw)
+
+    @classmethod
+    def load(cls, path, **overrides) -> "TwoTowers":
+        path = check_model_dir(path)
+        record = json.loads((path / TOWERS_FILE).read_text())
+        return cls(Encoder.load(path / record["query"], **overrides), Encoder.load(path, towers=False, **overrides),
+                   record)
+
+    def save(self, path, base_dir: Path | None = None) -> None:
+        """``base_dir``: the frozen document tower's source, copied as it is."""
+        path = Path(path)
+        if base_dir is not None:
+            copy_base(base_dir, path)
+            self.document.config.save(path)
+        else:
+            self.document.save(path)
+        self.query.save(path / QUERY_DIR)
+        (path / TOWERS_FILE).write_text(json.dumps(self.record, indent=2) + "\n")
+
+
+def copy_base(base_dir: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for source in (f for pattern in BASE_FILES for f in base_dir.glob(pattern)):
+        shutil.copyfile(source, target / source.name)
+    for folder in BASE_FOLDERS:
+        if (base_dir / folder).is_dir():
+            shutil.copytree(base_dir / folder, target / folder)
+
+
+def _bank(base: Encoder, base_dir, pairs, corpus, seed: int) -> tuple[list[str], np.ndarray]:
+    """Every document the query tower is scored against, with the frozen base's vectors: the corpus in its order
+    (cached under the key evaluation gives the base model's corpus vectors), then positives and negatives the
+    corpus lacks."""
+    from common.data import Doc
+    from common.vectors import cached_vectors
+
+    from .evaluate import model_cache_key
+
+    texts = [d.passage if isinstance(d, Doc) else d for d in (corpus or [])]
+    known = set(texts)
+    extra = list(dict.fromkeys(t for p in pairs for t in (p.positive, *p.negatives) if t not in known))
+    if len(texts) + len(extra) > FULL_SOFTMAX_MAX:
+        keep = random.Random(seed).sample(range(len(texts)), max(0, FULL_SOFTMAX_MAX - len(extra)))
+        texts = [texts[i] for i in sorted(keep)]
+        print(f"towers: the corpus is over {FULL_SOFTMAX_MAX} documents; each step scores against the training "
+              f"texts and a sample of {len(texts)}", file=sys.stderr)
+    key = model_cache_key(base_dir, base.config)
+    vectors = [cached_vectors(key, texts, lambda: base.encode(texts, "passage", progress=True))] if texts else []
+    if extra:
+        vectors.append(base.encode(extra, "passage"))
+    return texts + extra, np.concatenate(vectors)
+
+
+class CorpusInfoNCE:
+    """InfoNCE of each query against a fixed bank of document vectors (the frozen tower's), the positive's row the
+    target, the query's other known positives masked out. Called as a ``Loss`` (``training/losses.py``): the
+    passages argument is unused, the bank stands for it."""
+
+    def __init__(self, texts: list[str], vectors: np.ndarray, pairs, temperature: float):
+        from .negatives import known_positives
+
+        self.row = {t: i for i, t in enumerate(texts)}
+        self.bank = torch.from_numpy(vectors)
+        self.known = known_positives(pairs)
+        self.temperature = temperature
+
+    def __call__(self, q: torch.Tensor, p, batch) -> torch.Tensor:
+        scores = q @ self.bank.to(q.device).T / self.temperature
+        target = torch.tensor([self.row[pair.positive] for pair in batch.pairs], device=q.device)
+        mask = torch.zeros_like(scores, dtype=torch.bool)
+        for i, pair in enumerate(batch.pairs):
+            others = [self.row[t] for t in self.known[pair.query] if t != pair.positive and t in self.row]
+            mask[i, others] = True
+        return F.cross_entropy(scores.masked_fill(mask, float("-inf")), target)
+
+
+def build_towers(cfg, base: Encoder) -> TwoTowers:
+    query = copy.deepcopy(base)
+    if cfg.tower == "adapter":
+        for p in query.transformer.parameters():
+            p.requires_grad_(False)
+        query.head = nn.Linear(base.dim, base.dim, bias=False)
+        with torch.no_grad():
+            query.head.weight.copy_(torch.eye(base.dim))
+    document = base if cfg.tower in FROZEN_DOCUMENT else copy.deepcopy(base)
+    for p in (document.parameters() if cfg.tower in FROZEN_DOCUMENT else ()):
+        p.requires_grad_(False)
+    return TwoTowers(query, document, {"query": QUERY_DIR, "document": ".", "variant": cfg.tower,
+                                       "frozen": "document" if cfg.tower in FROZEN_DOCUMENT else None,
+                                       "base": cfg.base})
+
+
+def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = True) -> tuple[TwoTowers, dict]:
+    """Train the towers ``cfg.tower`` names on ``plan`` (batches of ``pairs``' indices); returns the towers and
+    the metrics the model directory records. The caller saves them (``TwoTowers.save``)."""
+    from tqdm.auto import tqdm
+
+    from .infonce import info_nce
+    from .loop import _schedule, _window, anchor_targets
+    from .losses import Anchored, Batch
+
+    base = Encoder.load(cfg.base, towers=False, pooling=cfg.pooling, normalize=cfg.normalize,
+                        max_length=cfg.max_length, query_prefix=cfg.query_prefix, passage_prefix=cfg.passage_prefix)
+    base.eval()
+    frozen = cfg.tower in FROZEN_DOCUMENT
+    towers = build_towers(cfg, base)
+    inner = (CorpusInfoNCE(*_bank(base, check_model_dir(cfg.base), pairs, corpus, cfg.seed), pairs, cfg.temperature)
+             if frozen else lambda q, p, batch: info_nce(q, p, cfg.temperature, cfg.symmetric))
+    general, teacher = anchor_targets(cfg) if cfg.anchor != "none" else ([], None)
+    loss_fn = Anchored(inner, cfg.anchor, general, teacher, cfg.anchor_weight, cfg.anchor_batch, cfg.seed) \
+        if cfg.anchor != "none" else inner
+    trained = [t for t in (towers.query, towers.document) if any(p.requires_grad for p in t.parameters())]
+    params = [p for t in trained for p in t.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(len(plan), int(cfg.warmup_ratio * len(plan))))
+    window = min(cfg.train_length, cfg.max_length)
+    log = {"step": [], "loss": [], "lr": [], "eval": []}
+    started = time.time()
+    for t in trained:
+        t.train()
+    if cfg.tower == "adapter":
+        towers.query.transformer.eval()  # frozen: no dropout, the base's vectors through the trained map
+    for step in tqdm(range(len(plan)), desc=f"train ({cfg.tower} tower)", unit="step", disable=not progress):
+        batch = [pairs[i] for i in plan[step]]
+        texts, ids = loss_fn.general_texts(step) if cfg.anchor != "none" else ([], None)
+        with _window(towers.query, window), _window(towers.document, window):
+            q = towers.query.embed_batch([p.query for p in batch], "query")
+            p = None if frozen else towers.document.embed_batch(
+                [x.positive for x in batch] + [n for x in batch for n in x.negatives], "passage")
+            g = towers.query.embed_batch(texts, "query") if texts else None
+            loss = loss_fn(q, p, Batch(batch, g, ids))
+            if texts and not frozen:  # the document tower is anchored too
+                loss = loss + cfg.anchor_weight * loss_fn.anchor(towers.document.embed_batch(texts, "query"),
+                                                                 teacher[ids])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        log["step"].append(step + 1)
+        log["loss"].append(loss.item())
+        log["lr"].append(scheduler.get_last_lr()[0])
+    elapsed = time.time() - started
+    for t in (towers.query, towers.document):
+        t.eval()
+    metrics = {"steps": len(plan), "pairs": len(pairs), "final_loss": log["loss"][-1], "wall_s": round(elapsed, 1),
+               "pairs_per_s": round(sum(map(len, plan)) / max(elapsed, 1e-9), 2), "tower": cfg.tower,
+               "trained_parameters": sum(p.numel() for p in params), "log": log}
+    return towers, metrics
