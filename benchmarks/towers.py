@@ -26,8 +26,6 @@ from training.evaluate import evaluate, guard_sets  # noqa: E402
 from training.model_dir import default_base_model  # noqa: E402
 
 VARIANTS = {"base": None, "shared": "shared", "query": "query", "adapter": "adapter", "separate": "separate"}
-# A linear map from the identity moves little at the encoder's learning rate.
-VARIANT_SETTINGS = {"adapter": {"lr": 1e-3}}
 
 
 def parse_setting(text: str) -> tuple[str, object]:
@@ -45,8 +43,8 @@ def model_for(name: str, base: str, out: Path, settings: dict) -> tuple[Path | N
         return None, None
     run = out / name
     if not (run / "model").exists():
-        extra = {} if name == "shared" else VARIANT_SETTINGS.get(name, {}) | settings
-        cfg = recipe_config(base, str(run), tower=VARIANTS[name], **extra)
+        # each variant's own recipe (training/config.py: TOWER_RECIPES), then --set
+        cfg = recipe_config(base, str(run), tower=VARIANTS[name], **({} if name == "shared" else settings))
         pairs, corpus = load_training_data(SCIFACT)
         train(cfg, pairs, corpus)
     return run / "model", json.loads((run / "model" / "train_metrics.json").read_text())["wall_s"]

@@ -3,6 +3,7 @@ import json
 import shlex
 import shutil
 
+import numpy as np
 import pytest
 
 from fault_server import FaultServer
@@ -172,6 +173,33 @@ def test_run_chunked(tiny_model, small_beir, tmp_path, capsys):
     shutil.rmtree(out / "app")
     assert main(args[:-6] + ["--no-guards", "--no-sts"]) == 2
     assert "index was built with {'chunking': {'tokens': 32, 'overlap': 8}, 'dim': 32}" in capsys.readouterr().err
+
+
+def test_run_with_a_query_tower_serves_two_embedders_over_the_base_models_document_vectors(tiny_model, small_beir,
+                                                                                           tmp_path):
+    """`siamese run --tower query`: the query tower trains, both towers export, the package has two embedders, the
+    index holds the base model's document vectors, and the report's rows come from the served two-tower model."""
+    from exporter.runtime import OnnxEmbedder
+    from training.encoder import Encoder
+
+    out = tmp_path / "run"
+    args = ["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--epochs", "1",
+            "--max-length", "48", "--tower", "query", "--no-guards", "--no-sts"]
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["extra"]["towers"]["frozen"] == "document"
+    assert (out / "export" / "query" / "manifest.json").exists()
+    assert 'id="document-embedder"' in (out / "app" / "services.xml").read_text()
+    index = np.load(out / "index" / "embeddings.npy")
+    docs = [json.loads(line) for line in (out / "index" / "docs.jsonl").read_text().splitlines()]
+    texts = [(d["title"] + " " + d["text"]).strip() for d in docs[:5]]
+    base = Encoder.load(tiny_model, max_length=48).encode(texts, "passage")
+    assert np.abs(index[:5] - base).max() < 1e-5  # the documents are where the base model put them
+    served = OnnxEmbedder(out / "export")
+    assert not np.allclose(served.embed(["a query"], "query"), Encoder.load(tiny_model, max_length=48).encode(
+        ["a query"], "query"), atol=1e-4)  # queries go through the trained tower
+    rows = {r["name"]: r for r in results["rows"]}
+    assert rows["served semantic"]["ndcg@10"] == pytest.approx(rows["fine-tuned (exact)"]["ndcg@10"], abs=0.02)
 
 
 def test_run_serves_a_late_interaction_model_beside_the_single_vector_one(tiny_model, late_model, small_beir,

@@ -99,7 +99,8 @@ class TrainConfig:
     seed: int = knob(42, int)
     tower: str = knob("shared", str, "which towers train (training/towers.py): shared (one model for queries and "
                       "documents) | query (documents keep the base model's vectors: a new model needs no re-feed) | "
-                      "adapter (the base plus a trained D×D map on queries) | separate (two models)",
+                      "adapter (the base plus a trained D×D map on queries) | separate (two models); query changes the "
+                      "anchor's defaults to λ 40 and 32 texts a step, adapter the learning rate to 1e-3",
                       choices=("shared", "query", "adapter", "separate"))
 
     def check(self) -> None:
@@ -165,9 +166,16 @@ RECIPES = {
 }
 
 
+# What a two-tower recipe changes from the above (benchmarks/towers.py, docs/towers.md): a query tower holds
+# its queries to the base more firmly (λ 40; 32 general texts a step, which also make it a third of the shared
+# recipe's time), and a linear map from the identity needs a larger step than an encoder.
+TOWER_RECIPES = {"query": {"anchor_weight": 40.0, "anchor_batch": 32}, "adapter": {"lr": 1e-3}}
+
+
 def recipe_config(base: str, out: str, full: bool = False, **overrides) -> TrainConfig:
     """The recipe's configuration with ``overrides`` (None values are ignored) on top, checked."""
-    values = RECIPES["full" if full else "default"] | {k: v for k, v in overrides.items() if v is not None}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values = RECIPES["full" if full else "default"] | TOWER_RECIPES.get(given.get("tower"), {}) | given
     if values.get("late_interaction") and "anchor" not in values:
         values["anchor"] = "none"  # the default anchor holds a single vector to the base model's
     cfg = TrainConfig(base=base, out=out, **values)
