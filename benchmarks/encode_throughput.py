@@ -24,7 +24,8 @@ from common.vectors import cosine  # noqa: E402
 from exporter.runtime import OnnxEmbedder  # noqa: E402
 from common.bundled import SCIFACT as DEFAULT_DATA  # noqa: E402
 from common.data import read_beir  # noqa: E402
-from training.encoder import Encoder, default_base_model  # noqa: E402
+from training.encoder import default_base_model  # noqa: E402
+from training.models import load_model  # noqa: E402
 
 
 def rate(fn, texts, repeats=2):
@@ -69,7 +70,7 @@ def main():
     passages = [d.passage for d in beir.corpus.values()][: args.n]
 
     with tempfile.TemporaryDirectory() as tmp:
-        encoder = Encoder.load(model, max_length=256).eval()
+        encoder = load_model(model, max_length=256).eval()
         model_256 = Path(tmp) / "model256"
         encoder.save(model_256)  # the same weights with max length 256, so every system sees 256-token passages
         exp = export(model_256, Path(tmp) / "export", quantize="int8", progress=False)

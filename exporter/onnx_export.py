@@ -24,6 +24,7 @@ from common.late import TOKENIZER_MAX
 from common.lock import locks
 from training.encoder import Encoder, check_model_dir
 from training.late_interaction import LateInteraction
+from training.models import load_model
 from training.towers import QUERY_DIR as QUERY_TOWER, TwoTowers
 
 from .manifest import Manifest, sha256
@@ -150,7 +151,7 @@ def export(model_dir, out_dir, quantize: str | None = None, force: bool = False,
     check_output(out_dir, "export", force, inputs=[model_dir])
     if quantize not in (None, "int8"):
         raise ExportError(f"unknown quantization {quantize!r}: the choice is int8")
-    encoder = Encoder.load(model_dir).eval()
+    encoder = load_model(model_dir).eval()
     if isinstance(encoder, LateInteraction):
         if quantize:
             raise ExportError("--quantize is for single-vector exports; a late-interaction export stays fp32")

@@ -10,6 +10,7 @@ from conftest import interrupted_at_step, needs_java, toy_pairs
 from common.errors import ConfigError
 from common.late import LateConfig, TokenStore, input_ids, maxsim
 from common.vectors import unpack_bits
+from training.models import load_model
 
 LATE = LateConfig(dim=8, query_tokens=8, document_tokens=10)
 
@@ -59,7 +60,7 @@ def test_a_document_loses_its_punctuation_then_is_cut_and_never_padded():
 def test_the_model_tokenizes_as_vespa_does(late_model):
     from training.encoder import Encoder
 
-    model = Encoder.load(late_model)
+    model = load_model(late_model)
     ids, attending = model.input_ids("What is a prion, really?", "query")
     tokens = model.tokenizer.convert_ids_to_tokens(ids)
     assert tokens[:2] == ["[CLS]", "[unused0]"] and tokens[attending - 1] == "[SEP]"
@@ -136,7 +137,7 @@ def test_training_lowers_the_loss_and_saves_a_model_that_loads_back(late_model):
 
     log = json.loads((late_model / "train_metrics.json").read_text())["log"]["loss"]
     assert log[-1] < log[0]
-    model = Encoder.load(late_model)
+    model = load_model(late_model)
     assert isinstance(model, LateInteraction) and model.late.dim == 16
     vectors = model.encode_tokens(["a query", "another, longer query text"], "query")
     assert [v.shape for v in vectors] == [(12, 16), (12, 16)]
@@ -274,7 +275,7 @@ def test_a_late_interaction_run_with_hard_negatives_resumes_bit_for_bit(tiny_mod
     with interrupted_at_step(monkeypatch, 5), pytest.raises(KeyboardInterrupt):
         train(config(tmp_path / "part"), pairs, corpus, progress=False)
     resumed = train(config(tmp_path / "part"), pairs, corpus, resume=True, progress=False)
-    a, b = Encoder.load(whole).state_dict(), Encoder.load(resumed).state_dict()
+    a, b = load_model(whole).state_dict(), load_model(resumed).state_dict()
     assert "head.weight" in a and a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
 

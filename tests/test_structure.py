@@ -159,3 +159,13 @@ def test_losses_are_chosen_by_name():
     assert torch.equal(make_loss(cfg)(q, p, batch=[]), info_nce(q, p, 0.1, symmetric=True))
     with pytest.raises(ConfigError, match="loss must be one of infonce"):
         TrainConfig(base="-", out="-", loss="nope").check()
+
+
+def test_the_encoder_module_imports_none_of_its_kinds():
+    """One direction: late_interaction, towers and models build on encoder; encoder names none of them (the
+    loader that picks a kind is training/models.py, the marker test model_dir.model_kind)."""
+    import ast
+
+    tree = ast.parse((REPO / "training" / "encoder.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert not imported & {"late_interaction", "towers", "models"}

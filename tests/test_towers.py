@@ -47,9 +47,10 @@ def test_the_frozen_document_tower_gets_no_gradient_and_stays_bit_identical(tiny
     from safetensors.torch import load_file
 
     from training.encoder import Encoder
+    from training.models import load_model
     from training.towers import TwoTowers
 
-    towers = Encoder.load(query_tower)
+    towers = load_model(query_tower)
     assert isinstance(towers, TwoTowers) and towers.record["frozen"] == "document"
     # the document tower is the base model's own file, byte for byte; the query tower moved
     assert (query_tower / "model.safetensors").read_bytes() == (tiny_model / "model.safetensors").read_bytes()
@@ -57,6 +58,9 @@ def test_the_frozen_document_tower_gets_no_gradient_and_stays_bit_identical(tiny
     assert any(not torch.equal(base[k], moved[k]) for k in base)
     texts = [p.positive for p in toy_pairs(6)]
     assert np.array_equal(towers.encode(texts, "passage"), Encoder.load(tiny_model).encode(texts, "passage"))
+    alone = Encoder.load(query_tower)  # Encoder.load stays one single-vector encoder: the document tower
+    assert isinstance(alone, Encoder) and np.array_equal(alone.encode(texts, "query"),
+                                                         Encoder.load(tiny_model).encode(texts, "query"))
     assert not np.allclose(towers.encode(texts, "query"), Encoder.load(tiny_model).encode(texts, "query"))
 
 
@@ -92,6 +96,7 @@ def test_a_trained_adapter_exports_with_parity_and_its_head_in_the_query_graph(t
     from exporter.onnx_export import export
     from exporter.runtime import OnnxEmbedder
     from training.encoder import Encoder
+    from training.models import load_model
 
     model = _towers(tiny_model, tmp_path / "run", "adapter")
     head = Encoder.load(model / "query").head.weight.detach()
@@ -100,7 +105,7 @@ def test_a_trained_adapter_exports_with_parity_and_its_head_in_the_query_graph(t
     query = Manifest.load(out / "query")
     assert query.pooling == "none" and query.output == "sentence_embedding"  # Vespa cannot apply the map itself
     assert query.parity["fp32"]["query"]["max_abs_diff"] < 1e-5
-    towers, served = Encoder.load(model), OnnxEmbedder(out)
+    towers, served = load_model(model), OnnxEmbedder(out)
     texts = ["apple river stone", "comet lemon falcon harbor"]
     for kind in ("query", "passage"):
         assert np.abs(towers.encode(texts, kind) - served.embed(texts, kind)).max() < 1e-5
@@ -109,7 +114,7 @@ def test_a_trained_adapter_exports_with_parity_and_its_head_in_the_query_graph(t
 def test_both_towers_export_with_parity_and_a_manifest_that_names_the_query_tower(query_tower, query_export):
     from exporter.manifest import Manifest
     from exporter.runtime import OnnxEmbedder
-    from training.encoder import Encoder
+    from training.models import load_model
 
     root = Manifest.load(query_export)
     assert root.query_tower == "query" and "query/manifest.json" in root.files
@@ -117,7 +122,7 @@ def test_both_towers_export_with_parity_and_a_manifest_that_names_the_query_towe
     for m in (root, Manifest.load(query_export / "query")):
         assert m.parity["fp32"]["query"]["max_abs_diff"] < 1e-5
         assert m.parity["fp32"]["passage"]["max_abs_diff"] < 1e-5
-    towers, served = Encoder.load(query_tower), OnnxEmbedder(query_export)
+    towers, served = load_model(query_tower), OnnxEmbedder(query_export)
     texts = [p.query for p in toy_pairs(8)]
     assert np.abs(towers.encode(texts, "query") - served.embed(texts, "query")).max() < 1e-5
     assert np.abs(towers.encode(texts, "query") - np.stack([served.embed_one(t, "query") for t in texts])).max() < 1e-5
@@ -140,10 +145,10 @@ def test_a_changed_query_tower_file_is_caught(query_export, tmp_path):
 def test_separate_towers_both_train(tiny_model, tmp_path):
     from safetensors.torch import load_file
 
-    from training.encoder import Encoder
+    from training.models import load_model
 
     model = _towers(tiny_model, tmp_path / "run", "separate")
-    assert Encoder.load(model).record["frozen"] is None
+    assert load_model(model).record["frozen"] is None
     base = load_file(tiny_model / "model.safetensors")
     for side in (model, model / "query"):
         moved = load_file(side / "model.safetensors")

@@ -41,6 +41,7 @@ from common.errors import ConfigError
 
 from .config import matryoshka_dims
 from .encoder import Encoder
+from .models import load_model
 from .losses import anchor_mse
 
 PICKS = ("spread", "first")
@@ -126,9 +127,9 @@ def distill(cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progre
 
     out = Path(cfg.out)
     cfg.teacher = str(check_model_dir(cfg.teacher))  # a run directory stands for the model inside it
-    from .model_dir import TOWERS_FILE
+    from .model_dir import model_kind
 
-    if (Path(cfg.teacher) / TOWERS_FILE).exists():
+    if model_kind(cfg.teacher) == "towers":
         raise ConfigError(f"{cfg.teacher}: a two-tower model (--tower); the student learns one model for queries "
                           "and documents, so distill a shared-weights model")
     check_output(out, "model", force, inputs=[Path(cfg.teacher)])
@@ -141,7 +142,7 @@ def distill(cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progre
     dims = matryoshka_dims(cfg.matryoshka)
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    teacher = Encoder.load(cfg.teacher, max_length=cfg.max_length).eval()
+    teacher = load_model(cfg.teacher, max_length=cfg.max_length).eval()
     if any(d > teacher.dim for d in dims):
         raise ConfigError(f"--matryoshka {cfg.matryoshka} goes above the teacher's {teacher.dim} dimensions")
     texts = taught_texts(texts, cfg.max_texts, cfg.seed)

@@ -22,10 +22,8 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: E402
 from common.batching import length_sorted_batches  # noqa: E402
 
 from common.errors import ConfigError  # noqa: E402
-from common.late import LateConfig  # noqa: E402
 
-from .model_dir import (TOWERS_FILE, EncoderConfig, ModelDirError, check_model_dir,  # noqa: E402,F401
-                        default_base_model)
+from .model_dir import EncoderConfig, ModelDirError, check_model_dir, default_base_model  # noqa: E402,F401
 from .pooling import AttentionPooling, pool  # noqa: E402
 
 
@@ -49,19 +47,11 @@ class Encoder(nn.Module):
         return next(self.parameters()).device
 
     @classmethod
-    def load(cls, path, late: bool | None = None, towers: bool = True, **overrides) -> "Encoder":
-        """Load a base model or one of ours; ``overrides`` (pooling, normalize, ...) win over what is saved.
-        A late-interaction directory loads as ``LateInteraction`` unless ``late`` is False (its encoder alone);
-        a two-tower one as ``TwoTowers`` unless ``towers`` is False (its document tower alone)."""
+    def load(cls, path, **overrides) -> "Encoder":
+        """Load a base model or one of ours as one single-vector encoder; ``overrides`` (pooling, normalize, ...)
+        win over what is saved. A late-interaction directory gives its encoder alone, a two-tower one its
+        document tower: ``training.models.load_model`` loads each as what it is."""
         path = check_model_dir(path)
-        if towers and (path / TOWERS_FILE).exists():
-            from .towers import TwoTowers
-
-            return TwoTowers.load(path, **overrides)
-        if late is not False and (path / LateConfig.FILE).exists():
-            from .late_interaction import LateInteraction
-
-            return LateInteraction.load(path, **overrides)
         config = EncoderConfig.load(path, **overrides)
         hf_config = AutoConfig.from_pretrained(path)
         limit = getattr(hf_config, "max_position_embeddings", None)

@@ -16,6 +16,7 @@ from common.metrics import (GUARD, Run, read_positives, report_half, score_run, 
 from common.vectors import chunked_dense_run, cosine, dense_run, prefix_embed, rrf_run, to_run
 
 from .encoder import Encoder
+from .models import load_model
 from .model_dir import check_model_dir, default_base_model, model_name
 
 FORGETTING_BOUND = 0.005  # a guard falling more than half a point below the base model is named
@@ -152,7 +153,7 @@ def evaluate(models: list[str], beir: Beir | None = None, bm25: bool = True, sts
         rows.append(system_row("BM25", lexical, beir, guards, seen))
     for model in models:
         started = time.time()
-        encoder = Encoder.load(model, max_length=max_length)
+        encoder = load_model(model, max_length=max_length)
         embed, key = embed_fn(encoder, progress), model_cache_key(model, encoder.config)
         label = model_label(model)
         if dim:

@@ -30,13 +30,13 @@ from common.errors import ConfigError
 from common.late import TOKENIZER_MAX, LateConfig, input_ids, skip_ids
 
 from .encoder import Encoder
-from .model_dir import EncoderConfig, ModelDirError, check_model_dir
+from .model_dir import EncoderConfig, ModelDirError, check_model_dir, model_kind
 
 HEAD_FILE = "colbert_linear.safetensors"
 
 
 def is_late_interaction(model_dir) -> bool:
-    return (Path(model_dir) / LateConfig.FILE).exists()
+    return model_kind(model_dir) == "late"
 
 
 def maxsim(q: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
@@ -78,7 +78,7 @@ class LateInteraction(Encoder):
         if not is_late_interaction(path):
             raise ModelDirError(f"{path}: not a late-interaction model (no {LateConfig.FILE}). Train one with "
                                 "`siamese train --late-interaction`.")
-        base = Encoder.load(path, **overrides, late=False)
+        base = Encoder.load(path, **overrides)
         late = LateConfig.load(path)
         head = nn.Linear(base.dim, late.dim, bias=False)
         head.load_state_dict(load_file(path / HEAD_FILE))

@@ -30,6 +30,7 @@ from .chunk_positives import chunk_positives
 from .corpus_pairs import corpus_pairs
 from .config import TrainConfig
 from .encoder import Encoder
+from .models import load_model
 from .late_interaction import LateInteraction
 from .model_card import write_card
 from .model_dir import EncoderConfig, check_model_dir, hub_revision
@@ -252,7 +253,7 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
         return _train_towers(cfg, out, pairs, corpus, plan[:total], progress)
     checkpoints = _checkpoints(out) if resume else []
     source = checkpoints[-1] / "model" if checkpoints else cfg.base
-    encoder = Encoder.load(source, pooling=cfg.pooling, normalize=cfg.normalize, max_length=cfg.max_length,
+    encoder = load_model(source, pooling=cfg.pooling, normalize=cfg.normalize, max_length=cfg.max_length,
                            query_prefix=cfg.query_prefix, passage_prefix=cfg.passage_prefix)
     if cfg.late_interaction and not isinstance(encoder, LateInteraction):
         encoder = LateInteraction.from_encoder(encoder, cfg.colbert_dim, cfg.query_tokens, cfg.max_length)

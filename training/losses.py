@@ -162,7 +162,7 @@ def make_loss(cfg, general: list[str] | None = None, teacher: torch.Tensor | Non
         if cfg.colbert_teacher_weight:
             from .encoder import Encoder
 
-            teacher = Encoder.load(cfg.base, late=False, max_length=cfg.max_length).eval()
+            teacher = Encoder.load(cfg.base, max_length=cfg.max_length).eval()
             teacher.to("cuda" if torch.cuda.is_available() else "cpu")
         loss = MaxSimInfoNCE(loss.temperature, loss.symmetric, teacher, cfg.colbert_teacher_weight)
     if cfg.matryoshka_dims:

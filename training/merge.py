@@ -20,9 +20,10 @@ from common.metrics import POSITIVES_FILE, score_run
 from common.vectors import dense_run
 
 from .encoder import Encoder
+from .models import load_model
 from .evaluate import embed_fn, guard_sets, model_cache_key
 from .model_card import write_card
-from .model_dir import TOWERS_FILE, EncoderConfig, ModelDirError, check_model_dir
+from .model_dir import EncoderConfig, ModelDirError, check_model_dir, model_kind
 
 MERGE_FILE = "merge.json"
 BOUND = 0.005  # the largest drop on a guard that auto α accepts: half a point of nDCG@10
@@ -40,7 +41,7 @@ def merged_encoder(base_dir, tuned_dir, alpha: float) -> Encoder:
     """The fine-tuned model (its pooling, prefixes and window) with interpolated transformer weights."""
     from transformers import AutoModel
 
-    encoder = Encoder.load(tuned_dir)
+    encoder = load_model(tuned_dir)
     base = AutoModel.from_pretrained(check_model_dir(base_dir)).state_dict()
     encoder.transformer.load_state_dict(merge_weights(base, encoder.transformer.state_dict(), alpha))
     return encoder
@@ -75,7 +76,7 @@ def merge(base_dir, tuned_dir, out, alpha: float | str = "auto", guards=None, fo
           say=print) -> Path:
     """Write the merged model directory (one every other command accepts) and return it."""
     base_dir, tuned_dir = check_model_dir(base_dir), check_model_dir(tuned_dir)
-    if (tuned_dir / TOWERS_FILE).exists():
+    if model_kind(tuned_dir) == "towers":
         raise ModelDirError(f"{tuned_dir}: a two-tower model (--tower); merging averages one model's weights with "
                             "its base, so merge a shared-weights model (--tower shared)")
     check_output(out, "model", force, inputs=[base_dir, tuned_dir])

@@ -16,6 +16,18 @@ from common.poolings import POOLINGS
 
 
 TOWERS_FILE = "towers.json"  # a two-tower model: this folder is the document tower, query/ the query tower
+KINDS = ("single", "late", "towers")
+
+
+def model_kind(model_dir) -> str:
+    """What a model directory holds, by its marker file: "towers" (``training/towers.py``), "late" (a
+    late-interaction model, ``training/late_interaction.py``) or "single" (one vector per text)."""
+    from common.late import LateConfig
+
+    model_dir = Path(model_dir)
+    if (model_dir / TOWERS_FILE).exists():
+        return "towers"
+    return "late" if (model_dir / LateConfig.FILE).exists() else "single"
 
 
 class ModelDirError(UserError, ValueError):

@@ -82,7 +82,7 @@ class TwoTowers(nn.Module):
     def load(cls, path, **overrides) -> "TwoTowers":
         path = check_model_dir(path)
         record = json.loads((path / TOWERS_FILE).read_text())
-        return cls(Encoder.load(path / record["query"], **overrides), Encoder.load(path, towers=False, **overrides),
+        return cls(Encoder.load(path / record["query"], **overrides), Encoder.load(path, **overrides),
                    record)
 
     def save(self, path, base_dir: Path | None = None) -> None:
@@ -178,7 +178,7 @@ def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = Tru
     from .loop import _schedule, _window, anchor_targets
     from .losses import Anchored, Batch
 
-    base = Encoder.load(cfg.base, towers=False, pooling=cfg.pooling, normalize=cfg.normalize,
+    base = Encoder.load(cfg.base, pooling=cfg.pooling, normalize=cfg.normalize,
                         max_length=cfg.max_length, query_prefix=cfg.query_prefix, passage_prefix=cfg.passage_prefix)
     base.eval()
     frozen = cfg.tower in FROZEN_DOCUMENT

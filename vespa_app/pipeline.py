@@ -87,17 +87,15 @@ def chunking_choice(o: RunOptions, corpus, export_dir: Path):
 def check_options(o: RunOptions, base: str) -> None:
     """Every option that can be judged before training, judged before it (minutes on real data): the chunking
     and --dim against the base model's window and width, the merge weight, the reference models."""
-    from training.model_dir import EncoderConfig, check_model_dir
+    from training.model_dir import EncoderConfig, check_model_dir, model_kind
 
     from .package import AppOptions
-
-    from common.late import LateConfig
 
     if o.train.get("late_interaction"):
         raise ConfigError("siamese run trains, packages and indexes a single-vector model; a late-interaction model "
                           "is served beside it: `siamese train --late-interaction --out COLBERT_RUN`, then "
                           "`siamese run --colbert COLBERT_RUN`")
-    if o.colbert and not (check_model_dir(o.colbert) / LateConfig.FILE).exists():
+    if o.colbert and model_kind(check_model_dir(o.colbert)) != "late":
         raise ConfigError(f"--colbert {o.colbert}: not a late-interaction model (train one with "
                           "`siamese train --late-interaction`)")
     base_dir = check_model_dir(base)
@@ -342,6 +340,7 @@ def _model_rows(o: RunOptions, base: str, model_dir: Path, export_dir: Path, bei
     from common.vectors import chunked_dense_run, dense_run, rrf_run
     from exporter.runtime import OnnxEmbedder
     from training.encoder import Encoder
+    from training.models import load_model
     from training.evaluate import bm25_run, model_label, sts_score, system_row
     from training.model_dir import EncoderConfig
 
@@ -365,7 +364,7 @@ def _model_rows(o: RunOptions, base: str, model_dir: Path, export_dir: Path, bei
         add(f"{base_row_name(base)} @{window} tokens", _encoder_runs(base, base_encoder, datasets, chunker),
             base_encoder)
     for reference in o.references:
-        encoder = Encoder.load(reference)
+        encoder = load_model(reference)
         add(f"reference ({model_label(reference)})", _encoder_runs(reference, encoder, datasets, chunker), encoder)
     served = index.embedder if index else OnnxEmbedder(export_dir)
     # documents' vectors are named by what decides them (the index's key): a new query tower re-embeds none
@@ -380,7 +379,7 @@ def _model_rows(o: RunOptions, base: str, model_dir: Path, export_dir: Path, bei
         tuned_runs["main"] = (dense_run(served.embed, beir, doc_vectors=index.embeddings,
                                         doc_ids=[d.id for d in index.docs])
                               if index else dense_run(served.embed, beir, cache=served_key))
-    add(TUNED, tuned_runs, Encoder.load(model_dir) if sts_rows else None)
+    add(TUNED, tuned_runs, load_model(model_dir) if sts_rows else None)
     return rows
 
 

@@ -1,0 +1,27 @@
+"""One loader for every kind of model directory: ``load_model`` picks the class from the directory's marker
+(``model_dir.model_kind``), so ``Encoder.load`` stays what its name says, one single-vector encoder.
+
+Example::
+
+    model = load_model("runs/latest/train/model")   # an Encoder, a LateInteraction or a TwoTowers
+    model.encode(["a query"], "query")              # TwoTowers picks its query tower
+"""
+from __future__ import annotations
+
+from .encoder import Encoder
+from .model_dir import check_model_dir, model_kind
+
+
+def load_model(path, **overrides):
+    """The model at ``path`` (a directory, a run folder or a hub id); ``overrides`` as for ``Encoder.load``."""
+    path = check_model_dir(path)
+    kind = model_kind(path)
+    if kind == "towers":
+        from .towers import TwoTowers
+
+        return TwoTowers.load(path, **overrides)
+    if kind == "late":
+        from .late_interaction import LateInteraction
+
+        return LateInteraction.load(path, **overrides)
+    return Encoder.load(path, **overrides)
