@@ -77,6 +77,20 @@ def test_no_gradient_reaches_the_frozen_side_during_a_step(tiny_model):
         assert trained == (["head.weight"] if tower == "adapter" else trained) and trained
 
 
+def test_a_corpus_over_the_full_softmax_limit_keeps_every_training_text_and_samples_the_rest(tiny_model,
+                                                                                               monkeypatch):
+    from common.data import Doc
+    from training import towers
+    from training.encoder import Encoder
+
+    pairs = toy_pairs(12)
+    corpus = [Doc(f"x{i}", "", f"filler document number {i}") for i in range(40)] + _corpus(pairs)
+    monkeypatch.setattr(towers, "FULL_SOFTMAX_MAX", 20)
+    texts, vectors = towers._bank(Encoder.load(tiny_model), tiny_model, pairs, corpus, seed=0)
+    assert len(texts) == len(vectors) == 20 and len(set(texts)) == 20
+    assert {p.positive for p in pairs} <= set(texts)  # each positive keeps its row: the loss finds its target
+
+
 def test_the_adapter_at_the_identity_embeds_exactly_as_the_base(tiny_model, tmp_path):
     from training.encoder import Encoder
     from training.towers import build_towers

@@ -55,8 +55,7 @@ def _nearest_chunks(queries: list[str], candidates: list[list[str]], cfg) -> lis
     from .encoder import Encoder
     from .evaluate import model_cache_key
 
-    encoder = Encoder.load(cfg.base, pooling=cfg.pooling, normalize=cfg.normalize, max_length=cfg.max_length,
-                           query_prefix=cfg.query_prefix, passage_prefix=cfg.passage_prefix).eval()
+    encoder = Encoder.load(cfg.base, **cfg.encoding).eval()
     key = model_cache_key(cfg.base, encoder.config)
     texts = [c for cs in candidates for c in cs]
     q = normalize(cached_vectors(f"query {key}", queries, lambda: encoder.encode(queries, "query")))

@@ -18,6 +18,7 @@ from common.poolings import POOLINGS
 
 
 SIZES = re.compile(r"(\s*[1-9]\d*\s*,)*\s*([1-9]\d*)?\s*")  # "384, 256,128": nested embedding sizes
+TOWERS = ("shared", "query", "adapter", "separate")  # --tower (training/towers.py)
 SIZES_HELP = "matryoshka must be positive sizes separated by commas, e.g. 384,256,128"
 
 
@@ -101,7 +102,7 @@ class TrainConfig:
                       "documents) | query (documents keep the base model's vectors: a new model needs no re-feed) | "
                       "adapter (the base plus a trained D×D map on queries) | separate (two models); query changes the "
                       "anchor's defaults to λ 40 and 32 texts a step, adapter the learning rate to 1e-3",
-                      choices=("shared", "query", "adapter", "separate"))
+                      choices=TOWERS)
 
     def check(self) -> None:
         """Fail before any work on values that cannot be right."""
@@ -128,7 +129,7 @@ class TrainConfig:
                  (set(self.corpus_kinds) <= {"title", "ict", "crop"},
                   f"corpus pairs must be among title, ict, crop, not {self.corpus_pairs!r}"),
                  (self.grad_cache_chunk >= 0, "grad cache chunk must be ≥ 0"),
-                 (self.tower in ("shared", "query", "adapter", "separate"),
+                 (self.tower in TOWERS,
                   f"tower must be shared, query, adapter or separate, not {self.tower!r}"),
                  (self.tower == "shared" or not (self.late_interaction or self.matryoshka or self.grad_cache_chunk
                                                  or self.checkpoint_every or self.eval_every),
@@ -138,6 +139,12 @@ class TrainConfig:
         for ok, message in rules:
             if not ok:
                 raise ConfigError(f"bad training setting: {message}")
+
+    @property
+    def encoding(self) -> dict:
+        """How the run embeds, as ``Encoder.load`` overrides (None: the base model's own)."""
+        return {"pooling": self.pooling, "normalize": self.normalize, "max_length": self.max_length,
+                "query_prefix": self.query_prefix, "passage_prefix": self.passage_prefix}
 
     @property
     def matryoshka_dims(self) -> list[int]:

@@ -132,9 +132,9 @@ def _save_checkpoint(out, step, encoder, optimizer, scheduler, log, keep):
         shutil.rmtree(old, ignore_errors=True)
 
 
-def anchor_targets(cfg: TrainConfig) -> tuple[list[str], torch.Tensor]:
+def anchor_targets(cfg: TrainConfig, teacher: Encoder | None = None) -> tuple[list[str], torch.Tensor]:
     """The general-domain texts to anchor on and the frozen base model's vectors of them (computed once and
-    cached on disk: the base does not change)."""
+    cached on disk: the base does not change). ``teacher``: the base, where the caller has it loaded."""
     from common.bundled import STSB_TRAIN
     from common.data import read_general_texts
     from common.vectors import cached_vectors
@@ -142,8 +142,7 @@ def anchor_targets(cfg: TrainConfig) -> tuple[list[str], torch.Tensor]:
     from .evaluate import model_cache_key
 
     texts = read_general_texts(cfg.anchor_data or STSB_TRAIN)
-    teacher = Encoder.load(cfg.base, pooling=cfg.pooling, normalize=cfg.normalize, max_length=cfg.max_length,
-                           query_prefix=cfg.query_prefix, passage_prefix=cfg.passage_prefix).eval()
+    teacher = (teacher or Encoder.load(cfg.base, **cfg.encoding)).eval()
     vectors = cached_vectors(f"anchor {model_cache_key(cfg.base, teacher.config)}", texts,
                              lambda: teacher.encode(texts, "query", batch_size=128))
     return texts, torch.from_numpy(vectors)
@@ -253,8 +252,7 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
         return _train_towers(cfg, out, pairs, corpus, plan[:total], progress)
     checkpoints = _checkpoints(out) if resume else []
     source = checkpoints[-1] / "model" if checkpoints else cfg.base
-    encoder = load_model(source, pooling=cfg.pooling, normalize=cfg.normalize, max_length=cfg.max_length,
-                           query_prefix=cfg.query_prefix, passage_prefix=cfg.passage_prefix)
+    encoder = load_model(source, **cfg.encoding)
     if cfg.late_interaction and not isinstance(encoder, LateInteraction):
         encoder = LateInteraction.from_encoder(encoder, cfg.colbert_dim, cfg.query_tokens, cfg.max_length)
     if any(d > encoder.dim for d in cfg.matryoshka_dims):

@@ -16,7 +16,6 @@ from common.poolings import POOLINGS
 
 
 TOWERS_FILE = "towers.json"  # a two-tower model: this folder is the document tower, query/ the query tower
-KINDS = ("single", "late", "towers")
 
 
 def model_kind(model_dir) -> str:

@@ -41,7 +41,6 @@ from torch import nn
 from .encoder import Encoder
 from .model_dir import TOWERS_FILE, EncoderConfig, check_model_dir
 
-TOWERS = ("shared", "query", "adapter", "separate")
 FROZEN_DOCUMENT = ("query", "adapter")
 FULL_SOFTMAX_MAX = 1_000_000  # documents (1.5 GB of float32 vectors at 384 dimensions)
 QUERY_DIR = "query"
@@ -116,10 +115,14 @@ def _bank(base: Encoder, base_dir, pairs, corpus, seed: int) -> tuple[list[str],
     from .evaluate import model_cache_key
 
     texts = [d.passage if isinstance(d, Doc) else d for d in (corpus or [])]
-    known = set(texts)
-    extra = list(dict.fromkeys(t for p in pairs for t in (p.positive, *p.negatives) if t not in known))
-    if len(texts) + len(extra) > FULL_SOFTMAX_MAX:
-        keep = random.Random(seed).sample(range(len(texts)), max(0, FULL_SOFTMAX_MAX - len(extra)))
+    ordered = list(dict.fromkeys(t for p in pairs for t in (p.positive, *p.negatives)))
+    training, known = set(ordered), set(texts)
+    extra = [t for t in ordered if t not in known]
+    if len(texts) + len(extra) > FULL_SOFTMAX_MAX:  # every training text stays, the rest is sampled
+        needed = [i for i, t in enumerate(texts) if t in training]
+        rest = [i for i, t in enumerate(texts) if t not in training]
+        room = max(0, FULL_SOFTMAX_MAX - len(extra) - len(needed))
+        keep = needed + random.Random(seed).sample(rest, min(room, len(rest)))
         texts = [texts[i] for i in sorted(keep)]
         print(f"towers: the corpus is over {FULL_SOFTMAX_MAX} documents; each step scores against the training "
               f"texts and a sample of {len(texts)}", file=sys.stderr)
@@ -161,11 +164,12 @@ def build_towers(cfg, base: Encoder) -> TwoTowers:
         query.head = nn.Linear(base.dim, base.dim, bias=False)
         with torch.no_grad():
             query.head.weight.copy_(torch.eye(base.dim))
-    document = base if cfg.tower in FROZEN_DOCUMENT else copy.deepcopy(base)
-    for p in (document.parameters() if cfg.tower in FROZEN_DOCUMENT else ()):
-        p.requires_grad_(False)
+    frozen = cfg.tower in FROZEN_DOCUMENT
+    document = base if frozen else copy.deepcopy(base)
+    for p in document.parameters():
+        p.requires_grad_(not frozen)
     return TwoTowers(query, document, {"query": QUERY_DIR, "document": ".", "variant": cfg.tower,
-                                       "frozen": "document" if cfg.tower in FROZEN_DOCUMENT else None,
+                                       "frozen": "document" if frozen else None,
                                        "base": cfg.base})
 
 
@@ -178,14 +182,12 @@ def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = Tru
     from .loop import _schedule, _window, anchor_targets
     from .losses import Anchored, Batch
 
-    base = Encoder.load(cfg.base, pooling=cfg.pooling, normalize=cfg.normalize,
-                        max_length=cfg.max_length, query_prefix=cfg.query_prefix, passage_prefix=cfg.passage_prefix)
-    base.eval()
+    base = Encoder.load(cfg.base, **cfg.encoding).eval()
     frozen = cfg.tower in FROZEN_DOCUMENT
     towers = build_towers(cfg, base)
     inner = (CorpusInfoNCE(*_bank(base, check_model_dir(cfg.base), pairs, corpus, cfg.seed), pairs, cfg.temperature)
              if frozen else lambda q, p, batch: info_nce(q, p, cfg.temperature, cfg.symmetric))
-    general, teacher = anchor_targets(cfg) if cfg.anchor != "none" else ([], None)
+    general, teacher = anchor_targets(cfg, base) if cfg.anchor != "none" else ([], None)
     loss_fn = Anchored(inner, cfg.anchor, general, teacher, cfg.anchor_weight, cfg.anchor_batch, cfg.seed) \
         if cfg.anchor != "none" else inner
     trained = [t for t in (towers.query, towers.document) if any(p.requires_grad for p in t.parameters())]
