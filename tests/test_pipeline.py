@@ -176,16 +176,28 @@ def test_run_chunked(tiny_model, small_beir, tmp_path, capsys):
 
 
 def test_run_with_a_query_tower_serves_two_embedders_over_the_base_models_document_vectors(tiny_model, small_beir,
-                                                                                           tmp_path):
+                                                                                           tmp_path, monkeypatch):
     """`siamese run --tower query`: the query tower trains, both towers export, the package has two embedders, the
-    index holds the base model's document vectors, and the report's rows come from the served two-tower model."""
+    index holds the base model's document vectors, and the report's rows come from the served two-tower model.
+    The corpus is embedded once, by the base model: the exported document graph (the parity check's subject)
+    embeds none of it again for the index or the fine-tuned row."""
+    from common.data import load_beir
     from exporter.runtime import OnnxEmbedder
     from training.encoder import Encoder
 
+    corpus = {d.passage for d in load_beir(small_beir, "test").corpus.values()}
+    onnx_passages, embed = [], OnnxEmbedder.embed
+
+    def counting(self, texts, kind="passage", *a, **kw):
+        if kind == "passage":
+            onnx_passages.extend(texts)
+        return embed(self, texts, kind, *a, **kw)
+    monkeypatch.setattr(OnnxEmbedder, "embed", counting)
     out = tmp_path / "run"
     args = ["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--epochs", "1",
             "--max-length", "48", "--tower", "query", "--no-guards", "--no-sts"]
     assert main(args) == 0
+    assert len(corpus & set(onnx_passages)) < len(corpus) / 2  # the parity check's sample, no more
     results = json.loads((out / "results.json").read_text())
     assert results["extra"]["towers"]["frozen"] == "document"
     assert (out / "export" / "query" / "manifest.json").exists()

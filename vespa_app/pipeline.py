@@ -244,7 +244,36 @@ def _shape(chunker, dim: int) -> dict:
     return {"chunking": {"tokens": chunker.max_tokens, "overlap": chunker.overlap} if chunker else None, "dim": dim}
 
 
-def _index(export_dir: Path, index_dir: Path, corpus, chunker, dim: int, colbert_dir=None):
+def frozen_documents(model_dir: Path, manifest, dim: int):
+    """A frozen document tower (``--tower query`` or ``adapter``) is the base model, byte for byte: its documents'
+    vectors are the base's, which training (the query tower's bank) and the base row compute and cache. Returns
+    their cache key and a PyTorch passage embedder for what the cache lacks, or None where the document side was
+    trained, a prefix of the vector is served (``dim``) or the export is quantized: there the exported graph embeds
+    the documents. The export's parity check holds the served document graph to these vectors (max |Δ| ~3e-7),
+    so one embedding of each corpus serves training, the index and every row."""
+    from training.evaluate import model_cache_key
+    from training.model_dir import TOWERS_FILE, EncoderConfig
+
+    towers = model_dir / TOWERS_FILE
+    frozen = json.loads(towers.read_text()).get("frozen") if towers.exists() else None
+    if frozen != "document" or dim != manifest.dimension or manifest.quantization:
+        return None
+    from training.encoder import Encoder
+
+    config = EncoderConfig.load(model_dir)
+    document = None
+
+    def embed(texts: list[str], kind: str = "passage"):
+        nonlocal document
+        document = document or Encoder.load(model_dir)
+        return document.encode(texts, "passage", progress=len(texts) > 1000)
+    return model_cache_key(model_dir, config), embed
+
+
+def _index(export_dir: Path, index_dir: Path, corpus, chunker, dim: int, colbert_dir=None, model_dir=None):
+    from common.vectors import cached_vectors
+    from exporter.manifest import Manifest
+
     from .embedded import BadIndexError, EmbeddedIndex
 
     if index_dir.exists():
@@ -256,9 +285,17 @@ def _index(export_dir: Path, index_dir: Path, corpus, chunker, dim: int, colbert
             raise BadIndexError(f"{index_dir} was built with {has}, this run asks for {_shape(chunker, dim)}: "
                                 "delete it, or run with the same chunk and --dim options")
         return index
-    _say(f"embedded index: embedding {len(corpus)} documents with the exported model"
-         + (f", as chunks of {chunker.max_tokens} tokens" if chunker else "") + f", {dim} dimensions")
-    return EmbeddedIndex.build(index_dir, export_dir, corpus, chunker=chunker, dim=dim, colbert_dir=colbert_dir)
+    frozen = frozen_documents(model_dir, Manifest.load(export_dir), dim) if model_dir else None
+    embeddings = None
+    if frozen:
+        texts = ([c for d in corpus for c in chunker.passage_chunks(d.title, d.text)] if chunker
+                 else [d.passage for d in corpus])
+        embeddings = cached_vectors(frozen[0], texts, lambda: frozen[1](texts))
+    _say(f"embedded index: {len(corpus)} documents"
+         + (f" as chunks of {chunker.max_tokens} tokens" if chunker else "") + f", {dim} dimensions; vectors "
+         + ("of the frozen document tower (the base model's, computed once)" if frozen else "by the exported model"))
+    return EmbeddedIndex.build(index_dir, export_dir, corpus, chunker=chunker, dim=dim, colbert_dir=colbert_dir,
+                               embeddings=embeddings)
 
 
 def _bm25_weight(o: RunOptions, index, app_dir: Path) -> tuple[float, dict]:
@@ -367,18 +404,25 @@ def _model_rows(o: RunOptions, base: str, model_dir: Path, export_dir: Path, bei
         encoder = load_model(reference)
         add(f"reference ({model_label(reference)})", _encoder_runs(reference, encoder, datasets, chunker), encoder)
     served = index.embedder if index else OnnxEmbedder(export_dir)
-    # documents' vectors are named by what decides them (the index's key): a new query tower re-embeds none
+    # documents' vectors are named by what decides them (the index's key): a new query tower re-embeds none,
+    # and a frozen document tower's are the base model's, embedded once for its row above
     served_key = f"onnx documents {served.manifest.document_side()} @{served.dim}"
+    embed, frozen = served.embed, frozen_documents(model_dir, served.manifest, served.dim)
+    if frozen:
+        served_key = frozen[0]
+
+        def embed(texts, kind):
+            return served.embed(texts, kind) if kind == "query" else frozen[1](texts)
     if chunker:
-        tuned_runs = {name: chunked_dense_run(served.embed, d, chunker, cache=served_key)
+        tuned_runs = {name: chunked_dense_run(embed, d, chunker, cache=served_key)
                       for name, d in guards.items()}
-        tuned_runs["main"] = chunked_dense_run(served.embed, beir, chunker, cache=served_key,
+        tuned_runs["main"] = chunked_dense_run(embed, beir, chunker, cache=served_key,
                                                vectors=index.embeddings if index else None)
     else:
-        tuned_runs = {name: dense_run(served.embed, d, cache=served_key) for name, d in guards.items()}
-        tuned_runs["main"] = (dense_run(served.embed, beir, doc_vectors=index.embeddings,
+        tuned_runs = {name: dense_run(embed, d, cache=served_key) for name, d in guards.items()}
+        tuned_runs["main"] = (dense_run(embed, beir, doc_vectors=index.embeddings,
                                         doc_ids=[d.id for d in index.docs])
-                              if index else dense_run(served.embed, beir, cache=served_key))
+                              if index else dense_run(embed, beir, cache=served_key))
     add(TUNED, tuned_runs, load_model(model_dir) if sts_rows else None)
     return rows
 
@@ -426,7 +470,8 @@ def run(o: RunOptions) -> dict:
     if app_dir.exists():  # judged before the index is built: minutes on a real corpus
         _check_package_shape(app_dir, chunker, dim)
     if not o.vespa:  # before the package: hybrid-linear's weight is chosen on the index
-        index = backend = stages.timed("index", _index, export_dir, out / "index", corpus, chunker, dim, colbert_dir)
+        index = backend = stages.timed("index", _index, export_dir, out / "index", corpus, chunker, dim,
+                                             colbert_dir, model_dir)
     fusion = stages.timed("choose hybrid weight", _bm25_weight, o, index, app_dir)
     stages.extra["hybrid-linear bm25 weight"] = {"weight": fusion[0], **fusion[1]}
     stages.timed("package + Vespa check", _package, export_dir, app_dir, corpus, stages.extra, chunker, dim,
