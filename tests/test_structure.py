@@ -75,15 +75,24 @@ def test_every_user_error_derives_from_one_base():
 def test_the_recipes_are_the_one_source_of_training_defaults():
     from dataclasses import fields
 
+    from common.errors import ConfigError
     from training.config import RECIPES, TrainConfig, recipe_config
 
     default = recipe_config("base", "out")
     assert (default.epochs, default.batch_size, default.lr, default.train_length, default.temperature,
             default.hard_negatives) == (2, 32, 1e-4, 128, 0.05, 0)  # the default recipe, as before
     assert default.max_length is None  # served at the base model's own window
-    assert (default.anchor, default.anchor_weight) == ("mse", 20.0)  # plus the anchor against forgetting
+    # a query tower, held to the base by the tower recipe's anchor (docs/towers.md)
+    assert (default.tower, default.anchor, default.anchor_weight, default.anchor_batch) == ("query", "mse", 40.0, 32)
+    shared = recipe_config("base", "out", tower="shared")
+    assert (shared.anchor, shared.anchor_weight, shared.anchor_batch) == ("mse", 20.0, 64)
+    for only_shared in ({"late_interaction": True}, {"matryoshka": "32,16"}, {"checkpoint_every": 5},
+                        {"grad_cache_chunk": 8}, {"eval_every": 5}):
+        assert recipe_config("base", "out", **only_shared).tower == "shared", only_shared  # asked for, not refused
+    with pytest.raises(ConfigError, match="--tower query, adapter and separate train without"):
+        recipe_config("base", "out", tower="query", matryoshka="32,16")  # but a tower named is not overridden
     full = recipe_config("base", "out", full=True)
-    assert (full.epochs, full.lr, full.train_length, full.hard_negatives) == (8, 5e-5, 256, 1)
+    assert (full.epochs, full.lr, full.train_length, full.hard_negatives, full.tower) == (8, 5e-5, 256, 1, "shared")
     assert set(RECIPES["full"]) <= {f.name for f in fields(TrainConfig)}
     assert recipe_config("base", "out", epochs=None, lr=3e-5).lr == 3e-5  # None leaves the recipe's value
 

@@ -335,8 +335,8 @@ def _train_towers(cfg: TrainConfig, out: Path, pairs: list[Pair], corpus, plan, 
     resumed run that did not finish starts again."""
     from .towers import FROZEN_DOCUMENT, train_towers
 
+    towers, metrics = train_towers(cfg, pairs, corpus, plan, progress)  # a base that cannot load leaves no run
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "train_config.json")
-    towers, metrics = train_towers(cfg, pairs, corpus, plan, progress)
     base_dir = check_model_dir(cfg.base) if cfg.tower in FROZEN_DOCUMENT else None
     return _write_model(out, cfg, pairs, metrics, lambda tmp: towers.save(tmp, base_dir))

@@ -109,7 +109,7 @@ def check_options(o: RunOptions, base: str) -> None:
         raise ConfigError("--chunk-overlap needs --chunk-tokens (N or auto): without it documents are truncated")
     if o.dim is not None and width and not 8 <= o.dim <= width:
         raise ConfigError(f"--dim {o.dim} must be between 8 and the model's {width} dimensions")
-    if o.merge is not None and o.train.get("tower", "shared") != "shared":
+    if o.merge is not None and o.train.get("tower", "shared") != "shared":  # without --tower, --merge trains shared
         raise ConfigError(f"--merge averages one model's weights with its base; --tower {o.train['tower']} trains two "
                           "towers: drop one of the two")
     if isinstance(o.merge, float) and not 0.0 <= o.merge <= 1.0:
@@ -149,6 +149,12 @@ def _eval_data(o: RunOptions) -> Beir | None:
     return limit_queries(load_beir(o.data, o.eval_split, skip_bad=o.skip_bad), o.limit_queries)
 
 
+def train_settings(o: RunOptions) -> dict:
+    """The TrainConfig values the run gives over the recipe's: merging averages one model's weights with its
+    base, so --merge trains a shared model where no --tower is given."""
+    return ({"tower": "shared"} if o.merge is not None else {}) | o.train
+
+
 def _train(o: RunOptions, out: Path, corpus) -> Path:
     from training.config import recipe_config
     from training.loop import train
@@ -157,7 +163,7 @@ def _train(o: RunOptions, out: Path, corpus) -> Path:
 
     model_dir = out / "train" / "model"
     cfg = recipe_config(str(o.base or default_base_model()), str(out / "train"), o.full, data=str(o.pairs or o.data),
-                        **o.train)
+                        **train_settings(o))
     if model_dir.exists():
         _say(f"train: {model_dir} exists, reusing it")
         return model_dir
@@ -445,7 +451,7 @@ def run(o: RunOptions) -> dict:
     stages = _Stages()
     base = str(o.base or default_base_model())
     check_options(o, base)
-    recipe_config(base, str(out / "train"), o.full, **o.train)  # the training settings, judged before any work
+    recipe_config(base, str(out / "train"), o.full, **train_settings(o))  # judged before any work
     beir = _eval_data(o)
     corpus = list(beir.corpus.values()) if beir else list(load_corpus(o.corpus, skip_bad=o.skip_bad).values())
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,131 @@
+"""What an application package of ours serves, recorded once: ``models/package.json``.
+
+The package builder (``package.write_package``) writes it; ``AppPackage.open`` is the only reader. Everything
+that needs to know a package (the feed, the query client, the checks, ``siamese run``) asks this record, never
+the ``.sd`` text we generated::
+
+    {"format": 1, "kind": "single",          # single | chunked | colbert (alone) | both (single + colbert)
+     "dim": 384, "model_dim": 384,           # the served tensor's size; the model's (a --dim prefix differs)
+     "chunking": {"tokens": 256, "overlap": 32} | null,
+     "cell_type": "float", "binarized": false,
+     "colbert": {"cells": "int8", "dim": 128} | null,
+     "embedders": {"query": "embedder", "document": "embedder"},   # document-embedder with two towers
+     "bm25_weight": 0.1, "bm25_weight_choice": {...},             # hybrid-linear (fusion_weight.py)
+     "feed_key": "...",                      # what decides the fed documents (package.feed_key)
+     "schema_sha256": "...", "manifests": {"models/manifest.json": "<sha256>", ...}}
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from common.errors import ConfigError
+from exporter.manifest import sha256
+
+from .serving import BM25_WEIGHT, SCHEMA
+
+PACKAGE_FILE = "models/package.json"
+FORMAT = 1
+KINDS = ("single", "chunked", "colbert", "both")
+
+
+class PackageRecordError(ConfigError):
+    """A package without its record, or one whose files no longer match it."""
+
+
+@dataclass
+class AppPackage:
+    kind: str
+    dim: int | None
+    model_dim: int | None
+    chunking: dict | None
+    cell_type: str
+    binarized: bool
+    colbert: dict | None
+    embedders: dict
+    bm25_weight: float
+    bm25_weight_choice: dict | None
+    feed_key: str
+    schema_sha256: str = ""
+    manifests: dict = field(default_factory=dict)
+    format: int = FORMAT
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def two_towers(self) -> bool:
+        return self.embedders.get("document") not in (None, self.embedders.get("query"))
+
+    @property
+    def chunked(self) -> bool:
+        return self.chunking is not None
+
+    @property
+    def schema_file(self) -> Path:
+        return self.path / "schemas" / f"{SCHEMA}.sd"
+
+    def shape(self) -> dict:
+        """How documents are embedded, as an embedded index records it too: one comparison tells them apart."""
+        return {"chunking": self.chunking, "dim": self.dim}
+
+    def chunker(self):
+        """The chunker the feed must cut documents with (None: documents go whole)."""
+        if not self.chunking:
+            return None
+        from common.chunking import Chunker
+        from exporter.manifest import Manifest
+
+        models = self.path / "models"
+        return Chunker.for_model(models, self.chunking["tokens"], self.chunking["overlap"],
+                                 prefix=Manifest.load(models).prefixes["document"])
+
+    # ------------------------------------------------------------ writing and reading
+
+    def write(self, package: Path) -> None:
+        """Record the package at ``package`` (its schema and manifests already written there)."""
+        package = Path(package)
+        self.schema_sha256 = sha256(package / "schemas" / f"{SCHEMA}.sd")
+        self.manifests = {str(p.relative_to(package)): sha256(p) for p in sorted(package.glob("models/**/manifest.json"))}
+        record = {k: v for k, v in asdict(self).items() if k != "path"}
+        (package / PACKAGE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+
+    @classmethod
+    def open(cls, package) -> "AppPackage":
+        """The package's record, refused with one line where it is missing or malformed."""
+        package = Path(package)
+        path = package / PACKAGE_FILE
+        if not (package / "services.xml").exists():
+            raise PackageRecordError(f"{package}: no services.xml; not an application package (build one with "
+                                     "`siamese app build EXPORT_DIR OUT_DIR`)")
+        if not path.exists():
+            raise PackageRecordError(f"{package}: no {PACKAGE_FILE} (a package built before it was recorded); rebuild "
+                                     f"it with `siamese app build EXPORT_DIR {package}`")
+        try:
+            record = json.loads(path.read_text())
+            names = {f for f in cls.__dataclass_fields__ if f != "path"}
+            if record.get("format") != FORMAT or set(record) != names or record["kind"] not in KINDS:
+                raise ValueError(f"format {record.get('format')!r}, kind {record.get('kind')!r}")
+            app = cls(**record, path=package)
+        except (ValueError, TypeError, AttributeError) as e:
+            raise PackageRecordError(f"{path}: not a package record this version reads ({e}); rebuild the package "
+                                     "with `siamese app build`") from None
+        return app
+
+    def check_files(self) -> None:
+        """The schema and the manifests are the ones the record was written with: ``check.structural_check``
+        catches a hand edit here, before a feed or a deploy trusts the record."""
+        changed = [name for name, digest in {f"schemas/{SCHEMA}.sd": self.schema_sha256, **self.manifests}.items()
+                   if not (self.path / name).exists() or sha256(self.path / name) != digest]
+        if changed:
+            raise PackageRecordError(f"{self.path}: {', '.join(changed)} changed since the package was built (its "
+                                     f"{PACKAGE_FILE} records others); rebuild it with `siamese app build`")
+
+
+def package_record(kind: str, *, dim, model_dim, chunking, cell_type, binarized, colbert, embedders,
+                   bm25_weight=BM25_WEIGHT, bm25_weight_choice=None, feed_key: str) -> AppPackage:
+    """The builder's record, checked as ``open`` checks it."""
+    if kind not in KINDS:
+        raise ConfigError(f"package kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    return AppPackage(kind=kind, dim=dim, model_dim=model_dim, chunking=chunking, cell_type=cell_type,
+                      binarized=binarized, colbert=colbert, embedders=embedders, bm25_weight=bm25_weight,
+                      bm25_weight_choice=bm25_weight_choice, feed_key=feed_key)
