@@ -29,11 +29,11 @@ def test_run_end_to_end_then_reuse(tiny_model, small_beir, tmp_path, capsys):
     # hybrid-linear's BM25 weight: chosen on the training queries, the same in the package and the index
     from vespa_app.embedded import EmbeddedIndex
     from vespa_app.serving import BM25_WEIGHT_GRID
-    from vespa_app.vespa_client import package_bm25_weight
+    from vespa_app.app_package import AppPackage
 
     fusion = results["extra"]["hybrid-linear bm25 weight"]
     assert fusion["weight"] in BM25_WEIGHT_GRID and fusion["method"].startswith("chosen on ")
-    assert package_bm25_weight(out / "app") == fusion["weight"] == EmbeddedIndex.open(out / "index").bm25_weight
+    assert AppPackage.open(out / "app").bm25_weight == fusion["weight"] == EmbeddedIndex.open(out / "index").bm25_weight
     assert "served hybrid-linear" in rows
     assert {"reference (tiny0)", "reference (tiny0) + BM25 (RRF)"} <= set(rows)
     evaluation = results["extra"]["evaluation"]
@@ -116,13 +116,11 @@ def test_run_against_vespa_wires_feed_and_evaluation(tiny_model, small_beir, tmp
     assert results["extra"]["hybrid-linear bm25 weight"]["method"].startswith("default: no embedded index")
 
 
-def test_a_vespa_run_keeps_the_bm25_weight_of_the_package_it_reuses(tmp_path):
+def test_a_vespa_run_keeps_the_bm25_weight_of_the_package_it_reuses(tiny_export, tmp_path):
+    from vespa_app.package import AppOptions, write_package
     from vespa_app.pipeline import RunOptions, _bm25_weight
-    from vespa_app.serving import FUSION_FILE
 
-    app = tmp_path / "app"
-    (app / "models").mkdir(parents=True)
-    (app / FUSION_FILE).write_text('{"bm25_weight": 0.3}')
+    app = write_package(tiny_export, tmp_path / "app", AppOptions(bm25_weight=0.3))
     assert _bm25_weight(RunOptions(), None, app) == (0.3, {"method": f"kept from the package {app}"})
     assert _bm25_weight(RunOptions(bm25_weight=0.5), None, app)[0] == 0.5  # given wins
     assert _bm25_weight(RunOptions(), None, tmp_path / "none")[0] == 1.0  # nothing to choose on: the default

@@ -192,7 +192,10 @@ def test_the_package_embeds_documents_with_the_document_tower_and_queries_with_t
 def test_a_new_query_tower_keeps_the_feed_key_and_a_new_document_tower_changes_it(tiny_model, tiny_export,
                                                                                    query_export, tmp_path):
     from exporter.onnx_export import export
-    from vespa_app.vespa_client import schema_hash
+    from vespa_app.app_package import AppPackage
+
+    def schema_hash(package):
+        return AppPackage.open(package).feed_key
 
     other = export(_towers(tiny_model, tmp_path / "run2", "query", seed=7), tmp_path / "export2", progress=False)
     first, second = _package(query_export, tmp_path / "a"), _package(other, tmp_path / "b", bm25_weight=0.3)
@@ -210,7 +213,11 @@ def test_a_redeploy_of_a_new_query_tower_feeds_nothing(tiny_model, query_export,
     from common.data import Doc
     from exporter.onnx_export import export
     from fault_server import FaultServer
-    from vespa_app.vespa_client import feed, schema_hash
+    from vespa_app.app_package import AppPackage
+    from vespa_app.vespa_client import feed
+
+    def schema_hash(package):
+        return AppPackage.open(package).feed_key
 
     docs = [Doc(f"d{i}", "", p.positive) for i, p in enumerate(toy_pairs(30))]
     other = export(_towers(tiny_model, tmp_path / "run2", "query", seed=7), tmp_path / "export2", progress=False)

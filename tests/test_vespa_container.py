@@ -9,8 +9,10 @@ import pytest
 
 from conftest import needs_java
 from vespa_app import profiles, vespa_client
+from vespa_app.app_package import AppPackage
 from vespa_app.check import PackageError, check_package, vespa_container, vespa_model_check
-from vespa_app.container_check import HOSTILE_QUERIES, PLAIN_QUERIES, check_tree, sample_documents
+from vespa_app.container_check import HOSTILE_QUERIES, PLAIN_QUERIES, sample_documents
+from vespa_app.query_tree import check_tree
 from vespa_app.package import AppOptions, write_package
 from common.data import Doc
 
@@ -180,7 +182,7 @@ def test_chunked_schema(chunked):
     assert "input chunks | embed embedder | attribute | index" in sd
     assert "bm25(chunks)" in sd and "bm25(text)" not in sd and "closest(embedding)" in sd
     assert "select-elements-by: best_chunk" in sd and "summary-features {\n            best_chunk" in sd
-    assert (chunked / "models" / "chunking.json").exists()
+    assert AppPackage.open(chunked).chunking == {"tokens": 32, "overlap": 8}
 
 
 @pytest.mark.java
@@ -240,8 +242,8 @@ def test_hnsw_over_a_chunk_dimension_of_the_wrong_type_is_rejected(chunked, tmp_
 
 
 def test_the_feed_sends_the_packages_chunks(chunked, package):
-    chunker = vespa_client.package_chunker(chunked)
-    assert vespa_client.package_chunker(package) is None
+    chunker = AppPackage.open(chunked).chunker()
+    assert AppPackage.open(package).chunker() is None
     assert chunker.max_tokens == 32 and chunker.overlap == 8
     doc = Doc("d1", "A title", " ".join(["Sentence about cells and proteins."] * 30))
     fields = vespa_client.feed_fields(doc, chunker)
@@ -261,7 +263,7 @@ def test_a_hundred_pages_go_to_vespa_whole(chunked):
     from exporter.runtime import OnnxEmbedder
 
     doc = hundred_pages(read_beir(SCIFACT, "test").corpus)
-    fields = vespa_client.feed_fields(doc, vespa_client.package_chunker(chunked))
+    fields = vespa_client.feed_fields(doc, AppPackage.open(chunked).chunker())
     assert len(fields["chunks"]) > 1500 and fields["chunks"][-1].endswith(doc.text[-30:])
     out = vespa_container(chunked, {"schema": "doc", "tensor_field": "embedding", "documents": [fields], "queries": []})
     vespa = out["documents"][0]["embedding"]
@@ -345,15 +347,15 @@ def test_embedded_index_serves_the_prefix(tiny_export, tmp_path):
 @pytest.mark.java
 @needs_java()
 def test_a_weighted_hybrid_ranks_in_vespa_as_on_the_embedded_backend_and_a_mismatch_is_caught(tiny_export, tmp_path):
-    from vespa_app.serving import FUSION_FILE
-
     weighted = write_package(tiny_export, tmp_path / "app", AppOptions(bm25_weight=0.2))
     sd = (weighted / "schemas" / "doc.sd").read_text()
     assert "normalize_linear(closeness(field, embedding)) + 0.2 * normalize_linear(bm25sum)" in sd
-    assert vespa_client.package_bm25_weight(weighted) == 0.2
+    assert AppPackage.open(weighted).bm25_weight == 0.2
     c = check_package(weighted).container
     assert c.fusion["hybrid-linear"]["hits"] > 0 and c.fusion["hybrid-linear"]["max_diff"] <= 1e-6
     # the embedded backend fusing with another weight than the schema's global phase is caught
-    (weighted / FUSION_FILE).write_text('{"bm25_weight": 1.0}')
+    record = AppPackage.open(weighted)
+    record.bm25_weight = 1.0
+    record.write(weighted)
     with pytest.raises(PackageError, match="hybrid-linear"):
         check_package(weighted)

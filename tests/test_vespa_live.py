@@ -65,10 +65,10 @@ def test_chunked_package_returns_each_hits_best_chunk(tiny_export, hundred, tmp_
     content nodes selected (select-elements-by closest(embedding)), and it is the embedded backend's best chunk."""
     from vespa_app.embedded import EmbeddedIndex
     from vespa_app.package import AppOptions
-    from vespa_app.vespa_client import package_chunker
+    from vespa_app.app_package import AppPackage
 
     app = write_package(tiny_export, tmp_path / "app", AppOptions(chunk_tokens=32, chunk_overlap=8))
-    vespa, chunker = VespaBackend(deploy(app), chunked=True), package_chunker(app)
+    vespa, chunker = VespaBackend(deploy(app), chunked=True), AppPackage.open(app).chunker()
     docs = list(hundred.corpus.values())
     result = vespa.feed(docs, ledger=tmp_path / "l.jsonl", failed_file=tmp_path / "f.jsonl", chunker=chunker,
                         progress=False)

@@ -93,7 +93,8 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-tokens", type=positive_int,
                    help="embed documents as chunks of this many tokens (default with --chunk-overlap or "
                         "--chunk-pooling: the model's window) instead of truncating them")
-    p.add_argument("--chunk-overlap", type=int, help="tokens neighbouring chunks share (default 0)")
+    p.add_argument("--chunk-overlap", type=int, help="tokens neighbouring chunks share (default: 32, at most a "
+                   "quarter of the chunk)")
     p.add_argument("--chunk-pooling", choices=CHUNK_POOLINGS,
                    help="a document's score: its best chunk (default) or the mean of its best two")
     p.add_argument("--dim", type=positive_int,
@@ -126,7 +127,7 @@ def cmd_eval(args) -> int:
         positives = positives_of(load_pairs(args.train_data, skip_bad=args.skip_bad)[0])
     chunking = None
     if args.chunk_tokens or args.chunk_overlap is not None or args.chunk_pooling:
-        chunking = Chunking(overlap=args.chunk_overlap or 0, pooling=args.chunk_pooling or "best",
+        chunking = Chunking(overlap=args.chunk_overlap, pooling=args.chunk_pooling or "best",
                             tokens=args.chunk_tokens)
     rows = evaluate(resolve_models(args.models), beir, args.bm25, sts_rows, max_length=args.max_length,
                     guards=guards, positives=positives, hybrid=args.hybrid, chunking=chunking, dim=args.dim)

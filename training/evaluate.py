@@ -122,16 +122,36 @@ def system_row(name: str, runs: dict[str, Run], beir: Beir | None, guards: dict[
     return row
 
 
+def system_rows(name: str, runs: dict[str, Run], beir: Beir | None, guards: dict[str, Beir], seen,
+                lexical: dict[str, Run] | None = None, encoder=None, sts_rows=None) -> list[dict]:
+    """A model's row (with its STS-B Spearman when ``encoder`` and ``sts_rows`` are given) and, with ``lexical``
+    (each data set's BM25 run), the row of its fusion with BM25 by reciprocal rank fusion: the one builder of
+    the rows `siamese eval` and `siamese run` print."""
+    rows = [system_row(name, runs, beir, guards, seen)]
+    if encoder is not None and sts_rows:
+        rows[0]["sts_spearman"] = sts_score(encoder, sts_rows)
+    if lexical:
+        fused = {n: rrf_run(runs[n], lexical[n]) for n in runs}
+        rows.append(system_row(f"{name} + BM25 (RRF)", fused, beir, guards, seen))
+    return rows
+
+
 @dataclass(frozen=True)
 class Chunking:
-    """Documents embedded as chunks of ``tokens`` (default: the model's window) sharing ``overlap`` tokens,
-    scored by their best chunk or the mean of their best two (``pooling``)."""
-    overlap: int = 0
+    """Documents embedded as chunks of ``tokens`` (default: the model's window) sharing ``overlap`` tokens
+    (default: ``common.chunking.default_overlap``), scored by their best chunk or the mean of their best two
+    (``pooling``)."""
+    overlap: int | None = None
     pooling: str = "best"
     tokens: int | None = None
 
+    def overlap_for(self, tokens: int) -> int:
+        from common.chunking import default_overlap
+
+        return default_overlap(tokens) if self.overlap is None else self.overlap
+
     def label(self, tokens: int) -> str:
-        return f"chunked {tokens}/{self.overlap}, {self.pooling}"
+        return f"chunked {tokens}/{self.overlap_for(tokens)}, {self.pooling}"
 
 
 def evaluate(models: list[str], beir: Beir | None = None, bm25: bool = True, sts_rows=None,
@@ -168,21 +188,16 @@ def evaluate(models: list[str], beir: Beir | None = None, bm25: bool = True, sts
             if tokens > encoder.config.max_length:
                 raise ConfigError(f"--chunk-tokens {tokens} is above {label}'s window of "
                                   f"{encoder.config.max_length} tokens: the encoder would truncate every chunk")
-            chunker = Chunker.for_model(check_model_dir(model), tokens, chunking.overlap,
+            chunker = Chunker.for_model(check_model_dir(model), tokens, chunking.overlap_for(tokens),
                                         prefix=encoder.config.passage_prefix)
             dense = {name: chunked_dense_run(embed, d, chunker, chunking.pooling, cache=key)
                      for name, d in datasets.items()}
             label = f"{label} {chunking.label(tokens)}"
         else:
             dense = {name: dense_run(embed, d, cache=key) for name, d in datasets.items()}
-        row = system_row(label, dense, beir, guards, seen)
-        if sts_rows:
-            row["sts_spearman"] = sts_score(encoder, sts_rows)
-        row["seconds"] = round(time.time() - started, 1)
-        rows.append(row)
-        if hybrid:
-            fused = {name: rrf_run(dense[name], lexical[name]) for name in datasets}
-            rows.append(system_row(f"{label} + BM25 (RRF)", fused, beir, guards, seen))
+        model_rows = system_rows(label, dense, beir, guards, seen, lexical if hybrid else None, encoder, sts_rows)
+        model_rows[0]["seconds"] = round(time.time() - started, 1)
+        rows += model_rows
     return rows
 
 

@@ -31,7 +31,7 @@ KINDS = ("single", "chunked", "colbert", "both")
 
 
 class PackageRecordError(ConfigError):
-    """A package without its record, or one whose files no longer match it."""
+    """A package without its record, or with one this version cannot read."""
 
 
 @dataclass
@@ -111,14 +111,11 @@ class AppPackage:
                                      "with `siamese app build`") from None
         return app
 
-    def check_files(self) -> None:
-        """The schema and the manifests are the ones the record was written with: ``check.structural_check``
-        catches a hand edit here, before a feed or a deploy trusts the record."""
-        changed = [name for name, digest in {f"schemas/{SCHEMA}.sd": self.schema_sha256, **self.manifests}.items()
-                   if not (self.path / name).exists() or sha256(self.path / name) != digest]
-        if changed:
-            raise PackageRecordError(f"{self.path}: {', '.join(changed)} changed since the package was built (its "
-                                     f"{PACKAGE_FILE} records others); rebuild it with `siamese app build`")
+    def changed_files(self) -> list[str]:
+        """The schema and manifests that are no longer the ones the record was written with (a hand edit):
+        ``check.structural_check`` says so, and Vespa's own code judges the edit."""
+        return [name for name, digest in {f"schemas/{SCHEMA}.sd": self.schema_sha256, **self.manifests}.items()
+                if not (self.path / name).exists() or sha256(self.path / name) != digest]
 
 
 def package_record(kind: str, *, dim, model_dim, chunking, cell_type, binarized, colbert, embedders,

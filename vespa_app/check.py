@@ -26,7 +26,7 @@ from common.errors import UserError
 from common.vectors import cosine
 from exporter.manifest import Manifest, ManifestError
 
-from .serving import COLBERT_FIELD, DIM_FILE, EMBEDDING_FIELD
+from .app_package import AppPackage, PackageRecordError
 
 if TYPE_CHECKING:
     from .container_check import ContainerReport
@@ -82,7 +82,8 @@ class CheckReport:
 # ---------------------------------------------------------------- structural checks (Python)
 
 def structural_check(package) -> list[str]:
-    """Well-formed XML, every referenced file present, schema dimension and pooling matching the manifest."""
+    """Well-formed XML, every referenced file present, and the package's record (``models/package.json``)
+    matching its manifests and its schema: the embedding field it declares, the pooling of the embedder."""
     package = Path(package)
     done = []
     for name in ("services.xml", "hosts.xml", *[str(p.relative_to(package)) for p in package.glob("search/**/*.xml")]):
@@ -97,36 +98,48 @@ def structural_check(package) -> list[str]:
         except ET.ParseError as e:
             raise PackageError(f"{path}: malformed XML: {e}") from None
     done.append("XML well-formed")
+    try:
+        record = AppPackage.open(package)
+    except PackageRecordError as e:
+        raise PackageError(str(e)) from None
     services = ET.parse(package / "services.xml").getroot()
-    embedder = services.find(".//component[@type='hugging-face-embedder']")
+    embedder = services.find(f".//component[@id='{record.embedders.get('document')}']")  # the one documents meet
     colbert = services.find(".//component[@type='colbert-embedder']")
     if embedder is None and colbert is None:
         raise PackageError(f"{package}/services.xml: no hugging-face-embedder (nor colbert-embedder) component")
-    if embedder is None:  # a late-interaction export alone
-        return done + [_colbert_structure(package, colbert, (package / "schemas" / "doc.sd").read_text())]
+    schema = record.schema_file.read_text()
+    if record.dim is None:  # a late-interaction export alone
+        return done + [_colbert_structure(package, colbert, record, schema)]
     _model_files_present(package, embedder)
     done.append("model files present")
-    manifest_path = package / "models"
     try:
-        manifest = Manifest.load(manifest_path)
+        manifest = Manifest.load(package / "models")
     except ManifestError as e:
         raise PackageError(str(e)) from None
-    schema = (package / "schemas" / "doc.sd").read_text()
-    dims = EMBEDDING_FIELD.findall(schema)
-    prefix = json.loads((package / DIM_FILE).read_text())["dim"] if (package / DIM_FILE).exists() else None
-    if dims != [str(prefix or manifest.dimension)] or (prefix and prefix > manifest.dimension):
-        raise PackageError(f"{package}/schemas/doc.sd: embedding dimension {dims} does not match the model's "
-                           f"{manifest.dimension}" + (f" nor the prefix {prefix} the package was built to serve"
-                                                      if prefix else " (Vespa would silently keep only the first "
-                                                      "values; build with --dim to serve a prefix on purpose)"))
+    declared = _embedding_declaration(record)
+    if record.model_dim != manifest.dimension or not record.dim <= manifest.dimension or declared not in schema:
+        raise PackageError(f"{package}/schemas/doc.sd: the embedding field does not match the model's "
+                           f"{manifest.dimension} dimensions as the package records them ({declared}, "
+                           + (f"a prefix of {record.dim} built on purpose)" if record.dim < manifest.dimension else
+                              "the whole vector): Vespa would silently keep only the first values; build with --dim "
+                              "to serve a prefix on purpose)"))
     pooling = (embedder.findtext("pooling-strategy") or "mean").strip()
     if pooling != manifest.pooling:
         raise PackageError(f"{package}/services.xml: pooling-strategy {pooling!r} but the model was exported "
                            f"for {manifest.pooling!r}")
     done.append("dimension and pooling match the manifest")
+    changed = record.changed_files()
+    if changed:
+        done.append(f"edited since it was built: {', '.join(changed)} (Vespa's code below judges them)")
     if colbert is not None:
-        done.append(_colbert_structure(package, colbert, schema))
+        done.append(_colbert_structure(package, colbert, record, schema))
     return done
+
+
+def _embedding_declaration(record: AppPackage) -> str:
+    """The embedding field's declaration as the builder writes it for this record."""
+    cells = "bfloat16" if record.cell_type == "bfloat16" else "float"
+    return f"field embedding type tensor<{cells}>({'chunk{}, ' if record.chunked else ''}x[{record.dim}])"
 
 
 def _model_files_present(package: Path, component) -> None:
@@ -138,7 +151,7 @@ def _model_files_present(package: Path, component) -> None:
                                "is not in the package. Rebuild the package with `siamese app build`.")
 
 
-def _colbert_structure(package: Path, component, schema: str) -> str:
+def _colbert_structure(package: Path, component, record: AppPackage, schema: str) -> str:
     """The colbert-embedder's files are in the package, its manifest is a late-interaction one, and the
     colbert field is as wide as the model's token vectors (packed 8 to an int8 cell, or one bfloat16 each)."""
     _model_files_present(package, component)
@@ -148,12 +161,12 @@ def _colbert_structure(package: Path, component, schema: str) -> str:
         m = Manifest.load(package / COLBERT_DIR)
     except ManifestError as e:
         raise PackageError(str(e)) from None
-    field = COLBERT_FIELD.search(schema)
-    want = {"int8": m.dimension // 8}.get(field.group(1), m.dimension) if field else None
-    if m.kind != "colbert" or not field or int(field.group(2)) != want:
-        raise PackageError(f"{package}/schemas/doc.sd: the colbert field "
-                           f"({field.group(0) if field else 'missing'}) does not hold the {m.dimension}-dimensional "
-                           f"token vectors of {COLBERT_DIR} (kind {m.kind})")
+    cells = (record.colbert or {}).get("cells")
+    width = m.dimension // 8 if cells == "int8" else m.dimension
+    declared = f"field colbert type tensor<{cells}>(dt{{}}, x[{width}])"
+    if m.kind != "colbert" or (record.colbert or {}).get("dim") != m.dimension or declared not in schema:
+        raise PackageError(f"{package}/schemas/doc.sd: the colbert field does not hold the {m.dimension}-dimensional "
+                           f"token vectors of {COLBERT_DIR} (kind {m.kind}) as the package records them ({declared})")
     return "colbert field matches its manifest"
 
 
@@ -260,7 +273,7 @@ def check_colbert(package, texts: list[str] | None = None) -> dict:
     same number of vectors per text, cosine per token, and the packed sign bits of document tokens."""
     from exporter.runtime import OnnxTokenEmbedder
 
-    from .container_check import SIGN_NOISE, sign_agreement, token_matrix
+    from .colbert_bits import SIGN_NOISE, sign_agreement, token_matrix
     from .serving import COLBERT_DIR
 
     texts = texts or colbert_texts()
@@ -350,13 +363,12 @@ def _check_package(package, texts, hosted, vectors_out, docs) -> CheckReport:
     from exporter.runtime import OnnxEmbedder
 
     from .serving import COLBERT_DIR
-    from .vespa_client import package_dim
 
     texts = texts or SMOKE_TEXTS
     ours = None
     if (Path(package) / "models" / "manifest.json").exists():  # not a late-interaction export alone
         vespa = vespa_embed(package, texts)
-        ours = OnnxEmbedder(Path(package) / "models", dim=package_dim(package))
+        ours = OnnxEmbedder(Path(package) / "models", dim=AppPackage.open(package).dim)
         doc = np.stack([ours.embed_one(t, "passage") for t in texts])
         query = np.stack([ours.embed_one(t, "query") for t in texts])
         report.embedding = {"texts": len(texts), "type": vespa["type"], "config": vespa["config"],

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from common import cli
-from common.cli import alpha_value, app_name, bm25_weight_value, chunk_tokens_value, positive_int
+from common.cli import app_name, bm25_weight_value, positive_int
 from common.errors import ConfigError
 from exporter import cli as exporter_cli
 from training import cli as training_cli
@@ -25,7 +25,7 @@ def cmd_app_build(args) -> int:
 
     if args.bm25_weight == "auto":
         raise ConfigError("--bm25-weight auto is chosen by `siamese run` on the training queries; give app build a "
-                          "number (e.g. the run's, in its models/fusion.json)")
+                          "number (e.g. the run's, in its models/package.json)")
     given = args.bm25_weight is not None
     options = AppOptions(name=args.name, nodes=args.nodes, redundancy=args.redundancy,
                          max_links_per_node=args.max_links, neighbors_to_explore_at_insert=args.explore,
@@ -93,7 +93,8 @@ def add_app_commands(sub) -> None:
     p.add_argument("--chunk-tokens", type=positive_int,
                    help="chunked: a vector per chunk of this many tokens (at most the model's window); the feed "
                         "sends the chunks (siamese feed --package)")
-    p.add_argument("--chunk-overlap", type=int, default=0, help="tokens neighbouring chunks share (default 0)")
+    p.add_argument("--chunk-overlap", type=int, help="tokens neighbouring chunks share (default: 32, at most a "
+                   "quarter of the chunk)")
     p.add_argument("--dim", type=positive_int, help="serve the first DIM dimensions of the embedding (a model "
                    "trained with --matryoshka); Vespa's embedder cuts, then normalises")
     p.add_argument("--colbert", metavar="COLBERT_EXPORT",
@@ -160,26 +161,7 @@ def cmd_eval(args) -> int:
 def cmd_run(args) -> int:
     from .pipeline import RunOptions, run
 
-    options = RunOptions(out=args.out, base=args.base, full=args.full, quantize=args.quantize, vespa=args.vespa,
-                         limit_queries=args.limit_queries, train=config_overrides(args), skip_bad=args.skip_bad)
-    if args.pairs or args.corpus:
-        options.data, options.pairs, options.corpus = None, args.pairs, args.corpus
-        options.queries, options.qrels = args.queries, args.qrels
-    elif args.data:
-        options.data = args.data
-    if args.no_sts:
-        options.sts = None
-    options.guards = ([] if args.no_guards else options.guards) + args.guard
-    options.merge = args.merge
-    if args.chunk_tokens is not None:
-        options.chunk_tokens = args.chunk_tokens
-    if args.chunk_overlap is not None:
-        options.chunk_overlap = args.chunk_overlap
-    options.dim = args.dim
-    options.references = args.reference
-    options.colbert = args.colbert
-    options.bm25_weight = args.bm25_weight
-    result = run(options)
+    result = run(RunOptions.from_args(args, config_overrides(args)))
     from common.metrics import format_table
 
     if result["rows"]:
@@ -200,24 +182,19 @@ def cmd_search(args) -> int:
 
 
 def cmd_query(args) -> int:
-    from .vespa_client import VespaBackend, package_chunker, print_hits
+    from .app_package import AppPackage
+    from .vespa_client import VespaBackend, print_hits
 
-    chunked = bool(args.package) and package_chunker(args.package) is not None
+    chunked = bool(args.package) and AppPackage.open(args.package).chunked
     print_hits(VespaBackend(args.url, chunked=chunked).query(args.text, args.profile, args.hits))
     return 0
 
 
 def cmd_deploy(args) -> int:
-    from . import vespa_client
+    from .vespa_client import deploy
 
-    if args.target == "docker":
-        url = vespa_client.deploy_docker(args.package)
-    elif args.target == "cloud":
-        if not (args.tenant and args.application):
-            raise ConfigError("--target cloud needs --tenant and --application")
-        url = vespa_client.deploy_cloud(args.package, args.tenant, args.application, args.key)
-    else:
-        url = vespa_client.deploy_to_config_server(args.package, args.target, args.query_url)
+    url = deploy(args.package, args.target, tenant=args.tenant, application=args.application, key=args.key,
+                 query_url=args.query_url)
     print(f"deployed; the application answers at {url}")
     return 0
 
@@ -234,12 +211,10 @@ def cmd_feed(args) -> int:
                          "feed the URL it prints")
     schema = chunker = None
     if args.package:
-        from .vespa_client import package_chunker, schema_hash
+        from .app_package import AppPackage
 
-        if not (Path(args.package) / "services.xml").exists():
-            raise ConfigError(f"--package {args.package}: not an application package (no services.xml); give the "
-                              "folder `siamese app build` wrote")
-        schema, chunker = schema_hash(args.package), package_chunker(args.package)
+        package = AppPackage.open(args.package)
+        schema, chunker = package.feed_key, package.chunker()
     result = feed(target, docs, args.ledger, args.failed, schema=schema, chunker=chunker, concurrency=args.concurrency)
     print(result.summary())
     if result.failed:
@@ -250,6 +225,11 @@ def cmd_feed(args) -> int:
 
 
 def add_pipeline_commands(sub) -> None:
+    for add in (_add_eval, _add_run, _add_search, _add_query, _add_deploy, _add_feed):
+        add(sub)
+
+
+def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="nDCG@10 / Recall@100 / MRR@10 (+ STS), exact or through a search backend")
     training_cli.add_eval_args(p)
     p.add_argument("--backend", choices=("exact", "embedded", "vespa"), default="exact")
@@ -258,43 +238,17 @@ def add_pipeline_commands(sub) -> None:
     p.add_argument("--profiles", nargs="+", default=list(profiles.CORE), choices=profiles.NAMES)
     p.set_defaults(func=cmd_eval)
 
+
+def _add_run(sub) -> None:
+    from .pipeline import RunOptions
+
     p = sub.add_parser("run", help="the whole job: train, export, package, index, evaluate, report")
-    p.add_argument("--out", default="runs/latest")
-    p.add_argument("--data", help="a BEIR folder (train split for training, test for evaluation)")
-    p.add_argument("--pairs", help="your training pairs (.jsonl / .csv / BEIR folder)")
-    p.add_argument("--corpus", help="your corpus .jsonl to index")
-    p.add_argument("--queries", help="your evaluation queries .jsonl")
-    p.add_argument("--qrels", help="your evaluation judgements .tsv")
-    p.add_argument("--base", help="base model: a local directory or a hub id (default: all-MiniLM-L6-v2)")
-    p.add_argument("--reference", action="append", default=[], metavar="MODEL",
-                   help="an off-the-shelf model (directory or hub id) to evaluate beside ours, zero-shot and + BM25, "
-                        "at its own window (repeatable); report.md says whether fine-tuning beat it")
-    p.add_argument("--colbert", metavar="COLBERT_MODEL",
-                   help="a late-interaction model (siamese train --late-interaction) served beside the fine-tuned one: "
-                        "exported, packaged with the MaxSim profiles, indexed with token vectors, evaluated")
-    p.add_argument("--full", action="store_true", help="the longer training recipe")
+    RunOptions.add_run_args(p)
     add_config_args(p)
-    p.add_argument("--quantize", choices=("int8",))
-    p.add_argument("--limit-queries", type=positive_int)
-    p.add_argument("--no-sts", action="store_true", help="skip the STS-B check")
-    p.add_argument("--no-guards", action="store_true", help="skip the bundled out-of-domain guards (CISI, MedQuAD)")
-    p.add_argument("--merge", metavar="ALPHA|auto", type=alpha_value,
-                   help="serve the fine-tuned model merged with its base (see `siamese merge`)")
-    p.add_argument("--guard", action="append", default=[], metavar="BEIR_DIR",
-                   help="a guard set of your own (repeatable): a BEIR folder with qrels/test.tsv")
-    p.add_argument("--chunk-tokens", metavar="N|auto", type=chunk_tokens_value,
-                   help="embed documents as chunks of N tokens (package, index and evaluation), or 'auto': at the "
-                        "model's window when many documents exceed it; default: truncate")
-    p.add_argument("--chunk-overlap", type=int, help="tokens neighbouring chunks share (default 32)")
-    p.add_argument("--dim", type=positive_int, help="serve the first DIM dimensions (package and index; train with "
-                   "--matryoshka so that they embed well on their own)")
-    p.add_argument("--bm25-weight", metavar="W|auto", type=bm25_weight_value, default="auto",
-                   help="hybrid-linear: normalised closeness + W · normalised BM25; auto (default): the W of "
-                        f"{', '.join(f'{w:g}' for w in serving.BM25_WEIGHT_GRID)} that ranks the training queries best")
-    p.add_argument("--vespa", help="evaluate on Vespa: 'docker', a config server URL (:19071) or a query URL")
-    p.add_argument("--skip-bad", action="store_true")
     p.set_defaults(func=cmd_run)
 
+
+def _add_search(sub) -> None:
     p = sub.add_parser("search", help="try queries on an embedded index")
     p.add_argument("index")
     p.add_argument("text")
@@ -302,6 +256,8 @@ def add_pipeline_commands(sub) -> None:
     p.add_argument("--hits", type=positive_int, default=10)
     p.set_defaults(func=cmd_search)
 
+
+def _add_query(sub) -> None:
     p = sub.add_parser("query", help="query a running Vespa through its query API")
     p.add_argument("url")
     p.add_argument("text")
@@ -311,6 +267,8 @@ def add_pipeline_commands(sub) -> None:
     p.add_argument("--package", help="the deployed package: a chunked one's hits come with their best chunk")
     p.set_defaults(func=cmd_query)
 
+
+def _add_deploy(sub) -> None:
     p = sub.add_parser("deploy", help="deploy an application package")
     p.add_argument("package")
     p.add_argument("--target", default="docker",
@@ -321,6 +279,8 @@ def add_pipeline_commands(sub) -> None:
     p.add_argument("--key", help="Vespa Cloud API key file")
     p.set_defaults(func=cmd_deploy)
 
+
+def _add_feed(sub) -> None:
     p = sub.add_parser("feed", help="feed a corpus (JSONL or BEIR folder) to a running Vespa")
     p.add_argument("target", help="the container URL, e.g. http://localhost:8080")
     p.add_argument("data")

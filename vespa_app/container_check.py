@@ -27,7 +27,6 @@ What Vespa's code is given, and what we compare (see ``verify/.../Container.java
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -39,7 +38,9 @@ from common.data import Doc
 from common.vectors import cosine, pack_bits
 
 from . import profiles
-from .serving import COLBERT_DIR, COLBERT_FIELD, SCHEMA, TARGET_HITS
+from .colbert_bits import MIN_COLBERT_AGREE, colbert_agreement, token_matrix
+from .query_tree import check_tree, tree_shape
+from .serving import COLBERT_DIR, SCHEMA, TARGET_HITS
 
 MIN_COSINE = 0.9999
 # An int8 graph: Vespa's ONNX Runtime (Java) and ours round its quantised kernels differently; a 3-layer
@@ -124,71 +125,6 @@ def sample_documents(docs: list[Doc]) -> list[tuple[str, Doc]]:
     return chosen
 
 
-def check_tree(tree: dict, profile: profiles.Profile, text: str, hits: int, fields: dict, inputs: dict) -> str:
-    """'' when the tree is the one the profile means for ``text``, else what is wrong. Every node must be either
-    a nearestNeighbor item over a tensor field of the schema, with a query tensor the rank profile declares (both
-    as Vespa reads the package, in ``fields`` and ``inputs``) and the client's targetHits; or a term from the
-    text, as a word; or a node that joins those. Nothing the user did not ask for."""
-    nearest, terms, joins = [], [], []
-
-    def walk(node):
-        if node["type"] == "NEAREST_NEIGHBOR":
-            nearest.append(node)
-        elif "term" in node:
-            terms.append(node)
-        elif node["type"] != "NULL":
-            joins.append(node["type"])
-        for child in node.get("children", []):
-            walk(child)
-
-    walk(tree)
-    want = profile.where.count("nearestNeighbor(")
-    if len(nearest) != want:
-        return f"{len(nearest)} nearestNeighbor items, the profile has {want}"
-    for nn in nearest:
-        if not fields.get(nn["index"], "").startswith("tensor"):
-            return f"nearestNeighbor over {nn['index']!r}, which is not a tensor field of the schema ({sorted(fields)})"
-        if nn["query_tensor"] not in inputs:
-            return (f"nearestNeighbor with query({nn['query_tensor']}), which rank profile {profile.name!r} does not "
-                    f"declare ({sorted(inputs)})")
-        if nn["target_hits"] != max(hits, TARGET_HITS):
-            return f"targetHits {nn['target_hits']}, the client asked for {max(hits, TARGET_HITS)}"
-    user_text = "userQuery()" in profile.where
-    if not user_text and terms:
-        return f"terms {[t['term'][:40] for t in terms][:5]} in a query that parses no user text"
-    # The text must arrive as data: plain words (and numbers) of the text on the default fieldset, joined by weakAnd (AND or
-    # PHRASE where Vespa's tokenizer splits one word, as TNF-α), with no operators, fields or wildcards from it.
-    def letters(s):
-        return re.sub(r"\W", "", s.casefold())
-
-    folded = letters(text)
-    stray = [t for t in terms if t["type"] not in ("WORD", "INT") or t.get("index") or letters(t["term"]) not in folded]
-    if stray:
-        return f"terms the text did not give as words: {[(t['type'], t.get('index'), t['term'][:40]) for t in stray][:5]}"
-    allowed = {"OR", "WEAK_AND", "AND", "PHRASE"}
-    if set(joins) - allowed:
-        return f"operators the user did not ask for: {sorted(set(joins) - allowed)}"
-    if joins.count("OR") > (1 if want and user_text else 0):
-        return "an OR that is not the profile's nearestNeighbor OR user text"
-    if want and user_text and (tree["type"] != "OR" or tree["children"][0]["type"] != "NEAREST_NEIGHBOR"):
-        return f"expected OR(nearestNeighbor, user text), got {tree['type']}"
-    return ""
-
-
-def _shape(tree: dict) -> str:
-    """The tree in a few words: nearestNeighbor items spelt out, the parsed user text as 'user text'."""
-    def has_nn(node):
-        return node["type"] == "NEAREST_NEIGHBOR" or any(has_nn(k) for k in node.get("children", []))
-
-    def short(node):
-        if node["type"] == "NEAREST_NEIGHBOR":
-            return f"nearestNeighbor({node['index']}, {node['query_tensor']}, targetHits {node['target_hits']})"
-        if not has_nn(node):
-            return "user text"
-        return f"{node['type'].lower()}({', '.join(short(k) for k in node.get('children', []))})"
-    return short(tree)
-
-
 # ---------------------------------------------------------------- the check
 
 def _hit(index, position: int, closeness: float, features: dict | None = None) -> dict:
@@ -214,10 +150,6 @@ def _read_back(got: dict, passages: dict) -> str:
 
 
 MAXSIM_FEATURE = f"rankingExpression({profiles.MAXSIM_FN})"  # as Vespa names a function among match features
-MIN_COSINE_BF16 = 0.999  # a bfloat16 cell keeps 8 bits of mantissa
-MIN_COLBERT_AGREE = 0.999  # share of document tokens whose packed bits (or bfloat16 vector) match ours
-
-
 def _colbert_embedder(package: Path):
     from exporter.runtime import OnnxTokenEmbedder
 
@@ -239,96 +171,110 @@ def _embedding_cosine(got: dict, texts: list[str], chunked: bool, embedder, wher
                for v, t in zip(vespa.values(), texts))
 
 
-SIGN_NOISE = 1e-5  # a value this close to 0 has no determined sign: PyTorch, ONNX Runtime and Java differ by ~1e-7
+@dataclass
+class _Package:
+    """What the checks need of the package under test: its record, chunker, our embedders and a small embedded
+    index of the sampled documents (none for a late-interaction export alone)."""
+    path: Path
+    chunker: object
+    embedder: object  # our ONNX Runtime embedder of the single-vector model, or None
+    colbert: object  # our token embedder of models/colbert, or None
+    binarized: bool
+    min_cosine: float
+    index: object = None
+    docs: list = field(default_factory=list)  # the index's documents, in its order
 
-
-def token_matrix(by_label: dict) -> np.ndarray:
-    """A mapped-indexed tensor as Vespa's verifier returns it ({"0": [...], "1": [...]}) → (tokens, cells)."""
-    return np.asarray([by_label[str(i)] for i in range(len(by_label))], dtype=np.float32)
-
-
-def sign_agreement(packed: np.ndarray, ours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per token: are Vespa's packed int8 cells our vectors' sign bits, and are they apart from the signs of
-    values within ``SIGN_NOISE`` of 0 (boolean arrays)."""
-    differ = np.unpackbits(packed.astype(np.int8).view(np.uint8), axis=-1) != np.unpackbits(pack_bits(ours), axis=-1)
-    return ~differ.any(-1), ~(differ & (np.abs(ours) >= SIGN_NOISE)).any(-1)
-
-
-def _colbert_agreement(theirs: dict, ours: np.ndarray) -> tuple[int, float]:
-    """(token vectors in Vespa's colbert field, share of them equal to ours): the packed sign bits of an int8
-    field, or a bfloat16 field's vectors within bfloat16 precision. Another token count agrees on nothing."""
-    if len(theirs) != len(ours):
-        return len(theirs), 0.0
-    cells = token_matrix(theirs)
-    if cells.shape[1] * 8 == ours.shape[1]:
-        return len(theirs), float(sign_agreement(cells, ours)[0].mean())
-    return len(theirs), float((cosine(cells, ours) >= MIN_COSINE_BF16).mean())
+    @property
+    def body(self) -> str:
+        return "chunks" if self.chunker else "text"
 
 
 def check_container(package, docs: list[Doc], run_java, embedder, binarized: bool | None = None) -> ContainerReport:
     """Run Vespa's container code on samples of ``docs`` and on our client's requests. ``run_java(payload)``
     runs the verifier's ``container`` command; ``embedder`` is our ONNX Runtime embedder of the package's model.
     Fills ``report.problems`` with every disagreement; the caller decides what a problem costs."""
+    from .app_package import AppPackage
     from .embedded import EmbeddedIndex
-    from .vespa_client import feed_fields, package_bm25_weight, package_chunker, package_dim, query_body
+    from .vespa_client import feed_fields
 
     started = time.time()
     report = ContainerReport()
     package = Path(package)
-    if binarized is None:
-        binarized = "embedding_binary" in (package / "schemas" / f"{SCHEMA}.sd").read_text()
+    record = AppPackage.open(package)
+    under = _Package(package, record.chunker(), embedder, _colbert_embedder(package),
+                     record.binarized if binarized is None else binarized,
+                     MIN_COSINE_INT8 if embedder and embedder.manifest.quantization else MIN_COSINE)
     samples = sample_documents(docs)
-    chunker = package_chunker(package)
-    schema_text = (package / "schemas" / f"{SCHEMA}.sd").read_text()
-    field = COLBERT_FIELD.search(schema_text)
-    cells = field.group(1) if field else None
-    body = "chunks" if chunker else "text"
-    colbert = _colbert_embedder(package)
-    in_package = profiles.in_package(binarized, chunked=bool(chunker), colbert=colbert is not None,
+    in_package = profiles.in_package(under.binarized, chunked=bool(under.chunker), colbert=under.colbert is not None,
                                      single=embedder is not None)
-    min_cosine = MIN_COSINE_INT8 if embedder and embedder.manifest.quantization else MIN_COSINE
-
     # Fusion: our first-phase features on a small embedded index (the samples plus their neighbours in the corpus).
-    fusion_docs = list({d.id: d for d in [d for _, d in samples] + docs[:60]}.values())
-    requests, expect = [], []
+    under.docs = list({d.id: d for d in [d for _, d in samples] + docs[:60]}.values())
     with tempfile.TemporaryDirectory() as tmp:
         # (a late-interaction export alone has no single-vector model to build it from: its hits stay empty)
-        index = EmbeddedIndex.build(Path(tmp) / "index", package / "models", fusion_docs, progress=False,
-                                    chunker=chunker, dim=package_dim(package),
-                                    colbert_dir=package / COLBERT_DIR if colbert else None,
-                                    colbert_cells="int8" if cells == "int8" else "float",
-                                    bm25_weight=package_bm25_weight(package)) if embedder else None
-        for profile in in_package:
-            for kind, texts in (("plain", PLAIN_QUERIES), ("hostile", HOSTILE_QUERIES)):
-                for text in texts:
-                    positions, hits, fused = [], [], None
-                    if profile.fusion and kind == "plain":
-                        features, positions = profiles.fusion_inputs(profile, index, text, TARGET_HITS)
-                        fused = profile.fuse(features, positions, index.bm25_weight)
-                        close, lexical, late = (features.get(n, {}) for n in ("closeness", "bm25", "maxsim"))
-                        # Our BM25 scores title and text together; Vespa's bm25sum adds its per-field bm25s.
-                        hits = [_hit(index, i, close.get(i, 0.0),
-                                     {"bm25(title)": 0.0, f"bm25({body})": lexical.get(i, 0.0),
-                                      **({MAXSIM_FEATURE: late[i]} if late else {})}) for i in positions]
-                        fused = {fusion_docs[i].id: fused[i] for i in positions}
-                    elif kind == "plain" and profile.embeds_query and index is not None:
-                        found, close = index.nearest(index.embed_query(text), 5)
-                        positions = found.tolist()
-                        hits = [_hit(index, i, c) for i, c in zip(positions, close.tolist())]
-                    if chunker and hits and profiles.BEST_CHUNK in profile.match_features:
-                        vector = index.embed_query(text)
-                        for h, position in zip(hits, positions):  # as the content nodes compute closest(embedding)
-                            row = index.best_chunk(vector, position)[0]
-                            label = row - index.bounds[position]
-                            h["features"][profiles.BEST_CHUNK] = f"tensor(chunk{{}}):{{{label}:1.0}}"
-                            # and the summary's select-elements-by keeps that one element of the chunks array
-                            h["fields"]["chunks"] = [index.chunks[row][1]]
-                            h["passage"] = index.chunks[row][1]
-                    expect.append((profile, fused))
-                    requests.append({"params": query_body(text, profile.name, 10, chunked=bool(chunker)),
-                                     "text": text, "kind": kind,
-                                     "hits": hits, "passages": {h["id"]: h.pop("passage", "") for h in hits}})
-    base, query_input = ("semantic", "q") if embedder else ("bm25-colbert", profiles.COLBERT_INPUT)
+        cells = (record.colbert or {}).get("cells")
+        under.index = EmbeddedIndex.build(Path(tmp) / "index", package / "models", under.docs, progress=False,
+                                          chunker=under.chunker, dim=record.dim,
+                                          colbert_dir=package / COLBERT_DIR if under.colbert else None,
+                                          colbert_cells="int8" if cells == "int8" else "float",
+                                          bm25_weight=record.bm25_weight) if embedder else None
+        requests = [_request(under, profile, kind, text) for profile in in_package
+                    for kind, texts in (("plain", PLAIN_QUERIES), ("hostile", HOSTILE_QUERIES)) for text in texts]
+    rejections = _rejections(under)
+    payload = {"schema": SCHEMA, "tensor_field": "embedding",
+               "documents": [feed_fields(d, under.chunker) for _, d in samples],
+               "queries": [{k: r[k] for k in ("params", "hits")} for r in requests]
+               + [{"params": params, "hits": []} for _, params in rejections]}
+    out = run_java(payload)
+    for (kind, doc), fields, got in zip(samples, payload["documents"], out["documents"]):
+        _judge_document(report, under, kind, doc, fields, got)
+    for request, got in zip(requests, out["queries"][:len(requests)]):
+        _judge_query(report, under, request, got, out["fields"])
+    for (what, _), got in zip(rejections, out["queries"][len(requests):]):
+        if got.get("error"):
+            report.rejected.append({"what": what, "message": got["error"]})
+        else:
+            report.problems.append(f"Vespa accepted {what}; it must refuse it")
+    report.seconds = round(time.time() - started, 1)
+    return report
+
+
+def _request(under: _Package, profile, kind: str, text: str) -> dict:
+    """Our client's request for ``text`` and the hits the content nodes would return to the container: for a
+    fusion profile, with our first-phase features (``fused``: the embedded backend's fused scores)."""
+    from .vespa_client import query_body
+
+    index, positions, hits, fused = under.index, [], [], None
+    if profile.fusion and kind == "plain":
+        features, positions = profiles.fusion_inputs(profile, index, text, TARGET_HITS)
+        scores = profile.fuse(features, positions, index.bm25_weight)
+        close, lexical, late = (features.get(n, {}) for n in ("closeness", "bm25", "maxsim"))
+        # Our BM25 scores title and text together; Vespa's bm25sum adds its per-field bm25s.
+        hits = [_hit(index, i, close.get(i, 0.0), {"bm25(title)": 0.0, f"bm25({under.body})": lexical.get(i, 0.0),
+                                                   **({MAXSIM_FEATURE: late[i]} if late else {})})
+                for i in positions]
+        fused = {under.docs[i].id: scores[i] for i in positions}
+    elif kind == "plain" and profile.embeds_query and index is not None:
+        found, close = index.nearest(index.embed_query(text), 5)
+        positions = found.tolist()
+        hits = [_hit(index, i, c) for i, c in zip(positions, close.tolist())]
+    if under.chunker and hits and profiles.BEST_CHUNK in profile.match_features:
+        vector = index.embed_query(text)
+        for h, position in zip(hits, positions):  # as the content nodes compute closest(embedding)
+            row = index.best_chunk(vector, position)[0]
+            h["features"][profiles.BEST_CHUNK] = f"tensor(chunk{{}}):{{{row - index.bounds[position]}:1.0}}"
+            # and the summary's select-elements-by keeps that one element of the chunks array
+            h["fields"]["chunks"] = [index.chunks[row][1]]
+            h["passage"] = index.chunks[row][1]
+    return {"params": query_body(text, profile.name, 10, chunked=bool(under.chunker)), "text": text, "kind": kind,
+            "profile": profile, "fused": fused, "hits": hits,
+            "passages": {h["id"]: h.pop("passage", "") for h in hits}}
+
+
+def _rejections(under: _Package) -> list[tuple[str, dict]]:
+    """Requests Vespa's code must refuse, each with what it is."""
+    from .vespa_client import query_body
+
+    base, query_input = ("semantic", "q") if under.embedder else ("bm25-colbert", profiles.COLBERT_INPUT)
     rejections = [
         ("a profile the package lacks", {**query_body("q", base, 10), "ranking": "no-such-profile"}),
         ("an embedder the package lacks", {**query_body("q", base, 10),
@@ -337,101 +283,104 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
                                      "yql": profiles.get(base).yql(10).replace("nearestNeighbor", "nearestNeighbour")
                                      .replace("userQuery()", "userQuery(")}),
     ]
-    if not binarized and embedder:
+    if not under.binarized and under.embedder:
         rejections.append(("the binary profile in a package without the binarized field",
                            query_body("q", "binary", 10)))
-    payload = {"schema": SCHEMA, "tensor_field": "embedding",
-               "documents": [feed_fields(d, chunker) for _, d in samples],
-               "queries": [{k: r[k] for k in ("params", "hits")} for r in requests]
-               + [{"params": params, "hits": []} for _, params in rejections]}
-    out = run_java(payload)
+    return rejections
 
-    # Documents: Vespa's indexing statements and embedder vs what we embed for the same document: its passage,
-    # or, chunked, each of its chunks (labelled by position in the array the feed sends).
-    for (kind, doc), fields, got in zip(samples, payload["documents"], out["documents"]):
-        where = f"indexing {kind} document {doc.id!r}"
-        if got.get("error"):
-            report.problems.append(f"{where}: {got['error']}")
-            continue
-        row = {"kind": kind, "id": doc.id, "cosine": None, "chunks": len(fields["chunks"]) if chunker else None}
-        report.documents.append(row)
-        if embedder:  # not a late-interaction export alone
-            texts = fields["chunks"] if chunker else [doc.passage]
-            row["cosine"] = _embedding_cosine(got, texts, chunker is not None, embedder, where, report.problems)
-            if row["cosine"] is not None and row["cosine"] < min_cosine:
-                report.problems.append(f"{where}: Vespa's embedding has cosine {row['cosine']:.6f} to ours "
-                                       f"(< {min_cosine}); the schema's indexing statement embeds another text than "
-                                       f"we do ({got['statements'][-1] if got.get('statements') else ''})")
-        if colbert:  # the colbert field: Vespa's colbert-embedder, run by the schema's indexing statement
-            row["colbert_tokens"], row["colbert_agree"] = _colbert_agreement(got.get("colbert") or {},
-                                                                             colbert.embed_one(doc.passage, "passage"))
-            if row["colbert_agree"] < MIN_COLBERT_AGREE:
-                report.problems.append(f"{where}: the colbert field ({row['colbert_tokens']} token vectors) agrees "
-                                       f"with our token vectors for {100 * row['colbert_agree']:.2f} % of tokens")
 
-    # Queries: tree, rank profile, query tensors, fusion.
-    answers = out["queries"][:len(requests)]
-    for request, (profile, fused), got in zip(requests, expect, answers):
-        text, label = request["text"], f"{profile.name} query {request['text'][:40]!r}"
-        if got.get("error"):
-            report.problems.append(f"{label}: Vespa refused our client's request: {got['error'][:500]}")
+def _judge_document(report: ContainerReport, under: _Package, kind: str, doc: Doc, fields: dict, got: dict) -> None:
+    """Vespa's indexing statements and embedder vs what we embed for the same document: its passage, or,
+    chunked, each of its chunks (labelled by position in the array the feed sends)."""
+    where = f"indexing {kind} document {doc.id!r}"
+    if got.get("error"):
+        report.problems.append(f"{where}: {got['error']}")
+        return
+    row = {"kind": kind, "id": doc.id, "cosine": None, "chunks": len(fields["chunks"]) if under.chunker else None}
+    report.documents.append(row)
+    if under.embedder:  # not a late-interaction export alone
+        texts = fields["chunks"] if under.chunker else [doc.passage]
+        row["cosine"] = _embedding_cosine(got, texts, under.chunker is not None, under.embedder, where,
+                                          report.problems)
+        if row["cosine"] is not None and row["cosine"] < under.min_cosine:
+            report.problems.append(f"{where}: Vespa's embedding has cosine {row['cosine']:.6f} to ours "
+                                   f"(< {under.min_cosine}); the schema's indexing statement embeds another text than "
+                                   f"we do ({got['statements'][-1] if got.get('statements') else ''})")
+    if under.colbert:  # the colbert field: Vespa's colbert-embedder, run by the schema's indexing statement
+        row["colbert_tokens"], row["colbert_agree"] = colbert_agreement(
+            got.get("colbert") or {}, under.colbert.embed_one(doc.passage, "passage"))
+        if row["colbert_agree"] < MIN_COLBERT_AGREE:
+            report.problems.append(f"{where}: the colbert field ({row['colbert_tokens']} token vectors) agrees "
+                                   f"with our token vectors for {100 * row['colbert_agree']:.2f} % of tokens")
+
+
+def _judge_query(report: ContainerReport, under: _Package, request: dict, got: dict, schema_fields: dict) -> None:
+    """One request through Vespa's query stack: its tree, rank profile, query tensors, rendered response and,
+    for a fusion profile, the global phase's scores."""
+    profile, text = request["profile"], request["text"]
+    label = f"{profile.name} query {text[:40]!r}"
+    if got.get("error"):
+        report.problems.append(f"{label}: Vespa refused our client's request: {got['error'][:500]}")
+        return
+    wrong = check_tree(got["tree"], profile, text, 10, schema_fields, got["inputs"])
+    if wrong:
+        report.problems.append(f"{label}: query tree {wrong}")
+    if got["profile"] != profile.name:
+        report.problems.append(f"{label}: rank profile {got['profile']!r}, asked for {profile.name!r}")
+    if under.chunker and profile.embeds_query:  # the hit's best chunk: selected by Vespa, asked for by us
+        if "chunks" not in got["summary_fields"]:
+            report.problems.append(f"{label}: the request does not select the chunks summary "
+                                   f"({got['summary_fields']}), so no hit carries its best chunk")
+        selector = {profiles.BEST_CHUNK_FN, f"rankingExpression({profiles.BEST_CHUNK_FN})"}  # as Vespa names it
+        if not selector & set(got["summary_features"]):
+            report.problems.append(f"{label}: Vespa's rank profile has no {profiles.BEST_CHUNK_FN} summary "
+                                   f"feature ({got['summary_features']}): the chunks summary would be empty")
+    cos = _judge_inputs(report, under, label, text, got["inputs"])
+    report.queries.append({"profile": profile.name, "kind": request["kind"], "shape": tree_shape(got["tree"]),
+                           "cosine": cos})
+    wrong = _read_back(got, request["passages"])
+    if wrong:
+        report.problems.append(f"{label}: our client reads Vespa's rendered response wrongly: {wrong}")
+    elif request["hits"]:
+        report.responses += 1
+    if request["fused"] is not None:
+        _judge_fusion(report, profile.name, label, request["fused"], got["hits"])
+
+
+def _judge_inputs(report: ContainerReport, under: _Package, label: str, text: str, inputs: dict) -> float | None:
+    """Each query(...) tensor Vespa's query stack set against ours for the text; the lowest cosine."""
+    cos = None
+    vector = under.embedder.embed_one(text, "query") if inputs and under.embedder else None
+    for name, tensor in inputs.items():
+        if tensor is None:
+            report.problems.append(f"{label}: query({name}) is not set; the rank profile needs it")
             continue
-        wrong = check_tree(got["tree"], profile, text, 10, out["fields"], got["inputs"])
-        if wrong:
-            report.problems.append(f"{label}: query tree {wrong}")
-        if got["profile"] != profile.name:
-            report.problems.append(f"{label}: rank profile {got['profile']!r}, asked for {profile.name!r}")
-        if chunker and profile.embeds_query:  # the hit's best chunk: selected by Vespa, asked for by us
-            if "chunks" not in got["summary_fields"]:
-                report.problems.append(f"{label}: the request does not select the chunks summary "
-                                       f"({got['summary_fields']}), so no hit carries its best chunk")
-            selector = {profiles.BEST_CHUNK_FN, f"rankingExpression({profiles.BEST_CHUNK_FN})"}  # as Vespa names it
-            if not selector & set(got["summary_features"]):
-                report.problems.append(f"{label}: Vespa's rank profile has no {profiles.BEST_CHUNK_FN} summary "
-                                       f"feature ({got['summary_features']}): the chunks summary would be empty")
-        cos = None
-        vector = embedder.embed_one(text, "query") if got["inputs"] and embedder else None
-        for name, tensor in got["inputs"].items():
-            if tensor is None:
-                report.problems.append(f"{label}: query({name}) is not set; the rank profile needs it")
-                continue
-            if name == "q":
-                cos = float(cosine(np.asarray(tensor, dtype=np.float32), vector))
-                if cos < min_cosine:
-                    report.problems.append(f"{label}: query(q) has cosine {cos:.6f} to our query vector")
-            elif name == profiles.COLBERT_INPUT:
-                theirs, ours = token_matrix(tensor), colbert.embed_one(text, "query")
-                token_cos = float(cosine(theirs, ours).min()) if theirs.shape == ours.shape else 0.0
-                cos = token_cos if cos is None else min(cos, token_cos)
-                if token_cos < min_cosine:
-                    report.problems.append(f"{label}: query(qt) differs from our query token vectors "
-                                           f"({theirs.shape} vs {ours.shape}, min cosine {token_cos:.6f})")
-            elif name == "q_binary":
-                bits = pack_bits(vector).astype(np.int8).tolist()
-                if [int(v) for v in tensor] != bits:
-                    report.problems.append(f"{label}: query(q_binary) differs from our packed sign bits")
-        report.queries.append({"profile": profile.name, "kind": request["kind"], "shape": _shape(got["tree"]),
-                               "cosine": cos})
-        wrong = _read_back(got, request["passages"])
-        if wrong:
-            report.problems.append(f"{label}: our client reads Vespa's rendered response wrongly: {wrong}")
-        elif request["hits"]:
-            report.responses += 1
-        if fused is not None:
-            vespa_scores = {h["id"]: h["relevance"] for h in got["hits"]}
-            missing = set(fused) - set(vespa_scores)
-            diff = max((abs(vespa_scores[i] - s) for i, s in fused.items() if i in vespa_scores), default=0.0)
-            f = report.fusion.setdefault(profile.name, {"queries": 0, "hits": 0, "max_diff": 0.0})
-            f["queries"] += 1
-            f["hits"] += len(fused)
-            f["max_diff"] = max(f["max_diff"], diff)
-            if missing or diff > MAX_FUSION_DIFF:
-                report.problems.append(f"{label}: Vespa's global phase scores differ from the embedded backend's "
-                                       f"fusion by {diff:.2e}" + (f"; {len(missing)} hits lost" if missing else ""))
-    for (what, _), got in zip(rejections, out["queries"][len(requests):]):
-        if got.get("error"):
-            report.rejected.append({"what": what, "message": got["error"]})
-        else:
-            report.problems.append(f"Vespa accepted {what}; it must refuse it")
-    report.seconds = round(time.time() - started, 1)
-    return report
+        if name == "q":
+            cos = float(cosine(np.asarray(tensor, dtype=np.float32), vector))
+            if cos < under.min_cosine:
+                report.problems.append(f"{label}: query(q) has cosine {cos:.6f} to our query vector")
+        elif name == profiles.COLBERT_INPUT:
+            theirs, ours = token_matrix(tensor), under.colbert.embed_one(text, "query")
+            token_cos = float(cosine(theirs, ours).min()) if theirs.shape == ours.shape else 0.0
+            cos = token_cos if cos is None else min(cos, token_cos)
+            if token_cos < under.min_cosine:
+                report.problems.append(f"{label}: query(qt) differs from our query token vectors "
+                                       f"({theirs.shape} vs {ours.shape}, min cosine {token_cos:.6f})")
+        elif name == "q_binary":
+            if [int(v) for v in tensor] != pack_bits(vector).astype(np.int8).tolist():
+                report.problems.append(f"{label}: query(q_binary) differs from our packed sign bits")
+    return cos
+
+
+def _judge_fusion(report: ContainerReport, profile: str, label: str, fused: dict, hits: list) -> None:
+    """Vespa's global-phase scores against the embedded backend's fusion of the same first-phase features."""
+    vespa_scores = {h["id"]: h["relevance"] for h in hits}
+    missing = set(fused) - set(vespa_scores)
+    diff = max((abs(vespa_scores[i] - s) for i, s in fused.items() if i in vespa_scores), default=0.0)
+    f = report.fusion.setdefault(profile, {"queries": 0, "hits": 0, "max_diff": 0.0})
+    f["queries"] += 1
+    f["hits"] += len(fused)
+    f["max_diff"] = max(f["max_diff"], diff)
+    if missing or diff > MAX_FUSION_DIFF:
+        report.problems.append(f"{label}: Vespa's global phase scores differ from the embedded backend's "
+                               f"fusion by {diff:.2e}" + (f"; {len(missing)} hits lost" if missing else ""))

@@ -6,7 +6,7 @@ With w = 1 a strong fine-tuned model is pulled down by BM25 (SciFact, bge-small 
 hybrid-linear 0.7378). The right w depends on how strong the model is against BM25 on this corpus, so `siamese
 run` measures it: the embedded backend ranks each training query (whose judged documents are in the corpus)
 with every w of ``BM25_WEIGHT_GRID``, and the best nDCG@10 wins. Test queries are never looked at; the
-choice is recorded in the package (``models/fusion.json``) and the report. The model has learnt the training
+choice is recorded in the package (``models/package.json``) and the report. The model has learnt the training
 queries, so they favour closeness: the choice errs towards a small w (measured in docs/fusion.md).
 
     weight, record = choose_bm25_weight(index, train_queries, train_qrels)

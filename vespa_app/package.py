@@ -7,9 +7,10 @@ The package reads top to bottom like a Vespa sample app::
     schemas/doc.sd   id/title/text (BM25) + embedding (HNSW, filled by the embedder) + the rank profiles
                      of ``profiles.py``; a query embeds with input.query(q)=embed(embedder, @query).
                      Chunked (--chunk-tokens): a chunks array (BM25) embedded into tensor(chunk{}, x[D])
-    models/chunking.json  chunked packages only: how the feed cuts documents into chunks
-    models/dimension.json packages built with --dim only: the prefix of the embedding they serve
+    models/package.json   what the package serves, recorded once (``app_package.AppPackage``: the only
+                          reader): kind, dimensions, chunking, cells, embedders, BM25 weight, feed key
     models/model.onnx, models/tokenizer.json, models/manifest.json
+    models/query/         a two-tower export's query tower (the embedder every query names)
     models/colbert/       packages built with --colbert: the late-interaction export (its colbert-embedder
                           fills the colbert field, a vector per token, and query(qt) for the MaxSim profiles).
                           `siamese app build COLBERT_EXPORT OUT` serves it alone: no embedding field, no
@@ -34,9 +35,9 @@ from exporter.manifest import Manifest
 
 from . import profiles
 from .profiles import Profile
-from .serving import (BM25_WEIGHT, CHUNKING_FILE, COLBERT_DIR, COLBERT_EMBEDDER, DIM_FILE, DOCUMENT_EMBEDDER,
-                      EMBEDDER, FUSION_FILE, HNSW_EXPLORE_AT_INSERT, HNSW_MAX_LINKS, PACKAGE_FILE, QUERY_TOWER_DIR,
-                      SCHEMA)
+from .app_package import package_record
+from .serving import (BM25_WEIGHT, COLBERT_DIR, COLBERT_EMBEDDER, DOCUMENT_EMBEDDER, EMBEDDER,
+                      HNSW_EXPLORE_AT_INSERT, HNSW_MAX_LINKS, QUERY_TOWER_DIR, SCHEMA)
 
 # What the embedder embeds for a document: the same text as ``common.data.doc_text``; in a chunked package,
 # each chunk the feed sends (``common.chunking``, title leading each), into one vector per chunk.
@@ -55,11 +56,17 @@ class AppOptions:
     binarized: bool = False  # add a packed-bits field with hamming HNSW and full-precision re-rank
     cloud: bool = False  # a Vespa Cloud variant: nodes with resources, min-redundancy, no hosts.xml
     chunk_tokens: int | None = None  # chunked: a vector per chunk of this many tokens (tensor(chunk{}, x[D]))
-    chunk_overlap: int = 0
+    chunk_overlap: int | None = None  # None: common.chunking.default_overlap of the chunk size
     dim: int | None = None  # serve the first dim dimensions (a Matryoshka prefix; Vespa cuts, then normalises)
     colbert_cells: str = "int8"  # with a late-interaction export: int8 (packed sign bits, 32× smaller) or bfloat16
     bm25_weight: float = BM25_WEIGHT  # hybrid-linear: w · normalised BM25 beside normalised closeness
-    bm25_weight_choice: dict | None = None  # how it was chosen (recorded in FUSION_FILE)
+    bm25_weight_choice: dict | None = None  # how it was chosen (recorded in models/package.json)
+
+    def __post_init__(self):
+        if self.chunk_overlap is None:
+            from common.chunking import default_overlap
+
+            self.chunk_overlap = default_overlap(self.chunk_tokens) if self.chunk_tokens else 0
 
     @property
     def chunked(self) -> bool:
@@ -253,7 +260,7 @@ def feed_key(m: Manifest | None, o: AppOptions, colbert: Manifest | None = None)
     """What decides the documents a feed leaves in Vespa, as one hash: the schema's fields and indexing statements
     (not its rank profiles), how each embedder embeds a document (``Manifest.document_side``) and the chunking.
     A package deployed over one with the same key needs no document re-fed: a new query tower, a new fusion
-    weight. Recorded in PACKAGE_FILE; the feed ledger keys on it."""
+    weight. Recorded in models/package.json; the feed ledger keys on it."""
     import hashlib
 
     parts = [_fields(m, o, colbert).schema_to_text, m.document_side() if m else None,
@@ -286,6 +293,20 @@ def _colbert_manifest(colbert_dir: Path, o: AppOptions) -> Manifest:
                           f"yet; build the package without chunks (its documents keep their first "
                           f"{m.colbert['document_tokens']} tokens)")
     return m
+
+
+def _record(m: Manifest | None, o: AppOptions, colbert: Manifest | None, query: Manifest | None):
+    """What the package serves (``app_package.AppPackage``), from what built it."""
+    kind = "colbert" if m is None else "both" if colbert else "chunked" if o.chunked else "single"
+    embedders = {"query": EMBEDDER, "document": DOCUMENT_EMBEDDER if query else EMBEDDER} if m else {}
+    if colbert:
+        embedders["colbert"] = COLBERT_EMBEDDER
+    return package_record(
+        kind, dim=(o.dim or m.dimension) if m else None, model_dim=m.dimension if m else None,
+        chunking={"tokens": o.chunk_tokens, "overlap": o.chunk_overlap} if o.chunked else None,
+        cell_type=o.cell_type, binarized=o.binarized,
+        colbert={"cells": o.colbert_cells, "dim": colbert.dimension} if colbert else None, embedders=embedders,
+        bm25_weight=o.bm25_weight, bm25_weight_choice=o.bm25_weight_choice, feed_key=feed_key(m, o, colbert))
 
 
 @locks("siamese app build", lambda a: a["out_dir"])
@@ -336,16 +357,7 @@ def write_package(export_dir, out_dir, options: AppOptions | None = None, force:
                 shutil.copyfile(Path(colbert_dir) / name, tmp / COLBERT_DIR / name)
         if options.nodes > 1 and not options.cloud:
             (tmp / "hosts.xml").write_text(_hosts_xml(options))
-        (tmp / PACKAGE_FILE).write_text(json.dumps({"feed_key": feed_key(manifest, options, colbert),
-                                                    "two_towers": query is not None}, indent=2) + "\n")
-        if options.chunked:
-            (tmp / CHUNKING_FILE).write_text(json.dumps({"tokens": options.chunk_tokens,
-                                                         "overlap": options.chunk_overlap}) + "\n")
-        if manifest:  # the embedded backend and Vespa's global-phase check read the weight from here
-            (tmp / FUSION_FILE).write_text(json.dumps({"bm25_weight": options.bm25_weight,
-                                                       "choice": options.bm25_weight_choice}) + "\n")
-        if manifest and options.dim and options.dim < manifest.dimension:
-            (tmp / DIM_FILE).write_text(json.dumps({"dim": options.dim, "model_dimension": manifest.dimension}) + "\n")
+        _record(manifest, options, colbert, query).write(tmp)
         if check:
             check(tmp)
 

@@ -15,65 +15,108 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from common.bundled import GUARDS, SCIFACT, STSB_TEST
+from common.cli import alpha_value, bm25_weight_value, chunk_tokens_value, positive_int
 from common.errors import ConfigError
 from common.data import Beir, limit_queries, load_beir, load_corpus, read_qrels, read_queries
 from common.lock import locks
 
 from .backend import evaluate_backend
-from .serving import BM25_WEIGHT
+from .serving import BM25_WEIGHT, BM25_WEIGHT_GRID
 
 
-CHUNK_OVERLAP = 32  # tokens neighbouring chunks share (benchmarks/chunking.py)
 LONG_SHARE = 0.2  # "auto" chunks when more than this share of documents would be truncated
+
+
+def flag(default=None, help: str = "", **argparse_kw):
+    """A RunOptions field that `siamese run` takes as ``--field-name`` (``argparse_kw``: type, action, flag...)."""
+    factory = {"default_factory": default} if callable(default) else {"default": default}
+    return field(**factory, metadata={"help": help, **argparse_kw})
 
 
 @dataclass
 class RunOptions:
-    out: str = "runs/latest"
-    data: str | None = str(SCIFACT)  # a BEIR folder: train on `train_split`, evaluate on `eval_split`
-    pairs: str | None = None  # or the user's own files
-    corpus: str | None = None
-    queries: str | None = None
-    qrels: str | None = None
+    """What `siamese run` does, as data: each field with help is a flag (``add_run_args``, ``from_args``)."""
+    out: str = flag("runs/latest", "where the run's stages and report go")
+    data: str | None = flag(str(SCIFACT), "a BEIR folder: train on its train split, evaluate on test (default: "
+                            "the bundled SciFact)")
+    pairs: str | None = flag(None, "your training pairs (.jsonl / .csv / BEIR folder)")
+    corpus: str | None = flag(None, "your corpus .jsonl to index")
+    queries: str | None = flag(None, "your evaluation queries .jsonl")
+    qrels: str | None = flag(None, "your evaluation judgements .tsv")
     train_split: str = "train"
     eval_split: str = "test"
-    base: str | None = None
-    full: bool = False
-    train: dict = field(default_factory=dict)  # TrainConfig values over the recipe's
-    quantize: str | None = None
-    sts: str | None = str(STSB_TEST)
-    limit_queries: int | None = None
-    vespa: str | None = None  # URL of a running Vespa (query endpoint), a config server URL, or "docker"
-    skip_bad: bool = False
-    guards: list = field(default_factory=lambda: list(GUARDS))  # bundled guard names or BEIR folders
-    merge: float | str | None = None  # merge the fine-tuned model with its base: α, "auto", or None (no merge)
-    chunk_tokens: int | str | None = None  # chunked documents: tokens per chunk, "auto" (the window, when the
-    chunk_overlap: int | None = None       # corpus is long: ``chunking_choice``), or None: truncated
-    dim: int | None = None  # serve a prefix of the embedding (a model trained with --matryoshka); None: all of it
-    references: list = field(default_factory=list)  # off-the-shelf models (dirs or hub ids) evaluated beside ours
-    colbert: str | None = None  # a late-interaction model served beside ours: token vectors, the MaxSim profiles
-    bm25_weight: float | str = "auto"  # hybrid-linear's BM25 weight, or "auto": chosen on the training queries
+    base: str | None = flag(None, "base model: a local directory or a hub id (default: all-MiniLM-L6-v2)")
+    references: list = flag(list, "an off-the-shelf model (directory or hub id) to evaluate beside ours, zero-shot "
+                            "and + BM25, at its own window (repeatable); report.md says whether fine-tuning beat it",
+                            flag="--reference", action="append", metavar="MODEL")
+    colbert: str | None = flag(None, "a late-interaction model (siamese train --late-interaction) served beside the "
+                               "fine-tuned one: exported, packaged with the MaxSim profiles, indexed with token "
+                               "vectors, evaluated", metavar="COLBERT_MODEL")
+    full: bool = flag(False, "the longer training recipe", action="store_true")
+    train: dict = field(default_factory=dict)  # TrainConfig values over the recipe's (its own flags)
+    quantize: str | None = flag(None, "serve an int8 graph", choices=("int8",))
+    sts: str | None = str(STSB_TEST)  # --no-sts: None
+    limit_queries: int | None = flag(None, "evaluate on the first N queries", type=positive_int)
+    guards: list = field(default_factory=lambda: list(GUARDS))  # bundled guard names or BEIR folders (--guard)
+    merge: float | str | None = flag(None, "serve the fine-tuned model merged with its base (see `siamese merge`)",
+                                     metavar="ALPHA|auto", type=alpha_value)
+    chunk_tokens: int | str | None = flag(None, "embed documents as chunks of N tokens (package, index and "
+                                          "evaluation), or 'auto': at the model's window when many documents "
+                                          "exceed it; default: truncate", metavar="N|auto", type=chunk_tokens_value)
+    chunk_overlap: int | None = flag(None, "tokens neighbouring chunks share (default: 32, at most a quarter of the "
+                                     "chunk)", type=int)
+    dim: int | None = flag(None, "serve the first DIM dimensions (package and index; train with --matryoshka so "
+                           "that they embed well on their own)", type=positive_int)
+    bm25_weight: float | str = flag("auto", "hybrid-linear: normalised closeness + W · normalised BM25; auto "
+                                    "(default): the W of "
+                                    f"{', '.join(f'{w:g}' for w in BM25_WEIGHT_GRID)} that ranks the training "
+                                    "queries best", metavar="W|auto", type=bm25_weight_value)
+    vespa: str | None = flag(None, "evaluate on Vespa: 'docker', a config server URL (:19071) or a query URL")
+    skip_bad: bool = flag(False, "drop malformed input lines, and say how many and why", action="store_true")
+
+    @classmethod
+    def add_run_args(cls, parser) -> None:
+        for f in fields(cls):
+            if "help" in f.metadata:
+                kw = {k: v for k, v in f.metadata.items() if k != "flag"}
+                parser.add_argument(f.metadata.get("flag", "--" + f.name.replace("_", "-")), dest=f.name,
+                                    default=None, **kw)
+        parser.add_argument("--no-sts", action="store_true", help="skip the STS-B check")
+        parser.add_argument("--no-guards", action="store_true", help="skip the bundled out-of-domain guards (CISI, "
+                                                                     "MedQuAD)")
+        parser.add_argument("--guard", action="append", default=[], metavar="BEIR_DIR",
+                            help="a guard set of your own (repeatable): a BEIR folder with qrels/test.tsv")
+
+    @classmethod
+    def from_args(cls, args, train: dict) -> "RunOptions":
+        given = {f.name: getattr(args, f.name) for f in fields(cls)
+                 if "help" in f.metadata and getattr(args, f.name, None) is not None}
+        o = cls(**given, train=train)
+        if o.pairs or o.corpus:
+            o.data = None  # the user's own files, not a BEIR folder
+        o.sts = None if args.no_sts else o.sts
+        o.guards = ([] if args.no_guards else o.guards) + args.guard
+        return o
 
 
-TUNED = "fine-tuned (exact)"
 LATE_PROFILES = ("colbert", "colbert-maxsim", "hybrid-colbert")  # served with --colbert beside the core ones
 
 
 def chunking_choice(o: RunOptions, corpus, export_dir: Path):
     """(chunker or None, what was chosen and why). "auto" chunks at the model's window when more than
     ``LONG_SHARE`` of the documents exceed it: short texts keep one vector each."""
-    from common.chunking import Chunker
+    from common.chunking import Chunker, default_overlap
     from exporter.manifest import Manifest
 
     if o.chunk_tokens is None:
         return None, "off: documents truncated to the model's window"
     manifest = Manifest.load(export_dir)
     tokens = manifest.max_tokens if o.chunk_tokens == "auto" else int(o.chunk_tokens)
-    overlap = min(CHUNK_OVERLAP, tokens // 4) if o.chunk_overlap is None else o.chunk_overlap
+    overlap = default_overlap(tokens) if o.chunk_overlap is None else o.chunk_overlap
     chunker = Chunker.for_model(export_dir, tokens, overlap, prefix=manifest.prefixes["document"])
     if o.chunk_tokens != "auto":
         return chunker, f"on: chunks of {tokens} tokens sharing {overlap} (asked for)"
@@ -104,7 +147,7 @@ def check_options(o: RunOptions, base: str) -> None:
     if isinstance(o.chunk_tokens, int):
         if o.chunk_tokens > window:
             raise ConfigError(f"--chunk-tokens {o.chunk_tokens} is above the model's window of {window} tokens")
-        AppOptions(chunk_tokens=o.chunk_tokens, chunk_overlap=o.chunk_overlap or 0).check()
+        AppOptions(chunk_tokens=o.chunk_tokens, chunk_overlap=o.chunk_overlap).check()
     elif o.chunk_overlap is not None and o.chunk_tokens is None:
         raise ConfigError("--chunk-overlap needs --chunk-tokens (N or auto): without it documents are truncated")
     if o.dim is not None and width and not 8 <= o.dim <= width:
@@ -235,11 +278,12 @@ def _package(export_dir: Path, app_dir: Path, corpus, extra: dict, chunker, dim:
 
 def _check_package_shape(app_dir: Path, chunker, dim: int, bm25_weight: float | None = None) -> None:
     """An existing package is reused only if it embeds as this run asks (and, once chosen, fuses so)."""
-    from .vespa_client import package_bm25_weight, package_chunker, package_dim
+    from .app_package import AppPackage
 
-    has, wants = _shape(package_chunker(app_dir), package_dim(app_dir)), _shape(chunker, dim)
+    package = AppPackage.open(app_dir)
+    has, wants = package.shape(), _shape(chunker, dim)
     if bm25_weight is not None:
-        has["bm25 weight"], wants["bm25 weight"] = package_bm25_weight(app_dir), bm25_weight
+        has["bm25 weight"], wants["bm25 weight"] = package.bm25_weight, bm25_weight
     if has != wants:
         raise ConfigError(f"{app_dir} was built with {has}, this run asks for {wants}: delete it, or run with "
                           "the same chunk, --dim and --bm25-weight options")
@@ -248,32 +292,6 @@ def _check_package_shape(app_dir: Path, chunker, dim: int, bm25_weight: float | 
 def _shape(chunker, dim: int) -> dict:
     """What a package or an index records of how it embeds documents: chunking and embedding size."""
     return {"chunking": {"tokens": chunker.max_tokens, "overlap": chunker.overlap} if chunker else None, "dim": dim}
-
-
-def frozen_documents(model_dir: Path, manifest, dim: int):
-    """A frozen document tower (``--tower query`` or ``adapter``) is the base model, byte for byte: its documents'
-    vectors are the base's, which training (the query tower's bank) and the base row compute and cache. Returns
-    their cache key and a PyTorch passage embedder for what the cache lacks, or None where the document side was
-    trained, a prefix of the vector is served (``dim``) or the export is quantized: there the exported graph embeds
-    the documents. The export's parity check holds the served document graph to these vectors (max |Δ| ~3e-7),
-    so one embedding of each corpus serves training, the index and every row."""
-    from training.evaluate import model_cache_key
-    from training.model_dir import TOWERS_FILE, EncoderConfig
-
-    towers = model_dir / TOWERS_FILE
-    frozen = json.loads(towers.read_text()).get("frozen") if towers.exists() else None
-    if frozen != "document" or dim != manifest.dimension or manifest.quantization:
-        return None
-    from training.encoder import Encoder
-
-    config = EncoderConfig.load(model_dir)
-    document = None
-
-    def embed(texts: list[str], kind: str = "passage"):
-        nonlocal document
-        document = document or Encoder.load(model_dir)
-        return document.encode(texts, "passage", progress=len(texts) > 1000)
-    return model_cache_key(model_dir, config), embed
 
 
 def _index(export_dir: Path, index_dir: Path, corpus, chunker, dim: int, colbert_dir=None, model_dir=None):
@@ -291,6 +309,8 @@ def _index(export_dir: Path, index_dir: Path, corpus, chunker, dim: int, colbert
             raise BadIndexError(f"{index_dir} was built with {has}, this run asks for {_shape(chunker, dim)}: "
                                 "delete it, or run with the same chunk and --dim options")
         return index
+    from .run_rows import frozen_documents
+
     frozen = frozen_documents(model_dir, Manifest.load(export_dir), dim) if model_dir else None
     embeddings = None
     if frozen:
@@ -308,13 +328,13 @@ def _bm25_weight(o: RunOptions, index, app_dir: Path) -> tuple[float, dict]:
     """hybrid-linear's BM25 weight: as given, or chosen on the embedded index by the training queries whose
     judged documents are in the corpus (``fusion_weight``); with --vespa, the existing package's; without
     judged training queries (or an index), the default."""
+    from .app_package import AppPackage
     from .fusion_weight import choose_bm25_weight
-    from .vespa_client import package_bm25_weight
 
     if o.bm25_weight != "auto":
         return float(o.bm25_weight), {"method": "given (--bm25-weight)"}
     if index is None and app_dir.exists():  # e.g. `siamese run`, then `siamese run --vespa` on the same --out
-        return package_bm25_weight(app_dir), {"method": f"kept from the package {app_dir}"}
+        return AppPackage.open(app_dir).bm25_weight, {"method": f"kept from the package {app_dir}"}
     train = _training_judgements(o, {d.id for d in index.docs}) if index is not None else None
     if not train:
         why = "no embedded index to choose on (--vespa)" if index is None else \
@@ -338,113 +358,24 @@ def _training_judgements(o: RunOptions, doc_ids: set) -> tuple[dict, dict] | Non
 
 
 def _feed_vespa(o: RunOptions, app_dir: Path, corpus, out: Path, extra: dict):
-    from .vespa_client import (VespaBackend, VespaError, deploy_docker, deploy_to_config_server, package_chunker,
-                               schema_hash)
+    from .app_package import AppPackage
+    from .vespa_client import VespaBackend, VespaError, deploy
 
-    if o.vespa == "docker":
-        url = deploy_docker(app_dir)
-    elif o.vespa.rstrip("/").endswith(":19071"):
-        url = deploy_to_config_server(app_dir, o.vespa)
-    else:
-        url = o.vespa
-    backend = VespaBackend(url, chunked=package_chunker(app_dir) is not None)
+    url = deploy(app_dir, o.vespa, running_ok=True)
+    package = AppPackage.open(app_dir)
+    backend = VespaBackend(url, chunked=package.chunked)
     result = backend.feed(corpus, ledger=out / "feed-ledger.jsonl", failed_file=out / "feed-failed.jsonl",
-                          schema=schema_hash(app_dir), chunker=package_chunker(app_dir))
+                          schema=package.feed_key, chunker=package.chunker())
     extra["feed"] = result.summary()
     if result.failed:
         raise VespaError(f"{len(result.failed)} documents failed to feed; see {out / 'feed-failed.jsonl'}")
     return backend
 
 
-def _encoder_runs(model: str, encoder, datasets: dict, chunker) -> dict:
-    """Exact-search runs of a PyTorch encoder on every data set (its vectors cached between runs); chunked
-    runs embed documents as the run serves them, in chunks of the same size."""
-    from common.chunking import Chunker
-    from common.vectors import chunked_dense_run, dense_run
-    from training.evaluate import embed_fn, model_cache_key
-    from training.model_dir import check_model_dir
-
-    embed, key = embed_fn(encoder, True), model_cache_key(model, encoder.config)
-    if not chunker:
-        return {name: dense_run(embed, d, cache=key) for name, d in datasets.items()}
-    own = Chunker.for_model(check_model_dir(model), min(chunker.max_tokens, encoder.config.max_length),
-                            chunker.overlap, prefix=encoder.config.passage_prefix)
-    return {name: chunked_dense_run(embed, d, own, cache=key) for name, d in datasets.items()}
-
-
-def _model_rows(o: RunOptions, base: str, model_dir: Path, export_dir: Path, beir: Beir, guards: dict,
-                index, seen, chunker=None) -> list[dict]:
-    """Exact search on the evaluation set and on every guard: BM25; the base model as a user would deploy it
-    (PyTorch, at its own window, and also at the fine-tuned model's window where that differs); each
-    ``--reference`` model at its own window; the fine-tuned model as served (the exported ONNX graph,
-    parity-checked against PyTorch; on the embedded backend, the index's own document vectors); each fused
-    with BM25. Chunked runs score every model's documents by their best chunk."""
-    from common.data import read_sts_csv
-    from common.vectors import chunked_dense_run, dense_run, rrf_run
-    from exporter.runtime import OnnxEmbedder
-    from training.encoder import Encoder
-    from training.models import load_model
-    from training.evaluate import bm25_run, model_label, sts_score, system_row
-    from training.model_dir import EncoderConfig
-
-    datasets = {"main": beir} | guards
-    lexical = {name: bm25_run(d.corpus, d.queries) for name, d in datasets.items()}
-    sts_rows = read_sts_csv(o.sts) if o.sts else None
-    rows = [system_row("BM25", lexical, beir, guards, seen)]
-
-    def add(name: str, runs: dict, encoder=None):
-        rows.append(system_row(name, runs, beir, guards, seen))
-        if encoder is not None and sts_rows:
-            rows[-1]["sts_spearman"] = sts_score(encoder, sts_rows)
-        rows.append(system_row(f"{name} + BM25 (RRF)", {n: rrf_run(runs[n], lexical[n]) for n in datasets},
-                               beir, guards, seen))
-
-    window = EncoderConfig.load(model_dir).max_length
-    base_encoder = Encoder.load(base)
-    add(base_row_name(base), _encoder_runs(base, base_encoder, datasets, chunker), base_encoder)
-    if base_encoder.config.max_length != window:
-        base_encoder = Encoder.load(base, max_length=window)
-        add(f"{base_row_name(base)} @{window} tokens", _encoder_runs(base, base_encoder, datasets, chunker),
-            base_encoder)
-    for reference in o.references:
-        encoder = load_model(reference)
-        add(f"reference ({model_label(reference)})", _encoder_runs(reference, encoder, datasets, chunker), encoder)
-    served = index.embedder if index else OnnxEmbedder(export_dir)
-    # documents' vectors are named by what decides them (the index's key): a new query tower re-embeds none,
-    # and a frozen document tower's are the base model's, embedded once for its row above
-    served_key = f"onnx documents {served.manifest.document_side()} @{served.dim}"
-    embed, frozen = served.embed, frozen_documents(model_dir, served.manifest, served.dim)
-    if frozen:
-        served_key = frozen[0]
-
-        def embed(texts, kind):
-            return served.embed(texts, kind) if kind == "query" else frozen[1](texts)
-    if chunker:
-        tuned_runs = {name: chunked_dense_run(embed, d, chunker, cache=served_key)
-                      for name, d in guards.items()}
-        tuned_runs["main"] = chunked_dense_run(embed, beir, chunker, cache=served_key,
-                                               vectors=index.embeddings if index else None)
-    else:
-        tuned_runs = {name: dense_run(embed, d, cache=served_key) for name, d in guards.items()}
-        tuned_runs["main"] = (dense_run(embed, beir, doc_vectors=index.embeddings,
-                                        doc_ids=[d.id for d in index.docs])
-                              if index else dense_run(embed, beir, cache=served_key))
-    add(TUNED, tuned_runs, load_model(model_dir) if sts_rows else None)
-    return rows
-
-
-def base_row_name(base: str) -> str:
-    from training.evaluate import model_label
-
-    return f"base ({model_label(base)})"
-
-
 @locks("siamese run", lambda a: a["o"].out)
 def run(o: RunOptions) -> dict:
-    from training.config import TrainConfig, recipe_config
-    from training.model_dir import TOWERS_FILE, default_base_model
-
-    from .report import plot, write_report
+    from training.config import recipe_config
+    from training.model_dir import default_base_model
 
     run_started = time.time()
     out = Path(o.out)
@@ -455,17 +386,35 @@ def run(o: RunOptions) -> dict:
     beir = _eval_data(o)
     corpus = list(beir.corpus.values()) if beir else list(load_corpus(o.corpus, skip_bad=o.skip_bad).values())
     out.mkdir(parents=True, exist_ok=True)
+    model_dir, manifest = _model(o, out, base, corpus, stages)
+    chunker, stages.extra["chunking"] = chunking_choice(o, corpus, out / "export")
+    _say(f"chunking {stages.extra['chunking']}")
+    dim = o.dim or manifest.dimension
+    index, backend = _serve(o, out, model_dir, corpus, chunker, dim, stages)
+    rows = _evaluate(o, base, model_dir, out / "export", beir, index, backend, chunker, stages) if beir else []
+    deploy = deploy_commands(out / "app", o.corpus or o.data, out)
+    stages.timings["total"] = time.time() - run_started
+    return _write_results(o, out, base, model_dir, rows, deploy, stages)
+
+
+def _model(o: RunOptions, out: Path, base: str, corpus, stages: _Stages):
+    """Train (and merge), then export: the model directory and the export's manifest."""
+    from training.model_dir import TOWERS_FILE
+
     model_dir = stages.timed("train", _train, o, out, corpus)
     if (model_dir / TOWERS_FILE).exists():  # two towers: the report says which trained and which stayed the base
         stages.extra["towers"] = json.loads((model_dir / TOWERS_FILE).read_text())
     if o.merge is not None:
         model_dir = stages.timed("merge", _merge, o, base, model_dir, out / "merged", stages.extra)
-    export_dir, app_dir = out / "export", out / "app"
-    manifest = stages.timed("export + parity", _export, o, model_dir, export_dir)
+    manifest = stages.timed("export + parity", _export, o, model_dir, out / "export")
     stages.extra["parity"] = manifest.parity
-    chunker, stages.extra["chunking"] = chunking_choice(o, corpus, export_dir)
-    _say(f"chunking {stages.extra['chunking']}")
-    dim = o.dim or manifest.dimension
+    return model_dir, manifest
+
+
+def _serve(o: RunOptions, out: Path, model_dir: Path, corpus, chunker, dim: int, stages: _Stages):
+    """The index (embedded backend), hybrid-linear's weight chosen on it, the package checked by Vespa's code,
+    and with --vespa the deploy and feed: (the index or None, the backend to evaluate)."""
+    export_dir, app_dir = out / "export", out / "app"
     colbert_dir = None
     if o.colbert:
         from training.model_dir import check_model_dir
@@ -477,38 +426,49 @@ def run(o: RunOptions) -> dict:
         _check_package_shape(app_dir, chunker, dim)
     if not o.vespa:  # before the package: hybrid-linear's weight is chosen on the index
         index = backend = stages.timed("index", _index, export_dir, out / "index", corpus, chunker, dim,
-                                             colbert_dir, model_dir)
+                                       colbert_dir, model_dir)
     fusion = stages.timed("choose hybrid weight", _bm25_weight, o, index, app_dir)
     stages.extra["hybrid-linear bm25 weight"] = {"weight": fusion[0], **fusion[1]}
     stages.timed("package + Vespa check", _package, export_dir, app_dir, corpus, stages.extra, chunker, dim,
                  colbert_dir, fusion)
     if o.vespa:
         backend = stages.timed("deploy + feed", _feed_vespa, o, app_dir, corpus, out, stages.extra)
+    return index, backend
 
-    rows = []
-    if beir:
-        from common.metrics import read_positives, seen_queries
-        from training.evaluate import guard_sets
 
-        guards = guard_sets(o.guards)
-        seen = seen_queries(beir.qrels, beir.corpus, read_positives(model_dir))
-        _say(f"evaluate on {len(beir.queries)} queries ({len(seen)} seen in training, "
-             f"{len(beir.queries) - len(seen)} unseen) and the guard sets {', '.join(guards) or '(none)'}")
-        label = "vespa" if o.vespa else "served"
-        from . import profiles
+def _evaluate(o: RunOptions, base: str, model_dir: Path, export_dir: Path, beir: Beir, index, backend, chunker,
+              stages: _Stages) -> list[dict]:
+    """The served profiles through the backend, then exact search for every model, on all/seen/unseen queries
+    and the guard sets."""
+    from common.metrics import read_positives, seen_queries
+    from training.evaluate import guard_sets
 
-        served_profiles = profiles.CORE + (LATE_PROFILES if o.colbert else ())
-        served = stages.timed("evaluate served", evaluate_backend, backend, beir, served_profiles, label=label,
-                              seen=seen)
-        models = stages.timed("evaluate models and guards", _model_rows, o, base, model_dir, export_dir, beir,
-                              guards, index, seen, chunker)
-        rows = [*served, *models]
-        stages.extra["evaluation"] = {"queries": len(beir.queries), "seen": len(seen),
-                                      "unseen": len(beir.queries) - len(seen),
-                                      "guards": {g: len(b.queries) for g, b in guards.items()}}
+    from . import profiles
+    from .run_rows import model_rows
 
-    deploy = deploy_commands(app_dir, o.corpus or o.data, out)
-    stages.timings["total"] = time.time() - run_started
+    guards = guard_sets(o.guards)
+    seen = seen_queries(beir.qrels, beir.corpus, read_positives(model_dir))
+    _say(f"evaluate on {len(beir.queries)} queries ({len(seen)} seen in training, "
+         f"{len(beir.queries) - len(seen)} unseen) and the guard sets {', '.join(guards) or '(none)'}")
+    served_profiles = profiles.CORE + (LATE_PROFILES if o.colbert else ())
+    served = stages.timed("evaluate served", evaluate_backend, backend, beir, served_profiles,
+                          label="vespa" if o.vespa else "served", seen=seen)
+    models = stages.timed("evaluate models and guards", model_rows, o, base, model_dir, export_dir, beir,
+                          guards, index, seen, chunker)
+    stages.extra["evaluation"] = {"queries": len(beir.queries), "seen": len(seen),
+                                  "unseen": len(beir.queries) - len(seen),
+                                  "guards": {g: len(b.queries) for g, b in guards.items()}}
+    return [*served, *models]
+
+
+def _write_results(o: RunOptions, out: Path, base: str, model_dir: Path, rows: list[dict], deploy: str,
+                   stages: _Stages) -> dict:
+    """report.md, plot.png, results.json, and the model card with the run's figures."""
+    from training.config import TrainConfig
+
+    from .report import plot, write_report
+    from .run_rows import TUNED, base_row_name
+
     train_metrics = json.loads((model_dir / "train_metrics.json").read_text())
     if rows:
         plot(rows, train_metrics["log"], out / "plot.png")

@@ -17,7 +17,7 @@ the command line all derive from ``PROFILES``.
 |                |                                        | bm25 and MaxSim over the top 1000                     |
 | bm25-colbert   | the query's words                      | bm25, then MaxSim of the top 100 (second phase)       |
 
-``w`` (``models/fusion.json``; 1 unless chosen): `siamese run` chooses it on the training queries, where their
+``w`` (``models/package.json``; 1 unless chosen): `siamese run` chooses it on the training queries, where their
 judgements are, from ``BM25_WEIGHT_GRID`` (benchmarks/fusion.py measures the choice on held-out queries).
 
 A query input is embedded from the query text by the embedder (``embed(embedder, @query)``), only for

@@ -4,8 +4,6 @@ HNSW: 16 links lose little recall at SciFact's size (benchmarks/backend.py: reca
 search at 16 / 200 / 200); Vespa's own 132k-document measurement lost recall at 16/100, so 200 is explored
 at insert.
 """
-import re
-
 SCHEMA = "doc"  # the document type, its schema and its namespace
 EMBEDDER = "embedder"  # the hugging-face-embedder component's id: every query embeds with it
 # A two-tower package's second hugging-face-embedder: the schema's indexing embeds documents with it, while
@@ -14,14 +12,6 @@ DOCUMENT_EMBEDDER = "document-embedder"
 QUERY_TOWER_DIR = "models/query"  # a two-tower package's query model files, tokenizer and manifest
 COLBERT_EMBEDDER = "colbert"  # the colbert-embedder component's id (packages built with --colbert)
 COLBERT_DIR = "models/colbert"  # its model files, tokenizer and manifest
-CHUNKING_FILE = "models/chunking.json"  # how the feed must cut documents for a chunked package
-DIM_FILE = "models/dimension.json"  # a package serving a prefix of the model's embedding says so on purpose
-PACKAGE_FILE = "models/package.json"  # what the package builder records of it: the feed key (package.feed_key)
-FUSION_FILE = "models/fusion.json"  # the BM25 weight of hybrid-linear, and how it was chosen
-# The embedding field in a package's schema; group 1 is the size it serves (single-vector or chunked).
-EMBEDDING_FIELD = re.compile(r"field embedding type tensor<\w+>\((?:chunk\{\}, ?)?x\[(\d+)\]\)")
-# The colbert field (packages built with --colbert); group 1 its cell type, group 2 its width.
-COLBERT_FIELD = re.compile(r"field colbert type tensor<(int8|bfloat16|float)>\(dt\{\}, ?x\[(\d+)\]\)")
 
 HNSW_MAX_LINKS = 16  # max-links-per-node (faiss: M)
 HNSW_EXPLORE_AT_INSERT = 200  # neighbors-to-explore-at-insert (faiss: efConstruction)

@@ -27,7 +27,7 @@ from common.lock import locks
 
 from . import profiles
 from .backend import Hit
-from .serving import BM25_WEIGHT, CHUNKING_FILE, EMBEDDING_FIELD, FUSION_FILE, SCHEMA, TARGET_HITS
+from .serving import SCHEMA, TARGET_HITS
 
 NOT_VESPA_AFTER = 8  # this many "no handler" answers (404/405) and nothing acknowledged: not a document API
 QUERY_TIMEOUT_S = 4.0  # the whole answer must come within 5 s: connect, send, Vespa search, read
@@ -142,6 +142,22 @@ def deploy_cloud(package, tenant: str, application: str, key_location: str | Non
     return app.url
 
 
+def deploy(package, target: str, *, tenant: str | None = None, application: str | None = None,
+           key: str | None = None, query_url: str | None = None, running_ok: bool = False) -> str:
+    """The one reading of a deploy target: "docker", "cloud" (with ``tenant`` and ``application``), or a config
+    server's URL (port 19071); with ``running_ok`` (``siamese run --vespa``), any other URL is the query endpoint
+    of an application already deployed. Returns where queries go."""
+    if target == "docker":
+        return deploy_docker(package)
+    if target == "cloud":
+        if not (tenant and application):
+            raise ConfigError("--target cloud needs --tenant and --application")
+        return deploy_cloud(package, tenant, application, key)
+    if running_ok and not target.rstrip("/").endswith(":19071"):
+        return target
+    return deploy_to_config_server(package, target, query_url)
+
+
 # ---------------------------------------------------------------- feed
 
 def document_path(doc_id: str, schema: str = SCHEMA, namespace: str = SCHEMA) -> str:
@@ -198,23 +214,6 @@ def _retry_policy(attempts: int, max_backoff: float):
                          retry=retry_if_result(transient) | retry_if_exception(lambda e: True), reraise=True)
 
 
-def schema_hash(package) -> str:
-    """What the ledger knows of the deployed package: its feed key (``package.feed_key``: the schema's fields and
-    the document embedder, not the rank profiles nor the query tower); for a package built before it was
-    recorded, the sha256 of its ``schemas/`` files."""
-    import hashlib
-
-    from .serving import PACKAGE_FILE
-
-    record = Path(package) / PACKAGE_FILE
-    if record.exists():
-        return json.loads(record.read_text())["feed_key"]
-    digest = hashlib.sha256()
-    for path in sorted((Path(package) / "schemas").glob("*.sd")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def ledger_target(url: str, schema: str | None = None) -> dict:
     """Whom a ledger line's acknowledgement came from: the endpoint, the document type and namespace, and
     (when known) the schema. Only documents acknowledged by the same target count as fed."""
@@ -236,39 +235,11 @@ def _already_fed(ledger: Path, target: dict) -> set[str]:
 
 def feed_fields(doc, chunker=None) -> dict:
     """The fields of a document as the feed sends them; the schema's indexing statements take it from here.
-    For a chunked package (``package_chunker``) the chunks too: Vespa embeds each one."""
+    For a chunked package (``AppPackage.chunker``) the chunks too: Vespa embeds each one."""
     fields = {"id": doc.id, "title": doc.title, "text": doc.text}
     if chunker:
         fields["chunks"] = chunker.passage_chunks(doc.title, doc.text)
     return fields
-
-
-def package_dim(package) -> int:
-    """The embedding size a package serves: its schema's tensor (a model's full output, or a prefix)."""
-    sd = (Path(package) / "schemas" / f"{SCHEMA}.sd").read_text()
-    found = EMBEDDING_FIELD.search(sd)
-    if not found:
-        raise ConfigError(f"{package}: no embedding field in schemas/{SCHEMA}.sd; not a package of ours")
-    return int(found.group(1))
-
-
-def package_bm25_weight(package) -> float:
-    """hybrid-linear's BM25 weight in a package (its ``models/fusion.json``; packages older than it: 1)."""
-    settings = Path(package) / FUSION_FILE
-    return float(json.loads(settings.read_text())["bm25_weight"]) if settings.exists() else BM25_WEIGHT
-
-
-def package_chunker(package):
-    """The chunker a chunked package was built for (its ``models/chunking.json``), or None."""
-    settings = Path(package) / CHUNKING_FILE
-    if not settings.exists():
-        return None
-    from common.chunking import Chunker
-    from exporter.manifest import Manifest
-
-    chunking = json.loads(settings.read_text())
-    prefix = Manifest.load(Path(package) / "models").prefixes["document"]
-    return Chunker.for_model(Path(package) / "models", chunking["tokens"], chunking["overlap"], prefix=prefix)
 
 
 def _check_ids(docs) -> None:
@@ -285,8 +256,8 @@ def _check_ids(docs) -> None:
 def feed(url: str, docs, ledger, failed_file, *, schema: str | None = None, chunker=None, concurrency: int = 16,
          attempts: int = 10, max_backoff: float = 5.0, progress: bool = True) -> FeedResult:
     """Feed ``docs`` (``common.data.Doc``) to ``url``; ids the ledger records as acknowledged by the same
-    target (``ledger_target``; ``schema``: the package's ``schema_hash``) are skipped. ``chunker``: a chunked
-    package's (``package_chunker``), whose chunks go with each document."""
+    target (``ledger_target``; ``schema``: the package's ``AppPackage.feed_key``) are skipped. ``chunker``: a
+    chunked package's (``AppPackage.chunker``), whose chunks go with each document."""
     from tqdm.auto import tqdm
 
     docs = list(docs)
@@ -395,7 +366,7 @@ class VespaBackend:
     5-second budget per query so a dead or wrong endpoint is reported at once, not after retries."""
 
     def __init__(self, url: str, chunked: bool = False):
-        """``chunked``: the deployed package is chunked (``package_chunker``): ask for each hit's best chunk."""
+        """``chunked``: the deployed package is chunked (``AppPackage.chunked``): ask for each hit's best chunk."""
         self.url, self.chunked = _base(url), chunked
         ensure_reachable(self.url)
         self.client = httpx.Client(timeout=httpx.Timeout(QUERY_TIMEOUT_S))

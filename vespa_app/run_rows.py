@@ -1,0 +1,116 @@
+"""The rows of `siamese run`'s report beside the served ones: exact search on the evaluation set and on every
+guard for BM25, the base model as a user would deploy it, each ``--reference`` model and the fine-tuned model as
+served, each also fused with BM25 (``model_rows``). A frozen document tower's corpus vectors are the base
+model's, embedded once for all of them (``frozen_documents``)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from common.data import Beir
+
+TUNED = "fine-tuned (exact)"
+
+
+def frozen_documents(model_dir: Path, manifest, dim: int):
+    """A frozen document tower (``--tower query`` or ``adapter``) is the base model, byte for byte: its documents'
+    vectors are the base's, which training (the query tower's bank) and the base row compute and cache. Returns
+    their cache key and a PyTorch passage embedder for what the cache lacks, or None where the document side was
+    trained, a prefix of the vector is served (``dim``) or the export is quantized: there the exported graph embeds
+    the documents. The export's parity check holds the served document graph to these vectors (max |Δ| ~3e-7),
+    so one embedding of each corpus serves training, the index and every row."""
+    from training.evaluate import model_cache_key
+    from training.model_dir import TOWERS_FILE, EncoderConfig
+
+    towers = model_dir / TOWERS_FILE
+    frozen = json.loads(towers.read_text()).get("frozen") if towers.exists() else None
+    if frozen != "document" or dim != manifest.dimension or manifest.quantization:
+        return None
+    from training.encoder import Encoder
+
+    config = EncoderConfig.load(model_dir)
+    document = None
+
+    def embed(texts: list[str], kind: str = "passage"):
+        nonlocal document
+        document = document or Encoder.load(model_dir)
+        return document.encode(texts, "passage", progress=len(texts) > 1000)
+    return model_cache_key(model_dir, config), embed
+
+
+def _encoder_runs(model: str, encoder, datasets: dict, chunker) -> dict:
+    """Exact-search runs of a PyTorch encoder on every data set (its vectors cached between runs); chunked
+    runs embed documents as the run serves them, in chunks of the same size."""
+    from common.chunking import Chunker
+    from common.vectors import chunked_dense_run, dense_run
+    from training.evaluate import embed_fn, model_cache_key
+    from training.model_dir import check_model_dir
+
+    embed, key = embed_fn(encoder, True), model_cache_key(model, encoder.config)
+    if not chunker:
+        return {name: dense_run(embed, d, cache=key) for name, d in datasets.items()}
+    own = Chunker.for_model(check_model_dir(model), min(chunker.max_tokens, encoder.config.max_length),
+                            chunker.overlap, prefix=encoder.config.passage_prefix)
+    return {name: chunked_dense_run(embed, d, own, cache=key) for name, d in datasets.items()}
+
+
+def model_rows(o, base: str, model_dir: Path, export_dir: Path, beir: Beir, guards: dict,
+                index, seen, chunker=None) -> list[dict]:
+    """Exact search on the evaluation set and on every guard: BM25; the base model as a user would deploy it
+    (PyTorch, at its own window, and also at the fine-tuned model's window where that differs); each
+    ``--reference`` model at its own window; the fine-tuned model as served (the exported ONNX graph,
+    parity-checked against PyTorch; on the embedded backend, the index's own document vectors); each fused
+    with BM25. Chunked runs score every model's documents by their best chunk."""
+    from common.data import read_sts_csv
+    from common.vectors import chunked_dense_run, dense_run
+    from exporter.runtime import OnnxEmbedder
+    from training.encoder import Encoder
+    from training.models import load_model
+    from training.evaluate import bm25_run, model_label, system_row, system_rows
+    from training.model_dir import EncoderConfig
+
+    datasets = {"main": beir} | guards
+    lexical = {name: bm25_run(d.corpus, d.queries) for name, d in datasets.items()}
+    sts_rows = read_sts_csv(o.sts) if o.sts else None
+    rows = [system_row("BM25", lexical, beir, guards, seen)]
+
+    def add(name: str, runs: dict, encoder=None):
+        rows.extend(system_rows(name, runs, beir, guards, seen, lexical, encoder, sts_rows))
+
+    window = EncoderConfig.load(model_dir).max_length
+    base_encoder = Encoder.load(base)
+    add(base_row_name(base), _encoder_runs(base, base_encoder, datasets, chunker), base_encoder)
+    if base_encoder.config.max_length != window:
+        base_encoder = Encoder.load(base, max_length=window)
+        add(f"{base_row_name(base)} @{window} tokens", _encoder_runs(base, base_encoder, datasets, chunker),
+            base_encoder)
+    for reference in o.references:
+        encoder = load_model(reference)
+        add(f"reference ({model_label(reference)})", _encoder_runs(reference, encoder, datasets, chunker), encoder)
+    served = index.embedder if index else OnnxEmbedder(export_dir)
+    # documents' vectors are named by what decides them (the index's key): a new query tower re-embeds none,
+    # and a frozen document tower's are the base model's, embedded once for its row above
+    served_key = f"onnx documents {served.manifest.document_side()} @{served.dim}"
+    frozen = frozen_documents(model_dir, served.manifest, served.dim)
+    served_key = frozen[0] if frozen else served_key
+
+    def embed(texts, kind):
+        return frozen[1](texts) if frozen and kind != "query" else served.embed(texts, kind)
+    if chunker:
+        tuned_runs = {name: chunked_dense_run(embed, d, chunker, cache=served_key)
+                      for name, d in guards.items()}
+        tuned_runs["main"] = chunked_dense_run(embed, beir, chunker, cache=served_key,
+                                               vectors=index.embeddings if index else None)
+    else:
+        tuned_runs = {name: dense_run(embed, d, cache=served_key) for name, d in guards.items()}
+        tuned_runs["main"] = (dense_run(embed, beir, doc_vectors=index.embeddings,
+                                        doc_ids=[d.id for d in index.docs])
+                              if index else dense_run(embed, beir, cache=served_key))
+    add(TUNED, tuned_runs, load_model(model_dir) if sts_rows else None)
+    return rows
+
+
+def base_row_name(base: str) -> str:
+    from training.evaluate import model_label
+
+    return f"base ({model_label(base)})"
