@@ -133,6 +133,34 @@ def test_siamese_run_hands_the_training_options_to_the_pipeline(monkeypatch):
                                      "epochs": 3}
 
 
+def test_siamese_run_takes_its_options_from_run_options_fields(monkeypatch):
+    """RunOptions is the one list of `siamese run`'s own options: each field with help is a flag, no flag leaves
+    its field at anything but the field's default, and the flags that are not fields fill what they stand for."""
+    from dataclasses import fields
+
+    import vespa_app.pipeline
+    from vespa_app.cli import main
+    from vespa_app.pipeline import RunOptions
+
+    seen = {}
+
+    def fake_run(options):
+        seen["o"] = options
+        return {"rows": [], "timings": {"total": 0.0}, "report": "-", "deploy": "-"}
+    monkeypatch.setattr(vespa_app.pipeline, "run", fake_run)
+    assert main(["run"]) == 0
+    assert seen.pop("o") == RunOptions()
+    assert main(["run", "--pairs", "p.jsonl", "--corpus", "c.jsonl", "--reference", "a", "--reference", "b",
+                 "--chunk-tokens", "auto", "--bm25-weight", "0.2", "--merge", "auto", "--full", "--no-sts",
+                 "--guard", "g", "--skip-bad", "--dim", "16", "--out", "o"]) == 0
+    o = seen.pop("o")
+    assert (o.data, o.pairs, o.corpus, o.references, o.chunk_tokens, o.bm25_weight, o.merge, o.full, o.sts,
+            o.guards, o.skip_bad, o.dim, o.out) == (None, "p.jsonl", "c.jsonl", ["a", "b"], "auto", 0.2, "auto",
+                                                    True, None, ["cisi", "medquad", "g"], True, 16, "o")
+    flagged = [f.name for f in fields(RunOptions) if "help" in f.metadata]
+    assert len(flagged) >= 18 and "references" in flagged and "train" not in flagged
+
+
 def test_one_pooling_table_for_cli_encoder_exporter_and_manifest(tiny_model):
     import torch
 

@@ -85,7 +85,8 @@ class AppPackage:
         """Record the package at ``package`` (its schema and manifests already written there)."""
         package = Path(package)
         self.schema_sha256 = sha256(package / "schemas" / f"{SCHEMA}.sd")
-        self.manifests = {str(p.relative_to(package)): sha256(p) for p in sorted(package.glob("models/**/manifest.json"))}
+        manifests = sorted(package.glob("models/**/manifest.json"))
+        self.manifests = {str(p.relative_to(package)): sha256(p) for p in manifests}
         record = {k: v for k, v in asdict(self).items() if k != "path"}
         (package / PACKAGE_FILE).write_text(json.dumps(record, indent=2) + "\n")
 

@@ -138,8 +138,9 @@ def structural_check(package) -> list[str]:
 
 def _embedding_declaration(record: AppPackage) -> str:
     """The embedding field's declaration as the builder writes it for this record."""
-    cells = "bfloat16" if record.cell_type == "bfloat16" else "float"
-    return f"field embedding type tensor<{cells}>({'chunk{}, ' if record.chunked else ''}x[{record.dim}])"
+    from .package import embedding_type
+
+    return f"field embedding type {embedding_type(record.cell_type, record.dim, record.chunked)}"
 
 
 def _model_files_present(package: Path, component) -> None:
@@ -161,9 +162,9 @@ def _colbert_structure(package: Path, component, record: AppPackage, schema: str
         m = Manifest.load(package / COLBERT_DIR)
     except ManifestError as e:
         raise PackageError(str(e)) from None
-    cells = (record.colbert or {}).get("cells")
-    width = m.dimension // 8 if cells == "int8" else m.dimension
-    declared = f"field colbert type tensor<{cells}>(dt{{}}, x[{width}])"
+    from .package import colbert_type
+
+    declared = f"field colbert type {colbert_type((record.colbert or {}).get('cells'), m.dimension)}"
     if m.kind != "colbert" or (record.colbert or {}).get("dim") != m.dimension or declared not in schema:
         raise PackageError(f"{package}/schemas/doc.sd: the colbert field does not hold the {m.dimension}-dimensional "
                            f"token vectors of {COLBERT_DIR} (kind {m.kind}) as the package records them ({declared})")

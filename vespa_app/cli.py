@@ -159,7 +159,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .pipeline import RunOptions, run
+    from .pipeline import run
+    from .run_options import RunOptions
 
     result = run(RunOptions.from_args(args, config_overrides(args)))
     from common.metrics import format_table
@@ -240,7 +241,7 @@ def _add_eval(sub) -> None:
 
 
 def _add_run(sub) -> None:
-    from .pipeline import RunOptions
+    from .run_options import RunOptions
 
     p = sub.add_parser("run", help="the whole job: train, export, package, index, evaluate, report")
     RunOptions.add_run_args(p)

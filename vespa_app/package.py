@@ -114,22 +114,30 @@ def _rank_profile(p: Profile, d: int, colbert: Manifest | None = None, cells: st
                        summary_features=list(p.summary_features) or None, **phase)
 
 
+def embedding_type(cell_type: str, size: int, chunked: bool) -> str:
+    """The embedding field's tensor type: a vector, or one per chunk."""
+    return f"tensor<{cell_type}>({'chunk{}, ' if chunked else ''}x[{size}])"
+
+
 def _embedding_field(name: str, cell_type: str, size: int, metric: str, o: AppOptions, embedder: str = EMBEDDER) -> Field:
     """A synthetic field (outside the document) that Vespa's embedder fills at feed time from title and text,
     or, chunked, with one vector per chunk (HNSW over all of them; a document is as close as its best chunk)."""
-    shape = f"chunk{{}}, x[{size}]" if o.chunked else f"x[{size}]"
-    return Field(name, f"tensor<{cell_type}>({shape})", is_document_field=False,
+    return Field(name, embedding_type(cell_type, size, o.chunked), is_document_field=False,
                  indexing=[EMBED_CHUNKS if o.chunked else EMBED_INPUT, f"embed {embedder}", "attribute", "index"],
                  ann=HNSW(distance_metric=metric, max_links_per_node=o.max_links_per_node,
                           neighbors_to_explore_at_insert=o.neighbors_to_explore_at_insert))
+
+
+def colbert_type(cells: str, dim: int) -> str:
+    """The colbert field's tensor type: a vector per token, its sign bits packed 8 to an int8 cell, or bfloat16."""
+    return f"tensor<{cells}>(dt{{}}, x[{dim // 8 if cells == 'int8' else dim}])"
 
 
 def _colbert_field(m: Manifest, cells: str) -> Field:
     """A vector per document token from the colbert-embedder: int8 packs each vector's sign bits (Vespa's
     embedder binarizes for an int8 target), bfloat16 keeps them at half precision. An attribute for MaxSim in
     the rank profiles; not indexed (no HNSW over tokens)."""
-    size = m.dimension // 8 if cells == "int8" else m.dimension
-    return Field("colbert", f"tensor<{cells}>(dt{{}}, x[{size}])", is_document_field=False,
+    return Field("colbert", colbert_type(cells, m.dimension), is_document_field=False,
                  indexing=[EMBED_INPUT, f"embed {COLBERT_EMBEDDER}", "attribute"])
 
 
