@@ -179,7 +179,7 @@ class EmbeddedIndex:
               expansion_add: int = HNSW_EXPLORE_AT_INSERT, expansion_search: int = HNSW_EXPLORE_AT_SEARCH,
               embeddings: np.ndarray | None = None, progress: bool = True, force: bool = False,
               chunker=None, dim: int | None = None, colbert_dir=None, colbert_cells: str = "int8",
-              bm25_weight: float = BM25_WEIGHT) -> "EmbeddedIndex":
+              bm25_weight: float = BM25_WEIGHT, documents=None) -> "EmbeddedIndex":
         path, export_dir = Path(path), Path(export_dir).resolve()
         check_output(path, "index", force, inputs=[export_dir])
         ids = [d.id for d in docs]
@@ -195,8 +195,10 @@ class EmbeddedIndex:
             from common.vectors import cached_vectors
 
             texts = [c for _, c in chunks] if chunks else [d.passage for d in docs]
-            embeddings = cached_vectors(f"onnx documents {side} @{embedder.dim}", texts,
-                                        lambda: embedder.embed(texts, "passage", progress=progress))
+            # ``documents``: (cache key, passage embed) of vectors known equal to the export's (a frozen tower's)
+            key, embed = documents or (f"onnx documents {side} @{embedder.dim}",
+                                       lambda t: embedder.embed(t, "passage", progress=progress))
+            embeddings = cached_vectors(key, texts, lambda: embed(texts))
         embed_s = time.time() - started
         started = time.time()
         hnsw = _hnsw(embedder.dim, connectivity, expansion_add, expansion_search)

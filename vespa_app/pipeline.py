@@ -221,7 +221,6 @@ def _shape(chunker, dim: int) -> dict:
 
 
 def _index(export_dir: Path, index_dir: Path, corpus, chunker, dim: int, colbert_dir=None, model_dir=None):
-    from common.vectors import cached_vectors
     from exporter.manifest import Manifest
 
     from .embedded import BadIndexError, EmbeddedIndex
@@ -238,16 +237,11 @@ def _index(export_dir: Path, index_dir: Path, corpus, chunker, dim: int, colbert
     from .run_rows import frozen_documents
 
     frozen = frozen_documents(model_dir, Manifest.load(export_dir), dim) if model_dir else None
-    embeddings = None
-    if frozen:
-        texts = ([c for d in corpus for c in chunker.passage_chunks(d.title, d.text)] if chunker
-                 else [d.passage for d in corpus])
-        embeddings = cached_vectors(frozen[0], texts, lambda: frozen[1](texts))
     _say(f"embedded index: {len(corpus)} documents"
          + (f" as chunks of {chunker.max_tokens} tokens" if chunker else "") + f", {dim} dimensions; vectors "
          + ("of the frozen document tower (the base model's, computed once)" if frozen else "by the exported model"))
     return EmbeddedIndex.build(index_dir, export_dir, corpus, chunker=chunker, dim=dim, colbert_dir=colbert_dir,
-                               embeddings=embeddings)
+                               documents=frozen)
 
 
 def _bm25_weight(o: RunOptions, index, app_dir: Path) -> tuple[float, dict]:

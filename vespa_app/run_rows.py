@@ -31,7 +31,7 @@ def frozen_documents(model_dir: Path, manifest, dim: int):
     config = EncoderConfig.load(model_dir)
     document = None
 
-    def embed(texts: list[str], kind: str = "passage"):
+    def embed(texts: list[str]):
         nonlocal document
         document = document or Encoder.load(model_dir)
         return document.encode(texts, "passage", progress=len(texts) > 1000)
@@ -90,9 +90,8 @@ def model_rows(o, base: str, model_dir: Path, export_dir: Path, beir: Beir, guar
     served = index.embedder if index else OnnxEmbedder(export_dir)
     # documents' vectors are named by what decides them (the index's key): a new query tower re-embeds none,
     # and a frozen document tower's are the base model's, embedded once for its row above
-    served_key = f"onnx documents {served.manifest.document_side()} @{served.dim}"
     frozen = frozen_documents(model_dir, served.manifest, served.dim)
-    served_key = frozen[0] if frozen else served_key
+    served_key = frozen[0] if frozen else f"onnx documents {served.manifest.document_side()} @{served.dim}"
 
     def embed(texts, kind):
         return frozen[1](texts) if frozen and kind != "query" else served.embed(texts, kind)
