@@ -81,8 +81,8 @@ class TrainConfig:
                                   "head, scored by MaxSim, inputs built as Vespa's colbert-embedder builds them "
                                   "(training/late_interaction.py); documents keep max_length tokens")
     colbert_dim: int = knob(128, positive_int, "late interaction: dimensions of each token vector")
-    # The teacher term is what kept unseen queries and the guards up (benchmarks/late_interaction.py, docs/late-interaction.md):
-    # without it the new head learns SciFact's training documents and little else.
+    # The teacher term is what kept unseen queries and the guards up (benchmarks/late_interaction.py,
+    # docs/late-interaction.md): without it the new head learns SciFact's training documents and little else.
     colbert_teacher_weight: float = knob(1.0, non_negative_float, "late interaction: λ of a KL term holding each "
                                          "query's scores over the batch to the base single-vector model's "
                                          "(0: labels alone)")
