@@ -12,6 +12,12 @@ from conftest import needs_java, toy_pairs
 from training.config import recipe_config
 
 
+def feed_key(package) -> str:
+    from vespa_app.app_package import AppPackage
+
+    return AppPackage.open(package).feed_key
+
+
 def _corpus(pairs):
     from common.data import Doc
 
@@ -192,19 +198,15 @@ def test_the_package_embeds_documents_with_the_document_tower_and_queries_with_t
 def test_a_new_query_tower_keeps_the_feed_key_and_a_new_document_tower_changes_it(tiny_model, tiny_export,
                                                                                    query_export, tmp_path):
     from exporter.onnx_export import export
-    from vespa_app.app_package import AppPackage
-
-    def schema_hash(package):
-        return AppPackage.open(package).feed_key
 
     other = export(_towers(tiny_model, tmp_path / "run2", "query", seed=7), tmp_path / "export2", progress=False)
     first, second = _package(query_export, tmp_path / "a"), _package(other, tmp_path / "b", bm25_weight=0.3)
     assert (first / "models/query/model.onnx").read_bytes() != (second / "models/query/model.onnx").read_bytes()
-    assert schema_hash(first) == schema_hash(second)  # another query tower and another fusion weight: no re-feed
+    assert feed_key(first) == feed_key(second)  # another query tower and another fusion weight: no re-feed
     shared = _package(tiny_export, tmp_path / "c")
-    assert schema_hash(shared) != schema_hash(first)  # another document model: every document again
+    assert feed_key(shared) != feed_key(first)  # another document model: every document again
     chunked = _package(query_export, tmp_path / "d", chunk_tokens=32)
-    assert schema_hash(chunked) != schema_hash(first)
+    assert feed_key(chunked) != feed_key(first)
 
 
 def test_a_redeploy_of_a_new_query_tower_feeds_nothing(tiny_model, query_export, tmp_path):
@@ -213,25 +215,21 @@ def test_a_redeploy_of_a_new_query_tower_feeds_nothing(tiny_model, query_export,
     from common.data import Doc
     from exporter.onnx_export import export
     from fault_server import FaultServer
-    from vespa_app.app_package import AppPackage
     from vespa_app.vespa_client import feed
-
-    def schema_hash(package):
-        return AppPackage.open(package).feed_key
 
     docs = [Doc(f"d{i}", "", p.positive) for i, p in enumerate(toy_pairs(30))]
     other = export(_towers(tiny_model, tmp_path / "run2", "query", seed=7), tmp_path / "export2", progress=False)
     ledger = tmp_path / "ledger.jsonl"
     with FaultServer() as server:
-        first = feed(server.url, docs, ledger, tmp_path / "f", schema=schema_hash(_package(query_export, tmp_path / "a")),
+        first = feed(server.url, docs, ledger, tmp_path / "f", schema=feed_key(_package(query_export, tmp_path / "a")),
                      progress=False)
         assert first.acked == len(docs)
         sent = len(server.stored)
-        again = feed(server.url, docs, ledger, tmp_path / "f", schema=schema_hash(_package(other, tmp_path / "b")),
+        again = feed(server.url, docs, ledger, tmp_path / "f", schema=feed_key(_package(other, tmp_path / "b")),
                      progress=False)
         assert (again.acked, again.already) == (0, len(docs)) and len(server.stored) == sent
         separate = export(_towers(tiny_model, tmp_path / "run3", "separate"), tmp_path / "export3", progress=False)
-        moved = feed(server.url, docs, ledger, tmp_path / "f", schema=schema_hash(_package(separate, tmp_path / "c")),
+        moved = feed(server.url, docs, ledger, tmp_path / "f", schema=feed_key(_package(separate, tmp_path / "c")),
                      progress=False)
         assert moved.acked == len(docs)
 
