@@ -38,7 +38,7 @@ def main():
     encoder = Encoder.load(base, max_length=args.max_length).to(device).train()
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=1e-5)
     pairs, _ = load_pairs(DEFAULT_DATA)
-    loss_fn = make_loss(TrainConfig(base=str(base), out="-", anchor="none"))  # the contrastive step alone
+    loss_fn = make_loss(TrainConfig(base=str(base), out="-", anchor="none", temperature=0.05))  # the contrastive step alone
     n_pairs = n_tokens = 0
     elapsed = 0.0
     for step in range(args.warmup + args.steps):

@@ -193,3 +193,46 @@ def test_an_onnx_graph_that_does_not_match_is_refused(tiny_model, tmp_path):
     broken.write_bytes(b"not onnx")
     with pytest.raises(ModelDirError, match="not a readable ONNX model"):
         import_onnx(broken, tiny_model / "tokenizer.json", tmp_path / "bad")
+
+
+def test_the_temperature_follows_the_base_models_margin():
+    from training.temperature import margin, sample_pairs, temperature_for
+
+    # the margins measured on SciFact's training pairs (docs/bases.md) give the τ measured best for each base
+    assert (temperature_for(0.458), temperature_for(0.205)) == (0.05, 0.02)
+    assert (temperature_for(0.0), temperature_for(3.0)) == (0.01, 0.10)  # clipped
+    q = np.eye(4, dtype=np.float32)
+    p = 0.5 * q + 0.5 / np.sqrt(3) * (1 - q)  # positive cosine 0.5, every negative 0.289
+    assert margin(q, p) == pytest.approx(0.5 - 0.5 / np.sqrt(3))
+    pairs = toy_pairs(8)
+    repeated = pairs + [pairs[0].__class__(query="another query", positive=pairs[0].positive)]
+    picked = sample_pairs(repeated, seed=0)
+    assert len({p.positive for p in picked}) == len(picked) == 8  # a repeated positive is no negative
+
+
+def test_a_run_without_a_temperature_takes_the_bases_and_records_it(tiny_model, tmp_path):
+    from training.encoder import Encoder
+    from training.temperature import base_temperature
+
+    cfg = TrainConfig(base=str(tiny_model), out=str(tmp_path / "auto"), epochs=1, max_steps=1, batch_size=8,
+                      max_length=32, anchor="none")
+    saved = json.loads((train(cfg, toy_pairs(16), progress=False) / "train_config.json").read_text())
+    encoder = Encoder.load(tiny_model, max_length=32)
+    assert (saved["temperature"], saved["base_margin"]) == pytest.approx(
+        base_temperature(encoder.encode, toy_pairs(16), seed=cfg.seed))
+    given = TrainConfig(base=str(tiny_model), out=str(tmp_path / "given"), epochs=1, max_steps=1, batch_size=8,
+                        max_length=32, anchor="none", temperature=0.07)
+    saved = json.loads((train(given, toy_pairs(16), progress=False) / "train_config.json").read_text())
+    assert (saved["temperature"], saved["base_margin"]) == (0.07, None)
+
+
+def test_all_minilm_gets_the_temperature_it_was_measured_best_at_on_scifact():
+    from common.bundled import SCIFACT
+    from training.encoder import Encoder
+    from training.model_dir import default_base_model
+    from training.pairs import load_pairs
+    from training.temperature import base_temperature
+
+    encoder = Encoder.load(default_base_model(), max_length=128)  # the default recipe's training window
+    tau, base_margin = base_temperature(encoder.encode, load_pairs(SCIFACT)[0], seed=42)
+    assert tau == 0.05 and 0.40 < base_margin < 0.50

@@ -41,7 +41,7 @@ def tiny_config(tiny_model, out, **kw):
     from training.config import TrainConfig
 
     values = dict(base=str(tiny_model), out=str(out), epochs=2, batch_size=8, lr=2e-3, max_length=32,
-                  warmup_ratio=0.0, seed=3, anchor="none", anchor_batch=16)
+                  warmup_ratio=0.0, seed=3, anchor="none", anchor_batch=16, temperature=0.05)
     return TrainConfig(**(values | kw))
 
 

@@ -80,7 +80,7 @@ def test_the_recipes_are_the_one_source_of_training_defaults():
 
     default = recipe_config("base", "out")
     assert (default.epochs, default.batch_size, default.lr, default.train_length, default.temperature,
-            default.hard_negatives) == (2, 32, 1e-4, 128, 0.05, 0)  # the default recipe, as before
+            default.hard_negatives) == (2, 32, 1e-4, 128, None, 0)  # the default recipe; τ follows the base
     assert default.max_length is None  # served at the base model's own window
     # a query tower, held to the base by the tower recipe's anchor (docs/towers.md)
     assert (default.tower, default.anchor, default.anchor_weight, default.anchor_batch) == ("query", "mse", 40.0, 32)

@@ -58,7 +58,9 @@ class TrainConfig:
     query_prefix: str | None = knob(None, str, 'prepended to every query, e.g. "query: "')
     passage_prefix: str | None = knob(None, str, 'prepended to every passage, e.g. "passage: "')
     loss: str = knob("infonce", str, "the loss (training/losses.py): infonce")
-    temperature: float = knob(0.05, positive_float, "InfoNCE temperature τ")
+    temperature: float | None = knob(None, positive_float, "InfoNCE temperature τ (default: from the base model's "
+                                     "similarity scale, training/temperature.py: 0.05 for MiniLM, 0.02 for bge)")
+    base_margin: float | None = None  # the base's margin that set τ (recorded; training/temperature.py)
     # The default anchor (MSE, λ 20) is what kept unseen queries, every guard and STS-B at the base model's level
     # while SciFact rose 6.4 points (benchmarks/generalization.py, docs/evaluation.md); without it the model forgets.
     anchor: str = knob("mse", str, "anchor to the frozen base model on general text against forgetting: "
@@ -113,7 +115,7 @@ class TrainConfig:
         rules = [(self.epochs >= 1, "epochs must be ≥ 1"), (self.max_steps >= 0, "max steps must be ≥ 0"),
                  (self.batch_size >= 2, "batch size must be ≥ 2 (in-batch negatives need company)"),
                  (self.lr > 0, "learning rate must be > 0"), (0 <= self.warmup_ratio < 1, "warmup ratio in [0, 1)"),
-                 (self.temperature > 0, "temperature τ must be > 0"),
+                 (self.temperature is None or self.temperature > 0, "temperature τ must be > 0"),
                  (self.max_length is None or self.max_length >= 8, "max length must be ≥ 8"),
                  (self.train_length >= 8, "train length must be ≥ 8"),
                  (self.pooling is None or self.pooling in POOLINGS, f"pooling must be one of {', '.join(POOLINGS)}"),

@@ -4,6 +4,7 @@ negatives) is not capped by memory.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -148,6 +149,33 @@ def anchor_targets(cfg: TrainConfig, teacher: Encoder | None = None) -> tuple[li
     return texts, torch.from_numpy(vectors)
 
 
+def _follow_the_base(cfg: TrainConfig, pairs: list[Pair]) -> None:
+    """τ from the base model's similarity scale (``training/temperature.py``), its vectors cached on disk."""
+    from common.vectors import cached_vectors
+
+    from .evaluate import model_cache_key
+    from .temperature import FIXED, base_temperature
+
+    if cfg.late_interaction:
+        cfg.temperature = FIXED
+        return
+    window = min(cfg.train_length, cfg.max_length)
+    config = EncoderConfig.load(check_model_dir(cfg.base), **(cfg.encoding | {"max_length": window}))
+    key = f"margin {model_cache_key(cfg.base, config)}"
+
+    @functools.cache
+    def base() -> Encoder:  # loaded only where the cache misses
+        return Encoder.load(cfg.base, **(cfg.encoding | {"max_length": window})).eval()
+
+    def embed(texts: list[str], kind: str):
+        return cached_vectors(f"{kind} {key}", texts, lambda: base().encode(texts, kind))
+
+    cfg.temperature, cfg.base_margin = base_temperature(embed, pairs, cfg.seed)
+    how = (f"the base's margin {cfg.base_margin:.3f} between a positive and an in-batch negative"
+           if cfg.base_margin is not None else "too few pairs to measure the base's margin")
+    print(f"temperature τ {cfg.temperature} ({how}; --temperature sets it)", file=sys.stderr)
+
+
 def prepare_pairs(pairs: list[Pair], corpus: list[Doc] | None, cfg: TrainConfig) -> list[Pair]:
     """Keep the negatives the data gives (less any that are really positives); mine BM25 negatives for the
     labelled pairs that have none when ``cfg.hard_negatives`` asks for them; add pairs made from the corpus
@@ -181,8 +209,9 @@ def general_pairs(path, n: int, taken: list[Pair], seed: int) -> list[Pair]:
 
 
 # Settings a resumed run may change (said when it does): they decide when to stop or save, not what a step does.
+FROM_THE_BASE = ("max_length", "temperature")  # None: resolved from the base when the run started
 RESUMABLE = ("max_steps", "checkpoint_every", "keep_checkpoints", "eval_every")
-RECORDED = ("out", "base_revision", "pairs_fingerprint")  # written by the run itself, not asked for
+RECORDED = ("out", "base_revision", "pairs_fingerprint", "base_margin")  # written by the run itself, not asked for
 
 
 def pairs_fingerprint(pairs: list[Pair]) -> str:
@@ -197,7 +226,7 @@ def _resumed_config(saved: TrainConfig, asked: TrainConfig, pairs: list[Pair]) -
     pairs, is refused with what differs (resuming a run on other settings is a new run)."""
     changed = {f.name: (getattr(saved, f.name), getattr(asked, f.name)) for f in fields(TrainConfig)
                if f.name not in RECORDED and getattr(asked, f.name) != getattr(saved, f.name)
-               and not (f.name == "max_length" and asked.max_length is None)}
+               and not (f.name in FROM_THE_BASE and getattr(asked, f.name) is None)}
     refused = [f"{k.replace('_', ' ')} {a!r} → {b!r}" for k, (a, b) in changed.items() if k not in RESUMABLE]
     if saved.pairs_fingerprint and pairs_fingerprint(pairs) != saved.pairs_fingerprint:
         refused.insert(0, f"the training pairs ({len(pairs)} given are not the ones the run started on)")
@@ -230,13 +259,14 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
         raise OutputExistsError(f"{out} already holds a training run. Use --resume to continue it, "
                                 "or choose another --out.")
     fingerprint = pairs_fingerprint(pairs)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-
     if cfg.max_length is None:  # the served window: the base model's own (late interaction: the training one)
         cfg.max_length = cfg.train_length if cfg.late_interaction else EncoderConfig.load(
             check_model_dir(cfg.base), pooling=cfg.pooling).max_length
+    if cfg.temperature is None:  # before the seeds: loading the base must not move the run's random streams
+        _follow_the_base(cfg, pairs)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
     pairs = prepare_pairs(pairs, corpus, cfg)
     plan = [b for epoch in range(cfg.epochs) for b in plan_epoch(pairs, cfg.batch_size, cfg.seed, epoch)]
     total = min(cfg.max_steps, len(plan)) if cfg.max_steps else len(plan)

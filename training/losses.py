@@ -156,6 +156,9 @@ ANCHORS = ("none", *Anchored.KINDS)
 def make_loss(cfg, general: list[str] | None = None, teacher: torch.Tensor | None = None) -> Loss:
     """The configured loss, summed over ``cfg.matryoshka`` prefixes if any; with ``cfg.anchor`` not "none",
     anchored (on the whole embedding) to ``teacher``'s vectors of ``general``."""
+    if cfg.temperature is None:
+        raise ValueError("no temperature: training.loop.train sets it from the base model; give one to build "
+                         "the loss alone")
     loss = LOSSES[cfg.loss](cfg)
     if cfg.late_interaction:
         teacher = None
