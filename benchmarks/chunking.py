@@ -83,7 +83,7 @@ def vespa_chunkers(model: str, corpus, window: int) -> list[dict]:
     much of what they produce the embedder would truncate at ``window`` tokens. Fixed-length is given the
     character count that our chunks average on this corpus, its best chance to match."""
     from common.chunking import Chunker
-    from vespa_app.check import vespa_chunks
+    from vespa_app.check.java import vespa_chunks
 
     ours = Chunker.for_model(model, window, 0)
     texts = [d.text for d in corpus.values() if d.text]

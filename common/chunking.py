@@ -65,6 +65,10 @@ class Chunker:
         """From a model or export directory's ``tokenizer.json``."""
         return cls.from_file(Path(model_dir) / "tokenizer.json", max_tokens, overlap, prefix)
 
+    def spec(self) -> dict:
+        """The chunking as packages and indexes record it."""
+        return {"tokens": self.max_tokens, "overlap": self.overlap}
+
     def count(self, text: str) -> int:
         """Tokens of ``text`` without special tokens."""
         return len(self.tokenizer.encode(text, add_special_tokens=False).ids) if text else 0

@@ -1,11 +1,34 @@
-"""The runner every command line shares, and its argument validators."""
+"""The runner every command line shares, its argument validators, and options dataclasses whose fields are flags."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import traceback
 
 from .errors import UserError
+
+
+def option(default=None, help: str = "", **argparse_kw):
+    """A field of an options dataclass that a command takes as ``--field-name`` (``argparse_kw``: type, action,
+    choices, metavar, and ``flag`` for another name); a field without one is set by code, not by a flag."""
+    factory = {"default_factory": default} if callable(default) else {"default": default}
+    return dataclasses.field(**factory, metadata={"help": help, **argparse_kw})
+
+
+def add_option_args(cls, parser: argparse.ArgumentParser) -> None:
+    """One flag per ``option`` field of ``cls``; an unset flag is None, so the field's default stands."""
+    for f in dataclasses.fields(cls):
+        if "help" in f.metadata:
+            kw = {k: v for k, v in f.metadata.items() if k != "flag"}
+            parser.add_argument(f.metadata.get("flag", "--" + f.name.replace("_", "-")), dest=f.name, default=None,
+                                **kw)
+
+
+def given_options(cls, args: argparse.Namespace) -> dict:
+    """The ``option`` fields of ``cls`` that a parsed command line set."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+            if "help" in f.metadata and getattr(args, f.name, None) is not None}
 
 
 def positive_int(text: str) -> int:

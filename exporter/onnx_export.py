@@ -188,7 +188,7 @@ def _write_single(encoder: Encoder, model_dir: Path, tmp: Path, quantize, progre
     _write_tokenizer(encoder, tmp / "tokenizer.json")
     manifest = Manifest(dimension=encoder.dim, pooling="none" if baked else vespa_pooling(c.pooling), normalize=c.normalize,
                         max_tokens=c.max_length,
-                        prefixes={"query": c.query_prefix, "document": c.passage_prefix},
+                        prefixes={"query": c.query_prefix, "document": c.document_prefix},
                         inputs=_input_names(encoder),
                         output="sentence_embedding" if baked else "last_hidden_state",
                         model_pooling=c.pooling, opset=OPSET, versions=_versions(),
@@ -237,7 +237,7 @@ def _write_late(model: LateInteraction, model_dir: Path, tmp: Path, progress: bo
     _write_tokenizer(model, tmp / "tokenizer.json")
     c = model.config
     manifest = Manifest(dimension=model.late.dim, pooling="none", normalize=True, max_tokens=model.late.document_tokens,
-                        prefixes={"query": c.query_prefix, "document": c.passage_prefix},
+                        prefixes={"query": c.query_prefix, "document": c.document_prefix},
                         inputs=["input_ids", "attention_mask"], output=COLBERT_OUTPUT, model_pooling=c.pooling,
                         opset=OPSET, versions=_versions(), source_model=str(model_dir.resolve()), kind="colbert",
                         colbert=asdict(model.late))

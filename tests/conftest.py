@@ -100,7 +100,7 @@ def tiny_trained(tiny_model, tmp_path_factory) -> Path:
     from training.loop import train
 
     cfg = TrainConfig(base=str(tiny_model), out=str(tmp_path_factory.mktemp("tiny-run")), epochs=1, batch_size=8,
-                      max_length=48, query_prefix="query: ", passage_prefix="passage: ", anchor="none")
+                      max_length=48, query_prefix="query: ", document_prefix="passage: ", anchor="none")
     return train(cfg, toy_pairs(16), progress=False)
 
 
@@ -138,7 +138,7 @@ def late_export(late_model, tmp_path_factory):
 
 
 def needs_java():
-    from vespa_app.check import java_missing
+    from vespa_app.check.java import java_missing
 
     return pytest.mark.skipif(bool(java_missing()), reason=f"Vespa's own code needs a JDK and Maven: "
                                                            f"{java_missing()}")

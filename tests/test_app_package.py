@@ -4,9 +4,10 @@ import shutil
 
 import pytest
 
-from vespa_app.app_package import PACKAGE_FILE, AppPackage, PackageRecordError
-from vespa_app.check import PackageError, structural_check
-from vespa_app.package import AppOptions, write_package
+from vespa_app.package.record import PACKAGE_FILE, AppPackage, PackageRecordError
+from vespa_app.check.structure import PackageError, structural_check
+from vespa_app.package.build import write_package
+from vespa_app.package.options import AppOptions
 
 
 @pytest.mark.parametrize("options, kind, dim, chunking", [

@@ -123,7 +123,7 @@ def test_prompts_pooling_and_window_come_from_a_sentence_transformers_directory(
     config = EncoderConfig.load(folder)
     assert (config.pooling, config.normalize, config.max_length) == ("cls", True, 96)
     assert config.query_prefix == "Represent this sentence for searching relevant passages: "
-    assert config.passage_prefix == "doc: "
+    assert config.document_prefix == "doc: "
     assert EncoderConfig.load(folder, query_prefix="q: ").query_prefix == "q: "  # a flag still wins
     # a training run serves at that window by default and keeps the prompts
     cfg = TrainConfig(base=str(folder), out=str(tmp_path / "run"), epochs=1, batch_size=8, anchor="none")

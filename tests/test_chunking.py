@@ -122,7 +122,7 @@ def test_eval_with_chunks(tiny_model, small_beir, capsys):
 
 def test_run_chooses_chunking_from_the_corpus(tiny_export):
     from common.data import Doc
-    from vespa_app.pipeline import RunOptions, chunking_choice
+    from vespa_app.run.options import RunOptions, chunking_choice
 
     short = [Doc(str(i), "t", "a short text") for i in range(10)]
     long = short[:7] + [Doc(f"l{i}", "t", "protein folding in cells. " * 40) for i in range(3)]

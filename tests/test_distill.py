@@ -93,8 +93,8 @@ def test_distilling_with_the_hidden_term_brings_the_blocks_to_the_teachers(teach
 @needs_java()
 def test_a_two_layer_student_goes_through_export_and_app_check(teacher, tmp_path):
     from exporter.onnx_export import export
-    from vespa_app.check import check_package
-    from vespa_app.package import write_package
+    from vespa_app.check.structure import check_package
+    from vespa_app.package.build import write_package
 
     pairs = toy_pairs(24)
     texts = [(p.positive, "passage") for p in pairs] + [(p.query, "query") for p in pairs]

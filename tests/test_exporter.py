@@ -19,7 +19,7 @@ def trained(request, tiny_model, tmp_path_factory):
     """A briefly trained tiny model with prefixes; attention pooling exercises the pooled-graph path."""
     out = tmp_path_factory.mktemp(f"run-{request.param}")
     cfg = TrainConfig(base=str(tiny_model), out=str(out), epochs=1, batch_size=8, max_length=48, anchor="none",
-                      pooling=request.param, query_prefix="query: ", passage_prefix="passage: ")
+                      pooling=request.param, query_prefix="query: ", document_prefix="passage: ")
     return train(cfg, toy_pairs(16), progress=False)
 
 

@@ -7,7 +7,9 @@ import pytest
 
 from fault_server import FaultServer
 from common.data import Doc
-from vespa_app.vespa_client import VespaBackend, VespaUnreachable, feed
+from vespa_app.client.feed import feed
+from vespa_app.client.http import VespaUnreachable
+from vespa_app.client.query import VespaBackend
 
 
 def corpus(n=400):

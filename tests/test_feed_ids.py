@@ -12,7 +12,7 @@ from common.data import DataError, Doc, read_corpus, unusable_document_id
 from common.errors import UserError
 from conftest import needs_java
 from fault_server import FaultServer
-from vespa_app.vespa_client import document_path, feed
+from vespa_app.client.feed import document_path, feed
 
 NO_FAULTS = dict(every_429=0, every_503=0, every_slow=0, every_reset=0, every_drop=0)
 HOSTILE = {  # id → the exact request path it must be sent as
@@ -88,7 +88,7 @@ def test_generated_ids_reach_exactly_their_own_document_or_are_refused(server, i
 
 @needs_java()
 def test_vespas_own_handler_parses_each_path_back_to_its_id():
-    from vespa_app.check import vespa_document_ids
+    from vespa_app.check.java import vespa_document_ids
 
     ids = list(HOSTILE) + ["tab\there", "new\nline", "%2F", "a//b", "trailing/", "/leading", "::", "id:doc:doc::x",
                            "\x7f", "\ufdef", "\U000f0000"]
@@ -103,7 +103,7 @@ def test_vespas_own_handler_parses_each_path_back_to_its_id():
 
 @needs_java()
 def test_our_id_rules_are_vespas():
-    from vespa_app.check import vespa_document_ids
+    from vespa_app.check.java import vespa_document_ids
 
     code_points = [0x0, 0x1, 0x8, 0x9, 0xA, 0xB, 0xD, 0x1F, 0x20, 0x7F, 0x80, 0xFDCF, 0xFDD0, 0xFDDF, 0xFDE0, 0xFFFD,
                    0xFFFE, 0xFFFF, 0x10000, 0x1FFFE, 0x2FFFF, 0xF0000, 0x10FFFD, 0x10FFFF]

@@ -159,7 +159,8 @@ def test_the_export_says_colbert_and_matches_pytorch_per_token(late_export):
 
 
 def test_a_colbert_export_alone_or_beside_and_what_is_refused(late_export, tiny_export, tmp_path):
-    from vespa_app.package import AppOptions, write_package
+    from vespa_app.package.build import write_package
+    from vespa_app.package.options import AppOptions
 
     alone = write_package(late_export, tmp_path / "alone")
     schema = (alone / "schemas" / "doc.sd").read_text()
@@ -229,8 +230,10 @@ def test_an_index_without_token_vectors_says_so(tiny_export, small_beir, tmp_pat
 @pytest.mark.java
 @needs_java()
 def test_export_then_app_check_with_vespas_colbert_embedder(late_export, tiny_export, tmp_path):
-    from vespa_app.check import PackageError, check_package, vespa_model_check
-    from vespa_app.package import AppOptions, write_package
+    from vespa_app.check.structure import PackageError, check_package
+    from vespa_app.check.java import vespa_model_check
+    from vespa_app.package.build import write_package
+    from vespa_app.package.options import AppOptions
 
     for cells in ("int8", "bfloat16"):
         package = write_package(tiny_export, tmp_path / f"app-{cells}", AppOptions(colbert_cells=cells),

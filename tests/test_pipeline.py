@@ -29,7 +29,7 @@ def test_run_end_to_end_then_reuse(tiny_model, small_beir, tmp_path, capsys):
     # hybrid-linear's BM25 weight: chosen on the training queries, the same in the package and the index
     from vespa_app.embedded import EmbeddedIndex
     from vespa_app.serving import BM25_WEIGHT_GRID
-    from vespa_app.app_package import AppPackage
+    from vespa_app.package.record import AppPackage
 
     fusion = results["extra"]["hybrid-linear bm25 weight"]
     assert fusion["weight"] in BM25_WEIGHT_GRID and fusion["method"].startswith("chosen on ")
@@ -50,7 +50,7 @@ def test_run_end_to_end_then_reuse(tiny_model, small_beir, tmp_path, capsys):
     tuned = rows["fine-tuned (exact)"]
     assert "## Figures of the run that made it" in card and f"{tuned['ndcg@10 unseen']:.4f}" in card
     assert f"{tuned['guard medquad']:.4f}" in card and "siamese app build" in card
-    from vespa_app.check import java_missing
+    from vespa_app.check.java import java_missing
     if not java_missing():  # Vespa's container code ran on this run's corpus, and the report says what it found
         assert "## Vespa's own code on this package" in report
         assert "Vespa indexing statements + embedder on 5 corpus documents" in report
@@ -89,7 +89,7 @@ def test_run_on_the_users_own_files(tiny_model, small_beir, tmp_path, capsys):
 def test_run_against_vespa_wires_feed_and_evaluation(tiny_model, small_beir, tmp_path, monkeypatch, capsys):
     """`siamese run --vespa URL`: the corpus is fed through the real feeder (to the HTTP/2 fault server) and
     evaluated through the backend's query(); the query API itself is stood in for by BM25 here."""
-    import vespa_app.vespa_client as client
+    import vespa_app.client.query as client
     from fault_server import FaultServer
     from common.bm25 import BM25
     from common.data import read_corpus
@@ -117,8 +117,10 @@ def test_run_against_vespa_wires_feed_and_evaluation(tiny_model, small_beir, tmp
 
 
 def test_a_vespa_run_keeps_the_bm25_weight_of_the_package_it_reuses(tiny_export, tmp_path):
-    from vespa_app.package import AppOptions, write_package
-    from vespa_app.pipeline import RunOptions, _bm25_weight
+    from vespa_app.package.build import write_package
+    from vespa_app.package.options import AppOptions
+    from vespa_app.run.options import RunOptions
+    from vespa_app.run.serve import _bm25_weight
 
     app = write_package(tiny_export, tmp_path / "app", AppOptions(bm25_weight=0.3))
     assert _bm25_weight(RunOptions(), None, app) == (0.3, {"method": f"kept from the package {app}"})

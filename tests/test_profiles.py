@@ -6,8 +6,8 @@ import pytest
 
 from test_vespa_package import build
 from vespa_app import profiles
-from vespa_app.package import AppOptions
-from vespa_app.vespa_client import query_body
+from vespa_app.package.options import AppOptions
+from vespa_app.client.query import query_body
 
 
 def rank_profiles(sd: str) -> dict[str, str]:

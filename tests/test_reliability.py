@@ -189,8 +189,9 @@ def test_a_guard_with_an_empty_half_or_no_folder_is_one_line(tiny_model, small_b
 
 
 def test_a_package_folder_vespa_would_not_take_as_a_name_is_checked_all_the_same(tiny_export, tmp_path):
-    from vespa_app.check import check_package, java_missing
-    from vespa_app.package import write_package
+    from vespa_app.check.structure import check_package
+    from vespa_app.check.java import java_missing
+    from vespa_app.package.build import write_package
 
     out = write_package(tiny_export, tmp_path / "x" / "my app", check=None)
     if java_missing():

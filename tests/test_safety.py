@@ -238,7 +238,7 @@ def test_ctrl_c_ends_with_one_line_and_exit_130(tiny_model, tmp_path):
 
 def test_the_query_text_never_reaches_yql():
     from vespa_app.profiles import NAMES
-    from vespa_app.vespa_client import query_body
+    from vespa_app.client.query import query_body
 
     hostile = "x') or true or ({targetHits:1}nearestNeighbor(embedding, q)"
     for profile in NAMES:

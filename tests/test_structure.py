@@ -16,7 +16,7 @@ def modules_loaded_by(code: str) -> set[str]:
 
 
 def test_the_query_path_imports_neither_torch_nor_transformers():
-    loaded = modules_loaded_by("import exporter.runtime, vespa_app.embedded, vespa_app.vespa_client")
+    loaded = modules_loaded_by("import exporter.runtime, vespa_app.embedded, vespa_app.client.query")
     assert "onnxruntime" in loaded and "faiss" in loaded  # what it does need
     assert not loaded & {"torch", "transformers", "sentence_transformers"}
 
@@ -64,8 +64,9 @@ def test_every_user_error_derives_from_one_base():
     from exporter.onnx_export import ExportError
     from exporter.parity import ParityError
     from training.model_dir import ModelDirError
-    from vespa_app.check import PackageError, VerifierError
-    from vespa_app.vespa_client import VespaError, VespaUnreachable
+    from vespa_app.check.structure import PackageError
+    from vespa_app.check.java import VerifierError
+    from vespa_app.client.http import VespaError, VespaUnreachable
 
     for error in (DataError, ManifestError, ExportError, ParityError, ModelDirError, PackageError, VerifierError,
                   VespaError, VespaUnreachable):
@@ -106,18 +107,32 @@ def test_train_and_run_take_every_training_knob_from_the_config():
     knobs = [f.name for f in fields(TrainConfig) if f.metadata]  # base, out and the run's own records are not flags
     parser = build_parser()
     for command in ("train", "run"):
-        args = parser.parse_args([command, "--pooling", "cls", "--query-prefix", "query: ", "--passage-prefix",
+        args = parser.parse_args([command, "--pooling", "cls", "--query-prefix", "query: ", "--document-prefix",
                                   "passage: ", "--hard-negatives", "2", "--symmetric", "--no-normalize"])
         assert {k for k in knobs if getattr(args, k) is not None} == {
-            "pooling", "query_prefix", "passage_prefix", "hard_negatives", "symmetric", "normalize"}, command
+            "pooling", "query_prefix", "document_prefix", "hard_negatives", "symmetric", "normalize"}, command
         assert (args.symmetric, args.normalize, args.query_prefix) == (True, False, "query: ")
         help_text = parser._subparsers._group_actions[0].choices[command].format_help()
         for knob in knobs:
             assert "--" + knob.replace("_", "-") in help_text, (command, knob)
+        # the document side's prefix has one name; the older spelling of the flag is still taken
+        assert parser.parse_args([command, "--passage-prefix", "p: "]).document_prefix == "p: "
+
+
+def test_model_dirs_and_runs_written_with_the_older_prefix_name_still_load(tmp_path):
+    import json
+
+    from training.config import TrainConfig
+    from training.model_dir import EncoderConfig
+
+    (tmp_path / "siamese.json").write_text(json.dumps({"pooling": "mean", "passage_prefix": "passage: "}))
+    assert EncoderConfig.load(tmp_path).document_prefix == "passage: "
+    (tmp_path / "train_config.json").write_text(json.dumps({"base": "b", "out": "o", "passage_prefix": "p: "}))
+    assert TrainConfig.load(tmp_path / "train_config.json").document_prefix == "p: "
 
 
 def test_siamese_run_hands_the_training_options_to_the_pipeline(monkeypatch):
-    import vespa_app.pipeline
+    import vespa_app.run.pipeline
     from vespa_app.cli import main
 
     seen = {}
@@ -126,7 +141,7 @@ def test_siamese_run_hands_the_training_options_to_the_pipeline(monkeypatch):
         seen["options"] = options
         return {"rows": [], "timings": {"total": 0.0}, "report": "-", "deploy": "-"}
 
-    monkeypatch.setattr(vespa_app.pipeline, "run", fake_run)
+    monkeypatch.setattr(vespa_app.run.pipeline, "run", fake_run)
     assert main(["run", "--pooling", "attention", "--query-prefix", "query: ", "--hard-negatives", "1",
                  "--epochs", "3"]) == 0
     assert seen["options"].train == {"pooling": "attention", "query_prefix": "query: ", "hard_negatives": 1,
@@ -138,16 +153,16 @@ def test_siamese_run_takes_its_options_from_run_options_fields(monkeypatch):
     its field at anything but the field's default, and the flags that are not fields fill what they stand for."""
     from dataclasses import fields
 
-    import vespa_app.pipeline
+    import vespa_app.run.pipeline
     from vespa_app.cli import main
-    from vespa_app.pipeline import RunOptions
+    from vespa_app.run.options import RunOptions
 
     seen = {}
 
     def fake_run(options):
         seen["o"] = options
         return {"rows": [], "timings": {"total": 0.0}, "report": "-", "deploy": "-"}
-    monkeypatch.setattr(vespa_app.pipeline, "run", fake_run)
+    monkeypatch.setattr(vespa_app.run.pipeline, "run", fake_run)
     assert main(["run"]) == 0
     assert seen.pop("o") == RunOptions()
     assert main(["run", "--pairs", "p.jsonl", "--corpus", "c.jsonl", "--reference", "a", "--reference", "b",

@@ -13,7 +13,7 @@ from training.config import recipe_config
 
 
 def feed_key(package) -> str:
-    from vespa_app.app_package import AppPackage
+    from vespa_app.package.record import AppPackage
 
     return AppPackage.open(package).feed_key
 
@@ -176,7 +176,8 @@ def test_separate_towers_both_train(tiny_model, tmp_path):
 
 
 def _package(export, out, **options):
-    from vespa_app.package import AppOptions, write_package
+    from vespa_app.package.build import write_package
+    from vespa_app.package.options import AppOptions
 
     return write_package(export, out, AppOptions(**options))
 
@@ -215,7 +216,7 @@ def test_a_redeploy_of_a_new_query_tower_feeds_nothing(tiny_model, query_export,
     from common.data import Doc
     from exporter.onnx_export import export
     from fault_server import FaultServer
-    from vespa_app.vespa_client import feed
+    from vespa_app.client.feed import feed
 
     docs = [Doc(f"d{i}", "", p.positive) for i, p in enumerate(toy_pairs(30))]
     other = export(_towers(tiny_model, tmp_path / "run2", "query", seed=7), tmp_path / "export2", progress=False)
@@ -270,7 +271,7 @@ def test_vespa_embeds_each_tower_as_we_do_and_judges_the_two_embedder_package(qu
     import shutil
 
     from common.data import Doc
-    from vespa_app.check import PackageError, check_package
+    from vespa_app.check.structure import PackageError, check_package
 
     app = _package(query_export, tmp_path / "app")
     report = check_package(app, docs=[Doc(f"d{i}", "t", p.positive) for i, p in enumerate(toy_pairs(6))])

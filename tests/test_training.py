@@ -64,7 +64,7 @@ def test_saved_model_loads_in_automodel_and_sentence_transformers(tiny_model, tm
 
     pairs = toy_pairs(16)
     model_dir = train(config(tiny_model, tmp_path / "run", epochs=1, pooling=pooling, query_prefix="query: ",
-                             passage_prefix="passage: "), pairs, progress=False)
+                             document_prefix="passage: "), pairs, progress=False)
     ours = Encoder.load(model_dir)
     texts = ["a short one", "a much longer text " * 20, "naïve café ☕", "!!!"]
     assert AutoModel.from_pretrained(model_dir) is not None

@@ -5,7 +5,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from vespa_app.vespa_client import VespaBackend, VespaUnreachable, query_body
+from vespa_app.client.http import VespaUnreachable
+
+from vespa_app.client.query import VespaBackend, query_body
 
 # The shape of a Vespa /search/ answer (root → children with id, relevance, fields)
 ANSWER = {"root": {"id": "toplevel", "relevance": 1.0, "fields": {"totalCount": 2}, "children": [
@@ -62,7 +64,7 @@ def test_bm25_sends_no_query_tensor():
 
 def test_vespa_errors_are_passed_on(stand_in, monkeypatch):
     url, _ = stand_in
-    import vespa_app.vespa_client as client
+    import vespa_app.client.query as client
 
     monkeypatch.setattr(client, "query_body", lambda text, profile, hits, chunked=False: {"ranking": "nope"})
     with pytest.raises(VespaUnreachable, match="HTTP 400.*No profile named 'nope'"):
@@ -72,7 +74,7 @@ def test_vespa_errors_are_passed_on(stand_in, monkeypatch):
 def test_a_deploy_to_a_port_where_no_vespa_listens_or_another_server_answers_says_which(tmp_path):
     import socket
 
-    from vespa_app.vespa_client import deploy_to_config_server
+    from vespa_app.client.deploy import deploy_to_config_server
 
     package = tmp_path / "app"
     (package / "schemas").mkdir(parents=True)

@@ -8,12 +8,15 @@ import shutil
 import pytest
 
 from conftest import needs_java
-from vespa_app import profiles, vespa_client
-from vespa_app.app_package import AppPackage
-from vespa_app.check import PackageError, check_package, vespa_container, vespa_model_check
-from vespa_app.container_check import HOSTILE_QUERIES, PLAIN_QUERIES, sample_documents
-from vespa_app.query_tree import check_tree
-from vespa_app.package import AppOptions, write_package
+from vespa_app import profiles
+from vespa_app.client import feed as feed_api, query as query_api
+from vespa_app.package.record import AppPackage
+from vespa_app.check.structure import PackageError, check_package
+from vespa_app.check.java import vespa_container, vespa_model_check
+from vespa_app.check.container import HOSTILE_QUERIES, PLAIN_QUERIES, sample_documents
+from vespa_app.check.query_tree import check_tree
+from vespa_app.package.build import write_package
+from vespa_app.package.options import AppOptions
 from common.data import Doc
 
 
@@ -133,8 +136,8 @@ def test_yql_typo_in_the_client_is_caught(package, monkeypatch, where, caught):
 
 def caught_in_client(package, monkeypatch, edit, match):
     """Our client with ``edit(body, text, profile)`` applied to every request it builds: app check must refuse it."""
-    real = vespa_client.query_body
-    monkeypatch.setattr(vespa_client, "query_body",
+    real = query_api.query_body
+    monkeypatch.setattr(query_api, "query_body",
                         lambda text, profile="semantic", hits=10, **kw: edit(real(text, profile, hits, **kw), text, profile))
     with pytest.raises(PackageError, match=match):
         check_package(package)
@@ -200,7 +203,7 @@ def test_chunked_package_embeds_each_chunk_as_we_do(chunked):
 @pytest.mark.java
 @needs_java()
 def test_client_that_misreads_the_best_chunk_is_caught(chunked, monkeypatch):
-    monkeypatch.setattr(vespa_client, "_best_chunk", lambda fields: "")
+    monkeypatch.setattr(query_api, "_best_chunk", lambda fields: "")
     with pytest.raises(PackageError, match=r"reads Vespa's rendered response wrongly: best chunk of"):
         check_package(chunked)
 
@@ -208,8 +211,8 @@ def test_client_that_misreads_the_best_chunk_is_caught(chunked, monkeypatch):
 @pytest.mark.java
 @needs_java()
 def test_request_that_does_not_select_the_chunks_is_caught(chunked, monkeypatch):
-    real = vespa_client.query_body
-    monkeypatch.setattr(vespa_client, "query_body", lambda *a, chunked=False, **kw: real(*a, **kw))
+    real = query_api.query_body
+    monkeypatch.setattr(query_api, "query_body", lambda *a, chunked=False, **kw: real(*a, **kw))
     with pytest.raises(PackageError, match=r"does not select the chunks summary"):
         check_package(chunked)
 
@@ -222,15 +225,15 @@ def test_hits_from_response_reads_each_tensor_form():
     for closest in forms:
         body = {"root": {"children": [{"id": "id:doc:doc::d1", "relevance": 0.5, "fields": {
             "id": "d1", "title": "t", "chunks": chunks, "matchfeatures": {"closest(embedding)": closest}}}]}}
-        assert vespa_client.hits_from_response(body)[0].passage == "t third"
+        assert query_api.hits_from_response(body)[0].passage == "t third"
     selected = {"root": {"children": [{"id": "x", "relevance": 0.5, "fields": {  # the package's select-elements-by
         "chunks": ["t third"], "matchfeatures": {"closest(embedding)": {"cells": {"2": 1.0}}}}}]}}
-    assert vespa_client.hits_from_response(selected)[0].passage == "t third"
+    assert query_api.hits_from_response(selected)[0].passage == "t third"
     unchunked = {"root": {"children": [{"id": "id:doc:doc::d1", "relevance": 0.5, "fields": {"id": "d1"}}]}}
-    assert vespa_client.hits_from_response(unchunked)[0].passage == ""
+    assert query_api.hits_from_response(unchunked)[0].passage == ""
     out_of_range = {"root": {"children": [{"id": "x", "relevance": 0.5, "fields": {
         "chunks": chunks, "matchfeatures": {"closest(embedding)": {"cells": {"7": 1.0}}}}}]}}
-    assert vespa_client.hits_from_response(out_of_range)[0].passage == ""
+    assert query_api.hits_from_response(out_of_range)[0].passage == ""
 
 
 @pytest.mark.java
@@ -246,7 +249,7 @@ def test_the_feed_sends_the_packages_chunks(chunked, package):
     assert AppPackage.open(package).chunker() is None
     assert chunker.max_tokens == 32 and chunker.overlap == 8
     doc = Doc("d1", "A title", " ".join(["Sentence about cells and proteins."] * 30))
-    fields = vespa_client.feed_fields(doc, chunker)
+    fields = feed_api.feed_fields(doc, chunker)
     assert len(fields["chunks"]) > 3 and all(c.startswith("A title ") for c in fields["chunks"])
     assert fields["text"] == doc.text  # the whole text stays, for display
 
@@ -263,7 +266,7 @@ def test_a_hundred_pages_go_to_vespa_whole(chunked):
     from exporter.runtime import OnnxEmbedder
 
     doc = hundred_pages(read_beir(SCIFACT, "test").corpus)
-    fields = vespa_client.feed_fields(doc, AppPackage.open(chunked).chunker())
+    fields = feed_api.feed_fields(doc, AppPackage.open(chunked).chunker())
     assert len(fields["chunks"]) > 1500 and fields["chunks"][-1].endswith(doc.text[-30:])
     out = vespa_container(chunked, {"schema": "doc", "tensor_field": "embedding", "documents": [fields], "queries": []})
     vespa = out["documents"][0]["embedding"]
@@ -282,7 +285,7 @@ def test_vespas_own_chunkers_do_not_cut_where_ours_do(tiny_export):
     from common.chunking import Chunker
     from common.data import read_beir
     from conftest import SCIFACT
-    from vespa_app.check import vespa_chunks
+    from vespa_app.check.java import vespa_chunks
 
     texts = [d.text for d in list(read_beir(SCIFACT, "test").corpus.values())[:40]]
     ours = [Chunker.for_model(tiny_export, 64).chunks(t) for t in texts]
@@ -320,7 +323,7 @@ def test_vespa_serves_a_prefix_as_we_cut_it(tiny_export, tmp_path):
 
 
 def test_a_schema_cut_short_without_dim_is_refused(package, tmp_path):
-    from vespa_app.check import structural_check
+    from vespa_app.check.structure import structural_check
 
     app = copy_with(package, tmp_path, "tensor<float>(x[32])", "tensor<float>(x[16])")
     with pytest.raises(PackageError, match="build with --dim to serve a prefix on purpose"):

@@ -10,8 +10,9 @@ import pytest
 
 from common.data import Beir, read_beir
 from vespa_app.backend import evaluate_backend
-from vespa_app.package import write_package
-from vespa_app.vespa_client import VespaBackend, container_engine, deploy_docker, deploy_to_config_server
+from vespa_app.package.build import write_package
+from vespa_app.client.deploy import container_engine, deploy_docker, deploy_to_config_server
+from vespa_app.client.query import VespaBackend
 
 from conftest import SCIFACT
 
@@ -64,8 +65,8 @@ def test_chunked_package_returns_each_hits_best_chunk(tiny_export, hundred, tmp_
     """A chunked package on a real Vespa: the feed sends chunks, each hit comes back with the one chunk the
     content nodes selected (select-elements-by closest(embedding)), and it is the embedded backend's best chunk."""
     from vespa_app.embedded import EmbeddedIndex
-    from vespa_app.package import AppOptions
-    from vespa_app.app_package import AppPackage
+    from vespa_app.package.options import AppOptions
+    from vespa_app.package.record import AppPackage
 
     app = write_package(tiny_export, tmp_path / "app", AppOptions(chunk_tokens=32, chunk_overlap=8))
     vespa, chunker = VespaBackend(deploy(app), chunked=True), AppPackage.open(app).chunker()

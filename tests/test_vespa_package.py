@@ -5,8 +5,9 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from exporter.manifest import Manifest, ManifestError, sha256
-from vespa_app.check import PackageError, structural_check
-from vespa_app.package import AppOptions, write_package
+from vespa_app.check.structure import PackageError, structural_check
+from vespa_app.package.build import write_package
+from vespa_app.package.options import AppOptions
 
 
 def fake_export(path, **overrides):
@@ -144,7 +145,7 @@ def test_structural_check_catches_dimension_drift(tmp_path):
 
 
 def test_without_java_the_check_says_what_was_skipped(tmp_path, monkeypatch, capsys):
-    import vespa_app.check as check
+    import vespa_app.check.structure as check
     from vespa_app.cli import main
 
     app = build(tmp_path)

@@ -28,7 +28,7 @@ from .pairs import Pair
 def chunk_positives(pairs: list[Pair], corpus, cfg) -> list[Pair]:
     """``cfg``: a TrainConfig; its ``chunk_positives`` mode, window (``max_length``), base model and prefixes."""
     # No overlap: at 128 tokens on SciFact, chunks without it served as well as with 32 (docs/long-documents.md).
-    chunker = Chunker.for_model(check_model_dir(cfg.base), cfg.max_length, 0, prefix=cfg.passage_prefix or "")
+    chunker = Chunker.for_model(check_model_dir(cfg.base), cfg.max_length, 0, prefix=cfg.document_prefix or "")
     docs = {d.id: d for d in corpus or [] if isinstance(d, Doc)}
 
     def chunks(p: Pair) -> list[str]:

@@ -1,4 +1,5 @@
-"""`siamese train` and `siamese eval` (also `python -m training train|eval`).
+"""`siamese train`, `distill`, `merge` and `import-onnx` (also `python -m training ...`); `siamese eval` is
+`vespa_app/cli.py`'s, over ``training.evaluate.compare``.
 
 Building the parser imports nothing heavy: torch and transformers load inside the commands that use them.
 """
@@ -8,11 +9,11 @@ import argparse
 import sys
 
 from common import cli
-from common.bundled import SCIFACT, STSB_TEST
+from common.bundled import SCIFACT
 from common.cli import alpha_value, positive_int
-from common.poolings import CHUNK_POOLINGS
 
 from .config import add_config_args, config_overrides, recipe_config
+from .model_dir import resolve_models
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
@@ -71,92 +72,6 @@ def cmd_train(args) -> int:
     return 0
 
 
-def add_eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models", nargs="*", default=None,
-                   help="model directories to compare (default: the base model); 'base' names the default base")
-    p.add_argument("--data", default=str(SCIFACT), help="BEIR folder (default: bundled SciFact)")
-    p.add_argument("--split", default="test")
-    p.add_argument("--sts", nargs="?", const=str(STSB_TEST), default=None,
-                   help="also report Spearman on an STS CSV (default file: bundled STS-B test)")
-    p.add_argument("--no-bm25", dest="bm25", action="store_false")
-    p.add_argument("--limit-queries", type=positive_int)
-    p.add_argument("--max-length", type=positive_int, help="override every model's max length (a fair comparison)")
-    p.add_argument("--json", help="write the rows as JSON here")
-    p.add_argument("--skip-bad", action="store_true", help="skip malformed input lines and report them")
-    p.add_argument("--guards", action="store_true",
-                   help="also evaluate on the bundled out-of-domain guard sets (CISI, MedQuAD), report half")
-    p.add_argument("--guard", action="append", default=[], metavar="BEIR_DIR",
-                   help="a guard set of your own (repeatable): a BEIR folder with qrels/test.tsv")
-    p.add_argument("--train-data", help="the training pairs (.jsonl, BEIR folder, .csv) whose positives split the "
-                                        "queries into seen and unseen (default: what the model directory recorded)")
-    p.add_argument("--hybrid", action="store_true", help="also each model fused with BM25 (reciprocal rank fusion)")
-    p.add_argument("--chunk-tokens", type=positive_int,
-                   help="embed documents as chunks of this many tokens (default with --chunk-overlap or "
-                        "--chunk-pooling: the model's window) instead of truncating them")
-    p.add_argument("--chunk-overlap", type=int, help="tokens neighbouring chunks share (default: 32, at most a "
-                   "quarter of the chunk)")
-    p.add_argument("--chunk-pooling", choices=CHUNK_POOLINGS,
-                   help="a document's score: its best chunk (default) or the mean of its best two")
-    p.add_argument("--dim", type=positive_int,
-                   help="score each model on the first DIM dimensions of its embedding (a Matryoshka prefix)")
-
-
-def resolve_models(names):
-    from .model_dir import default_base_model
-
-    names = names or ["base"]
-    return [str(default_base_model()) if n == "base" else n for n in names]
-
-
-def cmd_eval(args) -> int:
-    from common.bundled import GUARDS
-    from common.data import limit_queries, load_beir, read_sts_csv
-    from common.metrics import format_table, write_json
-
-    from .evaluate import Chunking, evaluate, generalisation, guard_sets, model_label
-
-    beir = limit_queries(load_beir(args.data, args.split, skip_bad=args.skip_bad), args.limit_queries)
-    sts_rows = read_sts_csv(args.sts) if args.sts else None
-    guards = guard_sets([*(GUARDS if args.guards else ()), *args.guard])
-    positives = None
-    if args.train_data:
-        from common.metrics import positives_of
-
-        from .pairs import load_pairs
-
-        positives = positives_of(load_pairs(args.train_data, skip_bad=args.skip_bad)[0])
-    chunking = None
-    if args.chunk_tokens or args.chunk_overlap is not None or args.chunk_pooling:
-        chunking = Chunking(overlap=args.chunk_overlap, pooling=args.chunk_pooling or "best",
-                            tokens=args.chunk_tokens)
-    rows = evaluate(resolve_models(args.models), beir, args.bm25, sts_rows, max_length=args.max_length,
-                    guards=guards, positives=positives, hybrid=args.hybrid, chunking=chunking, dim=args.dim)
-    print(format_table(rows))
-    print(evaluation_notes(beir, rows, guards))
-    base = next((r["name"] for r in rows if r["name"] == model_label(resolve_models(["base"])[0])), None)
-    for row in rows:
-        if base and row["name"] not in (base, "BM25") and "RRF" not in row["name"]:
-            print(f"\n{row['name']} against {base}:\n" + "\n".join(generalisation(rows, base, row["name"])))
-    if args.json:
-        write_json(rows, args.json)
-    return 0
-
-
-def evaluation_notes(beir, rows, guards) -> str:
-    """What the columns mean, said under every table."""
-    notes = [f"{len(beir.queries)} queries, {len(beir.corpus)} documents."]
-    if any("ndcg@10 seen" in r for r in rows):
-        notes.append("seen: queries with a relevant document that was a training positive (a gain there may be "
-                     "memorised documents); unseen: the others (generalisation).")
-    else:
-        notes.append("No seen/unseen split: no training positives known (give --train-data, or a model directory "
-                     "written by `siamese train`).")
-    if guards:
-        notes.append("guard columns: nDCG@10 on the report half of each out-of-domain set ("
-                     + ", ".join(f"{g}: {len(b.queries)} queries" for g, b in guards.items()) + ").")
-    return "\n".join(notes)
-
-
 def cmd_merge(args) -> int:
     from common.bundled import GUARDS
 
@@ -192,14 +107,14 @@ def cmd_import_onnx(args) -> int:
 
     out, proof = import_onnx(args.onnx, args.tokenizer, args.out, pooling=args.pooling, normalize=args.normalize,
                              max_length=args.max_length, query_prefix=args.query_prefix,
-                             passage_prefix=args.passage_prefix, source=args.source, force=args.force)
+                             document_prefix=args.document_prefix, source=args.source, force=args.force)
     print(f"{proof['heads']} attention heads; last_hidden_state max |Δ| {proof['max_abs_diff']:.2e} against the "
           f"ONNX graph on {proof['texts']} texts (bound {proof['tolerance']:g})", file=sys.stderr)
     print(out)
     return 0
 
 
-def add_commands(sub, with_eval: bool = True) -> None:
+def add_commands(sub) -> None:
     p = sub.add_parser("import-onnx", help="a trainable model directory rebuilt from a BERT-family ONNX encoder "
                                            "graph, proven equal to it")
     p.add_argument("onnx", help="the encoder graph (inputs input_ids, attention_mask[, token_type_ids]; output "
@@ -211,7 +126,7 @@ def add_commands(sub, with_eval: bool = True) -> None:
     p.add_argument("--max-length", type=positive_int, help="its window (default: its positions, at most 512)")
     p.add_argument("--query-prefix", default="", help='its query instruction, e.g. bge-small-en-v1.5\'s "Represent '
                                                       'this sentence for searching relevant passages: "')
-    p.add_argument("--passage-prefix", default="")
+    p.add_argument("--document-prefix", "--passage-prefix", dest="document_prefix", default="")
     p.add_argument("--source", default="", help="where the graph comes from (recorded in the model card)")
     p.add_argument("--force", action="store_true", help="replace OUT when it holds a previous model")
     p.set_defaults(func=cmd_import_onnx)
@@ -254,11 +169,6 @@ def add_commands(sub, with_eval: bool = True) -> None:
     p.add_argument("--guard", action="append", default=[], metavar="BEIR_DIR", help="a guard of your own (repeatable)")
     p.add_argument("--force", action="store_true", help="replace OUT when it holds a previous model")
     p.set_defaults(func=cmd_merge)
-    if not with_eval:  # the top-level command extends eval with search backends
-        return
-    p = sub.add_parser("eval", help="nDCG@10 / Recall@100 / MRR@10 and STS Spearman, models side by side")
-    add_eval_args(p)
-    p.set_defaults(func=cmd_eval)
 
 
 def main(argv=None) -> int:

@@ -29,9 +29,10 @@ def matryoshka_dims(text: str) -> list[int]:
     return sorted({int(d) for d in text.split(",") if d.strip()}, reverse=True)
 
 
-def knob(default, parse=None, help: str = "", choices=None):
-    """A field the command line may set: ``parse`` turns the flag's text into a value (bool: an on/off flag)."""
-    return field(default=default, metadata={"parse": parse, "help": help, "choices": choices})
+def knob(default, parse=None, help: str = "", choices=None, aliases: tuple[str, ...] = ()):
+    """A field the command line may set: ``parse`` turns the flag's text into a value (bool: an on/off flag);
+    ``aliases``: older spellings of the flag, still taken."""
+    return field(default=default, metadata={"parse": parse, "help": help, "choices": choices, "aliases": aliases})
 
 
 @dataclass
@@ -56,7 +57,8 @@ class TrainConfig:
     pooling: str | None = knob(None, str, "pooling (default: the base model's)", choices=tuple(POOLINGS))
     normalize: bool | None = knob(None, bool, "unit-length embeddings (default: the base model's)")
     query_prefix: str | None = knob(None, str, 'prepended to every query, e.g. "query: "')
-    passage_prefix: str | None = knob(None, str, 'prepended to every passage, e.g. "passage: "')
+    document_prefix: str | None = knob(None, str, 'prepended to every document, e.g. "passage: " (the manifest\'s and '
+                                       'Vespa\'s prepend "document")', aliases=("--passage-prefix",))
     loss: str = knob("infonce", str, "the loss (training/losses.py): infonce")
     temperature: float | None = knob(None, positive_float, "InfoNCE temperature τ (default: from the base model's "
                                      "similarity scale, training/temperature.py: 0.05 for MiniLM, 0.02 for bge)")
@@ -148,7 +150,7 @@ class TrainConfig:
     def encoding(self) -> dict:
         """How the run embeds, as ``Encoder.load`` overrides (None: the base model's own)."""
         return {"pooling": self.pooling, "normalize": self.normalize, "max_length": self.max_length,
-                "query_prefix": self.query_prefix, "passage_prefix": self.passage_prefix}
+                "query_prefix": self.query_prefix, "document_prefix": self.document_prefix}
 
     @property
     def matryoshka_dims(self) -> list[int]:
@@ -167,6 +169,8 @@ class TrainConfig:
         if not path.exists():
             raise MissingInputError(f"{path}: no training configuration here. Start a run with `siamese train`.")
         saved = json.loads(path.read_text())
+        if "passage_prefix" in saved:  # written before the document side had one name
+            saved.setdefault("document_prefix", saved.pop("passage_prefix"))
         return cls(**{f.name: saved[f.name] for f in fields(cls) if f.name in saved})
 
 
@@ -215,7 +219,8 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
         if parse is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            parser.add_argument(flag, type=parse, default=None, choices=f.metadata["choices"], help=help_text)
+            parser.add_argument(flag, *f.metadata["aliases"], dest=f.name, type=parse, default=None,
+                                choices=f.metadata["choices"], help=help_text)
 
 
 def config_overrides(args: argparse.Namespace) -> dict:

@@ -76,7 +76,7 @@ class Encoder(nn.Module):
         return {k: v.to(self.device) for k, v in batch.items()}
 
     def with_prefix(self, texts: list[str], kind: str) -> list[str]:
-        prefix = {"query": self.config.query_prefix, "passage": self.config.passage_prefix}[kind]
+        prefix = {"query": self.config.query_prefix, "passage": self.config.document_prefix}[kind]
         return [prefix + t for t in texts]
 
     def embed_batch(self, texts: list[str], kind: str) -> torch.Tensor:
@@ -144,7 +144,7 @@ class Encoder(nn.Module):
         (path / "sentence_bert_config.json").write_text(
             json.dumps({"max_seq_length": c.max_length, "do_lower_case": False}))
         (path / "config_sentence_transformers.json").write_text(json.dumps({
-            "prompts": {"query": c.query_prefix, "passage": c.passage_prefix},
+            "prompts": {"query": c.query_prefix, "passage": c.document_prefix},
             "default_prompt_name": None, "similarity_fn_name": "cosine"}, indent=2))
 
 

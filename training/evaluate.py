@@ -189,7 +189,7 @@ def evaluate(models: list[str], beir: Beir | None = None, bm25: bool = True, sts
                 raise ConfigError(f"--chunk-tokens {tokens} is above {label}'s window of "
                                   f"{encoder.config.max_length} tokens: the encoder would truncate every chunk")
             chunker = Chunker.for_model(check_model_dir(model), tokens, chunking.overlap_for(tokens),
-                                        prefix=encoder.config.passage_prefix)
+                                        prefix=encoder.config.document_prefix)
             dense = {name: chunked_dense_run(embed, d, chunker, chunking.pooling, cache=key)
                      for name, d in datasets.items()}
             label = f"{label} {chunking.label(tokens)}"
@@ -257,3 +257,34 @@ def against_reference(rows: list[dict], reference: str, tuned: str) -> list[str]
 
 def model_label(path) -> str:
     return model_name(path)
+
+
+def compare(models: list[str], beir: Beir, *, base: str, guards: dict[str, Beir],
+            **evaluate_kw) -> tuple[list[dict], str]:
+    """``siamese eval``'s exact search: every model's rows (``evaluate``) and what to print under them: the table,
+    what its columns mean, and each model against ``base`` on seen / unseen queries and the guards."""
+    from common.metrics import format_table
+
+    rows = evaluate(models, beir, guards=guards, **evaluate_kw)
+    text = [format_table(rows), evaluation_notes(beir, rows, guards)]
+    base_name = next((r["name"] for r in rows if r["name"] == model_label(base)), None)
+    for row in rows:
+        if base_name and row["name"] not in (base_name, "BM25") and "RRF" not in row["name"]:
+            lines = generalisation(rows, base_name, row["name"])
+            text.append(f"\n{row['name']} against {base_name}:\n" + "\n".join(lines))
+    return rows, "\n".join(text)
+
+
+def evaluation_notes(beir, rows, guards) -> str:
+    """What the columns mean, said under every table."""
+    notes = [f"{len(beir.queries)} queries, {len(beir.corpus)} documents."]
+    if any("ndcg@10 seen" in r for r in rows):
+        notes.append("seen: queries with a relevant document that was a training positive (a gain there may be "
+                     "memorised documents); unseen: the others (generalisation).")
+    else:
+        notes.append("No seen/unseen split: no training positives known (give --train-data, or a model directory "
+                     "written by `siamese train`).")
+    if guards:
+        notes.append("guard columns: nDCG@10 on the report half of each out-of-domain set ("
+                     + ", ".join(f"{g}: {len(b.queries)} queries" for g, b in guards.items()) + ").")
+    return "\n".join(notes)

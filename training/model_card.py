@@ -66,7 +66,8 @@ def card_text(model_dir) -> str:
              "## How it embeds", "",
              f"- pooling: {config.pooling}; normalised: {'yes' if config.normalize else 'no'}; "
              f"window: {config.max_length} tokens",
-             f"- query prefix: {json.dumps(config.query_prefix)}; passage prefix: {json.dumps(config.passage_prefix)}"]
+             f"- query prefix: {json.dumps(config.query_prefix)}; "
+             f"document prefix: {json.dumps(config.document_prefix)}"]
     bases = []
     if train:
         base = model_name(train["base"])

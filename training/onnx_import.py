@@ -97,7 +97,7 @@ def _max_difference(model, session, feeds: list[dict]) -> float:
 
 
 def import_onnx(model_path, tokenizer_path, out, *, pooling: str = "mean", normalize: bool = True,
-                max_length: int | None = None, query_prefix: str = "", passage_prefix: str = "",
+                max_length: int | None = None, query_prefix: str = "", document_prefix: str = "",
                 source: str = "", texts: list[str] | None = None, force: bool = False) -> tuple[Path, dict]:
     """Write a model directory rebuilt from ``model_path``; returns it and the proof (heads, max |Δ|, texts)."""
     import onnxruntime as ort
@@ -156,7 +156,7 @@ def import_onnx(model_path, tokenizer_path, out, *, pooling: str = "mean", norma
              "onnx": model_path.name, "tokenizer": tokenizer_path.name, "source": source}
     tokenizer.model_max_length = positions
     config = EncoderConfig(pooling=pooling, normalize=normalize, max_length=max_length or min(positions, 512),
-                           query_prefix=query_prefix, passage_prefix=passage_prefix)
+                           query_prefix=query_prefix, document_prefix=document_prefix)
     if config.max_length > positions:
         raise ConfigError(f"--max-length {config.max_length} is above the graph's {positions} positions")
 

@@ -11,7 +11,7 @@ from typing import Protocol
 from common.data import Beir
 from common.metrics import score_split
 
-from .profiles import CORE
+from vespa_app.profiles import CORE
 
 
 @dataclass

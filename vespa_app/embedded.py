@@ -35,16 +35,18 @@ import numpy as np
 
 from common.atomic import atomic_dir, check_output
 from common.data import Doc, corpus_fingerprint
-from common.errors import ConfigError, UserError
+from common.errors import ConfigError
 from common.late import maxsim
 from common.vectors import chunk_scores, exact_search, normalize, pack_bits, top_k, unpack_bits
 from exporter.manifest import MANIFEST, sha256
 from exporter.runtime import OnnxEmbedder, OnnxTokenEmbedder
 from common.bm25 import BM25
 
-from . import profiles
-from .backend import Hit
-from .serving import BM25_WEIGHT, HNSW_EXPLORE_AT_INSERT, HNSW_EXPLORE_AT_SEARCH, HNSW_MAX_LINKS, TARGET_HITS
+from vespa_app import profiles
+from vespa_app.package.record import embedding_shape
+from vespa_app.backend import Hit
+from vespa_app.index_files import REBUILD, BadIndexError, read_colbert, read_index, write_index
+from vespa_app.serving import BM25_WEIGHT, HNSW_EXPLORE_AT_INSERT, HNSW_EXPLORE_AT_SEARCH, HNSW_MAX_LINKS, TARGET_HITS
 
 
 def _hnsw(dim: int, connectivity: int, expansion_add: int, expansion_search: int):
@@ -60,13 +62,14 @@ def closeness(distance: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + distance)
 
 
-class BadIndexError(UserError):
-    """An index directory that is damaged, or does not belong to the corpus or export it is used with."""
-
-
-REBUILD = "Rebuild it: delete the directory and re-run `siamese run` (or EmbeddedIndex.build)."
-META_KEYS = ("export_dir", "manifest_sha256", "dimension", "count", "corpus_sha256", "connectivity",
-             "expansion_add", "expansion_search")
+def _colbert_tokens(colbert_dir: Path, cells: str, docs: list[Doc], progress: bool) -> tuple[list, dict]:
+    """Every document's token vectors from a late-interaction export, and what meta.json records of them."""
+    if cells not in ("int8", "float"):
+        raise ConfigError(f"colbert cells must be int8 or float, not {cells!r}")
+    started = time.time()
+    tokens = OnnxTokenEmbedder(colbert_dir).embed([d.passage for d in docs], "passage", progress=progress)
+    return tokens, {"export_dir": str(colbert_dir), "manifest_sha256": sha256(colbert_dir / MANIFEST), "cells": cells,
+                    "tokens": int(sum(len(t) for t in tokens)), "embed_seconds": round(time.time() - started, 1)}
 
 
 class EmbeddedIndex:
@@ -149,12 +152,9 @@ class EmbeddedIndex:
         return self._colbert_embedder
 
     def _colbert_arrays(self):
-        if not hasattr(self, "_tokens"):
-            folder = self.path / "colbert"
-            self._bounds = np.load(folder / "bounds.npy")
-            self._tokens = np.load(folder / "tokens.npy", mmap_mode="r")
-            self._bits = np.load(folder / "bits.npy")
-        return self._bounds, self._tokens, self._bits
+        if not hasattr(self, "_colbert"):
+            self._colbert = read_colbert(self.path)
+        return self._colbert
 
     def doc_tokens(self, position: int) -> np.ndarray:
         """A document's token vectors as MaxSim reads them: 0/1 from the packed bits (int8 cells), or float."""
@@ -165,6 +165,10 @@ class EmbeddedIndex:
     def maxsim(self, text: str, positions) -> np.ndarray:
         """MaxSim of the query's token vectors against each document at ``positions``."""
         return maxsim(self.colbert_embedder.embed_one(text, "query"), [self.doc_tokens(int(p)) for p in positions])
+
+    def shape(self) -> dict:
+        """How its documents were embedded (``package.record.embedding_shape``)."""
+        return embedding_shape(self.meta.get("chunking"), self.meta["dimension"])
 
     def check_corpus(self, docs) -> None:
         """Refuse to stand for a corpus it was not built from (evaluation would score every query 0)."""
@@ -181,6 +185,7 @@ class EmbeddedIndex:
               chunker=None, dim: int | None = None, colbert_dir=None, colbert_cells: str = "int8",
               bm25_weight: float = BM25_WEIGHT, documents=None) -> "EmbeddedIndex":
         path, export_dir = Path(path), Path(export_dir).resolve()
+        colbert_dir = Path(colbert_dir).resolve() if colbert_dir else None
         check_output(path, "index", force, inputs=[export_dir])
         ids = [d.id for d in docs]
         if len(set(ids)) != len(ids):
@@ -204,44 +209,18 @@ class EmbeddedIndex:
         hnsw = _hnsw(embedder.dim, connectivity, expansion_add, expansion_search)
         hnsw.add(normalize(embeddings))
         bm25 = BM25([d.passage for d in docs])
-        colbert = None
-        if colbert_dir:
-            if colbert_cells not in ("int8", "float"):
-                raise ConfigError(f"colbert cells must be int8 or float, not {colbert_cells!r}")
-            colbert_dir = Path(colbert_dir).resolve()
-            started_late = time.time()
-            tokens = OnnxTokenEmbedder(colbert_dir).embed([d.passage for d in docs], "passage", progress=progress)
-            colbert = {"export_dir": str(colbert_dir), "manifest_sha256": sha256(colbert_dir / MANIFEST),
-                       "cells": colbert_cells, "tokens": int(sum(len(t) for t in tokens)),
-                       "embed_seconds": round(time.time() - started_late, 1)}
+        tokens, colbert = (_colbert_tokens(colbert_dir, colbert_cells, docs, progress) if colbert_dir
+                           else (None, None))
         meta = {"export_dir": str(export_dir), "manifest_sha256": sha256(export_dir / MANIFEST), "document_side": side,
                 "dimension": embedder.dim, "count": len(docs), "corpus_sha256": corpus_fingerprint(docs),
                 "connectivity": connectivity, "expansion_add": expansion_add, "expansion_search": expansion_search,
                 "embed_seconds": round(embed_s, 1), "index_seconds": round(time.time() - started, 2),
                 "vectors": len(embeddings),
-                "chunking": {"tokens": chunker.max_tokens, "overlap": chunker.overlap} if chunker else None,
+                "chunking": chunker.spec() if chunker else None,
                 "colbert": colbert, "bm25_weight": bm25_weight}
 
-        def write(tmp: Path):
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-            with open(tmp / "docs.jsonl", "w") as fh:
-                for d in docs:
-                    fh.write(json.dumps({"id": d.id, "title": d.title, "text": d.text}) + "\n")
-            np.save(tmp / "embeddings.npy", embeddings)
-            faiss.write_index(hnsw, str(tmp / "hnsw.faiss"))
-            bm25.save(tmp / "bm25")
-            if colbert:
-                (tmp / "colbert").mkdir()
-                flat = np.concatenate(tokens)
-                np.save(tmp / "colbert" / "bounds.npy", np.cumsum([0] + [len(t) for t in tokens]))
-                np.save(tmp / "colbert" / "tokens.npy", flat.astype(np.float16))
-                np.save(tmp / "colbert" / "bits.npy", pack_bits(flat))  # from float32, as Vespa packs
-            if chunks:
-                with open(tmp / "chunks.jsonl", "w") as fh:
-                    for doc, text in chunks:
-                        fh.write(json.dumps({"doc": doc, "text": text}) + "\n")
-
-        atomic_dir(path, write, "index", replace=force, inputs=[export_dir] + ([colbert_dir] if colbert_dir else []))
+        atomic_dir(path, lambda tmp: write_index(tmp, meta, docs, embeddings, hnsw, bm25, tokens, chunks), "index",
+                   replace=force, inputs=[export_dir] + ([colbert_dir] if colbert_dir else []))
         return cls(path, docs, embeddings, hnsw, bm25, meta, embedder, chunks)
 
     @classmethod
@@ -249,65 +228,8 @@ class EmbeddedIndex:
         """Open an index, checking every file against meta.json: a truncated, extended, reordered or otherwise
         damaged index is refused with one line that says how to rebuild it."""
         path = Path(path)
-        if not (path / "meta.json").exists():
-            raise BadIndexError(f"{path}: not an index (no meta.json). Build one with `siamese run`.")
-
-        def corrupt(what: str):
-            return BadIndexError(f"{path}: {what}. {REBUILD}")
-
-        try:
-            meta = json.loads((path / "meta.json").read_text())
-        except (OSError, ValueError) as e:
-            raise corrupt(f"meta.json is unreadable ({e})") from None
-        missing = [k for k in META_KEYS if not isinstance(meta, dict) or k not in meta]
-        if missing:
-            raise corrupt(f"meta.json lacks {', '.join(missing)} (written by an older version, or damaged)")
-        docs, number = [], 0
-        try:
-            for number, line in enumerate((path / "docs.jsonl").read_text(encoding="utf-8").splitlines(), 1):
-                record = json.loads(line)
-                docs.append(Doc(str(record["id"]), str(record["title"]), str(record["text"])))
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise corrupt(f"docs.jsonl is damaged at line {number} ({e.__class__.__name__}: {e})") from None
-        if len(docs) != meta["count"]:
-            raise corrupt(f"docs.jsonl holds {len(docs)} documents, meta.json says {meta['count']} (truncated or "
-                          "extended)")
-        if corpus_fingerprint(docs) != meta["corpus_sha256"]:
-            raise corrupt("docs.jsonl differs from what was indexed (documents changed or reordered)")
-        try:
-            embeddings = np.load(path / "embeddings.npy")
-            hnsw = faiss.read_index(str(path / "hnsw.faiss"))
-            bm25 = BM25.load(path / "bm25")
-        except Exception as e:  # numpy, faiss and bm25s each fail their own way on a damaged file
-            raise corrupt(f"a file is unreadable ({e.__class__.__name__}: {str(e)[:200]})") from None
-        chunks = None
-        if meta.get("chunking"):
-            try:
-                chunks = [(int(r["doc"]), str(r["text"])) for r in
-                          map(json.loads, (path / "chunks.jsonl").read_text(encoding="utf-8").splitlines())]
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                raise corrupt(f"chunks.jsonl is damaged ({e.__class__.__name__}: {e})") from None
-            owners = [doc for doc, _ in chunks]
-            if owners != sorted(owners) or set(owners) != set(range(len(docs))):
-                raise corrupt("chunks.jsonl does not give every document its chunks, in order")
-        vectors = meta.get("vectors", meta["count"])
-        sizes = {"embeddings.npy": (embeddings.shape[0], vectors), "hnsw.faiss": (hnsw.ntotal, vectors),
-                 "bm25": (bm25.size, meta["count"]), "chunks.jsonl": (len(chunks) if chunks else vectors, vectors)}
-        wrong = {name: n for name, (n, want) in sizes.items() if n != want}
-        if wrong or embeddings.ndim != 2 or embeddings.shape[1] != meta["dimension"]:
-            raise corrupt(f"files disagree with meta.json's {meta['count']} documents ({vectors} vectors) of "
-                          f"dimension {meta['dimension']}: {wrong or {'embeddings.npy': embeddings.shape}}")
-        hnsw.hnsw.efSearch = meta["expansion_search"]
-        index = cls(path, docs, embeddings, hnsw, bm25, meta, chunks=chunks)
-        if meta.get("colbert"):
-            try:
-                bounds, tokens, bits = index._colbert_arrays()
-            except Exception as e:
-                raise corrupt(f"colbert/ is unreadable ({e.__class__.__name__}: {str(e)[:200]})") from None
-            want = meta["colbert"]["tokens"]
-            if len(bounds) != len(docs) + 1 or bounds[-1] != want or len(tokens) != want or len(bits) != want:
-                raise corrupt(f"colbert/ disagrees with meta.json's {len(docs)} documents and {want} token vectors")
-        return index
+        meta, docs, embeddings, hnsw, bm25, chunks = read_index(path)
+        return cls(path, docs, embeddings, hnsw, bm25, meta, chunks=chunks)
 
     # ------------------------------------------------------------ what the profiles score with
 

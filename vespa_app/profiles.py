@@ -44,7 +44,7 @@ import numpy as np
 
 from common.errors import ConfigError
 
-from .serving import (COLBERT_EMBEDDER, COLBERT_RERANK, EMBEDDER, RERANK_COUNT, RRF_K, SCHEMA,
+from vespa_app.serving import (COLBERT_EMBEDDER, COLBERT_RERANK, EMBEDDER, RERANK_COUNT, RRF_K, SCHEMA,
                       SECOND_PHASE_RERANK)
 
 CLOSENESS = "closeness(field, embedding)"

@@ -1,11 +1,11 @@
 """The query tree Vespa's YQL parser builds from our client's request, judged against what the rank profile
-means (``container_check`` runs Vespa's code; these rules read its answer)."""
+means (``check.container`` runs Vespa's code; these rules read its answer)."""
 from __future__ import annotations
 
 import re
 
-from . import profiles
-from .serving import TARGET_HITS
+from vespa_app import profiles
+from vespa_app.serving import TARGET_HITS
 
 
 def check_tree(tree: dict, profile: profiles.Profile, text: str, hits: int, fields: dict, inputs: dict) -> str:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from common.metrics import score_run
 
-from . import profiles
-from .serving import BM25_WEIGHT_GRID, TARGET_HITS
+from vespa_app import profiles
+from vespa_app.serving import BM25_WEIGHT_GRID, TARGET_HITS
 
 
 def judged(qrels: dict[str, dict[str, int]], doc_ids: set) -> dict[str, dict[str, int]]:

@@ -5,9 +5,7 @@ import numpy as np
 
 from common.vectors import cosine, pack_bits
 
-MIN_COSINE_BF16 = 0.999  # a bfloat16 cell keeps 8 bits of mantissa
-MIN_COLBERT_AGREE = 0.999  # share of document tokens whose packed bits (or bfloat16 vector) match ours
-SIGN_NOISE = 1e-5  # a value this close to 0 has no determined sign: PyTorch, ONNX Runtime and Java differ by ~1e-7
+from vespa_app.check.bounds import MIN_COSINE_BF16, SIGN_NOISE
 
 
 def token_matrix(by_label: dict) -> np.ndarray:

@@ -50,7 +50,7 @@ def _encoder_runs(model: str, encoder, datasets: dict, chunker) -> dict:
     if not chunker:
         return {name: dense_run(embed, d, cache=key) for name, d in datasets.items()}
     own = Chunker.for_model(check_model_dir(model), min(chunker.max_tokens, encoder.config.max_length),
-                            chunker.overlap, prefix=encoder.config.passage_prefix)
+                            chunker.overlap, prefix=encoder.config.document_prefix)
     return {name: chunked_dense_run(embed, d, own, cache=key) for name, d in datasets.items()}
 
 

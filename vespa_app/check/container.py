@@ -9,7 +9,7 @@ What Vespa's code is given, and what we compare (see ``verify/.../Container.java
   evaluation and embedded backend compute from ``Doc.passage`` (cosine ≥ ``MIN_COSINE``, ``MIN_COSINE_INT8``
   for an int8 graph); in a chunked
   package, from each chunk the feed sends, labelled by its position.
-- **Queries.** Every request our client builds (``vespa_client.query_body``), for every profile in the package,
+- **Queries.** Every request our client builds (``client.query.query_body``), for every profile in the package,
   for plain and hostile query texts, goes through Vespa's ``Query`` (query profile, schema info and the
   ``embed(...)`` of the query) and its YQL parser. We check the query tree node by node against the profile,
   the rank profile, and that each ``query(...)`` tensor is our model's vector for the text.
@@ -17,7 +17,7 @@ What Vespa's code is given, and what we compare (see ``verify/.../Container.java
   embedded backend, on a small index of the sampled documents); Vespa's GlobalPhaseRanker re-ranks them with the
   profile's global-phase expression, and its scores must equal the embedded backend's fusion.
 - **Responses.** The hits go back through Vespa's JSON renderer, as the query API returns them, and our
-  client (``vespa_client.hits_from_response``) must read back the same ids and scores; in a chunked package,
+  client (``client.query.hits_from_response``) must read back the same ids and scores; in a chunked package,
   each hit's best chunk, the one element of the ``chunks`` summary that ``select-elements-by`` keeps. Every
   request of a chunked package must select that summary, and Vespa's rank profiles must have the summary
   feature that selects it.
@@ -37,92 +37,14 @@ import numpy as np
 from common.data import Doc
 from common.vectors import cosine, pack_bits
 
-from . import profiles
-from .colbert_bits import MIN_COLBERT_AGREE, colbert_agreement, token_matrix
-from .query_tree import check_tree, tree_shape
-from .serving import COLBERT_DIR, SCHEMA, TARGET_HITS
+from vespa_app import profiles
+from vespa_app.check.bounds import MAX_FUSION_DIFF, MIN_COLBERT_AGREE, MIN_COSINE, MIN_COSINE_INT8
+from vespa_app.check.colbert_bits import colbert_agreement, token_matrix
+from vespa_app.check.report import ContainerReport
+from vespa_app.check.samples import HOSTILE_QUERIES, PLAIN_QUERIES, sample_documents
+from vespa_app.check.query_tree import check_tree, tree_shape
+from vespa_app.serving import COLBERT_DIR, SCHEMA, TARGET_HITS
 
-MIN_COSINE = 0.9999
-# An int8 graph: Vespa's ONNX Runtime (Java) and ours round its quantised kernels differently; a 3-layer
-# student's vectors then differ by up to 0.0021 (measured: cosine 0.9979). Embedding another text than the
-# feed sends (a dropped title) shows as 0.94-0.97, still below this.
-MIN_COSINE_INT8 = 0.99
-MAX_FUSION_DIFF = 1e-6
-PLAIN_QUERIES = ["What does the immune system do against viral infection?",
-                 "Vitamin D deficiency and bone density in older adults"]
-# Texts that would change the query if they were read as YQL, query syntax or JSON rather than as data.
-HOSTILE_QUERIES = [
-    'quotes "inside" and \'single\' ones',
-    "braces {targetHits:1} and nearestNeighbor(embedding, q) in the text",
-    '") or true or ("',
-    "back\\slash \\\" and \\u0041 escapes",
-    "select * from sources * where true; -- and or not userQuery()",
-    "naïve café, 東京 — ümlaut",
-    "smoking -induced +cancer title:lung TNF-α NOT (a OR b)",
-    ("protein folding and misfolding in neurodegenerative disease " * 200)[:10_000],
-]
-
-
-@dataclass
-class ContainerReport:
-    documents: list[dict] = field(default_factory=list)  # {kind, id, cosine}
-    queries: list[dict] = field(default_factory=list)  # {profile, text, tree, cosine}
-    fusion: dict = field(default_factory=dict)  # profile → {queries, hits, max_diff}
-    rejected: list[dict] = field(default_factory=list)  # {what, message}
-    responses: int = 0  # rendered by Vespa's JSON renderer and read back by our client unchanged
-    problems: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def lines(self) -> list[str]:
-        out = []
-        if self.documents and self.documents[0]["cosine"] is not None:
-            kinds = ", ".join(d["kind"] for d in self.documents)
-            chunks = sum(d["chunks"] or 0 for d in self.documents)
-            out.append(f"Vespa indexing statements + embedder on {len(self.documents)} corpus documents ({kinds})"
-                       + (f", {chunks} chunks, labels in feed order" if chunks else "")
-                       + f": min cosine to ours {min(d['cosine'] or 0.0 for d in self.documents):.6f}")
-        colbert = [d for d in self.documents if "colbert_agree" in d]
-        if colbert:
-            out.append(f"Vespa colbert-embedder by the indexing statement on the same documents: "
-                       f"{sum(d['colbert_tokens'] for d in colbert)} token vectors, agreeing with ours for "
-                       f"{100 * min(d['colbert_agree'] for d in colbert):.2f} % of tokens or more")
-        if self.queries:
-            trees = sorted({q["shape"] for q in self.queries})
-            cos = [q["cosine"] for q in self.queries if q["cosine"] is not None]
-            out.append(f"Vespa query stack (query profile, embed, YQL parser) on {len(self.queries)} client requests "
-                       f"({len(HOSTILE_QUERIES)} hostile texts each profile): trees {'; '.join(trees)}"
-                       + (f"; query tensors (per token for query(qt)) min cosine {min(cos):.6f}" if cos else ""))
-        for name, f in self.fusion.items():
-            out.append(f"Vespa global phase ({name}) on the embedded backend's first-phase features: {f['queries']} "
-                       f"queries, {f['hits']} hits, max |Δ score| {f['max_diff']:.2e}")
-        if self.responses:
-            out.append(f"Vespa's JSON renderer on {self.responses} results; our client reads back every hit's id and "
-                       "score" + (", and its best chunk (closest(embedding) into the chunks summary)"
-                                  if any(d["chunks"] for d in self.documents) else ""))
-        if self.rejected:
-            out.append(f"Vespa rejects what it must ({len(self.rejected)}): "
-                       + "; ".join(r["what"] for r in self.rejected))
-        return [line for line in out if line]
-
-
-# ---------------------------------------------------------------- inputs
-
-def sample_documents(docs: list[Doc]) -> list[tuple[str, Doc]]:
-    """Real documents of each kind the feed meets. Title-only and text-only ones are made from real
-    documents when the corpus has none (SciFact gives every abstract a title)."""
-    docs = [d for d in docs if d.title or d.text]
-    if not docs:
-        return []
-    titled = next((d for d in docs if d.title and d.text), docs[0])
-    title_only = next((d for d in docs if d.title and not d.text), None) or Doc(f"{titled.id}-title-only", titled.title, "")
-    text_only = next((d for d in docs if d.text and not d.title), None) or Doc(f"{titled.id}-text-only", "", titled.text)
-    non_ascii = next((d for d in docs if not d.passage.isascii() and d.id != titled.id), None)
-    longest = max(docs, key=lambda d: len(d.passage))
-    chosen = [("title", titled), ("title-only", title_only), ("text-only", text_only)]
-    if non_ascii:
-        chosen.append(("non-ASCII", non_ascii))
-    chosen.append(("long", longest))
-    return chosen
 
 
 # ---------------------------------------------------------------- the check
@@ -138,7 +60,7 @@ def _hit(index, position: int, closeness: float, features: dict | None = None) -
 def _read_back(got: dict, passages: dict) -> str:
     """What our client makes of Vespa's own JSON rendering of the hits: the same ids and scores, in order, and,
     chunked, each hit's best chunk."""
-    from .vespa_client import hits_from_response
+    from vespa_app.client.query import hits_from_response
 
     if not got.get("hits"):
         return ""
@@ -150,6 +72,8 @@ def _read_back(got: dict, passages: dict) -> str:
 
 
 MAXSIM_FEATURE = f"rankingExpression({profiles.MAXSIM_FN})"  # as Vespa names a function among match features
+
+
 def _colbert_embedder(package: Path):
     from exporter.runtime import OnnxTokenEmbedder
 
@@ -193,9 +117,9 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
     """Run Vespa's container code on samples of ``docs`` and on our client's requests. ``run_java(payload)``
     runs the verifier's ``container`` command; ``embedder`` is our ONNX Runtime embedder of the package's model.
     Fills ``report.problems`` with every disagreement; the caller decides what a problem costs."""
-    from .app_package import AppPackage
-    from .embedded import EmbeddedIndex
-    from .vespa_client import feed_fields
+    from vespa_app.package.record import AppPackage
+    from vespa_app.embedded import EmbeddedIndex
+    from vespa_app.client.feed import feed_fields
 
     started = time.time()
     report = ContainerReport()
@@ -241,7 +165,7 @@ def check_container(package, docs: list[Doc], run_java, embedder, binarized: boo
 def _request(under: _Package, profile, kind: str, text: str) -> dict:
     """Our client's request for ``text`` and the hits the content nodes would return to the container: for a
     fusion profile, with our first-phase features (``fused``: the embedded backend's fused scores)."""
-    from .vespa_client import query_body
+    from vespa_app.client.query import query_body
 
     index, positions, hits, fused = under.index, [], [], None
     if profile.fusion and kind == "plain":
@@ -272,7 +196,7 @@ def _request(under: _Package, profile, kind: str, text: str) -> dict:
 
 def _rejections(under: _Package) -> list[tuple[str, dict]]:
     """Requests Vespa's code must refuse, each with what it is."""
-    from .vespa_client import query_body
+    from vespa_app.client.query import query_body
 
     base, query_input = ("semantic", "q") if under.embedder else ("bm25-colbert", profiles.COLBERT_INPUT)
     rejections = [

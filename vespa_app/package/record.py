@@ -10,7 +10,7 @@ the ``.sd`` text we generated::
      "cell_type": "float", "binarized": false,
      "colbert": {"cells": "int8", "dim": 128} | null,
      "embedders": {"query": "embedder", "document": "embedder"},   # document-embedder with two towers
-     "bm25_weight": 0.1, "bm25_weight_choice": {...},             # hybrid-linear (fusion_weight.py)
+     "bm25_weight": 0.1, "bm25_weight_choice": {...},             # hybrid-linear (run/fusion_weight.py)
      "feed_key": "...",                      # what decides the fed documents (package.feed_key)
      "schema_sha256": "...", "manifests": {"models/manifest.json": "<sha256>", ...}}
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 from common.errors import ConfigError
 from exporter.manifest import sha256
 
-from .serving import BM25_WEIGHT, SCHEMA
+from vespa_app.serving import BM25_WEIGHT, SCHEMA
 
 PACKAGE_FILE = "models/package.json"
 FORMAT = 1
@@ -65,8 +65,8 @@ class AppPackage:
         return self.path / "schemas" / f"{SCHEMA}.sd"
 
     def shape(self) -> dict:
-        """How documents are embedded, as an embedded index records it too: one comparison tells them apart."""
-        return {"chunking": self.chunking, "dim": self.dim}
+        """How documents are embedded (``embedding_shape``)."""
+        return embedding_shape(self.chunking, self.dim)
 
     def chunker(self):
         """The chunker the feed must cut documents with (None: documents go whole)."""
@@ -127,3 +127,10 @@ def package_record(kind: str, *, dim, model_dim, chunking, cell_type, binarized,
     return AppPackage(kind=kind, dim=dim, model_dim=model_dim, chunking=chunking, cell_type=cell_type,
                       binarized=binarized, colbert=colbert, embedders=embedders, bm25_weight=bm25_weight,
                       bm25_weight_choice=bm25_weight_choice, feed_key=feed_key)
+
+
+def embedding_shape(chunking: dict | None, dim: int) -> dict:
+    """How documents are embedded, one spelling for a package (``AppPackage.shape``), an index
+    (``EmbeddedIndex.shape``) and what a run asks for: one comparison tells them apart. ``chunking``:
+    ``Chunker.spec()``, or None where documents are embedded whole."""
+    return {"chunking": chunking, "dim": dim}

@@ -1,0 +1,141 @@
+"""What `siamese run` does, as data: ``RunOptions``, whose fields with help are the command's flags, and the
+judgement of them before any work (``check_options``, ``chunking_choice``, ``train_settings``)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common.bundled import GUARDS, SCIFACT, STSB_TEST
+from common.cli import (add_option_args, alpha_value, bm25_weight_value, chunk_tokens_value, given_options, option,
+                        positive_int)
+from common.errors import ConfigError
+
+from vespa_app.serving import BM25_WEIGHT_GRID
+
+
+@dataclass
+class RunOptions:
+    """What `siamese run` does, as data: each field with help is a flag (``add_run_args``, ``from_args``)."""
+    out: str = option("runs/latest", "where the run's stages and report go")
+    data: str | None = option(str(SCIFACT), "a BEIR folder: train on its train split, evaluate on test (default: "
+                              "the bundled SciFact)")
+    pairs: str | None = option(None, "your training pairs (.jsonl / .csv / BEIR folder)")
+    corpus: str | None = option(None, "your corpus .jsonl to index")
+    queries: str | None = option(None, "your evaluation queries .jsonl")
+    qrels: str | None = option(None, "your evaluation judgements .tsv")
+    train_split: str = "train"
+    eval_split: str = "test"
+    base: str | None = option(None, "base model: a local directory or a hub id (default: all-MiniLM-L6-v2)")
+    references: list = option(list, "an off-the-shelf model (directory or hub id) to evaluate beside ours, zero-shot "
+                              "and + BM25, at its own window (repeatable); report.md says whether fine-tuning beat it",
+                              flag="--reference", action="append", metavar="MODEL")
+    colbert: str | None = option(None, "a late-interaction model (siamese train --late-interaction) served beside the "
+                                 "fine-tuned one: exported, packaged with the MaxSim profiles, indexed with token "
+                                 "vectors, evaluated", metavar="COLBERT_MODEL")
+    full: bool = option(False, "the longer training recipe", action="store_true")
+    train: dict = field(default_factory=dict)  # TrainConfig values over the recipe's (its own flags)
+    quantize: str | None = option(None, "serve an int8 graph", choices=("int8",))
+    sts: str | None = str(STSB_TEST)  # --no-sts: None
+    limit_queries: int | None = option(None, "evaluate on the first N queries", type=positive_int)
+    guards: list = field(default_factory=lambda: list(GUARDS))  # bundled guard names or BEIR folders (--guard)
+    merge: float | str | None = option(None, "serve the fine-tuned model merged with its base (see `siamese merge`)",
+                                       metavar="ALPHA|auto", type=alpha_value)
+    chunk_tokens: int | str | None = option(None, "embed documents as chunks of N tokens (package, index and "
+                                            "evaluation), or 'auto': at the model's window when many documents "
+                                            "exceed it; default: truncate", metavar="N|auto", type=chunk_tokens_value)
+    chunk_overlap: int | None = option(None, "tokens neighbouring chunks share (default: 32, at most a quarter of the "
+                                       "chunk)", type=int)
+    dim: int | None = option(None, "serve the first DIM dimensions (package and index; train with --matryoshka so "
+                             "that they embed well on their own)", type=positive_int)
+    bm25_weight: float | str = option("auto", "hybrid-linear: normalised closeness + W · normalised BM25; auto "
+                                      "(default): the W of "
+                                      f"{', '.join(f'{w:g}' for w in BM25_WEIGHT_GRID)} that ranks the training "
+                                      "queries best", metavar="W|auto", type=bm25_weight_value)
+    vespa: str | None = option(None, "evaluate on Vespa: 'docker', a config server URL (:19071) or a query URL")
+    skip_bad: bool = option(False, "drop malformed input lines, and say how many and why", action="store_true")
+
+    @classmethod
+    def add_run_args(cls, parser) -> None:
+        add_option_args(cls, parser)
+        parser.add_argument("--no-sts", action="store_true", help="skip the STS-B check")
+        parser.add_argument("--no-guards", action="store_true", help="skip the bundled out-of-domain guards (CISI, "
+                                                                     "MedQuAD)")
+        parser.add_argument("--guard", action="append", default=[], metavar="BEIR_DIR",
+                            help="a guard set of your own (repeatable): a BEIR folder with qrels/test.tsv")
+
+    @classmethod
+    def from_args(cls, args, train: dict) -> "RunOptions":
+        o = cls(**given_options(cls, args), train=train)
+        if o.pairs or o.corpus:
+            o.data = None  # the user's own files, not a BEIR folder
+        o.sts = None if args.no_sts else o.sts
+        o.guards = ([] if args.no_guards else o.guards) + args.guard
+        return o
+
+
+LONG_SHARE = 0.2  # "auto" chunks when more than this share of documents would be truncated
+
+
+def chunking_choice(o: RunOptions, corpus, export_dir: Path):
+    """(chunker or None, what was chosen and why). "auto" chunks at the model's window when more than
+    ``LONG_SHARE`` of the documents exceed it: short texts keep one vector each."""
+    from common.chunking import Chunker, default_overlap
+    from exporter.manifest import Manifest
+
+    if o.chunk_tokens is None:
+        return None, "off: documents truncated to the model's window"
+    manifest = Manifest.load(export_dir)
+    tokens = manifest.max_tokens if o.chunk_tokens == "auto" else int(o.chunk_tokens)
+    overlap = default_overlap(tokens) if o.chunk_overlap is None else o.chunk_overlap
+    chunker = Chunker.for_model(export_dir, tokens, overlap, prefix=manifest.prefixes["document"])
+    if o.chunk_tokens != "auto":
+        return chunker, f"on: chunks of {tokens} tokens sharing {overlap} (asked for)"
+    long = sum(not chunker.fits(d.title + " " + d.text) for d in corpus) / max(len(corpus), 1)
+    if long <= LONG_SHARE:
+        return None, f"auto → off: {long:.0%} of documents exceed {tokens} tokens (≤ {LONG_SHARE:.0%})"
+    return chunker, (f"auto → on: {long:.0%} of documents exceed the {tokens}-token window (> {LONG_SHARE:.0%}); "
+                     f"chunks of {tokens} tokens sharing {overlap}")
+
+
+def check_options(o: RunOptions, base: str) -> None:
+    """Every option that can be judged before training, judged before it (minutes on real data): the chunking
+    and --dim against the base model's window and width, the merge weight, the reference models."""
+    from training.model_dir import EncoderConfig, check_model_dir, model_kind
+
+    from vespa_app.package.options import AppOptions
+
+    if o.train.get("late_interaction"):
+        raise ConfigError("siamese run trains, packages and indexes a single-vector model; a late-interaction model "
+                          "is served beside it: `siamese train --late-interaction --out COLBERT_RUN`, then "
+                          "`siamese run --colbert COLBERT_RUN`")
+    if o.colbert and model_kind(check_model_dir(o.colbert)) != "late":
+        raise ConfigError(f"--colbert {o.colbert}: not a late-interaction model (train one with "
+                          "`siamese train --late-interaction`)")
+    base_dir = check_model_dir(base)
+    window = o.train.get("max_length") or EncoderConfig.load(base_dir).max_length
+    width = json.loads((base_dir / "config.json").read_text()).get("hidden_size")
+    if isinstance(o.chunk_tokens, int):
+        if o.chunk_tokens > window:
+            raise ConfigError(f"--chunk-tokens {o.chunk_tokens} is above the model's window of {window} tokens")
+        AppOptions(chunk_tokens=o.chunk_tokens, chunk_overlap=o.chunk_overlap).check()
+    elif o.chunk_overlap is not None and o.chunk_tokens is None:
+        raise ConfigError("--chunk-overlap needs --chunk-tokens (N or auto): without it documents are truncated")
+    if o.dim is not None and width and not 8 <= o.dim <= width:
+        raise ConfigError(f"--dim {o.dim} must be between 8 and the model's {width} dimensions")
+    if o.merge is not None and o.train.get("tower", "shared") != "shared":  # without --tower, --merge trains shared
+        raise ConfigError(f"--merge averages one model's weights with its base; --tower {o.train['tower']} trains two "
+                          "towers: drop one of the two")
+    if isinstance(o.merge, float) and not 0.0 <= o.merge <= 1.0:
+        raise ConfigError(f"--merge {o.merge} must be in [0, 1] or auto")
+    if o.merge == "auto" and not o.guards:
+        raise ConfigError("--merge auto chooses α on the guards' selection half: keep the guards (drop "
+                          "--no-guards) or give --guard DIR")
+    for reference in o.references:
+        check_model_dir(reference)
+
+
+def train_settings(o: RunOptions) -> dict:
+    """The TrainConfig values the run gives over the recipe's: merging averages one model's weights with its
+    base, so --merge trains a shared model where no --tower is given."""
+    return ({"tower": "shared"} if o.merge is not None else {}) | o.train

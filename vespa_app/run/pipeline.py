@@ -1,0 +1,198 @@
+"""`siamese run`: pairs → fine-tuned model → ONNX → Vespa application package → searchable index → report.
+
+Each stage writes its artifact atomically under the output directory and is skipped when that artifact
+is already there, so a run that was interrupted picks up where it stopped and loses nothing::
+
+    OUT/train/model   the fine-tuned model directory      (training)
+    OUT/export        model.onnx, tokenizer.json, manifest (exporter)
+    OUT/index         the embedded backend's index         (or, after the package, a feed into Vespa with --vespa)
+    OUT/app           the Vespa application package        (vespa_app.package.build, checked by Vespa's code; its
+                      hybrid-linear BM25 weight chosen on the index)
+    OUT/report.md, plot.png, results.json
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from common.data import Beir, limit_queries, load_beir, load_corpus, read_qrels, read_queries
+from common.lock import locks
+
+from vespa_app.backend import evaluate_backend
+from vespa_app.run.options import RunOptions, check_options, chunking_choice, train_settings
+from vespa_app.run.serve import serve
+from vespa_app.run.stages import Stages, say
+
+LATE_PROFILES = ("colbert", "colbert-maxsim", "hybrid-colbert")  # served with --colbert beside the core ones
+
+
+def _eval_data(o: RunOptions) -> Beir | None:
+    if o.pairs or o.corpus:
+        if not (o.corpus and o.queries and o.qrels):
+            return None
+        corpus = load_corpus(o.corpus, skip_bad=o.skip_bad)
+        queries = read_queries(o.queries, skip_bad=o.skip_bad)
+        qrels = read_qrels(o.qrels, corpus.keys(), queries.keys(), skip_bad=o.skip_bad)
+        return limit_queries(Beir(corpus, {q: queries[q] for q in qrels}, qrels), o.limit_queries)
+    return limit_queries(load_beir(o.data, o.eval_split, skip_bad=o.skip_bad), o.limit_queries)
+
+
+def _train(o: RunOptions, out: Path, corpus) -> Path:
+    from training.config import recipe_config
+    from training.loop import train
+    from training.model_dir import default_base_model
+    from training.pairs import load_training_data
+
+    model_dir = out / "train" / "model"
+    cfg = recipe_config(str(o.base or default_base_model()), str(out / "train"), o.full, data=str(o.pairs or o.data),
+                        **train_settings(o))
+    if model_dir.exists():
+        say(f"train: {model_dir} exists, reusing it")
+        return model_dir
+    say("train")
+    pairs, pool = load_training_data(o.pairs or o.data, o.train_split, o.skip_bad)
+    resume = (out / "train" / "train_config.json").exists()
+    return train(cfg, pairs, pool or corpus, resume=resume)
+
+
+def _merge(o: RunOptions, base: str, tuned: Path, merged: Path, extra: dict) -> Path:
+    from training.merge import MERGE_FILE, merge
+
+    if merged.exists():
+        say(f"merge: {merged} exists, reusing it")
+    else:
+        say(f"merge with the base model (α {o.merge}; auto: chosen on the guards' selection half)")
+        merge(base, tuned, merged, o.merge, o.guards, say=lambda line: print(line, file=sys.stderr))
+    record = json.loads((merged / MERGE_FILE).read_text())
+    extra["merge"] = {"alpha": record["alpha"], "method": record["choice"]["method"]}
+    return merged
+
+
+def _export(o: RunOptions, model_dir: Path, export_dir: Path):
+    from exporter.manifest import Manifest
+    from exporter.onnx_export import export
+
+    if export_dir.exists():
+        say(f"export: {export_dir} exists, reusing it")
+    else:
+        say("export to ONNX, with parity checks")
+        export(model_dir, export_dir, quantize=o.quantize, quality_data=o.data if o.quantize else None,
+               quality_split=o.eval_split)
+    return Manifest.load(export_dir)
+
+
+@locks("siamese run", lambda a: a["o"].out)
+def run(o: RunOptions) -> dict:
+    from training.config import recipe_config
+    from training.model_dir import default_base_model
+
+    run_started = time.time()
+    out = Path(o.out)
+    stages = Stages()
+    base = str(o.base or default_base_model())
+    check_options(o, base)
+    recipe_config(base, str(out / "train"), o.full, **train_settings(o))  # judged before any work
+    beir = _eval_data(o)
+    corpus = list(beir.corpus.values()) if beir else list(load_corpus(o.corpus, skip_bad=o.skip_bad).values())
+    out.mkdir(parents=True, exist_ok=True)
+    model_dir, manifest, colbert_dir = _model(o, out, base, corpus, stages)
+    chunker, stages.extra["chunking"] = chunking_choice(o, corpus, out / "export")
+    say(f"chunking {stages.extra['chunking']}")
+    dim = o.dim or manifest.dimension
+    index, backend = serve(o, out, model_dir, colbert_dir, corpus, chunker, dim, stages)
+    rows = _evaluate(o, base, model_dir, out / "export", beir, index, backend, chunker, stages) if beir else []
+    deploy = deploy_commands(out / "app", o.corpus or o.data, out)
+    stages.timings["total"] = time.time() - run_started
+    return _write_results(o, out, base, model_dir, rows, deploy, stages)
+
+
+def _model(o: RunOptions, out: Path, base: str, corpus, stages: Stages):
+    """Train (and merge), then export (and --colbert's model): the model directory, the export's manifest and the
+    late-interaction export (or None)."""
+    from training.model_dir import TOWERS_FILE
+
+    model_dir = stages.timed("train", _train, o, out, corpus)
+    if (model_dir / TOWERS_FILE).exists():  # two towers: the report says which trained and which stayed the base
+        stages.extra["towers"] = json.loads((model_dir / TOWERS_FILE).read_text())
+    if o.merge is not None:
+        model_dir = stages.timed("merge", _merge, o, base, model_dir, out / "merged", stages.extra)
+    manifest = stages.timed("export + parity", _export, o, model_dir, out / "export")
+    stages.extra["parity"] = manifest.parity
+    colbert_dir = None
+    if o.colbert:
+        from training.model_dir import check_model_dir
+
+        colbert_dir = out / "export-colbert"
+        stages.timed("export late interaction", _export, o, check_model_dir(o.colbert), colbert_dir)
+    return model_dir, manifest, colbert_dir
+
+
+def _evaluate(o: RunOptions, base: str, model_dir: Path, export_dir: Path, beir: Beir, index, backend, chunker,
+              stages: Stages) -> list[dict]:
+    """The served profiles through the backend, then exact search for every model, on all/seen/unseen queries
+    and the guard sets."""
+    from common.metrics import read_positives, seen_queries
+    from training.evaluate import guard_sets
+
+    from vespa_app import profiles
+    from vespa_app.run.rows import model_rows
+
+    guards = guard_sets(o.guards)
+    seen = seen_queries(beir.qrels, beir.corpus, read_positives(model_dir))
+    say(f"evaluate on {len(beir.queries)} queries ({len(seen)} seen in training, "
+         f"{len(beir.queries) - len(seen)} unseen) and the guard sets {', '.join(guards) or '(none)'}")
+    served_profiles = profiles.CORE + (LATE_PROFILES if o.colbert else ())
+    served = stages.timed("evaluate served", evaluate_backend, backend, beir, served_profiles,
+                          label="vespa" if o.vespa else "served", seen=seen)
+    models = stages.timed("evaluate models and guards", model_rows, o, base, model_dir, export_dir, beir,
+                          guards, index, seen, chunker)
+    stages.extra["evaluation"] = {"queries": len(beir.queries), "seen": len(seen),
+                                  "unseen": len(beir.queries) - len(seen),
+                                  "guards": {g: len(b.queries) for g, b in guards.items()}}
+    return [*served, *models]
+
+
+def _write_results(o: RunOptions, out: Path, base: str, model_dir: Path, rows: list[dict], deploy: str,
+                   stages: Stages) -> dict:
+    """report.md, plot.png, results.json, and the model card with the run's figures."""
+    from training.config import TrainConfig
+
+    from vespa_app.run.report import plot, write_report
+    from vespa_app.run.rows import TUNED, base_row_name
+
+    train_metrics = json.loads((model_dir / "train_metrics.json").read_text())
+    if rows:
+        plot(rows, train_metrics["log"], out / "plot.png")
+    references = [r["name"] for r in rows if r["name"].startswith("reference (") and "RRF" not in r["name"]]
+    report_path = write_report(out, rows, stages.timings, TrainConfig.load(model_dir / "train_config.json"),
+                               stages.extra | {"backend": "vespa" if o.vespa else "embedded"}, deploy,
+                               compare=(base_row_name(base), TUNED) if rows else None, references=references)
+    if rows:
+        from training.model_card import write_card, write_evaluation
+
+        write_evaluation(model_dir, rows, f"From `siamese run` ({stages.extra.get('evaluation', {})}); "
+                                          f"served as {stages.extra['chunking']}.")
+        write_card(model_dir)
+    (out / "results.json").write_text(json.dumps({"rows": rows, "timings": stages.timings, "extra": stages.extra},
+                                                 indent=2))
+    return {"rows": rows, "timings": stages.timings, "report": str(report_path), "deploy": deploy,
+            "extra": stages.extra}
+
+
+def deploy_commands(app_dir: Path, corpus, out: Path) -> str:
+    """What to run to serve this package, runnable as printed: quoted paths, the package named to the feed (so a
+    chunked package's chunks are sent and a re-deploy with another schema re-feeds), the ledger kept in OUT."""
+    from shlex import quote
+
+    app, corpus, out = (quote(str(Path(p).resolve())) for p in (app_dir, corpus, out))
+    return "\n".join([
+        "# local Vespa with Docker (pyvespa starts the container):",
+        f"siamese deploy {app} --target docker",
+        f"siamese feed http://localhost:8080 {corpus} --package {app} --ledger {out}/feed-ledger.jsonl "
+        f"--failed {out}/feed-failed.jsonl",
+        'siamese query http://localhost:8080 "your question" --profile hybrid',
+        "# or with the Vespa CLI:",
+        f"vespa deploy --wait 300 {app}",
+    ])

@@ -1,0 +1,156 @@
+"""`siamese run`'s serving stages: the embedded index, hybrid-linear's BM25 weight chosen on it, the
+application package checked by Vespa's code, and with --vespa the deploy and feed."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from common.data import load_beir
+from common.errors import ConfigError
+
+from vespa_app.package.record import embedding_shape
+from vespa_app.run.options import RunOptions
+from vespa_app.run.stages import Stages, say
+from vespa_app.serving import BM25_WEIGHT
+
+
+def _package(export_dir: Path, app_dir: Path, corpus, extra: dict, chunker, dim: int, colbert_dir=None,
+             fusion: tuple[float, dict | None] = (BM25_WEIGHT, None)) -> None:
+    from exporter.parity import parity_texts
+
+    from vespa_app.check.structure import check_package, java_missing
+    from vespa_app.package.build import write_package
+    from vespa_app.package.options import AppOptions
+
+    missing = java_missing()
+    texts = None if missing else parity_texts(25, 25)
+    reports = []
+
+    def check(package):
+        reports.append(check_package(package, texts, docs=corpus))
+
+    checker = "Python's structural checks" if missing else "Vespa's own config model and HuggingFaceEmbedder"
+    if app_dir.exists():
+        _check_package_shape(app_dir, chunker, dim, fusion[0])
+        say(f"package: {app_dir} exists, reusing it; checking it with {checker}")
+        check(app_dir)
+    else:
+        say(f"Vespa application package, checked with {checker}")
+        write_package(export_dir, app_dir, AppOptions(chunk_tokens=chunker.max_tokens if chunker else None,
+                                                      chunk_overlap=chunker.overlap if chunker else 0, dim=dim,
+                                                      bm25_weight=fusion[0], bm25_weight_choice=fusion[1]),
+                      check=check, colbert_dir=colbert_dir)
+    report = reports[0]
+    extra["vespa_check"] = f"skipped: {missing}" if missing else report.vespa
+    if report.container:
+        extra["vespa_container"] = report.container.lines()
+    extra["vespa_embedder"] = report.embedding and {k: report.embedding[k] for k in
+                                                    ("texts", "document_min_cosine", "query_min_cosine")}
+    print(report.summary(), file=sys.stderr)
+
+
+def _check_package_shape(app_dir: Path, chunker, dim: int, bm25_weight: float | None = None) -> None:
+    """An existing package is reused only if it embeds as this run asks (and, once chosen, fuses so)."""
+    from vespa_app.package.record import AppPackage
+
+    package = AppPackage.open(app_dir)
+    has, wants = package.shape(), embedding_shape(chunker and chunker.spec(), dim)
+    if bm25_weight is not None:
+        has["bm25 weight"], wants["bm25 weight"] = package.bm25_weight, bm25_weight
+    if has != wants:
+        raise ConfigError(f"{app_dir} was built with {has}, this run asks for {wants}: delete it, or run with "
+                          "the same chunk, --dim and --bm25-weight options")
+
+
+def _index(export_dir: Path, index_dir: Path, corpus, chunker, dim: int, colbert_dir=None, model_dir=None):
+    from exporter.manifest import Manifest
+
+    from vespa_app.embedded import BadIndexError, EmbeddedIndex
+
+    if index_dir.exists():
+        say(f"index: {index_dir} exists, reopening it")
+        index = EmbeddedIndex.open(index_dir)
+        index.check_corpus(corpus)
+        has, wants = index.shape(), embedding_shape(chunker and chunker.spec(), dim)
+        if has != wants:
+            raise BadIndexError(f"{index_dir} was built with {has}, this run asks for {wants}: "
+                                "delete it, or run with the same chunk and --dim options")
+        return index
+    from vespa_app.run.rows import frozen_documents
+
+    frozen = frozen_documents(model_dir, Manifest.load(export_dir), dim) if model_dir else None
+    say(f"embedded index: {len(corpus)} documents"
+         + (f" as chunks of {chunker.max_tokens} tokens" if chunker else "") + f", {dim} dimensions; vectors "
+         + ("of the frozen document tower (the base model's, computed once)" if frozen else "by the exported model"))
+    return EmbeddedIndex.build(index_dir, export_dir, corpus, chunker=chunker, dim=dim, colbert_dir=colbert_dir,
+                               documents=frozen)
+
+
+def _bm25_weight(o: RunOptions, index, app_dir: Path) -> tuple[float, dict]:
+    """hybrid-linear's BM25 weight: as given, or chosen on the embedded index by the training queries whose
+    judged documents are in the corpus (``fusion_weight``); with --vespa, the existing package's; without
+    judged training queries (or an index), the default."""
+    from vespa_app.package.record import AppPackage
+    from vespa_app.run.fusion_weight import choose_bm25_weight
+
+    if o.bm25_weight != "auto":
+        return float(o.bm25_weight), {"method": "given (--bm25-weight)"}
+    if index is None and app_dir.exists():  # e.g. `siamese run`, then `siamese run --vespa` on the same --out
+        return AppPackage.open(app_dir).bm25_weight, {"method": f"kept from the package {app_dir}"}
+    train = _training_judgements(o, {d.id for d in index.docs}) if index is not None else None
+    if not train:
+        why = "no embedded index to choose on (--vespa)" if index is None else \
+            "no training queries with judged documents in the corpus"
+        return BM25_WEIGHT, {"method": f"default: {why}; give --bm25-weight to set it"}
+    say(f"hybrid-linear: choosing the BM25 weight on {len(train[1])} training queries")
+    weight, record = choose_bm25_weight(index, *train)
+    index.set_bm25_weight(weight)
+    return weight, record
+
+
+def _training_judgements(o: RunOptions, doc_ids: set) -> tuple[dict, dict] | None:
+    """The training split's queries and their relevant documents among ``doc_ids`` (a BEIR --data folder)."""
+    from vespa_app.run.fusion_weight import judged
+
+    if not o.data or not (Path(o.data) / "qrels" / f"{o.train_split}.tsv").exists():
+        return None
+    train = load_beir(o.data, o.train_split, skip_bad=o.skip_bad)
+    qrels = judged(train.qrels, doc_ids)
+    return (train.queries, qrels) if qrels else None
+
+
+def _feed_vespa(o: RunOptions, app_dir: Path, corpus, out: Path, extra: dict):
+    from vespa_app.package.record import AppPackage
+    from vespa_app.client.deploy import deploy
+    from vespa_app.client.http import VespaError
+    from vespa_app.client.query import VespaBackend
+
+    url = deploy(app_dir, o.vespa, running_ok=True)
+    package = AppPackage.open(app_dir)
+    backend = VespaBackend(url, chunked=package.chunked)
+    result = backend.feed(corpus, ledger=out / "feed-ledger.jsonl", failed_file=out / "feed-failed.jsonl",
+                          schema=package.feed_key, chunker=package.chunker())
+    extra["feed"] = result.summary()
+    if result.failed:
+        raise VespaError(f"{len(result.failed)} documents failed to feed; see {out / 'feed-failed.jsonl'}")
+    return backend
+
+
+def serve(o: RunOptions, out: Path, model_dir: Path, colbert_dir: Path | None, corpus, chunker, dim: int,
+          stages: Stages):
+    """The index (embedded backend), hybrid-linear's weight chosen on it, the package checked by Vespa's code,
+    and with --vespa the deploy and feed: (the index or None, the backend to evaluate)."""
+    export_dir, app_dir = out / "export", out / "app"
+    index = backend = None
+    if app_dir.exists():  # judged before the index is built: minutes on a real corpus
+        _check_package_shape(app_dir, chunker, dim)
+    if not o.vespa:  # before the package: hybrid-linear's weight is chosen on the index
+        index = backend = stages.timed("index", _index, export_dir, out / "index", corpus, chunker, dim,
+                                       colbert_dir, model_dir)
+    fusion = stages.timed("choose hybrid weight", _bm25_weight, o, index, app_dir)
+    stages.extra["hybrid-linear bm25 weight"] = {"weight": fusion[0], **fusion[1]}
+    stages.timed("package + Vespa check", _package, export_dir, app_dir, corpus, stages.extra, chunker, dim,
+                 colbert_dir, fusion)
+    if o.vespa:
+        backend = stages.timed("deploy + feed", _feed_vespa, o, app_dir, corpus, out, stages.extra)
+    return index, backend
