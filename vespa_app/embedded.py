@@ -3,18 +3,8 @@ libraries.
 
 HNSW from faiss (cosine, the same M / ef-construction knobs as the Vespa schema), BM25 from bm25s,
 packed sign bits with exact hamming search for the ``binary`` profile, and the exported ONNX model
-embedding documents and queries as Vespa's embedder does. Persisted to a directory; reopening it needs
-no re-embedding::
-
-    meta.json        export dir and its manifest's hash, dimension, HNSW settings, document count and the
-                     corpus fingerprint (opening checks every file against them)
-    docs.jsonl       id, title, text
-    embeddings.npy   float32 document vectors (exact search and re-indexing need no model)
-    hnsw.faiss       the HNSW graph
-    bm25/            the BM25 index
-    chunks.jsonl     chunked indexes only: each chunk's document and text, in embeddings.npy's order
-    colbert/         with a late-interaction export: every document's token vectors (tokens.npy, float16),
-                     their packed sign bits (bits.npy) and where each document's rows start (bounds.npy)
+embedding documents and queries as Vespa's embedder does. Persisted to a directory (``index_files.py``);
+reopening it needs no re-embedding.
 
 With a late-interaction export (``build(..., colbert_dir=)``), the MaxSim profiles re-rank over the stored
 token vectors: the packed bits unpacked to 0/1 (``cells="int8"``, as the package's int8 field) or the vectors

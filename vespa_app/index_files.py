@@ -1,5 +1,16 @@
-"""The embedded index on disk (the layout is in ``embedded.py``): what ``EmbeddedIndex.build`` writes, and what
-``EmbeddedIndex.open`` reads back, every file checked against meta.json."""
+"""The embedded index on disk: what ``EmbeddedIndex.build`` writes, and what ``EmbeddedIndex.open`` reads back,
+every file checked against meta.json::
+
+    meta.json        export dir and its manifest's hash, dimension, HNSW settings, document count and the
+                     corpus fingerprint (opening checks every file against them)
+    docs.jsonl       id, title, text
+    embeddings.npy   float32 document vectors (exact search and re-indexing need no model)
+    hnsw.faiss       the HNSW graph
+    bm25/            the BM25 index
+    chunks.jsonl     chunked indexes only: each chunk's document and text, in embeddings.npy's order
+    colbert/         with a late-interaction export: every document's token vectors (tokens.npy, float16),
+                     their packed sign bits (bits.npy) and where each document's rows start (bounds.npy)
+"""
 from __future__ import annotations
 
 import json
