@@ -24,6 +24,7 @@ from common.batching import length_sorted_batches  # noqa: E402
 from common.errors import ConfigError  # noqa: E402
 
 from .model_dir import EncoderConfig, ModelDirError, check_model_dir, default_base_model  # noqa: E402,F401
+from .onnx_encode import onnx_encode  # noqa: E402
 from .pooling import AttentionPooling, pool  # noqa: E402
 
 
@@ -104,6 +105,10 @@ class Encoder(nn.Module):
         was_training = self.training
         self.eval()
         texts = self.with_prefix(list(texts), kind)
+        fast = onnx_encode(self, texts, batch_size, progress)  # many texts: ONNX Runtime, checked against us
+        if fast is not None:
+            self.train(was_training)
+            return fast
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         label = progress and f"encode {'queries' if kind == 'query' else kind + 's'}"
         for idx in length_sorted_batches([len(t) for t in texts], batch_size, label):
