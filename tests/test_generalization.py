@@ -70,7 +70,8 @@ def test_grad_cache_gives_the_same_gradients_with_every_loss(tmp_path, loss, anc
 
     from conftest import build_tiny_model, toy_pairs
     from training.encoder import Encoder
-    from training.loop import anchor_targets, train_step
+    from training.loop import train_step
+    from training.steps import anchor_targets
     from training.losses import make_loss
 
     model_dir = build_tiny_model(tmp_path / "nodrop", dropout=0.0)

@@ -53,7 +53,7 @@ def _nearest_chunks(queries: list[str], candidates: list[list[str]], cfg) -> lis
     from common.vectors import cached_vectors, normalize
 
     from .encoder import Encoder
-    from .evaluate import model_cache_key
+    from .model_dir import model_cache_key
 
     encoder = Encoder.load(cfg.base, **cfg.encoding).eval()
     key = model_cache_key(cfg.base, encoder.config)

@@ -120,7 +120,7 @@ def distill(cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progre
     "passage") pairs; ``pairs``: labelled pairs for ``cfg.contrastive``."""
     from common.vectors import cached_vectors
 
-    from .evaluate import model_cache_key
+    from .model_dir import model_cache_key
     from .infonce import info_nce
 
     from .model_dir import check_model_dir

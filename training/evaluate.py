@@ -17,7 +17,7 @@ from common.vectors import chunked_dense_run, cosine, dense_run, prefix_embed, r
 
 from .encoder import Encoder
 from .models import load_model
-from .model_dir import check_model_dir, default_base_model, model_name
+from .model_dir import check_model_dir, model_cache_key, model_name
 
 FORGETTING_BOUND = 0.005  # a guard falling more than half a point below the base model is named
 
@@ -95,21 +95,6 @@ def guard_sets(names_or_dirs, half: str = "report") -> dict[str, Beir]:
                               "needs judged queries in both halves (a fixed half each): give it more queries")
         guards[name] = Beir(beir.corpus, {q: beir.queries[q] for q in keep}, {q: beir.qrels[q] for q in keep})
     return guards
-
-
-def model_cache_key(model_dir, config) -> str:
-    """Names a model's weights and embedding settings, for ``common.vectors.cached_vectors`` (which keeps
-    passages' vectors: a two-tower model is named by its document tower, this folder, alone)."""
-    import hashlib
-
-    digest = hashlib.sha256(repr(sorted(vars(config).items())).encode())
-    model_dir = check_model_dir(model_dir)  # a hub id or run folder names the files below
-    for name in ("model.safetensors", "pytorch_model.bin", "config.json", "1_AttentionPooling/pooling.pt",
-                 "2_Dense/model.safetensors"):
-        path = Path(model_dir) / name
-        if path.exists():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def system_row(name: str, runs: dict[str, Run], beir: Beir | None, guards: dict[str, Beir], seen) -> dict:

@@ -11,7 +11,6 @@ import random
 import shutil
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from .model_dir import EncoderConfig, check_model_dir, hub_revision
 from .losses import Batch, Loss, make_loss
 from .negatives import known_positives, mine_hard_negatives
 from .pairs import Pair
+from .steps import anchor_targets, training_window, warmup_linear
 
 
 class _RngState:
@@ -101,24 +101,6 @@ def train_step(encoder: Encoder, pairs: list[Pair], loss_fn: Loss, grad_cache_ch
     return loss.item()
 
 
-@contextmanager
-def _window(encoder: Encoder, tokens: int):
-    """Texts cut to ``tokens`` while training; the model keeps (and saves) the window it is served at."""
-    served, encoder.config.max_length = encoder.config.max_length, tokens
-    try:
-        yield
-    finally:
-        encoder.config.max_length = served
-
-
-def _schedule(total: int, warmup: int):
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
-    return factor
-
-
 def _checkpoints(out: Path) -> list[Path]:
     return sorted((out / "checkpoints").glob("step-*"))
 
@@ -133,27 +115,11 @@ def _save_checkpoint(out, step, encoder, optimizer, scheduler, log, keep):
         shutil.rmtree(old, ignore_errors=True)
 
 
-def anchor_targets(cfg: TrainConfig, teacher: Encoder | None = None) -> tuple[list[str], torch.Tensor]:
-    """The general-domain texts to anchor on and the frozen base model's vectors of them (computed once and
-    cached on disk: the base does not change). ``teacher``: the base, where the caller has it loaded."""
-    from common.bundled import STSB_TRAIN
-    from common.data import read_general_texts
-    from common.vectors import cached_vectors
-
-    from .evaluate import model_cache_key
-
-    texts = read_general_texts(cfg.anchor_data or STSB_TRAIN)
-    teacher = (teacher or Encoder.load(cfg.base, **cfg.encoding)).eval()
-    vectors = cached_vectors(f"anchor {model_cache_key(cfg.base, teacher.config)}", texts,
-                             lambda: teacher.encode(texts, "query", batch_size=128))
-    return texts, torch.from_numpy(vectors)
-
-
 def _follow_the_base(cfg: TrainConfig, pairs: list[Pair]) -> None:
     """τ from the base model's similarity scale (``training/temperature.py``), its vectors cached on disk."""
     from common.vectors import cached_vectors
 
-    from .evaluate import model_cache_key
+    from .model_dir import model_cache_key
     from .temperature import FIXED, base_temperature
 
     if cfg.late_interaction:
@@ -289,7 +255,7 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
         raise ConfigError(f"matryoshka sizes {cfg.matryoshka} go above the model's {encoder.dim} dimensions")
     encoder.to("cuda" if torch.cuda.is_available() else "cpu").train()
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total, int(cfg.warmup_ratio * total)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(total, int(cfg.warmup_ratio * total)))
     log = {"step": [], "loss": [], "lr": [], "eval": []}
     start = 0
     if checkpoints:
@@ -312,7 +278,7 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
     bar = tqdm(range(start, total), initial=start, total=total, desc="train", unit="step", disable=not progress)
     for step in bar:
         batch = [pairs[i] for i in plan[step]]
-        with _window(encoder, window):
+        with training_window(encoder, window):
             loss = train_step(encoder, batch, loss_fn, cfg.grad_cache_chunk, step)
         torch.nn.utils.clip_grad_norm_(encoder.parameters(), cfg.max_grad_norm)
         optimizer.step()

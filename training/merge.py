@@ -21,7 +21,8 @@ from common.vectors import dense_run
 
 from .encoder import Encoder
 from .models import load_model
-from .evaluate import embed_fn, guard_sets, model_cache_key
+from .evaluate import embed_fn, guard_sets
+from .model_dir import model_cache_key
 from .model_card import write_card
 from .model_dir import EncoderConfig, ModelDirError, check_model_dir, model_kind
 

@@ -6,6 +6,7 @@ model (``SentenceTransformer`` loads it, prompts included), plus ``siamese.json`
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, fields
@@ -188,3 +189,16 @@ def _config_from_sentence_transformers(path: Path) -> dict:
     if length:
         found["max_length"] = int(length)
     return found
+
+
+def model_cache_key(model_dir, config) -> str:
+    """Names a model's weights and embedding settings, for ``common.vectors.cached_vectors`` (which keeps
+    passages' vectors: a two-tower model is named by its document tower, this folder, alone)."""
+    digest = hashlib.sha256(repr(sorted(vars(config).items())).encode())
+    model_dir = check_model_dir(model_dir)  # a hub id or run folder names the files below
+    for name in ("model.safetensors", "pytorch_model.bin", "config.json", "1_AttentionPooling/pooling.pt",
+                 "2_Dense/model.safetensors"):
+        path = Path(model_dir) / name
+        if path.exists():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()

@@ -112,7 +112,7 @@ def _bank(base: Encoder, base_dir, pairs, corpus, seed: int) -> tuple[list[str],
     from common.data import Doc
     from common.vectors import cached_vectors
 
-    from .evaluate import model_cache_key
+    from .model_dir import model_cache_key
 
     texts = [d.passage if isinstance(d, Doc) else d for d in (corpus or [])]
     ordered = list(dict.fromkeys(t for p in pairs for t in (p.positive, *p.negatives)))
@@ -179,7 +179,7 @@ def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = Tru
     from tqdm.auto import tqdm
 
     from .infonce import info_nce
-    from .loop import _schedule, _window, anchor_targets
+    from .steps import anchor_targets, training_window, warmup_linear
     from .losses import Anchored, Batch
 
     base = Encoder.load(cfg.base, **cfg.encoding).eval()
@@ -193,7 +193,7 @@ def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = Tru
     trained = [t for t in (towers.query, towers.document) if any(p.requires_grad for p in t.parameters())]
     params = [p for t in trained for p in t.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(len(plan), int(cfg.warmup_ratio * len(plan))))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(len(plan), int(cfg.warmup_ratio * len(plan))))
     window = min(cfg.train_length, cfg.max_length)
     log = {"step": [], "loss": [], "lr": [], "eval": []}
     started = time.time()
@@ -204,7 +204,7 @@ def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = Tru
     for step in tqdm(range(len(plan)), desc=f"train ({cfg.tower} tower)", unit="step", disable=not progress):
         batch = [pairs[i] for i in plan[step]]
         texts, ids = loss_fn.general_texts(step) if cfg.anchor != "none" else ([], None)
-        with _window(towers.query, window), _window(towers.document, window):
+        with training_window(towers.query, window), training_window(towers.document, window):
             q = towers.query.embed_batch([p.query for p in batch], "query")
             p = None if frozen else towers.document.embed_batch(
                 [x.positive for x in batch] + [n for x in batch for n in x.negatives], "passage")

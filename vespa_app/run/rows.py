@@ -19,7 +19,7 @@ def frozen_documents(model_dir: Path, manifest, dim: int):
     trained, a prefix of the vector is served (``dim``) or the export is quantized: there the exported graph embeds
     the documents. The export's parity check holds the served document graph to these vectors (max |Δ| ~3e-7),
     so one embedding of each corpus serves training, the index and every row."""
-    from training.evaluate import model_cache_key
+    from training.model_dir import model_cache_key
     from training.model_dir import TOWERS_FILE, EncoderConfig
 
     towers = model_dir / TOWERS_FILE
@@ -43,7 +43,8 @@ def _encoder_runs(model: str, encoder, datasets: dict, chunker) -> dict:
     runs embed documents as the run serves them, in chunks of the same size."""
     from common.chunking import Chunker
     from common.vectors import chunked_dense_run, dense_run
-    from training.evaluate import embed_fn, model_cache_key
+    from training.evaluate import embed_fn
+    from training.model_dir import model_cache_key
     from training.model_dir import check_model_dir
 
     embed, key = embed_fn(encoder, True), model_cache_key(model, encoder.config)
