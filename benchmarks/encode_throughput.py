@@ -44,16 +44,8 @@ def fuse(export_dir: Path, encoder) -> dict:
     """Fused attention / layer norm / GELU graphs (fp32 and int8) beside the export."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.transformers.fusion_options import FusionOptions
-    from onnxruntime.transformers.optimizer import optimize_model
 
-    options = FusionOptions("bert")
-    options.enable_gelu_approximation = False  # exact GELU: no drift from the trained model
-    config = encoder.transformer.config
-    optimized = optimize_model(str(export_dir / "model-fp32.onnx"), model_type="bert",
-                               num_heads=config.num_attention_heads, hidden_size=config.hidden_size,
-                               optimization_options=options, opt_level=1)
-    optimized.save_model_to_file(str(export_dir / "fused-fp32.onnx"))
+    onnx_encode.fuse(export_dir / "model-fp32.onnx", export_dir / "fused-fp32.onnx", encoder.transformer.config)
     quantize_dynamic(str(export_dir / "fused-fp32.onnx"), str(export_dir / "fused-int8.onnx"), per_channel=True,
                      weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})

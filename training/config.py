@@ -16,6 +16,8 @@ from common.cli import non_negative_float, non_negative_int, positive_float, pos
 from common.errors import ConfigError, MissingInputError
 from common.poolings import POOLINGS
 
+from .model_dir import upgrade
+
 
 SIZES = re.compile(r"(\s*[1-9]\d*\s*,)*\s*([1-9]\d*)?\s*")  # "384, 256,128": nested embedding sizes
 TOWERS = ("shared", "query", "adapter", "separate")  # --tower (training/towers.py)
@@ -168,9 +170,7 @@ class TrainConfig:
         path = Path(path)
         if not path.exists():
             raise MissingInputError(f"{path}: no training configuration here. Start a run with `siamese train`.")
-        saved = json.loads(path.read_text())
-        if "passage_prefix" in saved:  # written before the document side had one name
-            saved.setdefault("document_prefix", saved.pop("passage_prefix"))
+        saved = upgrade(json.loads(path.read_text()))
         return cls(**{f.name: saved[f.name] for f in fields(cls) if f.name in saved})
 
 

@@ -125,13 +125,12 @@ def _follow_the_base(cfg: TrainConfig, pairs: list[Pair]) -> None:
     if cfg.late_interaction:
         cfg.temperature = FIXED
         return
-    window = min(cfg.train_length, cfg.max_length)
-    config = EncoderConfig.load(check_model_dir(cfg.base), **(cfg.encoding | {"max_length": window}))
-    key = f"margin {model_cache_key(cfg.base, config)}"
+    encoding = cfg.encoding | {"max_length": min(cfg.train_length, cfg.max_length)}  # the training window
+    key = f"margin {model_cache_key(cfg.base, EncoderConfig.load(check_model_dir(cfg.base), **encoding))}"
 
     @functools.cache
     def base() -> Encoder:  # loaded only where the cache misses
-        return Encoder.load(cfg.base, **(cfg.encoding | {"max_length": window})).eval()
+        return Encoder.load(cfg.base, **encoding).eval()
 
     def embed(texts: list[str], kind: str):
         return cached_vectors(f"{kind} {key}", texts, lambda: base().encode(texts, kind))

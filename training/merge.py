@@ -22,9 +22,8 @@ from common.vectors import dense_run
 from .encoder import Encoder
 from .models import load_model
 from .evaluate import embed_fn, guard_sets
-from .model_dir import model_cache_key
 from .model_card import write_card
-from .model_dir import EncoderConfig, ModelDirError, check_model_dir, model_kind
+from .model_dir import EncoderConfig, ModelDirError, check_model_dir, model_cache_key, model_kind
 
 MERGE_FILE = "merge.json"
 BOUND = 0.005  # the largest drop on a guard that auto α accepts: half a point of nDCG@10

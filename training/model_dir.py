@@ -34,6 +34,17 @@ class ModelDirError(UserError, ValueError):
     """A path that is not a usable encoder directory, with what to do."""
 
 
+RENAMED = {"passage_prefix": "document_prefix"}  # fields written before the document side had one name
+
+
+def upgrade(saved: dict) -> dict:
+    """A saved ``siamese.json`` or ``train_config.json`` with ``RENAMED`` fields under their names of today."""
+    for old, new in RENAMED.items():
+        if old in saved:
+            saved.setdefault(new, saved.pop(old))
+    return saved
+
+
 def resolve_models(names: list[str] | None) -> list[str]:
     """Model names as the commands take them: 'base' (and no name at all) is the default base."""
     return [str(default_base_model()) if n == "base" else n for n in (names or ["base"])]
@@ -146,10 +157,7 @@ class EncoderConfig:
         model_dir = Path(model_dir)
         saved = _config_from_sentence_transformers(model_dir)
         if (model_dir / cls.FILE).exists():
-            ours = json.loads((model_dir / cls.FILE).read_text())
-            if "passage_prefix" in ours:  # written before the document side had one name
-                ours.setdefault("document_prefix", ours.pop("passage_prefix"))
-            saved.update(ours)
+            saved.update(upgrade(json.loads((model_dir / cls.FILE).read_text())))
         names = {f.name for f in fields(cls)}
         config = cls(**{k: v for k, v in saved.items() if k in names})
         for key, value in overrides.items():

@@ -69,25 +69,16 @@ def _session(encoder):
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in encoder.tokenizer.model_input_names]
     sample = encoder.tokenize(["a short text to trace the graph with", "and a second one"])
     try:
-        cfg = encoder.transformer.config
-        # tracing records operations: it cannot run in the inference mode ``encode`` runs in
+        # tracing records operations: it cannot run in the inference mode ``encode`` runs in. The wrapper is made in
+        # eval mode: the exporter puts the mode it found back on it, and so on the encoder inside it
         with tempfile.TemporaryDirectory(prefix="siamese-onnx-encode-") as tmp, warnings.catch_warnings(), \
                 torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")
             raw, fused = Path(tmp) / "model.onnx", Path(tmp) / "fused.onnx"
-            was_training = encoder.transformer.training
-            encoder.transformer.eval()
-            torch.onnx.export(_LastHiddenState(encoder.transformer, names), tuple(sample[n] for n in names), str(raw),
+            torch.onnx.export(_LastHiddenState(encoder.transformer, names).eval(), tuple(sample[n] for n in names), str(raw),
                               input_names=names, output_names=["last_hidden_state"], opset_version=17, dynamo=False,
                               dynamic_axes={n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]})
-            encoder.transformer.train(was_training)
-            from onnxruntime.transformers.fusion_options import FusionOptions
-            from onnxruntime.transformers.optimizer import optimize_model
-
-            fusions = FusionOptions("bert")
-            fusions.enable_gelu_approximation = False  # exact GELU, as the model computes it
-            optimize_model(str(raw), model_type="bert", num_heads=cfg.num_attention_heads, hidden_size=cfg.hidden_size,
-                           optimization_options=fusions, opt_level=1).save_model_to_file(str(fused))
+            fuse(raw, fused, encoder.transformer.config)
             options = ort.SessionOptions()
             options.log_severity_level = 3
             return ort.InferenceSession(str(fused), options, providers=["CPUExecutionProvider"])
@@ -95,6 +86,18 @@ def _session(encoder):
         print(f"onnx encode: not available for this model ({e.__class__.__name__}: {str(e)[:120]}); PyTorch",
               file=sys.stderr)
         return None
+
+
+def fuse(graph: Path, out: Path, config) -> None:
+    """ONNX Runtime's BERT fusions (attention, GELU, skip-LayerNorm) of ``graph`` into ``out``; ``config``: the
+    transformer's (heads and width). Exact GELU, as the model computes it."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    fusions = FusionOptions("bert")
+    fusions.enable_gelu_approximation = False
+    optimize_model(str(graph), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size,
+                   optimization_options=fusions, opt_level=1).save_model_to_file(str(out))
 
 
 class _LastHiddenState(torch.nn.Module):

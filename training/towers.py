@@ -193,7 +193,8 @@ def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = Tru
     trained = [t for t in (towers.query, towers.document) if any(p.requires_grad for p in t.parameters())]
     params = [p for t in trained for p in t.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(len(plan), int(cfg.warmup_ratio * len(plan))))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                                  warmup_linear(len(plan), int(cfg.warmup_ratio * len(plan))))
     window = min(cfg.train_length, cfg.max_length)
     log = {"step": [], "loss": [], "lr": [], "eval": []}
     started = time.time()
