@@ -75,7 +75,8 @@ def _session(encoder):
                 torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")
             raw, fused = Path(tmp) / "model.onnx", Path(tmp) / "fused.onnx"
-            torch.onnx.export(_LastHiddenState(encoder.transformer, names).eval(), tuple(sample[n] for n in names), str(raw),
+            graph = _LastHiddenState(encoder.transformer, names).eval()
+            torch.onnx.export(graph, tuple(sample[n] for n in names), str(raw),
                               input_names=names, output_names=["last_hidden_state"], opset_version=17, dynamo=False,
                               dynamic_axes={n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]})
             fuse(raw, fused, encoder.transformer.config)
