@@ -119,10 +119,15 @@ def run(parser: argparse.ArgumentParser, argv=None) -> int:
     ``--debug`` adds its traceback. Any other exception is a bug and keeps its traceback."""
     _add_debug_flag(parser)
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as given: a command may re-launch itself
     if not getattr(args, "func", None):  # a command group without its subcommand
         parser.print_help()
         return 2
     try:
+        if getattr(args, "device", None):  # the one device choice of every command that runs a model
+            from .device import use
+
+            use(args.device)
         return args.func(args)
     except KeyboardInterrupt:
         print("\ninterrupted (Ctrl-C): nothing half-written was left. Re-running picks up the finished stages; "

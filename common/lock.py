@@ -95,6 +95,8 @@ def locks(command: str, output):
 
         @functools.wraps(fn)
         def locked(*args, **kwargs):
+            if os.environ.get("RANK", "0") != "0":  # a torchrun job's other ranks: rank 0 writes and holds it
+                return fn(*args, **kwargs)
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             with output_lock(output(bound.arguments), command):

@@ -137,19 +137,33 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SIAMESE_CACHE", Path.home() / ".cache" / "siamese-vespa")) / "vectors"
 
 
-def cached_vectors(key: str, texts: list[str], compute) -> np.ndarray:
-    """Vectors of ``texts`` under the model named ``key``, computed once and kept on disk: the base model's
-    vectors of the guard corpora do not change from run to run."""
+def cache_file(key: str, texts: list[str]) -> Path:
+    """Where ``cached_vectors`` keeps the vectors of ``texts`` under ``key``."""
     import hashlib
 
     digest = hashlib.sha256(key.encode())
     for t in texts:
         digest.update(t.encode() + b"\0")
-    path = cache_dir() / f"{digest.hexdigest()[:32]}.npy"
+    return cache_dir() / f"{digest.hexdigest()[:32]}.npy"
+
+
+def cached(key: str, texts: list[str], path: Path | None = None) -> np.ndarray | None:
+    """The cached vectors of ``texts`` under ``key`` (kept in ``path``: ``cache_file``), or None."""
+    path = path or cache_file(key, texts)
     if path.exists():
         vectors = np.load(path)
         if vectors.shape[0] == len(texts):
             return vectors
+    return None
+
+
+def cached_vectors(key: str, texts: list[str], compute) -> np.ndarray:
+    """Vectors of ``texts`` under the model named ``key``, computed once and kept on disk: the base model's
+    vectors of the guard corpora do not change from run to run."""
+    path = cache_file(key, texts)
+    vectors = cached(key, texts, path)
+    if vectors is not None:
+        return vectors
     vectors = np.asarray(compute(), dtype=np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp-{os.getpid()}.npy")

@@ -25,6 +25,7 @@ from common.lock import locks
 from training.encoder import Encoder, check_model_dir
 from training.late_interaction import LateInteraction
 from training.models import load_model
+from training.onnx_encode import LastHiddenState
 from training.towers import QUERY_DIR as QUERY_TOWER, TwoTowers
 
 from .manifest import Manifest, sha256
@@ -71,6 +72,30 @@ def _export_with_optimum(model_dir: Path, target: Path, work: Path) -> None:
     if extra:
         raise ExportError(f"the ONNX export wrote external weight files {extra}; this tool expects one file")
     (work / "model.onnx").rename(target)
+
+
+def _export_transformer(encoder: Encoder, model_dir: Path, target: Path, work: Path) -> str:
+    """The plain transformer (output ``last_hidden_state``), with optimum; where optimum's exporter cannot be
+    imported (optimum-onnx 0.1 needs transformers < 4.58), with torch.onnx.export, which wrote the same graph (both
+    matched PyTorch to ~2e-7; the parity check holds either). Returns which exporter wrote it."""
+    try:
+        import optimum.exporters.onnx  # noqa: F401
+    except Exception as e:  # ImportError, or transformers 5 failing inside optimum's own imports
+        print(f"export: optimum's ONNX exporter cannot be imported here ({type(e).__name__}: {str(e)[:100]}); "
+              "torch.onnx.export writes the transformer instead", file=sys.stderr)
+        names = _input_names(encoder)
+        sample = encoder.tokenizer(["a sample text", "another one, a little longer"], padding=True,
+                                   return_tensors="pt")
+        axes = {n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(LastHiddenState(encoder.transformer, names).eval(), tuple(sample[n] for n in names),
+                              str(target), input_names=names, output_names=["last_hidden_state"], dynamic_axes=axes,
+                              opset_version=OPSET, dynamo=False)
+        return "torch.onnx"
+    _export_with_optimum(model_dir, target, work)
+    shutil.rmtree(work)
+    return "optimum"
 
 
 def _export_pooled_graph(encoder: Encoder, target: Path) -> None:
@@ -124,10 +149,15 @@ def _merge_record(model_dir: Path) -> dict | None:
 
 
 def _versions() -> dict:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {name: version(name) for name in ("torch", "transformers", "optimum", "optimum-onnx", "onnx",
-                                              "onnxruntime")}
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+    return {name: installed(name) for name in ("torch", "transformers", "optimum", "optimum-onnx", "onnx",
+                                                "onnxruntime")}
 
 
 def onnx_ndcg(export_dir, model_file: str, beir, progress: bool = False) -> float:
@@ -151,7 +181,7 @@ def export(model_dir, out_dir, quantize: str | None = None, force: bool = False,
     check_output(out_dir, "export", force, inputs=[model_dir])
     if quantize not in (None, "int8"):
         raise ExportError(f"unknown quantization {quantize!r}: the choice is int8")
-    encoder = load_model(model_dir).eval()
+    encoder = load_model(model_dir, device="cpu").eval()  # traced and proven on the CPU, as ONNX Runtime runs it
     if isinstance(encoder, LateInteraction):
         if quantize:
             raise ExportError("--quantize is for single-vector exports; a late-interaction export stays fp32")
@@ -179,12 +209,11 @@ def _write_single(encoder: Encoder, model_dir: Path, tmp: Path, quantize, progre
     c = encoder.config
     baked = not vespa_can_pool(c.pooling) or encoder.head is not None  # Vespa cannot apply a learned head
     say = (lambda m: print(m, file=sys.stderr)) if progress else (lambda m: None)
-    say(f"exporting {model_dir} → ONNX ({'torch.onnx, pooled graph' if baked else 'optimum'})")
+    say(f"exporting {model_dir} → ONNX ({'torch.onnx, pooled graph' if baked else 'the transformer'})")
     if baked:
         _export_pooled_graph(encoder, tmp / "model.onnx")
     else:
-        _export_with_optimum(model_dir, tmp / "model.onnx", tmp / "optimum")
-        shutil.rmtree(tmp / "optimum")
+        _export_transformer(encoder, model_dir, tmp / "model.onnx", tmp / "optimum")
     _write_tokenizer(encoder, tmp / "tokenizer.json")
     manifest = Manifest(dimension=encoder.dim, pooling="none" if baked else vespa_pooling(c.pooling), normalize=c.normalize,
                         max_tokens=c.max_length,

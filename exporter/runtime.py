@@ -14,6 +14,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from common.batching import length_sorted_batches
+from common.device import chosen_type
 from common.errors import ConfigError
 from common.late import TOKENIZER_MAX, LateConfig, input_ids, skip_ids
 from common.vectors import normalize
@@ -32,10 +33,14 @@ def pool(tokens: np.ndarray, mask: np.ndarray, strategy: str) -> np.ndarray:
 
 
 def session(model_path, threads: int = 0) -> ort.InferenceSession:
+    """The graph in ONNX Runtime: on CUDA where the command chose a CUDA device and this ONNX Runtime has its
+    provider (onnxruntime-gpu), else on the CPU."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
-    return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    gpu = chosen_type() == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers()
+    return ort.InferenceSession(str(model_path), options,
+                                providers=["CUDAExecutionProvider"] * gpu + ["CPUExecutionProvider"])
 
 
 class OnnxEmbedder:

@@ -50,16 +50,17 @@ def chunk_positives(pairs: list[Pair], corpus, cfg) -> list[Pair]:
 
 def _nearest_chunks(queries: list[str], candidates: list[list[str]], cfg) -> list[str]:
     """For each query, its nearest candidate (cosine) under the frozen base model; vectors cached on disk."""
-    from common.vectors import cached_vectors, normalize
+    from common.vectors import normalize
 
+    from .distributed import cached_vectors
     from .encoder import Encoder
     from .model_dir import model_cache_key
 
     encoder = Encoder.load(cfg.base, **cfg.encoding).eval()
     key = model_cache_key(cfg.base, encoder.config)
     texts = [c for cs in candidates for c in cs]
-    q = normalize(cached_vectors(f"query {key}", queries, lambda: encoder.encode(queries, "query")))
-    c = normalize(cached_vectors(f"passage {key}", texts, lambda: encoder.encode(texts, "passage")))
+    q = normalize(cached_vectors(f"query {key}", queries, lambda share: encoder.encode(share, "query")))
+    c = normalize(cached_vectors(f"passage {key}", texts, lambda share: encoder.encode(share, "passage")))
     out, start = [], 0
     for i, cs in enumerate(candidates):
         sims = c[start:start + len(cs)] @ q[i]

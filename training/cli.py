@@ -10,7 +10,9 @@ import sys
 
 from common import cli
 from common.bundled import SCIFACT
+from common.errors import ConfigError
 from common.cli import alpha_value, positive_int
+from common.device import add_device_arg
 
 from .config import add_config_args, config_overrides, recipe_config
 from .model_dir import resolve_models
@@ -32,6 +34,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-queries", type=positive_int, default=50)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed input lines and report them")
+    p.add_argument("--nproc", type=positive_int, default=1,
+                   help="train across N processes on this machine (torchrun: one GPU each, or gloo on CPUs); "
+                        "the batch is the global one, each process embeds its share (training/distributed.py)")
 
 
 def train_config_from_args(args):
@@ -54,10 +59,40 @@ def train_config_from_args(args):
                          data=str(args.data or SCIFACT), **config_overrides(args))
 
 
+def launch(nproc: int, argv: list[str]) -> int:
+    """``python -m training ARGV`` as ``nproc`` processes under torchrun (one machine; several machines: run
+    torchrun yourself, docs/scale.md); returns its exit code."""
+    import os
+    import subprocess
+
+    if os.environ.get("WORLD_SIZE"):
+        raise ConfigError("--nproc starts torchrun; this process is already one of a torchrun job: drop --nproc")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "training", *argv]
+    print(f"launching {nproc} processes: torchrun --standalone --nproc-per-node={nproc} -m training "
+          + " ".join(argv), file=sys.stderr)
+    return subprocess.run(command).returncode
+
+
+def without_flag(argv: list[str], flag: str) -> list[str]:
+    """``argv`` less ``flag VALUE`` / ``flag=VALUE``."""
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == flag:
+            skip = True
+        elif not item.startswith(flag + "="):
+            out.append(item)
+    return out
+
+
 def cmd_train(args) -> int:
     from .loop import train
     from .pairs import load_training_data
 
+    if args.nproc > 1:
+        return launch(args.nproc, without_flag(args.argv, "--nproc"))
     cfg = train_config_from_args(args)
     eval_fn = None
     if args.eval_data:
@@ -129,6 +164,7 @@ def add_commands(sub) -> None:
     p.add_argument("--document-prefix", "--passage-prefix", dest="document_prefix", default="")
     p.add_argument("--source", default="", help="where the graph comes from (recorded in the model card)")
     p.add_argument("--force", action="store_true", help="replace OUT when it holds a previous model")
+    add_device_arg(p)
     p.set_defaults(func=cmd_import_onnx)
     p = sub.add_parser("distill", help="a smaller student from the teacher's own layers, trained on its vectors")
     p.add_argument("teacher", help="any model directory ('base': all-MiniLM-L6-v2, a fine-tuned or merged one)")
@@ -154,9 +190,11 @@ def add_commands(sub) -> None:
     p.add_argument("--max-texts", type=int, default=0, help="a seeded sample of this many texts (0: all)")
     p.add_argument("--force", action="store_true", help="replace OUT when it holds a previous model")
     p.add_argument("--skip-bad", action="store_true")
+    add_device_arg(p)
     p.set_defaults(func=cmd_distill)
     p = sub.add_parser("train", help="fine-tune a bi-encoder (InfoNCE by default)")
     add_train_args(p)
+    add_device_arg(p)
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("merge", help="interpolate a fine-tuned model with its base against forgetting")
     p.add_argument("base", help="the base model directory ('base': all-MiniLM-L6-v2)")
@@ -168,6 +206,7 @@ def add_commands(sub) -> None:
     p.add_argument("--no-guards", action="store_true", help="without the bundled guards (give --guard)")
     p.add_argument("--guard", action="append", default=[], metavar="BEIR_DIR", help="a guard of your own (repeatable)")
     p.add_argument("--force", action="store_true", help="replace OUT when it holds a previous model")
+    add_device_arg(p)
     p.set_defaults(func=cmd_merge)
 
 

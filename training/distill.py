@@ -43,6 +43,7 @@ from .config import matryoshka_dims
 from .encoder import Encoder
 from .models import load_model
 from .losses import anchor_mse
+from .steps import autocast
 
 PICKS = ("spread", "first")
 
@@ -109,7 +110,7 @@ def hidden_loss(student_states, teacher_states, layers: list[int], mask: torch.T
     m = mask.unsqueeze(-1).to(student_states[0].dtype)
     total = 0.0
     for j, k in enumerate(layers):
-        s, t = student_states[j + 1], teacher_states[k + 1]  # [0] is the embedding layer's output
+        s, t = student_states[j + 1].float(), teacher_states[k + 1].float()  # [0]: the embedding layer's output
         total = total + ((s - t).pow(2) * m).sum() / (t.pow(2) * m).sum()
     return total / len(layers)
 
@@ -146,7 +147,7 @@ def distill(cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progre
     if any(d > teacher.dim for d in dims):
         raise ConfigError(f"--matryoshka {cfg.matryoshka} goes above the teacher's {teacher.dim} dimensions")
     texts = taught_texts(texts, cfg.max_texts, cfg.seed)
-    targets = torch.zeros(len(texts), teacher.dim)
+    targets = torch.zeros(len(texts), teacher.dim, device=teacher.device)  # on the device once
     for kind in ("query", "passage"):
         rows = [i for i, (_, k) in enumerate(texts) if k == kind]
         of_kind = [texts[i][0] for i in rows]
@@ -167,17 +168,18 @@ def distill(cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progre
     bar = tqdm(steps, desc="distill", disable=not progress)
     for step, idx in enumerate(bar):
         batch = student.tokenize([student.with_prefix([texts[i][0]], texts[i][1])[0] for i in idx])
-        vectors, states = student.forward_with_states(batch)
-        loss = distill_loss(vectors, targets[idx], cfg.loss, dims)
-        if cfg.hidden:
-            with torch.no_grad():
-                taught = teacher.forward_with_states(batch)[1]
-            loss = loss + cfg.hidden * hidden_loss(states, taught, layers, batch["attention_mask"])
-        if cfg.contrastive:
-            some = random.Random(cfg.seed * 7919 + step).sample(labelled, min(cfg.batch_size // 2, len(labelled)))
-            q = student(student.tokenize(student.with_prefix([p.query for p in some], "query")))
-            p = student(student.tokenize(student.with_prefix([p.positive for p in some], "passage")))
-            loss = loss + cfg.contrastive * info_nce(q, p, 0.05)
+        with autocast(student):
+            vectors, states = student.forward_with_states(batch)
+            loss = distill_loss(vectors.float(), targets[idx], cfg.loss, dims)
+            if cfg.hidden:
+                with torch.no_grad():
+                    taught = teacher.forward_with_states(batch)[1]
+                loss = loss + cfg.hidden * hidden_loss(states, taught, layers, batch["attention_mask"])
+            if cfg.contrastive:
+                some = random.Random(cfg.seed * 7919 + step).sample(labelled, min(cfg.batch_size // 2, len(labelled)))
+                q = student.embed_batch([p.query for p in some], "query").float()
+                p = student.embed_batch([p.positive for p in some], "passage").float()
+                loss = loss + cfg.contrastive * info_nce(q, p, 0.05)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)

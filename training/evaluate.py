@@ -67,7 +67,11 @@ def during_training(data, split: str = "test", n_queries: int = 50, pool_depth: 
     candidates = Beir({d: beir.corpus[d] for d in pool}, beir.queries, beir.qrels)
 
     def eval_fn(encoder) -> dict:
-        scores = score_run(dense_run(embed_fn(encoder), candidates), beir.qrels)
+        from . import distributed
+
+        def embed(texts, kind):  # under torchrun, each rank embeds its share
+            return distributed.encode_shared(lambda share: encoder.encode(share, kind), texts)
+        scores = score_run(dense_run(embed, candidates), beir.qrels)
         return {"pool_ndcg@10": scores["ndcg@10"], "pool_mrr@10": scores["mrr@10"]}
 
     return eval_fn

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common import device as devices
 from common.batching import length_sorted_batches
 from common.errors import ConfigError
 from common.late import TOKENIZER_MAX, LateConfig, input_ids, skip_ids
@@ -67,22 +68,22 @@ class LateInteraction(Encoder):
                                                          "mask": t.mask_token_id, "pad": t.pad_token_id},
                                          dim, query_tokens, document_tokens or encoder.config.max_length)
         head = nn.Linear(encoder.dim, dim, bias=False)
-        nn.init.orthogonal_(head.weight)
-        return cls(encoder.transformer, encoder.tokenizer, encoder.config, late, head)
+        nn.init.orthogonal_(head.weight)  # on the CPU: the same initial head whatever the device
+        return cls(encoder.transformer, encoder.tokenizer, encoder.config, late, head.to(encoder.device))
 
     @classmethod
-    def load(cls, path, **overrides) -> "LateInteraction":
+    def load(cls, path, device=None, **overrides) -> "LateInteraction":
         from safetensors.torch import load_file
 
         path = check_model_dir(path)
         if not is_late_interaction(path):
             raise ModelDirError(f"{path}: not a late-interaction model (no {LateConfig.FILE}). Train one with "
                                 "`siamese train --late-interaction`.")
-        base = Encoder.load(path, **overrides)
+        base = Encoder.load(path, device, **overrides)
         late = LateConfig.load(path)
         head = nn.Linear(base.dim, late.dim, bias=False)
         head.load_state_dict(load_file(path / HEAD_FILE))
-        return cls(base.transformer, base.tokenizer, base.config, late, head)
+        return devices.place(cls(base.transformer, base.tokenizer, base.config, late, head), device)
 
     # ------------------------------------------------------------------ inputs, as Vespa builds them
 

@@ -25,6 +25,7 @@ from common.errors import ConfigError, MissingInputError, OutputExistsError
 
 from common.data import Doc
 
+from . import distributed
 from .batches import plan_epoch
 from .chunk_positives import chunk_positives
 from .corpus_pairs import corpus_pairs
@@ -37,7 +38,7 @@ from .model_dir import EncoderConfig, check_model_dir, hub_revision
 from .losses import Batch, Loss, make_loss
 from .negatives import known_positives, mine_hard_negatives
 from .pairs import Pair
-from .steps import anchor_targets, training_window, warmup_linear
+from .steps import anchor_targets, embed_step, training_window, warmup_linear
 
 
 class _RngState:
@@ -45,17 +46,12 @@ class _RngState:
 
     def __init__(self):
         self.cpu = torch.get_rng_state()
-        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None  # where CUDA is in use
 
     def restore(self):
         torch.set_rng_state(self.cpu)
         if self.cuda is not None:
             torch.cuda.set_rng_state_all(self.cuda)
-
-
-def _embed(encoder: Encoder, texts: list[str], kind: str) -> torch.Tensor:
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=encoder.device.type == "cuda"):
-        return encoder.embed_batch(texts, kind).float()
 
 
 def _join(reps: list[torch.Tensor]) -> torch.Tensor:
@@ -70,12 +66,19 @@ def train_step(encoder: Encoder, pairs: list[Pair], loss_fn: Loss, grad_cache_ch
     """Forward + backward for one batch; gradients are left on the parameters. A loss that anchors to
     general text (``general_texts``) gets the student's embeddings of this step's texts in its ``Batch``."""
     general, general_ids = loss_fn.general_texts(step) if hasattr(loss_fn, "general_texts") else ([], None)
+    if distributed.active():  # under torchrun each rank embeds its share; every rank takes the global batch's loss
+        embed, width = functools.partial(embed_step, encoder), encoder.dim
+        q = distributed.embed_shared(embed, [p.query for p in pairs], "query", width)
+        p = distributed.embed_passages(embed, pairs, width)
+        loss = loss_fn(q, p, Batch(pairs, distributed.embed_shared(embed, general, "query", width), general_ids))
+        loss.backward()
+        return loss.item()
     groups = [([p.query for p in pairs], "query"),
               ([p.positive for p in pairs] + [n for p in pairs for n in p.negatives], "passage"),
               (general, "query")]
     chunk = grad_cache_chunk
     if not chunk or chunk >= max(len(texts) for texts, _ in groups):
-        q, p, g = (_embed(encoder, texts, kind) if texts else None for texts, kind in groups)
+        q, p, g = (embed_step(encoder, texts, kind) if texts else None for texts, kind in groups)
         loss = loss_fn(q, p, Batch(pairs, g, general_ids))
         loss.backward()
         return loss.item()
@@ -87,7 +90,7 @@ def train_step(encoder: Encoder, pairs: list[Pair], loss_fn: Loss, grad_cache_ch
     with torch.no_grad():
         for _, texts, kind in pieces:
             states.append(_RngState())
-            reps.append(_embed(encoder, texts, kind))
+            reps.append(embed_step(encoder, texts, kind))
     q, p, g = (_join([r for (n, _, _), r in zip(pieces, reps) if n == group]).requires_grad_()
                if any(n == group for n, _, _ in pieces) else None for group in range(3))
     loss = loss_fn(q, p, Batch(pairs, g, general_ids))
@@ -96,7 +99,7 @@ def train_step(encoder: Encoder, pairs: list[Pair], loss_fn: Loss, grad_cache_ch
     end_state = _RngState()
     for (_, texts, kind), state, rep, grad in zip(pieces, states, reps, grads):
         state.restore()
-        _embed(encoder, texts, kind).backward(grad[:, :rep.shape[1]] if grad.dim() == 3 else grad)
+        embed_step(encoder, texts, kind).backward(grad[:, :rep.shape[1]] if grad.dim() == 3 else grad)
     end_state.restore()
     return loss.item()
 
@@ -106,19 +109,22 @@ def _checkpoints(out: Path) -> list[Path]:
 
 
 def _save_checkpoint(out, step, encoder, optimizer, scheduler, log, keep):
+    """Rank 0 writes it, with every rank's random state (each rank's dropout stream resumes where it was)."""
+    rng = distributed.all_states(_RngState().__dict__)
+
     def write(tmp: Path):
         encoder.save(tmp / "model")
         torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": _RngState().__dict__, "log": log}, tmp / "state.pt")
-    atomic_dir(out / "checkpoints" / f"step-{step:07d}", write, "checkpoint")
-    for old in _checkpoints(out)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+                    "rng": rng[0], "rng_ranks": rng, "log": log}, tmp / "state.pt")
+    if distributed.is_main():
+        atomic_dir(out / "checkpoints" / f"step-{step:07d}", write, "checkpoint")
+        for old in _checkpoints(out)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    distributed.barrier()
 
 
 def _follow_the_base(cfg: TrainConfig, pairs: list[Pair]) -> None:
     """τ from the base model's similarity scale (``training/temperature.py``), its vectors cached on disk."""
-    from common.vectors import cached_vectors
-
     from .model_dir import model_cache_key
     from .temperature import FIXED, base_temperature
 
@@ -133,12 +139,13 @@ def _follow_the_base(cfg: TrainConfig, pairs: list[Pair]) -> None:
         return Encoder.load(cfg.base, **encoding).eval()
 
     def embed(texts: list[str], kind: str):
-        return cached_vectors(f"{kind} {key}", texts, lambda: base().encode(texts, kind))
+        return distributed.cached_vectors(f"{kind} {key}", texts, lambda share: base().encode(share, kind))
 
     cfg.temperature, cfg.base_margin = base_temperature(embed, pairs, cfg.seed)
     how = (f"the base's margin {cfg.base_margin:.3f} between a positive and an in-batch negative"
            if cfg.base_margin is not None else "too few pairs to measure the base's margin")
-    print(f"temperature τ {cfg.temperature} ({how}; --temperature sets it)", file=sys.stderr)
+    if distributed.is_main():
+        print(f"temperature τ {cfg.temperature} ({how}; --temperature sets it)", file=sys.stderr)
 
 
 def prepare_pairs(pairs: list[Pair], corpus: list[Doc] | None, cfg: TrainConfig) -> list[Pair]:
@@ -209,6 +216,8 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
     """Fine-tune ``cfg.base`` on ``pairs``; returns the model directory ``cfg.out/model``. One writer at a time
     per ``cfg.out`` (``common.lock``)."""
     cfg.check()
+    distributed.start()  # under torchrun: join its process group
+    distributed.refuse(cfg)
     out = Path(cfg.out)
     config_file = out / "train_config.json"
     if not pairs:
@@ -252,7 +261,7 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
         encoder = LateInteraction.from_encoder(encoder, cfg.colbert_dim, cfg.query_tokens, cfg.max_length)
     if any(d > encoder.dim for d in cfg.matryoshka_dims):
         raise ConfigError(f"matryoshka sizes {cfg.matryoshka} go above the model's {encoder.dim} dimensions")
-    encoder.to("cuda" if torch.cuda.is_available() else "cpu").train()
+    encoder.train()
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(total, int(cfg.warmup_ratio * total)))
     log = {"step": [], "loss": [], "lr": [], "eval": []}
@@ -261,24 +270,31 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
         state = torch.load(checkpoints[-1] / "state.pt", map_location="cpu", weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        ranks = state.get("rng_ranks") or [state["rng"]]
+        if len(ranks) != distributed.size():
+            raise ConfigError(f"{out}: the run was checkpointed by {len(ranks)} process(es); resume it with as many "
+                              f"(this is {distributed.size()})")
         rng = _RngState.__new__(_RngState)
-        rng.__dict__.update(state["rng"])
+        rng.__dict__.update(ranks[distributed.rank()])
         rng.restore()
         start, log = state["step"], state["log"]
     else:
         cfg.base_revision = hub_revision(check_model_dir(cfg.base))
         cfg.pairs_fingerprint = fingerprint
-        out.mkdir(parents=True, exist_ok=True)
-        cfg.save(config_file)
+        if distributed.is_main():
+            out.mkdir(parents=True, exist_ok=True)
+            cfg.save(config_file)
 
     loss_fn = make_loss(cfg, *anchor_targets(cfg)) if cfg.anchor != "none" else make_loss(cfg)
     started, n_pairs, n_tokens = time.time(), 0, 0
     window = min(cfg.train_length, cfg.max_length)
-    bar = tqdm(range(start, total), initial=start, total=total, desc="train", unit="step", disable=not progress)
+    bar = tqdm(range(start, total), initial=start, total=total, desc="train", unit="step",
+               disable=not (progress and distributed.is_main()))
     for step in bar:
         batch = [pairs[i] for i in plan[step]]
         with training_window(encoder, window):
             loss = train_step(encoder, batch, loss_fn, cfg.grad_cache_chunk, step)
+        distributed.sum_gradients(encoder.parameters())
         torch.nn.utils.clip_grad_norm_(encoder.parameters(), cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
@@ -297,8 +313,9 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
             rng = _RngState()  # evaluation must not shift the dropout stream a resumed run replays
             log["eval"].append({"step": step + 1, **eval_fn(encoder)})
             rng.restore()
-            bar.write(f"step {step + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in log["eval"][-1].items()
-                                                       if k != "step"))
+            if distributed.is_main():
+                bar.write(f"step {step + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in log["eval"][-1].items()
+                                                           if k != "step"))
             encoder.train()
         if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total:
             _save_checkpoint(out, step + 1, encoder, optimizer, scheduler, log, cfg.keep_checkpoints)
@@ -312,8 +329,14 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
 
 
 def _write_model(out: Path, cfg: TrainConfig, pairs: list[Pair], metrics: dict, save) -> Path:
-    """The finished model directory, written atomically: the weights (``save(folder)``), the configuration and
-    metrics of the run, its labelled positives (seen / unseen later) and the model card."""
+    """The finished model directory, written atomically by rank 0 (the other ranks wait for it): the weights
+    (``save(folder)``), the configuration and metrics of the run, its labelled positives (seen / unseen later)
+    and the model card."""
+    if not distributed.is_main():
+        distributed.barrier()
+        return out / "model"
+    metrics["processes"] = distributed.size()
+
     def write(tmp: Path):
         save(tmp)
         cfg.save(tmp / "train_config.json")
@@ -322,6 +345,7 @@ def _write_model(out: Path, cfg: TrainConfig, pairs: list[Pair], metrics: dict, 
         write_card(tmp)
     model_dir = atomic_dir(out / "model", write, "model")
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    distributed.barrier()
     return model_dir
 
 
@@ -331,7 +355,8 @@ def _train_towers(cfg: TrainConfig, out: Path, pairs: list[Pair], corpus, plan, 
     from .towers import FROZEN_DOCUMENT, train_towers
 
     towers, metrics = train_towers(cfg, pairs, corpus, plan, progress)  # a base that cannot load leaves no run
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.save(out / "train_config.json")
+    if distributed.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "train_config.json")
     base_dir = check_model_dir(cfg.base) if cfg.tower in FROZEN_DOCUMENT else None
     return _write_model(out, cfg, pairs, metrics, lambda tmp: towers.save(tmp, base_dir))

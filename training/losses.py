@@ -166,7 +166,6 @@ def make_loss(cfg, general: list[str] | None = None, teacher: torch.Tensor | Non
             from .encoder import Encoder
 
             teacher = Encoder.load(cfg.base, max_length=cfg.max_length).eval()
-            teacher.to("cuda" if torch.cuda.is_available() else "cpu")
         loss = MaxSimInfoNCE(loss.temperature, loss.symmetric, teacher, cfg.colbert_teacher_weight)
     if cfg.matryoshka_dims:
         loss = Matryoshka(loss, cfg.matryoshka_dims)

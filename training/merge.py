@@ -34,7 +34,7 @@ def merge_weights(base: dict, tuned: dict, alpha: float) -> dict:
     if base.keys() != tuned.keys() or any(base[k].shape != tuned[k].shape for k in tuned):
         raise ModelDirError("the base and the fine-tuned model are not the same architecture; merge a model "
                             "with the base it was fine-tuned from")
-    return {k: torch.lerp(base[k], t, alpha) if t.is_floating_point() else t for k, t in tuned.items()}
+    return {k: torch.lerp(base[k].to(t.device), t, alpha) if t.is_floating_point() else t for k, t in tuned.items()}
 
 
 def merged_encoder(base_dir, tuned_dir, alpha: float) -> Encoder:

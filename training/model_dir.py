@@ -12,6 +12,7 @@ import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from common.device import half_encoding
 from common.errors import ConfigError, UserError
 from common.poolings import POOLINGS
 
@@ -203,6 +204,8 @@ def model_cache_key(model_dir, config) -> str:
     """Names a model's weights and embedding settings, for ``common.vectors.cached_vectors`` (which keeps
     passages' vectors: a two-tower model is named by its document tower, this folder, alone)."""
     digest = hashlib.sha256(repr(sorted(vars(config).items())).encode())
+    if half_encoding():  # vectors a GPU embedded in fp16 are not the CPU's fp32 ones (training/accelerator_encode.py)
+        digest.update(b"fp16 autocast")
     model_dir = check_model_dir(model_dir)  # a hub id or run folder names the files below
     for name in ("model.safetensors", "pytorch_model.bin", "config.json", "1_AttentionPooling/pooling.pt",
                  "2_Dense/model.safetensors"):

@@ -12,16 +12,17 @@ from .encoder import Encoder
 from .model_dir import check_model_dir, model_kind
 
 
-def load_model(path, **overrides):
-    """The model at ``path`` (a directory, a run folder or a hub id); ``overrides`` as for ``Encoder.load``."""
+def load_model(path, device=None, **overrides):
+    """The model at ``path`` (a directory, a run folder or a hub id) on ``device`` (default: the chosen one,
+    ``common/device.py``); ``overrides`` as for ``Encoder.load``."""
     path = check_model_dir(path)
     kind = model_kind(path)
     if kind == "towers":
         from .towers import TwoTowers
 
-        return TwoTowers.load(path, **overrides)
+        return TwoTowers.load(path, device, **overrides)
     if kind == "late":
         from .late_interaction import LateInteraction
 
-        return LateInteraction.load(path, **overrides)
-    return Encoder.load(path, **overrides)
+        return LateInteraction.load(path, device, **overrides)
+    return Encoder.load(path, device, **overrides)

@@ -75,7 +75,7 @@ def _session(encoder):
                 torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")
             raw, fused = Path(tmp) / "model.onnx", Path(tmp) / "fused.onnx"
-            graph = _LastHiddenState(encoder.transformer, names).eval()
+            graph = LastHiddenState(encoder.transformer, names).eval()
             torch.onnx.export(graph, tuple(sample[n] for n in names), str(raw),
                               input_names=names, output_names=["last_hidden_state"], opset_version=17, dynamo=False,
                               dynamic_axes={n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]})
@@ -101,7 +101,10 @@ def fuse(graph: Path, out: Path, config) -> None:
                    optimization_options=fusions, opt_level=1).save_model_to_file(str(out))
 
 
-class _LastHiddenState(torch.nn.Module):
+class LastHiddenState(torch.nn.Module):
+    """The transformer alone, its inputs by position: what is traced into an ONNX graph of ``last_hidden_state``
+    (here, and by the exporter where optimum cannot run)."""
+
     def __init__(self, transformer, names: list[str]):
         super().__init__()
         self.transformer, self.names = transformer, names

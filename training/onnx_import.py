@@ -85,12 +85,17 @@ def _head_counts(hidden: int, width: int | None) -> list[int]:
 
 
 def _max_difference(model, session, feeds: list[dict]) -> float:
+    """The rebuilt model (on the chosen device) against the ONNX graph (ONNX Runtime, CPU) on ``feeds``."""
     import torch
 
+    from common import device as devices
+
     worst = 0.0
+    model = devices.place(model)
     with torch.inference_mode():
         for feed in feeds:
-            ours = model(**{k: torch.from_numpy(v) for k, v in feed.items()}).last_hidden_state.numpy()
+            inputs = {k: torch.from_numpy(v).to(model.device) for k, v in feed.items()}
+            ours = model(**inputs).last_hidden_state.float().cpu().numpy()
             theirs = session.run(["last_hidden_state"], feed)[0]
             worst = max(worst, float(np.abs(ours - theirs).max()))
     return worst

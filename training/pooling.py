@@ -57,7 +57,7 @@ class AttentionPooling(nn.Module):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         (path / "config.json").write_text(json.dumps({"dim": self.dim}))
-        torch.save(self.state_dict(), path / "pooling.pt")
+        torch.save({k: v.cpu() for k, v in self.state_dict().items()}, path / "pooling.pt")
 
     @staticmethod
     def load(path) -> "AttentionPooling":

@@ -10,6 +10,18 @@ from .config import TrainConfig
 from .encoder import Encoder
 
 
+def autocast(model):
+    """bf16 autocast where ``model`` is on CUDA (matrix products in bf16, reductions in fp32): the training
+    step's forward passes; elsewhere full precision."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=model.device.type == "cuda")
+
+
+def embed_step(encoder: Encoder, texts: list[str], kind: str) -> torch.Tensor:
+    """A training step's embeddings of ``texts``: under ``autocast``, returned in fp32 for the loss."""
+    with autocast(encoder):
+        return encoder.embed_batch(texts, kind).float()
+
+
 @contextmanager
 def training_window(encoder: Encoder, tokens: int):
     """Texts cut to ``tokens`` while training; the model keeps (and saves) the window it is served at."""
@@ -35,12 +47,11 @@ def anchor_targets(cfg: TrainConfig, teacher: Encoder | None = None) -> tuple[li
     cached on disk: the base does not change). ``teacher``: the base, where the caller has it loaded."""
     from common.bundled import STSB_TRAIN
     from common.data import read_general_texts
-    from common.vectors import cached_vectors
-
+    from .distributed import cached_vectors
     from .model_dir import model_cache_key
 
     texts = read_general_texts(cfg.anchor_data or STSB_TRAIN)
     teacher = (teacher or Encoder.load(cfg.base, **cfg.encoding)).eval()
     vectors = cached_vectors(f"anchor {model_cache_key(cfg.base, teacher.config)}", texts,
-                             lambda: teacher.encode(texts, "query", batch_size=128))
+                             lambda share: teacher.encode(share, "query", batch_size=128))
     return texts, torch.from_numpy(vectors)

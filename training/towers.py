@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import json
+from functools import partial
 import random
 import shutil
 import sys
@@ -37,6 +38,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from common import device as devices
 
 from .encoder import Encoder
 from .model_dir import TOWERS_FILE, EncoderConfig, check_model_dir
@@ -78,10 +81,10 @@ class TwoTowers(nn.Module):
         return self.tower(kind).encode(texts, kind, **kw)
 
     @classmethod
-    def load(cls, path, **overrides) -> "TwoTowers":
+    def load(cls, path, device=None, **overrides) -> "TwoTowers":
         path = check_model_dir(path)
         record = json.loads((path / TOWERS_FILE).read_text())
-        return cls(Encoder.load(path / record["query"], **overrides), Encoder.load(path, **overrides),
+        return cls(Encoder.load(path / record["query"], device, **overrides), Encoder.load(path, device, **overrides),
                    record)
 
     def save(self, path, base_dir: Path | None = None) -> None:
@@ -110,8 +113,8 @@ def _bank(base: Encoder, base_dir, pairs, corpus, seed: int) -> tuple[list[str],
     (cached under the key evaluation gives the base model's corpus vectors), then positives and negatives the
     corpus lacks."""
     from common.data import Doc
-    from common.vectors import cached_vectors
 
+    from .distributed import cached_vectors, encode_shared
     from .model_dir import model_cache_key
 
     texts = [d.passage if isinstance(d, Doc) else d for d in (corpus or [])]
@@ -127,27 +130,31 @@ def _bank(base: Encoder, base_dir, pairs, corpus, seed: int) -> tuple[list[str],
         print(f"towers: the corpus is over {FULL_SOFTMAX_MAX} documents; each step scores against the training "
               f"texts and a sample of {len(texts)}", file=sys.stderr)
     key = model_cache_key(base_dir, base.config)
-    vectors = [cached_vectors(key, texts, lambda: base.encode(texts, "passage", progress=True))] if texts else []
+    vectors = [cached_vectors(key, texts, lambda share: base.encode(share, "passage", progress=True))] if texts else []
     if extra:
-        vectors.append(base.encode(extra, "passage"))
+        vectors.append(encode_shared(lambda share: base.encode(share, "passage"), extra))
     return texts + extra, np.concatenate(vectors)
 
 
 class CorpusInfoNCE:
     """InfoNCE of each query against a fixed bank of document vectors (the frozen tower's), the positive's row the
     target, the query's other known positives masked out. Called as a ``Loss`` (``training/losses.py``): the
-    passages argument is unused, the bank stands for it."""
+    passages argument is unused, the bank stands for it.
 
-    def __init__(self, texts: list[str], vectors: np.ndarray, pairs, temperature: float):
+    The bank goes to ``device`` once. On a GPU where it would take more than ``BANK_SHARE`` of the free memory it
+    stays in the host's memory and is scored a chunk at a time (``BankScores``); on the CPU it is where it is."""
+
+    def __init__(self, texts: list[str], vectors: np.ndarray, pairs, temperature: float, device="cpu"):
         from .negatives import known_positives
 
         self.row = {t: i for i, t in enumerate(texts)}
-        self.bank = torch.from_numpy(vectors)
+        self.bank = _bank_on(torch.from_numpy(vectors), torch.device(device))
         self.known = known_positives(pairs)
         self.temperature = temperature
 
     def __call__(self, q: torch.Tensor, p, batch) -> torch.Tensor:
-        scores = q @ self.bank.to(q.device).T / self.temperature
+        q = q.float()
+        scores = (q @ self.bank.T if self.bank.device == q.device else BankScores.apply(q, self.bank)) / self.temperature
         target = torch.tensor([self.row[pair.positive] for pair in batch.pairs], device=q.device)
         mask = torch.zeros_like(scores, dtype=torch.bool)
         for i, pair in enumerate(batch.pairs):
@@ -156,12 +163,43 @@ class CorpusInfoNCE:
         return F.cross_entropy(scores.masked_fill(mask, float("-inf")), target)
 
 
+BANK_SHARE = 0.5  # of a GPU's free memory that the bank may take; above it, the bank is scored from the host
+BANK_CHUNK = 65_536  # documents a chunk, scored from the host
+
+
+def _bank_on(bank: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if bank.numel() * bank.element_size() > BANK_SHARE * free:
+            print(f"towers: the bank ({bank.numel() * 4 / 2**30:.1f} GiB) stays in host memory and is scored "
+                  f"{BANK_CHUNK} documents at a time", file=sys.stderr)
+            return bank.pin_memory()
+    return bank.to(device)
+
+
+class BankScores(torch.autograd.Function):
+    """q @ bankᵀ for a bank that stays on the host: each chunk goes to q's device, is scored and dropped, in the
+    forward pass and again in the backward (∂L/∂q = ∂L/∂scores @ bank); the bank gets no gradient."""
+
+    @staticmethod
+    def forward(ctx, q, bank):
+        ctx.save_for_backward(q)
+        ctx.bank = bank
+        return torch.cat([q @ chunk.to(q.device, non_blocking=True).T for chunk in bank.split(BANK_CHUNK)], dim=1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (q,) = ctx.saved_tensors
+        parts = zip(grad.split(BANK_CHUNK, dim=1), ctx.bank.split(BANK_CHUNK))
+        return sum(g @ chunk.to(q.device, non_blocking=True) for g, chunk in parts), None
+
+
 def build_towers(cfg, base: Encoder) -> TwoTowers:
     query = copy.deepcopy(base)
     if cfg.tower == "adapter":
         for p in query.transformer.parameters():
             p.requires_grad_(False)
-        query.head = nn.Linear(base.dim, base.dim, bias=False)
+        query.head = nn.Linear(base.dim, base.dim, bias=False, device=base.device)
         with torch.no_grad():
             query.head.weight.copy_(torch.eye(base.dim))
     frozen = cfg.tower in FROZEN_DOCUMENT
@@ -178,14 +216,16 @@ def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = Tru
     the metrics the model directory records. The caller saves them (``TwoTowers.save``)."""
     from tqdm.auto import tqdm
 
+    from . import distributed
     from .infonce import info_nce
-    from .steps import anchor_targets, training_window, warmup_linear
+    from .steps import anchor_targets, embed_step, training_window, warmup_linear
     from .losses import Anchored, Batch
 
     base = Encoder.load(cfg.base, **cfg.encoding).eval()
     frozen = cfg.tower in FROZEN_DOCUMENT
     towers = build_towers(cfg, base)
-    inner = (CorpusInfoNCE(*_bank(base, check_model_dir(cfg.base), pairs, corpus, cfg.seed), pairs, cfg.temperature)
+    inner = (CorpusInfoNCE(*_bank(base, check_model_dir(cfg.base), pairs, corpus, cfg.seed), pairs, cfg.temperature,
+                           base.device)
              if frozen else lambda q, p, batch: info_nce(q, p, cfg.temperature, cfg.symmetric))
     general, teacher = anchor_targets(cfg, base) if cfg.anchor != "none" else ([], None)
     loss_fn = Anchored(inner, cfg.anchor, general, teacher, cfg.anchor_weight, cfg.anchor_batch, cfg.seed) \
@@ -197,24 +237,26 @@ def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = Tru
                                                   warmup_linear(len(plan), int(cfg.warmup_ratio * len(plan))))
     window = min(cfg.train_length, cfg.max_length)
     log = {"step": [], "loss": [], "lr": [], "eval": []}
-    started = time.time()
+    started, n_tokens = time.time(), 0
     for t in trained:
         t.train()
     if cfg.tower == "adapter":
         towers.query.transformer.eval()  # frozen: no dropout, the base's vectors through the trained map
-    for step in tqdm(range(len(plan)), desc=f"train ({cfg.tower} tower)", unit="step", disable=not progress):
+    query, document = (partial(embed_step, tower) for tower in (towers.query, towers.document))
+    for step in tqdm(range(len(plan)), desc=f"train ({cfg.tower} tower)", unit="step",
+                     disable=not (progress and distributed.is_main())):
         batch = [pairs[i] for i in plan[step]]
         texts, ids = loss_fn.general_texts(step) if cfg.anchor != "none" else ([], None)
         with training_window(towers.query, window), training_window(towers.document, window):
-            q = towers.query.embed_batch([p.query for p in batch], "query")
-            p = None if frozen else towers.document.embed_batch(
-                [x.positive for x in batch] + [n for x in batch for n in x.negatives], "passage")
-            g = towers.query.embed_batch(texts, "query") if texts else None
+            q = distributed.embed_shared(query, [p.query for p in batch], "query", towers.dim)
+            p = None if frozen else distributed.embed_passages(document, batch, towers.dim)
+            g = distributed.embed_shared(query, texts, "query", towers.dim)
             loss = loss_fn(q, p, Batch(batch, g, ids))
             if texts and not frozen:  # the document tower is anchored too
-                loss = loss + cfg.anchor_weight * loss_fn.anchor(towers.document.embed_batch(texts, "query"),
-                                                                 teacher[ids])
+                loss = loss + cfg.anchor_weight * loss_fn.anchor(
+                    distributed.embed_shared(document, texts, "query", towers.dim), teacher[ids].to(q.device))
         loss.backward()
+        distributed.sum_gradients(params)
         torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
@@ -222,10 +264,14 @@ def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = Tru
         log["step"].append(step + 1)
         log["loss"].append(loss.item())
         log["lr"].append(scheduler.get_last_lr()[0])
+        embedded = [x.query for x in batch] + texts + ([] if frozen else texts + [t for x in batch for t in
+                                                                                  (x.positive, *x.negatives)])
+        n_tokens += sum(map(len, towers.tokenizer(embedded, truncation=True, max_length=window)["input_ids"]))
     elapsed = time.time() - started
     for t in (towers.query, towers.document):
         t.eval()
     metrics = {"steps": len(plan), "pairs": len(pairs), "final_loss": log["loss"][-1], "wall_s": round(elapsed, 1),
                "pairs_per_s": round(sum(map(len, plan)) / max(elapsed, 1e-9), 2), "tower": cfg.tower,
+               "tokens_per_s": round(n_tokens / max(elapsed, 1e-9), 1),
                "trained_parameters": sum(p.numel() for p in params), "log": log}
     return towers, metrics

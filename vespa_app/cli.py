@@ -12,6 +12,7 @@ from pathlib import Path
 from common import cli
 from common.bundled import SCIFACT, STSB_TEST
 from common.cli import positive_int
+from common.device import add_device_arg
 from common.errors import ConfigError
 from common.poolings import CHUNK_POOLINGS
 from exporter import cli as exporter_cli
@@ -160,6 +161,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--url", help="with --backend vespa: the query endpoint")
     p.add_argument("--index", help="with --backend embedded: the index directory")
     p.add_argument("--profiles", nargs="+", default=list(profiles.CORE), choices=profiles.NAMES)
+    add_device_arg(p)
     p.set_defaults(func=cmd_eval)
 
 
@@ -199,6 +201,7 @@ def _add_run(sub) -> None:
     p = sub.add_parser("run", help="the whole job: train, export, package, index, evaluate, report")
     RunOptions.add_run_args(p)
     add_config_args(p)
+    add_device_arg(p)
     p.set_defaults(func=cmd_run)
 
 
