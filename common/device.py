@@ -60,8 +60,8 @@ def resolve(name: str):
         if not torch.cuda.is_available():
             raise ConfigError(f"--device {name}: no CUDA device here (torch {torch.__version__}, CUDA build "
                               f"{torch.version.cuda or 'none'}). Use --device cpu or auto.")
-        # torchrun: one GPU per process, its local rank's
-        index = int(name.split(":")[1]) if ":" in name else int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))
+        local = os.environ.get("LOCAL_RANK")  # torchrun: one GPU a process, its local rank's
+        index = int(name.split(":")[1]) if ":" in name else int(local) if local else torch.cuda.current_device()
         if index >= torch.cuda.device_count():
             raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
                               f"numbered from 0")

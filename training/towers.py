@@ -27,19 +27,17 @@ from __future__ import annotations
 
 import copy
 import json
-from functools import partial
 import random
 import shutil
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from common import device as devices
 
 from .encoder import Encoder
 from .model_dir import TOWERS_FILE, EncoderConfig, check_model_dir
