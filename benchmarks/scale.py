@@ -5,17 +5,18 @@
 For each size, each measurement runs in a process of its own, so that its peak memory (``ru_maxrss``) is its own:
 - **query tower**: training steps of all-MiniLM-L6-v2's query tower as the default recipe takes them (32 queries
   and 32 anchor texts a step, 128 tokens, InfoNCE of every query against a bank of N document vectors); seconds a
-  step (median of 3, after one) and the process's peak memory;
+  step (median of 3, after one), the process's peak memory and what the steps added to it (bank, scores, AdamW);
 - **index**: ``EmbeddedIndex.build`` over N documents (HNSW M 16 / ef 200 over the vectors, BM25 over the texts,
   written to disk; the vectors are given, so the embedding is not timed here: that is the feed's cost), its
-  seconds and the memory it added;
+  seconds, the memory it added to the process (its peak less what the process held before: the vectors and
+  texts) and its size on disk;
 - **recall**: HNSW recall@10 against exact search, 200 queries;
 - **latency**: ``index.query`` p50 / p99 for ``semantic`` (the query embedded by the exported model, then HNSW) and
   ``hybrid`` (BM25 too, fused), 200 queries, one at a time.
 Then the **feed** throughput to the fault server (no faults) at the feed's concurrency (16), for the feed sizes.
 
 Synthetic data, said plainly: vectors from a Gaussian with the mean and covariance of all-MiniLM-L6-v2's vectors of
-2,000 SciFact abstracts, at unit length (their neighbourhoods crowd as real ones do; independent coordinates would be
+the 5,183 SciFact abstracts, at unit length (their neighbourhoods crowd as real ones do; independent coordinates would be
 harder than any real corpus); texts of 60 words from a Zipf law (s = 1.1) over 50,000 made-up words. Queries are
 drawn from the same laws. Last line: JSON.
 """
@@ -41,11 +42,18 @@ QUERIES = 200
 
 
 def peak_mib() -> float:
+    """The process's peak resident memory so far."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def rss_mib() -> float:
+    """The process's resident memory now."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def vector_law():
-    """Mean and covariance of the base model's vectors of 2,000 SciFact abstracts (cached by the vector cache)."""
+    """Mean and covariance of the base model's vectors of the 5,183 SciFact abstracts (at its own window: the
+    vectors `siamese run` caches, so a machine that ran it embeds nothing here)."""
     from common.bundled import SCIFACT
     from common.data import read_beir
     from common.vectors import cached_vectors
@@ -53,7 +61,7 @@ def vector_law():
     from training.model_dir import EncoderConfig, check_model_dir, default_base_model, model_cache_key
 
     base = default_base_model()
-    docs = list(read_beir(SCIFACT, "train").corpus.values())[:2000]
+    docs = list(read_beir(SCIFACT, "train").corpus.values())
     texts = [d.passage for d in docs]
     encoder = None
 
@@ -109,7 +117,7 @@ def measure_step(n: int) -> dict:
     pairs = [Pair(q, texts[i * (n // 32)]) for i, q in enumerate(queries)]
     with torch.no_grad():
         teacher = base.embed_batch(general, "query")
-    before = peak_mib()
+    before = rss_mib()
     loss_fn = CorpusInfoNCE(texts, bank, pairs, temperature=0.05, device=query.device)
     optimizer = torch.optim.AdamW(query.parameters(), lr=1e-4)
     times = []
@@ -123,7 +131,7 @@ def measure_step(n: int) -> dict:
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - started)
     return {"step_s": round(statistics.median(times[1:]), 3), "step_peak_mib": round(peak_mib()),
-            "step_peak_before_mib": round(before), "bank_mib": round(bank.nbytes / 2**20)}
+            "step_added_mib": round(peak_mib() - before), "bank_mib": round(bank.nbytes / 2**20)}
 
 
 def measure_index(n: int) -> dict:
@@ -134,7 +142,7 @@ def measure_index(n: int) -> dict:
 
     vectors = synthetic_vectors(n, seed=1)
     docs = [Doc(f"d{i}", "", t) for i, t in enumerate(synthetic_texts(n, seed=4))]
-    before = peak_mib()
+    before = rss_mib()
     with tempfile.TemporaryDirectory(dir=WORK) as tmp:
         started = time.perf_counter()
         index = EmbeddedIndex.build(Path(tmp) / "index", WORK / "export", docs, embeddings=vectors, progress=False)
@@ -156,8 +164,9 @@ def measure_index(n: int) -> dict:
                 times.append(1000 * (time.perf_counter() - started))
             latency[profile] = {"p50_ms": round(float(np.percentile(times, 50)), 1),
                                 "p99_ms": round(float(np.percentile(times, 99)), 1)}
-    return {"index_s": round(build_s, 1), "index_added_mib": round(build_peak - before), "index_disk_mib":
-            round(disk / 2**20), "recall@10": round(float(recall), 4), "latency": latency}
+    return {"index_s": round(build_s, 1), "index_added_mib": round(build_peak - before),
+            "index_peak_mib": round(build_peak), "index_disk_mib": round(disk / 2**20),
+            "recall@10": round(float(recall), 4), "latency": latency}
 
 
 def measure_feed(n: int) -> dict:
@@ -210,8 +219,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
     sizes = [r["documents"] for r in rows]
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
-    panels = [("seconds", [("query-tower step", "step_s"), ("index build / 100", "index_s")]),
-              ("peak memory (MiB)", [("query-tower step", "step_peak_mib"), ("index build, added", "index_added_mib")]),
+    panels = [("seconds", [("query-tower step", "step_s"), ("index build", "index_s")]),
+              ("memory (MiB)", [("query-tower step, peak", "step_peak_mib"), ("index build, added", "index_added_mib")]),
               ("ms per query", [("semantic p50", ("semantic", "p50_ms")), ("semantic p99", ("semantic", "p99_ms")),
                                 ("hybrid p50", ("hybrid", "p50_ms")), ("hybrid p99", ("hybrid", "p99_ms"))]),
               ("HNSW recall@10", [("against exact search", "recall@10")])]
@@ -220,9 +229,11 @@ def plot(rows: list[dict], path: Path) -> None:
             if isinstance(key, tuple):
                 ys = [r["latency"][key[0]][key[1]] for r in rows]
             else:
-                ys = [r[key] / (100 if key == "index_s" else 1) for r in rows]
+                ys = [r[key] for r in rows]
             ax.plot(sizes, ys, marker="o", label=name)
         ax.set_xscale("log")
+        if label != "HNSW recall@10":
+            ax.set_yscale("log")
         ax.set_xlabel("documents")
         ax.set_title(label)
         ax.grid(alpha=0.3)
@@ -239,7 +250,11 @@ def main():
     p.add_argument("--json", default=str(REPO / "docs" / "scale.json"))
     p.add_argument("--plot", default=str(REPO / "docs" / "scale.png"))
     p.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
+    p.add_argument("--replot", action="store_true", help="draw --plot again from --json")
     args = p.parse_args()
+    if args.replot:
+        plot(json.loads(Path(args.json).read_text())["rows"], Path(args.plot))
+        return
     if args.one:
         what, n = args.one[0], int(args.one[1])
         print(json.dumps({"step": measure_step, "index": measure_index, "feed": measure_feed}[what](n)))

@@ -116,3 +116,22 @@ def test_bad_inputs(tmp_path, trained, exported):
     with pytest.raises(FileExistsError, match="already exists"):
         export(trained, exported)
     assert not (tmp_path / "o1").exists() and not list(tmp_path.glob(".o*tmp*"))
+
+
+def test_without_optimum_the_transformer_is_exported_by_torch_and_held_to_the_same_parity(tiny_trained, tmp_path,
+                                                                                           monkeypatch, capsys):
+    """Where optimum's exporter cannot be imported (optimum-onnx 0.1 with transformers 5, as on the GPU machine),
+    torch.onnx writes the same last_hidden_state graph; the parity check holds it to PyTorch as it holds optimum's."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "optimum.exporters.onnx", None)  # `import` of it now raises ImportError
+    out = export(tiny_trained, tmp_path / "export", progress=False)
+    assert "torch.onnx.export writes the transformer instead" in capsys.readouterr().err
+    m = Manifest.load(out)
+    assert m.output == "last_hidden_state" and m.pooling == "mean"
+    assert max(m.parity["fp32"][kind]["max_abs_diff"] for kind in ("query", "passage")) <= 1e-5
+    graph = onnx.load(str(out / "model.onnx")).graph
+    assert [i.name for i in graph.input] == ["input_ids", "attention_mask", "token_type_ids"]
+    texts = ["a claim about vitamin D", "a much longer passage about proteins and how they fold " * 5]
+    ours = Encoder.load(tiny_trained, device="cpu").encode(texts, "passage")
+    np.testing.assert_allclose(OnnxEmbedder(out).embed(texts, "passage"), ours, rtol=0, atol=1e-5)
