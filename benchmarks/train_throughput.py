@@ -2,7 +2,7 @@
 
     python benchmarks/train_throughput.py [--batch-size 32] [--max-length 128] [--steps 8] [--base DIR]
 
-On a GPU it uses bf16 autocast, as training does. Last line: JSON.
+On a GPU it uses bf16 autocast, as training does (the device: --device, as every command). Last line: JSON.
 """
 import argparse
 import json
@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
+from common import device as devices  # noqa: E402
 from common.bundled import SCIFACT as DEFAULT_DATA  # noqa: E402
 from training.pairs import load_pairs  # noqa: E402
 from training.encoder import Encoder, default_base_model  # noqa: E402
@@ -31,11 +32,13 @@ def main():
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--grad-cache-chunk", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (common/device.py)")
     args = p.parse_args()
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    devices.use(args.device)
     base = args.base or default_base_model()
-    encoder = Encoder.load(base, max_length=args.max_length).to(device).train()
+    encoder = Encoder.load(base, max_length=args.max_length).train()
+    device = encoder.device.type
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=1e-5)
     pairs, _ = load_pairs(DEFAULT_DATA)
     loss_fn = make_loss(TrainConfig(base=str(base), out="-", anchor="none", temperature=0.05))  # the contrastive step alone

@@ -25,7 +25,7 @@ from common.lock import locks
 from training.encoder import Encoder, check_model_dir
 from training.late_interaction import LateInteraction
 from training.models import load_model
-from training.onnx_encode import LastHiddenState
+from training.onnx_encode import export_transformer
 from training.towers import QUERY_DIR as QUERY_TOWER, TwoTowers
 
 from .manifest import Manifest, sha256
@@ -83,15 +83,7 @@ def _export_transformer(encoder: Encoder, model_dir: Path, target: Path, work: P
     except Exception as e:  # ImportError, or transformers 5 failing inside optimum's own imports
         print(f"export: optimum's ONNX exporter cannot be imported here ({type(e).__name__}: {str(e)[:100]}); "
               "torch.onnx.export writes the transformer instead", file=sys.stderr)
-        names = _input_names(encoder)
-        sample = encoder.tokenizer(["a sample text", "another one, a little longer"], padding=True,
-                                   return_tensors="pt")
-        axes = {n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(LastHiddenState(encoder.transformer, names).eval(), tuple(sample[n] for n in names),
-                              str(target), input_names=names, output_names=["last_hidden_state"], dynamic_axes=axes,
-                              opset_version=OPSET, dynamo=False)
+        export_transformer(encoder, target, OPSET)
         return "torch.onnx"
     _export_with_optimum(model_dir, target, work)
     shutil.rmtree(work)

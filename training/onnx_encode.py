@@ -66,19 +66,11 @@ def _session(encoder):
     step fails (another architecture, an old runtime)."""
     import onnxruntime as ort
 
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in encoder.tokenizer.model_input_names]
-    sample = encoder.tokenize(["a short text to trace the graph with", "and a second one"])
     try:
-        # tracing records operations: it cannot run in the inference mode ``encode`` runs in. The wrapper is made in
-        # eval mode: the exporter puts the mode it found back on it, and so on the encoder inside it
-        with tempfile.TemporaryDirectory(prefix="siamese-onnx-encode-") as tmp, warnings.catch_warnings(), \
-                torch.inference_mode(False), torch.no_grad():
+        with tempfile.TemporaryDirectory(prefix="siamese-onnx-encode-") as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             raw, fused = Path(tmp) / "model.onnx", Path(tmp) / "fused.onnx"
-            graph = LastHiddenState(encoder.transformer, names).eval()
-            torch.onnx.export(graph, tuple(sample[n] for n in names), str(raw),
-                              input_names=names, output_names=["last_hidden_state"], opset_version=17, dynamo=False,
-                              dynamic_axes={n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]})
+            export_transformer(encoder, raw, opset=17)
             fuse(raw, fused, encoder.transformer.config)
             options = ort.SessionOptions()
             options.log_severity_level = 3
@@ -87,6 +79,21 @@ def _session(encoder):
         print(f"onnx encode: not available for this model ({e.__class__.__name__}: {str(e)[:120]}); PyTorch",
               file=sys.stderr)
         return None
+
+
+def export_transformer(encoder, target: Path, opset: int) -> None:
+    """The encoder's transformer alone as an ONNX graph of ``last_hidden_state`` (TorchScript tracing, weights
+    inside, batch and sequence dynamic): for the fast path here, and for the exporter where optimum cannot run."""
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in encoder.tokenizer.model_input_names]
+    sample = encoder.tokenize(["a short text to trace the graph with", "and a second one"])
+    # tracing records operations: it cannot run in the inference mode ``encode`` runs in. The wrapper is made in
+    # eval mode: the exporter puts the mode it found back on it, and so on the encoder inside it
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_LastHiddenState(encoder.transformer, names).eval(), tuple(sample[n] for n in names),
+                          str(target), input_names=names, output_names=["last_hidden_state"], opset_version=opset,
+                          dynamo=False,
+                          dynamic_axes={n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]})
 
 
 def fuse(graph: Path, out: Path, config) -> None:
@@ -101,9 +108,8 @@ def fuse(graph: Path, out: Path, config) -> None:
                    optimization_options=fusions, opt_level=1).save_model_to_file(str(out))
 
 
-class LastHiddenState(torch.nn.Module):
-    """The transformer alone, its inputs by position: what is traced into an ONNX graph of ``last_hidden_state``
-    (here, and by the exporter where optimum cannot run)."""
+class _LastHiddenState(torch.nn.Module):
+    """The transformer alone, its inputs by position: what ``export_transformer`` traces."""
 
     def __init__(self, transformer, names: list[str]):
         super().__init__()
