@@ -19,7 +19,7 @@ from training.towers import CorpusInfoNCE
 def main(model: str, out: str) -> None:
     distributed.start()
     torch.manual_seed(0)
-    pairs = toy_pairs(13)  # 13 pairs over 2 ranks: shares of 7 and 6
+    pairs = toy_pairs(13)  # 13 pairs over 2 ranks: shares of 6 and 7
     negatives = [p.positive for p in toy_pairs(13, seed=1)]
     pairs = [replace(p, negatives=[negatives[i]] if i % 2 else []) for i, p in enumerate(pairs)]  # 6, unevenly
     general = [p.query + " " + p.positive for p in toy_pairs(20, seed=2)]

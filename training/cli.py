@@ -61,7 +61,7 @@ def train_config_from_args(args):
 
 def launch(nproc: int, argv: list[str]) -> int:
     """``python -m training ARGV`` as ``nproc`` processes under torchrun (one machine; several machines: run
-    torchrun yourself, docs/scale.md); returns its exit code."""
+    torchrun yourself, docs/hardware.md); returns its exit code."""
     import os
     import subprocess
 

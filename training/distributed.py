@@ -1,7 +1,7 @@
 """Training across processes with torch.distributed: one global batch, each process embedding its share of it.
 
 Launched by ``torchrun`` (``siamese train --nproc N`` runs ``torchrun --nproc_per_node N`` for one machine;
-several machines use torchrun's own rendezvous, ``--nnodes``/``--rdzv-endpoint``, docs/scale.md). Each process
+several machines use torchrun's own rendezvous, ``--nnodes``/``--rdzv-endpoint``, docs/hardware.md). Each process
 (rank) reads the same pairs and plans the same batches; at every step it embeds a contiguous share of the batch's
 queries, positives, negatives and anchor texts (``embed_shared``), and every rank gathers the others' rows, so
 every rank computes the loss of the *global* batch, in-batch negatives across all ranks included:
@@ -17,7 +17,7 @@ equal to a single process in distribution, not bit for bit (the equivalence test
 
 Frozen vectors (the query tower's bank, the anchor's targets, the base's margin) are embedded a share per rank,
 gathered, and cached by rank 0 (``cached_vectors``); rank 0 alone writes checkpoints and the model directory.
-Process groups: NCCL where the ranks have GPUs, gloo on CPUs. One process (no torchrun) runs none of this.
+Process groups: NCCL where the device choice (``common/device.py``) is CUDA, gloo otherwise. One process (no torchrun) runs none of this.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from common import device as devices
 from common.errors import ConfigError
 
 
@@ -37,9 +38,10 @@ def start() -> bool:
     if "WORLD_SIZE" not in os.environ:
         return False
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        device = devices.current()  # under torchrun, CUDA means this rank's local GPU
+        backend = "nccl" if device.type == "cuda" else "gloo"
         if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
         dist.init_process_group(backend)
         if rank() == 0:
             print(f"distributed: {size()} processes ({backend})", file=sys.stderr)
@@ -75,7 +77,7 @@ def barrier() -> None:
 
 
 def share(n: int) -> slice:
-    """This rank's contiguous share of ``n`` rows (the first ``n % size`` ranks take one more)."""
+    """This rank's contiguous share of ``n`` rows, in rank order (shares differ by one row at most)."""
     r, w = rank(), size()
     return slice(r * n // w, (r + 1) * n // w)
 
