@@ -1,7 +1,8 @@
 """Write-then-rename for every artefact (model directories, checkpoints, exports, packages, indexes), and
 the rules for replacing one.
 
-Each artefact directory holds a marker, ``.siamese-artifact``, naming its kind. ``--force`` replaces an
+Each artefact directory holds a marker, ``.siamese-artifact``, naming its kind and giving it an id of its own
+(a later stage records the ids of what it was made from: ``vespa_app/run/made_from.py``). ``--force`` replaces an
 output directory only when its marker says it is an artefact of the same kind, and never when it is,
 contains or lies inside one of the command's inputs: no command deletes a directory it did not create.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 from .errors import OutputExistsError
@@ -21,6 +23,14 @@ def artifact_kind(path) -> str | None:
     """The kind of artefact ``path`` holds, from its marker; None for anything else."""
     try:
         return json.loads((Path(path) / MARKER).read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def artifact_id(path) -> str | None:
+    """The id ``atomic_dir`` gave the artefact at ``path`` when it wrote it; None for anything else."""
+    try:
+        return json.loads((Path(path) / MARKER).read_text()).get("id")
     except (OSError, ValueError, AttributeError):
         return None
 
@@ -65,7 +75,7 @@ def atomic_dir(final, write, kind: str, *, replace: bool = False, inputs=()) -> 
         tmp = scratch / final.name
         tmp.mkdir()
         write(tmp)
-        (tmp / MARKER).write_text(json.dumps({"kind": kind}) + "\n")
+        (tmp / MARKER).write_text(json.dumps({"kind": kind, "id": uuid.uuid4().hex}) + "\n")
         if not final.exists():
             tmp.rename(final)
             return final

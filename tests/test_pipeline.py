@@ -235,3 +235,64 @@ def test_run_serves_a_late_interaction_model_beside_the_single_vector_one(tiny_m
     assert main(["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(tmp_path / "r2"),
                  "--colbert", str(tiny_model)]) == 2  # a single-vector model is not a late-interaction one
     assert "not a late-interaction model" in capsys.readouterr().err
+
+
+def test_a_run_over_an_existing_out_reuses_only_stages_made_from_what_it_asks(tiny_model, small_beir, tmp_path,
+                                                                               capsys):
+    """Issue 35 #1: a finished run, then the same --out with other data or settings: every stale stage is refused
+    in one line naming each difference, nothing is touched; --force rebuilds what differs and keeps the rest."""
+    from common.atomic import artifact_id
+    from exporter.manifest import Manifest
+
+    out = tmp_path / "run"
+    args = ["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--epochs", "1",
+            "--no-sts", "--no-guards"]
+    assert main(args) == 0
+    stages = ("train/model", "export", "index", "app")
+    ids = {s: artifact_id(out / s) for s in stages}
+    assert all(ids.values())
+    capsys.readouterr()
+
+    def refused(*extra):
+        assert main(args + list(extra)) == 2
+        err = capsys.readouterr().err
+        assert err.count("error:") == 1 and "was not made from what this run asks" in err and "--force" in err
+        assert {s: artifact_id(out / s) for s in stages} == ids  # nothing touched
+        return err
+
+    err = refused("--lr", "0.5", "--max-steps", "2")
+    assert "train:" in err and "lr: 0.0001 → 0.5" in err and "max steps: 0 → 2" in err
+    other = tmp_path / "other"
+    shutil.copytree(small_beir, other)
+    qrels = (other / "qrels" / "train.tsv").read_text().splitlines()
+    (other / "qrels" / "train.tsv").write_text("\n".join(qrels[:-3]) + "\n")  # other training pairs
+    assert "training pairs:" in refused("--data", str(other))
+    assert "export:" in (err := refused("--quantize", "int8")) and "quantize: null → int8" in err
+    assert "package:" in (err := refused("--dim", "16")) and "dim: 32 → 16" in err
+    assert "package:" in refused("--bm25-weight", "0.1")
+
+    # --force: the export is rebuilt, and what was made from it; training, made from the same, is kept
+    assert main(args + ["--quantize", "int8", "--force"]) == 0
+    now = {s: artifact_id(out / s) for s in stages}
+    assert now["train/model"] == ids["train/model"] and all(now[s] != ids[s] for s in stages[1:])
+    assert Manifest.load(out / "export").quantization is not None
+    assert main(args + ["--quantize", "int8"]) == 0  # and now it is what this asks for: reused
+    assert "reusing it" in capsys.readouterr().err and {s: artifact_id(out / s) for s in stages} == now
+
+    # a stage without a record (made by an older version, by hand, or its record lost) is never taken as made
+    (out / "made_from.json").unlink()
+    ids = now
+    assert "has no record of what made it" in refused("--quantize", "int8")
+
+
+def test_a_run_does_not_take_the_users_own_folders_for_its_stages(tiny_model, small_beir, tmp_path, capsys):
+    out = tmp_path / "run"
+    (out / "export").mkdir(parents=True)
+    (out / "export" / "notes.txt").write_text("mine")
+    args = ["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--max-steps", "1",
+            "--no-sts", "--no-guards"]
+    assert main(args) == 2
+    assert "export has no record of what made it" in capsys.readouterr().err
+    assert main(args + ["--force"]) == 2
+    assert "is not something siamese wrote" in capsys.readouterr().err
+    assert (out / "export" / "notes.txt").read_text() == "mine"

@@ -76,6 +76,9 @@ def test_resuming_a_finished_run_retrains_nothing(tiny_model, tmp_path, capsys):
     assert "is a finished run" in capsys.readouterr().err
     assert (out / "model" / "model.safetensors").read_bytes() == before
     assert (out / "train_config.json").read_text() == config and not (out / "checkpoints").exists()
+    # a finished run has no steps left to change: a change is refused, not "applied" to nothing
+    assert main(["train", "--out", str(out), "--resume", "--max-steps", "2"]) == 2
+    assert "has finished, so nothing can change: max steps 0 → 2" in capsys.readouterr().err
 
 
 def test_a_second_writer_of_one_output_gets_one_line_naming_the_first(tiny_model, tmp_path, capsys):

@@ -14,7 +14,7 @@ from common.errors import ConfigError
 from common.cli import alpha_value, positive_int
 from common.device import add_device_arg
 
-from .config import add_config_args, config_overrides, recipe_config
+from .config import add_config_args, check_given, config_overrides, recipe_config
 from .model_dir import resolve_models
 
 
@@ -54,6 +54,7 @@ def train_config_from_args(args):
         asked = config_overrides(args) | ({"base": args.base} if args.base else {})
         cfg = replace(cfg, **asked, data=str(args.data) if args.data else (cfg.data or str(SCIFACT)))
         cfg.check()
+        check_given(cfg, set(asked))
         return cfg
     return recipe_config(str(args.base or default_base_model()), args.out, args.full,
                          data=str(args.data or SCIFACT), **config_overrides(args))
@@ -95,6 +96,8 @@ def cmd_train(args) -> int:
         return launch(args.nproc, without_flag(args.argv, "--nproc"))
     cfg = train_config_from_args(args)
     eval_fn = None
+    if cfg.eval_every and not args.eval_data:
+        raise ConfigError("--eval-every evaluates during training on --eval-data: give --eval-data BEIR_DIR too")
     if args.eval_data:
         from .evaluate import during_training
 

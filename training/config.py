@@ -21,6 +21,7 @@ from .model_dir import upgrade
 
 SIZES = re.compile(r"(\s*[1-9]\d*\s*,)*\s*([1-9]\d*)?\s*")  # "384, 256,128": nested embedding sizes
 TOWERS = ("shared", "query", "adapter", "separate")  # --tower (training/towers.py)
+FROZEN_DOCUMENT = ("query", "adapter")  # towers whose documents keep the base model's vectors
 SIZES_HELP = "matryoshka must be positive sizes separated by commas, e.g. 384,256,128"
 
 
@@ -198,11 +199,44 @@ def recipe_config(base: str, out: str, full: bool = False, **overrides) -> Train
     shared_only = any((recipe | given).get(k) for k in SHARED_ONLY)
     tower = given.get("tower") or ("shared" if shared_only else recipe.get("tower", "shared"))
     values = recipe | TOWER_RECIPES.get(tower, {}) | given | {"tower": tower}
+    if tower in FROZEN_DOCUMENT and "hard_negatives" not in given:
+        values.pop("hard_negatives", None)  # the full recipe's: a frozen document tower has every document as negative
     if values.get("late_interaction") and "anchor" not in values:
         values["anchor"] = "none"  # the default anchor holds a single vector to the base model's
     cfg = TrainConfig(base=base, out=out, **values)
     cfg.check()
+    check_given(cfg, set(given) - {"data"})
     return cfg
+
+
+# When a knob takes effect. A knob the user gives where it would change nothing is refused, never dropped:
+# (knob, does it act in this configuration, why not). Tested for every knob and tower (tests/test_knobs.py):
+# each either changes what training makes or is refused here.
+FROZEN_WHY = ("the {tower} tower scores each query against every document's frozen vector (the corpus is every "
+              "query's negatives, and there is no passage-side term)")
+KNOB_RULES = [
+    *((k, lambda c: c.late_interaction, "only late interaction has it (--late-interaction)")
+      for k in ("colbert_dim", "query_tokens", "colbert_teacher_weight")),
+    *((k, lambda c: c.anchor != "none", "there is no anchor (--anchor none)")
+      for k in ("anchor_weight", "anchor_batch", "anchor_data")),
+    ("mine_depth", lambda c: c.hard_negatives > 0, "no negatives are mined (--hard-negatives 0)"),
+    ("corpus_pairs_ratio", lambda c: bool(c.corpus_pairs), "no corpus pairs are made (no --corpus-pairs)"),
+    ("general_pairs_ratio", lambda c: bool(c.general_pairs), "no general pairs are mixed in (no --general-pairs)"),
+    ("keep_checkpoints", lambda c: c.checkpoint_every > 0, "no checkpoints are written (--checkpoint-every 0)"),
+    *((k, lambda c: c.tower not in FROZEN_DOCUMENT, FROZEN_WHY)
+      for k in ("loss", "symmetric", "hard_negatives", "mine_depth")),
+]
+
+
+def check_given(cfg: TrainConfig, given: set[str]) -> None:
+    """Refuse, in one line, every knob in ``given`` that this configuration would ignore (asking for a knob's
+    default is never refused: it is what happens)."""
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    ignored = [f"--{knob.replace('_', '-')} ({why.format(tower=cfg.tower)})" for knob, acts, why in KNOB_RULES
+               if knob in given and getattr(cfg, knob) != defaults[knob] and not acts(cfg)]
+    if ignored:
+        raise ConfigError(f"these settings would change nothing in this training, so they are refused: "
+                          f"{'; '.join(dict.fromkeys(ignored))}. Drop them, or add what they need.")
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:

@@ -193,18 +193,22 @@ def pairs_fingerprint(pairs: list[Pair]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _resumed_config(saved: TrainConfig, asked: TrainConfig, pairs: list[Pair]) -> TrainConfig:
+def _resumed_config(saved: TrainConfig, asked: TrainConfig, pairs: list[Pair], finished: bool) -> TrainConfig:
     """The saved run's configuration, with the changes a resume may make; anything else that differs, or other
-    pairs, is refused with what differs (resuming a run on other settings is a new run)."""
+    pairs, is refused with what differs (resuming a run on other settings is a new run). A finished run takes
+    no change: there is nothing left for it to apply to."""
     changed = {f.name: (getattr(saved, f.name), getattr(asked, f.name)) for f in fields(TrainConfig)
                if f.name not in RECORDED and getattr(asked, f.name) != getattr(saved, f.name)
                and not (f.name in FROM_THE_BASE and getattr(asked, f.name) is None)}
-    refused = [f"{k.replace('_', ' ')} {a!r} → {b!r}" for k, (a, b) in changed.items() if k not in RESUMABLE]
+    refused = [f"{k.replace('_', ' ')} {a!r} → {b!r}" for k, (a, b) in changed.items()
+               if k not in RESUMABLE or finished]
     if saved.pairs_fingerprint and pairs_fingerprint(pairs) != saved.pairs_fingerprint:
         refused.insert(0, f"the training pairs ({len(pairs)} given are not the ones the run started on)")
     if refused:
-        raise ConfigError(f"{saved.out}: --resume continues the run as it was started, but {'; '.join(refused)}. "
-                          "Resume without changing them, or start a new run in another --out.")
+        state = "the run has finished, so nothing can change: " if finished else \
+            "--resume continues the run as it was started, but "
+        raise ConfigError(f"{saved.out}: {state}{'; '.join(refused)}. Resume without changing them, or start a "
+                          "new run in another --out.")
     for key, (before, after) in changed.items():
         print(f"resume: {key.replace('_', ' ')} {before} → {after} (applied)", file=sys.stderr)
     return replace(saved, **{k: b for k, (_, b) in changed.items()})
@@ -225,7 +229,7 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
     if resume:
         if not config_file.exists():
             raise MissingInputError(f"{out}: nothing to resume (no train_config.json). Start without --resume.")
-        cfg = _resumed_config(TrainConfig.load(config_file), cfg, pairs)
+        cfg = _resumed_config(TrainConfig.load(config_file), cfg, pairs, finished=(out / "model").exists())
         if (out / "model").exists():
             print(f"resume: {out} is a finished run; its model is {out / 'model'}", file=sys.stderr)
             return out / "model"

@@ -39,10 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import FROZEN_DOCUMENT
 from .encoder import Encoder
 from .model_dir import TOWERS_FILE, EncoderConfig, check_model_dir
 
-FROZEN_DOCUMENT = ("query", "adapter")
 FULL_SOFTMAX_MAX = 1_000_000  # documents (1.5 GB of float32 vectors at 384 dimensions)
 QUERY_DIR = "query"
 # What a frozen document tower keeps of the base model's folder, byte for byte (so its cached corpus vectors,
@@ -215,16 +215,15 @@ def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = Tru
     from tqdm.auto import tqdm
 
     from . import distributed
-    from .infonce import info_nce
     from .steps import anchor_targets, embed_step, training_window, warmup_linear
-    from .losses import Anchored, Batch
+    from .losses import LOSSES, Anchored, Batch
 
     base = Encoder.load(cfg.base, **cfg.encoding).eval()
     frozen = cfg.tower in FROZEN_DOCUMENT
     towers = build_towers(cfg, base)
     inner = (CorpusInfoNCE(*_bank(base, check_model_dir(cfg.base), pairs, corpus, cfg.seed), pairs, cfg.temperature,
                            base.device)
-             if frozen else lambda q, p, batch: info_nce(q, p, cfg.temperature, cfg.symmetric))
+             if frozen else LOSSES[cfg.loss](cfg))
     general, teacher = anchor_targets(cfg, base) if cfg.anchor != "none" else ([], None)
     loss_fn = Anchored(inner, cfg.anchor, general, teacher, cfg.anchor_weight, cfg.anchor_batch, cfg.seed) \
         if cfg.anchor != "none" else inner

@@ -54,6 +54,8 @@ class RunOptions:
                                       "queries best", metavar="W|auto", type=bm25_weight_value)
     vespa: str | None = option(None, "evaluate on Vespa: 'docker', a config server URL (:19071) or a query URL")
     skip_bad: bool = option(False, "drop malformed input lines, and say how many and why", action="store_true")
+    force: bool = option(False, "rebuild the stages in --out that were made from other data or settings (without it "
+                         "they are refused, each difference named)", action="store_true")
 
     @classmethod
     def add_run_args(cls, parser) -> None:
@@ -109,6 +111,9 @@ def check_options(o: RunOptions, base: str) -> None:
         raise ConfigError("siamese run trains, packages and indexes a single-vector model; a late-interaction model "
                           "is served beside it: `siamese train --late-interaction --out COLBERT_RUN`, then "
                           "`siamese run --colbert COLBERT_RUN`")
+    if o.train.get("eval_every"):
+        raise ConfigError("--eval-every evaluates during training on `siamese train --eval-data`; siamese run "
+                          "evaluates once, after training: drop --eval-every")
     if o.colbert and model_kind(check_model_dir(o.colbert)) != "late":
         raise ConfigError(f"--colbert {o.colbert}: not a late-interaction model (train one with "
                           "`siamese train --late-interaction`)")

@@ -17,10 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-from common.data import Beir, limit_queries, load_beir, load_corpus, read_qrels, read_queries
+from common.bundled import GUARDS
+from common.data import Beir, corpus_fingerprint, limit_queries, load_beir, load_corpus, read_qrels, read_queries
 from common.lock import locks
+from training.model_dir import check_model_dir
 
 from vespa_app.backend import evaluate_backend
+from vespa_app.run.made_from import MadeFrom, file_fingerprint, made_by_run
 from vespa_app.run.options import RunOptions, check_options, chunking_choice, train_settings
 from vespa_app.run.serve import serve
 from vespa_app.run.stages import Stages, say
@@ -39,47 +42,64 @@ def _eval_data(o: RunOptions) -> Beir | None:
     return limit_queries(load_beir(o.data, o.eval_split, skip_bad=o.skip_bad), o.limit_queries)
 
 
-def _train(o: RunOptions, out: Path, corpus) -> Path:
+def _train(o: RunOptions, out: Path, corpus, record: MadeFrom) -> Path:
+    from dataclasses import asdict
+
     from training.config import recipe_config
-    from training.loop import train
+    from training.loop import RECORDED, pairs_fingerprint, train
     from training.model_dir import default_base_model
     from training.pairs import load_training_data
 
     model_dir = out / "train" / "model"
     cfg = recipe_config(str(o.base or default_base_model()), str(out / "train"), o.full, data=str(o.pairs or o.data),
                         **train_settings(o))
-    if model_dir.exists():
-        say(f"train: {model_dir} exists, reusing it")
+    pairs, pool = load_training_data(o.pairs or o.data, o.train_split, o.skip_bad)
+    settings = {k: v for k, v in asdict(cfg).items() if k not in (*RECORDED, "base", "data")}
+    files = {k: file_fingerprint(settings[k]) for k in ("anchor_data", "general_pairs") if settings[k]}
+    inputs = settings | {f"{k} contents": v for k, v in files.items()} | {
+        "base model": file_fingerprint(check_model_dir(cfg.base)), "training pairs": pairs_fingerprint(pairs),
+        "corpus": corpus_fingerprint(pool or corpus)}
+    if record.reuse("train", model_dir, inputs, work=(out / "train",)):
+        say(f"train: {model_dir} was made from the same data and settings, reusing it")
         return model_dir
     say("train")
-    pairs, pool = load_training_data(o.pairs or o.data, o.train_split, o.skip_bad)
-    resume = (out / "train" / "train_config.json").exists()
-    return train(cfg, pairs, pool or corpus, resume=resume)
+    resume = (out / "train" / "train_config.json").exists()  # started from the same, and interrupted
+    model_dir = train(cfg, pairs, pool or corpus, resume=resume)
+    record.done("train", model_dir)
+    return model_dir
 
 
-def _merge(o: RunOptions, base: str, tuned: Path, merged: Path, extra: dict) -> Path:
+def _merge(o: RunOptions, base: str, tuned: Path, merged: Path, extra: dict, record: MadeFrom) -> Path:
     from training.merge import MERGE_FILE, merge
 
-    if merged.exists():
-        say(f"merge: {merged} exists, reusing it")
+    inputs = {"model": made_by_run(tuned), "base model": file_fingerprint(check_model_dir(base)), "alpha": o.merge,
+              "guards": [file_fingerprint(GUARDS.get(g, g)) for g in o.guards] if o.merge == "auto" else None}
+    if record.reuse("merge", merged, inputs):
+        say(f"merge: {merged} was made from the same models and α, reusing it")
     else:
         say(f"merge with the base model (α {o.merge}; auto: chosen on the guards' selection half)")
         merge(base, tuned, merged, o.merge, o.guards, say=lambda line: print(line, file=sys.stderr))
-    record = json.loads((merged / MERGE_FILE).read_text())
-    extra["merge"] = {"alpha": record["alpha"], "method": record["choice"]["method"]}
+        record.done("merge", merged)
+    record_file = json.loads((merged / MERGE_FILE).read_text())
+    extra["merge"] = {"alpha": record_file["alpha"], "method": record_file["choice"]["method"]}
     return merged
 
 
-def _export(o: RunOptions, model_dir: Path, export_dir: Path):
+def _export(o: RunOptions, model_dir: Path, export_dir: Path, record: MadeFrom, stage: str = "export"):
     from exporter.manifest import Manifest
     from exporter.onnx_export import export
 
-    if export_dir.exists():
-        say(f"export: {export_dir} exists, reusing it")
+    made = made_by_run(model_dir) if model_dir.is_relative_to(Path(o.out)) else file_fingerprint(model_dir)
+    inputs = {"model": made, "quantize": o.quantize,
+              "quantization check data": file_fingerprint(o.data) if o.quantize else None,
+              "quantization check split": o.eval_split if o.quantize else None}
+    if record.reuse(stage, export_dir, inputs):
+        say(f"{stage}: {export_dir} was made from the same model and settings, reusing it")
     else:
         say("export to ONNX, with parity checks")
         export(model_dir, export_dir, quantize=o.quantize, quality_data=o.data if o.quantize else None,
                quality_split=o.eval_split)
+        record.done(stage, export_dir)
     return Manifest.load(export_dir)
 
 
@@ -97,35 +117,37 @@ def run(o: RunOptions) -> dict:
     beir = _eval_data(o)
     corpus = list(beir.corpus.values()) if beir else list(load_corpus(o.corpus, skip_bad=o.skip_bad).values())
     out.mkdir(parents=True, exist_ok=True)
-    model_dir, manifest, colbert_dir = _model(o, out, base, corpus, stages)
+    record = MadeFrom(out, force=o.force)
+    model_dir, manifest, colbert_dir = _model(o, out, base, corpus, stages, record)
     chunker, stages.extra["chunking"] = chunking_choice(o, corpus, out / "export")
     say(f"chunking {stages.extra['chunking']}")
     dim = o.dim or manifest.dimension
-    index, backend = serve(o, out, model_dir, colbert_dir, corpus, chunker, dim, stages)
+    index, backend = serve(o, out, model_dir, colbert_dir, corpus, chunker, dim, stages, record)
     rows = _evaluate(o, base, model_dir, out / "export", beir, index, backend, chunker, stages) if beir else []
     deploy = deploy_commands(out / "app", o.corpus or o.data, out)
     stages.timings["total"] = time.time() - run_started
     return _write_results(o, out, base, model_dir, rows, deploy, stages)
 
 
-def _model(o: RunOptions, out: Path, base: str, corpus, stages: Stages):
+def _model(o: RunOptions, out: Path, base: str, corpus, stages: Stages, record: MadeFrom):
     """Train (and merge), then export (and --colbert's model): the model directory, the export's manifest and the
     late-interaction export (or None)."""
     from training.model_dir import TOWERS_FILE
 
-    model_dir = stages.timed("train", _train, o, out, corpus)
+    model_dir = stages.timed("train", _train, o, out, corpus, record)
     if (model_dir / TOWERS_FILE).exists():  # two towers: the report says which trained and which stayed the base
         stages.extra["towers"] = json.loads((model_dir / TOWERS_FILE).read_text())
     if o.merge is not None:
-        model_dir = stages.timed("merge", _merge, o, base, model_dir, out / "merged", stages.extra)
-    manifest = stages.timed("export + parity", _export, o, model_dir, out / "export")
+        model_dir = stages.timed("merge", _merge, o, base, model_dir, out / "merged", stages.extra, record)
+    manifest = stages.timed("export + parity", _export, o, model_dir, out / "export", record)
     stages.extra["parity"] = manifest.parity
     colbert_dir = None
     if o.colbert:
         from training.model_dir import check_model_dir
 
         colbert_dir = out / "export-colbert"
-        stages.timed("export late interaction", _export, o, check_model_dir(o.colbert), colbert_dir)
+        stages.timed("export late interaction", _export, o, check_model_dir(o.colbert), colbert_dir, record,
+                     "export late interaction")
     return model_dir, manifest, colbert_dir
 
 

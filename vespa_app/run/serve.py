@@ -5,17 +5,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from common.data import load_beir
-from common.errors import ConfigError
+from common.data import corpus_fingerprint, load_beir
 
-from vespa_app.package.record import embedding_shape
+from vespa_app.run.made_from import MadeFrom, made_by_run
 from vespa_app.run.options import RunOptions
 from vespa_app.run.stages import Stages, say
 from vespa_app.serving import BM25_WEIGHT
 
 
-def _package(export_dir: Path, app_dir: Path, corpus, extra: dict, chunker, dim: int, colbert_dir=None,
-             fusion: tuple[float, dict | None] = (BM25_WEIGHT, None)) -> None:
+def _package(export_dir: Path, app_dir: Path, corpus, extra: dict, chunker, dim: int, colbert_dir,
+             fusion: tuple[float, dict | None], record: MadeFrom) -> None:
     from exporter.parity import parity_texts
 
     from vespa_app.check.structure import check_package, java_missing
@@ -30,9 +29,9 @@ def _package(export_dir: Path, app_dir: Path, corpus, extra: dict, chunker, dim:
         reports.append(check_package(package, texts, docs=corpus))
 
     checker = "Python's structural checks" if missing else "Vespa's own config model and HuggingFaceEmbedder"
-    if app_dir.exists():
-        _check_package_shape(app_dir, chunker, dim, fusion[0])
-        say(f"package: {app_dir} exists, reusing it; checking it with {checker}")
+    if record.reuse("package", app_dir, _package_inputs(export_dir, chunker, dim, colbert_dir) | {
+            "bm25 weight": fusion[0]}):
+        say(f"package: {app_dir} was made from the same export and options, reusing it; checking it with {checker}")
         check(app_dir)
     else:
         say(f"Vespa application package, checked with {checker}")
@@ -40,6 +39,7 @@ def _package(export_dir: Path, app_dir: Path, corpus, extra: dict, chunker, dim:
                                                       chunk_overlap=chunker.overlap if chunker else 0, dim=dim,
                                                       bm25_weight=fusion[0], bm25_weight_choice=fusion[1]),
                       check=check, colbert_dir=colbert_dir)
+        record.done("package", app_dir)
     report = reports[0]
     extra["vespa_check"] = f"skipped: {missing}" if missing else report.vespa
     if report.container:
@@ -49,32 +49,22 @@ def _package(export_dir: Path, app_dir: Path, corpus, extra: dict, chunker, dim:
     print(report.summary(), file=sys.stderr)
 
 
-def _check_package_shape(app_dir: Path, chunker, dim: int, bm25_weight: float | None = None) -> None:
-    """An existing package is reused only if it embeds as this run asks (and, once chosen, fuses so)."""
-    from vespa_app.package.record import AppPackage
-
-    package = AppPackage.open(app_dir)
-    has, wants = package.shape(), embedding_shape(chunker and chunker.spec(), dim)
-    if bm25_weight is not None:
-        has["bm25 weight"], wants["bm25 weight"] = package.bm25_weight, bm25_weight
-    if has != wants:
-        raise ConfigError(f"{app_dir} was built with {has}, this run asks for {wants}: delete it, or run with "
-                          "the same chunk, --dim and --bm25-weight options")
+def _package_inputs(export_dir: Path, chunker, dim: int, colbert_dir) -> dict:
+    return {"export": made_by_run(export_dir), "chunking": chunker and chunker.spec(), "dim": dim,
+            "late-interaction export": colbert_dir and made_by_run(colbert_dir)}
 
 
-def _index(export_dir: Path, index_dir: Path, corpus, chunker, dim: int, colbert_dir=None, model_dir=None):
+def _index(export_dir: Path, index_dir: Path, corpus, chunker, dim: int, colbert_dir, model_dir, record: MadeFrom):
     from exporter.manifest import Manifest
 
-    from vespa_app.embedded import BadIndexError, EmbeddedIndex
+    from vespa_app.embedded import EmbeddedIndex
 
-    if index_dir.exists():
-        say(f"index: {index_dir} exists, reopening it")
+    inputs = _package_inputs(export_dir, chunker, dim, colbert_dir) | {
+        "corpus": corpus_fingerprint(corpus), "document vectors of": model_dir and made_by_run(model_dir)}
+    if record.reuse("index", index_dir, inputs):
+        say(f"index: {index_dir} was made from the same export, corpus and options, reopening it")
         index = EmbeddedIndex.open(index_dir)
         index.check_corpus(corpus)
-        has, wants = index.shape(), embedding_shape(chunker and chunker.spec(), dim)
-        if has != wants:
-            raise BadIndexError(f"{index_dir} was built with {has}, this run asks for {wants}: "
-                                "delete it, or run with the same chunk and --dim options")
         return index
     from vespa_app.run.rows import frozen_documents
 
@@ -82,8 +72,10 @@ def _index(export_dir: Path, index_dir: Path, corpus, chunker, dim: int, colbert
     say(f"embedded index: {len(corpus)} documents"
          + (f" as chunks of {chunker.max_tokens} tokens" if chunker else "") + f", {dim} dimensions; vectors "
          + ("of the frozen document tower (the base model's, computed once)" if frozen else "by the exported model"))
-    return EmbeddedIndex.build(index_dir, export_dir, corpus, chunker=chunker, dim=dim, colbert_dir=colbert_dir,
-                               documents=frozen)
+    index = EmbeddedIndex.build(index_dir, export_dir, corpus, chunker=chunker, dim=dim, colbert_dir=colbert_dir,
+                                documents=frozen)
+    record.done("index", index_dir)
+    return index
 
 
 def _bm25_weight(o: RunOptions, index, app_dir: Path) -> tuple[float, dict]:
@@ -137,20 +129,20 @@ def _feed_vespa(o: RunOptions, app_dir: Path, corpus, out: Path, extra: dict):
 
 
 def serve(o: RunOptions, out: Path, model_dir: Path, colbert_dir: Path | None, corpus, chunker, dim: int,
-          stages: Stages):
+          stages: Stages, record: MadeFrom):
     """The index (embedded backend), hybrid-linear's weight chosen on it, the package checked by Vespa's code,
     and with --vespa the deploy and feed: (the index or None, the backend to evaluate)."""
     export_dir, app_dir = out / "export", out / "app"
     index = backend = None
-    if app_dir.exists():  # judged before the index is built: minutes on a real corpus
-        _check_package_shape(app_dir, chunker, dim)
+    # judged before the index is built (minutes on a real corpus); its BM25 weight is judged once chosen
+    record.judge("package", app_dir, _package_inputs(export_dir, chunker, dim, colbert_dir))
     if not o.vespa:  # before the package: hybrid-linear's weight is chosen on the index
         index = backend = stages.timed("index", _index, export_dir, out / "index", corpus, chunker, dim,
-                                       colbert_dir, model_dir)
+                                       colbert_dir, model_dir, record)
     fusion = stages.timed("choose hybrid weight", _bm25_weight, o, index, app_dir)
     stages.extra["hybrid-linear bm25 weight"] = {"weight": fusion[0], **fusion[1]}
     stages.timed("package + Vespa check", _package, export_dir, app_dir, corpus, stages.extra, chunker, dim,
-                 colbert_dir, fusion)
+                 colbert_dir, fusion, record)
     if o.vespa:
         backend = stages.timed("deploy + feed", _feed_vespa, o, app_dir, corpus, out, stages.extra)
     return index, backend
