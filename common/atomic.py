@@ -8,13 +8,17 @@ contains or lies inside one of the command's inputs: no command deletes a direct
 """
 from __future__ import annotations
 
+import glob
 import json
+import os
 import shutil
+import socket
 import tempfile
 import uuid
 from pathlib import Path
 
 from .errors import OutputExistsError
+from .lock import alive
 
 MARKER = ".siamese-artifact"
 
@@ -60,6 +64,20 @@ def check_output(final, kind: str, replace: bool = False, inputs=()) -> None:
                                 "another output directory.")
 
 
+def _sweep(final: Path) -> None:
+    """Remove the scratch folders that writers of ``final`` on this host left when they died (kill -9, power
+    loss): each is named by its writer's host and pid."""
+    host = socket.gethostname()
+    for scratch in final.parent.glob(f".{glob.escape(final.name)}.tmp-*"):
+        try:
+            writer, pid, _ = scratch.name[len(f".{final.name}.tmp-"):].rsplit("-", 2)
+            dead = writer == host and not alive(int(pid))
+        except ValueError:
+            continue  # not one of ours
+        if dead:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
 def atomic_dir(final, write, kind: str, *, replace: bool = False, inputs=()) -> Path:
     """Run ``write(tmp_dir)`` and rename the result into place, so a crash never leaves a half-written
     directory that looks complete. An existing ``final`` is replaced (see ``check_output``) only after the
@@ -70,7 +88,9 @@ def atomic_dir(final, write, kind: str, *, replace: bool = False, inputs=()) -> 
     final = Path(final)
     check_output(final, kind, replace, inputs)
     final.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    _sweep(final)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{socket.gethostname()}-{os.getpid()}-",
+                                    dir=final.parent))
     try:
         tmp = scratch / final.name
         tmp.mkdir()

@@ -276,6 +276,9 @@ def read_qrels(path, corpus_ids, query_ids, *, skip_bad=False, skipped: Skipped 
                 skipped.add(err)
     if rows == 0:
         raise DataError(path, None, "empty file", "The qrels file holds no judgements.")
+    if not qrels:
+        raise DataError(path, None, f"no relevant document: all {rows} judgements have score 0",
+                        "Scores above 0 mark the relevant documents; evaluation and training need at least one.")
     return qrels
 
 

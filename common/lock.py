@@ -27,7 +27,7 @@ def lock_path(out) -> Path:
     return out.parent / f".{out.name}.lock"
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -67,7 +67,7 @@ def output_lock(out, command: str = ""):
             if holder is None and not half_written:
                 time.sleep(0.2)
                 continue
-            if half_written or (holder.get("host") == me["host"] and not _alive(int(holder.get("pid", 0)))):
+            if half_written or (holder.get("host") == me["host"] and not alive(int(holder.get("pid", 0)))):
                 path.unlink(missing_ok=True)  # stale: its writer is gone
                 continue
             raise OutputBusyError(

@@ -126,3 +126,33 @@ def test_a_feed_to_a_server_that_is_not_vespa_stops_early_and_loses_nothing(tmp_
     failed = [json.loads(line) for line in open(tmp_path / "failed.jsonl")]
     assert sorted(f["id"] for f in failed) == sorted(d.id for d in docs)  # every document accounted for
     assert sum(f["reason"].startswith("not sent") for f in failed) == len(docs) - sent
+
+
+NO_FAULTS = dict(every_429=0, every_503=0, every_slow=0, every_reset=0, every_drop=0)
+
+
+def test_a_document_changed_since_it_was_fed_is_sent_again(tmp_path):
+    """Issue 35 #3: the ledger keys on what was sent, not only on the id."""
+    docs = corpus(13)[:13]
+    ledger = tmp_path / "ledger.jsonl"
+    with FaultServer(**NO_FAULTS) as server:
+        assert feed(server.url, docs, ledger, tmp_path / "f", schema="s", progress=False).acked == 13
+        docs[4] = Doc(docs[4].id, docs[4].title, "the text as the user corrected it")
+        again = feed(server.url, docs, ledger, tmp_path / "f", schema="s", progress=False)
+        assert (again.acked, again.changed, again.already) == (1, 1, 12)
+        assert "1 fed now (1 of them changed since fed before), 12 fed before" in again.summary()
+        assert server.stored[docs[4].id]["text"] == "the text as the user corrected it"
+        assert feed(server.url, docs, ledger, tmp_path / "f", schema="s", progress=False).already == 13
+
+
+def test_a_document_vespa_keeps_refusing_is_reported_with_vespas_answer(tmp_path):
+    """Issue 35 #4: out of attempts, the reason is Vespa's last answer and the attempts made (it was
+    "HTTP 599: RetryError[<Future ...>]")."""
+    docs = corpus(3)[:3]
+    with FaultServer(**NO_FAULTS | {"every_429": 1}) as server:
+        result = feed(server.url, docs, tmp_path / "ledger.jsonl", tmp_path / "failed.jsonl", attempts=3,
+                      max_backoff=0.01, progress=False)
+    assert len(result.failed) == 3
+    for reason in result.failed.values():
+        assert reason.startswith("HTTP 429 (Vespa's answer to the last of 3 attempts)") and "injected fault" in reason
+    assert [json.loads(line)["reason"] for line in open(tmp_path / "failed.jsonl")] == list(result.failed.values())

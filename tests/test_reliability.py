@@ -161,6 +161,12 @@ def test_malformed_option_values_end_in_one_usage_line(argv, says, capsys):
     (["--merge", "auto", "--no-guards"], "--merge auto chooses α on the guards"),
     (["--late-interaction"], "a late-interaction model is served beside it"),
     (["--lr", "0"], "must be > 0"),
+    # issue 35: flags that would have been accepted and ignored
+    (["--queries", "q.jsonl"], "--queries without --qrels and --corpus: evaluation needs"),
+    (["--symmetric"], "--symmetric (the query tower scores each query against every document's frozen vector"),
+    (["--loss", "symmetric-infonce"], "refused: --loss"),
+    (["--tower", "separate", "--colbert-dim", "64"], "--colbert-dim (only late interaction has it"),
+    (["--eval-every", "5", "--tower", "shared"], "siamese run evaluates once, after training"),
 ])
 def test_run_judges_every_option_before_any_work(tiny_model, small_beir, tmp_path, capsys, extra, says):
     out = tmp_path / "run"

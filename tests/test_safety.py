@@ -271,3 +271,104 @@ def test_an_interrupted_write_leaves_nothing_and_keeps_the_old_artefact(tmp_path
     with pytest.raises(KeyboardInterrupt):
         atomic_dir(old, interrupted, "export", replace=True)
     assert (old / "model.onnx").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["old"]
+
+
+def test_the_scratch_folder_of_a_writer_killed_mid_write_is_removed_by_the_next_writer(tmp_path):
+    """Issue 35 #6: kill -9 inside an atomic write left `.OUT.tmp-*` (87 MB for an export) for ever."""
+    out = tmp_path / "export"
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, sys; sys.path.insert(0, sys.argv[2]); from common.atomic import atomic_dir\n"
+        "def write(tmp):\n"
+        "    (tmp / 'model.onnx').write_bytes(b'x' * 100000)\n"
+        "    os.kill(os.getpid(), 9)\n"
+        "atomic_dir(sys.argv[1], write, 'export')"), str(out), str(REPO)])
+    assert killed.returncode == -9
+    left = list(tmp_path.glob(".export.tmp-*"))
+    assert len(left) == 1 and not out.exists()
+    alive = tmp_path / f".export.tmp-{__import__('socket').gethostname()}-{os.getpid()}-abc"  # a live writer's: kept
+    alive.mkdir()
+    atomic_dir(out, lambda tmp: (tmp / "model.onnx").write_text("whole"), "export")
+    assert (out / "model.onnx").read_text() == "whole"
+    assert list(tmp_path.glob(".export.tmp-*")) == [alive]
+
+
+# ------------------------------------------------------------------ issue 35, #7-#13: one line, never a traceback
+
+def _one_error_line(capsys, argv, says):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("error:") == 1 and "Traceback" not in err, err
+    assert says in err, err
+    return err
+
+
+@pytest.fixture
+def tiny_files(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"_id": f"d{i}", "title": "t", "text": f"text {i}"}) + "\n" for i in range(4)))
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text(json.dumps({"_id": "q1", "text": "a question"}) + "\n")
+    zeros = tmp_path / "zeros.tsv"
+    zeros.write_text("query-id\tcorpus-id\tscore\nq1\td0\t0\nq1\td1\t0\n")
+    return corpus, queries, zeros
+
+
+def test_qrels_with_no_relevant_document_are_one_line_naming_the_file(tiny_model, tiny_files, tmp_path, capsys):
+    corpus, queries, zeros = tiny_files
+    with pytest.raises(DataError, match="zeros.tsv: no relevant document: all 2 judgements have score 0"):
+        read_qrels(zeros, {"d0", "d1"}, {"q1"})
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"query": p.query, "positive": p.positive}) + "\n" for p in toy_pairs(8)))
+    _one_error_line(capsys, ["run", "--pairs", str(pairs), "--corpus", str(corpus), "--queries", str(queries),
+                             "--qrels", str(zeros), "--base", str(tiny_model), "--out", str(tmp_path / "run")],
+                    "no relevant document")
+    assert not (tmp_path / "run" / "train").exists()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["feed", "http://127.0.0.1:99999", "CORPUS"], "'http://127.0.0.1:99999' is not a URL Vespa can be reached at "
+                                                   "(Port out of range"),
+    (["query", "http://[::1", "a question"], "'http://[::1' is not a URL Vespa can be reached at (Invalid IPv6 URL)"),
+    (["feed", "ftp://127.0.0.1:9", "CORPUS"], "scheme 'ftp': Vespa answers http or https"),
+    (["query", "http://", "a question"], "(no host)"),
+])
+def test_a_url_vespa_cannot_be_at_is_refused_up_front(tiny_files, capsys, argv, says):
+    argv = [str(tiny_files[0]) if a == "CORPUS" else a for a in argv]
+    _one_error_line(capsys, argv, says)
+
+
+def test_a_cloud_key_that_is_not_a_pem_private_key_is_one_line(tiny_export, tmp_path, capsys):
+    from vespa_app.package.build import write_package
+
+    app = write_package(tiny_export, tmp_path / "app", check=None)
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a key\n")
+    argv = ["deploy", str(app), "--target", "cloud", "--tenant", "t", "--application", "a", "--key"]
+    _one_error_line(capsys, argv + [str(junk)], "not a PEM private key")
+    _one_error_line(capsys, argv + [str(tmp_path / "absent.pem")], "cannot read it")
+
+
+def test_control_characters_in_a_hit_are_escaped_before_printing(capsys):
+    from vespa_app.client.query import hits_from_response, print_hits
+
+    hostile = "\x1b]0;pwned\x07title\x1b[2J"
+    print_hits(hits_from_response({"root": {"children": [
+        {"id": "x", "relevance": 1.0, "fields": {"id": "doc\r1", "title": hostile, "chunks": ["a\x08b"],
+                                                 "matchfeatures": {"closest(embedding)": {"0": 1.0}}}}]}}))
+    printed = capsys.readouterr().out
+    assert not any(c in printed for c in "\x1b\x07\r\x08")
+    assert "\\x1b]0;pwned\\x07title\\x1b[2J" in printed and "doc\\r1" in printed and "a\\x08b" in printed
+
+
+@pytest.mark.parametrize("hit, says", [({"relevance": 1.0, "fields": {}}, "hit 1 has no id"),
+                                       ({"id": "x", "fields": {}}, "hit 1 has no relevance")])
+def test_a_hit_without_id_or_relevance_is_a_malformed_answer(hit, says):
+    from vespa_app.client.http import VespaError
+    from vespa_app.client.query import hits_from_response
+
+    with pytest.raises(VespaError, match=f"Vespa's answer is malformed: {says}"):
+        hits_from_response({"root": {"children": [hit]}})
+
+
+def test_maxsim_on_an_index_without_token_vectors_names_the_command_to_run(index_dir, capsys):
+    _one_error_line(capsys, ["search", str(index_dir), "x", "--profile", "colbert"], "siamese run --colbert")

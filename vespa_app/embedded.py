@@ -132,7 +132,8 @@ class EmbeddedIndex:
         info = self.meta.get("colbert")
         if not info:
             raise ConfigError(f"{self.path}: built without a late-interaction export, so the MaxSim profiles have "
-                              "no token vectors. Build the index with one (EmbeddedIndex.build(..., colbert_dir=)).")
+                              "no token vectors. Build one with them: `siamese run --colbert COLBERT_MODEL ...` (a model from "
+                              "`siamese train --late-interaction`).")
         if self._colbert_embedder is None:
             export_dir = Path(info["export_dir"])
             if not (export_dir / MANIFEST).exists() or sha256(export_dir / MANIFEST) != info["manifest_sha256"]:

@@ -86,8 +86,24 @@ def deploy_docker(package, port: int = 8080, max_wait: float = 600) -> str:
     return f"{app.url}:{app.port}"
 
 
+def check_key(key_location) -> None:
+    """A Vespa Cloud API key must be a PEM private key; pyvespa's own failure is a traceback deep in a deploy."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        load_pem_private_key(Path(key_location).read_bytes(), password=None)
+    except OSError as e:
+        raise ConfigError(f"--key {key_location}: cannot read it ({e.strerror})") from None
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"--key {key_location}: not a PEM private key without a password ({e}). Give the API "
+                          "key Vespa Cloud's console made for the tenant (a .pem file)") from None
+
+
 def deploy_cloud(package, tenant: str, application: str, key_location: str | None = None) -> str:
     from vespa.deployment import VespaCloud
+
+    if key_location:
+        check_key(key_location)
 
     cloud = VespaCloud(tenant=tenant, application=application, application_root=str(package),
                        key_location=key_location)

@@ -1,11 +1,13 @@
 """Feed documents through pyvespa's HTTP/2 feed client.
 
-A ledger keeps the acknowledged document ids (one JSON line each, flushed as they come), so a re-run sends
-only what is missing; documents that still fail after retries with backoff are written to a file with their
-ids and reasons. At the end, acknowledged + failed = documents in the input, always.
+A ledger keeps the acknowledged documents (one JSON line each, flushed as they come: the id, a hash of the
+fields sent, and who acknowledged it), so a re-run sends only what is missing or changed since; documents that
+still fail after retries with backoff are written to a file with their ids and reasons (Vespa's last answer
+and the attempts made). At the end, acknowledged + failed = documents in the input, always.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -51,7 +53,8 @@ def _vespa_client(url: str):
 @dataclass
 class FeedResult:
     total: int = 0
-    already: int = 0  # acknowledged in an earlier run (from the ledger)
+    already: int = 0  # acknowledged in an earlier run (from the ledger), unchanged since
+    changed: int = 0  # acknowledged in an earlier run, changed since: sent again
     acked: int = 0
     failed: dict = field(default_factory=dict)  # id → reason
     seconds: float = 0.0
@@ -61,8 +64,9 @@ class FeedResult:
         return self.acked / self.seconds if self.seconds else 0.0
 
     def summary(self) -> str:
-        return (f"{self.total} documents: {self.acked} fed now, {self.already} fed before, {len(self.failed)} failed "
-                f"({self.docs_per_s:.1f} docs/s)")
+        changed = f" ({self.changed} of them changed since fed before)" if self.changed else ""
+        return (f"{self.total} documents: {self.acked} fed now{changed}, {self.already} fed before, "
+                f"{len(self.failed)} failed ({self.docs_per_s:.1f} docs/s)")
 
 
 def _retry_policy(attempts: int, max_backoff: float):
@@ -72,10 +76,18 @@ def _retry_policy(attempts: int, max_backoff: float):
     def transient(response) -> bool:
         return response.get_status_code() in (429, 502, 503, 504)
 
+    def last_answer(state):
+        """Out of attempts on an answer (429, 503...): that answer, not tenacity's RetryError, so the reason
+        recorded is Vespa's own."""
+        response = state.outcome.result()
+        response.attempts = state.attempt_number
+        return response
+
     # Full-jitter exponential backoff: a broken HTTP/2 connection can fail several quick attempts in a row
     # before the client reconnects, so the budget is counted in attempts *and* time.
     return AsyncRetrying(stop=stop_after_attempt(attempts), wait=wait_random_exponential(multiplier=0.1, max=max_backoff),
-                         retry=retry_if_result(transient) | retry_if_exception(lambda e: True), reraise=True)
+                         retry=retry_if_result(transient) | retry_if_exception(lambda e: True), reraise=True,
+                         retry_error_callback=last_answer)
 
 
 def ledger_target(url: str, schema: str | None = None) -> dict:
@@ -84,17 +96,24 @@ def ledger_target(url: str, schema: str | None = None) -> dict:
     return {"url": base_url(url), "type": SCHEMA, "namespace": SCHEMA, "schema": schema}
 
 
-def _already_fed(ledger: Path, target: dict) -> set[str]:
-    done = set()
+def _already_fed(ledger: Path, target: dict) -> dict[str, str | None]:
+    """id → the hash of the fields the target acknowledged (the last line wins; None from older ledgers)."""
+    done = {}
     if ledger.exists():
         for line in ledger.read_text().splitlines():
             try:
                 entry = json.loads(line)
                 if entry["target"] == target:
-                    done.add(entry["id"])
+                    done[entry["id"]] = entry.get("fields")
             except (json.JSONDecodeError, KeyError, TypeError):
                 pass  # a line cut short by a crash, or one without a target: the document is sent again
     return done
+
+
+def content_hash(doc) -> str:
+    """What the ledger remembers of a document's content: its fields, hashed (chunks follow from the text and
+    the package, which the target names)."""
+    return hashlib.sha256(json.dumps([doc.id, doc.title, doc.text], ensure_ascii=False).encode()).hexdigest()[:16]
 
 
 def feed_fields(doc, chunker=None) -> dict:
@@ -131,8 +150,10 @@ def feed(url: str, docs, ledger, failed_file, *, schema: str | None = None, chun
     target = ledger_target(url, schema)
     done = _already_fed(ledger, target)
     result = FeedResult(total=len(docs))
-    todo = [d for d in docs if d.id not in done]
+    hashes = {d.id: content_hash(d) for d in docs}
+    todo = [d for d in docs if done.get(d.id, "") != hashes[d.id]]
     result.already = len(docs) - len(todo)
+    result.changed = sum(d.id in done for d in todo)
     bar = tqdm(total=len(todo), desc="feed", unit="doc", disable=not progress)
     started = time.time()
     acked = set()
@@ -146,14 +167,16 @@ def feed(url: str, docs, ledger, failed_file, *, schema: str | None = None, chun
                 if len(refused) >= NOT_VESPA_AFTER:
                     stop.set()
             if status == 200:
-                ledger_fh.write(json.dumps({"id": doc_id, "target": target}) + "\n")
+                ledger_fh.write(json.dumps({"id": doc_id, "fields": hashes[doc_id], "target": target}) + "\n")
                 ledger_fh.flush()
                 acked.add(doc_id)
                 result.failed.pop(doc_id, None)
                 result.acked = len(acked)
             else:
                 body = response.get_json() if hasattr(response, "get_json") else {}
-                result.failed[doc_id] = f"HTTP {response.get_status_code()}: {json.dumps(body)[:300]}"
+                tries = f" (Vespa's answer to the last of {response.attempts} attempts)" \
+                    if hasattr(response, "attempts") else ""
+                result.failed[doc_id] = f"HTTP {response.get_status_code()}{tries}: {json.dumps(body)[:300]}"
             bar.update(1)
             bar.set_postfix(docs_s=f"{result.acked / max(time.time() - started, 1e-9):.1f}", failed=len(result.failed))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import socket
 from urllib.parse import urlparse
 
-from common.errors import UserError
+from common.errors import ConfigError, UserError
 
 
 class VespaUnreachable(UserError, ConnectionError):
@@ -16,10 +16,22 @@ class VespaError(UserError):
 
 
 def base_url(url: str) -> str:
-    url = url.rstrip("/")
-    if "://" not in url:
-        url = f"http://{url}"
-    return url
+    """``url`` without a trailing slash, http:// where no scheme is given; ConfigError for anything that is not
+    an http(s) URL with a host and a port in range (they would fail later as a traceback, or as every document
+    "failed for good")."""
+    given = url
+    url = url if "://" in url else f"http://{url}"
+    try:
+        parsed = urlparse(url)
+        parsed.port  # raises for a port out of range or not a number
+    except ValueError as e:
+        raise ConfigError(f"{given!r} is not a URL Vespa can be reached at ({e}); give http(s)://HOST:PORT, "
+                          "e.g. http://localhost:8080") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        why = f"scheme {parsed.scheme!r}: Vespa answers http or https" if parsed.hostname else "no host"
+        raise ConfigError(f"{given!r} is not a URL Vespa can be reached at ({why}); give http(s)://HOST:PORT, "
+                          "e.g. http://localhost:8080")
+    return url.rstrip("/")
 
 
 def ensure_reachable(url: str, timeout: float = 3.0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import httpx
@@ -11,7 +12,7 @@ from vespa_app import profiles
 from vespa_app.backend import Hit
 from vespa_app.serving import TARGET_HITS
 from vespa_app.client.feed import FeedResult, feed
-from vespa_app.client.http import VespaUnreachable, base_url, ensure_reachable
+from vespa_app.client.http import VespaError, VespaUnreachable, base_url, ensure_reachable
 
 QUERY_TIMEOUT_S = 4.0  # the whole answer must come within 5 s: connect, send, Vespa search, read
 
@@ -29,9 +30,18 @@ def hits_from_response(body: dict) -> list[Hit]:
     element its ``chunks`` summary holds (the package selects it by ``closest(embedding)``), or, from a
     package whose summary holds them all, the element at the label ``closest(embedding)`` names."""
     hits = []
-    for h in body["root"].get("children", []):
-        fields = h.get("fields", {})
-        hits.append(Hit(fields.get("id", h["id"]), float(h["relevance"]), fields.get("title", ""), _best_chunk(fields)))
+    for rank, h in enumerate(body["root"].get("children", []), 1):
+        fields = h.get("fields", {}) if isinstance(h, dict) else {}
+        doc_id = fields.get("id", h.get("id") if isinstance(h, dict) else None)
+        try:
+            relevance = float(h["relevance"])
+        except (KeyError, TypeError, ValueError):
+            relevance = None
+        if doc_id is None or relevance is None:
+            missing = " and no ".join(w for w, v in (("id", doc_id), ("relevance", relevance)) if v is None)
+            raise VespaError(f"Vespa's answer is malformed: hit {rank} has no {missing} ({json.dumps(h)[:200]}); "
+                             "is the query going to a Vespa container?")
+        hits.append(Hit(str(doc_id), relevance, str(fields.get("title", "")), _best_chunk(fields)))
     return hits
 
 
@@ -86,9 +96,18 @@ class VespaBackend:
         return feed(self.url, docs, ledger, failed_file, **kw)
 
 
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters escaped (``\\x1b``): a title from Vespa or from the user's corpus
+    must not move the cursor, retitle the terminal or hide what was printed before it."""
+    return CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+
+
 def print_hits(hits: list[Hit], out=None) -> None:
     out = out or sys.stdout
     for rank, h in enumerate(hits, 1):
-        print(f"{rank:3d}. {h.score:9.4f}  {h.id:>12}  {h.title[:90]}", file=out)
+        print(f"{rank:3d}. {h.score:9.4f}  {printable(h.id):>12}  {printable(h.title[:90])}", file=out)
         if h.passage:  # chunked: the best chunk, the part that matched
-            print(f"{'':29}{h.passage[:160]}", file=out)
+            print(f"{'':29}{printable(h.passage[:160])}", file=out)

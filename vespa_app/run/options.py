@@ -111,6 +111,12 @@ def check_options(o: RunOptions, base: str) -> None:
         raise ConfigError("siamese run trains, packages and indexes a single-vector model; a late-interaction model "
                           "is served beside it: `siamese train --late-interaction --out COLBERT_RUN`, then "
                           "`siamese run --colbert COLBERT_RUN`")
+    if (o.queries or o.qrels) and not (o.queries and o.qrels and o.corpus):
+        flags = {"--queries": o.queries, "--qrels": o.qrels, "--corpus": o.corpus}
+        given, missing = ([f for f, v in flags.items() if bool(v) is want] for want in (True, False))
+        raise ConfigError(f"{' and '.join(given)} without {' and '.join(missing)}: evaluation needs the queries, "
+                          "their judgements (qrels) and the corpus they judge; give all three, or none to skip "
+                          "evaluation")
     if o.train.get("eval_every"):
         raise ConfigError("--eval-every evaluates during training on `siamese train --eval-data`; siamese run "
                           "evaluates once, after training: drop --eval-every")

@@ -123,7 +123,11 @@ def run(o: RunOptions) -> dict:
     say(f"chunking {stages.extra['chunking']}")
     dim = o.dim or manifest.dimension
     index, backend = serve(o, out, model_dir, colbert_dir, corpus, chunker, dim, stages, record)
-    rows = _evaluate(o, base, model_dir, out / "export", beir, index, backend, chunker, stages) if beir else []
+    if beir:
+        rows = _evaluate(o, base, model_dir, out / "export", beir, index, backend, chunker, stages)
+    else:
+        rows, stages.extra["evaluation skipped"] = [], "no --queries and --qrels were given to evaluate on"
+        say(f"evaluation skipped: {stages.extra['evaluation skipped']}")
     deploy = deploy_commands(out / "app", o.corpus or o.data, out)
     stages.timings["total"] = time.time() - run_started
     return _write_results(o, out, base, model_dir, rows, deploy, stages)

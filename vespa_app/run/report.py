@@ -37,11 +37,15 @@ def plot(rows: list[dict], train_log: dict, path) -> Path:
 def write_report(out: Path, rows: list[dict], timings: dict, train_config, extra: dict, deploy_commands: str,
                  compare: tuple[str, str] | None = None, references: list[str] = ()) -> Path:
     evaluation = extra.get("evaluation", {})
-    lines = ["# siamese run", "", "## Results", "", format_table(rows), "",
-             "Rows marked *served* (or *vespa*) come from the search backend "
-             f"({extra.get('backend', 'embedded')}); the others are exact search: the base model in PyTorch, the "
-             "fine-tuned model as exported to ONNX (parity checks prove it equal to PyTorch), and each fused with "
-             "BM25 by reciprocal rank fusion.", ""]
+    if not rows:
+        lines = ["# siamese run", "", "## Results", "", f"No evaluation: {extra.get('evaluation skipped')}", ""]
+        evaluation = None
+    else:
+        lines = ["# siamese run", "", "## Results", "", format_table(rows), "",
+                 "Rows marked *served* (or *vespa*) come from the search backend "
+                 f"({extra.get('backend', 'embedded')}); the others are exact search: the base model in PyTorch, "
+                 "the fine-tuned model as exported to ONNX (parity checks prove it equal to PyTorch), and each fused "
+                 "with BM25 by reciprocal rank fusion.", ""]
     if evaluation:
         lines += [f"*seen*: the {evaluation['seen']} queries with a relevant document that was a training positive "
                   f"(a gain there may be memorised documents); *unseen*: the other {evaluation['unseen']}. "
