@@ -64,18 +64,19 @@ def check_output(final, kind: str, replace: bool = False, inputs=()) -> None:
                                 "another output directory.")
 
 
-def _sweep(final: Path) -> None:
-    """Remove the scratch folders that writers of ``final`` on this host left when they died (kill -9, power
-    loss): each is named by its writer's host and pid."""
-    host = socket.gethostname()
-    for scratch in final.parent.glob(f".{glob.escape(final.name)}.tmp-*"):
+def scratch_dir(parent, prefix: str) -> Path:
+    """A new folder ``parent/PREFIX<host>-<pid>-<random>`` for one process's temporary work, after removing those
+    of this prefix whose process died on this host without removing its own (kill -9, power loss)."""
+    parent, host = Path(parent), socket.gethostname()
+    for scratch in parent.glob(f"{glob.escape(prefix)}*"):
         try:
-            writer, pid, _ = scratch.name[len(f".{final.name}.tmp-"):].rsplit("-", 2)
+            writer, pid, _ = scratch.name[len(prefix):].rsplit("-", 2)
             dead = writer == host and not alive(int(pid))
         except ValueError:
             continue  # not one of ours
         if dead:
             shutil.rmtree(scratch, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{host}-{os.getpid()}-", dir=parent))
 
 
 def atomic_dir(final, write, kind: str, *, replace: bool = False, inputs=()) -> Path:
@@ -88,9 +89,7 @@ def atomic_dir(final, write, kind: str, *, replace: bool = False, inputs=()) -> 
     final = Path(final)
     check_output(final, kind, replace, inputs)
     final.parent.mkdir(parents=True, exist_ok=True)
-    _sweep(final)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{socket.gethostname()}-{os.getpid()}-",
-                                    dir=final.parent))
+    scratch = scratch_dir(final.parent, f".{final.name}.tmp-")
     try:
         tmp = scratch / final.name
         tmp.mkdir()

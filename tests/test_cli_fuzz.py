@@ -96,3 +96,69 @@ def test_no_argument_list_ends_in_a_traceback(command, tmp_path_factory):
         assert "Traceback" not in err.getvalue(), (argv, err.getvalue()[-2000:])
 
     check()
+
+
+# ------------------------------------------------------------------ `siamese run` again over a finished --out
+
+# Flags that decide what a stage makes, with values to draw (the run below used none of them).
+STAGE_FLAGS = {
+    "--lr": ["0.5", "1e-3"], "--max-steps": ["1", "2"], "--batch-size": ["4", "16"], "--seed": ["1", "7"],
+    "--temperature": ["0.1"], "--anchor-weight": ["5", "40"], "--anchor": ["none", "mse", "kl"],
+    "--tower": ["shared", "query", "adapter", "separate"], "--train-length": ["16", "128"], "--symmetric": [None],
+    "--query-prefix": ["q: "], "--hard-negatives": ["1", "0"], "--quantize": ["int8"], "--dim": ["16", "32"],
+    "--bm25-weight": ["0.1", "auto"], "--epochs": ["1", "2"], "--pooling": ["cls", "mean"],
+}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_model, small_beir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished") / "run"
+    args = ["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--epochs", "1",
+            "--no-sts", "--no-guards"]
+    assert main(args) == 0
+    return args, out
+
+
+def test_a_run_over_a_finished_out_never_ends_well_on_a_stale_stage(finished_run):
+    """Issue 35: changed flags over an existing --out. Exit 0 only where every stage holds what was asked (the
+    model's configuration, the export's quantisation, the package's width and weight); otherwise one error line
+    and nothing touched."""
+    from common.atomic import artifact_id
+    from exporter.manifest import Manifest
+    from training.config import TrainConfig
+    from vespa_app.package.record import AppPackage
+
+    args, out = finished_run
+    stages = ("train/model", "export", "index", "app")
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(st.dictionaries(st.sampled_from(sorted(STAGE_FLAGS)), st.none(), min_size=1, max_size=3).flatmap(
+        lambda flags: st.fixed_dictionaries({f: st.sampled_from(STAGE_FLAGS[f]) for f in flags})))
+    def check(changes):
+        argv = list(args)
+        for flag, value in changes.items():
+            argv += [flag] if value is None else [flag, value]
+        before = {s: artifact_id(out / s) for s in stages}
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main(argv)
+        err = err.getvalue()
+        assert "Traceback" not in err, err[-2000:]
+        if code != 0:
+            assert code == 2 and err.count("error:") == 1, (changes, err[-2000:])
+            assert {s: artifact_id(out / s) for s in stages} == before, changes  # nothing touched
+            return
+        cfg = TrainConfig.load(out / "train" / "model" / "train_config.json")
+        for flag, value in changes.items():
+            knob = flag[2:].replace("-", "_")
+            if hasattr(cfg, knob):
+                held = getattr(cfg, knob)
+                assert held is True if value is None else (str(held) == value or (
+                    isinstance(held, (int, float)) and float(held) == float(value))), (flag, value, held)
+        assert (Manifest.load(out / "export").quantization is not None) == ("--quantize" in changes)
+        package = AppPackage.open(out / "app")
+        assert package.dim == int(changes.get("--dim", 32))
+        if changes.get("--bm25-weight", "auto") != "auto":
+            assert package.bm25_weight == float(changes["--bm25-weight"])
+
+    check()

@@ -372,3 +372,26 @@ def test_a_hit_without_id_or_relevance_is_a_malformed_answer(hit, says):
 
 def test_maxsim_on_an_index_without_token_vectors_names_the_command_to_run(index_dir, capsys):
     _one_error_line(capsys, ["search", str(index_dir), "x", "--profile", "colbert"], "siamese run --colbert")
+
+
+def test_vespas_verifier_dies_with_the_process_that_started_it(tmp_path):
+    """kill -9 of `siamese app check` (or a run in its package stage) left the Java verifier running as an
+    orphan; its child processes now get SIGKILL when their parent dies."""
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys; sys.path.insert(0, sys.argv[2])\n"
+        "from vespa_app.check.java import _die_with_parent\n"
+        "child = subprocess.Popen(['sleep', '60'], preexec_fn=_die_with_parent)\n"
+        "open(sys.argv[1], 'w').write(str(child.pid)); child.wait()"), str(pid_file), str(REPO)])
+    deadline = time.time() + 30
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.time() < deadline
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 5
+    while time.time() < deadline and os.path.exists(f"/proc/{child}") and \
+            open(f"/proc/{child}/stat").read().split()[2] != "Z":
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split()[2] == "Z"

@@ -7,11 +7,13 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from common.atomic import scratch_dir
 from common.errors import UserError
 
 VERIFY_DIR = Path(__file__).parent / "verify"
@@ -58,15 +60,28 @@ def classpath() -> str:
     return f"{build / 'classes'}{os.pathsep}{cp_file.read_text().strip()}"
 
 
+def _die_with_parent() -> None:
+    """In the child: killed when the Python process that started it dies (kill -9 included), not left running."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _java(args: list[str], hosted: bool = False, timeout: int = 300) -> subprocess.CompletedProcess:
     # ONNX Runtime's and the tokenizer's native libraries are unpacked into java.io.tmpdir and their folders
-    # left behind (hundreds of them in /tmp after a day of checks): give each run its own, removed after.
-    with tempfile.TemporaryDirectory(prefix="siamese-java-") as tmp:
+    # left behind (hundreds of them in /tmp after a day of checks): give each run its own, removed after (or,
+    # after a kill -9, by the next run).
+    tmp = scratch_dir(tempfile.gettempdir(), "siamese-java-")
+    try:
         cmd = ["java", "-Xmx2g", "-Djava.util.logging.config.file=/dev/null", f"-Djava.io.tmpdir={tmp}"]
         if hosted:
             cmd.append("-Dhosted=true")
         return subprocess.run(cmd + ["-cp", classpath(), MAIN_CLASS, *args], capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _rejection(result: subprocess.CompletedProcess) -> str:
