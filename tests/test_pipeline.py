@@ -45,6 +45,10 @@ def test_run_end_to_end_then_reuse(tiny_model, small_beir, tmp_path, capsys):
     assert "## Generalisation and forgetting" in report and "- unseen queries:" in report
     assert "- guard cisi:" in report and "- guard medquad:" in report
     assert "### Against reference (tiny0)" in report and "fine-tuned (exact) on unseen queries:" in report
+    # the checks read as a table; their raw figures go to checks.json beside the report
+    checks = report.split("## Checks")[1].split("## Training configuration")[0]
+    assert "| ONNX (fp32) against PyTorch |" in checks and "hybrid-linear's BM25 weight" in checks and "{" not in checks
+    assert json.loads((out / "checks.json").read_text())["parity"]["fp32"]["query"]["min_cosine"] > 0.999
     # the model card names the figures of the run that made it
     card = (out / "train" / "model" / "README.md").read_text()
     tuned = rows["fine-tuned (exact)"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from common import cli
 from common.bundled import SCIFACT
@@ -34,6 +35,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-queries", type=positive_int, default=50)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed input lines and report them")
+    p.add_argument("--report-to", choices=("tensorboard", "none"), default=None,
+                   help="where the training curve goes besides train_metrics.json and the model card: tensorboard "
+                        "(OUT/tensorboard; default where TensorBoard is installed) or none")
     p.add_argument("--nproc", type=positive_int, default=1,
                    help="train across N processes on this machine (torchrun: one GPU each, or gloo on CPUs); "
                         "the batch is the global one, each process embeds its share (training/distributed.py)")
@@ -94,7 +98,10 @@ def cmd_train(args) -> int:
 
     if args.nproc > 1:
         return launch(args.nproc, without_flag(args.argv, "--nproc"))
+    from .train_log import check_report_to, report_training
+
     cfg = train_config_from_args(args)
+    report_to = check_report_to(args.report_to)
     eval_fn = None
     if cfg.eval_every and not args.eval_data:
         raise ConfigError("--eval-every evaluates during training on --eval-data: give --eval-data BEIR_DIR too")
@@ -106,6 +113,10 @@ def cmd_train(args) -> int:
     pairs, pool = load_training_data(cfg.data, args.split, args.skip_bad)
     print(f"training on {len(pairs)} pairs from {cfg.data}; base {cfg.base}", file=sys.stderr)
     model_dir = train(cfg, pairs, pool, resume=args.resume, eval_fn=eval_fn)
+    from . import distributed
+
+    if distributed.is_main() and report_training(model_dir, report_to):
+        print(f"training curve for TensorBoard: tensorboard --logdir {Path(cfg.out) / 'tensorboard'}", file=sys.stderr)
     print(model_dir)
     return 0
 

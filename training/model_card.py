@@ -81,6 +81,10 @@ def card_text(model_dir) -> str:
             lines.append(f"- {metrics['steps']} steps over {metrics['pairs']} pairs in {metrics['wall_s']} s, "
                          f"final loss {metrics['final_loss']:.4f}" if metrics.get("final_loss") is not None
                          else f"- {metrics['steps']} steps")
+            if metrics.get("log"):
+                from .train_log import log_table
+
+                lines += ["", "### Training log", "", *log_table(metrics["log"])]
     towers = _read(model_dir, "towers.json")
     if towers:
         frozen = towers.get("frozen") == "document"

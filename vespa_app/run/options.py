@@ -54,6 +54,9 @@ class RunOptions:
                                       "queries best", metavar="W|auto", type=bm25_weight_value)
     vespa: str | None = option(None, "evaluate on Vespa: 'docker', a config server URL (:19071) or a query URL")
     skip_bad: bool = option(False, "drop malformed input lines, and say how many and why", action="store_true")
+    report_to: str | None = option(None, "where the training curve goes besides the model card: tensorboard "
+                                   "(OUT/train/tensorboard; default where TensorBoard is installed) or none",
+                                   choices=("tensorboard", "none"))
     force: bool = option(False, "rebuild the stages in --out that were made from other data or settings (without it "
                          "they are refused, each difference named)", action="store_true")
 
@@ -117,6 +120,9 @@ def check_options(o: RunOptions, base: str) -> None:
         raise ConfigError(f"{' and '.join(given)} without {' and '.join(missing)}: evaluation needs the queries, "
                           "their judgements (qrels) and the corpus they judge; give all three, or none to skip "
                           "evaluation")
+    from training.train_log import check_report_to
+
+    check_report_to(o.report_to)
     if o.train.get("eval_every"):
         raise ConfigError("--eval-every evaluates during training on `siamese train --eval-data`; siamese run "
                           "evaluates once, after training: drop --eval-every")

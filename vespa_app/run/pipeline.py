@@ -49,6 +49,7 @@ def _train(o: RunOptions, out: Path, corpus, record: MadeFrom) -> Path:
     from training.loop import RECORDED, pairs_fingerprint, train
     from training.model_dir import default_base_model
     from training.pairs import load_training_data
+    from training.train_log import check_report_to, report_training
 
     model_dir = out / "train" / "model"
     cfg = recipe_config(str(o.base or default_base_model()), str(out / "train"), o.full, data=str(o.pairs or o.data),
@@ -66,6 +67,8 @@ def _train(o: RunOptions, out: Path, corpus, record: MadeFrom) -> Path:
     resume = (out / "train" / "train_config.json").exists()  # started from the same, and interrupted
     model_dir = train(cfg, pairs, pool or corpus, resume=resume)
     record.done("train", model_dir)
+    if report_training(model_dir, check_report_to(o.report_to)):
+        say(f"training curve for TensorBoard: tensorboard --logdir {out / 'train' / 'tensorboard'}")
     return model_dir
 
 
@@ -190,7 +193,7 @@ def _write_results(o: RunOptions, out: Path, base: str, model_dir: Path, rows: l
 
     train_metrics = json.loads((model_dir / "train_metrics.json").read_text())
     if rows:
-        plot(rows, train_metrics["log"], out / "plot.png")
+        plot(rows, train_metrics["log"], out / "plot.png", base=base_row_name(base))
     references = [r["name"] for r in rows if r["name"].startswith("reference (") and "RRF" not in r["name"]]
     report_path = write_report(out, rows, stages.timings, TrainConfig.load(model_dir / "train_config.json"),
                                stages.extra | {"backend": "vespa" if o.vespa else "embedded"}, deploy,

@@ -9,29 +9,107 @@ from common.metrics import GUARD, format_table
 from training.evaluate import against_reference, generalisation
 
 
-def plot(rows: list[dict], train_log: dict, path) -> Path:
+# What the left panel shows, drawn as lines; BM25 and references are drawn as marks (they are not ours).
+CHANGES = ("fine-tuned (exact)", "fine-tuned (exact) + BM25 (RRF)", "served hybrid-linear")
+COLUMNS = (("ndcg@10", "all"), ("ndcg@10 seen", "seen"), ("ndcg@10 unseen", "unseen"))
+
+
+def smoothed(values: list[float], weight: float = 0.9) -> list[float]:
+    """An exponential moving average (TensorBoard's smoothing), debiased so the first steps are not pulled to 0."""
+    out, mean = [], 0.0
+    for i, v in enumerate(values, 1):
+        mean = weight * mean + (1 - weight) * v
+        out.append(mean / (1 - weight ** i))
+    return out
+
+
+def plot(rows: list[dict], train_log: dict, path, base: str | None = None) -> Path:
+    """Left: each system's change in nDCG@10 against the base model as deployed (``base``, the row the report
+    compares with), per column (all, seen, unseen queries, each guard; STS-B's Spearman), the axis on the range of
+    the changes; BM25 and any reference as marks. Right: the training curve, smoothed, with the learning rate and
+    any evaluation during training."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(16, 5), gridspec_kw={"width_ratios": [1, 2]})
-    left.plot(train_log["step"], train_log["loss"], lw=1, color="tab:blue")
-    left.set(title="training loss", xlabel="step", ylabel="loss")
-    metrics = [m for m in ("ndcg@10", "ndcg@10 seen", "ndcg@10 unseen", "sts_spearman") if any(m in r for r in rows)]
-    metrics += sorted({k for r in rows for k in r if k.startswith(GUARD)})
-    width = 0.8 / max(len(rows), 1)
-    for i, row in enumerate(rows):
-        xs = [j + i * width for j in range(len(metrics))]
-        right.bar(xs, [row.get(m, 0) for m in metrics], width, label=row["name"])
-    right.set_xticks([j + width * (len(rows) - 1) / 2 for j in range(len(metrics))],
-                     [m.replace("ndcg@10 ", "").replace(GUARD, "guard\n") for m in metrics], fontsize=8)
-    right.set(title="nDCG@10: all, seen, unseen queries; STS; out-of-domain guards", ylim=(0, 1))
-    right.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    named = {r["name"]: r for r in rows}
+    base_row = named.get(base) or next((r for r in rows if r["name"].startswith("base (") and "RRF" not in
+                                        r["name"]), None)
+    columns = [c for c in COLUMNS if base_row and c[0] in base_row]
+    columns += [(k, k[len(GUARD):]) for k in sorted(k for k in (base_row or {}) if k.startswith(GUARD))]
+    columns += [("sts_spearman", "STS-B (ρ)")] if base_row and "sts_spearman" in base_row else []
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [3, 2]})
+    if base_row and columns:
+        xs = range(len(columns))
+        ours = [n for n in CHANGES if n in named] + [n for n in named if n.startswith("base (") and "RRF" in n]
+        marks = [n for n in named if n in ("BM25",) or n.startswith("reference (")]
+        series = ours + marks
+        for i, name in enumerate(series):
+            delta = [100 * (named[name][k] - base_row[k]) if k in named[name] else float("nan") for k, _ in columns]
+            shifted = [x + 0.5 * (i - (len(series) - 1) / 2) / len(series) for x in xs]  # side by side, not stacked
+            mark = {"marker": "D" if name == "BM25" else "^", "s": 45} if name in marks else {"marker": "o", "s": 55}
+            left.scatter(shifted, delta, color="0.3" if name == "BM25" else f"C{i}", label=name, zorder=3, **mark)
+            left.vlines(shifted, 0, delta, color="0.3" if name == "BM25" else f"C{i}", lw=1, alpha=0.5)
+            if name == CHANGES[0]:
+                for x, d in zip(shifted, delta):
+                    if d == d:
+                        left.annotate(f"{d:+.1f}", (x, d), textcoords="offset points", xytext=(-4, 6), fontsize=8,
+                                      ha="right")
+        guards_from = next((i for i, (k, _) in enumerate(columns) if k.startswith(GUARD)), None)
+        if guards_from:
+            left.axvline(guards_from - 0.5, color="0.6", lw=0.8, ls=":")
+        left.axhline(0, color="black", lw=1)
+        left.text(-0.45, 0, f"{base_row['name']} = 0", va="bottom", ha="left", fontsize=8)
+        left.set_xticks(list(xs), [label for _, label in columns])
+        left.set(ylabel="change against the base model (points)",
+                 title="nDCG@10 against the base as deployed: in-domain queries | out-of-domain guards")
+        left.legend(fontsize=7, loc="best")
+        left.grid(axis="y", alpha=0.3)
+    if train_log.get("loss"):
+        right.plot(train_log["step"], train_log["loss"], lw=0.5, color="tab:blue", alpha=0.25)
+        right.plot(train_log["step"], smoothed(train_log["loss"]), lw=1.8, color="tab:blue", label="loss (smoothed)")
+        right.set(xlabel="step", ylabel="loss", title="training")
+        lr = right.twinx()
+        lr.plot(train_log["step"], train_log["lr"], lw=1, color="tab:orange", ls="--", label="learning rate")
+        lr.set_ylabel("learning rate", color="tab:orange")
+        for point in train_log.get("eval", []):
+            for k, v in point.items():
+                if k != "step":
+                    lr.scatter([point["step"]], [v], s=12, color="tab:green")
+        right.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def check_summary(extra: dict) -> list[str]:
+    """The run's checks in a short table, a line each: what was checked, on what, and what it found."""
+    rows = []
+    for kind, figures in (extra.get("parity") or {}).items():
+        cosines = [figures[side]["min_cosine"] for side in ("query", "passage")
+                   if isinstance(figures, dict) and "min_cosine" in figures.get(side, {})]
+        if cosines:
+            rows.append((f"ONNX ({kind}) against PyTorch", f"{figures.get('texts', '?')} texts",
+                         f"min cosine {min(cosines):.6f}"))
+    if extra.get("vespa_check"):
+        rows.append(("Vespa's config model on the package", "the package", str(extra["vespa_check"])))
+    embedder = extra.get("vespa_embedder")
+    if embedder:
+        rows.append(("Vespa's HuggingFaceEmbedder against ours", f"{embedder['texts']} texts",
+                     f"min cosine documents {embedder['document_min_cosine']:.6f}, queries "
+                     f"{embedder['query_min_cosine']:.6f}"))
+    fusion = extra.get("hybrid-linear bm25 weight")
+    if fusion:
+        rows.append(("hybrid-linear's BM25 weight", fusion["method"], f"{fusion['weight']:g}"))
+    if extra.get("chunking"):
+        rows.append(("chunking", "the corpus", extra["chunking"]))
+    if extra.get("merge"):
+        rows.append(("merge with the base", extra["merge"]["method"], f"α {extra['merge']['alpha']}"))
+    if extra.get("feed"):
+        rows.append(("feed", "Vespa", extra["feed"]))
+    return ["| check | on | found |", "|---|---|---|", *(f"| {a} | {b} | {c} |" for a, b, c in rows)]
 
 
 def write_report(out: Path, rows: list[dict], timings: dict, train_config, extra: dict, deploy_commands: str,
@@ -66,7 +144,8 @@ def write_report(out: Path, rows: list[dict], timings: dict, train_config, extra
                   "the indexing statements with the embedder on documents of this corpus, the query stack on "
                   "every request our client builds, and the global phase on the embedded backend's features.", "",
                   *[f"- {line}" for line in extra["vespa_container"]]]
-    lines += ["", "## Checks", "", "```", json.dumps(extra, indent=2), "```", "",
+    (out / "checks.json").write_text(json.dumps(extra, indent=2) + "\n")
+    lines += ["", "## Checks", "", *check_summary(extra), "", "Every figure behind these lines: `checks.json`.", "",
               "## Training configuration", "", "```", json.dumps(asdict(train_config), indent=2), "```", "",
               "## Deploy to Vespa", "", "```", deploy_commands, "```", ""]
     path = out / "report.md"
