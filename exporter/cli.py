@@ -25,6 +25,24 @@ def add_commands(sub) -> None:
     p.add_argument("--quality-split", default="test")
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("push", help="publish a model directory (and its ONNX export) on the Hugging Face hub, with "
+                                    "a card the hub indexes")
+    p.add_argument("model_dir", help="a model directory from `siamese train` or `siamese run` (RUN/train/model)")
+    p.add_argument("hub_id", help="the repository, e.g. you/scifact-minilm (created if missing)")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--revision", default=None, help="a branch to commit to (created from main if missing)")
+    p.add_argument("--export", default=None, metavar="EXPORT_DIR",
+                   help="also the ONNX export Vespa loads (siamese export / RUN/export), under onnx/")
+    p.set_defaults(func=cmd_push)
+
+
+def cmd_push(args) -> int:
+    from .push import push
+
+    url = push(args.model_dir, args.hub_id, private=args.private, revision=args.revision, export_dir=args.export)
+    print(f"pushed: {url}")
+    return 0
+
 
 def main(argv=None) -> int:
     from common.cli import run

@@ -54,6 +54,13 @@ def test_run_end_to_end_then_reuse(tiny_model, small_beir, tmp_path, capsys):
     tuned = rows["fine-tuned (exact)"]
     assert "## Figures of the run that made it" in card and f"{tuned['ndcg@10 unseen']:.4f}" in card
     assert f"{tuned['guard medquad']:.4f}" in card and "siamese app build" in card
+    import yaml  # the front matter the hub indexes: where the model came from and the run's figures
+
+    header = yaml.safe_load(card.split("---\n")[1])
+    assert header["library_name"] == "sentence-transformers" and header["pipeline_tag"] == "sentence-similarity"
+    assert header["base_model"] == "tiny0" and header["datasets"] == ["scifact-small"]
+    figures = {m["type"]: m["value"] for m in header["model-index"][0]["results"][0]["metrics"]}
+    assert figures["ndcg@10_unseen"] == round(tuned["ndcg@10 unseen"], 4)
     from vespa_app.check.java import java_missing
     if not java_missing():  # Vespa's container code ran on this run's corpus, and the report says what it found
         assert "## Vespa's own code on this package" in report

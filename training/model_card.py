@@ -156,7 +156,43 @@ def _base_source(base: str) -> str | None:
     return record.get("source") if record else None
 
 
+# What the hub shows and indexes: a model the sentence-transformers library loads, served by Vespa.
+TAGS = ("sentence-transformers", "sentence-similarity", "feature-extraction", "vespa", "siamese-vespa")
+
+
+def front_matter(model_dir) -> dict:
+    """The card's YAML header, as the hub reads it (sentence-transformers writes the same keys): where the model
+    came from, what it was trained on, and the figures of the run that made it."""
+    from .model_dir import model_name
+
+    model_dir = Path(model_dir)
+    train, evaluation = _read(model_dir, "train_config.json"), _read(model_dir, EVALUATION_FILE)
+    header = {"library_name": "sentence-transformers", "pipeline_tag": "sentence-similarity", "tags": list(TAGS)}
+    if train:
+        base = model_name(train["base"])
+        header["base_model"] = base
+        header["license"] = BASE_LICENCES.get(base, "other").lower()
+        if train.get("data"):
+            header["datasets"] = [Path(train["data"]).name]
+    tuned = next((r for r in (evaluation or {}).get("rows", []) if r.get("name") == "fine-tuned (exact)"), None)
+    if tuned:
+        header["metrics"] = [k for k in ("ndcg@10", "recall@100", "mrr@10") if k in tuned]
+        header["model-index"] = [{"name": model_dir.name, "results": [{
+            "task": {"type": "retrieval"},
+            "dataset": {"name": header.get("datasets", ["evaluation"])[0], "type": "beir"},
+            "metrics": [{"type": k.replace(" ", "_"), "value": round(float(tuned[k]), 4)} for k in FIGURES
+                        if k in tuned]}]}]
+    return header
+
+
+def card_document(model_dir) -> str:
+    """The card as the hub reads it: the YAML front matter, then the text."""
+    import yaml
+
+    return "---\n" + yaml.safe_dump(front_matter(model_dir), sort_keys=False) + "---\n" + card_text(model_dir)
+
+
 def write_card(model_dir) -> Path:
     path = Path(model_dir) / CARD
-    path.write_text(card_text(model_dir))
+    path.write_text(card_document(model_dir))
     return path

@@ -38,11 +38,42 @@ def _backend(args, beir):
     return index
 
 
+def _benchmark_eval(args) -> list[dict]:
+    """Every NanoBEIR set asked for, each with the rows of any other evaluation, then each system's mean."""
+    from common.data import limit_queries
+    from common.metrics import format_table
+    from common.nanobeir import benchmark_sets, load_nanobeir
+
+    if args.backend != "exact" or args.data or args.guards or args.guard or args.sts:
+        raise ConfigError("--benchmark evaluates exact search on its own sets: drop --backend, --data, --guards, "
+                          "--guard and --sts (evaluate those in a run of their own)")
+    sets = benchmark_sets(args.benchmark)
+    per_set = {}
+    for name in sets:
+        print(f"\n== NanoBEIR {name}", file=sys.stderr, flush=True)
+        per_set[name] = _exact_eval(args, limit_queries(load_nanobeir(name), args.limit_queries))
+    names = list(dict.fromkeys(r["name"] for rows in per_set.values() for r in rows))
+    summary = []
+    for system in names:
+        figures = {s: next(r["ndcg@10"] for r in rows if r["name"] == system) for s, rows in per_set.items()
+                   if any(r["name"] == system for r in rows)}
+        summary.append({"name": system, "ndcg@10 mean": sum(figures.values()) / len(figures),
+                        **{f"ndcg@10 {s}": v for s, v in figures.items()}})
+    print(f"\nNanoBEIR ({len(sets)} set{'s' * (len(sets) > 1)}), nDCG@10:")
+    print(format_table(summary))
+    return summary
+
+
 def cmd_eval(args) -> int:
     from common.data import limit_queries, load_beir
     from common.metrics import format_table, write_json
 
-    beir = limit_queries(load_beir(args.data, args.split, skip_bad=args.skip_bad), args.limit_queries)
+    if args.benchmark:
+        rows = _benchmark_eval(args)
+        if args.json:
+            write_json(rows, args.json)
+        return 0
+    beir = limit_queries(load_beir(args.data or SCIFACT, args.split, skip_bad=args.skip_bad), args.limit_queries)
     if args.backend == "exact":
         rows = _exact_eval(args, beir)
     else:
@@ -161,6 +192,9 @@ def _add_eval(sub) -> None:
     p.add_argument("--url", help="with --backend vespa: the query endpoint")
     p.add_argument("--index", help="with --backend embedded: the index directory")
     p.add_argument("--profiles", nargs="+", default=list(profiles.CORE), choices=profiles.NAMES)
+    p.add_argument("--benchmark", metavar="nanobeir[:SET,SET]",
+                   help="evaluate on NanoBEIR (13 sets of 50 queries, from the hub's dataset files, cached; or the "
+                        "sets named, e.g. nanobeir:SciFact,NFCorpus) instead of --data, with the same rows")
     add_device_arg(p)
     p.set_defaults(func=cmd_eval)
 
@@ -168,7 +202,7 @@ def _add_eval(sub) -> None:
 def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", nargs="*", default=None,
                    help="model directories to compare (default: the base model); 'base' names the default base")
-    p.add_argument("--data", default=str(SCIFACT), help="BEIR folder (default: bundled SciFact)")
+    p.add_argument("--data", default=None, help="BEIR folder (default: bundled SciFact)")
     p.add_argument("--split", default="test")
     p.add_argument("--sts", nargs="?", const=str(STSB_TEST), default=None,
                    help="also report Spearman on an STS CSV (default file: bundled STS-B test)")
