@@ -51,6 +51,7 @@ def log_table(log: dict, rows: int = 10) -> list[str]:
     size = max(1, math.ceil(len(steps) / rows))
     evals = {e["step"]: e for e in log.get("eval", [])}
     metrics = sorted({k for e in evals.values() for k in e if k != "step"})
+
     def row(cells):
         return "| " + " | ".join(cells) + " |"
 

@@ -52,13 +52,12 @@ def _benchmark_eval(args) -> list[dict]:
     for name in sets:
         print(f"\n== NanoBEIR {name}", file=sys.stderr, flush=True)
         per_set[name] = _exact_eval(args, limit_queries(load_nanobeir(name), args.limit_queries))
-    names = list(dict.fromkeys(r["name"] for rows in per_set.values() for r in rows))
-    summary = []
-    for system in names:
-        figures = {s: next(r["ndcg@10"] for r in rows if r["name"] == system) for s, rows in per_set.items()
-                   if any(r["name"] == system for r in rows)}
-        summary.append({"name": system, "ndcg@10 mean": sum(figures.values()) / len(figures),
-                        **{f"ndcg@10 {s}": v for s, v in figures.items()}})
+    figures: dict[str, dict[str, float]] = {}  # system → set → nDCG@10
+    for name, rows in per_set.items():
+        for row in rows:
+            figures.setdefault(row["name"], {})[name] = row["ndcg@10"]
+    summary = [{"name": system, "ndcg@10 mean": sum(by_set.values()) / len(by_set),
+                **{f"ndcg@10 {s}": v for s, v in by_set.items()}} for system, by_set in figures.items()]
     print(f"\nNanoBEIR ({len(sets)} set{'s' * (len(sets) > 1)}), nDCG@10:")
     print(format_table(summary))
     return summary

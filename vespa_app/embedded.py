@@ -33,7 +33,6 @@ from exporter.runtime import OnnxEmbedder, OnnxTokenEmbedder
 from common.bm25 import BM25
 
 from vespa_app import profiles
-from vespa_app.package.record import embedding_shape
 from vespa_app.backend import Hit
 from vespa_app.index_files import REBUILD, BadIndexError, read_colbert, read_index, write_index
 from vespa_app.serving import BM25_WEIGHT, HNSW_EXPLORE_AT_INSERT, HNSW_EXPLORE_AT_SEARCH, HNSW_MAX_LINKS, TARGET_HITS
@@ -157,9 +156,6 @@ class EmbeddedIndex:
         """MaxSim of the query's token vectors against each document at ``positions``."""
         return maxsim(self.colbert_embedder.embed_one(text, "query"), [self.doc_tokens(int(p)) for p in positions])
 
-    def shape(self) -> dict:
-        """How its documents were embedded (``package.record.embedding_shape``)."""
-        return embedding_shape(self.meta.get("chunking"), self.meta["dimension"])
 
     def check_corpus(self, docs) -> None:
         """Refuse to stand for a corpus it was not built from (evaluation would score every query 0)."""

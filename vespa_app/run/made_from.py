@@ -73,10 +73,8 @@ class MadeFrom:
         self.path = self.out / RECORD
         try:
             self.stages = json.loads(self.path.read_text())
-        except FileNotFoundError:
+        except (FileNotFoundError, ValueError):  # none yet, or unreadable: every existing stage is unrecorded
             self.stages = {}
-        except ValueError:
-            self.stages = {}  # unreadable: every existing stage counts as unrecorded
 
     def _save(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)

@@ -120,9 +120,6 @@ def check_options(o: RunOptions, base: str) -> None:
         raise ConfigError(f"{' and '.join(given)} without {' and '.join(missing)}: evaluation needs the queries, "
                           "their judgements (qrels) and the corpus they judge; give all three, or none to skip "
                           "evaluation")
-    from training.train_log import check_report_to
-
-    check_report_to(o.report_to)
     if o.train.get("eval_every"):
         raise ConfigError("--eval-every evaluates during training on `siamese train --eval-data`; siamese run "
                           "evaluates once, after training: drop --eval-every")

@@ -49,7 +49,7 @@ def _train(o: RunOptions, out: Path, corpus, record: MadeFrom) -> Path:
     from training.loop import RECORDED, pairs_fingerprint, train
     from training.model_dir import default_base_model
     from training.pairs import load_training_data
-    from training.train_log import check_report_to, report_training
+    from training.train_log import report_training
 
     model_dir = out / "train" / "model"
     cfg = recipe_config(str(o.base or default_base_model()), str(out / "train"), o.full, data=str(o.pairs or o.data),
@@ -67,7 +67,7 @@ def _train(o: RunOptions, out: Path, corpus, record: MadeFrom) -> Path:
     resume = (out / "train" / "train_config.json").exists()  # started from the same, and interrupted
     model_dir = train(cfg, pairs, pool or corpus, resume=resume)
     record.done("train", model_dir)
-    if report_training(model_dir, check_report_to(o.report_to)):
+    if report_training(model_dir, o.report_to):
         say(f"training curve for TensorBoard: tensorboard --logdir {out / 'train' / 'tensorboard'}")
     return model_dir
 
@@ -110,12 +110,14 @@ def _export(o: RunOptions, model_dir: Path, export_dir: Path, record: MadeFrom, 
 def run(o: RunOptions) -> dict:
     from training.config import recipe_config
     from training.model_dir import default_base_model
+    from training.train_log import check_report_to
 
     run_started = time.time()
     out = Path(o.out)
     stages = Stages()
     base = str(o.base or default_base_model())
     check_options(o, base)
+    o.report_to = check_report_to(o.report_to)  # resolved once, before any work
     recipe_config(base, str(out / "train"), o.full, **train_settings(o))  # judged before any work
     beir = _eval_data(o)
     corpus = list(beir.corpus.values()) if beir else list(load_corpus(o.corpus, skip_bad=o.skip_bad).values())

@@ -23,7 +23,7 @@ def smoothed(values: list[float], weight: float = 0.9) -> list[float]:
     return out
 
 
-def plot(rows: list[dict], train_log: dict, path, base: str | None = None) -> Path:
+def plot(rows: list[dict], train_log: dict, path, base: str) -> Path:
     """Left: each system's change in nDCG@10 against the base model as deployed (``base``, the row the report
     compares with), per column (all, seen, unseen queries, each guard; STS-B's Spearman), the axis on the range of
     the changes; BM25 and any reference as marks. Right: the training curve, smoothed, with the learning rate and
@@ -34,8 +34,7 @@ def plot(rows: list[dict], train_log: dict, path, base: str | None = None) -> Pa
     import matplotlib.pyplot as plt
 
     named = {r["name"]: r for r in rows}
-    base_row = named.get(base) or next((r for r in rows if r["name"].startswith("base (") and "RRF" not in
-                                        r["name"]), None)
+    base_row = named.get(base)
     columns = [c for c in COLUMNS if base_row and c[0] in base_row]
     columns += [(k, k[len(GUARD):]) for k in sorted(k for k in (base_row or {}) if k.startswith(GUARD))]
     columns += [("sts_spearman", "STS-B (ρ)")] if base_row and "sts_spearman" in base_row else []
