@@ -32,7 +32,9 @@ VARIANTS = {
     "matryoshka": ({}, "32,16"), "late_interaction": ({}, True),
     "colbert_dim": ({"late_interaction": True}, 16), "colbert_teacher_weight": ({"late_interaction": True}, 0.0),
     "query_tokens": ({"late_interaction": True}, 8), "chunk_positives": ({"max_length": 12}, "all"),
-    "mine_depth": ({"hard_negatives": 1}, 3), "grad_cache_chunk": ({}, 2), "checkpoint_every": ({}, 1),
+    "mine_depth": ({"hard_negatives": 1}, 3), "miner": ({"hard_negatives": 1}, "dense"),
+    "mine_window": ({"hard_negatives": 1, "miner": "dense"}, "0-3"),
+    "mine_margin": ({"hard_negatives": 1, "miner": "dense"}, 5.0), "grad_cache_chunk": ({}, 2), "checkpoint_every": ({}, 1),
     "keep_checkpoints": ({"checkpoint_every": 1}, 1), "eval_every": ({}, 1), "seed": ({}, 7),
 }
 # How training runs, not what it makes (same result by design; tests/test_training.py holds them to it).

@@ -29,6 +29,14 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                         "(default: all-MiniLM-L6-v2); its pooling, window and prompts become the defaults")
     p.add_argument("--out", default="runs/train", help="run directory; the model goes to OUT/model")
     p.add_argument("--full", action="store_true", help="the longer recipe (GPU or patience); default: CPU-sized")
+    p.add_argument("--recipe", choices=("fixed", "auto"), default=None,
+                   help="fixed: the default recipe (or --full's) | auto: the query tower, shared weights and shared "
+                        "weights merged back, each trained on most of the training queries, the best on the rest "
+                        "that keeps every guard within half a point trained again on all (OUT/model, or "
+                        "OUT/merged; training/recipe.py); default: auto where a GPU trains, fixed on a CPU")
+    p.add_argument("--guard", action="append", default=[], metavar="BEIR_DIR",
+                   help="--recipe auto: a guard set of your own beside the bundled CISI and MedQuAD (repeatable)")
+    p.add_argument("--no-guards", action="store_true", help="--recipe auto: without the bundled guards")
     add_config_args(p)
     p.add_argument("--eval-data", help="a BEIR folder to evaluate on during training (a cheap candidate-pool nDCG)")
     p.add_argument("--eval-split", default="test")
@@ -100,6 +108,11 @@ def cmd_train(args) -> int:
         return launch(args.nproc, without_flag(args.argv, "--nproc"))
     from .train_log import check_report_to, report_training
 
+    from .recipe import resolve
+
+    args.recipe, why = resolve(args.recipe)
+    if args.recipe == "auto":
+        return train_auto(args, why)
     cfg = train_config_from_args(args)
     report_to = check_report_to(args.report_to)
     eval_fn = None
@@ -117,6 +130,46 @@ def cmd_train(args) -> int:
 
     if distributed.is_main() and report_training(model_dir, report_to):
         print(f"training curve for TensorBoard: tensorboard --logdir {Path(cfg.out) / 'tensorboard'}", file=sys.stderr)
+    print(model_dir)
+    return 0
+
+
+def train_auto(args, why: str) -> int:
+    """`siamese train --recipe auto`: the candidates on a dev slice, the winner on every pair (merged back where
+    it was chosen merged)."""
+    from common.bundled import GUARDS
+
+    from .merge import merge
+    from .model_dir import default_base_model
+    from .pairs import load_training_data
+    from .recipe import keep_record, select_recipe
+
+    out = Path(args.out)
+    clash = [flag for flag, given in (("--tower", args.tower), ("--nproc", args.nproc > 1),
+                                      ("--eval-data", args.eval_data)) if given]
+    if clash:
+        raise ConfigError(f"--recipe auto chooses the tower on a dev slice in one process: drop {' and '.join(clash)}"
+                          ", or drop --recipe auto")
+    if out.exists() and any(out.iterdir()) and not args.resume:
+        raise ConfigError(f"{out} already holds a training run. Use --resume to continue it (finished candidates are "
+                          "kept), or choose another --out.")
+    base = str(args.base or default_base_model())
+    data = str(args.data or SCIFACT)
+    guards = [*(() if args.no_guards else GUARDS), *args.guard]
+
+    def config(tower: str, folder: str):
+        return recipe_config(base, folder, args.full, data=data, **config_overrides(args) | {"tower": tower})
+
+    config("shared", str(out))  # the settings judged before any work, as the candidate that takes every knob
+    pairs, pool = load_training_data(data, args.split, args.skip_bad)
+    print(f"--recipe auto ({why}): {len(pairs)} pairs from {data}; base {base}", file=sys.stderr)
+    say = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    model_dir, record = select_recipe(config, pairs, pool, out, guards, base, say=say)
+    keep_record(model_dir, record)
+    if record["merged"]:
+        target = out / "merged"
+        model_dir = target if (target / "merge.json").exists() else merge(base, model_dir, target, "auto", guards,
+                                                                            say=say)
     print(model_dir)
     return 0
 

@@ -22,6 +22,7 @@ from .model_dir import upgrade
 SIZES = re.compile(r"(\s*[1-9]\d*\s*,)*\s*([1-9]\d*)?\s*")  # "384, 256,128": nested embedding sizes
 TOWERS = ("shared", "query", "adapter", "separate")  # --tower (training/towers.py)
 FROZEN_DOCUMENT = ("query", "adapter")  # towers whose documents keep the base model's vectors
+WINDOW = re.compile(r"\d+-\d+")  # --mine-window FIRST-LAST
 SIZES_HELP = "matryoshka must be positive sizes separated by commas, e.g. 384,256,128"
 
 
@@ -75,7 +76,7 @@ class TrainConfig:
     anchor_data: str | None = knob(None, str, "general text for the anchor: a .txt (a text a line) or an STS .csv "
                                    "(default: bundled STS-B train sentences)")
     symmetric: bool = knob(False, bool, "add the passage→query InfoNCE term")
-    hard_negatives: int = knob(0, non_negative_int, "BM25-mined negatives per pair (0: none)")
+    hard_negatives: int = knob(0, non_negative_int, "mined negatives per pair (0: none; --miner: how)")
     corpus_pairs: str = knob("", str, "pairs made from the corpus, mixed in: any of title,ict,crop "
                              "(training/corpus_pairs.py)")
     corpus_pairs_ratio: float = knob(1.0, non_negative_float, "corpus pairs per labelled pair")
@@ -98,7 +99,13 @@ class TrainConfig:
     chunk_positives: str = knob("", str, "positives longer than max_length become chunks, as a chunked package "
                                 "serves them: best (the chunk the base model finds nearest the query) | all (a pair "
                                 "per chunk) (training/chunk_positives.py)", choices=("best", "all"))
+    miner: str = knob("bm25", str, "how negatives are mined (training/negatives.py): bm25 (shared words) | dense "
+                      "(the base model's own ranking, ranks --mine-window, less those within --mine-margin of the "
+                      "positive)", choices=("bm25", "dense"))
     mine_depth: int = knob(10, positive_int, "draw mined negatives from this many BM25 hits")
+    mine_window: str = knob("10-100", str, "dense miner: the ranks negatives are drawn from, FIRST-LAST")
+    mine_margin: float = knob(0.05, non_negative_float, "dense miner: a negative scores at least this much below "
+                              "the pair's positive (cosine), else it is taken for an unlabelled positive")
     grad_cache_chunk: int = knob(0, non_negative_int,
                                  "gradient caching chunk size: batches larger than memory allows (0: off)")
     checkpoint_every: int = knob(0, non_negative_int, "steps between checkpoints (0: none)")
@@ -144,7 +151,10 @@ class TrainConfig:
                                                  or self.checkpoint_every or self.eval_every),
                   "--tower query, adapter and separate train without --late-interaction, --matryoshka, "
                   "--grad-cache-chunk, --checkpoint-every and --eval-every"),
-                 (self.checkpoint_every >= 0, "checkpoint every must be ≥ 0")]
+                 (self.checkpoint_every >= 0, "checkpoint every must be ≥ 0"),
+                 (self.miner in ("bm25", "dense"), f"miner must be bm25 or dense, not {self.miner!r}"),
+                 (WINDOW.fullmatch(self.mine_window) is not None and self.window[0] < self.window[1],
+                  f"mine window must be FIRST-LAST ranks with FIRST < LAST, e.g. 10-100, not {self.mine_window!r}")]
         for ok, message in rules:
             if not ok:
                 raise ConfigError(f"bad training setting: {message}")
@@ -158,6 +168,12 @@ class TrainConfig:
     @property
     def matryoshka_dims(self) -> list[int]:
         return matryoshka_dims(self.matryoshka)
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """``--mine-window`` as (first, last) ranks, counted from 0 as Python slices are."""
+        first, last = (int(x) for x in self.mine_window.split("-"))
+        return first, last
 
     @property
     def corpus_kinds(self) -> list[str]:
@@ -219,12 +235,16 @@ KNOB_RULES = [
       for k in ("colbert_dim", "query_tokens", "colbert_teacher_weight")),
     *((k, lambda c: c.anchor != "none", "there is no anchor (--anchor none)")
       for k in ("anchor_weight", "anchor_batch", "anchor_data")),
-    ("mine_depth", lambda c: c.hard_negatives > 0, "no negatives are mined (--hard-negatives 0)"),
+    *((k, lambda c: c.hard_negatives > 0, "no negatives are mined (--hard-negatives 0)")
+      for k in ("miner", "mine_depth", "mine_window", "mine_margin")),
+    ("mine_depth", lambda c: c.miner == "bm25", "the dense miner draws from --mine-window"),
+    *((k, lambda c: c.miner == "dense", "only the dense miner has it (--miner dense)")
+      for k in ("mine_window", "mine_margin")),
     ("corpus_pairs_ratio", lambda c: bool(c.corpus_pairs), "no corpus pairs are made (no --corpus-pairs)"),
     ("general_pairs_ratio", lambda c: bool(c.general_pairs), "no general pairs are mixed in (no --general-pairs)"),
     ("keep_checkpoints", lambda c: c.checkpoint_every > 0, "no checkpoints are written (--checkpoint-every 0)"),
     *((k, lambda c: c.tower not in FROZEN_DOCUMENT, FROZEN_WHY)
-      for k in ("loss", "symmetric", "hard_negatives", "mine_depth")),
+      for k in ("loss", "symmetric", "hard_negatives", "miner", "mine_depth", "mine_window", "mine_margin")),
 ]
 
 

@@ -36,7 +36,7 @@ from .late_interaction import LateInteraction
 from .model_card import write_card
 from .model_dir import EncoderConfig, check_model_dir, hub_revision
 from .losses import Batch, Loss, make_loss
-from .negatives import known_positives, mine_hard_negatives
+from .negatives import known_positives, mine_dense_negatives, mine_hard_negatives
 from .pairs import Pair
 from .steps import anchor_targets, embed_step, training_window, warmup_linear
 
@@ -123,15 +123,12 @@ def _save_checkpoint(out, step, encoder, optimizer, scheduler, log, keep):
     distributed.barrier()
 
 
-def _follow_the_base(cfg: TrainConfig, pairs: list[Pair]) -> None:
-    """τ from the base model's similarity scale (``training/temperature.py``), its vectors cached on disk."""
+def _base_embed(cfg: TrainConfig):
+    """The base model at the training window as an embed function, its vectors cached on disk (the same
+    vectors τ is measured with)."""
     from .model_dir import model_cache_key
-    from .temperature import FIXED, base_temperature
 
-    if cfg.late_interaction:
-        cfg.temperature = FIXED
-        return
-    encoding = cfg.encoding | {"max_length": min(cfg.train_length, cfg.max_length)}  # the training window
+    encoding = cfg.encoding | {"max_length": min(cfg.train_length, cfg.max_length or cfg.train_length)}
     key = f"margin {model_cache_key(cfg.base, EncoderConfig.load(check_model_dir(cfg.base), **encoding))}"
 
     @functools.cache
@@ -141,6 +138,17 @@ def _follow_the_base(cfg: TrainConfig, pairs: list[Pair]) -> None:
     def embed(texts: list[str], kind: str):
         return distributed.cached_vectors(f"{kind} {key}", texts, lambda share: base().encode(share, kind))
 
+    return embed
+
+
+def _follow_the_base(cfg: TrainConfig, pairs: list[Pair]) -> None:
+    """τ from the base model's similarity scale (``training/temperature.py``), its vectors cached on disk."""
+    from .temperature import FIXED, base_temperature
+
+    if cfg.late_interaction:
+        cfg.temperature = FIXED
+        return
+    embed = _base_embed(cfg)
     cfg.temperature, cfg.base_margin = base_temperature(embed, pairs, cfg.seed)
     how = (f"the base's margin {cfg.base_margin:.3f} between a positive and an in-batch negative"
            if cfg.base_margin is not None else "too few pairs to measure the base's margin")
@@ -150,13 +158,18 @@ def _follow_the_base(cfg: TrainConfig, pairs: list[Pair]) -> None:
 
 def prepare_pairs(pairs: list[Pair], corpus: list[Doc] | None, cfg: TrainConfig) -> list[Pair]:
     """Keep the negatives the data gives (less any that are really positives); mine BM25 negatives for the
-    labelled pairs that have none when ``cfg.hard_negatives`` asks for them; add pairs made from the corpus
+    labelled pairs that have none when ``cfg.hard_negatives`` asks for them (``cfg.miner``: BM25 or the base
+    model's own ranking); add pairs made from the corpus
     when ``cfg.corpus_pairs`` names kinds of them."""
     known = known_positives(pairs)
     pairs = [replace(p, negatives=[n for n in p.negatives if n not in known[p.query]]) for p in pairs]
     if cfg.hard_negatives:
         texts = [d.passage if isinstance(d, Doc) else d for d in corpus] if corpus else None
-        pairs = mine_hard_negatives(pairs, texts, cfg.hard_negatives, cfg.mine_depth, cfg.seed)
+        if cfg.miner == "dense":
+            pairs = mine_dense_negatives(pairs, texts, _base_embed(cfg), cfg.hard_negatives, cfg.window,
+                                         cfg.mine_margin, cfg.seed)
+        else:
+            pairs = mine_hard_negatives(pairs, texts, cfg.hard_negatives, cfg.mine_depth, cfg.seed)
     labelled = len(pairs)  # the ratios below count labelled pairs before any is split into chunks
     if cfg.chunk_positives:  # after mining, so a long positive's whole passage is never mined as its negative
         pairs = chunk_positives(pairs, corpus, cfg)

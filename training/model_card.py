@@ -51,6 +51,33 @@ def _licences(names: list[str]) -> list[str]:
     return [line for key, line in LICENCES.items() if key in text]
 
 
+def recipe_lines(recipe: dict) -> list[str]:
+    """``--recipe auto``'s candidates as a table (dev nDCG@10, each guard's change on its selection half, training
+    time), then the choice and why."""
+    guards = list(recipe["guards"])
+    header = ["candidate", "dev nDCG@10 all", "seen", "unseen", *(f"{g} Δ" for g in guards), "training s"]
+    rows = [["base model (untrained)", *(_figure(recipe["base"]["dev"].get(k)) for k in FIGURES[:3]),
+             *("–" for _ in guards), "–"]]
+    for name, c in recipe["candidates"].items():
+        label = name + (f" (α {c['alpha']:.2f})" if "alpha" in c else "") + (" **chosen**" if name == recipe["chosen"]
+                                                                              else "")
+        rows.append([label, *(_figure(c["dev"].get(k)) for k in FIGURES[:3]),
+                     *(f"{100 * c['guards'][g]:+.1f}" for g in guards), f"{c['train_s']:.0f}"])
+    rows += [[f"{name} (not tried: {why})", *("–" for _ in header[1:])] for name, why in recipe["not_tried"].items()]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return [f"{recipe['dev']['queries']} of the training queries held out as a dev slice ({recipe['dev']['seen']} "
+            f"seen: a positive shared with a training query); each candidate trained on the other "
+            f"{recipe['train_queries']}; guard columns: change in points of nDCG@10 against the base model on each "
+            f"guard's selection half ({', '.join(f'{g} {n} queries' for g, n in recipe['guards'].items())}), "
+            "never the half that figures are reported on.", "", *lines, "",
+            f"Chosen: {recipe['label']}, then trained on all the pairs: {recipe['why']}."]
+
+
+def _figure(value) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
 def card_text(model_dir) -> str:
     from .model_dir import EncoderConfig, model_name
 
@@ -85,6 +112,9 @@ def card_text(model_dir) -> str:
                 from .train_log import log_table
 
                 lines += ["", "### Training log", "", *log_table(metrics["log"])]
+    recipe = _read(model_dir, "recipe.json")
+    if recipe:
+        lines += ["", "## How the recipe was chosen (`--recipe auto`)", "", *recipe_lines(recipe)]
     towers = _read(model_dir, "towers.json")
     if towers:
         frozen = towers.get("frozen") == "document"

@@ -17,6 +17,7 @@ from common.errors import ConfigError, UserError
 from common.poolings import POOLINGS
 
 
+RECIPE_FILE = "recipe.json"  # --recipe auto: the candidates it tried on a dev slice, and why it chose this one
 TOWERS_FILE = "towers.json"  # a two-tower model: this folder is the document tower, query/ the query tower
 
 

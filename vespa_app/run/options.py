@@ -34,6 +34,11 @@ class RunOptions:
                                  "fine-tuned one: exported, packaged with the MaxSim profiles, indexed with token "
                                  "vectors, evaluated", metavar="COLBERT_MODEL")
     full: bool = option(False, "the longer training recipe", action="store_true")
+    recipe: str | None = option(None, "fixed: the default recipe (or --full's) | auto: the query tower, shared "
+                                "weights and shared weights merged back each trained on most of your training "
+                                "queries, the best on the rest that keeps every guard within half a point trained "
+                                "again on all (training/recipe.py); default: auto where a GPU trains, fixed on a CPU",
+                                choices=("fixed", "auto"))
     train: dict = field(default_factory=dict)  # TrainConfig values over the recipe's (its own flags)
     quantize: str | None = option(None, "serve an int8 graph", choices=("int8",))
     sts: str | None = str(STSB_TEST)  # --no-sts: None
@@ -145,11 +150,20 @@ def check_options(o: RunOptions, base: str) -> None:
     if o.merge == "auto" and not o.guards:
         raise ConfigError("--merge auto chooses α on the guards' selection half: keep the guards (drop "
                           "--no-guards) or give --guard DIR")
+    if o.recipe == "auto":
+        clash = [flag for flag, given in (("--tower", "tower" in o.train), ("--merge", o.merge is not None)) if given]
+        if clash:
+            raise ConfigError(f"--recipe auto chooses the tower and whether to merge on your data: drop "
+                              f"{' and '.join(clash)}, or drop --recipe auto")
+        if not o.guards:
+            raise ConfigError("--recipe auto scores every candidate on the guards' selection halves: keep the guards "
+                              "(drop --no-guards) or give --guard DIR")
     for reference in o.references:
         check_model_dir(reference)
 
 
 def train_settings(o: RunOptions) -> dict:
     """The TrainConfig values the run gives over the recipe's: merging averages one model's weights with its
-    base, so --merge trains a shared model where no --tower is given."""
-    return ({"tower": "shared"} if o.merge is not None else {}) | o.train
+    base, so --merge trains a shared model where no --tower is given (and --recipe auto's settings are judged
+    as shared weights take them, the candidate that takes every knob; each candidate sets its own tower)."""
+    return ({"tower": "shared"} if o.merge is not None or o.recipe == "auto" else {}) | o.train

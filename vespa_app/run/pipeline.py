@@ -52,20 +52,33 @@ def _train(o: RunOptions, out: Path, corpus, record: MadeFrom) -> Path:
     from training.train_log import report_training
 
     model_dir = out / "train" / "model"
-    cfg = recipe_config(str(o.base or default_base_model()), str(out / "train"), o.full, data=str(o.pairs or o.data),
-                        **train_settings(o))
+    base = str(o.base or default_base_model())
+
+    def config(tower: str | None, folder: str):
+        return recipe_config(base, folder, o.full, data=str(o.pairs or o.data),
+                             **train_settings(o) | ({"tower": tower} if tower else {}))
+
+    cfg = config(None, str(out / "train"))
     pairs, pool = load_training_data(o.pairs or o.data, o.train_split, o.skip_bad)
     settings = {k: v for k, v in asdict(cfg).items() if k not in (*RECORDED, "base", "data")}
     files = {k: file_fingerprint(settings[k]) for k in ("anchor_data", "general_pairs") if settings[k]}
     inputs = settings | {f"{k} contents": v for k, v in files.items()} | {
         "base model": file_fingerprint(check_model_dir(cfg.base)), "training pairs": pairs_fingerprint(pairs),
-        "corpus": corpus_fingerprint(pool or corpus)}
+        "corpus": corpus_fingerprint(pool or corpus), "recipe": o.recipe}
+    if o.recipe == "auto":
+        inputs["guards"] = [file_fingerprint(GUARDS.get(g, g)) for g in o.guards]
     if record.reuse("train", model_dir, inputs, work=(out / "train",)):
         say(f"train: {model_dir} was made from the same data and settings, reusing it")
         return model_dir
     say("train")
-    resume = (out / "train" / "train_config.json").exists()  # started from the same, and interrupted
-    model_dir = train(cfg, pairs, pool or corpus, resume=resume)
+    if o.recipe == "auto":
+        from training.recipe import keep_record, select_recipe
+
+        model_dir, chosen = select_recipe(config, pairs, pool or corpus, out / "train", o.guards, base, say=say)
+        keep_record(model_dir, chosen)
+    else:
+        resume = (out / "train" / "train_config.json").exists()  # started from the same, and interrupted
+        model_dir = train(cfg, pairs, pool or corpus, resume=resume)
     record.done("train", model_dir)
     if report_training(model_dir, o.report_to):
         say(f"training curve for TensorBoard: tensorboard --logdir {out / 'train' / 'tensorboard'}")
@@ -110,15 +123,18 @@ def _export(o: RunOptions, model_dir: Path, export_dir: Path, record: MadeFrom, 
 def run(o: RunOptions) -> dict:
     from training.config import recipe_config
     from training.model_dir import default_base_model
+    from training.recipe import resolve as resolve_recipe
     from training.train_log import check_report_to
 
     run_started = time.time()
     out = Path(o.out)
     stages = Stages()
     base = str(o.base or default_base_model())
+    o.recipe, why = resolve_recipe(o.recipe)  # resolved once, before any work
+    stages.extra["recipe"] = {"recipe": o.recipe, "why": why}
     check_options(o, base)
-    o.report_to = check_report_to(o.report_to)  # resolved once, before any work
-    recipe_config(base, str(out / "train"), o.full, **train_settings(o))  # judged before any work
+    o.report_to = check_report_to(o.report_to)
+    recipe_config(base, str(out / "train"), o.full, **train_settings(o))  # judged before any work (auto: as shared)
     beir = _eval_data(o)
     corpus = list(beir.corpus.values()) if beir else list(load_corpus(o.corpus, skip_bad=o.skip_bad).values())
     out.mkdir(parents=True, exist_ok=True)
@@ -141,11 +157,16 @@ def run(o: RunOptions) -> dict:
 def _model(o: RunOptions, out: Path, base: str, corpus, stages: Stages, record: MadeFrom):
     """Train (and merge), then export (and --colbert's model): the model directory, the export's manifest and the
     late-interaction export (or None)."""
-    from training.model_dir import TOWERS_FILE
+    from training.model_dir import RECIPE_FILE, TOWERS_FILE
 
     model_dir = stages.timed("train", _train, o, out, corpus, record)
     if (model_dir / TOWERS_FILE).exists():  # two towers: the report says which trained and which stayed the base
         stages.extra["towers"] = json.loads((model_dir / TOWERS_FILE).read_text())
+    if o.recipe == "auto":
+        chosen = json.loads((model_dir / RECIPE_FILE).read_text())
+        stages.extra["recipe"] |= {"chosen": chosen["chosen"], "choice": chosen["why"]}
+        if chosen["merged"]:
+            o.merge = "auto"  # the candidate chosen was merged back; the winner, trained on all pairs, is too
     if o.merge is not None:
         model_dir = stages.timed("merge", _merge, o, base, model_dir, out / "merged", stages.extra, record)
     manifest = stages.timed("export + parity", _export, o, model_dir, out / "export", record)
@@ -189,6 +210,7 @@ def _write_results(o: RunOptions, out: Path, base: str, model_dir: Path, rows: l
                    stages: Stages) -> dict:
     """report.md, plot.png, results.json, and the model card with the run's figures."""
     from training.config import TrainConfig
+    from training.recipe import read_recipe
 
     from vespa_app.run.report import plot, write_report
     from vespa_app.run.rows import TUNED, base_row_name
@@ -199,7 +221,8 @@ def _write_results(o: RunOptions, out: Path, base: str, model_dir: Path, rows: l
     references = [r["name"] for r in rows if r["name"].startswith("reference (") and "RRF" not in r["name"]]
     report_path = write_report(out, rows, stages.timings, TrainConfig.load(model_dir / "train_config.json"),
                                stages.extra | {"backend": "vespa" if o.vespa else "embedded"}, deploy,
-                               compare=(base_row_name(base), TUNED) if rows else None, references=references)
+                               compare=(base_row_name(base), TUNED) if rows else None, references=references,
+                               recipe=read_recipe(model_dir))
     if rows:
         from training.model_card import write_card, write_evaluation
 

@@ -111,8 +111,22 @@ def check_summary(extra: dict) -> list[str]:
     return ["| check | on | found |", "|---|---|---|", *(f"| {a} | {b} | {c} |" for a, b, c in rows)]
 
 
+def recipe_summary(asked: dict | None, recipe: dict | None, train_config) -> list[str]:
+    """Which recipe trained the model: auto's candidates and choice, or the fixed recipe and what was not tried."""
+    from training.model_card import recipe_lines
+
+    if recipe:
+        return [f"`--recipe auto` ({asked['why'] if asked else 'asked for'}):", "", *recipe_lines(recipe)]
+    tower = "a query tower over the base model's document vectors" if train_config.tower == "query" else \
+        f"--tower {train_config.tower}"
+    why = asked["why"] if asked else ""
+    return [f"Fixed recipe: {tower}" + (f" ({why})." if why else ".")
+            + (" Shared weights were not tried: which recipe wins depends on the data (docs/recipes.md)."
+               if train_config.tower == "query" else "")]
+
+
 def write_report(out: Path, rows: list[dict], timings: dict, train_config, extra: dict, deploy_commands: str,
-                 compare: tuple[str, str] | None = None, references: list[str] = ()) -> Path:
+                 compare: tuple[str, str] | None = None, references: list[str] = (), recipe: dict | None = None) -> Path:
     evaluation = extra.get("evaluation", {})
     if not rows:
         lines = ["# siamese run", "", "## Results", "", f"No evaluation: {extra.get('evaluation skipped')}", ""]
@@ -134,6 +148,7 @@ def write_report(out: Path, rows: list[dict], timings: dict, train_config, extra
         for reference in references:
             lines += [f"### Against {reference}", "", "An off-the-shelf model a user could deploy instead, "
                       "zero-shot, at its own window:", "", *against_reference(rows, reference, compare[1]), ""]
+    lines += ["## Recipe", "", *recipe_summary(extra.get("recipe"), recipe, train_config), ""]
     lines += ["![training loss and metrics](plot.png)", "", "## Timings (seconds)", "", "| stage | seconds |",
               "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
