@@ -35,7 +35,7 @@ timeout 180 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/te
 
 say "a fresh siamese run"
 started=$(date +%s.%N)
-SIAMESE_CACHE="$WORK/cache" timeout 300 python3 -m vespa_app run --out "$WORK/run" > "$OUT/run.log" 2>&1
+SIAMESE_CACHE="$WORK/cache" timeout 300 python3 -m siamese run --out "$WORK/run" > "$OUT/run.log" 2>&1
 echo "exit $? after $(python3 -c "print(round($(date +%s.%N) - $started, 1))") s"
 cp "$WORK/run/results.json" "$WORK/run/report.md" "$OUT/" 2>/dev/null
 python3 - "$WORK/run/results.json" <<'EOF'

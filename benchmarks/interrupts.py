@@ -116,7 +116,7 @@ def main() -> None:
     pairs = work / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"query": p.query, "positive": p.positive}) + "\n" for p in toy_pairs(48)))
     env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", SIAMESE_CACHE=str(work / "cache"))
-    siamese = [sys.executable, "-m", "vespa_app"]
+    siamese = [sys.executable, "-m", "siamese"]
     rows = []
     for sig in (signal.SIGKILL, signal.SIGINT):
         tag = "kill" if sig == signal.SIGKILL else "int"

@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common.bundled import GUARDS, SCIFACT  # noqa: E402
 from common.data import load_beir, read_beir  # noqa: E402
 from common.metrics import positives_of  # noqa: E402
-from training.evaluate import evaluate, guard_sets  # noqa: E402
+from siamese.evaluation import evaluate
+from training.evaluate import guard_sets  # noqa: E402
 from training.model_dir import default_base_model  # noqa: E402
 
 

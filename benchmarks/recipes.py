@@ -20,8 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common.bundled import GUARDS, STSB_TEST  # noqa: E402
 from common.data import load_beir, read_sts_csv  # noqa: E402
-from common.metrics import format_table, read_positives  # noqa: E402
-from training.evaluate import evaluate, guard_sets  # noqa: E402
+from common.metrics import format_table  # noqa: E402
+from training.model_dir import read_positives  # noqa: E402
+from siamese.evaluation import evaluate
+from training.evaluate import guard_sets  # noqa: E402
 
 BAR = 0.005
 
@@ -40,7 +42,7 @@ def main() -> int:
     out = Path(args.out)
     run = out / "run"
     if not (run / "results.json").exists():
-        command = [sys.executable, "-m", "vespa_app", "run", "--recipe", "auto", "--data", args.data, "--out",
+        command = [sys.executable, "-m", "siamese", "run", "--recipe", "auto", "--data", args.data, "--out",
                    str(run), *(x for r in args.reference for x in ("--reference", r))]
         print("$ siamese " + " ".join(command[3:]), file=sys.stderr)
         subprocess.run(command, check=True)

@@ -2,7 +2,7 @@
 the rules for replacing one.
 
 Each artefact directory holds a marker, ``.siamese-artifact``, naming its kind and giving it an id of its own
-(a later stage records the ids of what it was made from: ``vespa_app/run/made_from.py``). ``--force`` replaces an
+(a later stage records the ids of what it was made from: ``siamese/run/made_from.py``). ``--force`` replaces an
 output directory only when its marker says it is an artefact of the same kind, and never when it is,
 contains or lies inside one of the command's inputs: no command deletes a directory it did not create.
 """

@@ -85,9 +85,6 @@ def write_json(rows: list[dict], path) -> None:
 
 # ------------------------------------------------------------------ evaluation that cannot flatter
 
-POSITIVES_FILE = "training_positives.json"
-
-
 def passage_key(text: str) -> str:
     import hashlib
 
@@ -98,17 +95,6 @@ def positives_of(pairs) -> dict:
     """The documents training pairs use as positives: their ids where known, and hashes of their texts."""
     return {"ids": sorted({p.positive_id for p in pairs if p.positive_id}),
             "passages": sorted({passage_key(p.positive) for p in pairs})}
-
-
-def write_positives(model_dir, pairs) -> None:
-    """Record a model's training positives, so every later evaluation can split its queries into seen and
-    unseen."""
-    (Path(model_dir) / POSITIVES_FILE).write_text(json.dumps(positives_of(pairs)))
-
-
-def read_positives(model_dir) -> dict | None:
-    path = Path(model_dir) / POSITIVES_FILE
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def seen_queries(qrels: dict, corpus: dict, positives: dict) -> set[str]:

@@ -30,6 +30,7 @@ from training.towers import QUERY_DIR as QUERY_TOWER, TwoTowers
 
 from .manifest import Manifest, sha256
 from .parity import check_parity, check_token_parity, parity_texts
+from training.model_dir import MERGE_FILE
 
 OPSET = 18
 COLBERT_OUTPUT = "contextual"  # the output name Vespa's colbert-embedder reads by default
@@ -136,7 +137,7 @@ def _write_tokenizer(encoder: Encoder, target: Path) -> None:
 
 
 def _merge_record(model_dir: Path) -> dict | None:
-    path = model_dir / "merge.json"
+    path = model_dir / MERGE_FILE
     return json.loads(path.read_text()) if path.exists() else None
 
 

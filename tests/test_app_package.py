@@ -39,7 +39,7 @@ def test_the_record_of_late_interaction_packages(late_export, tiny_export, tmp_p
 
 
 def test_a_package_without_its_record_is_refused_in_one_line(tiny_export, tmp_path, capsys):
-    from vespa_app.cli import main
+    from siamese.cli import main
 
     app = write_package(tiny_export, tmp_path / "app")
     (app / PACKAGE_FILE).unlink()

@@ -99,7 +99,7 @@ def test_unknown_gated_and_offline_ids_each_get_their_own_line(fake_hub, monkeyp
 def test_the_cli_says_one_line_for_an_id_it_cannot_resolve(capsys, tmp_path, monkeypatch):
     from huggingface_hub import constants
 
-    from vespa_app.cli import main
+    from siamese.cli import main
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)

@@ -109,7 +109,7 @@ def test_chunk_scores_against_brute_force():
 
 
 def test_eval_with_chunks(tiny_model, small_beir, capsys):
-    from vespa_app.cli import main
+    from siamese.cli import main
 
     common = ["eval", "--data", str(small_beir), "--models", str(tiny_model), "--no-bm25", "--max-length", "64"]
     assert main(common + ["--chunk-overlap", "8", "--chunk-pooling", "top2"]) == 0
@@ -122,7 +122,7 @@ def test_eval_with_chunks(tiny_model, small_beir, capsys):
 
 def test_run_chooses_chunking_from_the_corpus(tiny_export):
     from common.data import Doc
-    from vespa_app.run.options import RunOptions, chunking_choice
+    from siamese.run.options import RunOptions, chunking_choice
 
     short = [Doc(str(i), "t", "a short text") for i in range(10)]
     long = short[:7] + [Doc(f"l{i}", "t", "protein folding in cells. " * 40) for i in range(3)]

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vespa_app.cli import build_parser, main
+from siamese.cli import build_parser, main
 
 URL = "http://127.0.0.1:9"  # the discard port: nothing listens there
 NAMES = st.text(alphabet="abcxyz _-.éü東京 ", min_size=1, max_size=12).map(str.strip).filter(bool)

@@ -179,7 +179,7 @@ def test_a_document_without_a_text_field_is_still_malformed(tmp_path):
 
 
 def test_siamese_eval_on_a_corpus_with_empty_documents(tiny_model, tmp_path, capsys):
-    from vespa_app.cli import main
+    from siamese.cli import main
 
     folder = write_corpus_with_empty_fields(tmp_path / "beir")
     assert main(["eval", "--models", str(tiny_model), "--data", str(folder), "--max-length", "64"]) == 0

@@ -11,7 +11,7 @@ import torch
 
 from conftest import toy_pairs
 from common import device as devices
-from vespa_app.cli import main
+from siamese.cli import main
 
 CUDA = torch.device("cuda", 0)
 

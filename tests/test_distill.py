@@ -133,7 +133,7 @@ def test_prefix_embed_cuts_then_normalises_and_reuses_the_passage_cache(monkeypa
 
 
 def test_the_cli_says_how_many_texts_the_student_is_taught_on(teacher, small_beir, tmp_path, capsys):
-    from vespa_app.cli import main
+    from siamese.cli import main
 
     general = tmp_path / "general.txt"
     general.write_text("one sentence\n" * 30 + "another sentence\n")  # duplicates count once

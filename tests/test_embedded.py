@@ -153,7 +153,7 @@ def test_binary_matches_by_hamming_and_reranks_by_cosine(index):
 
 def test_hybrid_linear_weighs_bm25_by_the_index_weight_and_the_choice_takes_the_best_on_judged_queries(
         tiny_export, small_beir, tmp_path):
-    from vespa_app.run.fusion_weight import choose_bm25_weight
+    from siamese.run.fusion_weight import choose_bm25_weight
     from vespa_app.serving import BM25_WEIGHT_GRID
 
     beir = read_beir(small_beir)

@@ -3,7 +3,7 @@ import pytest
 
 from common.data import Doc
 from common.metrics import passage_key, positives_of, report_half, score_split, seen_queries
-from training.evaluate import generalisation
+from siamese.evaluation import generalisation
 from training.pairs import Pair
 
 
@@ -140,9 +140,9 @@ def test_a_merge_with_alpha_0_is_the_base_and_1_the_tuned_model_bit_for_bit(tiny
 def test_a_merged_model_is_an_ordinary_model_directory(tiny_model, tiny_trained, tmp_path):
     import json
 
-    from common.metrics import read_positives
+    from training.model_dir import read_positives
     from exporter.manifest import Manifest
-    from vespa_app.cli import main
+    from siamese.cli import main
 
     assert main(["merge", str(tiny_model), str(tiny_trained), str(tmp_path / "merged"), "--alpha", "0.3"]) == 0
     merged = tmp_path / "merged"
@@ -258,7 +258,7 @@ def test_general_pairs_are_mixed_in_as_their_own_source_without_repeats():
 
 
 def test_siamese_eval_reports_seen_unseen_and_guards(tiny_trained, small_beir, capsys):
-    from vespa_app.cli import main
+    from siamese.cli import main
 
     assert main(["eval", "--models", str(tiny_trained), "--data", str(small_beir), "--train-data", str(small_beir),
                  "--guard", str(small_beir), "--hybrid", "--max-length", "48"]) == 0

@@ -57,7 +57,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tiny_model, tmp_path):
     ("--epochs", "0", "must be ≥ 1"),
 ])
 def test_out_of_range_arguments_fail_before_work(tmp_path, capsys, flag, value, message):
-    from vespa_app.cli import main
+    from siamese.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--out", str(tmp_path / "run"), flag, value])
@@ -67,7 +67,7 @@ def test_out_of_range_arguments_fail_before_work(tmp_path, capsys, flag, value, 
 
 
 def test_max_length_above_the_model_fails_before_training(tiny_model, tmp_path, capsys):
-    from vespa_app.cli import main
+    from siamese.cli import main
 
     data = write_pairs(tmp_path / "pairs.jsonl")
     assert main(["train", "--data", str(data), "--base", str(tiny_model), "--out", str(tmp_path / "run"),
@@ -77,7 +77,7 @@ def test_max_length_above_the_model_fails_before_training(tiny_model, tmp_path, 
 
 
 def test_wrong_model_directory_is_explained(tmp_path, capsys):
-    from vespa_app.cli import main
+    from siamese.cli import main
 
     assert main(["export", str(tmp_path), str(tmp_path / "out")]) == 2
     assert "no config.json" in capsys.readouterr().err

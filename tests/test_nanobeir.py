@@ -6,7 +6,7 @@ import pytest
 
 from common.errors import ConfigError, MissingInputError
 from common.nanobeir import SETS, benchmark_sets, load_nanobeir
-from vespa_app.cli import main
+from siamese.cli import main
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fault_server import FaultServer
-from vespa_app.cli import main
+from siamese.cli import main
 
 
 def test_run_end_to_end_then_reuse(tiny_model, small_beir, tmp_path, capsys):
@@ -31,12 +31,12 @@ def test_run_end_to_end_then_reuse(tiny_model, small_beir, tmp_path, capsys):
     from vespa_app.serving import BM25_WEIGHT_GRID
     from vespa_app.package.record import AppPackage
 
-    fusion = results["extra"]["hybrid-linear bm25 weight"]
+    fusion = results["record"]["bm25_weight"]
     assert fusion["weight"] in BM25_WEIGHT_GRID and fusion["method"].startswith("chosen on ")
     assert AppPackage.open(out / "app").bm25_weight == fusion["weight"] == EmbeddedIndex.open(out / "index").bm25_weight
     assert "served hybrid-linear" in rows
     assert {"reference (tiny0)", "reference (tiny0) + BM25 (RRF)"} <= set(rows)
-    evaluation = results["extra"]["evaluation"]
+    evaluation = results["record"]["evaluation"]
     assert evaluation["seen"] + evaluation["unseen"] == evaluation["queries"] == 20 and evaluation["seen"] > 0
     assert evaluation["guards"] == {"cisi": 41, "medquad": 192}
     for name in ("BM25", "fine-tuned (exact)", "fine-tuned (exact) + BM25 (RRF)"):
@@ -92,7 +92,7 @@ def test_run_on_the_users_own_files(tiny_model, small_beir, tmp_path, capsys):
     rows = results["rows"]
     assert len(rows) == 9 and not any("sts_spearman" in r for r in rows)
     # no training queries with judged documents: hybrid-linear keeps the default weight, and says why
-    fusion = results["extra"]["hybrid-linear bm25 weight"]
+    fusion = results["record"]["bm25_weight"]
     assert fusion["weight"] == 1.0 and "no training queries with judged documents" in fusion["method"]
     assert f"siamese feed http://localhost:8080 {(small_beir / 'corpus.jsonl.gz').resolve()}" in capsys.readouterr().out
 
@@ -122,16 +122,16 @@ def test_run_against_vespa_wires_feed_and_evaluation(tiny_model, small_beir, tmp
         assert set(server.stored) == {d.id for d in corpus}
     results = json.loads((out / "results.json").read_text())
     assert [r["name"] for r in results["rows"]][:3] == ["vespa bm25", "vespa semantic", "vespa hybrid"]
-    assert f"{len(corpus)} documents: {len(corpus)} fed now" in results["extra"]["feed"]
+    assert f"{len(corpus)} documents: {len(corpus)} fed now" in results["record"]["feed"]
     assert not (out / "index").exists()  # evaluated on Vespa, not on the embedded backend
-    assert results["extra"]["hybrid-linear bm25 weight"]["method"].startswith("default: no embedded index")
+    assert results["record"]["bm25_weight"]["method"].startswith("default: no embedded index")
 
 
 def test_a_vespa_run_keeps_the_bm25_weight_of_the_package_it_reuses(tiny_export, tmp_path):
     from vespa_app.package.build import write_package
     from vespa_app.package.options import AppOptions
-    from vespa_app.run.options import RunOptions
-    from vespa_app.run.serve import _bm25_weight
+    from siamese.run.options import RunOptions
+    from siamese.run.serve import _bm25_weight
 
     app = write_package(tiny_export, tmp_path / "app", AppOptions(bm25_weight=0.3))
     assert _bm25_weight(RunOptions(), None, app) == (0.3, {"method": f"kept from the package {app}"})
@@ -146,7 +146,7 @@ def test_run_can_serve_a_merged_model(tiny_model, small_beir, tmp_path):
     assert main(["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--epochs", "1",
                  "--no-sts", "--no-guards", "--merge", "0.5"]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["extra"]["merge"] == {"alpha": 0.5, "method": "given"}
+    assert results["record"]["merge"] == {"alpha": 0.5, "method": "given"}
     assert Manifest.load(out / "export").merge["alpha"] == 0.5 and (out / "merged" / "merge.json").exists()
     assert "ndcg@10 unseen" in results["rows"][0]  # the merge keeps the tuned model's training positives
 
@@ -158,7 +158,7 @@ def test_run_chunked(tiny_model, small_beir, tmp_path, capsys):
             "--max-length", "48", "--chunk-tokens", "32", "--chunk-overlap", "8", "--no-guards", "--no-sts"]
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["extra"]["chunking"].startswith("on: chunks of 32 tokens sharing 8")
+    assert results["record"]["chunking"].startswith("on: chunks of 32 tokens sharing 8")
     meta = json.loads((out / "index" / "meta.json").read_text())
     assert meta["chunking"] == {"tokens": 32, "overlap": 8} and meta["vectors"] > meta["count"]
     assert "tensor<float>(chunk{}, x[32])" in (out / "app" / "schemas" / "doc.sd").read_text()
@@ -212,7 +212,7 @@ def test_run_with_a_query_tower_serves_two_embedders_over_the_base_models_docume
     assert main(args) == 0
     assert len(corpus & set(onnx_passages)) < len(corpus) / 2  # the parity check's sample, no more
     results = json.loads((out / "results.json").read_text())
-    assert results["extra"]["towers"]["frozen"] == "document"
+    assert results["record"]["towers"]["frozen"] == "document"
     assert (out / "export" / "query" / "manifest.json").exists()
     assert 'id="document-embedder"' in (out / "app" / "services.xml").read_text()
     index = np.load(out / "index" / "embeddings.npy")

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from hub_server import HubServer
-from vespa_app.cli import main
+from siamese.cli import main
 
 
 @pytest.fixture

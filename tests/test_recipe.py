@@ -9,12 +9,11 @@ import pytest
 
 from common.data import read_beir
 from common.errors import ConfigError
-from conftest import toy_pairs
 from training import recipe
 from training.evaluate import guard_sets
 from training.negatives import mine_dense_negatives
 from training.pairs import Pair
-from vespa_app.cli import main
+from siamese.cli import main
 
 
 def test_the_dev_slice_is_whole_queries_chosen_the_same_on_any_order():
@@ -189,7 +188,7 @@ def test_a_run_with_recipe_auto_reports_the_candidates_and_serves_the_winner(tin
                  "--epochs", "1", "--no-sts", "--no-guards", "--guard", str(small_beir)]) == 0
     results = json.loads((out / "results.json").read_text())
     record = json.loads((out / "train" / "recipe.json").read_text())
-    assert results["extra"]["recipe"]["chosen"] == record["chosen"]
+    assert results["record"]["recipe"]["chosen"] == record["chosen"]
     report = (out / "report.md").read_text()
     assert "## Recipe" in report and "| candidate | dev nDCG@10 all |" in report and record["why"] in report
     assert (out / "merged").exists() == record["merged"]

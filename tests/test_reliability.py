@@ -11,7 +11,7 @@ from conftest import REPO, interrupted_at_step, toy_pairs
 from training.config import TrainConfig
 from training.encoder import Encoder
 from training.loop import train
-from vespa_app.cli import main
+from siamese.cli import main
 
 
 def write_pairs(path, rows):

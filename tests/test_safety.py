@@ -18,7 +18,7 @@ from common.data import DataError, Doc, read_corpus, read_qrels
 from conftest import REPO, needs_java, toy_pairs
 from exporter.manifest import Manifest, ManifestError
 from test_vespa_package import fake_export
-from vespa_app.cli import main
+from siamese.cli import main
 
 
 # ------------------------------------------------------------------ --force and output directories
@@ -159,7 +159,7 @@ def damage(index_dir, how):
                                  "hnsw garbage"])
 def test_a_damaged_index_is_refused_in_one_line(index_dir, how):
     damage(index_dir, how)
-    result = subprocess.run([sys.executable, "-m", "vespa_app", "search", str(index_dir), "river"],
+    result = subprocess.run([sys.executable, "-m", "siamese", "search", str(index_dir), "river"],
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
@@ -217,7 +217,7 @@ def test_manifest_values_are_type_checked(tmp_path, field, value, problem):
 def test_ctrl_c_ends_with_one_line_and_exit_130(tiny_model, tmp_path):
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps({"query": p.query, "positive": p.positive}) + "\n" for p in toy_pairs(48)))
-    process = subprocess.Popen([sys.executable, "-m", "vespa_app", "train", "--data", str(data), "--base",
+    process = subprocess.Popen([sys.executable, "-m", "siamese", "train", "--data", str(data), "--base",
                                 str(tiny_model), "--out", str(tmp_path / "run"), "--epochs", "200", "--batch-size", "4",
                                 "--max-length", "32"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                cwd=REPO,

@@ -24,12 +24,12 @@ def test_the_query_path_imports_neither_torch_nor_transformers():
 @pytest.mark.parametrize("argv", [["--help"], ["query", "http://127.0.0.1:9", "text"], ["search", "--help"],
                                   ["feed", "--help"], ["deploy", "--help"], ["app", "build", "--help"]])
 def test_light_commands_start_without_torch(argv):
-    loaded = modules_loaded_by(f"from vespa_app.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass")
+    loaded = modules_loaded_by(f"from siamese.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass")
     assert not loaded & {"torch", "transformers"}, argv
 
 
 def test_search_and_app_build_run_without_torch(tiny_export, tmp_path):
-    code = (f"from vespa_app.cli import main\n"
+    code = (f"from siamese.cli import main\n"
             f"assert main(['app', 'build', {str(tiny_export)!r}, {str(tmp_path / 'app')!r}, '--no-check']) == 0\n"
             f"from common.data import Doc\nfrom vespa_app.embedded import EmbeddedIndex\n"
             f"EmbeddedIndex.build({str(tmp_path / 'index')!r}, {str(tiny_export)!r}, "
@@ -40,21 +40,22 @@ def test_search_and_app_build_run_without_torch(tiny_export, tmp_path):
 
 def test_a_user_error_is_one_line_and_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
     def siamese(*args):
-        return subprocess.run([sys.executable, "-m", "vespa_app", *args], capture_output=True, text=True, cwd=REPO)
+        return subprocess.run([sys.executable, "-m", "siamese", *args], capture_output=True, text=True, cwd=REPO)
 
     user = siamese("search", str(tmp_path / "nowhere"), "text")
     assert user.returncode == 2 and user.stderr.startswith("error: ") and "Traceback" not in user.stderr
     debug = siamese("search", str(tmp_path / "nowhere"), "text", "--debug")
     assert debug.returncode == 2 and "Traceback" in debug.stderr and "error: " in debug.stderr
 
+    import siamese.cli
     import vespa_app.cli
 
     def out_of_memory(args):  # what a CUDA out-of-memory is: a RuntimeError, not the user's to fix
         raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setattr(vespa_app.cli, "cmd_search", out_of_memory)
+    monkeypatch.setattr(vespa_app.cli, "cmd_search", out_of_memory)  # the command stays the Vespa stage's
     with pytest.raises(RuntimeError, match="CUDA out of memory"):
-        vespa_app.cli.main(["search", str(tmp_path), "text"])
+        siamese.cli.main(["search", str(tmp_path), "text"])
 
 
 def test_every_user_error_derives_from_one_base():
@@ -102,7 +103,7 @@ def test_train_and_run_take_every_training_knob_from_the_config():
     from dataclasses import fields
 
     from training.config import TrainConfig
-    from vespa_app.cli import build_parser
+    from siamese.cli import build_parser
 
     knobs = [f.name for f in fields(TrainConfig) if f.metadata]  # base, out and the run's own records are not flags
     parser = build_parser()
@@ -132,8 +133,8 @@ def test_model_dirs_and_runs_written_with_the_older_prefix_name_still_load(tmp_p
 
 
 def test_siamese_run_hands_the_training_options_to_the_pipeline(monkeypatch):
-    import vespa_app.run.pipeline
-    from vespa_app.cli import main
+    import siamese.run.pipeline
+    from siamese.cli import main
 
     seen = {}
 
@@ -141,7 +142,7 @@ def test_siamese_run_hands_the_training_options_to_the_pipeline(monkeypatch):
         seen["options"] = options
         return {"rows": [], "timings": {"total": 0.0}, "report": "-", "deploy": "-"}
 
-    monkeypatch.setattr(vespa_app.run.pipeline, "run", fake_run)
+    monkeypatch.setattr(siamese.run.pipeline, "run", fake_run)
     assert main(["run", "--pooling", "attention", "--query-prefix", "query: ", "--hard-negatives", "1",
                  "--epochs", "3"]) == 0
     assert seen["options"].train == {"pooling": "attention", "query_prefix": "query: ", "hard_negatives": 1,
@@ -153,16 +154,16 @@ def test_siamese_run_takes_its_options_from_run_options_fields(monkeypatch):
     its field at anything but the field's default, and the flags that are not fields fill what they stand for."""
     from dataclasses import fields
 
-    import vespa_app.run.pipeline
-    from vespa_app.cli import main
-    from vespa_app.run.options import RunOptions
+    import siamese.run.pipeline
+    from siamese.cli import main
+    from siamese.run.options import RunOptions
 
     seen = {}
 
     def fake_run(options):
         seen["o"] = options
         return {"rows": [], "timings": {"total": 0.0}, "report": "-", "deploy": "-"}
-    monkeypatch.setattr(vespa_app.run.pipeline, "run", fake_run)
+    monkeypatch.setattr(siamese.run.pipeline, "run", fake_run)
     assert main(["run"]) == 0
     assert seen.pop("o") == RunOptions()
     assert main(["run", "--pairs", "p.jsonl", "--corpus", "c.jsonl", "--reference", "a", "--reference", "b",
@@ -183,7 +184,7 @@ def test_one_pooling_table_for_cli_encoder_exporter_and_manifest(tiny_model):
     from exporter.manifest import Manifest
     from training.encoder import Encoder
     from training.pooling import pool
-    from vespa_app.cli import build_parser
+    from siamese.cli import build_parser
 
     parser = build_parser()
     train = parser._subparsers._group_actions[0].choices["train"]

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import toy_pairs
 from training.train_log import check_report_to, log_table, write_tensorboard
-from vespa_app.cli import main
+from siamese.cli import main
 
 
 def _scalars(folder) -> dict:

@@ -146,7 +146,7 @@ def test_structural_check_catches_dimension_drift(tmp_path):
 
 def test_without_java_the_check_says_what_was_skipped(tmp_path, monkeypatch, capsys):
     import vespa_app.check.structure as check
-    from vespa_app.cli import main
+    from siamese.cli import main
 
     app = build(tmp_path)
     monkeypatch.setattr(check, "java_missing", lambda: "java and mvn not found on PATH")

@@ -1,5 +1,5 @@
-"""`siamese train`, `distill`, `merge` and `import-onnx` (also `python -m training ...`); `siamese eval` is
-`vespa_app/cli.py`'s, over ``training.evaluate.compare``.
+"""`siamese train`, `distill`, `merge` and `import-onnx` (also `python -m training ...`); `siamese eval` and `run`
+are the product floor's (`siamese/cli.py`, over ``siamese.evaluation.compare``).
 
 Building the parser imports nothing heavy: torch and transformers load inside the commands that use them.
 """
@@ -16,7 +16,7 @@ from common.cli import alpha_value, positive_int
 from common.device import add_device_arg
 
 from .config import add_config_args, check_given, config_overrides, recipe_config
-from .model_dir import resolve_models
+from .model_dir import MERGE_FILE, TRAIN_CONFIG_FILE, resolve_models
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
@@ -60,7 +60,7 @@ def train_config_from_args(args):
     from .config import TrainConfig
     from .model_dir import default_base_model
 
-    saved = Path(args.out) / "train_config.json"
+    saved = Path(args.out) / TRAIN_CONFIG_FILE
     if args.resume and saved.exists():
         cfg = TrainConfig.load(saved)
         asked = config_overrides(args) | ({"base": args.base} if args.base else {})
@@ -168,7 +168,7 @@ def train_auto(args, why: str) -> int:
     keep_record(model_dir, record)
     if record["merged"]:
         target = out / "merged"
-        model_dir = target if (target / "merge.json").exists() else merge(base, model_dir, target, "auto", guards,
+        model_dir = target if (target / MERGE_FILE).exists() else merge(base, model_dir, target, "auto", guards,
                                                                             say=say)
     print(model_dir)
     return 0

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from common.atomic import atomic_dir
 from common.lock import locks
-from common.metrics import write_positives
+
 from common.errors import ConfigError, MissingInputError, OutputExistsError
 
 from common.data import Doc
@@ -34,11 +34,12 @@ from .encoder import Encoder
 from .models import load_model
 from .late_interaction import LateInteraction
 from .model_card import write_card
-from .model_dir import EncoderConfig, check_model_dir, hub_revision
+from .model_dir import (TRAIN_CONFIG_FILE, TRAIN_METRICS_FILE, EncoderConfig,
+                        check_model_dir, hub_revision, write_positives)
 from .losses import Batch, Loss, make_loss
 from .negatives import known_positives, mine_dense_negatives, mine_hard_negatives
 from .pairs import Pair
-from .steps import anchor_targets, embed_step, training_window, warmup_linear
+from .steps import OptimizerStep, anchor_targets, embed_step, training_window
 
 
 class _RngState:
@@ -108,13 +109,13 @@ def _checkpoints(out: Path) -> list[Path]:
     return sorted((out / "checkpoints").glob("step-*"))
 
 
-def _save_checkpoint(out, step, encoder, optimizer, scheduler, log, keep):
+def _save_checkpoint(out, step, encoder, optimize: OptimizerStep, log, keep):
     """Rank 0 writes it, with every rank's random state (each rank's dropout stream resumes where it was)."""
     rng = distributed.all_states(_RngState().__dict__)
 
     def write(tmp: Path):
         encoder.save(tmp / "model")
-        torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        torch.save({"step": step, **optimize.state_dict(),
                     "rng": rng[0], "rng_ranks": rng, "log": log}, tmp / "state.pt")
     if distributed.is_main():
         atomic_dir(out / "checkpoints" / f"step-{step:07d}", write, "checkpoint")
@@ -236,7 +237,7 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
     distributed.start()  # under torchrun: join its process group
     distributed.refuse(cfg)
     out = Path(cfg.out)
-    config_file = out / "train_config.json"
+    config_file = out / TRAIN_CONFIG_FILE
     if not pairs:
         raise ConfigError("no training pairs")
     if resume:
@@ -279,14 +280,13 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
     if any(d > encoder.dim for d in cfg.matryoshka_dims):
         raise ConfigError(f"matryoshka sizes {cfg.matryoshka} go above the model's {encoder.dim} dimensions")
     encoder.train()
-    optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(total, int(cfg.warmup_ratio * total)))
+    optimize = OptimizerStep(encoder.parameters(), cfg.lr, cfg.weight_decay, cfg.max_grad_norm, total,
+                             cfg.warmup_ratio)
     log = {"step": [], "loss": [], "lr": [], "eval": []}
     start = 0
     if checkpoints:
         state = torch.load(checkpoints[-1] / "state.pt", map_location="cpu", weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        optimize.load_state_dict(state)
         ranks = state.get("rng_ranks") or [state["rng"]]
         if len(ranks) != distributed.size():
             raise ConfigError(f"{out}: the run was checkpointed by {len(ranks)} process(es); resume it with as many "
@@ -311,18 +311,14 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
         batch = [pairs[i] for i in plan[step]]
         with training_window(encoder, window):
             loss = train_step(encoder, batch, loss_fn, cfg.grad_cache_chunk, step)
-        distributed.sum_gradients(encoder.parameters())
-        torch.nn.utils.clip_grad_norm_(encoder.parameters(), cfg.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimize()
         n_pairs += len(batch)
         texts = [t for p in batch for t in (p.query, p.positive, *p.negatives)]
         n_tokens += sum(len(ids) for ids in encoder.tokenizer(texts, truncation=True,
                                                                 max_length=window)["input_ids"])
         log["step"].append(step + 1)
         log["loss"].append(loss)
-        log["lr"].append(scheduler.get_last_lr()[0])
+        log["lr"].append(optimize.lr)
         elapsed = time.time() - started
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{log['lr'][-1]:.2e}", pairs_s=f"{n_pairs / elapsed:.1f}",
                         tok_s=f"{n_tokens / elapsed:.0f}")
@@ -335,7 +331,7 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
                                                            if k != "step"))
             encoder.train()
         if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total:
-            _save_checkpoint(out, step + 1, encoder, optimizer, scheduler, log, cfg.keep_checkpoints)
+            _save_checkpoint(out, step + 1, encoder, optimize, log, cfg.keep_checkpoints)
     bar.close()
     elapsed = time.time() - started
     metrics = {"steps": total, "pairs": len(pairs), "final_loss": log["loss"][-1] if log["loss"] else None,
@@ -356,8 +352,8 @@ def _write_model(out: Path, cfg: TrainConfig, pairs: list[Pair], metrics: dict, 
 
     def write(tmp: Path):
         save(tmp)
-        cfg.save(tmp / "train_config.json")
-        (tmp / "train_metrics.json").write_text(json.dumps(metrics, indent=2))
+        cfg.save(tmp / TRAIN_CONFIG_FILE)
+        (tmp / TRAIN_METRICS_FILE).write_text(json.dumps(metrics, indent=2))
         write_positives(tmp, [p for p in pairs if p.source == "labelled"])
         write_card(tmp)
     model_dir = atomic_dir(out / "model", write, "model")
@@ -374,6 +370,6 @@ def _train_towers(cfg: TrainConfig, out: Path, pairs: list[Pair], corpus, plan, 
     towers, metrics = train_towers(cfg, pairs, corpus, plan, progress)  # a base that cannot load leaves no run
     if distributed.is_main():
         out.mkdir(parents=True, exist_ok=True)
-        cfg.save(out / "train_config.json")
+        cfg.save(out / TRAIN_CONFIG_FILE)
     base_dir = check_model_dir(cfg.base) if cfg.tower in FROZEN_DOCUMENT else None
     return _write_model(out, cfg, pairs, metrics, lambda tmp: towers.save(tmp, base_dir))

@@ -16,16 +16,16 @@ from pathlib import Path
 import torch
 
 from common.atomic import atomic_dir, check_output
-from common.metrics import POSITIVES_FILE, score_run
+from common.metrics import score_run
 from common.vectors import dense_run
 
 from .encoder import Encoder
 from .models import load_model
 from .evaluate import embed_fn, guard_sets
 from .model_card import write_card
-from .model_dir import RECIPE_FILE, EncoderConfig, ModelDirError, check_model_dir, model_cache_key, model_kind
+from .model_dir import (MERGE_FILE, POSITIVES_FILE, RECIPE_FILE, TRAIN_CONFIG_FILE, TRAIN_METRICS_FILE,
+                        EncoderConfig, ModelDirError, check_model_dir, model_cache_key, model_kind)
 
-MERGE_FILE = "merge.json"
 BOUND = 0.005  # the largest drop on a guard that auto α accepts: half a point of nDCG@10
 
 
@@ -97,7 +97,7 @@ def merge(base_dir, tuned_dir, out, alpha: float | str = "auto", guards=None, fo
 
     def write(tmp: Path):
         encoder.save(tmp)
-        for name in (POSITIVES_FILE, "train_config.json", "train_metrics.json", RECIPE_FILE):
+        for name in (POSITIVES_FILE, TRAIN_CONFIG_FILE, TRAIN_METRICS_FILE, RECIPE_FILE):
             if (tuned_dir / name).exists():  # what the tuned model was trained on stays true of the merge
                 shutil.copyfile(tuned_dir / name, tmp / name)
         (tmp / MERGE_FILE).write_text(json.dumps(record, indent=2))

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from .model_dir import (CARD_FILE, DISTILL_FILE, EVALUATION_FILE, IMPORT_FILE, MERGE_FILE, RECIPE_FILE, TOWERS_FILE,
+                        TRAIN_CONFIG_FILE, TRAIN_METRICS_FILE, EncoderConfig, ModelDirError, check_model_dir,
+                        model_name)
 
-CARD = "README.md"
-EVALUATION_FILE = "evaluation.json"
+
 FIGURES = ("ndcg@10", "ndcg@10 seen", "ndcg@10 unseen", "recall@100", "mrr@10", "sts_spearman")
 LICENCES = {"scifact": "SciFact: claims CC BY 4.0, abstracts ODC-By 1.0",
             "stsb": "STS Benchmark: CC BY-SA 4.0 (scores); texts under their sources' terms",
@@ -79,14 +81,12 @@ def _figure(value) -> str:
 
 
 def card_text(model_dir) -> str:
-    from .model_dir import EncoderConfig, model_name
-
     model_dir = Path(model_dir)
     config = EncoderConfig.load(model_dir)
-    train = _read(model_dir, "train_config.json")
-    metrics = _read(model_dir, "train_metrics.json")
-    merged, distilled = _read(model_dir, "merge.json"), _read(model_dir, "distill.json")
-    imported, evaluation = _read(model_dir, "onnx_import.json"), _read(model_dir, EVALUATION_FILE)
+    train = _read(model_dir, TRAIN_CONFIG_FILE)
+    metrics = _read(model_dir, TRAIN_METRICS_FILE)
+    merged, distilled = _read(model_dir, MERGE_FILE), _read(model_dir, DISTILL_FILE)
+    imported, evaluation = _read(model_dir, IMPORT_FILE), _read(model_dir, EVALUATION_FILE)
     lines = [f"# {_title(model_dir, train, merged, distilled, imported)}", "",
              "A sentence-embedding bi-encoder written by siamese-vespa "
              "(loads with `transformers.AutoModel` and `sentence_transformers.SentenceTransformer`).", "",
@@ -112,10 +112,10 @@ def card_text(model_dir) -> str:
                 from .train_log import log_table
 
                 lines += ["", "### Training log", "", *log_table(metrics["log"])]
-    recipe = _read(model_dir, "recipe.json")
+    recipe = _read(model_dir, RECIPE_FILE)
     if recipe:
         lines += ["", "## How the recipe was chosen (`--recipe auto`)", "", *recipe_lines(recipe)]
-    towers = _read(model_dir, "towers.json")
+    towers = _read(model_dir, TOWERS_FILE)
     if towers:
         frozen = towers.get("frozen") == "document"
         lines += ["", "## Two towers", "",
@@ -161,8 +161,6 @@ def card_text(model_dir) -> str:
 
 
 def _title(model_dir: Path, train, merged, distilled, imported) -> str:
-    from .model_dir import model_name
-
     data = Path(train.get("data") or "").name if train else ""
     if merged:
         return f"{model_name(merged['tuned'])} merged with {model_name(merged['base'])} (α {merged['alpha']:.2f})"
@@ -177,10 +175,8 @@ def _title(model_dir: Path, train, merged, distilled, imported) -> str:
 
 def _base_source(base: str) -> str | None:
     """Where an imported base came from (its licence is named there), if the base records it."""
-    from .model_dir import ModelDirError, check_model_dir
-
     try:
-        record = _read(check_model_dir(base), "onnx_import.json")
+        record = _read(check_model_dir(base), IMPORT_FILE)
     except ModelDirError:
         return None
     return record.get("source") if record else None
@@ -193,10 +189,8 @@ TAGS = ("sentence-transformers", "sentence-similarity", "feature-extraction", "v
 def front_matter(model_dir) -> dict:
     """The card's YAML header, as the hub reads it (sentence-transformers writes the same keys): where the model
     came from, what it was trained on, and the figures of the run that made it."""
-    from .model_dir import model_name
-
     model_dir = Path(model_dir)
-    train, evaluation = _read(model_dir, "train_config.json"), _read(model_dir, EVALUATION_FILE)
+    train, evaluation = _read(model_dir, TRAIN_CONFIG_FILE), _read(model_dir, EVALUATION_FILE)
     header = {"library_name": "sentence-transformers", "pipeline_tag": "sentence-similarity", "tags": list(TAGS)}
     if train:
         base = model_name(train["base"])
@@ -223,6 +217,6 @@ def card_document(model_dir) -> str:
 
 
 def write_card(model_dir) -> Path:
-    path = Path(model_dir) / CARD
+    path = Path(model_dir) / CARD_FILE
     path.write_text(card_document(model_dir))
     return path

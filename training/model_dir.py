@@ -17,8 +17,41 @@ from common.errors import ConfigError, UserError
 from common.poolings import POOLINGS
 
 
+# Every file a model directory holds, named once (beside each: what writes it). A model directory is also a
+# Hugging Face encoder (config.json, weights, tokenizer) and a sentence-transformers model (modules.json, ...).
+CONFIG_FILE = "config.json"  # transformers: the architecture (its presence marks a model directory)
+TOKENIZER_FILE = "tokenizer.json"  # the fast tokenizer; Vespa's embedder loads the same file
+ENCODING_FILE = "siamese.json"  # how it embeds: pooling, normalisation, window, prefixes (EncoderConfig)
+TRAIN_CONFIG_FILE = "train_config.json"  # siamese train: the TrainConfig it was trained with
+TRAIN_METRICS_FILE = "train_metrics.json"  # siamese train: steps, the loss curve, wall time
+POSITIVES_FILE = "training_positives.json"  # siamese train: its positives, which split queries into seen/unseen
 RECIPE_FILE = "recipe.json"  # --recipe auto: the candidates it tried on a dev slice, and why it chose this one
 TOWERS_FILE = "towers.json"  # a two-tower model: this folder is the document tower, query/ the query tower
+MERGE_FILE = "merge.json"  # siamese merge: α and how it was chosen
+DISTILL_FILE = "distill.json"  # siamese distill: the teacher and which of its layers
+IMPORT_FILE = "onnx_import.json"  # siamese import-onnx: the graph it was rebuilt from, and the proof
+EVALUATION_FILE = "evaluation.json"  # siamese run: the figures of the run that made it (the card shows them)
+CARD_FILE = "README.md"  # the model card, derived from the files above (training/model_card.py)
+
+# A base model's own files: what a hub download fetches and a frozen document tower copies as it is ...
+BASE_FILES = ("*.json", "*.safetensors", "*.bin", "*.txt", "*.model")  # config, weights, tokenizer, vocabulary
+BASE_FOLDERS = ("1_Pooling", "1_AttentionPooling", "2_Dense", "2_Normalize")  # sentence-transformers modules
+# ... and those that decide its vectors (with EncoderConfig, the key its cached vectors are kept under)
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", CONFIG_FILE, "1_AttentionPooling/pooling.pt",
+                "2_Dense/model.safetensors")
+
+
+def write_positives(model_dir, pairs) -> None:
+    """Record a model's training positives, so every later evaluation can split its queries into seen and
+    unseen (``common.metrics.seen_queries``)."""
+    from common.metrics import positives_of
+
+    (Path(model_dir) / POSITIVES_FILE).write_text(json.dumps(positives_of(pairs)))
+
+
+def read_positives(model_dir) -> dict | None:
+    path = Path(model_dir) / POSITIVES_FILE
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def model_kind(model_dir) -> str:
@@ -68,16 +101,16 @@ def check_model_dir(path) -> Path:
     path = Path(path)
     if not path.exists() and HUB_ID.fullmatch(str(path)) and "/" in str(path).split("@")[0]:
         path = resolve_hub_id(str(path))
-    if not (path / "config.json").exists() and (path / "model" / "config.json").exists():
+    if not (path / CONFIG_FILE).exists() and (path / "model" / CONFIG_FILE).exists():
         path = path / "model"
     if not path.is_dir():
         raise ModelDirError(f"{path}: not a directory. Give a local Hugging Face encoder directory "
                             "(one with config.json, weights and a tokenizer), such as one written by `siamese train`, "
                             "or a hub id such as BAAI/bge-small-en-v1.5.")
-    if not (path / "config.json").exists():
+    if not (path / CONFIG_FILE).exists():
         raise ModelDirError(f"{path}: no config.json, so this is not a Hugging Face model directory. "
                             "Point to the folder that holds config.json, the weights and tokenizer files.")
-    if not (path / "tokenizer.json").exists():
+    if not (path / TOKENIZER_FILE).exists():
         raise ModelDirError(f"{path}: no tokenizer.json (a fast tokenizer is required: Vespa's embedder loads it). "
                             "Save the tokenizer with `AutoTokenizer.from_pretrained(..., use_fast=True)"
                             ".save_pretrained(dir)` into the model directory.")
@@ -94,7 +127,7 @@ def resolve_hub_id(name: str) -> Path:
     from huggingface_hub.utils import HfHubHTTPError
 
     repo, _, revision = name.partition("@")
-    patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "1_Pooling/*", "2_Normalize/*"]
+    patterns = [*BASE_FILES, *(f"{folder}/*" for folder in BASE_FOLDERS)]
     try:
         return Path(snapshot_download(repo, revision=revision or None, allow_patterns=patterns))
     except GatedRepoError as e:
@@ -151,7 +184,7 @@ class EncoderConfig:
     query_prefix: str = ""
     document_prefix: str = ""
 
-    FILE = "siamese.json"
+    FILE = ENCODING_FILE
 
     @classmethod
     def load(cls, model_dir, **overrides) -> "EncoderConfig":
@@ -208,8 +241,7 @@ def model_cache_key(model_dir, config) -> str:
     if half_encoding():  # vectors a GPU embedded in fp16 are not the CPU's fp32 ones (training/accelerator_encode.py)
         digest.update(b"fp16 autocast")
     model_dir = check_model_dir(model_dir)  # a hub id or run folder names the files below
-    for name in ("model.safetensors", "pytorch_model.bin", "config.json", "1_AttentionPooling/pooling.pt",
-                 "2_Dense/model.safetensors"):
+    for name in WEIGHT_FILES:
         path = Path(model_dir) / name
         if path.exists():
             digest.update(path.read_bytes())

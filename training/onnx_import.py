@@ -17,7 +17,7 @@ import numpy as np
 
 from common.errors import ConfigError, MissingInputError
 
-from .model_dir import ModelDirError
+from .model_dir import IMPORT_FILE, ModelDirError
 
 TOLERANCE = 1e-5
 _LAYER = re.compile(r"encoder\.layer\.(\d+)\.")
@@ -176,7 +176,6 @@ def import_onnx(model_path, tokenizer_path, out, *, pooling: str = "mean", norma
     return atomic_dir(Path(out), write, "model", replace=force, inputs=(model_path, tokenizer_path)), proof
 
 
-IMPORT_FILE = "onnx_import.json"
 
 
 def _sample_texts() -> list[str]:

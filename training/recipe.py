@@ -35,7 +35,8 @@ from .config import TrainConfig
 from .evaluate import embed_fn, guard_sets
 from .merge import BOUND, guard_scores, merge
 from .model_card import write_card
-from .model_dir import RECIPE_FILE, EncoderConfig, check_model_dir, model_cache_key
+from .model_dir import (MERGE_FILE, RECIPE_FILE, TRAIN_CONFIG_FILE,
+                        TRAIN_METRICS_FILE, EncoderConfig, check_model_dir, model_cache_key)
 from .pairs import Pair
 
 FORGETTING_BOUND = BOUND  # the largest guard drop a winner may have: half a point of nDCG@10, as merge's α
@@ -187,7 +188,7 @@ def select_recipe(make_config: Callable[[str, str], TrainConfig], pairs: list[Pa
             say(f"recipe auto: {c.label}: scored before, reused")
             continue
         model = _train_candidate(train, cfg, kept, pool, say, c)
-        seconds = json.loads((model / "train_metrics.json").read_text())["wall_s"]
+        seconds = json.loads((model / TRAIN_METRICS_FILE).read_text())["wall_s"]
         if c.merged:
             started = time.time()
             model = _merged(base, model, folder / "merged", guards, say)
@@ -195,7 +196,7 @@ def select_recipe(make_config: Callable[[str, str], TrainConfig], pairs: list[Pa
         say(f"recipe auto: scoring {c.label} on the dev queries and the guards' selection halves")
         result = _score(model, dev, seen, selection, before) | {"train_s": round(seconds, 1), "model": str(model)}
         if c.merged:
-            result["alpha"] = json.loads((model / "merge.json").read_text())["alpha"]
+            result["alpha"] = json.loads((model / MERGE_FILE).read_text())["alpha"]
         folder.mkdir(parents=True, exist_ok=True)
         score_file.write_text(json.dumps(result, indent=2))
         scored[c.name] = result
@@ -213,7 +214,7 @@ def select_recipe(make_config: Callable[[str, str], TrainConfig], pairs: list[Pa
     (out / RECIPE_FILE).write_text(json.dumps(record, indent=2))
     final = make_config(chosen.tower, str(out))
     say(f"recipe auto: training the {chosen.label} on all {len(pairs)} pairs")
-    model = train(final, pairs, pool, resume=(out / "train_config.json").exists())
+    model = train(final, pairs, pool, resume=(out / TRAIN_CONFIG_FILE).exists())
     return model, record
 
 
@@ -231,7 +232,7 @@ def _train_candidate(train, cfg: TrainConfig, pairs, pool, say, c: Candidate) ->
 
 
 def _merged(base: str, tuned: Path, target: Path, guards: list[str], say) -> Path:
-    if (target / "merge.json").exists():
+    if (target / MERGE_FILE).exists():
         return target
     return merge(base, tuned, target, "auto", guards, force=target.exists(), say=say)
 

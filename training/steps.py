@@ -1,11 +1,13 @@
-"""What both training loops use (``loop.py``: one shared model; ``towers.py``: two towers): the learning-rate
-schedule, the training window, and the anchor's targets."""
+"""What every trainer uses (``loop.py``: one shared model; ``towers.py``: two towers; ``distill.py``: a smaller
+student): the one optimizer step, the learning-rate schedule, autocast, the training window and the anchor's
+targets. A trainer computes its loss, calls ``backward``, then ``OptimizerStep``: nothing else differs."""
 from __future__ import annotations
 
 from contextlib import contextmanager
 
 import torch
 
+from . import distributed
 from .config import TrainConfig
 from .encoder import Encoder
 
@@ -40,6 +42,44 @@ def warmup_linear(total: int, warmup: int):
             return (step + 1) / warmup
         return max(0.0, (total - step) / max(1, total - warmup))
     return factor
+
+
+class OptimizerStep:
+    """The optimizer step every trainer takes after its ``backward``: gradients summed over the processes of a
+    torchrun job (``distributed.sum_gradients``; alone, nothing), clipped to ``max_grad_norm``, AdamW, the
+    learning rate's schedule (a linear rise over ``warmup_ratio`` of ``total`` steps, then a linear fall to 0;
+    without ``total``, constant), gradients cleared."""
+
+    def __init__(self, params, lr: float, weight_decay: float, max_grad_norm: float, total: int | None = None,
+                 warmup_ratio: float = 0.0):
+        self.params = list(params)
+        self.max_grad_norm = max_grad_norm
+        self.optimizer = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay)
+        self.scheduler = (torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                            warmup_linear(total, int(warmup_ratio * total)))
+                          if total else None)
+
+    def __call__(self) -> None:
+        distributed.sum_gradients(self.params)
+        torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+        self.optimizer.step()
+        if self.scheduler:
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    @property
+    def lr(self) -> float:
+        """The learning rate the next step takes."""
+        return self.scheduler.get_last_lr()[0] if self.scheduler else self.optimizer.param_groups[0]["lr"]
+
+    def state_dict(self) -> dict:  # a checkpoint's (the keys older checkpoints have)
+        return {"optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler:
+            self.scheduler.load_state_dict(state["scheduler"])
 
 
 def anchor_targets(cfg: TrainConfig, teacher: Encoder | None = None) -> tuple[list[str], torch.Tensor]:

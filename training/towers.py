@@ -41,14 +41,12 @@ from torch import nn
 
 from .config import FROZEN_DOCUMENT
 from .encoder import Encoder
-from .model_dir import TOWERS_FILE, EncoderConfig, check_model_dir
+from .model_dir import BASE_FILES, BASE_FOLDERS, TOWERS_FILE, EncoderConfig, check_model_dir
 
 FULL_SOFTMAX_MAX = 1_000_000  # documents (1.5 GB of float32 vectors at 384 dimensions)
 QUERY_DIR = "query"
 # What a frozen document tower keeps of the base model's folder, byte for byte (so its cached corpus vectors,
 # named by these bytes, are the base model's).
-BASE_FILES = ("*.json", "*.safetensors", "*.bin", "*.txt", "*.model")
-BASE_FOLDERS = ("1_Pooling", "2_Normalize")
 
 
 class TwoTowers(nn.Module):
@@ -215,7 +213,7 @@ def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = Tru
     from tqdm.auto import tqdm
 
     from . import distributed
-    from .steps import anchor_targets, embed_step, training_window, warmup_linear
+    from .steps import OptimizerStep, anchor_targets, embed_step, training_window
     from .losses import LOSSES, Anchored, Batch
 
     base = Encoder.load(cfg.base, **cfg.encoding).eval()
@@ -229,9 +227,7 @@ def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = Tru
         if cfg.anchor != "none" else inner
     trained = [t for t in (towers.query, towers.document) if any(p.requires_grad for p in t.parameters())]
     params = [p for t in trained for p in t.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
-                                                  warmup_linear(len(plan), int(cfg.warmup_ratio * len(plan))))
+    optimize = OptimizerStep(params, cfg.lr, cfg.weight_decay, cfg.max_grad_norm, len(plan), cfg.warmup_ratio)
     window = min(cfg.train_length, cfg.max_length)
     log = {"step": [], "loss": [], "lr": [], "eval": []}
     started, n_tokens = time.time(), 0
@@ -253,14 +249,10 @@ def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = Tru
                 loss = loss + cfg.anchor_weight * loss_fn.anchor(
                     distributed.embed_shared(document, texts, "query", towers.dim), teacher[ids].to(q.device))
         loss.backward()
-        distributed.sum_gradients(params)
-        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimize()
         log["step"].append(step + 1)
         log["loss"].append(loss.item())
-        log["lr"].append(scheduler.get_last_lr()[0])
+        log["lr"].append(optimize.lr)
         embedded = [x.query for x in batch] + texts + ([] if frozen else texts + [t for x in batch for t in
                                                                                   (x.positive, *x.negatives)])
         n_tokens += sum(map(len, towers.tokenizer(embedded, truncation=True, max_length=window)["input_ids"]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from .model_dir import TRAIN_METRICS_FILE
 
 REPORT_TO = ("tensorboard", "none")
 
@@ -87,5 +88,5 @@ def report_training(model_dir, report_to: str) -> Path | None:
 
     if report_to != "tensorboard":
         return None
-    metrics = json.loads((Path(model_dir) / "train_metrics.json").read_text())
+    metrics = json.loads((Path(model_dir) / TRAIN_METRICS_FILE).read_text())
     return write_tensorboard(Path(model_dir).parent / "tensorboard", metrics["log"])

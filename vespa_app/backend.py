@@ -38,6 +38,7 @@ def evaluate_backend(backend: SearchBackend, beir: Beir, profiles=CORE, label: s
         for qid, text in tqdm(beir.queries.items(), desc=f"{label or 'backend'} {profile}", unit="q",
                               leave=False, disable=not progress):
             run[qid] = [(h.id, h.score) for h in backend.query(text, profile, hits=100)]
-        rows.append({"name": f"{label} {profile}".strip(), **score_split(run, beir.qrels, seen),
+        rows.append({"name": f"{label} {profile}".strip(), "kind": "served", "profile": profile,
+                     **score_split(run, beir.qrels, seen),
                      "seconds": round(time.time() - started, 1)})
     return rows

@@ -41,63 +41,63 @@ def build_application(manifest: Manifest | None, options: AppOptions | None = No
                       colbert: Manifest | None = None, query: Manifest | None = None) -> ApplicationPackage:
     """``manifest``: the single-vector export, None when a late-interaction export (``colbert``) is served alone;
     ``query``: its query tower's manifest, for a two-tower export."""
-    o = options or AppOptions()
-    o.check()
-    services_config = ServicesConfiguration(o.name, services_config=services(manifest, o, colbert, query))
-    return ApplicationPackage(name=o.name, schema=[schema(manifest, o, colbert)], services_config=services_config)
+    options = options or AppOptions()
+    options.check()
+    services_config = ServicesConfiguration(options.name, services_config=services(manifest, options, colbert, query))
+    return ApplicationPackage(name=options.name, schema=[schema(manifest, options, colbert)], services_config=services_config)
 
 
-def feed_key(m: Manifest | None, o: AppOptions, colbert: Manifest | None = None) -> str:
+def feed_key(manifest: Manifest | None, options: AppOptions, colbert: Manifest | None = None) -> str:
     """What decides the documents a feed leaves in Vespa, as one hash: the schema's fields and indexing statements
     (not its rank profiles), how each embedder embeds a document (``Manifest.document_side``) and the chunking.
     A package deployed over one with the same key needs no document re-fed: a new query tower, a new fusion
     weight. Recorded in models/package.json; the feed ledger keys on it."""
     import hashlib
 
-    parts = [document_fields(m, o, colbert).schema_to_text, m.document_side() if m else None,
-             colbert.document_side() if colbert else None, o.chunk_tokens, o.chunk_overlap if o.chunked else None]
+    parts = [document_fields(manifest, options, colbert).schema_to_text, manifest.document_side() if manifest else None,
+             colbert.document_side() if colbert else None, options.chunk_tokens, options.chunk_overlap if options.chunked else None]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
-def _query_manifest(export_dir: Path, m: Manifest) -> Manifest | None:
+def _query_manifest(export_dir: Path, manifest: Manifest) -> Manifest | None:
     """A two-tower export's query tower, refused where it could not search the document tower's vectors."""
-    if not m.query_tower:
+    if not manifest.query_tower:
         return None
-    q = Manifest.load(export_dir / m.query_tower)
-    if (q.dimension, q.normalize) != (m.dimension, m.normalize):
+    q = Manifest.load(export_dir / manifest.query_tower)
+    if (q.dimension, q.normalize) != (manifest.dimension, manifest.normalize):
         raise ConfigError(f"{export_dir}: the query tower embeds {q.dimension} dimensions (normalised: {q.normalize}), "
-                          f"the document tower {m.dimension} (normalised: {m.normalize}): one HNSW field cannot serve both")
+                          f"the document tower {manifest.dimension} (normalised: {manifest.normalize}): one HNSW field cannot serve both")
     return q
 
 
-def _colbert_manifest(colbert_dir: Path, o: AppOptions) -> Manifest:
-    m = Manifest.load(colbert_dir)
-    m.verify_files(colbert_dir)
-    if m.kind != "colbert":
-        raise ConfigError(f"--colbert {colbert_dir}: a {m.kind}-vector export; give one of a model trained with "
+def _colbert_manifest(colbert_dir: Path, options: AppOptions) -> Manifest:
+    manifest = Manifest.load(colbert_dir)
+    manifest.verify_files(colbert_dir)
+    if manifest.kind != "colbert":
+        raise ConfigError(f"--colbert {colbert_dir}: a {manifest.kind}-vector export; give one of a model trained with "
                           "`siamese train --late-interaction`")
-    if m.prefixes["query"] or m.prefixes["document"]:
-        raise ConfigError(f"--colbert {colbert_dir}: the model was trained with prefixes {m.prefixes}, which Vespa's "
+    if manifest.prefixes["query"] or manifest.prefixes["document"]:
+        raise ConfigError(f"--colbert {colbert_dir}: the model was trained with prefixes {manifest.prefixes}, which Vespa's "
                           "colbert-embedder does not prepend (its [Q]/[D] markers do that work): retrain without them")
-    if o.chunked:
+    if options.chunked:
         raise ConfigError("a late-interaction export with --chunk-tokens: a chunked colbert field is not supported "
                           f"yet; build the package without chunks (its documents keep their first "
-                          f"{m.colbert['document_tokens']} tokens)")
-    return m
+                          f"{manifest.colbert['document_tokens']} tokens)")
+    return manifest
 
 
-def _record(m: Manifest | None, o: AppOptions, colbert: Manifest | None, query: Manifest | None):
+def _record(manifest: Manifest | None, options: AppOptions, colbert: Manifest | None, query: Manifest | None):
     """What the package serves (``package.record.AppPackage``), from what built it."""
-    kind = "colbert" if m is None else "both" if colbert else "chunked" if o.chunked else "single"
-    embedders = {"query": EMBEDDER, "document": DOCUMENT_EMBEDDER if query else EMBEDDER} if m else {}
+    kind = "colbert" if manifest is None else "both" if colbert else "chunked" if options.chunked else "single"
+    embedders = {"query": EMBEDDER, "document": DOCUMENT_EMBEDDER if query else EMBEDDER} if manifest else {}
     if colbert:
         embedders["colbert"] = COLBERT_EMBEDDER
     return package_record(
-        kind, dim=(o.dim or m.dimension) if m else None, model_dim=m.dimension if m else None,
-        chunking={"tokens": o.chunk_tokens, "overlap": o.chunk_overlap} if o.chunked else None,
-        cell_type=o.cell_type, binarized=o.binarized,
-        colbert={"cells": o.colbert_cells, "dim": colbert.dimension} if colbert else None, embedders=embedders,
-        bm25_weight=o.bm25_weight, bm25_weight_choice=o.bm25_weight_choice, feed_key=feed_key(m, o, colbert))
+        kind, dim=(options.dim or manifest.dimension) if manifest else None, model_dim=manifest.dimension if manifest else None,
+        chunking={"tokens": options.chunk_tokens, "overlap": options.chunk_overlap} if options.chunked else None,
+        cell_type=options.cell_type, binarized=options.binarized,
+        colbert={"cells": options.colbert_cells, "dim": colbert.dimension} if colbert else None, embedders=embedders,
+        bm25_weight=options.bm25_weight, bm25_weight_choice=options.bm25_weight_choice, feed_key=feed_key(manifest, options, colbert))
 
 
 @locks("siamese app build", lambda a: a["out_dir"])

@@ -44,13 +44,13 @@ def embedding_type(cell_type: str, size: int, chunked: bool) -> str:
     return f"tensor<{cell_type}>({'chunk{}, ' if chunked else ''}x[{size}])"
 
 
-def _embedding_field(name: str, cell_type: str, size: int, metric: str, o: AppOptions, embedder: str = EMBEDDER) -> Field:
+def _embedding_field(name: str, cell_type: str, size: int, metric: str, options: AppOptions, embedder: str = EMBEDDER) -> Field:
     """A synthetic field (outside the document) that Vespa's embedder fills at feed time from title and text,
     or, chunked, with one vector per chunk (HNSW over all of them; a document is as close as its best chunk)."""
-    return Field(name, embedding_type(cell_type, size, o.chunked), is_document_field=False,
-                 indexing=[EMBED_CHUNKS if o.chunked else EMBED_INPUT, f"embed {embedder}", "attribute", "index"],
-                 ann=HNSW(distance_metric=metric, max_links_per_node=o.max_links_per_node,
-                          neighbors_to_explore_at_insert=o.neighbors_to_explore_at_insert))
+    return Field(name, embedding_type(cell_type, size, options.chunked), is_document_field=False,
+                 indexing=[EMBED_CHUNKS if options.chunked else EMBED_INPUT, f"embed {embedder}", "attribute", "index"],
+                 ann=HNSW(distance_metric=metric, max_links_per_node=options.max_links_per_node,
+                          neighbors_to_explore_at_insert=options.neighbors_to_explore_at_insert))
 
 
 def colbert_type(cells: str, dim: int) -> str:
@@ -58,47 +58,47 @@ def colbert_type(cells: str, dim: int) -> str:
     return f"tensor<{cells}>(dt{{}}, x[{dim // 8 if cells == 'int8' else dim}])"
 
 
-def _colbert_field(m: Manifest, cells: str) -> Field:
+def _colbert_field(manifest: Manifest, cells: str) -> Field:
     """A vector per document token from the colbert-embedder: int8 packs each vector's sign bits (Vespa's
     embedder binarizes for an int8 target), bfloat16 keeps them at half precision. An attribute for MaxSim in
     the rank profiles; not indexed (no HNSW over tokens)."""
-    return Field("colbert", colbert_type(cells, m.dimension), is_document_field=False,
+    return Field("colbert", colbert_type(cells, manifest.dimension), is_document_field=False,
                  indexing=[EMBED_INPUT, f"embed {COLBERT_EMBEDDER}", "attribute"])
 
 
-def document_fields(m: Manifest | None, o: AppOptions, colbert: Manifest | None = None) -> Schema:
+def document_fields(manifest: Manifest | None, options: AppOptions, colbert: Manifest | None = None) -> Schema:
     """The schema without its rank profiles: what a fed document holds. ``m``: the single-vector export (None: a
     late-interaction export served alone); a two-tower one's documents embed with its document tower."""
-    d = (o.dim or m.dimension) if m else 0  # a smaller tensor than the model's output: Vespa keeps its first d values
-    body = "chunks" if o.chunked else "text"
+    d = (options.dim or manifest.dimension) if manifest else 0  # a smaller tensor than the model's output: Vespa keeps its first d values
+    body = "chunks" if options.chunked else "text"
     document = Document(fields=[
         Field("id", "string", indexing=["summary", "attribute"]),
         Field("title", "string", indexing=["index", "summary"], index="enable-bm25"),
         # chunked: the whole text is kept for display; BM25 and the embedder read the chunks
-        Field("text", "string", indexing=["summary"] if o.chunked else ["index", "summary"],
-              index=None if o.chunked else "enable-bm25"),
+        Field("text", "string", indexing=["summary"] if options.chunked else ["index", "summary"],
+              index=None if options.chunked else "enable-bm25"),
         # Each hit's summary holds only its best chunk: the element the profile's best_chunk feature names.
         *([Field("chunks", "array<string>", indexing=["index", "summary"], index="enable-bm25",
-                 summary=Summary(select_elements_by=profiles.BEST_CHUNK_FN))] if o.chunked else []),
+                 summary=Summary(select_elements_by=profiles.BEST_CHUNK_FN))] if options.chunked else []),
     ])
     schema = Schema(SCHEMA, document, fieldsets=[FieldSet("default", ["title", body])])
-    embedder = DOCUMENT_EMBEDDER if m and m.query_tower else EMBEDDER
-    if m:
-        schema.add_fields(_embedding_field("embedding", o.cell_type, d, distance_metric(m), o, embedder))
-    if m and o.binarized:
+    embedder = DOCUMENT_EMBEDDER if manifest and manifest.query_tower else EMBEDDER
+    if manifest:
+        schema.add_fields(_embedding_field("embedding", options.cell_type, d, distance_metric(manifest), options, embedder))
+    if manifest and options.binarized:
         # Packed sign bits (D/8 int8 cells, hamming distance) for a cheap first pass over a large corpus;
         # the float field above, kept for re-ranking, can be made `paged` to leave memory.
-        schema.add_fields(_embedding_field("embedding_binary", "int8", d // 8, "hamming", o, embedder))
+        schema.add_fields(_embedding_field("embedding_binary", "int8", d // 8, "hamming", options, embedder))
     if colbert:
-        schema.add_fields(_colbert_field(colbert, o.colbert_cells))
+        schema.add_fields(_colbert_field(colbert, options.colbert_cells))
     return schema
 
 
-def schema(m: Manifest | None, o: AppOptions, colbert: Manifest | None = None) -> Schema:
-    s = document_fields(m, o, colbert)
-    d = (o.dim or m.dimension) if m else 0
+def schema(manifest: Manifest | None, options: AppOptions, colbert: Manifest | None = None) -> Schema:
+    s = document_fields(manifest, options, colbert)
+    d = (options.dim or manifest.dimension) if manifest else 0
     # Vespa's embedder takes the target tensor type from the rank profile's inputs, so a query input is
     # declared only where it is used: a BM25 query embeds nothing.
-    for profile in profiles.in_package(o.binarized, o.chunked, colbert=colbert is not None, single=m is not None):
-        s.add_rank_profile(_rank_profile(profile, d, colbert, o.colbert_cells, o.bm25_weight))
+    for profile in profiles.in_package(options.binarized, options.chunked, colbert=colbert is not None, single=manifest is not None):
+        s.add_rank_profile(_rank_profile(profile, d, colbert, options.colbert_cells, options.bm25_weight))
     return s

@@ -7,13 +7,13 @@ from pathlib import Path
 
 from common.data import corpus_fingerprint, load_beir
 
-from vespa_app.run.made_from import MadeFrom, made_by_run
-from vespa_app.run.options import RunOptions
-from vespa_app.run.stages import Stages, say
+from siamese.run.made_from import MadeFrom, made_by_run
+from siamese.run.options import RunOptions
+from siamese.run.stages import RunRecord, Stages, say
 from vespa_app.serving import BM25_WEIGHT
 
 
-def _package(export_dir: Path, app_dir: Path, corpus, extra: dict, chunker, dim: int, colbert_dir,
+def _package(export_dir: Path, app_dir: Path, corpus, run: RunRecord, chunker, dim: int, colbert_dir,
              fusion: tuple[float, dict | None], record: MadeFrom) -> None:
     from exporter.parity import parity_texts
 
@@ -41,10 +41,10 @@ def _package(export_dir: Path, app_dir: Path, corpus, extra: dict, chunker, dim:
                       check=check, colbert_dir=colbert_dir)
         record.done("package", app_dir)
     report = reports[0]
-    extra["vespa_check"] = f"skipped: {missing}" if missing else report.vespa
+    run.vespa_check = f"skipped: {missing}" if missing else report.vespa
     if report.container:
-        extra["vespa_container"] = report.container.lines()
-    extra["vespa_embedder"] = report.embedding and {k: report.embedding[k] for k in
+        run.vespa_container = report.container.lines()
+    run.vespa_embedder = report.embedding and {k: report.embedding[k] for k in
                                                     ("texts", "document_min_cosine", "query_min_cosine")}
     print(report.summary(), file=sys.stderr)
 
@@ -66,7 +66,7 @@ def _index(export_dir: Path, index_dir: Path, corpus, chunker, dim: int, colbert
         index = EmbeddedIndex.open(index_dir)
         index.check_corpus(corpus)
         return index
-    from vespa_app.run.rows import frozen_documents
+    from siamese.run.rows import frozen_documents
 
     frozen = frozen_documents(model_dir, Manifest.load(export_dir), dim) if model_dir else None
     say(f"embedded index: {len(corpus)} documents"
@@ -78,18 +78,18 @@ def _index(export_dir: Path, index_dir: Path, corpus, chunker, dim: int, colbert
     return index
 
 
-def _bm25_weight(o: RunOptions, index, app_dir: Path) -> tuple[float, dict]:
+def _bm25_weight(options: RunOptions, index, app_dir: Path) -> tuple[float, dict]:
     """hybrid-linear's BM25 weight: as given, or chosen on the embedded index by the training queries whose
     judged documents are in the corpus (``fusion_weight``); with --vespa, the existing package's; without
     judged training queries (or an index), the default."""
     from vespa_app.package.record import AppPackage
-    from vespa_app.run.fusion_weight import choose_bm25_weight
+    from siamese.run.fusion_weight import choose_bm25_weight
 
-    if o.bm25_weight != "auto":
-        return float(o.bm25_weight), {"method": "given (--bm25-weight)"}
+    if options.bm25_weight != "auto":
+        return float(options.bm25_weight), {"method": "given (--bm25-weight)"}
     if index is None and app_dir.exists():  # e.g. `siamese run`, then `siamese run --vespa` on the same --out
         return AppPackage.open(app_dir).bm25_weight, {"method": f"kept from the package {app_dir}"}
-    train = _training_judgements(o, {d.id for d in index.docs}) if index is not None else None
+    train = _training_judgements(options, {d.id for d in index.docs}) if index is not None else None
     if not train:
         why = "no embedded index to choose on (--vespa)" if index is None else \
             "no training queries with judged documents in the corpus"
@@ -100,35 +100,35 @@ def _bm25_weight(o: RunOptions, index, app_dir: Path) -> tuple[float, dict]:
     return weight, record
 
 
-def _training_judgements(o: RunOptions, doc_ids: set) -> tuple[dict, dict] | None:
+def _training_judgements(options: RunOptions, doc_ids: set) -> tuple[dict, dict] | None:
     """The training split's queries and their relevant documents among ``doc_ids`` (a BEIR --data folder)."""
-    from vespa_app.run.fusion_weight import judged
+    from siamese.run.fusion_weight import judged
 
-    if not o.data or not (Path(o.data) / "qrels" / f"{o.train_split}.tsv").exists():
+    if not options.data or not (Path(options.data) / "qrels" / f"{options.train_split}.tsv").exists():
         return None
-    train = load_beir(o.data, o.train_split, skip_bad=o.skip_bad)
+    train = load_beir(options.data, options.train_split, skip_bad=options.skip_bad)
     qrels = judged(train.qrels, doc_ids)
     return (train.queries, qrels) if qrels else None
 
 
-def _feed_vespa(o: RunOptions, app_dir: Path, corpus, out: Path, extra: dict):
+def _feed_vespa(options: RunOptions, app_dir: Path, corpus, out: Path, run: RunRecord):
     from vespa_app.package.record import AppPackage
     from vespa_app.client.deploy import deploy
     from vespa_app.client.http import VespaError
     from vespa_app.client.query import VespaBackend
 
-    url = deploy(app_dir, o.vespa, running_ok=True)
+    url = deploy(app_dir, options.vespa, running_ok=True)
     package = AppPackage.open(app_dir)
     backend = VespaBackend(url, chunked=package.chunked)
     result = backend.feed(corpus, ledger=out / "feed-ledger.jsonl", failed_file=out / "feed-failed.jsonl",
                           schema=package.feed_key, chunker=package.chunker())
-    extra["feed"] = result.summary()
+    run.feed = result.summary()
     if result.failed:
         raise VespaError(f"{len(result.failed)} documents failed to feed; see {out / 'feed-failed.jsonl'}")
     return backend
 
 
-def serve(o: RunOptions, out: Path, model_dir: Path, colbert_dir: Path | None, corpus, chunker, dim: int,
+def serve(options: RunOptions, out: Path, model_dir: Path, colbert_dir: Path | None, corpus, chunker, dim: int,
           stages: Stages, record: MadeFrom):
     """The index (embedded backend), hybrid-linear's weight chosen on it, the package checked by Vespa's code,
     and with --vespa the deploy and feed: (the index or None, the backend to evaluate)."""
@@ -136,13 +136,13 @@ def serve(o: RunOptions, out: Path, model_dir: Path, colbert_dir: Path | None, c
     index = backend = None
     # judged before the index is built (minutes on a real corpus); its BM25 weight is judged once chosen
     record.judge("package", app_dir, _package_inputs(export_dir, chunker, dim, colbert_dir))
-    if not o.vespa:  # before the package: hybrid-linear's weight is chosen on the index
+    if not options.vespa:  # before the package: hybrid-linear's weight is chosen on the index
         index = backend = stages.timed("index", _index, export_dir, out / "index", corpus, chunker, dim,
                                        colbert_dir, model_dir, record)
-    fusion = stages.timed("choose hybrid weight", _bm25_weight, o, index, app_dir)
-    stages.extra["hybrid-linear bm25 weight"] = {"weight": fusion[0], **fusion[1]}
-    stages.timed("package + Vespa check", _package, export_dir, app_dir, corpus, stages.extra, chunker, dim,
+    fusion = stages.timed("choose hybrid weight", _bm25_weight, options, index, app_dir)
+    stages.record.bm25_weight = {"weight": fusion[0], **fusion[1]}
+    stages.timed("package + Vespa check", _package, export_dir, app_dir, corpus, stages.record, chunker, dim,
                  colbert_dir, fusion, record)
-    if o.vespa:
-        backend = stages.timed("deploy + feed", _feed_vespa, o, app_dir, corpus, out, stages.extra)
+    if options.vespa:
+        backend = stages.timed("deploy + feed", _feed_vespa, options, app_dir, corpus, out, stages.record)
     return index, backend

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from common.atomic import MARKER, artifact_id, artifact_kind
 from common.errors import ConfigError, MissingInputError
+from training.model_dir import TRAIN_CONFIG_FILE
 
 RECORD = "made_from.json"
 
@@ -126,7 +127,7 @@ class MadeFrom:
                                   f"Run with --force to rebuild it (and what was made from it), or choose another "
                                   f"--out.")
         for path in present:
-            if artifact_kind(path) is None and not (path / "train_config.json").exists():
+            if artifact_kind(path) is None and not (path / TRAIN_CONFIG_FILE).exists():
                 raise StaleStageError(f"{stage}: {path} is not something siamese wrote; --force replaces only that. "
                                       "Choose another --out.")
         for path in present:

@@ -76,30 +76,30 @@ class RunOptions:
 
     @classmethod
     def from_args(cls, args, train: dict) -> "RunOptions":
-        o = cls(**given_options(cls, args), train=train)
-        if o.pairs or o.corpus:
-            o.data = None  # the user's own files, not a BEIR folder
-        o.sts = None if args.no_sts else o.sts
-        o.guards = ([] if args.no_guards else o.guards) + args.guard
-        return o
+        options = cls(**given_options(cls, args), train=train)
+        if options.pairs or options.corpus:
+            options.data = None  # the user's own files, not a BEIR folder
+        options.sts = None if args.no_sts else options.sts
+        options.guards = ([] if args.no_guards else options.guards) + args.guard
+        return options
 
 
 LONG_SHARE = 0.2  # "auto" chunks when more than this share of documents would be truncated
 
 
-def chunking_choice(o: RunOptions, corpus, export_dir: Path):
+def chunking_choice(options: RunOptions, corpus, export_dir: Path):
     """(chunker or None, what was chosen and why). "auto" chunks at the model's window when more than
     ``LONG_SHARE`` of the documents exceed it: short texts keep one vector each."""
     from common.chunking import Chunker, default_overlap
     from exporter.manifest import Manifest
 
-    if o.chunk_tokens is None:
+    if options.chunk_tokens is None:
         return None, "off: documents truncated to the model's window"
     manifest = Manifest.load(export_dir)
-    tokens = manifest.max_tokens if o.chunk_tokens == "auto" else int(o.chunk_tokens)
-    overlap = default_overlap(tokens) if o.chunk_overlap is None else o.chunk_overlap
+    tokens = manifest.max_tokens if options.chunk_tokens == "auto" else int(options.chunk_tokens)
+    overlap = default_overlap(tokens) if options.chunk_overlap is None else options.chunk_overlap
     chunker = Chunker.for_model(export_dir, tokens, overlap, prefix=manifest.prefixes["document"])
-    if o.chunk_tokens != "auto":
+    if options.chunk_tokens != "auto":
         return chunker, f"on: chunks of {tokens} tokens sharing {overlap} (asked for)"
     long = sum(not chunker.fits(d.title + " " + d.text) for d in corpus) / max(len(corpus), 1)
     if long <= LONG_SHARE:
@@ -108,62 +108,62 @@ def chunking_choice(o: RunOptions, corpus, export_dir: Path):
                      f"chunks of {tokens} tokens sharing {overlap}")
 
 
-def check_options(o: RunOptions, base: str) -> None:
+def check_options(options: RunOptions, base: str) -> None:
     """Every option that can be judged before training, judged before it (minutes on real data): the chunking
     and --dim against the base model's window and width, the merge weight, the reference models."""
     from training.model_dir import EncoderConfig, check_model_dir, model_kind
 
     from vespa_app.package.options import AppOptions
 
-    if o.train.get("late_interaction"):
+    if options.train.get("late_interaction"):
         raise ConfigError("siamese run trains, packages and indexes a single-vector model; a late-interaction model "
                           "is served beside it: `siamese train --late-interaction --out COLBERT_RUN`, then "
                           "`siamese run --colbert COLBERT_RUN`")
-    if (o.queries or o.qrels) and not (o.queries and o.qrels and o.corpus):
-        flags = {"--queries": o.queries, "--qrels": o.qrels, "--corpus": o.corpus}
+    if (options.queries or options.qrels) and not (options.queries and options.qrels and options.corpus):
+        flags = {"--queries": options.queries, "--qrels": options.qrels, "--corpus": options.corpus}
         given, missing = ([f for f, v in flags.items() if bool(v) is want] for want in (True, False))
         raise ConfigError(f"{' and '.join(given)} without {' and '.join(missing)}: evaluation needs the queries, "
                           "their judgements (qrels) and the corpus they judge; give all three, or none to skip "
                           "evaluation")
-    if o.train.get("eval_every"):
+    if options.train.get("eval_every"):
         raise ConfigError("--eval-every evaluates during training on `siamese train --eval-data`; siamese run "
                           "evaluates once, after training: drop --eval-every")
-    if o.colbert and model_kind(check_model_dir(o.colbert)) != "late":
-        raise ConfigError(f"--colbert {o.colbert}: not a late-interaction model (train one with "
+    if options.colbert and model_kind(check_model_dir(options.colbert)) != "late":
+        raise ConfigError(f"--colbert {options.colbert}: not a late-interaction model (train one with "
                           "`siamese train --late-interaction`)")
     base_dir = check_model_dir(base)
-    window = o.train.get("max_length") or EncoderConfig.load(base_dir).max_length
+    window = options.train.get("max_length") or EncoderConfig.load(base_dir).max_length
     width = json.loads((base_dir / "config.json").read_text()).get("hidden_size")
-    if isinstance(o.chunk_tokens, int):
-        if o.chunk_tokens > window:
-            raise ConfigError(f"--chunk-tokens {o.chunk_tokens} is above the model's window of {window} tokens")
-        AppOptions(chunk_tokens=o.chunk_tokens, chunk_overlap=o.chunk_overlap).check()
-    elif o.chunk_overlap is not None and o.chunk_tokens is None:
+    if isinstance(options.chunk_tokens, int):
+        if options.chunk_tokens > window:
+            raise ConfigError(f"--chunk-tokens {options.chunk_tokens} is above the model's window of {window} tokens")
+        AppOptions(chunk_tokens=options.chunk_tokens, chunk_overlap=options.chunk_overlap).check()
+    elif options.chunk_overlap is not None and options.chunk_tokens is None:
         raise ConfigError("--chunk-overlap needs --chunk-tokens (N or auto): without it documents are truncated")
-    if o.dim is not None and width and not 8 <= o.dim <= width:
-        raise ConfigError(f"--dim {o.dim} must be between 8 and the model's {width} dimensions")
-    if o.merge is not None and o.train.get("tower", "shared") != "shared":  # without --tower, --merge trains shared
-        raise ConfigError(f"--merge averages one model's weights with its base; --tower {o.train['tower']} trains two "
+    if options.dim is not None and width and not 8 <= options.dim <= width:
+        raise ConfigError(f"--dim {options.dim} must be between 8 and the model's {width} dimensions")
+    if options.merge is not None and options.train.get("tower", "shared") != "shared":  # without --tower, --merge trains shared
+        raise ConfigError(f"--merge averages one model's weights with its base; --tower {options.train['tower']} trains two "
                           "towers: drop one of the two")
-    if isinstance(o.merge, float) and not 0.0 <= o.merge <= 1.0:
-        raise ConfigError(f"--merge {o.merge} must be in [0, 1] or auto")
-    if o.merge == "auto" and not o.guards:
+    if isinstance(options.merge, float) and not 0.0 <= options.merge <= 1.0:
+        raise ConfigError(f"--merge {options.merge} must be in [0, 1] or auto")
+    if options.merge == "auto" and not options.guards:
         raise ConfigError("--merge auto chooses α on the guards' selection half: keep the guards (drop "
                           "--no-guards) or give --guard DIR")
-    if o.recipe == "auto":
-        clash = [flag for flag, given in (("--tower", "tower" in o.train), ("--merge", o.merge is not None)) if given]
+    if options.recipe == "auto":
+        clash = [flag for flag, given in (("--tower", "tower" in options.train), ("--merge", options.merge is not None)) if given]
         if clash:
             raise ConfigError(f"--recipe auto chooses the tower and whether to merge on your data: drop "
                               f"{' and '.join(clash)}, or drop --recipe auto")
-        if not o.guards:
+        if not options.guards:
             raise ConfigError("--recipe auto scores every candidate on the guards' selection halves: keep the guards "
                               "(drop --no-guards) or give --guard DIR")
-    for reference in o.references:
+    for reference in options.references:
         check_model_dir(reference)
 
 
-def train_settings(o: RunOptions) -> dict:
+def train_settings(options: RunOptions) -> dict:
     """The TrainConfig values the run gives over the recipe's: merging averages one model's weights with its
     base, so --merge trains a shared model where no --tower is given (and --recipe auto's settings are judged
     as shared weights take them, the candidate that takes every knob; each candidate sets its own tower)."""
-    return ({"tower": "shared"} if o.merge is not None or o.recipe == "auto" else {}) | o.train
+    return ({"tower": "shared"} if options.merge is not None or options.recipe == "auto" else {}) | options.train

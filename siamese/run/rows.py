@@ -55,7 +55,7 @@ def _encoder_runs(model: str, encoder, datasets: dict, chunker) -> dict:
     return {name: chunked_dense_run(embed, d, own, cache=key) for name, d in datasets.items()}
 
 
-def model_rows(o, base: str, model_dir: Path, export_dir: Path, beir: Beir, guards: dict,
+def model_rows(options, base: str, model_dir: Path, export_dir: Path, beir: Beir, guards: dict,
                 index, seen, chunker=None) -> list[dict]:
     """Exact search on the evaluation set and on every guard: BM25; the base model as a user would deploy it
     (PyTorch, at its own window, and also at the fine-tuned model's window where that differs); each
@@ -67,16 +67,17 @@ def model_rows(o, base: str, model_dir: Path, export_dir: Path, beir: Beir, guar
     from exporter.runtime import OnnxEmbedder
     from training.encoder import Encoder
     from training.models import load_model
-    from training.evaluate import bm25_run, model_label, system_row, system_rows
+    from siamese.evaluation import model_label, system_row, system_rows
+    from training.evaluate import bm25_run
     from training.model_dir import EncoderConfig
 
     datasets = {"main": beir} | guards
     lexical = {name: bm25_run(d.corpus, d.queries) for name, d in datasets.items()}
-    sts_rows = read_sts_csv(o.sts) if o.sts else None
-    rows = [system_row("BM25", lexical, beir, guards, seen)]
+    sts_rows = read_sts_csv(options.sts) if options.sts else None
+    rows = [system_row("BM25", lexical, beir, guards, seen, "bm25")]
 
-    def add(name: str, runs: dict, encoder=None):
-        rows.extend(system_rows(name, runs, beir, guards, seen, lexical, encoder, sts_rows))
+    def add(name: str, runs: dict, encoder=None, kind: str = "base"):
+        rows.extend(system_rows(name, runs, beir, guards, seen, lexical, encoder, sts_rows, kind))
 
     window = EncoderConfig.load(model_dir).max_length
     base_encoder = Encoder.load(base)
@@ -84,10 +85,11 @@ def model_rows(o, base: str, model_dir: Path, export_dir: Path, beir: Beir, guar
     if base_encoder.config.max_length != window:
         base_encoder = Encoder.load(base, max_length=window)
         add(f"{base_row_name(base)} @{window} tokens", _encoder_runs(base, base_encoder, datasets, chunker),
-            base_encoder)
-    for reference in o.references:
+            base_encoder)  # a base row too; the report compares with the first, at the base's own window
+    for reference in options.references:
         encoder = load_model(reference)
-        add(f"reference ({model_label(reference)})", _encoder_runs(reference, encoder, datasets, chunker), encoder)
+        add(f"reference ({model_label(reference)})", _encoder_runs(reference, encoder, datasets, chunker), encoder,
+            "reference")
     served = index.embedder if index else OnnxEmbedder(export_dir)
     # documents' vectors are named by what decides them (the index's key): a new query tower re-embeds none,
     # and a frozen document tower's are the base model's, embedded once for its row above
@@ -106,11 +108,11 @@ def model_rows(o, base: str, model_dir: Path, export_dir: Path, beir: Beir, guar
         tuned_runs["main"] = (dense_run(embed, beir, doc_vectors=index.embeddings,
                                         doc_ids=[d.id for d in index.docs])
                               if index else dense_run(embed, beir, cache=served_key))
-    add(TUNED, tuned_runs, load_model(model_dir) if sts_rows else None)
+    add(TUNED, tuned_runs, load_model(model_dir) if sts_rows else None, "tuned")
     return rows
 
 
 def base_row_name(base: str) -> str:
-    from training.evaluate import model_label
+    from siamese.evaluation import model_label
 
     return f"base ({model_label(base)})"

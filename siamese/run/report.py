@@ -6,11 +6,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from common.metrics import GUARD, format_table
-from training.evaluate import against_reference, generalisation
+from siamese.evaluation import against_reference, generalisation
+from siamese.run.stages import RunRecord
 
 
-# What the left panel shows, drawn as lines; BM25 and references are drawn as marks (they are not ours).
-CHANGES = ("fine-tuned (exact)", "fine-tuned (exact) + BM25 (RRF)", "served hybrid-linear")
 COLUMNS = (("ndcg@10", "all"), ("ndcg@10 seen", "seen"), ("ndcg@10 unseen", "unseen"))
 
 
@@ -23,9 +22,21 @@ def smoothed(values: list[float], weight: float = 0.9) -> list[float]:
     return out
 
 
-def plot(rows: list[dict], train_log: dict, path, base: str) -> Path:
-    """Left: each system's change in nDCG@10 against the base model as deployed (``base``, the row the report
-    compares with), per column (all, seen, unseen queries, each guard; STS-B's Spearman), the axis on the range of
+def first(rows: list[dict], kind: str, of: str | None = None) -> dict | None:
+    """The first row of a kind (``siamese.evaluation.KINDS``; fused rows: of which kind)."""
+    return next((r for r in rows if r.get("kind") == kind and (of is None or r.get("of") == of)), None)
+
+
+def ours(rows: list[dict]) -> list[dict]:
+    """What the left panel draws as stems: the fine-tuned model, fused with BM25, served hybrid-linear, and the base
+    fused with BM25 (what a user gets without training)."""
+    served = next((r for r in rows if r.get("kind") == "served" and r.get("profile") == "hybrid-linear"), None)
+    return [r for r in (first(rows, "tuned"), first(rows, "fused", "tuned"), served, first(rows, "fused", "base")) if r]
+
+
+def plot(rows: list[dict], train_log: dict, path) -> Path:
+    """Left: each system's change in nDCG@10 against the base model as deployed (the report's first base row),
+    per column (all, seen, unseen queries, each guard; STS-B's Spearman), the axis on the range of
     the changes; BM25 and any reference as marks. Right: the training curve, smoothed, with the learning rate and
     any evaluation during training."""
     import matplotlib
@@ -34,23 +45,23 @@ def plot(rows: list[dict], train_log: dict, path, base: str) -> Path:
     import matplotlib.pyplot as plt
 
     named = {r["name"]: r for r in rows}
-    base_row = named.get(base)
+    base_row = first(rows, "base")
     columns = [c for c in COLUMNS if base_row and c[0] in base_row]
     columns += [(k, k[len(GUARD):]) for k in sorted(k for k in (base_row or {}) if k.startswith(GUARD))]
     columns += [("sts_spearman", "STS-B (ρ)")] if base_row and "sts_spearman" in base_row else []
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [3, 2]})
     if base_row and columns:
         xs = range(len(columns))
-        ours = [n for n in CHANGES if n in named] + [n for n in named if n.startswith("base (") and "RRF" in n]
-        marks = [n for n in named if n in ("BM25",) or n.startswith("reference (")]
-        series = ours + marks
+        marks = [r["name"] for r in rows if r.get("kind") in ("bm25", "reference")]
+        tuned = first(rows, "tuned")
+        series = [r["name"] for r in ours(rows)] + marks
         for i, name in enumerate(series):
             delta = [100 * (named[name][k] - base_row[k]) if k in named[name] else float("nan") for k, _ in columns]
             shifted = [x + 0.5 * (i - (len(series) - 1) / 2) / len(series) for x in xs]  # side by side, not stacked
             mark = {"marker": "D" if name == "BM25" else "^", "s": 45} if name in marks else {"marker": "o", "s": 55}
             left.scatter(shifted, delta, color="0.3" if name == "BM25" else f"C{i}", label=name, zorder=3, **mark)
             left.vlines(shifted, 0, delta, color="0.3" if name == "BM25" else f"C{i}", lw=1, alpha=0.5)
-            if name == CHANGES[0]:
+            if tuned and name == tuned["name"]:
                 for x, d in zip(shifted, delta):
                     if d == d:
                         left.annotate(f"{d:+.1f}", (x, d), textcoords="offset points", xytext=(-4, 6), fontsize=8,
@@ -83,31 +94,30 @@ def plot(rows: list[dict], train_log: dict, path, base: str) -> Path:
     return Path(path)
 
 
-def check_summary(extra: dict) -> list[str]:
+def check_summary(run: RunRecord) -> list[str]:
     """The run's checks in a short table, a line each: what was checked, on what, and what it found."""
     rows = []
-    for kind, figures in (extra.get("parity") or {}).items():
+    for kind, figures in (run.parity or {}).items():
         cosines = [figures[side]["min_cosine"] for side in ("query", "passage")
                    if isinstance(figures, dict) and "min_cosine" in figures.get(side, {})]
         if cosines:
             rows.append((f"ONNX ({kind}) against PyTorch", f"{figures.get('texts', '?')} texts",
                          f"min cosine {min(cosines):.6f}"))
-    if extra.get("vespa_check"):
-        rows.append(("Vespa's config model on the package", "the package", str(extra["vespa_check"])))
-    embedder = extra.get("vespa_embedder")
-    if embedder:
+    if run.vespa_check:
+        rows.append(("Vespa's config model on the package", "the package", str(run.vespa_check)))
+    if run.vespa_embedder:
+        embedder = run.vespa_embedder
         rows.append(("Vespa's HuggingFaceEmbedder against ours", f"{embedder['texts']} texts",
                      f"min cosine documents {embedder['document_min_cosine']:.6f}, queries "
                      f"{embedder['query_min_cosine']:.6f}"))
-    fusion = extra.get("hybrid-linear bm25 weight")
-    if fusion:
-        rows.append(("hybrid-linear's BM25 weight", fusion["method"], f"{fusion['weight']:g}"))
-    if extra.get("chunking"):
-        rows.append(("chunking", "the corpus", extra["chunking"]))
-    if extra.get("merge"):
-        rows.append(("merge with the base", extra["merge"]["method"], f"α {extra['merge']['alpha']}"))
-    if extra.get("feed"):
-        rows.append(("feed", "Vespa", extra["feed"]))
+    if run.bm25_weight:
+        rows.append(("hybrid-linear's BM25 weight", run.bm25_weight["method"], f"{run.bm25_weight['weight']:g}"))
+    if run.chunking:
+        rows.append(("chunking", "the corpus", run.chunking))
+    if run.merge:
+        rows.append(("merge with the base", run.merge["method"], f"α {run.merge['alpha']}"))
+    if run.feed:
+        rows.append(("feed", "Vespa", run.feed))
     return ["| check | on | found |", "|---|---|---|", *(f"| {a} | {b} | {c} |" for a, b, c in rows)]
 
 
@@ -125,16 +135,16 @@ def recipe_summary(asked: dict | None, recipe: dict | None, train_config) -> lis
                if train_config.tower == "query" else "")]
 
 
-def write_report(out: Path, rows: list[dict], timings: dict, train_config, extra: dict, deploy_commands: str,
-                 compare: tuple[str, str] | None = None, references: list[str] = (), recipe: dict | None = None) -> Path:
-    evaluation = extra.get("evaluation", {})
+def write_report(out: Path, rows: list[dict], timings: dict, train_config, run: RunRecord, deploy_commands: str,
+                 recipe: dict | None = None) -> Path:
+    evaluation = run.evaluation or {}
     if not rows:
-        lines = ["# siamese run", "", "## Results", "", f"No evaluation: {extra.get('evaluation skipped')}", ""]
+        lines = ["# siamese run", "", "## Results", "", f"No evaluation: {run.evaluation_skipped}", ""]
         evaluation = None
     else:
         lines = ["# siamese run", "", "## Results", "", format_table(rows), "",
                  "Rows marked *served* (or *vespa*) come from the search backend "
-                 f"({extra.get('backend', 'embedded')}); the others are exact search: the base model in PyTorch, "
+                 f"({run.backend}); the others are exact search: the base model in PyTorch, "
                  "the fine-tuned model as exported to ONNX (parity checks prove it equal to PyTorch), and each fused "
                  "with BM25 by reciprocal rank fusion.", ""]
     if evaluation:
@@ -142,24 +152,25 @@ def write_report(out: Path, rows: list[dict], timings: dict, train_config, extra
                   f"(a gain there may be memorised documents); *unseen*: the other {evaluation['unseen']}. "
                   "*guard* columns: nDCG@10 on the report half of each out-of-domain set ("
                   + ", ".join(f"{g}: {n} queries" for g, n in evaluation["guards"].items()) + ").", ""]
-    if compare and all(name in {r["name"] for r in rows} for name in compare):
-        lines += ["## Generalisation and forgetting", "", f"{compare[1]} against {compare[0]}, from this run:", "",
-                  *generalisation(rows, *compare), ""]
-        for reference in references:
+    base, tuned = first(rows, "base"), first(rows, "tuned")
+    if base and tuned:
+        lines += ["## Generalisation and forgetting", "", f"{tuned['name']} against {base['name']}, from this run:",
+                  "", *generalisation(rows, base["name"], tuned["name"]), ""]
+        for reference in (r["name"] for r in rows if r.get("kind") == "reference"):
             lines += [f"### Against {reference}", "", "An off-the-shelf model a user could deploy instead, "
-                      "zero-shot, at its own window:", "", *against_reference(rows, reference, compare[1]), ""]
-    lines += ["## Recipe", "", *recipe_summary(extra.get("recipe"), recipe, train_config), ""]
+                      "zero-shot, at its own window:", "", *against_reference(rows, reference, tuned["name"]), ""]
+    lines += ["## Recipe", "", *recipe_summary(run.recipe, recipe, train_config), ""]
     lines += ["![training loss and metrics](plot.png)", "", "## Timings (seconds)", "", "| stage | seconds |",
               "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
-    if extra.get("vespa_container"):
+    if run.vespa_container:
         lines += ["", "## Vespa's own code on this package", "",
                   "Run in-process from Maven Central's Vespa artifacts (`siamese app check`): the config model, "
                   "the indexing statements with the embedder on documents of this corpus, the query stack on "
                   "every request our client builds, and the global phase on the embedded backend's features.", "",
-                  *[f"- {line}" for line in extra["vespa_container"]]]
-    (out / "checks.json").write_text(json.dumps(extra, indent=2) + "\n")
-    lines += ["", "## Checks", "", *check_summary(extra), "", "Every figure behind these lines: `checks.json`.", "",
+                  *[f"- {line}" for line in run.vespa_container]]
+    (out / "checks.json").write_text(json.dumps(asdict(run), indent=2) + "\n")
+    lines += ["", "## Checks", "", *check_summary(run), "", "Every figure behind these lines: `checks.json`.", "",
               "## Training configuration", "", "```", json.dumps(asdict(train_config), indent=2), "```", "",
               "## Deploy to Vespa", "", "```", deploy_commands, "```", ""]
     path = out / "report.md"

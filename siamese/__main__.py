@@ -1,0 +1,5 @@
+import sys
+
+from siamese.cli import main
+
+sys.exit(main())

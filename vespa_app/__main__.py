@@ -1,5 +1,0 @@
-import sys
-
-from vespa_app.cli import main
-
-sys.exit(main())
