@@ -33,7 +33,7 @@ VARIANTS = {"base": None, "shared": "shared", "query": "query", "adapter": "adap
 def parse_setting(text: str) -> tuple[str, object]:
     key, _, value = text.partition("=")
     field = TrainConfig.__dataclass_fields__[key.replace("-", "_")]
-    return field.name, field.metadata["parse"](value)
+    return field.name, field.metadata["type"](value)
 
 
 def model_for(name: str, base: str, out: Path, settings: dict) -> tuple[Path | None, float | None]:

@@ -9,26 +9,37 @@ import traceback
 from .errors import UserError
 
 
-def option(default=None, help: str = "", **argparse_kw):
-    """A field of an options dataclass that a command takes as ``--field-name`` (``argparse_kw``: type, action,
-    choices, metavar, and ``flag`` for another name); a field without one is set by code, not by a flag."""
+def option(default=None, help: str = "", *, flag: str | None = None, aliases: tuple[str, ...] = (), **argparse_kw):
+    """A field of an options dataclass that a command takes as ``--field-name`` (``flag``: another name;
+    ``aliases``: older spellings, still taken). ``argparse_kw``: type (``bool``: an on/off flag, ``--x/--no-x``),
+    choices (``--help`` lists them), action, metavar. A field without one is set by code, not by a flag. The one
+    way fields become flags: ``TrainConfig``, ``RunOptions``, ``AppOptions``."""
     factory = {"default_factory": default} if callable(default) else {"default": default}
-    return dataclasses.field(**factory, metadata={"help": help, **argparse_kw})
+    return dataclasses.field(**factory, metadata={"help": help, "flag": flag, "aliases": aliases, **argparse_kw})
 
 
-def add_option_args(cls, parser: argparse.ArgumentParser) -> None:
-    """One flag per ``option`` field of ``cls``; an unset flag is None, so the field's default stands."""
-    for f in dataclasses.fields(cls):
-        if "help" in f.metadata:
-            kw = {k: v for k, v in f.metadata.items() if k != "flag"}
-            parser.add_argument(f.metadata.get("flag", "--" + f.name.replace("_", "-")), dest=f.name, default=None,
-                                **kw)
+def is_option(f: dataclasses.Field) -> bool:
+    return "help" in f.metadata
+
+
+def add_option_args(cls, parser: argparse.ArgumentParser, default_text=None) -> None:
+    """One flag per ``option`` field of ``cls``; an unset flag is None, so the field's default stands.
+    ``default_text(field)``: what ``--help`` says of its default, in brackets after the help."""
+    for f in filter(is_option, dataclasses.fields(cls)):
+        kw = {k: v for k, v in f.metadata.items() if k not in ("help", "flag", "aliases")}
+        if kw.get("type") is bool:
+            del kw["type"]
+            kw["action"] = argparse.BooleanOptionalAction
+        text = f.metadata["help"] or f.name.replace("_", " ")
+        text += f" ({default_text(f)})" if default_text else ""
+        parser.add_argument(f.metadata["flag"] or "--" + f.name.replace("_", "-"), *f.metadata["aliases"],
+                            dest=f.name, default=None, help=text, **kw)
 
 
 def given_options(cls, args: argparse.Namespace) -> dict:
     """The ``option`` fields of ``cls`` that a parsed command line set."""
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-            if "help" in f.metadata and getattr(args, f.name, None) is not None}
+            if is_option(f) and getattr(args, f.name, None) is not None}
 
 
 def positive_int(text: str) -> int:

@@ -11,6 +11,7 @@ from dataclasses import fields
 import pytest
 
 from common.data import Doc
+from common.cli import is_option
 from common.errors import ConfigError
 from conftest import toy_pairs
 from training import config, loop
@@ -39,7 +40,7 @@ VARIANTS = {
 }
 # How training runs, not what it makes (same result by design; tests/test_training.py holds them to it).
 HOW_NOT_WHAT = {"grad_cache_chunk"}
-KNOBS = [f.name for f in fields(TrainConfig) if "parse" in f.metadata and f.name != "tower"]
+KNOBS = [f.name for f in fields(TrainConfig) if is_option(f) and f.name != "tower"]
 
 
 def test_every_knob_has_a_variant():

@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from common.cli import non_negative_float, non_negative_int, positive_float, positive_int
+from common.cli import (add_option_args, given_options, non_negative_float, non_negative_int, option,
+                        positive_float, positive_int)
 from common.errors import ConfigError, MissingInputError
 from common.poolings import POOLINGS
 
@@ -33,12 +34,6 @@ def matryoshka_dims(text: str) -> list[int]:
     return sorted({int(d) for d in text.split(",") if d.strip()}, reverse=True)
 
 
-def knob(default, parse=None, help: str = "", choices=None, aliases: tuple[str, ...] = ()):
-    """A field the command line may set: ``parse`` turns the flag's text into a value (bool: an on/off flag);
-    ``aliases``: older spellings of the flag, still taken."""
-    return field(default=default, metadata={"parse": parse, "help": help, "choices": choices, "aliases": aliases})
-
-
 @dataclass
 class TrainConfig:
     base: str  # a local directory or a hub id, as the user named it
@@ -46,79 +41,77 @@ class TrainConfig:
     data: str = ""  # what the pairs came from (recorded, for the model card)
     base_revision: str | None = None  # the hub commit the base resolved to (recorded at the start of training)
     pairs_fingerprint: str = ""  # the training pairs' hash (recorded: a --resume on other pairs is refused)
-    epochs: int = knob(2, positive_int, "passes over the pairs")
-    max_steps: int = knob(0, non_negative_int, "stop after this many steps (0: as many as the epochs give)")
-    batch_size: int = knob(32, positive_int, "pairs per batch (each query's in-batch negatives: the others)")
-    lr: float = knob(1e-4, positive_float, "peak learning rate (AdamW)")
-    warmup_ratio: float = knob(0.1, non_negative_float, "share of the steps with a rising learning rate")
-    weight_decay: float = knob(0.01, non_negative_float)
-    max_grad_norm: float = knob(1.0, positive_float)
+    epochs: int = option(2, "passes over the pairs", type=positive_int)
+    max_steps: int = option(0, "stop after this many steps (0: as many as the epochs give)", type=non_negative_int)
+    batch_size: int = option(32, "pairs per batch (each query's in-batch negatives: the others)", type=positive_int)
+    lr: float = option(1e-4, "peak learning rate (AdamW)", type=positive_float)
+    warmup_ratio: float = option(0.1, "share of the steps with a rising learning rate", type=non_negative_float)
+    weight_decay: float = option(0.01, "", type=non_negative_float)
+    max_grad_norm: float = option(1.0, "", type=positive_float)
     # Served at the base model's own window, so the base model it is compared with is the one a user would deploy;
     # trained at a CPU-sized window (texts are cut to it while training only).
-    max_length: int | None = knob(None, positive_int, "max tokens per text as served and evaluated (default: the "
-                                  "base model's own window; late interaction: --train-length)")
-    train_length: int = knob(128, positive_int, "max tokens per text while training (at most --max-length)")
-    pooling: str | None = knob(None, str, "pooling (default: the base model's)", choices=tuple(POOLINGS))
-    normalize: bool | None = knob(None, bool, "unit-length embeddings (default: the base model's)")
-    query_prefix: str | None = knob(None, str, 'prepended to every query, e.g. "query: "')
-    document_prefix: str | None = knob(None, str, 'prepended to every document, e.g. "passage: " (the manifest\'s and '
-                                       'Vespa\'s prepend "document")', aliases=("--passage-prefix",))
-    loss: str = knob("infonce", str, "the loss (training/losses.py): infonce")
-    temperature: float | None = knob(None, positive_float, "InfoNCE temperature τ (default: from the base model's "
-                                     "similarity scale, training/temperature.py: 0.05 for MiniLM, 0.02 for bge)")
+    max_length: int | None = option(None, "max tokens per text as served and evaluated (default: the "
+                                  "base model's own window; late interaction: --train-length)", type=positive_int)
+    train_length: int = option(128, "max tokens per text while training (at most --max-length)", type=positive_int)
+    pooling: str | None = option(None, "pooling (default: the base model's)", type=str, choices=tuple(POOLINGS))
+    normalize: bool | None = option(None, "unit-length embeddings (default: the base model's)", type=bool)
+    query_prefix: str | None = option(None, 'prepended to every query, e.g. "query: "', type=str)
+    document_prefix: str | None = option(None, 'prepended to every document, e.g. "passage: " (the manifest\'s and '
+                                       'Vespa\'s prepend "document")', type=str, aliases=("--passage-prefix",))
+    loss: str = option("infonce", "the loss (training/losses.py): infonce", type=str)
+    temperature: float | None = option(None, "InfoNCE temperature τ (default: from the base model's "
+                                     "similarity scale, training/temperature.py: 0.05 for MiniLM, 0.02 for bge)", type=positive_float)
     base_margin: float | None = None  # the base's margin that set τ (recorded; training/temperature.py)
     # The default anchor (MSE, λ 20) is what kept unseen queries, every guard and STS-B at the base model's level
     # while SciFact rose 6.4 points (benchmarks/generalization.py, docs/evaluation.md); without it the model forgets.
-    anchor: str = knob("mse", str, "anchor to the frozen base model on general text against forgetting: "
-                       "none | mse | kl (training/losses.py)")
-    anchor_weight: float = knob(20.0, non_negative_float, "λ of the anchor term")
-    anchor_batch: int = knob(64, positive_int, "general texts a step for the anchor")
-    anchor_data: str | None = knob(None, str, "general text for the anchor: a .txt (a text a line) or an STS .csv "
-                                   "(default: bundled STS-B train sentences)")
-    symmetric: bool = knob(False, bool, "add the passage→query InfoNCE term")
-    hard_negatives: int = knob(0, non_negative_int, "mined negatives per pair (0: none; --miner: how)")
-    corpus_pairs: str = knob("", str, "pairs made from the corpus, mixed in: any of title,ict,crop "
-                             "(training/corpus_pairs.py)")
-    corpus_pairs_ratio: float = knob(1.0, non_negative_float, "corpus pairs per labelled pair")
-    general_pairs: str | None = knob(None, str, "labelled general-domain pairs mixed in (.jsonl, BEIR folder, or "
-                                     "STS .csv such as common/datasets/stsb/stsb-en-train.csv)")
-    general_pairs_ratio: float = knob(0.5, non_negative_float, "general pairs per labelled pair")
-    matryoshka: str = knob("", str, "nested embedding sizes, e.g. 384,256,128,64: the loss summed over each "
-                           "prefix, so `siamese app build --dim D` can serve one (training/losses.py)")
-    late_interaction: bool = knob(False, bool, "train a ColBERT-style model: a vector per token through a linear "
+    anchor: str = option("mse", "anchor to the frozen base model on general text against forgetting: "
+                       "none | mse | kl (training/losses.py)", type=str)
+    anchor_weight: float = option(20.0, "λ of the anchor term", type=non_negative_float)
+    anchor_batch: int = option(64, "general texts a step for the anchor", type=positive_int)
+    anchor_data: str | None = option(None, "general text for the anchor: a .txt (a text a line) or an STS .csv "
+                                   "(default: bundled STS-B train sentences)", type=str)
+    symmetric: bool = option(False, "add the passage→query InfoNCE term", type=bool)
+    hard_negatives: int = option(0, "mined negatives per pair (0: none; --miner: how)", type=non_negative_int)
+    corpus_pairs: str = option("", "pairs made from the corpus, mixed in: any of title,ict,crop "
+                             "(training/corpus_pairs.py)", type=str)
+    corpus_pairs_ratio: float = option(1.0, "corpus pairs per labelled pair", type=non_negative_float)
+    general_pairs: str | None = option(None, "labelled general-domain pairs mixed in (.jsonl, BEIR folder, or "
+                                     "STS .csv such as common/datasets/stsb/stsb-en-train.csv)", type=str)
+    general_pairs_ratio: float = option(0.5, "general pairs per labelled pair", type=non_negative_float)
+    matryoshka: str = option("", "nested embedding sizes, e.g. 384,256,128,64: the loss summed over each "
+                           "prefix, so `siamese app build --dim D` can serve one (training/losses.py)", type=str)
+    late_interaction: bool = option(False, "train a ColBERT-style model: a vector per token through a linear "
                                   "head, scored by MaxSim, inputs built as Vespa's colbert-embedder builds them "
-                                  "(training/late_interaction.py); documents keep max_length tokens")
-    colbert_dim: int = knob(128, positive_int, "late interaction: dimensions of each token vector")
+                                  "(training/late_interaction.py); documents keep max_length tokens", type=bool)
+    colbert_dim: int = option(128, "late interaction: dimensions of each token vector", type=positive_int)
     # The teacher term is what kept unseen queries and the guards up (benchmarks/late_interaction.py,
     # docs/late-interaction.md): without it the new head learns SciFact's training documents and little else.
-    colbert_teacher_weight: float = knob(1.0, non_negative_float, "late interaction: λ of a KL term holding each "
+    colbert_teacher_weight: float = option(1.0, "late interaction: λ of a KL term holding each "
                                          "query's scores over the batch to the base single-vector model's "
-                                         "(0: labels alone)")
-    query_tokens: int = knob(32, positive_int, "late interaction: query length, padded with [MASK] (Vespa's "
-                             "max-query-tokens)")
-    chunk_positives: str = knob("", str, "positives longer than max_length become chunks, as a chunked package "
+                                         "(0: labels alone)", type=non_negative_float)
+    query_tokens: int = option(32, "late interaction: query length, padded with [MASK] (Vespa's "
+                             "max-query-tokens)", type=positive_int)
+    chunk_positives: str = option("", "positives longer than max_length become chunks, as a chunked package "
                                 "serves them: best (the chunk the base model finds nearest the query) | all (a pair "
-                                "per chunk) (training/chunk_positives.py)", choices=("best", "all"))
-    miner: str = knob("bm25", str, "how negatives are mined (training/negatives.py): bm25 (shared words) | dense "
+                                "per chunk) (training/chunk_positives.py)", type=str, choices=("best", "all"))
+    miner: str = option("bm25", "how negatives are mined (training/negatives.py): bm25 (shared words) | dense "
                       "(the base model's own ranking, ranks --mine-window, less those within --mine-margin of the "
-                      "positive)", choices=("bm25", "dense"))
-    mine_depth: int = knob(10, positive_int, "draw mined negatives from this many BM25 hits")
-    mine_window: str = knob("10-100", str, "dense miner: the ranks negatives are drawn from, FIRST-LAST")
-    mine_margin: float = knob(0.05, non_negative_float, "dense miner: a negative scores at least this much below "
-                              "the pair's positive (cosine), else it is taken for an unlabelled positive")
-    grad_cache_chunk: int = knob(0, non_negative_int,
-                                 "gradient caching chunk size: batches larger than memory allows (0: off)")
-    checkpoint_every: int = knob(0, non_negative_int, "steps between checkpoints (0: none)")
-    keep_checkpoints: int = knob(2, positive_int)
-    eval_every: int = knob(0, non_negative_int, "steps between evaluations (needs --eval-data)")
-    seed: int = knob(42, int)
-    tower: str = knob("shared", str, "which towers train (training/towers.py): shared (one model for queries and "
+                      "positive)", type=str, choices=("bm25", "dense"))
+    mine_depth: int = option(10, "draw mined negatives from this many BM25 hits", type=positive_int)
+    mine_window: str = option("10-100", "dense miner: the ranks negatives are drawn from, FIRST-LAST", type=str)
+    mine_margin: float = option(0.05, "dense miner: a negative scores at least this much below "
+                              "the pair's positive (cosine), else it is taken for an unlabelled positive", type=non_negative_float)
+    grad_cache_chunk: int = option(0, "gradient caching chunk size: batches larger than memory allows (0: off)", type=non_negative_int)
+    checkpoint_every: int = option(0, "steps between checkpoints (0: none)", type=non_negative_int)
+    keep_checkpoints: int = option(2, "", type=positive_int)
+    eval_every: int = option(0, "steps between evaluations (needs --eval-data)", type=non_negative_int)
+    seed: int = option(42, "", type=int)
+    tower: str = option("shared", "which towers train (training/towers.py): shared (one model for queries and "
                       "documents) | query (documents keep the base model's vectors: a new model needs no re-feed) | "
                       "adapter (the base plus a trained D×D map on queries) | separate (two models); query changes the "
                       "anchor's defaults to λ 40 and 32 texts a step, adapter the learning rate to 1e-3; the default "
                       "recipe trains shared where --late-interaction, --matryoshka, --grad-cache-chunk, "
-                      "--checkpoint-every or --eval-every is given",
-                      choices=TOWERS)
+                      "--checkpoint-every or --eval-every is given", type=str, choices=TOWERS)
 
     def check(self) -> None:
         """Fail before any work on values that cannot be right."""
@@ -260,24 +253,18 @@ def check_given(cfg: TrainConfig, given: set[str]) -> None:
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
-    """One flag per ``TrainConfig`` knob (``--batch-size``, ``--symmetric/--no-symmetric``, ...); unset flags
-    are None, so the recipe's value stands."""
-    for f in fields(TrainConfig):
-        parse = f.metadata.get("parse")
-        if parse is None and "help" not in f.metadata:
-            continue  # base and out: each command names them its own way
-        flag = "--" + f.name.replace("_", "-")
-        default = RECIPES["default"].get(f.name, f.default)
-        default = default if default is not None else "the base model's"
-        help_text = f"{f.metadata['help'] or f.name.replace('_', ' ')} (default recipe: {default})"
-        if parse is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        else:
-            parser.add_argument(flag, *f.metadata["aliases"], dest=f.name, type=parse, default=None,
-                                choices=f.metadata["choices"], help=help_text)
+    """One flag per ``TrainConfig`` option (``--batch-size``, ``--symmetric/--no-symmetric``, ...), its help naming
+    the default recipe's value; unset flags are None, so the recipe's value stands."""
+    def default(f) -> str:
+        value = RECIPES["default"].get(f.name, f.default)
+        return f"default recipe: {value if value is not None else BASES}"
+
+    add_option_args(TrainConfig, parser, default)
+
+
+BASES = "the base model's"
 
 
 def config_overrides(args: argparse.Namespace) -> dict:
-    """The knobs a parsed command line set."""
-    return {f.name: getattr(args, f.name) for f in fields(TrainConfig)
-            if "parse" in f.metadata and getattr(args, f.name, None) is not None}
+    """The options a parsed command line set."""
+    return given_options(TrainConfig, args)
