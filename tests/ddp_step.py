@@ -13,7 +13,7 @@ from training import distributed
 from training.encoder import Encoder
 from training.loop import train_step
 from training.losses import Anchored, InfoNCE
-from training.towers import CorpusInfoNCE
+from training.losses import CorpusInfoNCE
 
 
 def main(model: str, out: str) -> None:

@@ -52,7 +52,7 @@ def test_every_tower_trains_on_cuda_and_saves_a_model_the_cpu_loads(steady_model
 
 
 def test_the_bank_on_the_device_and_from_the_host_give_one_loss(monkeypatch):
-    import training.towers as towers
+    import training.losses.corpus_infonce as corpus_infonce
     from training.losses import Batch
     from training.pairs import Pair
 
@@ -60,13 +60,13 @@ def test_the_bank_on_the_device_and_from_the_host_give_one_loss(monkeypatch):
     vectors = torch.nn.functional.normalize(torch.randn(1000, 32), dim=-1).numpy()
     pairs = [Pair(f"q{i}", texts[i]) for i in range(8)]
     q = torch.randn(8, 32, device=CUDA, requires_grad=True)
-    on_device = towers.CorpusInfoNCE(texts, vectors, pairs, 0.05, CUDA)
+    on_device = corpus_infonce.CorpusInfoNCE(texts, vectors, pairs, 0.05, CUDA)
     assert on_device.bank.device == CUDA
     a = on_device(q, None, Batch(pairs))
     (grad_a,) = torch.autograd.grad(a, q)
-    monkeypatch.setattr(towers, "BANK_SHARE", 0.0)  # as if it did not fit
-    monkeypatch.setattr(towers, "BANK_CHUNK", 300)
-    from_host = towers.CorpusInfoNCE(texts, vectors, pairs, 0.05, CUDA)
+    monkeypatch.setattr(corpus_infonce, "BANK_SHARE", 0.0)  # as if it did not fit
+    monkeypatch.setattr(corpus_infonce, "BANK_CHUNK", 300)
+    from_host = corpus_infonce.CorpusInfoNCE(texts, vectors, pairs, 0.05, CUDA)
     assert from_host.bank.device.type == "cpu" and from_host.bank.is_pinned()
     b = from_host(q, None, Batch(pairs))
     (grad_b,) = torch.autograd.grad(b, q)

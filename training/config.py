@@ -58,14 +58,16 @@ class TrainConfig:
     query_prefix: str | None = option(None, 'prepended to every query, e.g. "query: "', type=str)
     document_prefix: str | None = option(None, 'prepended to every document, e.g. "passage: " (the manifest\'s and '
                                        'Vespa\'s prepend "document")', type=str, aliases=("--passage-prefix",))
-    loss: str = option("infonce", "the loss (training/losses.py): infonce", type=str)
+    loss: str = option("infonce", "the loss, by name (training/losses/): infonce | symmetric-infonce (shared and "
+                       "separate towers; in-batch and hard negatives) | corpus-infonce (the query and adapter towers' "
+                       "default: every document of the corpus, by its frozen vector)", type=str)
     temperature: float | None = option(None, "InfoNCE temperature τ (default: from the base model's "
                                      "similarity scale, training/temperature.py: 0.05 for MiniLM, 0.02 for bge)", type=positive_float)
     base_margin: float | None = None  # the base's margin that set τ (recorded; training/temperature.py)
     # The default anchor (MSE, λ 20) is what kept unseen queries, every guard and STS-B at the base model's level
     # while SciFact rose 6.4 points (benchmarks/generalization.py, docs/evaluation.md); without it the model forgets.
     anchor: str = option("mse", "anchor to the frozen base model on general text against forgetting: "
-                       "none | mse | kl (training/losses.py)", type=str)
+                       "none | mse | kl (training/losses/)", type=str)
     anchor_weight: float = option(20.0, "λ of the anchor term", type=non_negative_float)
     anchor_batch: int = option(64, "general texts a step for the anchor", type=positive_int)
     anchor_data: str | None = option(None, "general text for the anchor: a .txt (a text a line) or an STS .csv "
@@ -79,7 +81,7 @@ class TrainConfig:
                                      "STS .csv such as common/datasets/stsb/stsb-en-train.csv)", type=str)
     general_pairs_ratio: float = option(0.5, "general pairs per labelled pair", type=non_negative_float)
     matryoshka: str = option("", "nested embedding sizes, e.g. 384,256,128,64: the loss summed over each "
-                           "prefix, so `siamese app build --dim D` can serve one (training/losses.py)", type=str)
+                           "prefix, so `siamese app build --dim D` can serve one (training/losses/)", type=str)
     late_interaction: bool = option(False, "train a ColBERT-style model: a vector per token through a linear "
                                   "head, scored by MaxSim, inputs built as Vespa's colbert-embedder builds them "
                                   "(training/late_interaction.py); documents keep max_length tokens", type=bool)
@@ -125,6 +127,10 @@ class TrainConfig:
                  (self.train_length >= 8, "train length must be ≥ 8"),
                  (self.pooling is None or self.pooling in POOLINGS, f"pooling must be one of {', '.join(POOLINGS)}"),
                  (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}"),
+                 (self.loss not in LOSSES or self.tower in LOSSES[self.loss].towers,
+                  f"--loss {self.loss} trains the {' and '.join(LOSSES.get(self.loss, LOSSES['infonce']).towers)} "
+                  f"towers, not the {self.tower} tower (its losses: "
+                  f"{', '.join(n for n, r in LOSSES.items() if self.tower in r.towers)})"),
                  (self.anchor in ANCHORS, f"anchor must be one of {', '.join(ANCHORS)}, not {self.anchor!r}"),
                  (self.hard_negatives >= 0, "hard negatives must be ≥ 0"),
                  (self.chunk_positives in ("", "best", "all"), "chunk positives must be best, all or empty"),
@@ -198,7 +204,8 @@ SHARED_ONLY = ("late_interaction", "matryoshka", "grad_cache_chunk", "checkpoint
 # What a two-tower recipe changes from the above (benchmarks/towers.py, docs/towers.md): a query tower holds
 # its queries to the base more firmly (λ 40; 32 general texts a step, which also make it a third of the shared
 # recipe's time), and a linear map from the identity needs a larger step than an encoder.
-TOWER_RECIPES = {"query": {"anchor_weight": 40.0, "anchor_batch": 32}, "adapter": {"lr": 1e-3}}
+TOWER_RECIPES = {"query": {"anchor_weight": 40.0, "anchor_batch": 32, "loss": "corpus-infonce"},
+                 "adapter": {"lr": 1e-3, "loss": "corpus-infonce"}}
 
 
 def recipe_config(base: str, out: str, full: bool = False, **overrides) -> TrainConfig:
@@ -237,7 +244,7 @@ KNOB_RULES = [
     ("general_pairs_ratio", lambda c: bool(c.general_pairs), "no general pairs are mixed in (no --general-pairs)"),
     ("keep_checkpoints", lambda c: c.checkpoint_every > 0, "no checkpoints are written (--checkpoint-every 0)"),
     *((k, lambda c: c.tower not in FROZEN_DOCUMENT, FROZEN_WHY)
-      for k in ("loss", "symmetric", "hard_negatives", "miner", "mine_depth", "mine_window", "mine_margin")),
+      for k in ("symmetric", "hard_negatives", "miner", "mine_depth", "mine_window", "mine_margin")),
 ]
 
 

@@ -77,6 +77,8 @@ def upgrade(saved: dict) -> dict:
     for old, new in RENAMED.items():
         if old in saved:
             saved.setdefault(new, saved.pop(old))
+    if saved.get("tower") in ("query", "adapter") and saved.get("loss") == "infonce":
+        saved["loss"] = "corpus-infonce"  # what a frozen document tower always trained with, now named
     return saved
 
 

@@ -13,7 +13,7 @@
   (initialised to the identity, so it starts as the base), baked into the exported query graph.
 - ``separate``: both towers trained from the base, not shared, in-batch InfoNCE as the shared recipe.
 
-The anchor against forgetting (``training/losses.py``) holds each trained tower to the base on general text.
+The anchor against forgetting (``training/losses/``) holds each trained tower to the base on general text.
 A two-tower model directory is the document tower (for a frozen one, the base model's files as they are) with
 the query tower in ``query/`` and ``towers.json`` saying which is which and which is frozen.
 
@@ -36,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .config import FROZEN_DOCUMENT
@@ -132,64 +131,6 @@ def _bank(base: Encoder, base_dir, pairs, corpus, seed: int) -> tuple[list[str],
     return texts + extra, np.concatenate(vectors)
 
 
-class CorpusInfoNCE:
-    """InfoNCE of each query against a fixed bank of document vectors (the frozen tower's), the positive's row the
-    target, the query's other known positives masked out. Called as a ``Loss`` (``training/losses.py``): the
-    passages argument is unused, the bank stands for it.
-
-    The bank goes to ``device`` once. On a GPU where it would take more than ``BANK_SHARE`` of the free memory it
-    stays in the host's memory and is scored a chunk at a time (``BankScores``); on the CPU it is where it is."""
-
-    def __init__(self, texts: list[str], vectors: np.ndarray, pairs, temperature: float, device="cpu"):
-        from .negatives import known_positives
-
-        self.row = {t: i for i, t in enumerate(texts)}
-        self.bank = _bank_on(torch.from_numpy(vectors), torch.device(device))
-        self.known = known_positives(pairs)
-        self.temperature = temperature
-
-    def __call__(self, q: torch.Tensor, p, batch) -> torch.Tensor:
-        q = q.float()
-        scores = (q @ self.bank.T if self.bank.device == q.device else BankScores.apply(q, self.bank)) / self.temperature
-        target = torch.tensor([self.row[pair.positive] for pair in batch.pairs], device=q.device)
-        mask = torch.zeros_like(scores, dtype=torch.bool)
-        for i, pair in enumerate(batch.pairs):
-            others = [self.row[t] for t in self.known[pair.query] if t != pair.positive and t in self.row]
-            mask[i, others] = True
-        return F.cross_entropy(scores.masked_fill(mask, float("-inf")), target)
-
-
-BANK_SHARE = 0.5  # of a GPU's free memory that the bank may take; above it, the bank is scored from the host
-BANK_CHUNK = 65_536  # documents a chunk, scored from the host
-
-
-def _bank_on(bank: torch.Tensor, device: torch.device) -> torch.Tensor:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        if bank.numel() * bank.element_size() > BANK_SHARE * free:
-            print(f"towers: the bank ({bank.numel() * 4 / 2**30:.1f} GiB) stays in host memory and is scored "
-                  f"{BANK_CHUNK} documents at a time", file=sys.stderr)
-            return bank.pin_memory()
-    return bank.to(device)
-
-
-class BankScores(torch.autograd.Function):
-    """q @ bankᵀ for a bank that stays on the host: each chunk goes to q's device, is scored and dropped, in the
-    forward pass and again in the backward (∂L/∂q = ∂L/∂scores @ bank); the bank gets no gradient."""
-
-    @staticmethod
-    def forward(ctx, q, bank):
-        ctx.save_for_backward(q)
-        ctx.bank = bank
-        return torch.cat([q @ chunk.to(q.device, non_blocking=True).T for chunk in bank.split(BANK_CHUNK)], dim=1)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (q,) = ctx.saved_tensors
-        parts = zip(grad.split(BANK_CHUNK, dim=1), ctx.bank.split(BANK_CHUNK))
-        return sum(g @ chunk.to(q.device, non_blocking=True) for g, chunk in parts), None
-
-
 def build_towers(cfg, base: Encoder) -> TwoTowers:
     query = copy.deepcopy(base)
     if cfg.tower == "adapter":
@@ -219,9 +160,8 @@ def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = Tru
     base = Encoder.load(cfg.base, **cfg.encoding).eval()
     frozen = cfg.tower in FROZEN_DOCUMENT
     towers = build_towers(cfg, base)
-    inner = (CorpusInfoNCE(*_bank(base, check_model_dir(cfg.base), pairs, corpus, cfg.seed), pairs, cfg.temperature,
-                           base.device)
-             if frozen else LOSSES[cfg.loss](cfg))
+    bank = _bank(base, check_model_dir(cfg.base), pairs, corpus, cfg.seed) if frozen else None
+    inner = LOSSES[cfg.loss].build(cfg, bank=bank, pairs=pairs, device=base.device)
     general, teacher = anchor_targets(cfg, base) if cfg.anchor != "none" else ([], None)
     loss_fn = Anchored(inner, cfg.anchor, general, teacher, cfg.anchor_weight, cfg.anchor_batch, cfg.seed) \
         if cfg.anchor != "none" else inner
