@@ -192,10 +192,13 @@ def select_recipe(make_config: Callable[[str, str], TrainConfig], pairs: list[Pa
             started = time.time()
             model = _merged(base, model, folder / "merged", guards, say)
             seconds += time.time() - started
-        say(f"recipe auto: scoring {c.label} on the dev queries and the guards' selection halves")
-        result = _score(model, dev, seen, selection, before) | {"train_s": round(seconds, 1), "model": str(model)}
-        if c.merged:
-            result["alpha"] = json.loads((model / "merge.json").read_text())["alpha"]
+        alpha = json.loads((model / "merge.json").read_text())["alpha"] if c.merged else None
+        if alpha == 1.0 and "shared" in scored:  # merged at α 1: the shared model itself, scored already
+            result = {k: scored["shared"][k] for k in ("dev", "guards")}
+        else:
+            say(f"recipe auto: scoring {c.label} on the dev queries and the guards' selection halves")
+            result = _score(model, dev, seen, selection, before)
+        result |= {"train_s": round(seconds, 1), "model": str(model)} | ({"alpha": alpha} if c.merged else {})
         folder.mkdir(parents=True, exist_ok=True)
         score_file.write_text(json.dumps(result, indent=2))
         scored[c.name] = result
