@@ -56,11 +56,14 @@ CANDIDATES = (Candidate("query", "query tower", "query"),
               Candidate("shared-merged", "shared weights merged back (α auto)", "shared", merged=True))
 
 
-def resolve(asked: str | None) -> tuple[str, str]:
-    """(fixed | auto, why): as asked, else auto where an accelerator trains (three candidates cost little there)
-    and fixed on a CPU (the bundled run would take about three times as long: docs/recipes.md)."""
+def resolve(asked: str | None, fixed_by: str | None = None) -> tuple[str, str]:
+    """(fixed | auto, why): as asked; else fixed where the user already chose what auto would (``fixed_by``: a
+    tower, a merge, no guard sets to choose on); else auto where an accelerator trains (three candidates cost
+    little there) and fixed on a CPU (the bundled run would take about four times as long: docs/recipes.md)."""
     if asked:
-        return asked, "asked for (--recipe)"
+        return asked, "asked for with --recipe"
+    if fixed_by:
+        return "fixed", fixed_by
     from common.device import best
 
     device = best()

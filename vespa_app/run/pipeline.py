@@ -130,7 +130,9 @@ def run(o: RunOptions) -> dict:
     out = Path(o.out)
     stages = Stages()
     base = str(o.base or default_base_model())
-    o.recipe, why = resolve_recipe(o.recipe)  # resolved once, before any work
+    fixed_by = ("--tower was given" if "tower" in o.train else "--merge was given" if o.merge is not None
+                else "no guard sets to choose on" if not o.guards else None)
+    o.recipe, why = resolve_recipe(o.recipe, fixed_by)  # resolved once, before any work
     stages.extra["recipe"] = {"recipe": o.recipe, "why": why}
     check_options(o, base)
     o.report_to = check_report_to(o.report_to)
