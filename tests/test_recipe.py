@@ -16,6 +16,18 @@ from training.pairs import Pair
 from siamese.cli import main
 
 
+def test_auto_is_the_default_where_a_gpu_trains_unless_the_user_chose(monkeypatch):
+    import common.device
+
+    monkeypatch.setattr(common.device, "best", lambda: "cuda")
+    assert recipe.resolve(None)[0] == "auto"
+    assert recipe.resolve(None, "--tower was given") == ("fixed", "--tower was given")
+    assert recipe.resolve("fixed")[0] == "fixed"
+    monkeypatch.setattr(common.device, "best", lambda: "cpu")
+    recipe_name, why = recipe.resolve(None)
+    assert recipe_name == "fixed" and "--recipe auto" in why
+
+
 def test_the_dev_slice_is_whole_queries_chosen_the_same_on_any_order():
     pairs = [Pair(f"query {q}", f"passage {q} {k}") for q in range(200) for k in range(1 + q % 3)]
     kept, dev = recipe.dev_split(pairs)

@@ -110,7 +110,8 @@ def cmd_train(args) -> int:
 
     from .recipe import resolve
 
-    args.recipe, why = resolve(args.recipe)
+    args.recipe, why = resolve(args.recipe, "--tower was given" if args.tower else
+                               "no guard sets to choose on" if args.no_guards and not args.guard else None)
     if args.recipe == "auto":
         return train_auto(args, why)
     cfg = train_config_from_args(args)

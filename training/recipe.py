@@ -57,11 +57,14 @@ CANDIDATES = (Candidate("query", "query tower", "query"),
               Candidate("shared-merged", "shared weights merged back (α auto)", "shared", merged=True))
 
 
-def resolve(asked: str | None) -> tuple[str, str]:
-    """(fixed | auto, why): as asked, else auto where an accelerator trains (three candidates cost little there)
-    and fixed on a CPU (the bundled run would take about three times as long: docs/recipes.md)."""
+def resolve(asked: str | None, fixed_by: str | None = None) -> tuple[str, str]:
+    """(fixed | auto, why): as asked; else fixed where the user already chose what auto would (``fixed_by``: a
+    tower, a merge, no guard sets to choose on); else auto where an accelerator trains (three candidates cost
+    little there) and fixed on a CPU (the bundled run would take about four times as long: docs/recipes.md)."""
     if asked:
-        return asked, "asked for (--recipe)"
+        return asked, "asked for with --recipe"
+    if fixed_by:
+        return "fixed", fixed_by
     from common.device import best
 
     device = best()
@@ -193,10 +196,13 @@ def select_recipe(make_config: Callable[[str, str], TrainConfig], pairs: list[Pa
             started = time.time()
             model = _merged(base, model, folder / "merged", guards, say)
             seconds += time.time() - started
-        say(f"recipe auto: scoring {c.label} on the dev queries and the guards' selection halves")
-        result = _score(model, dev, seen, selection, before) | {"train_s": round(seconds, 1), "model": str(model)}
-        if c.merged:
-            result["alpha"] = json.loads((model / MERGE_FILE).read_text())["alpha"]
+        alpha = json.loads((model / MERGE_FILE).read_text())["alpha"] if c.merged else None
+        if alpha == 1.0 and "shared" in scored:  # merged at α 1: the shared model itself, scored already
+            result = {k: scored["shared"][k] for k in ("dev", "guards")}
+        else:
+            say(f"recipe auto: scoring {c.label} on the dev queries and the guards' selection halves")
+            result = _score(model, dev, seen, selection, before)
+        result |= {"train_s": round(seconds, 1), "model": str(model)} | ({"alpha": alpha} if c.merged else {})
         folder.mkdir(parents=True, exist_ok=True)
         score_file.write_text(json.dumps(result, indent=2))
         scored[c.name] = result

@@ -131,12 +131,14 @@ def run(options: RunOptions) -> dict:
     out = Path(options.out)
     stages = Stages()
     base = str(options.base or default_base_model())
-    options.recipe, why = resolve_recipe(options.recipe)  # resolved once, before any work
+    fixed_by = ("--tower was given" if "tower" in options.train else "--merge was given" if options.merge is not None
+                else "no guard sets to choose on" if not options.guards else None)
+    options.recipe, why = resolve_recipe(options.recipe, fixed_by)  # resolved once, before any work
     stages.record.recipe = {"recipe": options.recipe, "why": why}
     stages.record.backend = "vespa" if options.vespa else "embedded"
     check_options(options, base)
     options.report_to = check_report_to(options.report_to)
-    recipe_config(base, str(out / "train"), options.full, **train_settings(options))  # judged before any work (auto: as shared)
+    recipe_config(base, str(out / "train"), options.full, **train_settings(options))  # judged first (auto: as shared)
     beir = _eval_data(options)
     corpus = list(beir.corpus.values()) if beir else list(load_corpus(options.corpus, skip_bad=options.skip_bad).values())
     out.mkdir(parents=True, exist_ok=True)
