@@ -2,7 +2,6 @@
 
 Each stage writes its artifact atomically under the output directory and is skipped when that artifact
 is already there, so a run that was interrupted picks up where it stopped and loses nothing::
-
     OUT/train/model   the fine-tuned model directory      (training)
     OUT/export        model.onnx, tokenizer.json, manifest (exporter)
     OUT/index         the embedded backend's index         (or, after the package, a feed into Vespa with --vespa)
@@ -21,13 +20,36 @@ from pathlib import Path
 from common.bundled import GUARDS
 from common.data import Beir, corpus_fingerprint, limit_queries, load_beir, load_corpus, read_qrels, read_queries
 from common.lock import locks
-from training.model_dir import MERGE_FILE, TRAIN_CONFIG_FILE, TRAIN_METRICS_FILE, check_model_dir
-
-from vespa_app.backend import evaluate_backend
+from common.metrics import seen_queries
+from exporter.manifest import Manifest
+from exporter.onnx_export import export
 from siamese.run.made_from import MadeFrom, file_fingerprint, made_by_run
 from siamese.run.options import RunOptions, check_options, chunking_choice, train_settings
+from siamese.run.report import plot, write_report
+from siamese.run.rows import model_rows
 from siamese.run.serve import serve
 from siamese.run.stages import RunRecord, Stages, say
+from training.config import TrainConfig, recipe_config
+from training.evaluate import guard_sets
+from training.loop import RECORDED, pairs_fingerprint, train
+from training.merge import merge
+from training.model_card import write_card, write_evaluation
+from training.model_dir import (
+    MERGE_FILE,
+    RECIPE_FILE,
+    TOWERS_FILE,
+    TRAIN_CONFIG_FILE,
+    TRAIN_METRICS_FILE,
+    check_model_dir,
+    default_base_model,
+    read_positives,
+)
+from training.pairs import load_training_data
+from training.recipe import keep_record, read_recipe, select_recipe
+from training.recipe import resolve as resolve_recipe
+from training.train_log import check_report_to, report_training
+from vespa_app import profiles
+from vespa_app.backend import evaluate_backend
 
 LATE_PROFILES = ("colbert", "colbert-maxsim", "hybrid-colbert")  # served with --colbert beside the core ones
 
@@ -45,12 +67,6 @@ def _eval_data(options: RunOptions) -> Beir | None:
 
 def _train(options: RunOptions, out: Path, corpus, record: MadeFrom) -> Path:
     from dataclasses import asdict
-
-    from training.config import recipe_config
-    from training.loop import RECORDED, pairs_fingerprint, train
-    from training.model_dir import default_base_model
-    from training.pairs import load_training_data
-    from training.train_log import report_training
 
     model_dir = out / "train" / "model"
     base = str(options.base or default_base_model())
@@ -73,8 +89,6 @@ def _train(options: RunOptions, out: Path, corpus, record: MadeFrom) -> Path:
         return model_dir
     say("train")
     if options.recipe == "auto":
-        from training.recipe import keep_record, select_recipe
-
         model_dir, chosen = select_recipe(config, pairs, pool or corpus, out / "train", options.guards, base, say=say)
         keep_record(model_dir, chosen)
     else:
@@ -87,8 +101,6 @@ def _train(options: RunOptions, out: Path, corpus, record: MadeFrom) -> Path:
 
 
 def _merge(options: RunOptions, base: str, tuned: Path, merged: Path, run: RunRecord, record: MadeFrom) -> Path:
-    from training.merge import merge
-
     inputs = {"model": made_by_run(tuned), "base model": file_fingerprint(check_model_dir(base)), "alpha": options.merge,
               "guards": [file_fingerprint(GUARDS.get(g, g)) for g in options.guards] if options.merge == "auto" else None}
     if record.reuse("merge", merged, inputs):
@@ -103,9 +115,6 @@ def _merge(options: RunOptions, base: str, tuned: Path, merged: Path, run: RunRe
 
 
 def _export(options: RunOptions, model_dir: Path, export_dir: Path, record: MadeFrom, stage: str = "export"):
-    from exporter.manifest import Manifest
-    from exporter.onnx_export import export
-
     made = made_by_run(model_dir) if model_dir.is_relative_to(Path(options.out)) else file_fingerprint(model_dir)
     inputs = {"model": made, "quantize": options.quantize,
               "quantization check data": file_fingerprint(options.data) if options.quantize else None,
@@ -122,11 +131,6 @@ def _export(options: RunOptions, model_dir: Path, export_dir: Path, record: Made
 
 @locks("siamese run", lambda a: a["options"].out)
 def run(options: RunOptions) -> dict:
-    from training.config import recipe_config
-    from training.model_dir import default_base_model
-    from training.recipe import resolve as resolve_recipe
-    from training.train_log import check_report_to
-
     run_started = time.time()
     out = Path(options.out)
     stages = Stages()
@@ -161,7 +165,6 @@ def run(options: RunOptions) -> dict:
 def _model(options: RunOptions, out: Path, base: str, corpus, stages: Stages, record: MadeFrom):
     """Train (and merge), then export (and --colbert's model): the model directory, the export's manifest and the
     late-interaction export (or None)."""
-    from training.model_dir import RECIPE_FILE, TOWERS_FILE
 
     model_dir = stages.timed("train", _train, options, out, corpus, record)
     if (model_dir / TOWERS_FILE).exists():  # two towers: the report says which trained and which stayed the base
@@ -187,12 +190,6 @@ def _evaluate(options: RunOptions, base: str, model_dir: Path, export_dir: Path,
               stages: Stages) -> list[dict]:
     """The served profiles through the backend, then exact search for every model, on all/seen/unseen queries
     and the guard sets."""
-    from common.metrics import seen_queries
-    from training.model_dir import read_positives
-    from training.evaluate import guard_sets
-
-    from vespa_app import profiles
-    from siamese.run.rows import model_rows
 
     guards = guard_sets(options.guards)
     seen = seen_queries(beir.qrels, beir.corpus, read_positives(model_dir))
@@ -212,10 +209,6 @@ def _evaluate(options: RunOptions, base: str, model_dir: Path, export_dir: Path,
 def _write_results(options: RunOptions, out: Path, base: str, model_dir: Path, rows: list[dict], deploy: str,
                    stages: Stages) -> dict:
     """report.md, plot.png, results.json, and the model card with the run's figures."""
-    from training.config import TrainConfig
-    from training.recipe import read_recipe
-
-    from siamese.run.report import plot, write_report
 
     train_metrics = json.loads((model_dir / TRAIN_METRICS_FILE).read_text())
     if rows:
@@ -224,8 +217,6 @@ def _write_results(options: RunOptions, out: Path, base: str, model_dir: Path, r
                                stages.record, deploy,
                                recipe=read_recipe(model_dir))
     if rows:
-        from training.model_card import write_card, write_evaluation
-
         write_evaluation(model_dir, rows, f"From `siamese run` ({stages.record.evaluation}); "
                                           f"served as {stages.record.chunking}.")
         write_card(model_dir)

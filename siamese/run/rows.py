@@ -7,7 +7,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from common.data import Beir
+from common.chunking import Chunker
+from common.data import Beir, read_sts_csv
+from common.vectors import chunked_dense_run, dense_run
+from exporter.runtime import OnnxEmbedder
+from siamese.evaluation import model_label, system_row, system_rows
+from training.encoder import Encoder
+from training.evaluate import bm25_run, embed_fn
+from training.model_dir import TOWERS_FILE, EncoderConfig, check_model_dir, model_cache_key
+from training.models import load_model
 
 TUNED = "fine-tuned (exact)"
 
@@ -19,14 +27,11 @@ def frozen_documents(model_dir: Path, manifest, dim: int):
     trained, a prefix of the vector is served (``dim``) or the export is quantized: there the exported graph embeds
     the documents. The export's parity check holds the served document graph to these vectors (max |Δ| ~3e-7),
     so one embedding of each corpus serves training, the index and every row."""
-    from training.model_dir import model_cache_key
-    from training.model_dir import TOWERS_FILE, EncoderConfig
 
     towers = model_dir / TOWERS_FILE
     frozen = json.loads(towers.read_text()).get("frozen") if towers.exists() else None
     if frozen != "document" or dim != manifest.dimension or manifest.quantization:
         return None
-    from training.encoder import Encoder
 
     config = EncoderConfig.load(model_dir)
     document = None
@@ -41,11 +46,6 @@ def frozen_documents(model_dir: Path, manifest, dim: int):
 def _encoder_runs(model: str, encoder, datasets: dict, chunker) -> dict:
     """Exact-search runs of a PyTorch encoder on every data set (its vectors cached between runs); chunked
     runs embed documents as the run serves them, in chunks of the same size."""
-    from common.chunking import Chunker
-    from common.vectors import chunked_dense_run, dense_run
-    from training.evaluate import embed_fn
-    from training.model_dir import model_cache_key
-    from training.model_dir import check_model_dir
 
     embed, key = embed_fn(encoder, True), model_cache_key(model, encoder.config)
     if not chunker:
@@ -62,14 +62,6 @@ def model_rows(options, base: str, model_dir: Path, export_dir: Path, beir: Beir
     ``--reference`` model at its own window; the fine-tuned model as served (the exported ONNX graph,
     parity-checked against PyTorch; on the embedded backend, the index's own document vectors); each fused
     with BM25. Chunked runs score every model's documents by their best chunk."""
-    from common.data import read_sts_csv
-    from common.vectors import chunked_dense_run, dense_run
-    from exporter.runtime import OnnxEmbedder
-    from training.encoder import Encoder
-    from training.models import load_model
-    from siamese.evaluation import model_label, system_row, system_rows
-    from training.evaluate import bm25_run
-    from training.model_dir import EncoderConfig
 
     datasets = {"main": beir} | guards
     lexical = {name: bm25_run(d.corpus, d.queries) for name, d in datasets.items()}
@@ -113,6 +105,4 @@ def model_rows(options, base: str, model_dir: Path, export_dir: Path, beir: Beir
 
 
 def base_row_name(base: str) -> str:
-    from siamese.evaluation import model_label
-
     return f"base ({model_label(base)})"

@@ -6,20 +6,26 @@ import sys
 from pathlib import Path
 
 from common.data import corpus_fingerprint, load_beir
-
+from exporter.manifest import Manifest
+from exporter.parity import parity_texts
+from siamese.run.fusion_weight import choose_bm25_weight, judged
 from siamese.run.made_from import MadeFrom, made_by_run
 from siamese.run.options import RunOptions
+from siamese.run.rows import frozen_documents
 from siamese.run.stages import RunRecord, Stages, say
+from vespa_app.check.structure import check_package, java_missing
+from vespa_app.client.deploy import deploy
+from vespa_app.client.http import VespaError
+from vespa_app.client.query import VespaBackend
+from vespa_app.embedded import EmbeddedIndex
+from vespa_app.package.build import write_package
+from vespa_app.package.options import AppOptions
+from vespa_app.package.record import AppPackage
 from vespa_app.serving import BM25_WEIGHT
 
 
 def _package(export_dir: Path, app_dir: Path, corpus, run: RunRecord, chunker, dim: int, colbert_dir,
              fusion: tuple[float, dict | None], record: MadeFrom) -> None:
-    from exporter.parity import parity_texts
-
-    from vespa_app.check.structure import check_package, java_missing
-    from vespa_app.package.build import write_package
-    from vespa_app.package.options import AppOptions
 
     missing = java_missing()
     texts = None if missing else parity_texts(25, 25)
@@ -55,9 +61,6 @@ def _package_inputs(export_dir: Path, chunker, dim: int, colbert_dir) -> dict:
 
 
 def _index(export_dir: Path, index_dir: Path, corpus, chunker, dim: int, colbert_dir, model_dir, record: MadeFrom):
-    from exporter.manifest import Manifest
-
-    from vespa_app.embedded import EmbeddedIndex
 
     inputs = _package_inputs(export_dir, chunker, dim, colbert_dir) | {
         "corpus": corpus_fingerprint(corpus), "document vectors of": model_dir and made_by_run(model_dir)}
@@ -66,7 +69,6 @@ def _index(export_dir: Path, index_dir: Path, corpus, chunker, dim: int, colbert
         index = EmbeddedIndex.open(index_dir)
         index.check_corpus(corpus)
         return index
-    from siamese.run.rows import frozen_documents
 
     frozen = frozen_documents(model_dir, Manifest.load(export_dir), dim) if model_dir else None
     say(f"embedded index: {len(corpus)} documents"
@@ -82,8 +84,6 @@ def _bm25_weight(options: RunOptions, index, app_dir: Path) -> tuple[float, dict
     """hybrid-linear's BM25 weight: as given, or chosen on the embedded index by the training queries whose
     judged documents are in the corpus (``fusion_weight``); with --vespa, the existing package's; without
     judged training queries (or an index), the default."""
-    from vespa_app.package.record import AppPackage
-    from siamese.run.fusion_weight import choose_bm25_weight
 
     if options.bm25_weight != "auto":
         return float(options.bm25_weight), {"method": "given (--bm25-weight)"}
@@ -102,7 +102,6 @@ def _bm25_weight(options: RunOptions, index, app_dir: Path) -> tuple[float, dict
 
 def _training_judgements(options: RunOptions, doc_ids: set) -> tuple[dict, dict] | None:
     """The training split's queries and their relevant documents among ``doc_ids`` (a BEIR --data folder)."""
-    from siamese.run.fusion_weight import judged
 
     if not options.data or not (Path(options.data) / "qrels" / f"{options.train_split}.tsv").exists():
         return None
@@ -112,11 +111,6 @@ def _training_judgements(options: RunOptions, doc_ids: set) -> tuple[dict, dict]
 
 
 def _feed_vespa(options: RunOptions, app_dir: Path, corpus, out: Path, run: RunRecord):
-    from vespa_app.package.record import AppPackage
-    from vespa_app.client.deploy import deploy
-    from vespa_app.client.http import VespaError
-    from vespa_app.client.query import VespaBackend
-
     url = deploy(app_dir, options.vespa, running_ok=True)
     package = AppPackage.open(app_dir)
     backend = VespaBackend(url, chunked=package.chunked)
