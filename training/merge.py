@@ -61,7 +61,11 @@ def choose_alpha(base_dir, tuned_dir, guards: dict, grid=(1.0, 0.75, 0.5, 0.25),
     base = Encoder.load(base_dir, max_length=EncoderConfig.load(check_model_dir(tuned_dir)).max_length)
     before = guard_scores(base, guards, cache=model_cache_key(base_dir, base.config))  # once, not per α
     for alpha in grid:
-        after = guard_scores(merged_encoder(base_dir, tuned_dir, alpha), guards)
+        if alpha == 1.0:  # the tuned model itself (lerp is exact at 1): its vectors may be cached already
+            tuned = load_model(tuned_dir)
+            after = guard_scores(tuned, guards, cache=model_cache_key(tuned_dir, tuned.config))
+        else:
+            after = guard_scores(merged_encoder(base_dir, tuned_dir, alpha), guards)
         drops = tried[alpha] = {name: round(before[name] - after[name], 4) for name in guards}
         ok = all(d <= BOUND for d in drops.values())
         say(f"α {alpha:.2f}: change on the selection half "
