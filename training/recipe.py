@@ -199,6 +199,9 @@ def select_recipe(make_config: Callable[[str, str], TrainConfig], pairs: list[Pa
         alpha = json.loads((model / MERGE_FILE).read_text())["alpha"] if c.merged else None
         if alpha == 1.0 and "shared" in scored:  # merged at α 1: the shared model itself, scored already
             result = {k: scored["shared"][k] for k in ("dev", "guards")}
+        elif alpha == 0.0:  # merged at α 0: the base model's weights, scored before any candidate
+            result = {"dev": {k: round(v, 4) for k, v in base_dev.items() if k.startswith("ndcg@10")},
+                      "guards": {g: 0.0 for g in selection}}
         else:
             say(f"recipe auto: scoring {c.label} on the dev queries and the guards' selection halves")
             result = _score(model, dev, seen, selection, before)
