@@ -51,7 +51,11 @@ def main() -> int:
     beir, guards, sts = load_beir(args.data, "test"), guard_sets(GUARDS), read_sts_csv(STSB_TEST)
     measured = out / "candidates.json"
     rows = json.loads(measured.read_text()) if measured.exists() else {}
+    base_row = next(r for r in results["rows"] if r["name"].startswith("base ("))
     for name, model in candidates(run).items():
+        alpha = record["candidates"][name].get("alpha")
+        if name not in rows and alpha in (0.0, 1.0):  # merged at α 0 is the base; at α 1, the shared candidate
+            rows[name] = dict(base_row if alpha == 0.0 else rows["shared"]) | {"name": name}
         if name not in rows:
             row = evaluate([str(model)], beir, bm25=False, sts_rows=sts, progress=False, guards=guards,
                            positives=read_positives(model))[0]
