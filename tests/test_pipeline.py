@@ -45,6 +45,10 @@ def test_run_end_to_end_then_reuse(tiny_model, small_beir, tmp_path, capsys):
     assert "## Generalisation and forgetting" in report and "- unseen queries:" in report
     assert "- guard cisi:" in report and "- guard medquad:" in report
     assert "### Against reference (tiny0)" in report and "fine-tuned (exact) on unseen queries:" in report
+    # a fixed recipe (the default on a CPU) says what was not tried and how to try it
+    assert "Fixed recipe: a query tower" in report and "Shared weights were not tried" in report
+    assert "`--recipe auto` tries" in report
+    assert {r["kind"] for r in results["rows"]} == {"served", "bm25", "base", "reference", "fused", "tuned"}
     # the checks read as a table; their raw figures go to checks.json beside the report
     checks = report.split("## Checks")[1].split("## Training configuration")[0]
     assert "| ONNX (fp32) against PyTorch |" in checks and "hybrid-linear's BM25 weight" in checks and "{" not in checks
