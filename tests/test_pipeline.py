@@ -118,7 +118,9 @@ def test_run_against_vespa_wires_feed_and_evaluation(tiny_model, small_beir, tmp
             idx, scores = bm25.search([text], hits)
             return [Hit(corpus[i].id, float(s)) for i, s in zip(idx[0], scores[0])]
 
-    monkeypatch.setattr(client, "VespaBackend", StandIn)
+    import siamese.run.serve
+
+    monkeypatch.setattr(siamese.run.serve, "VespaBackend", StandIn)  # where the run takes it from
     out = tmp_path / "run"
     with FaultServer(every_drop=0) as server:
         assert main(["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--epochs", "1",
