@@ -164,7 +164,7 @@ def test_malformed_option_values_end_in_one_usage_line(argv, says, capsys):
     # issue 35: flags that would have been accepted and ignored
     (["--queries", "q.jsonl"], "--queries without --qrels and --corpus: evaluation needs"),
     (["--symmetric"], "--symmetric (the query tower scores each query against every document's frozen vector"),
-    (["--loss", "symmetric-infonce"], "refused: --loss"),
+    (["--loss", "symmetric-infonce"], "--loss symmetric-infonce trains the shared and separate towers, not the query"),
     (["--tower", "separate", "--colbert-dim", "64"], "--colbert-dim (only late interaction has it"),
     (["--eval-every", "5", "--tower", "shared"], "siamese run evaluates once, after training"),
 ])
