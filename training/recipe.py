@@ -34,9 +34,9 @@ from common.vectors import dense_run
 from .config import TrainConfig
 from .evaluate import embed_fn, guard_sets
 from .merge import BOUND, guard_scores, merge
+from .encoder import Encoder
 from .model_card import write_card
-from .model_dir import (MERGE_FILE, RECIPE_FILE, TRAIN_CONFIG_FILE,
-                        TRAIN_METRICS_FILE, EncoderConfig, check_model_dir, model_cache_key)
+from .model_dir import MERGE_FILE, RECIPE_FILE, TRAIN_CONFIG_FILE, TRAIN_METRICS_FILE, model_cache_key
 from .pairs import Pair
 
 FORGETTING_BOUND = BOUND  # the largest guard drop a winner may have: half a point of nDCG@10, as merge's α
@@ -105,8 +105,7 @@ def dev_set(dev: list[Pair], kept: list[Pair], pool: list | None) -> tuple[Beir,
         queries[qid] = p.query
         qrels.setdefault(qid, {})[corpus[passage_key(p.positive)].id] = 1
     trained = {passage_key(p.positive) for p in kept}
-    seen = {qid for qid, q in queries.items()
-            if any(passage_key(p.positive) in trained for p in dev if p.query == q)}
+    seen = {f"dev-{passage_key(p.query)}" for p in dev if passage_key(p.positive) in trained}
     return Beir({d.id: d for d in corpus.values()}, queries, qrels), seen
 
 
@@ -165,13 +164,10 @@ def select_recipe(make_config: Callable[[str, str], TrainConfig], pairs: list[Pa
     say(f"recipe auto: {len(dev.queries)} dev queries held out ({len(seen)} seen), {len({p.query for p in kept})} "
         f"train the candidates; guards' selection halves: "
         + ", ".join(f"{g} {len(b.queries)} queries" for g, b in selection.items()))
-    base_encoder_config = EncoderConfig.load(check_model_dir(base))
-    from .encoder import Encoder
-
     base_model = Encoder.load(base).eval()
-    before = guard_scores(base_model, selection, cache=model_cache_key(base, base_encoder_config))
-    base_dev = score_split(dense_run(embed_fn(base_model), dev, cache=model_cache_key(base, base_encoder_config)),
-                           dev.qrels, seen)
+    key = model_cache_key(base, base_model.config)  # hashes the weights: once
+    before = guard_scores(base_model, selection, cache=key)
+    base_dev = score_split(dense_run(embed_fn(base_model), dev, cache=key), dev.qrels, seen)
     del base_model
     candidates, skipped, scored = {}, {}, {}
     for c in CANDIDATES:
