@@ -1,5 +1,6 @@
 """BM25 from the bm25s library (English stopwords, Snowball stemming), used for hard-negative mining,
-the evaluation baseline and the embedded search backend alike."""
+the evaluation baseline and the embedded search backend alike. bm25s scores; the ranking is ours
+(``common.vectors.top_k``), so that documents with equal scores come in the same order on every machine."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,11 +9,13 @@ import bm25s
 import numpy as np
 import Stemmer
 
+from .vectors import top_k
+
 _STEMMER = Stemmer.Stemmer("english")
 
 
-def _tokens(texts: list[str]):
-    return bm25s.tokenize(list(texts), stopwords="en", stemmer=_STEMMER, show_progress=False)
+def _tokens(texts: list[str], return_ids: bool = True):
+    return bm25s.tokenize(list(texts), stopwords="en", stemmer=_STEMMER, show_progress=False, return_ids=return_ids)
 
 
 class BM25:
@@ -28,9 +31,12 @@ class BM25:
 
     def search(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """(positions, scores), each (len(queries), k'), best first, k' = min(k, corpus size)."""
-        k = min(k, self.size)
-        positions, scores = self.retriever.retrieve(_tokens(queries), k=k, show_progress=False, n_threads=1)
-        return np.asarray(positions), np.asarray(scores)
+        scores = np.zeros((len(queries), self.size), dtype=np.float32)
+        for row, words in zip(scores, _tokens(queries, return_ids=False)):
+            known = self.retriever.get_tokens_ids(words)
+            if known:  # a query with no word of the corpus scores every document 0
+                row[:] = self.retriever.get_scores_from_ids(known)
+        return top_k(scores, k)
 
     def save(self, path) -> None:
         self.retriever.save(str(path))
