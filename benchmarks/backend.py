@@ -6,6 +6,7 @@ with and without query embedding, and index build time, for a few HNSW settings.
 Uses runs/latest/index/embeddings.npy (from `siamese run`) when present, so the corpus is not embedded
 again; otherwise embeds it with the export. Last line: JSON.
 """
+
 import argparse
 import json
 import sys
@@ -40,14 +41,24 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for i, (m, ef_c, ef_s) in enumerate(SETTINGS):
             started = time.perf_counter()
-            index = EmbeddedIndex.build(Path(tmp) / f"i{i}", args.export, docs, connectivity=m, expansion_add=ef_c,
-                                        expansion_search=ef_s, embeddings=embeddings, progress=False)
+            index = EmbeddedIndex.build(
+                Path(tmp) / f"i{i}",
+                args.export,
+                docs,
+                connectivity=m,
+                expansion_add=ef_c,
+                expansion_search=ef_s,
+                embeddings=embeddings,
+                progress=False,
+            )
             build_s = time.perf_counter() - started - index.meta["embed_seconds"]
             embeddings = index.embeddings
             if i == 0:
                 started = time.perf_counter()
                 vectors = np.stack([index.embedder.embed_one(q, "query") for q in queries])
-                results["query_embedding_ms_mean"] = round(1000 * (time.perf_counter() - started) / len(queries), 2)
+                results["query_embedding_ms_mean"] = round(
+                    1000 * (time.perf_counter() - started) / len(queries), 2
+                )
                 exact, _ = index.exact(vectors, args.k)
             found, lat_search, lat_full = [], [], []
             for q, v in zip(queries, vectors):
@@ -58,20 +69,38 @@ def main():
                 t0 = time.perf_counter()
                 index.query(q, "semantic", hits=args.k, target_hits=args.k)
                 lat_full.append(time.perf_counter() - t0)
-            recall = float(np.mean([len(set(f.tolist()) & set(e.tolist())) / args.k for f, e in zip(found, exact)]))
+            recall = float(
+                np.mean([len(set(f.tolist()) & set(e.tolist())) / args.k for f, e in zip(found, exact)])
+            )
             ms = lambda xs, p: round(1000 * float(np.percentile(xs, p)), 3)  # noqa: E731
-            results["settings"].append({"max_links_per_node": m, "ef_construction": ef_c, "ef_search": ef_s,
-                                        "recall_at_10": round(recall, 4), "build_s": round(build_s, 2),
-                                        "search_ms_p50": ms(lat_search, 50), "search_ms_p99": ms(lat_search, 99),
-                                        "with_embedding_ms_p50": ms(lat_full, 50),
-                                        "with_embedding_ms_p99": ms(lat_full, 99)})
-    print(f"{len(docs)} documents, {len(queries)} queries, query embedding {results['query_embedding_ms_mean']} ms")
-    print(f"{'M':>3} {'efC':>4} {'efS':>4} {'recall@10':>9} {'build s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'+embed p50':>10} {'+embed p99':>10}")
+            results["settings"].append(
+                {
+                    "max_links_per_node": m,
+                    "ef_construction": ef_c,
+                    "ef_search": ef_s,
+                    "recall_at_10": round(recall, 4),
+                    "build_s": round(build_s, 2),
+                    "search_ms_p50": ms(lat_search, 50),
+                    "search_ms_p99": ms(lat_search, 99),
+                    "with_embedding_ms_p50": ms(lat_full, 50),
+                    "with_embedding_ms_p99": ms(lat_full, 99),
+                }
+            )
+    print(
+        f"{len(docs)} documents, {len(queries)} queries, query embedding "
+        f"{results['query_embedding_ms_mean']} ms"
+    )
+    print(
+        f"{'M':>3} {'efC':>4} {'efS':>4} {'recall@10':>9} {'build s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'+embed p50':>10} {'+embed p99':>10}"
+    )
     for s in results["settings"]:
-        print(f"{s['max_links_per_node']:3} {s['ef_construction']:4} {s['ef_search']:4} {s['recall_at_10']:9.4f} "
-              f"{s['build_s']:8.2f} {s['search_ms_p50']:7.3f} {s['search_ms_p99']:7.3f} "
-              f"{s['with_embedding_ms_p50']:10.2f} {s['with_embedding_ms_p99']:10.2f}")
+        print(
+            f"{s['max_links_per_node']:3} {s['ef_construction']:4} {s['ef_search']:4} "
+            f"{s['recall_at_10']:9.4f} "
+            f"{s['build_s']:8.2f} {s['search_ms_p50']:7.3f} {s['search_ms_p99']:7.3f} "
+            f"{s['with_embedding_ms_p50']:10.2f} {s['with_embedding_ms_p99']:10.2f}"
+        )
     print(json.dumps(results))
 
 

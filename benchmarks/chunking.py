@@ -1,6 +1,7 @@
 """Truncated vs chunked documents: what embedding a long passage as chunks buys, at the same window.
 
-    python benchmarks/chunking.py [--models base [LABEL=]path/to/model ...] [--windows 128 256] [--overlaps 0 32]
+    python benchmarks/chunking.py [--models base
+    [LABEL=]path/to/model ...] [--windows 128 256] [--overlaps 0 32]
                                   [--out runs/chunking]
     python benchmarks/chunking.py --feed-cost EXPORT_DIR [--windows 128]   # ms of embedding per document
     python benchmarks/chunking.py --vespa-chunkers [--windows 128 256]   # Vespa's own chunkers vs ours
@@ -12,6 +13,7 @@ out-of-domain guards (report half). Rows are kept per setting in OUT, so a re-ru
 missing; vectors are cached (``common.vectors.cached_vectors``). Prints a Markdown table, then the rows as
 JSON on the last line, and the chunk count per document.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,6 +30,7 @@ from training.model_dir import read_positives  # noqa: E402
 from siamese.evaluation import Chunking, evaluate
 from training.evaluate import guard_sets  # noqa: E402
 from training.model_dir import default_base_model  # noqa: E402
+
 
 def model_label(arg: str) -> tuple[str, str]:
     """``base``, ``LABEL=DIR`` or ``DIR`` (labelled by its name, or its parent's where the name is ``model``,
@@ -53,8 +56,13 @@ def chunk_counts(model: str, window: int, overlap: int, corpus) -> dict:
 
     chunker = Chunker.for_model(model, window, overlap)
     counts = [len(chunker.passage_chunks(d.title, d.text)) for d in corpus.values()]
-    return {"window": window, "overlap": overlap, "chunks_per_doc": round(sum(counts) / len(counts), 2),
-            "max": max(counts), "truncated_docs": sum(c > 1 for c in counts)}
+    return {
+        "window": window,
+        "overlap": overlap,
+        "chunks_per_doc": round(sum(counts) / len(counts), 2),
+        "max": max(counts),
+        "truncated_docs": sum(c > 1 for c in counts),
+    }
 
 
 def feed_cost(export_dir: str, corpus, tokens: int, overlap: int, n: int = 200) -> dict:
@@ -69,8 +77,10 @@ def feed_cost(export_dir: str, corpus, tokens: int, overlap: int, n: int = 200) 
     chunker = Chunker.for_model(export_dir, tokens, overlap, prefix=embedder.manifest.prefixes["document"])
     docs = list(corpus.values())[:n]
     out = {"documents": len(docs), "tokens": tokens, "overlap": overlap}
-    for name, texts in (("truncated", [[d.passage] for d in docs]),
-                        ("chunked", [chunker.passage_chunks(d.title, d.text) for d in docs])):
+    for name, texts in (
+        ("truncated", [[d.passage] for d in docs]),
+        ("chunked", [chunker.passage_chunks(d.title, d.text) for d in docs]),
+    ):
         started = time.perf_counter()
         for doc_texts in texts:
             for text in doc_texts:
@@ -93,18 +103,30 @@ def vespa_chunkers(model: str, corpus, window: int) -> list[dict]:
     flat = [c for cs in our_chunks for c in cs]
     chars = round(sum(map(len, flat)) / len(flat))
     rows = []
-    for name, args, theirs in (("ours", (), our_chunks),
-                               ("vespa fixed-length", (chars,), vespa_chunks(texts, "fixed-length", (chars,))),
-                               ("vespa sentence", (), vespa_chunks(texts, "sentence"))):
+    for name, args, theirs in (
+        ("ours", (), our_chunks),
+        ("vespa fixed-length", (chars,), vespa_chunks(texts, "fixed-length", (chars,))),
+        ("vespa sentence", (), vespa_chunks(texts, "sentence")),
+    ):
         tokens = [ours.count(c) for cs in theirs for c in cs]
         lost = sum(max(0, t - ours.budget) for t in tokens)
-        rows.append({"chunker": name + "".join(f" {a}" for a in args), "window": window,
-                     "chunks_per_doc": round(len(tokens) / len(texts), 2),
-                     "same_cuts_as_ours": round(sum([c.strip() for c in a] == [c.strip() for c in b]
-                                                    for a, b in zip(theirs, our_chunks)) / len(texts), 3),
-                     "over_window": round(sum(t > ours.budget for t in tokens) / len(tokens), 3),
-                     "tokens_truncated": round(lost / sum(tokens), 3),
-                     "mean_window_fill": round(sum(min(t, ours.budget) for t in tokens) / len(tokens) / ours.budget, 2)})
+        rows.append(
+            {
+                "chunker": name + "".join(f" {a}" for a in args),
+                "window": window,
+                "chunks_per_doc": round(len(tokens) / len(texts), 2),
+                "same_cuts_as_ours": round(
+                    sum([c.strip() for c in a] == [c.strip() for c in b] for a, b in zip(theirs, our_chunks))
+                    / len(texts),
+                    3,
+                ),
+                "over_window": round(sum(t > ours.budget for t in tokens) / len(tokens), 3),
+                "tokens_truncated": round(lost / sum(tokens), 3),
+                "mean_window_fill": round(
+                    sum(min(t, ours.budget) for t in tokens) / len(tokens) / ours.budget, 2
+                ),
+            }
+        )
     return rows
 
 
@@ -114,10 +136,16 @@ def main() -> None:
     parser.add_argument("--windows", nargs="*", type=int, default=[128, 256])
     parser.add_argument("--overlaps", nargs="*", type=int, default=[0, 32])
     parser.add_argument("--out", default="runs/chunking")
-    parser.add_argument("--feed-cost", metavar="EXPORT_DIR",
-                        help="only time feed-side embedding per document with this export (one text per call)")
-    parser.add_argument("--vespa-chunkers", action="store_true",
-                        help="only compare Vespa's own chunkers (indexing language) with ours, on SciFact's texts")
+    parser.add_argument(
+        "--feed-cost",
+        metavar="EXPORT_DIR",
+        help="only time feed-side embedding per document with this export (one text per call)",
+    )
+    parser.add_argument(
+        "--vespa-chunkers",
+        action="store_true",
+        help="only compare Vespa's own chunkers (indexing language) with ours, on SciFact's texts",
+    )
     args = parser.parse_args()
     if args.vespa_chunkers:
         corpus = load_beir(SCIFACT, "test").corpus
@@ -149,8 +177,15 @@ def main() -> None:
                 name = f"{label}-{window}-" + (f"{setting.overlap}-{setting.pooling}" if setting else "trunc")
                 cached = out / f"{name}.json"
                 if not cached.exists():
-                    row = evaluate([model], beir, bm25=False, max_length=window, guards=guards, positives=positives,
-                                   chunking=setting)[0]
+                    row = evaluate(
+                        [model],
+                        beir,
+                        bm25=False,
+                        max_length=window,
+                        guards=guards,
+                        positives=positives,
+                        chunking=setting,
+                    )[0]
                     row["name"] = f"{label} @{window} " + (setting.label(window) if setting else "truncated")
                     cached.write_text(json.dumps(row))
                 rows.append(json.loads(cached.read_text()))
@@ -159,8 +194,11 @@ def main() -> None:
     first = next(iter(models.values()))
     counts = [chunk_counts(first, w, o, beir.corpus) for w in args.windows for o in args.overlaps]
     for c in counts:
-        print(f"SciFact at {c['window']} tokens, overlap {c['overlap']}: {c['chunks_per_doc']} chunks per document "
-              f"(max {c['max']}); {c['truncated_docs']} of {len(beir.corpus)} documents need more than one")
+        print(
+            f"SciFact at {c['window']} tokens, overlap {c['overlap']}: {c['chunks_per_doc']} chunks per "
+            "document "
+            f"(max {c['max']}); {c['truncated_docs']} of {len(beir.corpus)} documents need more than one"
+        )
     print(json.dumps({"rows": rows, "chunks": counts}))
 
 

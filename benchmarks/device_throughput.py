@@ -1,15 +1,16 @@
-"""Throughput on the chosen device: corpus encoding at 256 tokens (fp32 and the half precision encode() keeps, with
-the cosine between them) and training tokens/s of each tower, as `siamese train` runs them.
+"""Throughput on the chosen device: corpus encoding at 256 tokens (fp32 and the half precision encode() keeps,
+with the cosine between them) and training tokens/s of each tower, as `siamese train` runs them.
 
     python benchmarks/device_throughput.py [--device auto] [--n 4096] [--steps 20] [--towers shared,query,...]
 
 Encoding: SciFact abstracts (repeated up to --n), through ``Encoder.encode`` (on a GPU: batches fitted to its
-memory, fp16 autocast where the first batch meets the bound, ``training/accelerator_encode.py``). The share of the
-chip's peak counts 2 FLOP per weight per token plus the attention products (4·L·d·T per token), over the
+memory, fp16 autocast where the first batch meets the bound, ``training/accelerator_encode.py``). The share of
+the chip's peak counts 2 FLOP per weight per token plus the attention products (4·L·d·T per token), over the
 datasheet's dense fp16/bf16 rate (--peak-tflops; H100 and H200: 989). Training: ``training.loop.train`` with
 --max-steps on SciFact train, default recipe per tower (τ fixed at 0.05 so the base's margin is not measured);
 tokens/s counts the texts each step's trained towers embed. Last line: JSON.
 """
+
 import argparse
 import json
 import os
@@ -44,7 +45,9 @@ def encoding(base: str, n: int, peak_tflops: float) -> dict:
     passages = [d.passage for d in read_beir(SCIFACT, "train").corpus.values()]
     texts = (passages * (n // len(passages) + 1))[:n]
     encoder = Encoder.load(base, max_length=256).eval()
-    lengths = [len(ids) for ids in encoder.tokenizer(texts[:2000], truncation=True, max_length=256)["input_ids"]]
+    lengths = [
+        len(ids) for ids in encoder.tokenizer(texts[:2000], truncation=True, max_length=256)["input_ids"]
+    ]
     flop = float(np.mean([flop_per_text(encoder, t) for t in lengths]))
     out = {"device": str(encoder.device), "texts": n, "mean_tokens": round(float(np.mean(lengths)), 1)}
     vectors = {}
@@ -56,8 +59,11 @@ def encoding(base: str, n: int, peak_tflops: float) -> dict:
         vectors[name] = encoder.encode(texts)
         synchronize()
         seconds = time.perf_counter() - started
-        out[name] = {"passages_s": round(n / seconds, 1), "tflops": round(n * flop / seconds / 1e12, 2),
-                     "share_of_peak": round(n * flop / seconds / 1e12 / peak_tflops, 4)}
+        out[name] = {
+            "passages_s": round(n / seconds, 1),
+            "tflops": round(n * flop / seconds / 1e12, 2),
+            "share_of_peak": round(n * flop / seconds / 1e12 / peak_tflops, 4),
+        }
     os.environ.pop("SIAMESE_HALF_ENCODE")
     a, b = vectors["fp32"], vectors["half"]
     cos = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
@@ -77,8 +83,11 @@ def training(base: str, towers: list[str], steps: int) -> dict:
             cfg = recipe_config(base, str(Path(tmp) / tower), tower=tower, max_steps=steps, temperature=0.05)
             model_dir = train(cfg, pairs, corpus, progress=False)
             metrics = json.loads((model_dir / "train_metrics.json").read_text())
-        out[tower] = {"tokens_s": metrics["tokens_per_s"], "pairs_s": metrics["pairs_per_s"],
-                      "seconds_per_step": round(metrics["wall_s"] / metrics["steps"], 3)}
+        out[tower] = {
+            "tokens_s": metrics["tokens_per_s"],
+            "pairs_s": metrics["pairs_per_s"],
+            "seconds_per_step": round(metrics["wall_s"] / metrics["steps"], 3),
+        }
     return out
 
 
@@ -93,13 +102,20 @@ def main():
     args = p.parse_args()
     devices.use(args.device)
     base = args.base or default_base_model()
-    result = {"device": torch.cuda.get_device_name() if devices.current().type == "cuda" else str(devices.current()),
-              "encode_256": encoding(base, args.n, args.peak_tflops),
-              "train": training(base, args.towers.split(","), args.steps)}
+    result = {
+        "device": torch.cuda.get_device_name()
+        if devices.current().type == "cuda"
+        else str(devices.current()),
+        "encode_256": encoding(base, args.n, args.peak_tflops),
+        "train": training(base, args.towers.split(","), args.steps),
+    }
     enc = result["encode_256"]
-    print(f"{result['device']}: encode 256 tokens fp32 {enc['fp32']['passages_s']}/s, half {enc['half']['passages_s']}/s "
-          f"({enc['half']['share_of_peak']:.1%} of {args.peak_tflops:g} TFLOP/s), cosine min "
-          f"{enc['half_cosine_to_fp32']['min']}")
+    print(
+        f"{result['device']}: encode 256 tokens fp32 {enc['fp32']['passages_s']}/s, half "
+        f"{enc['half']['passages_s']}/s "
+        f"({enc['half']['share_of_peak']:.1%} of {args.peak_tflops:g} TFLOP/s), cosine min "
+        f"{enc['half_cosine_to_fp32']['min']}"
+    )
     for tower, row in result["train"].items():
         print(f"train {tower}: {row['tokens_s']} tokens/s, {row['seconds_per_step']} s/step")
     print(json.dumps(result))

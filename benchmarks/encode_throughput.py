@@ -1,14 +1,16 @@
 """Encoding throughput on this CPU: PyTorch fp32 vs ONNX Runtime fp32 vs int8 (dynamic, per-channel),
 on short queries (SciFact claims) and 256-token passages (SciFact abstracts), each as a ratio to PyTorch fp32
 measured in the same run (and ``encode_via_onnx``: ``Encoder.encode``'s path for many texts, the transformer
-through a fused ONNX Runtime graph, ``training/onnx_encode.py``); plus int8 quality: cosine to fp32. Also ONNX Runtime's transformer graph fusions
-(the optimisation optimum's ORTOptimizer applies; its fused ops are contrib ops of a stock ONNX Runtime), with
-and without int8, to show whether they earn a place in the exporter.
+through a fused ONNX Runtime graph, ``training/onnx_encode.py``); plus int8 quality: cosine to fp32. Also ONNX
+Runtime's transformer graph fusions (the optimisation optimum's ORTOptimizer applies; its fused ops are
+contrib ops of a stock ONNX Runtime), with and without int8,
+to show whether they earn a place in the exporter.
 
     python benchmarks/encode_throughput.py [--model DIR] [--n 256]
 
 Exports the model to a temporary directory (the real exporter, parity checks included). Last line: JSON.
 """
+
 import argparse
 import json
 import sys
@@ -45,10 +47,17 @@ def fuse(export_dir: Path, encoder) -> dict:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    onnx_encode.fuse(export_dir / "model-fp32.onnx", export_dir / "fused-fp32.onnx", encoder.transformer.config)
-    quantize_dynamic(str(export_dir / "fused-fp32.onnx"), str(export_dir / "fused-int8.onnx"), per_channel=True,
-                     weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    onnx_encode.fuse(
+        export_dir / "model-fp32.onnx", export_dir / "fused-fp32.onnx", encoder.transformer.config
+    )
+    quantize_dynamic(
+        str(export_dir / "fused-fp32.onnx"),
+        str(export_dir / "fused-int8.onnx"),
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul", "Gemm"],
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
     return {"fp32": "fused-fp32.onnx", "int8": "fused-int8.onnx"}
 
 
@@ -73,9 +82,13 @@ def main():
     passages = [d.passage for d in beir.corpus.values()][: args.n]
 
     with tempfile.TemporaryDirectory() as tmp:
-        encoder = load_model(model, device="cpu", max_length=256).eval()  # a CPU benchmark: ONNX Runtime beside it
+        encoder = load_model(
+            model, device="cpu", max_length=256
+        ).eval()  # a CPU benchmark: ONNX Runtime beside it
         model_256 = Path(tmp) / "model256"
-        encoder.save(model_256)  # the same weights with max length 256, so every system sees 256-token passages
+        encoder.save(
+            model_256
+        )  # the same weights with max length 256, so every system sees 256-token passages
         exp = export(model_256, Path(tmp) / "export", quantize="int8", progress=False)
         fused_files = fuse(exp, encoder)
         fp32 = OnnxEmbedder(exp, "model-fp32.onnx")
@@ -83,27 +96,40 @@ def main():
         # Padded batches of the int8 graph: faster, but its activation scales then span the batch, so the
         # vectors are not Vespa's (one text per call); measured to show what exactness costs.
         int8_batched = OnnxEmbedder(exp, "model.onnx", one_text_per_call=False)
-        fused = {name: OnnxEmbedder(exp, f, one_text_per_call=name == "int8") for name, f in fused_files.items()}
+        fused = {
+            name: OnnxEmbedder(exp, f, one_text_per_call=name == "int8") for name, f in fused_files.items()
+        }
         systems = {
-            "pytorch_fp32": lambda kind: (lambda t: encoder.encode(t, kind, batch_size=args.batch_size)),
-            "encode_via_onnx": lambda kind: (lambda t: via_onnx(encoder, t, kind, args.batch_size)),
-            "onnx_fp32": lambda kind: (lambda t: fp32.embed(t, kind, batch_size=args.batch_size)),
-            "onnx_int8": lambda kind: (lambda t: int8.embed(t, kind)),  # one text per call (see runtime.py)
-            "onnx_int8_batched": lambda kind: (lambda t: int8_batched.embed(t, kind, batch_size=args.batch_size)),
-            "onnx_fused_fp32": lambda kind: (lambda t: fused["fp32"].embed(t, kind, batch_size=args.batch_size)),
-            "onnx_fused_int8": lambda kind: (lambda t: fused["int8"].embed(t, kind)),
+            "pytorch_fp32": lambda kind: lambda t: encoder.encode(t, kind, batch_size=args.batch_size),
+            "encode_via_onnx": lambda kind: lambda t: via_onnx(encoder, t, kind, args.batch_size),
+            "onnx_fp32": lambda kind: lambda t: fp32.embed(t, kind, batch_size=args.batch_size),
+            "onnx_int8": lambda kind: lambda t: int8.embed(t, kind),  # one text per call (see runtime.py)
+            "onnx_int8_batched": lambda kind: (
+                lambda t: int8_batched.embed(t, kind, batch_size=args.batch_size)
+            ),
+            "onnx_fused_fp32": lambda kind: (
+                lambda t: fused["fp32"].embed(t, kind, batch_size=args.batch_size)
+            ),
+            "onnx_fused_int8": lambda kind: lambda t: fused["int8"].embed(t, kind),
         }
         results = {"threads": torch.get_num_threads(), "n": args.n, "passage_tokens": 256}
         for name, texts, kind in (("queries", queries, "query"), ("passages", passages, "passage")):
             rates = {s: rate(make(kind), texts) for s, make in systems.items()}
-            results[name] = {s: {"per_s": round(r, 1), "x_pytorch": round(r / rates["pytorch_fp32"], 2)}
-                             for s, r in rates.items()}
+            results[name] = {
+                s: {"per_s": round(r, 1), "x_pytorch": round(r / rates["pytorch_fp32"], 2)}
+                for s, r in rates.items()
+            }
         int8_vectors = int8.embed(passages, "passage")
         cos = cosine(fp32.embed(passages, "passage"), int8_vectors)
-        results["int8_cosine_to_fp32"] = {"mean": round(float(cos.mean()), 5), "min": round(float(cos.min()), 5)}
+        results["int8_cosine_to_fp32"] = {
+            "mean": round(float(cos.mean()), 5),
+            "min": round(float(cos.min()), 5),
+        }
         cos = cosine(int8_batched.embed(passages, "passage", batch_size=args.batch_size), int8_vectors)
-        results["int8_batched_cosine_to_one_per_call"] = {"mean": round(float(cos.mean()), 5),
-                                                          "min": round(float(cos.min()), 5)}
+        results["int8_batched_cosine_to_one_per_call"] = {
+            "mean": round(float(cos.mean()), 5),
+            "min": round(float(cos.min()), 5),
+        }
         results["int8_bytes"] = (exp / "model.onnx").stat().st_size
         results["fp32_bytes"] = (exp / "model-fp32.onnx").stat().st_size
 

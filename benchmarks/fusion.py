@@ -6,6 +6,7 @@ weight of the grid scores on the held-out test queries (which the choice never s
 The index is a `siamese run`'s embedded index (its model's document vectors); the data set is the one it was
 built from. Last line: JSON.
 """
+
 import argparse
 import json
 import sys
@@ -30,13 +31,26 @@ def main() -> None:
     on_corpus = judged(train.qrels, ids)
     chosen, on_train = choose_bm25_weight(index, train.queries, on_corpus)
     best_on_test, on_test = choose_bm25_weight(index, test.queries, test.qrels)
-    print(f"| BM25 weight | nDCG@10, {len(on_corpus)} training queries | nDCG@10, {len(test.qrels)} test queries |")
+    print(
+        f"| BM25 weight | nDCG@10, {len(on_corpus)} training queries | nDCG@10, {len(test.qrels)} test "
+        "queries |"
+    )
     print("|---|---|---|")
     for w in on_train["ndcg@10"]:
         mark = " (chosen)" if float(w) == chosen else ""
         print(f"| {w}{mark} | {on_train['ndcg@10'][w]:.4f} | {on_test['ndcg@10'][w]:.4f} |")
-    print(json.dumps({"index": args.index, "chosen": chosen, "test_ndcg@10_chosen": on_test["ndcg@10"][f"{chosen:g}"],
-                      "best_on_test": best_on_test, "train": on_train["ndcg@10"], "test": on_test["ndcg@10"]}))
+    print(
+        json.dumps(
+            {
+                "index": args.index,
+                "chosen": chosen,
+                "test_ndcg@10_chosen": on_test["ndcg@10"][f"{chosen:g}"],
+                "best_on_test": best_on_test,
+                "train": on_train["ndcg@10"],
+                "test": on_test["ndcg@10"],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

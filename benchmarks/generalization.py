@@ -4,8 +4,10 @@ unseen queries), on every guard (report half) and on STS-B, beside the base mode
     python benchmarks/generalization.py [--variants default anchor-mse merge-auto ...] [--out runs/ablation]
 
 Each variant trains the default recipe (2-core CPU: ~3 min) with one change; results are kept per variant in
-OUT, so a re-run measures only what is missing. Prints a Markdown table, then the rows as JSON on the last line.
+OUT, so a re-run measures only what is missing. Prints a
+Markdown table, then the rows as JSON on the last line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,8 +71,12 @@ def model_for(name: str, out: Path) -> Path | None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--variants", nargs="+", default=["base", "plain", "default", "plain+merge-auto"],
-                   choices=list(VARIANTS))
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=["base", "plain", "default", "plain+merge-auto"],
+        choices=list(VARIANTS),
+    )
     p.add_argument("--out", default="runs/ablation")
     args = p.parse_args()
     out = Path(args.out)
@@ -84,16 +90,29 @@ def main() -> int:
             started = time.time()
             model = model_for(name, out)
             models = [str(model) if model else str(default_base_model())]
-            measured = evaluate(models, beir, bm25=name == "base", sts_rows=sts, progress=False, max_length=128,
-                                guards=guards, positives=positives, hybrid=True)
+            measured = evaluate(
+                models,
+                beir,
+                bm25=name == "base",
+                sts_rows=sts,
+                progress=False,
+                max_length=128,
+                guards=guards,
+                positives=positives,
+                hybrid=True,
+            )
             for row in measured:
                 if row["name"] != "BM25":
                     row["name"] = f"{name} + BM25 (RRF)" if "RRF" in row["name"] else name
-            result.write_text(json.dumps({"rows": measured, "seconds": round(time.time() - started)}, indent=2))
+            result.write_text(
+                json.dumps({"rows": measured, "seconds": round(time.time() - started)}, indent=2)
+            )
         rows += json.loads(result.read_text())["rows"]
     print(format_table(rows))
-    print("SciFact test at 128 tokens; seen/unseen by the default recipe's training positives; guard columns: "
-          "nDCG@10 on the report half of each guard.")
+    print(
+        "SciFact test at 128 tokens; seen/unseen by the default recipe's training positives; guard columns: "
+        "nDCG@10 on the report half of each guard."
+    )
     print(json.dumps(rows))
     return 0
 

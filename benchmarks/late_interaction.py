@@ -3,14 +3,16 @@
     python benchmarks/late_interaction.py [--out runs/late] [--single-export DIR] [--colbert-export DIR]
                                           [--rate-docs 200] [--late-args ...]
 
-Without exports given, trains both on SciFact's training pairs with the default recipe (the single-vector model;
-the ColBERT model with `--late-interaction`, plus ``--late-args``) and exports them into OUT. Then, on SciFact
-test (all / seen / unseen queries, by the training positives) and on the guards' report half (CISI, MedQuAD):
+Without exports given, trains both on SciFact's training pairs with the default recipe (the single-vector
+model; the ColBERT model with `--late-interaction`, plus ``--late-args``) and exports them into OUT. Then, on
+SciFact test (all / seen / unseen queries, by the training
+positives) and on the guards' report half (CISI, MedQuAD):
 
 - the package's profiles on the embedded backend: semantic; colbert-maxsim (single-vector candidates, MaxSim
   re-rank of the top 100); colbert (the same candidates, normalize_linear of closeness + MaxSim); hybrid,
   hybrid-linear; hybrid-colbert (normalize_linear of closeness, BM25 and MaxSim); bm25, bm25-colbert; each
-  MaxSim profile with the document tokens as packed bits (``int8``, the package default) and float16 (``float``);
+  MaxSim profile with the document tokens as packed bits
+  (``int8``, the package default) and float16 (``float``);
 - exact MaxSim over the whole corpus (float), what the re-rank approximates;
 - cost: bytes per document (tokens × 16 B binarized, × 256 B bfloat16, against 1536 / 768 B for one float /
   bfloat16 vector), re-rank latency per query (query encode, MaxSim over 100 documents; p50 / p99), feed-side
@@ -18,6 +20,7 @@ test (all / seen / unseen queries, by the training positives) and on the guards'
 
 Prints Markdown tables; writes OUT/rows.json and OUT/cost.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,9 +38,19 @@ from common.bundled import GUARDS, SCIFACT  # noqa: E402
 from common.data import read_beir  # noqa: E402
 from common.metrics import positives_of, score_split, seen_queries  # noqa: E402
 
-PROFILES = [("semantic", None), ("colbert-maxsim", "int8"), ("colbert-maxsim", "float"), ("colbert", "int8"),
-            ("colbert", "float"), ("hybrid", None), ("hybrid-linear", None), ("hybrid-colbert", "int8"),
-            ("hybrid-colbert", "float"), ("bm25", None), ("bm25-colbert", "int8")]
+PROFILES = [
+    ("semantic", None),
+    ("colbert-maxsim", "int8"),
+    ("colbert-maxsim", "float"),
+    ("colbert", "int8"),
+    ("colbert", "float"),
+    ("hybrid", None),
+    ("hybrid-linear", None),
+    ("hybrid-colbert", "int8"),
+    ("hybrid-colbert", "float"),
+    ("bm25", None),
+    ("bm25-colbert", "int8"),
+]
 
 
 def trained_export(out: Path, name: str, extra: list[str]) -> Path:
@@ -61,17 +74,23 @@ def index_for(out: Path, name: str, beir, single: Path, colbert: Path):
     if path.exists():
         index = EmbeddedIndex.open(path)
         index.check_corpus(beir.corpus.values())
-        if (index.meta["export_dir"], index.meta["colbert"]["export_dir"]) == (str(single.resolve()),
-                                                                              str(colbert.resolve())):
+        if (index.meta["export_dir"], index.meta["colbert"]["export_dir"]) == (
+            str(single.resolve()),
+            str(colbert.resolve()),
+        ):
             return index
-    return EmbeddedIndex.build(path, single, list(beir.corpus.values()), colbert_dir=colbert, progress=False,
-                               force=path.exists())
+    return EmbeddedIndex.build(
+        path, single, list(beir.corpus.values()), colbert_dir=colbert, progress=False, force=path.exists()
+    )
 
 
 def run_profile(index, beir, profile: str, cells: str | None) -> dict:
     if cells:
         index.colbert_cells = cells
-    return {qid: [(h.id, h.score) for h in index.query(text, profile, hits=100)] for qid, text in beir.queries.items()}
+    return {
+        qid: [(h.id, h.score) for h in index.query(text, profile, hits=100)]
+        for qid, text in beir.queries.items()
+    }
 
 
 def exact_maxsim(index, beir) -> dict:
@@ -88,9 +107,13 @@ def costs(index, single: Path, colbert: Path, beir, rate_docs: int) -> dict:
     from vespa_app.serving import COLBERT_RERANK
 
     tokens_per_doc = index.meta["colbert"]["tokens"] / len(index.docs)
-    cost = {"tokens_per_doc": round(tokens_per_doc, 1), "bytes_colbert_int8": round(16 * tokens_per_doc),
-            "bytes_colbert_bfloat16": round(256 * tokens_per_doc), "bytes_single_float": 1536,
-            "bytes_single_bfloat16": 768}
+    cost = {
+        "tokens_per_doc": round(tokens_per_doc, 1),
+        "bytes_colbert_int8": round(16 * tokens_per_doc),
+        "bytes_colbert_bfloat16": round(256 * tokens_per_doc),
+        "bytes_single_float": 1536,
+        "bytes_single_bfloat16": 768,
+    }
     # Re-rank latency: the query's token vectors, then MaxSim over the top 100 of the semantic profile
     # (colbert, colbert-maxsim), and over 1000 documents (hybrid-colbert's global phase, at most).
     encode, late = {"int8": [], "float": []}, {"int8": [], "float": [], "int8 1000": []}
@@ -121,7 +144,10 @@ def costs(index, single: Path, colbert: Path, beir, rate_docs: int) -> dict:
     cost["query_encode_ms_p99"] = round(1000 * float(np.percentile(encode["int8"], 99)), 2)
     # Feed side: one document per call, one thread, both exports on the same documents.
     docs = [d.passage for d in index.docs[:rate_docs]]
-    for name, embedder in (("single", OnnxEmbedder(single, threads=1)), ("colbert", OnnxTokenEmbedder(colbert, threads=1))):
+    for name, embedder in (
+        ("single", OnnxEmbedder(single, threads=1)),
+        ("colbert", OnnxTokenEmbedder(colbert, threads=1)),
+    ):
         for d in docs[:10]:
             embedder.embed_one(d, "passage")
         started = time.perf_counter()
@@ -151,8 +177,11 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     single = Path(args.single_export) if args.single_export else trained_export(out, "single", [])
-    colbert = (Path(args.colbert_export) if args.colbert_export
-               else trained_export(out, "colbert", ["--late-interaction", *shlex.split(args.late_args)]))
+    colbert = (
+        Path(args.colbert_export)
+        if args.colbert_export
+        else trained_export(out, "colbert", ["--late-interaction", *shlex.split(args.late_args)])
+    )
     from training.evaluate import guard_sets
     from training.pairs import load_pairs
 
@@ -173,15 +202,23 @@ def main() -> None:
             else:
                 row[f"guard {name}"] = scores["ndcg@10"]
         scores = score_split(exact_maxsim(index, beir), beir.qrels, seen)
-        row = rows.setdefault("MaxSim exact, whole corpus [float]", {"name": "MaxSim exact, whole corpus [float]"})
+        row = rows.setdefault(
+            "MaxSim exact, whole corpus [float]", {"name": "MaxSim exact, whole corpus [float]"}
+        )
         row.update(scores) if name == "scifact" else row.update({f"guard {name}": scores["ndcg@10"]})
         print(f"{name}: done", file=sys.stderr, flush=True)
         if name == "scifact":
             cost = costs(index, single, colbert, beir, args.rate_docs)
     (out / "rows.json").write_text(json.dumps(list(rows.values()), indent=2))
     (out / "cost.json").write_text(json.dumps(cost, indent=2))
-    cols = ["ndcg@10", "ndcg@10 seen", "ndcg@10 unseen", "recall@100", "mrr@10",
-            *[f"guard {g}" for g in args.guards]]
+    cols = [
+        "ndcg@10",
+        "ndcg@10 seen",
+        "ndcg@10 unseen",
+        "recall@100",
+        "mrr@10",
+        *[f"guard {g}" for g in args.guards],
+    ]
     print("| profile | " + " | ".join(cols) + " |\n" + "|---" * (len(cols) + 1) + "|")
     for r in rows.values():
         print(f"| {r['name']} | " + " | ".join(f"{r[c]:.4f}" if c in r else "–" for c in cols) + " |")

@@ -1,12 +1,13 @@
 """Hard negatives for the shared recipe: none, BM25's (``--miner bm25``) or the base model's own ranking
-(``--miner dense``: ranks 10-100, less any within 0.05 of the positive), each trained on a data set's train split
-and measured on its test split (all, seen, unseen), the guards' report halves and STS-B.
+(``--miner dense``: ranks 10-100, less any within 0.05 of the positive), each trained on a data set's train
+split and measured on its test split (all, seen, unseen), the guards' report halves and STS-B.
 
     python benchmarks/miners.py --data BEIR_DIR --out runs/miners-NAME [--variants none bm25 dense]
 
 Results are kept per variant in OUT, so a re-run measures only what is missing. Prints a Markdown table, then
 the rows as JSON on the last line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,11 @@ from siamese.evaluation import evaluate
 from training.evaluate import guard_sets  # noqa: E402
 from training.model_dir import default_base_model  # noqa: E402
 
-VARIANTS = {"none": {}, "bm25": {"hard_negatives": 1, "miner": "bm25"},
-            "dense": {"hard_negatives": 1, "miner": "dense"}}
+VARIANTS = {
+    "none": {},
+    "bm25": {"hard_negatives": 1, "miner": "bm25"},
+    "dense": {"hard_negatives": 1, "miner": "dense"},
+}
 
 
 def main() -> int:
@@ -51,9 +55,18 @@ def main() -> int:
                 cfg = recipe_config(args.base, str(run), tower="shared", data=args.data, **VARIANTS[name])
                 train(cfg, *load_training_data(args.data))
             seconds = json.loads((run / "model" / "train_metrics.json").read_text())["wall_s"]
-            row = evaluate([str(run / "model")], beir, bm25=False, sts_rows=sts, progress=False, guards=guards,
-                           positives=read_positives(run / "model"))[0]
-            result.write_text(json.dumps(row | {"name": f"shared, negatives: {name}", "train_s": seconds}, indent=2))
+            row = evaluate(
+                [str(run / "model")],
+                beir,
+                bm25=False,
+                sts_rows=sts,
+                progress=False,
+                guards=guards,
+                positives=read_positives(run / "model"),
+            )[0]
+            result.write_text(
+                json.dumps(row | {"name": f"shared, negatives: {name}", "train_s": seconds}, indent=2)
+            )
         rows.append(json.loads(result.read_text()))
     print(format_table(rows))
     print("\n| variant | training seconds |\n|---|---|")

@@ -9,14 +9,16 @@ For each number of layers (the teacher's own count is the teacher; fewer: a stud
 - nDCG@10 on SciFact test (all, unseen: by the default training data's positives) and the guards' report half,
   every model at ``--max-length`` tokens (128: what the students are distilled at);
 - encode rate as Vespa's embedder runs it (ONNX Runtime, int8, one text per call, SciFact claims), as a ratio
-  to the teacher's fp32 graph timed in the same run, and to the teacher's int8 graph (prefixes cost the same to
-  encode as the whole vector);
+  to the teacher's fp32 graph timed in the same run, and to the teacher's int8 graph (prefixes cost the same
+  to encode as the whole vector);
 - bytes per document for the HNSW field: float, bfloat16, binarized (dim/8).
 
-With ``--matryoshka`` the students are distilled over the prefixes too (``--matryoshka`` of `siamese distill`).
-Rows are kept in OUT/rows.json per point, so a re-run measures only what is missing. Prints a Markdown table,
-writes OUT/pareto.png (nDCG@10 against encode rate, one line per prefix size), and the rows as JSON last.
+With ``--matryoshka`` the students are distilled over the prefixes too (``--matryoshka`` of `siamese
+distill`). Rows are kept in OUT/rows.json per point, so a re-run measures only what is missing. Prints a
+Markdown table, writes OUT/pareto.png (nDCG@10 against encode rate,
+one line per prefix size), and the rows as JSON last.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,16 +37,35 @@ from training.evaluate import guard_sets  # noqa: E402
 from training.model_dir import default_base_model  # noqa: E402
 
 
-def student(teacher: str, layers: int, out: Path, max_texts: int, epochs: int, matryoshka: str,
-            max_length: int, hidden: float) -> str:
+def student(
+    teacher: str,
+    layers: int,
+    out: Path,
+    max_texts: int,
+    epochs: int,
+    matryoshka: str,
+    max_length: int,
+    hidden: float,
+) -> str:
     from training.distill import DistillConfig, distill, distill_texts
     from training.pairs import load_training_data
 
     path = out / (f"student-{layers}" + ("-mrl" if matryoshka else ""))
     if not path.exists():
         pairs, corpus = load_training_data(SCIFACT)
-        distill(DistillConfig(teacher, str(path), layers, max_texts=max_texts, epochs=epochs, matryoshka=matryoshka,
-                              max_length=max_length, hidden=hidden), distill_texts(corpus, pairs, None))
+        distill(
+            DistillConfig(
+                teacher,
+                str(path),
+                layers,
+                max_texts=max_texts,
+                epochs=epochs,
+                matryoshka=matryoshka,
+                max_length=max_length,
+                hidden=hidden,
+            ),
+            distill_texts(corpus, pairs, None),
+        )
     return str(path)
 
 
@@ -80,8 +101,11 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{dim} dims")
         for x, y, layers in points:
             ax.annotate(f"{layers}L", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set(xlabel="int8 encode rate, one text per call (× the 6-layer fp32 graph)", ylabel="nDCG@10, SciFact",
-           title="students (layers) × served prefix (dims)")
+    ax.set(
+        xlabel="int8 encode rate, one text per call (× the 6-layer fp32 graph)",
+        ylabel="nDCG@10, SciFact",
+        title="students (layers) × served prefix (dims)",
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -97,7 +121,9 @@ def main() -> None:
     parser.add_argument("--max-texts", type=int, default=20000)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--matryoshka", action="store_true", help="distil the students over the prefixes too")
-    parser.add_argument("--hidden", type=float, default=1.0, help="`siamese distill --hidden`: the per-token term")
+    parser.add_argument(
+        "--hidden", type=float, default=1.0, help="`siamese distill --hidden`: the per-token term"
+    )
     parser.add_argument("--rate-texts", type=int, default=300)
     parser.add_argument("--max-length", type=int, default=128, help="tokens per text, every model alike")
     args = parser.parse_args()
@@ -112,35 +138,71 @@ def main() -> None:
     from training.pairs import load_pairs
 
     positives = positives_of(load_pairs(SCIFACT)[0])
-    claims = list(read_beir(SCIFACT, "test").queries.values())[:args.rate_texts]
+    claims = list(read_beir(SCIFACT, "test").queries.values())[: args.rate_texts]
     saved = out / "rows.json"
     rows = {r["key"]: r for r in json.loads(saved.read_text())} if saved.exists() else {}
     # Rates are timed afresh each run (quality is kept): a ratio only means something within one run.
     teacher_rates = encode_rate(teacher, out, claims)
     for layers in args.layers:
-        model = teacher if layers == full_layers else student(teacher, layers, out, args.max_texts, args.epochs, mrl,
-                                                              args.max_length, hidden=args.hidden)
+        model = (
+            teacher
+            if layers == full_layers
+            else student(
+                teacher, layers, out, args.max_texts, args.epochs, mrl, args.max_length, hidden=args.hidden
+            )
+        )
         rates = encode_rate(model, out, claims)
         for dim in args.dims:
             key = f"{layers}-{dim}" + ("-mrl" if mrl and layers != full_layers else "")
             if key not in rows:
-                rows[key] = evaluate([model], beir, bm25=False, guards=guards, positives=positives, dim=dim,
-                                     max_length=args.max_length, progress=False)[0]
-            rows[key].update(key=key, layers=layers, dim=dim, int8_per_s=round(rates["int8"], 1),
-                             fp32_per_s=round(rates["fp32"], 1),
-                             int8_speedup=round(rates["int8"] / teacher_rates["fp32"], 2),
-                             int8_vs_teacher_int8=round(rates["int8"] / teacher_rates["int8"], 2),
-                             bytes_float=4 * dim, bytes_bfloat16=2 * dim, bytes_binarized=dim // 8)
+                rows[key] = evaluate(
+                    [model],
+                    beir,
+                    bm25=False,
+                    guards=guards,
+                    positives=positives,
+                    dim=dim,
+                    max_length=args.max_length,
+                    progress=False,
+                )[0]
+            rows[key].update(
+                key=key,
+                layers=layers,
+                dim=dim,
+                int8_per_s=round(rates["int8"], 1),
+                fp32_per_s=round(rates["fp32"], 1),
+                int8_speedup=round(rates["int8"] / teacher_rates["fp32"], 2),
+                int8_vs_teacher_int8=round(rates["int8"] / teacher_rates["int8"], 2),
+                bytes_float=4 * dim,
+                bytes_bfloat16=2 * dim,
+                bytes_binarized=dim // 8,
+            )
             saved.write_text(json.dumps(list(rows.values()), indent=2))
     chosen = [r for r in rows.values() if r["layers"] in args.layers and r["dim"] in args.dims]
     top = next((r for r in chosen if r["layers"] == full_layers and r["dim"] == max(args.dims)), None)
-    cols = ["layers", "dim", "ndcg@10", "ndcg@10 unseen", *sorted(k for k in chosen[0] if k.startswith("guard ")),
-            "int8_speedup", "int8_vs_teacher_int8", "bytes_float", "bytes_bfloat16", "bytes_binarized"]
+    cols = [
+        "layers",
+        "dim",
+        "ndcg@10",
+        "ndcg@10 unseen",
+        *sorted(k for k in chosen[0] if k.startswith("guard ")),
+        "int8_speedup",
+        "int8_vs_teacher_int8",
+        "bytes_float",
+        "bytes_bfloat16",
+        "bytes_binarized",
+    ]
     print("| " + " | ".join(cols) + " | % of teacher |\n" + "|---" * (len(cols) + 1) + "|")
     for r in sorted(chosen, key=lambda r: (-r["layers"], -r["dim"])):
         share = f"{100 * r['ndcg@10'] / top['ndcg@10']:.1f} %" if top else "–"
-        print("| " + " | ".join(f"{r[c]:.4f}" if isinstance(r[c], float) and not c.startswith("int8") else str(r[c])
-                                for c in cols) + f" | {share} |")
+        print(
+            "| "
+            + " | ".join(
+                f"{r[c]:.4f}" if isinstance(r[c], float) and not c.startswith("int8") else str(r[c])
+                for c in cols
+            )
+            + f" | {share} |"
+        )
     plot(chosen, out / "pareto.png")
     print(json.dumps(chosen))
 

@@ -1,25 +1,30 @@
 """How cost grows with the corpus: 10k, 100k and 1M synthetic documents on this machine (docs/scale.md).
 
-    python benchmarks/scale.py [--sizes 10000,100000,1000000] [--feed-sizes 10000,100000] [--json F] [--plot F]
+    python benchmarks/scale.py [--sizes 10000,100000,1000000]
+    [--feed-sizes 10000,100000] [--json F] [--plot F]
 
-For each size, each measurement runs in a process of its own, so that its peak memory (``ru_maxrss``) is its own:
-- **query tower**: training steps of all-MiniLM-L6-v2's query tower as the default recipe takes them (32 queries
-  and 32 anchor texts a step, 128 tokens, InfoNCE of every query against a bank of N document vectors); seconds a
-  step (median of 3, after one), the process's peak memory and what the steps added to it (bank, scores, AdamW);
-- **index**: ``EmbeddedIndex.build`` over N documents (HNSW M 16 / ef 200 over the vectors, BM25 over the texts,
-  written to disk; the vectors are given, so the embedding is not timed here: that is the feed's cost), its
-  seconds, the memory it added to the process (its peak less what the process held before: the vectors and
+For each size, each measurement runs in a process of its own,
+so that its peak memory (``ru_maxrss``) is its own:
+- **query tower**: training steps of all-MiniLM-L6-v2's query tower as the default recipe takes them (32
+  queries and 32 anchor texts a step, 128 tokens, InfoNCE of every query against a bank of N document
+  vectors); seconds a step (median of 3, after one), the process's peak
+  memory and what the steps added to it (bank, scores, AdamW);
+- **index**: ``EmbeddedIndex.build`` over N documents (HNSW M 16 / ef 200 over the vectors, BM25 over the
+  texts, written to disk; the vectors are given, so the embedding is not timed here: that is the feed's cost),
+  its seconds, the memory it added to the process (its peak less what the process held before: the vectors and
   texts) and its size on disk;
 - **recall**: HNSW recall@10 against exact search, 200 queries;
-- **latency**: ``index.query`` p50 / p99 for ``semantic`` (the query embedded by the exported model, then HNSW) and
-  ``hybrid`` (BM25 too, fused), 200 queries, one at a time.
-Then the **feed** throughput to the fault server (no faults) at the feed's concurrency (16), for the feed sizes.
+- **latency**: ``index.query`` p50 / p99 for ``semantic`` (the query embedded by the exported model, then
+  HNSW) and ``hybrid`` (BM25 too, fused), 200 queries, one at a time.
+Then the **feed** throughput to the fault server (no faults) at
+the feed's concurrency (16), for the feed sizes.
 
-Synthetic data, said plainly: vectors from a Gaussian with the mean and covariance of all-MiniLM-L6-v2's vectors of
-the 5,183 SciFact abstracts, at unit length (their neighbourhoods crowd as real ones do; independent coordinates would be
-harder than any real corpus); texts of 60 words from a Zipf law (s = 1.1) over 50,000 made-up words. Queries are
-drawn from the same laws. Last line: JSON.
+Synthetic data, said plainly: vectors from a Gaussian with the mean and covariance of all-MiniLM-L6-v2's
+vectors of the 5,183 SciFact abstracts, at unit length (their neighbourhoods crowd as real ones do;
+independent coordinates would be harder than any real corpus); texts of 60 words from a Zipf law (s = 1.1)
+over 50,000 made-up words. Queries are drawn from the same laws. Last line: JSON.
 """
+
 import argparse
 import json
 import os
@@ -36,7 +41,9 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-WORK = REPO / "build" / "scale"  # the export the latency measurement embeds queries with, the real vectors' law
+WORK = (
+    REPO / "build" / "scale"
+)  # the export the latency measurement embeds queries with, the real vectors' law
 VOCABULARY, WORDS, ZIPF = 50_000, 60, 1.1
 QUERIES = 200
 
@@ -69,6 +76,7 @@ def vector_law():
         nonlocal encoder
         encoder = Encoder.load(base, device="cpu")
         return encoder.encode(texts, "passage", progress=True)
+
     vectors = cached_vectors(model_cache_key(base, EncoderConfig.load(check_model_dir(base))), texts, embed)
     return vectors.mean(0), np.cov(vectors, rowvar=False)
 
@@ -81,19 +89,20 @@ def synthetic_vectors(n: int, seed: int) -> np.ndarray:
     for start in range(0, n, 100_000):
         z = rng.standard_normal((min(100_000, n - start), len(mean)))
         block = mean + z @ root.T
-        out[start:start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+        out[start : start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out
 
 
 def synthetic_texts(n: int, seed: int, words: int = WORDS) -> list[str]:
     rng = np.random.default_rng(seed)
     ranks = np.arange(1, VOCABULARY + 1, dtype=np.float64)
-    p = ranks ** -ZIPF
+    p = ranks**-ZIPF
     ids = rng.choice(VOCABULARY, size=(n, words), p=p / p.sum())
     return [" ".join(f"w{i}" for i in row) for row in ids]
 
 
 # ---------------------------------------------------------------- one measurement a process
+
 
 def measure_step(n: int) -> dict:
     """The default recipe's query-tower step against a bank of ``n`` vectors."""
@@ -125,13 +134,19 @@ def measure_step(n: int) -> dict:
         started = time.perf_counter()
         with training_window(query, 128):
             q = embed_step(query, queries, "query")
-            loss = loss_fn(q, None, Batch(pairs)) + 40.0 * anchor_mse(embed_step(query, general, "query"), teacher)
+            loss = loss_fn(q, None, Batch(pairs)) + 40.0 * anchor_mse(
+                embed_step(query, general, "query"), teacher
+            )
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - started)
-    return {"step_s": round(statistics.median(times[1:]), 3), "step_peak_mib": round(peak_mib()),
-            "step_added_mib": round(peak_mib() - before), "bank_mib": round(bank.nbytes / 2**20)}
+    return {
+        "step_s": round(statistics.median(times[1:]), 3),
+        "step_peak_mib": round(peak_mib()),
+        "step_added_mib": round(peak_mib() - before),
+        "bank_mib": round(bank.nbytes / 2**20),
+    }
 
 
 def measure_index(n: int) -> dict:
@@ -145,7 +160,9 @@ def measure_index(n: int) -> dict:
     before = rss_mib()
     with tempfile.TemporaryDirectory(dir=WORK) as tmp:
         started = time.perf_counter()
-        index = EmbeddedIndex.build(Path(tmp) / "index", WORK / "export", docs, embeddings=vectors, progress=False)
+        index = EmbeddedIndex.build(
+            Path(tmp) / "index", WORK / "export", docs, embeddings=vectors, progress=False
+        )
         build_s = time.perf_counter() - started
         build_peak = peak_mib()
         disk = sum(f.stat().st_size for f in (Path(tmp) / "index").rglob("*") if f.is_file())
@@ -162,11 +179,18 @@ def measure_index(n: int) -> dict:
                 started = time.perf_counter()
                 index.query(text, profile)
                 times.append(1000 * (time.perf_counter() - started))
-            latency[profile] = {"p50_ms": round(float(np.percentile(times, 50)), 1),
-                                "p99_ms": round(float(np.percentile(times, 99)), 1)}
-    return {"index_s": round(build_s, 1), "index_added_mib": round(build_peak - before),
-            "index_peak_mib": round(build_peak), "index_disk_mib": round(disk / 2**20),
-            "recall@10": round(float(recall), 4), "latency": latency}
+            latency[profile] = {
+                "p50_ms": round(float(np.percentile(times, 50)), 1),
+                "p99_ms": round(float(np.percentile(times, 99)), 1),
+            }
+    return {
+        "index_s": round(build_s, 1),
+        "index_added_mib": round(build_peak - before),
+        "index_peak_mib": round(build_peak),
+        "index_disk_mib": round(disk / 2**20),
+        "recall@10": round(float(recall), 4),
+        "latency": latency,
+    }
 
 
 def measure_feed(n: int) -> dict:
@@ -178,20 +202,31 @@ def measure_feed(n: int) -> dict:
     from vespa_app.client.feed import feed
 
     docs = [Doc(f"d{i}", f"title {i}", t) for i, t in enumerate(synthetic_texts(n, seed=7))]
-    with FaultServer(every_429=0, every_503=0, every_slow=0, every_reset=0, every_drop=0) as server, \
-            tempfile.TemporaryDirectory() as tmp:
+    with (
+        FaultServer(every_429=0, every_503=0, every_slow=0, every_reset=0, every_drop=0) as server,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         started = time.perf_counter()
         result = feed(server.url, docs, Path(tmp) / "ledger", Path(tmp) / "failed", progress=False)
         seconds = time.perf_counter() - started
-    return {"feed_docs_s": round(result.acked / seconds), "feed_s": round(seconds, 1), "acked": result.acked,
-            "failed": len(result.failed)}
+    return {
+        "feed_docs_s": round(result.acked / seconds),
+        "feed_s": round(seconds, 1),
+        "acked": result.acked,
+        "failed": len(result.failed),
+    }
 
 
 # ---------------------------------------------------------------- the driver
 
+
 def in_process(what: str, n: int) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--one", what, str(n)], capture_output=True, text=True,
-                          env=dict(os.environ, TOKENIZERS_PARALLELISM="false"))
+    done = subprocess.run(
+        [sys.executable, __file__, "--one", what, str(n)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TOKENIZERS_PARALLELISM="false"),
+    )
     if done.returncode:
         sys.exit(f"{what} at {n}: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -219,11 +254,23 @@ def plot(rows: list[dict], path: Path) -> None:
 
     sizes = [r["documents"] for r in rows]
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
-    panels = [("seconds", [("query-tower step", "step_s"), ("index build", "index_s")]),
-              ("memory (MiB)", [("query-tower step, peak", "step_peak_mib"), ("index build, added", "index_added_mib")]),
-              ("ms per query", [("semantic p50", ("semantic", "p50_ms")), ("semantic p99", ("semantic", "p99_ms")),
-                                ("hybrid p50", ("hybrid", "p50_ms")), ("hybrid p99", ("hybrid", "p99_ms"))]),
-              ("HNSW recall@10", [("against exact search", "recall@10")])]
+    panels = [
+        ("seconds", [("query-tower step", "step_s"), ("index build", "index_s")]),
+        (
+            "memory (MiB)",
+            [("query-tower step, peak", "step_peak_mib"), ("index build, added", "index_added_mib")],
+        ),
+        (
+            "ms per query",
+            [
+                ("semantic p50", ("semantic", "p50_ms")),
+                ("semantic p99", ("semantic", "p99_ms")),
+                ("hybrid p50", ("hybrid", "p50_ms")),
+                ("hybrid p99", ("hybrid", "p99_ms")),
+            ],
+        ),
+        ("HNSW recall@10", [("against exact search", "recall@10")]),
+    ]
     for ax, (label, series) in zip(axes, panels):
         for name, key in series:
             if isinstance(key, tuple):
@@ -265,8 +312,10 @@ def main():
         row = {"documents": n, **in_process("step", n), **in_process("index", n)}
         print(json.dumps(row), file=sys.stderr)
         rows.append(row)
-    feeds = [{"documents": n, **in_process("feed", n)} for n in map(int, args.feed_sizes.split(",") if
-                                                                    args.feed_sizes else [])]
+    feeds = [
+        {"documents": n, **in_process("feed", n)}
+        for n in map(int, args.feed_sizes.split(",") if args.feed_sizes else [])
+    ]
     result = {"machine": f"{os.cpu_count()} cores", "rows": rows, "feed": feeds}
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     plot(rows, Path(args.plot))

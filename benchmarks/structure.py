@@ -6,6 +6,7 @@ function-local imports of the project's own modules, lines over the limit.
 
 ``tests/test_layers.py`` holds the floors to their order with the same reading.
 """
+
 from __future__ import annotations
 
 import ast
@@ -16,8 +17,20 @@ from pathlib import Path
 
 FLOORS = ("common", "training", "exporter", "vespa_app", "siamese")  # each may import those before it
 LINE_LIMIT = 110
-HEAVY = ("torch", "transformers", "onnx", "onnxruntime", "optimum", "vespa", "sentence_transformers", "faiss",
-         "huggingface_hub", "matplotlib", "pyarrow", "tensorboard")
+HEAVY = (
+    "torch",
+    "transformers",
+    "onnx",
+    "onnxruntime",
+    "optimum",
+    "vespa",
+    "sentence_transformers",
+    "faiss",
+    "huggingface_hub",
+    "matplotlib",
+    "pyarrow",
+    "tensorboard",
+)
 
 
 def modules(root: Path) -> dict[str, Path]:
@@ -97,8 +110,11 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def long_functions(tree) -> list[tuple[str, int]]:
-    return [(n.name, n.end_lineno - n.lineno + 1) for n in ast.walk(tree)
-            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60]
+    return [
+        (n.name, n.end_lineno - n.lineno + 1)
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60
+    ]
 
 
 def read(root: Path) -> dict:
@@ -117,16 +133,25 @@ def read(root: Path) -> dict:
     lines = {p: p.read_text().split("\n") for p in found.values()}
     code_lines = sum(len(text) for text in lines.values())
     over = sum(len(line) > LINE_LIMIT for text in lines.values() for line in text)
-    functions = [(f"{p.relative_to(root)}::{f}", n) for p in found.values()
-                 for f, n in long_functions(ast.parse(p.read_text()))]
-    return {"modules": len(found), "lines": code_lines,
-            "imports between floors": dict(sorted(by_floor.items())),
-            "imports running up": up, "import cycles": cycles(graph),
-            "files over 300 lines": sorted(f"{p.relative_to(root)} ({len(t)})" for p, t in lines.items() if len(t) > 300),
-            "functions over 60 lines": [f"{f} ({n})" for f, n in functions],
-            "function-local imports of own modules": len(local),
-            f"lines over {LINE_LIMIT} characters": over,
-            "vespa_app → training imports": by_floor.get("vespa_app → training", 0)}
+    functions = [
+        (f"{p.relative_to(root)}::{f}", n)
+        for p in found.values()
+        for f, n in long_functions(ast.parse(p.read_text()))
+    ]
+    return {
+        "modules": len(found),
+        "lines": code_lines,
+        "imports between floors": dict(sorted(by_floor.items())),
+        "imports running up": up,
+        "import cycles": cycles(graph),
+        "files over 300 lines": sorted(
+            f"{p.relative_to(root)} ({len(t)})" for p, t in lines.items() if len(t) > 300
+        ),
+        "functions over 60 lines": [f"{f} ({n})" for f, n in functions],
+        "function-local imports of own modules": len(local),
+        f"lines over {LINE_LIMIT} characters": over,
+        "vespa_app → training imports": by_floor.get("vespa_app → training", 0),
+    }
 
 
 def main() -> int:

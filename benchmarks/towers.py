@@ -1,13 +1,15 @@
-"""Shared weights or two towers? Each variant of ``--tower`` trained on SciFact train and measured on SciFact test
-(all, seen, unseen queries), on every guard (report half) and STS-B, beside the base model, BM25 and each fused
-with BM25 (RRF), with its training time on this machine.
+"""Shared weights or two towers? Each variant of ``--tower`` trained on SciFact train and measured on SciFact
+test (all, seen, unseen queries), on every guard (report half) and STS-B, beside the base model, BM25 and each
+fused with BM25 (RRF), with its training time on this machine.
 
-    python benchmarks/towers.py [--base DIR] [--variants base shared query adapter separate] [--out runs/towers]
+    python benchmarks/towers.py [--base DIR] [--variants base
+    shared query adapter separate] [--out runs/towers]
         [--set KEY=VALUE ...]   (training settings for every variant but shared, e.g. --set lr=2e-4)
 
 Every model is evaluated at the base model's own window (the served one). Results are kept per variant in OUT,
 so a re-run measures only what is missing. Prints a Markdown table, then the rows as JSON on the last line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,29 +64,46 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     beir, guards, sts = load_beir(SCIFACT, "test"), guard_sets(GUARDS), read_sts_csv(STSB_TEST)
-    positives = read_positives(model_for("shared", args.base, out, {})[0]) if "shared" in args.variants else None
+    positives = (
+        read_positives(model_for("shared", args.base, out, {})[0]) if "shared" in args.variants else None
+    )
     rows = []
     for name in args.variants:
         result = out / f"{name}.json"
         if not result.exists():
             started = time.time()
             model, train_s = model_for(name, args.base, out, dict(args.set))
-            measured = evaluate([str(model or args.base)], beir, bm25=name == "base", sts_rows=sts, progress=False,
-                                guards=guards, positives=positives, hybrid=True)
+            measured = evaluate(
+                [str(model or args.base)],
+                beir,
+                bm25=name == "base",
+                sts_rows=sts,
+                progress=False,
+                guards=guards,
+                positives=positives,
+                hybrid=True,
+            )
             for row in measured:
                 if row["name"] != "BM25":
                     row["name"] = f"{name} + BM25 (RRF)" if "RRF" in row["name"] else name
                     row["train_s"] = train_s
-            result.write_text(json.dumps({"rows": measured, "seconds": round(time.time() - started),
-                                          "settings": dict(args.set)}, indent=2))
+            result.write_text(
+                json.dumps(
+                    {"rows": measured, "seconds": round(time.time() - started), "settings": dict(args.set)},
+                    indent=2,
+                )
+            )
         rows += json.loads(result.read_text())["rows"]
     print(format_table(rows))
     print("\n| variant | training seconds |\n|---|---|")
     for row in rows:
         if row.get("train_s") and "RRF" not in row["name"]:
             print(f"| {row['name']} | {row['train_s']:.0f} |")
-    print("SciFact test at the base model's window; seen/unseen by the shared recipe's training positives; guard "
-          "columns: nDCG@10 on the report half of each guard; train_s: training seconds on this machine.")
+    print(
+        "SciFact test at the base model's window; seen/unseen by the shared recipe's training positives; "
+        "guard "
+        "columns: nDCG@10 on the report half of each guard; train_s: training seconds on this machine."
+    )
     print(json.dumps(rows))
     return 0
 

@@ -4,6 +4,7 @@
 
 On a GPU it uses bf16 autocast, as training does (the device: --device, as every command). Last line: JSON.
 """
+
 import argparse
 import json
 import sys
@@ -41,7 +42,9 @@ def main():
     device = encoder.device.type
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=1e-5)
     pairs, _ = load_pairs(DEFAULT_DATA)
-    loss_fn = make_loss(TrainConfig(base=str(base), out="-", anchor="none", temperature=0.05))  # the contrastive step alone
+    loss_fn = make_loss(
+        TrainConfig(base=str(base), out="-", anchor="none", temperature=0.05)
+    )  # the contrastive step alone
     n_pairs = n_tokens = 0
     elapsed = 0.0
     for step in range(args.warmup + args.steps):
@@ -58,14 +61,26 @@ def main():
         if step >= args.warmup:
             elapsed += time.perf_counter() - started
             n_pairs += len(batch)
-            n_tokens += sum(len(x) for x in encoder.tokenizer(queries + passages, truncation=True,
-                                                               max_length=args.max_length)["input_ids"])
-    result = {"device": torch.cuda.get_device_name() if device == "cuda" else f"cpu x{torch.get_num_threads()}",
-              "model": model_label(base), "batch_size": args.batch_size, "max_length": args.max_length,
-              "steps": args.steps, "pairs_per_s": round(n_pairs / elapsed, 2),
-              "tokens_per_s": round(n_tokens / elapsed, 1), "seconds_per_step": round(elapsed / args.steps, 3)}
-    print(f"{result['device']}: {result['pairs_per_s']} pairs/s, {result['tokens_per_s']} tokens/s "
-          f"(batch {args.batch_size}, max length {args.max_length}, {result['seconds_per_step']} s/step)")
+            n_tokens += sum(
+                len(x)
+                for x in encoder.tokenizer(queries + passages, truncation=True, max_length=args.max_length)[
+                    "input_ids"
+                ]
+            )
+    result = {
+        "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu x{torch.get_num_threads()}",
+        "model": model_label(base),
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "steps": args.steps,
+        "pairs_per_s": round(n_pairs / elapsed, 2),
+        "tokens_per_s": round(n_tokens / elapsed, 1),
+        "seconds_per_step": round(elapsed / args.steps, 3),
+    }
+    print(
+        f"{result['device']}: {result['pairs_per_s']} pairs/s, {result['tokens_per_s']} tokens/s "
+        f"(batch {args.batch_size}, max length {args.max_length}, {result['seconds_per_step']} s/step)"
+    )
     print(json.dumps(result))
 
 

@@ -2,10 +2,11 @@
 the rules for replacing one.
 
 Each artefact directory holds a marker, ``.siamese-artifact``, naming its kind and giving it an id of its own
-(a later stage records the ids of what it was made from: ``siamese/run/made_from.py``). ``--force`` replaces an
-output directory only when its marker says it is an artefact of the same kind, and never when it is,
+(a later stage records the ids of what it was made from: ``siamese/run/made_from.py``). ``--force`` replaces
+an output directory only when its marker says it is an artefact of the same kind, and never when it is,
 contains or lies inside one of the command's inputs: no command deletes a directory it did not create.
 """
+
 from __future__ import annotations
 
 import glob
@@ -44,33 +45,38 @@ def _related(a: Path, b: Path) -> bool:
 
 
 def check_output(final, kind: str, replace: bool = False, inputs=()) -> None:
-    """Fail, touching nothing, unless ``final`` is free or (with ``replace``) a previous ``kind`` artefact that
-    is neither an input, nor inside one, nor holding one. Commands call this before any work."""
+    """Fail, touching nothing, unless ``final`` is free or (with ``replace``) a previous ``kind`` artefact
+    that is neither an input, nor inside one, nor holding one. Commands call this before any work."""
     final = Path(final)
     if not final.exists():
         return
     if not replace:
-        raise OutputExistsError(f"{final} already exists. Choose another directory, or pass --force to replace "
-                                f"a previous {kind}.")
+        raise OutputExistsError(
+            f"{final} already exists. Choose another directory, or pass --force to replace a previous {kind}."
+        )
     resolved = final.resolve()
     clash = next((Path(i) for i in inputs if _related(resolved, Path(i).resolve())), None)
     if clash is not None:
-        raise OutputExistsError(f"{final} is, holds or lies inside the input {clash}; --force will not replace it. "
-                                "Choose another output directory.")
+        raise OutputExistsError(
+            f"{final} is, holds or lies inside the input {clash}; --force will not replace it. "
+            "Choose another output directory."
+        )
     found = artifact_kind(final)
     if found != kind:
         what = f"a {found}" if found else "not something siamese wrote"
-        raise OutputExistsError(f"{final} is {what}, not a previous {kind}; --force replaces only that. Choose "
-                                "another output directory.")
+        raise OutputExistsError(
+            f"{final} is {what}, not a previous {kind}; --force replaces only that. Choose "
+            "another output directory."
+        )
 
 
 def scratch_dir(parent, prefix: str) -> Path:
-    """A new folder ``parent/PREFIX<host>-<pid>-<random>`` for one process's temporary work, after removing those
-    of this prefix whose process died on this host without removing its own (kill -9, power loss)."""
+    """A new folder ``parent/PREFIX<host>-<pid>-<random>`` for one process's temporary work, after removing
+    those of this prefix whose process died on this host without removing its own (kill -9, power loss)."""
     parent, host = Path(parent), socket.gethostname()
     for scratch in parent.glob(f"{glob.escape(prefix)}*"):
         try:
-            writer, pid, _ = scratch.name[len(prefix):].rsplit("-", 2)
+            writer, pid, _ = scratch.name[len(prefix) :].rsplit("-", 2)
             dead = writer == host and not alive(int(pid))
         except ValueError:
             continue  # not one of ours

@@ -1,4 +1,5 @@
 """Batches of similar length, so padding stays small (used by every encoder: PyTorch and ONNX alike)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,4 +15,4 @@ def length_sorted_batches(lengths: list[int], batch_size: int, desc: str | None 
 
         starts = tqdm(starts, desc=desc, unit="batch", leave=False)
     for start in starts:
-        yield order[start:start + batch_size]
+        yield order[start : start + batch_size]

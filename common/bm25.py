@@ -1,6 +1,7 @@
 """BM25 from the bm25s library (English stopwords, Snowball stemming), used for hard-negative mining,
 the evaluation baseline and the embedded search backend alike. bm25s scores; the ranking is ours
 (``common.vectors.top_k``), so that documents with equal scores come in the same order on every machine."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,7 +16,9 @@ _STEMMER = Stemmer.Stemmer("english")
 
 
 def _tokens(texts: list[str], return_ids: bool = True):
-    return bm25s.tokenize(list(texts), stopwords="en", stemmer=_STEMMER, show_progress=False, return_ids=return_ids)
+    return bm25s.tokenize(
+        list(texts), stopwords="en", stemmer=_STEMMER, show_progress=False, return_ids=return_ids
+    )
 
 
 class BM25:

@@ -1,4 +1,5 @@
 """The data sets that ship with the project (``common/datasets/``, sources and licences in its README)."""
+
 from pathlib import Path
 
 DATASETS = Path(__file__).parent / "datasets"

@@ -10,6 +10,7 @@ sentences from the end of the previous chunk, or tokens where a long sentence is
     chunker.chunks("First sentence. Second sentence. ...")   # ['First sentence. Second ...', ...]
     chunker.passage_chunks(doc.title, doc.text)               # the title leads each chunk
 """
+
 from __future__ import annotations
 
 import re
@@ -37,7 +38,8 @@ CHUNK_OVERLAP = 32
 
 
 def default_overlap(tokens: int) -> int:
-    """The overlap of chunks of ``tokens`` tokens when none is given: one default for run, app build and eval."""
+    """The overlap of chunks of ``tokens`` tokens when none is
+    given: one default for run, app build and eval."""
     return min(CHUNK_OVERLAP, tokens // 4)
 
 
@@ -46,7 +48,9 @@ class Chunker:
         if max_tokens < 8:
             raise ConfigError(f"max_tokens {max_tokens} leaves no room for text")
         if not 0 <= overlap < max_tokens // 2:
-            raise ConfigError(f"overlap {overlap} must be at least 0 and under half of max_tokens ({max_tokens})")
+            raise ConfigError(
+                f"overlap {overlap} must be at least 0 and under half of max_tokens ({max_tokens})"
+            )
         self.tokenizer = Tokenizer.from_str(tokenizer.to_str())  # a copy: counting must not truncate or pad
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
@@ -93,7 +97,7 @@ class Chunker:
             while j < len(pieces) and total + pieces[j].tokens <= budget:
                 total += pieces[j].tokens
                 j += 1
-            chunks.append(text[pieces[i].start:pieces[j - 1].end])
+            chunks.append(text[pieces[i].start : pieces[j - 1].end])
             if j == len(pieces):
                 break
             k, back = j, 0  # step back over whole trailing sentences that fit in the overlap
@@ -124,7 +128,8 @@ class Chunker:
         return spans
 
     def _cut(self, text: str, span: tuple[int, int], budget: int) -> list[_Piece]:
-        """A sentence as one piece, or, longer than ``budget``, as windows of tokens that overlap by ``overlap``."""
+        """A sentence as one piece, or, longer than ``budget``, as
+        windows of tokens that overlap by ``overlap``."""
         start, end = span
         n = self.count(text[start:end])
         if n <= budget:
@@ -139,7 +144,8 @@ class Chunker:
                 last -= 1
             if last == first and first + 1 < len(offsets) and word[first] == word[first + 1]:
                 last = min(first + budget, len(offsets)) - 1
-            # A window cut inside a word can tokenise longer than its tokens did in context: shrink until it fits.
+            # A window cut inside a word can tokenise longer than its
+            # tokens did in context: shrink until it fits.
             while True:
                 a, b = start + offsets[first][0], start + offsets[last][1]
                 tokens = self.count(text[a:b])

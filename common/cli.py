@@ -1,4 +1,6 @@
-"""The runner every command line shares, its argument validators, and options dataclasses whose fields are flags."""
+"""The runner every command line shares, its argument validators,
+and options dataclasses whose fields are flags."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,13 +11,17 @@ import traceback
 from .errors import UserError
 
 
-def option(default=None, help: str = "", *, flag: str | None = None, aliases: tuple[str, ...] = (), **argparse_kw):
+def option(
+    default=None, help: str = "", *, flag: str | None = None, aliases: tuple[str, ...] = (), **argparse_kw
+):
     """A field of an options dataclass that a command takes as ``--field-name`` (``flag``: another name;
-    ``aliases``: older spellings, still taken). ``argparse_kw``: type (``bool``: an on/off flag, ``--x/--no-x``),
-    choices (``--help`` lists them), action, metavar. A field without one is set by code, not by a flag. The one
-    way fields become flags: ``TrainConfig``, ``RunOptions``, ``AppOptions``."""
+    ``aliases``: older spellings, still taken). ``argparse_kw``: type (``bool``: an on/off flag,
+    ``--x/--no-x``), choices (``--help`` lists them), action, metavar. A field without one is set by code, not
+    by a flag. The one way fields become flags: ``TrainConfig``, ``RunOptions``, ``AppOptions``."""
     factory = {"default_factory": default} if callable(default) else {"default": default}
-    return dataclasses.field(**factory, metadata={"help": help, "flag": flag, "aliases": aliases, **argparse_kw})
+    return dataclasses.field(
+        **factory, metadata={"help": help, "flag": flag, "aliases": aliases, **argparse_kw}
+    )
 
 
 def is_option(f: dataclasses.Field) -> bool:
@@ -32,14 +38,23 @@ def add_option_args(cls, parser: argparse.ArgumentParser, default_text=None) -> 
             kw["action"] = argparse.BooleanOptionalAction
         text = f.metadata["help"] or f.name.replace("_", " ")
         text += f" ({default_text(f)})" if default_text else ""
-        parser.add_argument(f.metadata["flag"] or "--" + f.name.replace("_", "-"), *f.metadata["aliases"],
-                            dest=f.name, default=None, help=text, **kw)
+        parser.add_argument(
+            f.metadata["flag"] or "--" + f.name.replace("_", "-"),
+            *f.metadata["aliases"],
+            dest=f.name,
+            default=None,
+            help=text,
+            **kw,
+        )
 
 
 def given_options(cls, args: argparse.Namespace) -> dict:
     """The ``option`` fields of ``cls`` that a parsed command line set."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-            if is_option(f) and getattr(args, f.name, None) is not None}
+    return {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(cls)
+        if is_option(f) and getattr(args, f.name, None) is not None
+    }
 
 
 def positive_int(text: str) -> int:
@@ -76,7 +91,9 @@ def _number_or_auto(text: str, low: float, high: float) -> float | str:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [{low:g}, {high:g}] or 'auto', got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"must be a number in [{low:g}, {high:g}] or 'auto', got {text!r}"
+        ) from None
     if not low <= value <= high:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be in [{low:g}, {high:g}] or 'auto', got {value}")
     return value
@@ -99,7 +116,9 @@ def chunk_tokens_value(text: str) -> int | str:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of tokens or 'auto', got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of tokens or 'auto', got {text!r}"
+        ) from None
     if value < 8:
         raise argparse.ArgumentTypeError(f"must be ≥ 8 tokens, got {value}")
     return value
@@ -110,15 +129,21 @@ def app_name(text: str) -> str:
     import re
 
     if not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", text):
-        raise argparse.ArgumentTypeError(f"must start with a lowercase letter and hold only lowercase letters, "
-                                         f"digits, _ and - (40 at most), got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must start with a lowercase letter and hold only lowercase letters, "
+            f"digits, _ and - (40 at most), got {text!r}"
+        )
     return text
 
 
 def _add_debug_flag(parser: argparse.ArgumentParser) -> None:
     """``--debug`` on every command, before or after the subcommand's own arguments."""
-    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="show the traceback of a user error too")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the traceback of a user error too",
+    )
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
@@ -141,8 +166,11 @@ def run(parser: argparse.ArgumentParser, argv=None) -> int:
             use(args.device)
         return args.func(args)
     except KeyboardInterrupt:
-        print("\ninterrupted (Ctrl-C): nothing half-written was left. Re-running picks up the finished stages; "
-              "`siamese train --resume` continues a training run from its last checkpoint.", file=sys.stderr)
+        print(
+            "\ninterrupted (Ctrl-C): nothing half-written was left. Re-running picks up the finished stages; "
+            "`siamese train --resume` continues a training run from its last checkpoint.",
+            file=sys.stderr,
+        )
         return 130
     except (UserError, OSError) as e:
         if getattr(args, "debug", False):

@@ -5,6 +5,7 @@ Every reader names the file, the line and the fix when it meets bad input. With 
 drops the bad record instead, and counts why in a ``Skipped`` report, so a user with one broken line in
 a million keeps the other 999,999.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -90,22 +91,38 @@ def _open_text_lines(path: Path) -> Iterator[tuple[int, bytes]]:
             for number, raw in enumerate(fh, 1):
                 yield number, raw[3:] if number == 1 and raw.startswith(codecs.BOM_UTF8) else raw
     except EOFError:
-        raise DataError(path, number + 1, "truncated gzip: the file ends in the middle of its compressed data",
-                        "Copy or download it again (`gzip -t` checks a .gz file).") from None
+        raise DataError(
+            path,
+            number + 1,
+            "truncated gzip: the file ends in the middle of its compressed data",
+            "Copy or download it again (`gzip -t` checks a .gz file).",
+        ) from None
     except (gzip.BadGzipFile, zlib.error) as e:
-        raise DataError(path, number + 1, f"not gzip data ({e})",
-                        "Give a file compressed with gzip, or drop the .gz suffix if it is plain text.") from None
+        raise DataError(
+            path,
+            number + 1,
+            f"not gzip data ({e})",
+            "Give a file compressed with gzip, or drop the .gz suffix if it is plain text.",
+        ) from None
 
 
 def _decode(path: Path, number: int, raw: bytes) -> str:
     if len(raw) > MAX_RECORD_BYTES:
-        raise DataError(path, number, f"line too long: {len(raw):,} bytes (limit {MAX_RECORD_BYTES:,})",
-                        "Each record must be on its own line; split the file or shorten the record.")
+        raise DataError(
+            path,
+            number,
+            f"line too long: {len(raw):,} bytes (limit {MAX_RECORD_BYTES:,})",
+            "Each record must be on its own line; split the file or shorten the record.",
+        )
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise DataError(path, number, f"not UTF-8: byte {raw[e.start]:#04x} at column {e.start + 1}",
-                        "Re-encode the file as UTF-8 (for example `iconv -f latin1 -t utf-8`).") from None
+        raise DataError(
+            path,
+            number,
+            f"not UTF-8: byte {raw[e.start]:#04x} at column {e.start + 1}",
+            "Re-encode the file as UTF-8 (for example `iconv -f latin1 -t utf-8`).",
+        ) from None
 
 
 def read_jsonl(path, *, skip_bad: bool = False, skipped: Skipped | None = None) -> Iterator[tuple[int, dict]]:
@@ -121,11 +138,19 @@ def read_jsonl(path, *, skip_bad: bool = False, skipped: Skipped | None = None) 
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as e:
-                raise DataError(path, number, f"malformed JSON: {e.msg} at column {e.colno}",
-                                "Each line must be one complete JSON object.") from None
+                raise DataError(
+                    path,
+                    number,
+                    f"malformed JSON: {e.msg} at column {e.colno}",
+                    "Each line must be one complete JSON object.",
+                ) from None
             if not isinstance(obj, dict):
-                raise DataError(path, number, f"wrong type: a JSON {type(obj).__name__}, not an object",
-                                "Each line must be a JSON object such as {\"query\": ..., \"positive\": ...}.")
+                raise DataError(
+                    path,
+                    number,
+                    f"wrong type: a JSON {type(obj).__name__}, not an object",
+                    'Each line must be a JSON object such as {"query": ..., "positive": ...}.',
+                )
             yield number, obj
         except DataError as err:
             if not skip_bad:
@@ -142,18 +167,25 @@ def text_field(path, number, obj, key, *, required=True, allow_empty=False) -> s
     value = obj.get(key)
     if value is None:
         if required:
-            raise DataError(path, number, f"missing field: '{key}'", f"Add a non-empty string '{key}' to the record.")
+            raise DataError(
+                path, number, f"missing field: '{key}'", f"Add a non-empty string '{key}' to the record."
+            )
         return None
     if not isinstance(value, str):
-        raise DataError(path, number, f"wrong type: '{key}' is a {type(value).__name__}, not a string",
-                        f"Make '{key}' a string.")
+        raise DataError(
+            path,
+            number,
+            f"wrong type: '{key}' is a {type(value).__name__}, not a string",
+            f"Make '{key}' a string.",
+        )
     if not value.strip() and not allow_empty:
         raise DataError(path, number, f"empty field: '{key}'", f"Give '{key}' some text or drop the record.")
     return value
 
 
 def parsed_records(path, parse, *, skip_bad, skipped):
-    """Each JSONL record through ``parse(number, obj)``; with ``skip_bad`` a bad record is counted, not fatal."""
+    """Each JSONL record through ``parse(number, obj)``; with
+    ``skip_bad`` a bad record is counted, not fatal."""
     for number, obj in read_jsonl(path, skip_bad=skip_bad, skipped=skipped):
         try:
             yield parse(number, obj)
@@ -171,7 +203,9 @@ def unusable_document_id(doc_id: str) -> str | None:
         return "is a path segment that Vespa resolves to another document"
     bad = next((c for c in doc_id if not _vespa_text_character(ord(c))), None)
     if bad is not None:
-        return f"contains U+{ord(bad):04X}, which Vespa refuses in ids (a control character or a non-character)"
+        return (
+            f"contains U+{ord(bad):04X}, which Vespa refuses in ids (a control character or a non-character)"
+        )
     return None
 
 
@@ -191,8 +225,12 @@ def _record_id(path, number, obj, seen, what: str) -> str:
     if value in seen:
         raise DataError(path, number, f"duplicate id: '{value}'", f"{what.capitalize()} ids must be unique.")
     if what == "document" and unusable_document_id(value):
-        raise DataError(path, number, f"unusable id: {value!r} {unusable_document_id(value)}",
-                        "Give the document another id.")
+        raise DataError(
+            path,
+            number,
+            f"unusable id: {value!r} {unusable_document_id(value)}",
+            "Give the document another id.",
+        )
     return value
 
 
@@ -213,8 +251,14 @@ def read_corpus(path, *, skip_bad=False, skipped: Skipped | None = None) -> dict
     for number, doc in parsed_records(path, parse, skip_bad=skip_bad, skipped=skipped):
         if not doc.passage:
             skipped.empty_documents.add(doc.id)
-            skipped.add(DataError(path, number, f"empty document: '{doc.id}' has neither title nor text",
-                                  "Nothing to index; it is left out."))
+            skipped.add(
+                DataError(
+                    path,
+                    number,
+                    f"empty document: '{doc.id}' has neither title nor text",
+                    "Nothing to index; it is left out.",
+                )
+            )
             continue
         corpus[doc.id] = doc
     return corpus
@@ -232,8 +276,9 @@ def read_queries(path, *, skip_bad=False, skipped: Skipped | None = None) -> dic
 
 
 def read_qrels(path, corpus_ids, query_ids, *, skip_bad=False, skipped: Skipped | None = None):
-    """BEIR qrels TSV: an optional header (``query-id corpus-id score``), then one judgement a row. A row that judges a
-    document ``read_corpus`` left out as empty (``skipped.empty_documents``) is left out too, and counted."""
+    """BEIR qrels TSV: an optional header (``query-id corpus-id score``), then one judgement a row. A row that
+    judges a document ``read_corpus`` left out as empty
+    (``skipped.empty_documents``) is left out too, and counted."""
     path = Path(path)
     skipped_docs = skipped.empty_documents if skipped is not None else set()
     seen_header = False
@@ -250,23 +295,43 @@ def read_qrels(path, corpus_ids, query_ids, *, skip_bad=False, skipped: Skipped 
                 continue
             rows += 1
             if len(cols) != 3:
-                raise DataError(path, number, f"malformed row: {len(cols)} tab-separated column(s), not 3",
-                                "Rows must be `query-id<TAB>corpus-id<TAB>score`.")
+                raise DataError(
+                    path,
+                    number,
+                    f"malformed row: {len(cols)} tab-separated column(s), not 3",
+                    "Rows must be `query-id<TAB>corpus-id<TAB>score`.",
+                )
             qid, did, score = cols
             try:
                 grade = int(score)
             except ValueError:
-                raise DataError(path, number, f"wrong type: score '{score}' is not an integer",
-                                "Relevance scores must be integers (0 = not relevant).") from None
+                raise DataError(
+                    path,
+                    number,
+                    f"wrong type: score '{score}' is not an integer",
+                    "Relevance scores must be integers (0 = not relevant).",
+                ) from None
             if qid not in query_ids:
-                raise DataError(path, number, f"unknown id: query '{qid}' is not in queries.jsonl",
-                                "Fix the id or add the query.")
+                raise DataError(
+                    path,
+                    number,
+                    f"unknown id: query '{qid}' is not in queries.jsonl",
+                    "Fix the id or add the query.",
+                )
             if did in skipped_docs:
-                raise DataError(path, number, f"judgement of an empty document: '{did}'",
-                                "The document has neither title nor text and was left out; so is this row.")
+                raise DataError(
+                    path,
+                    number,
+                    f"judgement of an empty document: '{did}'",
+                    "The document has neither title nor text and was left out; so is this row.",
+                )
             if did not in corpus_ids:
-                raise DataError(path, number, f"unknown id: document '{did}' is not in corpus.jsonl",
-                                "Fix the id or add the document.")
+                raise DataError(
+                    path,
+                    number,
+                    f"unknown id: document '{did}' is not in corpus.jsonl",
+                    "Fix the id or add the document.",
+                )
             if grade > 0:
                 qrels.setdefault(qid, {})[did] = grade
         except DataError as err:
@@ -277,8 +342,12 @@ def read_qrels(path, corpus_ids, query_ids, *, skip_bad=False, skipped: Skipped 
     if rows == 0:
         raise DataError(path, None, "empty file", "The qrels file holds no judgements.")
     if not qrels:
-        raise DataError(path, None, f"no relevant document: all {rows} judgements have score 0",
-                        "Scores above 0 mark the relevant documents; evaluation and training need at least one.")
+        raise DataError(
+            path,
+            None,
+            f"no relevant document: all {rows} judgements have score 0",
+            "Scores above 0 mark the relevant documents; evaluation and training need at least one.",
+        )
     return qrels
 
 
@@ -295,22 +364,41 @@ def _find(folder: Path, *names: str) -> Path:
         if (folder / name).exists():
             return folder / name
     if not folder.exists():
-        raise DataError(folder, None, "no such folder", "Give a BEIR folder (corpus.jsonl, queries.jsonl, "
-                        "qrels/<split>.tsv) or, for training, a pairs .jsonl file.")
-    hint = (" For training without a train split, give your pairs instead (`siamese train --data pairs.jsonl`, "
-            "`siamese run --pairs pairs.jsonl --corpus ... --queries ... --qrels ...`)."
-            if folder.name == "qrels" else "")
-    raise DataError(folder, None, f"not a BEIR folder: none of {', '.join(names)} found",
-                    "A BEIR folder holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv." + hint)
+        raise DataError(
+            folder,
+            None,
+            "no such folder",
+            "Give a BEIR folder (corpus.jsonl, queries.jsonl, "
+            "qrels/<split>.tsv) or, for training, a pairs .jsonl file.",
+        )
+    hint = (
+        " For training without a train split, give your pairs instead (`siamese train --data pairs.jsonl`, "
+        "`siamese run --pairs pairs.jsonl --corpus ... --queries ... --qrels ...`)."
+        if folder.name == "qrels"
+        else ""
+    )
+    raise DataError(
+        folder,
+        None,
+        f"not a BEIR folder: none of {', '.join(names)} found",
+        "A BEIR folder holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv." + hint,
+    )
 
 
 def read_beir(folder, split: str = "test", *, skip_bad=False, skipped: Skipped | None = None) -> Beir:
     folder = Path(folder)
     skipped = skipped if skipped is not None else Skipped()
     corpus = read_corpus(_find(folder, "corpus.jsonl", "corpus.jsonl.gz"), skip_bad=skip_bad, skipped=skipped)
-    queries = read_queries(_find(folder, "queries.jsonl", "queries.jsonl.gz"), skip_bad=skip_bad, skipped=skipped)
-    qrels = read_qrels(_find(folder / "qrels", f"{split}.tsv"), corpus.keys(), queries.keys(),
-                       skip_bad=skip_bad, skipped=skipped)
+    queries = read_queries(
+        _find(folder, "queries.jsonl", "queries.jsonl.gz"), skip_bad=skip_bad, skipped=skipped
+    )
+    qrels = read_qrels(
+        _find(folder / "qrels", f"{split}.tsv"),
+        corpus.keys(),
+        queries.keys(),
+        skip_bad=skip_bad,
+        skipped=skipped,
+    )
     return Beir(corpus, {q: queries[q] for q in qrels}, qrels)
 
 
@@ -325,15 +413,23 @@ def read_sts_csv(path, *, skip_bad=False, skipped: Skipped | None = None) -> lis
                 continue
             cols = next(csv.reader(io.StringIO(line)))
             if len(cols) != 3:
-                raise DataError(path, number, f"malformed row: {len(cols)} column(s), not 3",
-                                "Rows must be `sentence1,sentence2,score`; quote fields that contain commas.")
+                raise DataError(
+                    path,
+                    number,
+                    f"malformed row: {len(cols)} column(s), not 3",
+                    "Rows must be `sentence1,sentence2,score`; quote fields that contain commas.",
+                )
             try:
                 score = float(cols[2])
             except ValueError:
                 if number == 1:
                     continue  # a header
-                raise DataError(path, number, f"wrong type: score '{cols[2]}' is not a number",
-                                "The third column must be a number.") from None
+                raise DataError(
+                    path,
+                    number,
+                    f"wrong type: score '{cols[2]}' is not a number",
+                    "The third column must be a number.",
+                ) from None
             if not cols[0].strip() or not cols[1].strip():
                 raise DataError(path, number, "empty field: a sentence is empty", "Drop the row or fill it.")
             rows.append((cols[0], cols[1], score))

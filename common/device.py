@@ -1,19 +1,21 @@
 """The one device choice: where every model of a command runs (``--device auto|cpu|cuda|cuda:N|mps``).
 
-Every command that runs a model takes ``--device`` (``add_device_arg``); ``common.cli.run`` hands it to ``use``
-before the command starts, and every model reaches its device through ``place`` (``Encoder.load`` calls it), so
-one choice moves the base, both towers, the anchor's teacher, the distillation student, the merged model and the
-evaluation encoders together. ``auto`` (the default) takes the best device present: CUDA, then Apple's MPS, then
-the CPU. Under ``torchrun`` each process takes the GPU of its local rank (``training/distributed.py``).
+Every command that runs a model takes ``--device`` (``add_device_arg``); ``common.cli.run`` hands it to
+``use`` before the command starts, and every model reaches its device through ``place`` (``Encoder.load``
+calls it), so one choice moves the base, both towers, the anchor's teacher, the distillation student, the
+merged model and the evaluation encoders together. ``auto`` (the default) takes the best device present: CUDA,
+then Apple's MPS, then the CPU. Under ``torchrun`` each process takes
+the GPU of its local rank (``training/distributed.py``).
 
-What stays on the host whatever the device: vectors handed back by ``encode`` (float32 numpy), the vector cache,
-indexes and the embedded backend, and the exporter's graphs (ONNX is traced and proven on the CPU).
+What stays on the host whatever the device: vectors handed back by ``encode`` (float32 numpy), the vector
+cache, indexes and the embedded backend, and the exporter's graphs (ONNX is traced and proven on the CPU).
 
 Nothing here imports torch at module level: building a command line stays fast.
 
     use("auto")                 # once, from the command line
     encoder = place(encoder)    # every model; current() says where that is
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,9 +37,14 @@ def device_name(text: str) -> str:
 
 
 def add_device_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", type=device_name, default="auto", metavar="DEVICE",
-                        help=f"where models run: {CHOICES} (default auto: the best present, CUDA, then MPS, then "
-                             "the CPU; under torchrun, the GPU of each process's local rank)")
+    parser.add_argument(
+        "--device",
+        type=device_name,
+        default="auto",
+        metavar="DEVICE",
+        help=f"where models run: {CHOICES} (default auto: the best present, CUDA, then MPS, then "
+        "the CPU; under torchrun, the GPU of each process's local rank)",
+    )
 
 
 def best() -> str:
@@ -58,13 +65,19 @@ def resolve(name: str):
     name = best() if name == "auto" else device_name(name)
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name}: no CUDA device here (torch {torch.__version__}, CUDA build "
-                              f"{torch.version.cuda or 'none'}). Use --device cpu or auto.")
+            raise ConfigError(
+                f"--device {name}: no CUDA device here (torch {torch.__version__}, CUDA build "
+                f"{torch.version.cuda or 'none'}). Use --device cpu or auto."
+            )
         local = os.environ.get("LOCAL_RANK")  # torchrun: one GPU a process, its local rank's
-        index = int(name.split(":")[1]) if ":" in name else int(local) if local else torch.cuda.current_device()
+        index = (
+            int(name.split(":")[1]) if ":" in name else int(local) if local else torch.cuda.current_device()
+        )
         if index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                              f"numbered from 0")
+            raise ConfigError(
+                f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                f"numbered from 0"
+            )
         return torch.device("cuda", index)
     if name == "mps":
         mps = getattr(torch.backends, "mps", None)
@@ -99,8 +112,9 @@ def place(module, device=None):
 
 
 def half_encoding(device=None) -> bool:
-    """Whether corpus encoding on ``device`` (default: the chosen one) starts in half precision: on CUDA, unless
-    ``SIAMESE_HALF_ENCODE=0`` (each call still checks it against fp32: ``training/accelerator_encode.py``)."""
+    """Whether corpus encoding on ``device`` (default: the chosen one) starts in half precision: on CUDA,
+    unless ``SIAMESE_HALF_ENCODE=0`` (each call still checks it
+    against fp32: ``training/accelerator_encode.py``)."""
     device = device if device is not None else current()
     return getattr(device, "type", "") == "cuda" and os.environ.get("SIAMESE_HALF_ENCODE") != "0"
 

@@ -5,6 +5,7 @@ anything else is a bug or an environment failure (out of memory, a programming e
 traceback. Subclasses also derive from the built-in error they used to be, so ``except ValueError``
 written against earlier versions still catches them.
 """
+
 from __future__ import annotations
 
 

@@ -10,6 +10,7 @@ them to Vespa's own ``ai.vespa.embedding.ColBertEmbedder`` (8.700), which builds
 
 The tokens come from the tokenizer without special tokens, truncated at ``TOKENIZER_MAX``.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,9 @@ import numpy as np
 from .errors import ConfigError
 
 PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"  # what Vespa's colbert-embedder drops from documents
-TOKENIZER_MAX = 512  # the tokenizer's own truncation: tokenizer.json and the package's max-tokens say the same
+TOKENIZER_MAX = (
+    512  # the tokenizer's own truncation: tokenizer.json and the package's max-tokens say the same
+)
 
 
 @dataclass
@@ -41,22 +44,36 @@ class LateConfig:
     FILE = "late_interaction.json"
 
     @classmethod
-    def for_vocabulary(cls, vocab: dict, specials: dict, dim: int, query_tokens: int,
-                       document_tokens: int) -> "LateConfig":
+    def for_vocabulary(
+        cls, vocab: dict, specials: dict, dim: int, query_tokens: int, document_tokens: int
+    ) -> "LateConfig":
         """[Q]/[D] are the vocabulary's [unused0]/[unused1] (ids 1 and 2 in BERT's, Vespa's defaults);
         ``specials``: its cls, sep, mask and pad ids."""
         missing = [t for t in ("[unused0]", "[unused1]") if t not in vocab]
         missing += [name for name, i in specials.items() if i is None]
         if missing:
-            raise ConfigError(f"late interaction needs a BERT-style vocabulary with {', '.join(missing)} "
-                              "(the query/document markers and special tokens Vespa's colbert-embedder inserts)")
+            raise ConfigError(
+                f"late interaction needs a BERT-style vocabulary with {', '.join(missing)} "
+                "(the query/document markers and special tokens Vespa's colbert-embedder inserts)"
+            )
         if not 4 <= query_tokens <= document_tokens <= TOKENIZER_MAX:
-            raise ConfigError(f"need 4 ≤ query tokens ({query_tokens}) ≤ document tokens ({document_tokens}) "
-                              f"≤ {TOKENIZER_MAX}")
+            raise ConfigError(
+                f"need 4 ≤ query tokens ({query_tokens}) ≤ document tokens ({document_tokens}) "
+                f"≤ {TOKENIZER_MAX}"
+            )
         if dim % 8:
             raise ConfigError(f"token vector size {dim} must be a multiple of 8 (Vespa packs bits into int8)")
-        return cls(dim, query_tokens, document_tokens, vocab["[unused0]"], vocab["[unused1]"], specials["cls"],
-                   specials["sep"], specials["mask"], specials["pad"])
+        return cls(
+            dim,
+            query_tokens,
+            document_tokens,
+            vocab["[unused0]"],
+            vocab["[unused1]"],
+            specials["cls"],
+            specials["sep"],
+            specials["mask"],
+            specials["pad"],
+        )
 
     @classmethod
     def load(cls, model_dir) -> "LateConfig":
@@ -77,8 +94,12 @@ def input_ids(tokens: list[int], kind: str, late: LateConfig, skip: set[int]) ->
     if not query:
         tokens = [t for t in tokens if t not in skip]
     limit = late.query_tokens if query else late.document_tokens
-    ids = [late.start_token_id, late.query_token_id if query else late.document_token_id, *tokens[:limit - 3],
-           late.end_token_id]
+    ids = [
+        late.start_token_id,
+        late.query_token_id if query else late.document_token_id,
+        *tokens[: limit - 3],
+        late.end_token_id,
+    ]
     attending = len(ids)
     if query:
         ids += [late.mask_token_id] * (limit - attending)

@@ -5,6 +5,7 @@ Every command that writes an output takes ``output_lock(OUT)`` first: a file bes
 created exclusively, naming the process (pid, host, command, start time). A second writer gets one line
 naming the first. A lock left by a process that is gone (same host, pid not running) is stale and taken over.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,12 @@ def output_lock(out, command: str = ""):
     """Hold OUT's lock for the block; re-entrant within one process (a run that trains holds both)."""
     path = lock_path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "command": command or " ".join(sys.argv[:2]),
-          "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    me = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": command or " ".join(sys.argv[:2]),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     for _ in range(3):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -72,8 +77,10 @@ def output_lock(out, command: str = ""):
                 continue
             raise OutputBusyError(
                 f"{out} is being written by `{holder.get('command')}` (pid {holder.get('pid')} on "
-                f"{holder.get('host')}, since {holder.get('started')}). Wait for it to finish, or choose another "
-                f"output. If that process is gone, delete {path}.") from None
+                f"{holder.get('host')}, since {holder.get('started')}). Wait for it to finish, or choose "
+                "another "
+                f"output. If that process is gone, delete {path}."
+            ) from None
         with os.fdopen(fd, "w") as fh:
             json.dump(me, fh)
         try:
@@ -101,5 +108,7 @@ def locks(command: str, output):
             bound.apply_defaults()
             with output_lock(output(bound.arguments), command):
                 return fn(*args, **kwargs)
+
         return locked
+
     return wrap

@@ -3,6 +3,7 @@
 A *run* maps each query id to its ranked list of (doc id, score), best first; *qrels* map each query id
 to {doc id: graded relevance > 0}. Queries without judgements are not scored.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,7 +55,7 @@ def _ranks(values: np.ndarray) -> np.ndarray:
         j = i
         while j + 1 < len(values) and sorted_vals[j + 1] == sorted_vals[i]:
             j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
         i = j + 1
     return ranks
 
@@ -85,6 +86,7 @@ def write_json(rows: list[dict], path) -> None:
 
 # ------------------------------------------------------------------ evaluation that cannot flatter
 
+
 def passage_key(text: str) -> str:
     import hashlib
 
@@ -93,24 +95,32 @@ def passage_key(text: str) -> str:
 
 def positives_of(pairs) -> dict:
     """The documents training pairs use as positives: their ids where known, and hashes of their texts."""
-    return {"ids": sorted({p.positive_id for p in pairs if p.positive_id}),
-            "passages": sorted({passage_key(p.positive) for p in pairs})}
+    return {
+        "ids": sorted({p.positive_id for p in pairs if p.positive_id}),
+        "passages": sorted({passage_key(p.positive) for p in pairs}),
+    }
 
 
 def seen_queries(qrels: dict, corpus: dict, positives: dict) -> set[str]:
     """Queries with a relevant document that was a training positive: a gain on them may be memorised
     documents; a gain on the others ("unseen") is generalisation."""
     ids, passages = set(positives["ids"]), set(positives["passages"])
-    return {q for q, rels in qrels.items()
-            if any(d in ids or (d in corpus and passage_key(corpus[d].passage) in passages) for d in rels)}
+    return {
+        q
+        for q, rels in qrels.items()
+        if any(d in ids or (d in corpus and passage_key(corpus[d].passage) in passages) for d in rels)
+    }
 
 
 def score_split(run: Run, qrels: dict, seen: set[str] | None) -> dict[str, float]:
-    """``score_run`` over all queries, plus nDCG@10 over the seen and the unseen ones when ``seen`` is known."""
+    """``score_run`` over all queries, plus nDCG@10 over the seen
+    and the unseen ones when ``seen`` is known."""
     row = score_run(run, qrels)
     if seen is not None:
-        for name, part in (("seen", {q: r for q, r in qrels.items() if q in seen}),
-                           ("unseen", {q: r for q, r in qrels.items() if q not in seen})):
+        for name, part in (
+            ("seen", {q: r for q, r in qrels.items() if q in seen}),
+            ("unseen", {q: r for q, r in qrels.items() if q not in seen}),
+        ):
             if part:
                 row[f"ndcg@10 {name}"] = score_run(run, part)["ndcg@10"]
     return row

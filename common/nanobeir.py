@@ -7,6 +7,7 @@ Example::
 
     siamese eval --models runs/latest/train/model --benchmark nanobeir:SciFact,NFCorpus --hybrid
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,13 +15,27 @@ from pathlib import Path
 from .data import Beir, Doc
 from .errors import ConfigError, MissingInputError
 
-SETS = ("ArguAna", "ClimateFEVER", "DBPedia", "FEVER", "FiQA2018", "HotpotQA", "MSMARCO", "NFCorpus", "NQ",
-        "QuoraRetrieval", "SCIDOCS", "SciFact", "Touche2020")
+SETS = (
+    "ArguAna",
+    "ClimateFEVER",
+    "DBPedia",
+    "FEVER",
+    "FiQA2018",
+    "HotpotQA",
+    "MSMARCO",
+    "NFCorpus",
+    "NQ",
+    "QuoraRetrieval",
+    "SCIDOCS",
+    "SciFact",
+    "Touche2020",
+)
 REPO = "zeta-alpha-ai/Nano{}"
 
 
 def benchmark_sets(text: str) -> list[str]:
-    """``nanobeir`` (all 13) or ``nanobeir:SciFact,NFCorpus`` (names as in ``SETS``, any case, "Nano" optional)."""
+    """``nanobeir`` (all 13) or ``nanobeir:SciFact,NFCorpus``
+    (names as in ``SETS``, any case, "Nano" optional)."""
     name, _, chosen = text.partition(":")
     if name.lower() != "nanobeir":
         raise ConfigError(f"--benchmark {text!r}: the benchmark is nanobeir (or nanobeir:SET,SET)")
@@ -39,8 +54,9 @@ def _rows(folder: Path, part: str) -> list[dict]:
 
     files = sorted((folder / part).glob("*.parquet"))
     if not files:
-        raise MissingInputError(f"{folder}: no {part}/*.parquet (an incomplete download: remove the folder and run "
-                                "again online)")
+        raise MissingInputError(
+            f"{folder}: no {part}/*.parquet (an incomplete download: remove the folder and run again online)"
+        )
     return [row for f in files for row in pq.read_table(f).to_pylist()]
 
 
@@ -55,16 +71,22 @@ def load_nanobeir(name: str) -> Beir:
 
     repo = REPO.format(name)
     try:
-        folder = Path(snapshot_download(repo, repo_type="dataset", allow_patterns=["corpus/*", "queries/*",
-                                                                                  "qrels/*"]))
+        folder = Path(
+            snapshot_download(repo, repo_type="dataset", allow_patterns=["corpus/*", "queries/*", "qrels/*"])
+        )
     except LocalEntryNotFoundError:
-        raise MissingInputError(f"NanoBEIR {name}: not in the hub's cache and the hub is not reachable (offline?). "
-                                f"Run once online to download {repo}.") from None
+        raise MissingInputError(
+            f"NanoBEIR {name}: not in the hub's cache and the hub is not reachable (offline?). "
+            f"Run once online to download {repo}."
+        ) from None
     except OSError as e:
-        raise MissingInputError(f"NanoBEIR {name}: cannot download {repo} ({e.__class__.__name__}: "
-                                f"{str(e)[:160]})") from None
-    corpus = {str(r["_id"]): Doc(str(r["_id"]), str(r.get("title") or ""), str(r["text"]))
-              for r in _rows(folder, "corpus")}
+        raise MissingInputError(
+            f"NanoBEIR {name}: cannot download {repo} ({e.__class__.__name__}: {str(e)[:160]})"
+        ) from None
+    corpus = {
+        str(r["_id"]): Doc(str(r["_id"]), str(r.get("title") or ""), str(r["text"]))
+        for r in _rows(folder, "corpus")
+    }
     queries = {str(r["_id"]): str(r["text"]) for r in _rows(folder, "queries")}
     qrels: dict[str, dict[str, int]] = {}
     for r in _rows(folder, "qrels"):
@@ -72,5 +94,7 @@ def load_nanobeir(name: str) -> Beir:
         if q in queries and d in corpus and int(r.get("score", 1)) > 0:
             qrels.setdefault(q, {})[d] = int(r.get("score", 1))
     if not qrels:
-        raise MissingInputError(f"NanoBEIR {name}: {folder} holds no judgement linking its queries and corpus")
+        raise MissingInputError(
+            f"NanoBEIR {name}: {folder} holds no judgement linking its queries and corpus"
+        )
     return Beir(corpus, {q: queries[q] for q in qrels}, qrels)

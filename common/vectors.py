@@ -3,6 +3,7 @@
 An *embed function* is ``embed(texts, kind) -> (N, D) float32`` with kind ``"query"`` or ``"passage"``:
 the PyTorch encoder's ``encode`` and the ONNX runtime's ``embed`` both are one.
 """
+
 from __future__ import annotations
 
 import os
@@ -70,30 +71,49 @@ def exact_search(queries: np.ndarray, docs: np.ndarray, k: int) -> tuple[np.ndar
 
 
 def to_run(qids: list[str], doc_ids: list[str], idx: np.ndarray, scores: np.ndarray) -> Run:
-    return {q: [(doc_ids[j], float(s)) for j, s in zip(row_i, row_s)] for q, row_i, row_s in zip(qids, idx, scores)}
+    return {
+        q: [(doc_ids[j], float(s)) for j, s in zip(row_i, row_s)]
+        for q, row_i, row_s in zip(qids, idx, scores)
+    }
 
 
-def dense_run(embed: EmbedFn, beir: Beir, k: int = 100, doc_vectors: np.ndarray | None = None,
-              doc_ids: list[str] | None = None, cache: str | None = None) -> Run:
+def dense_run(
+    embed: EmbedFn,
+    beir: Beir,
+    k: int = 100,
+    doc_vectors: np.ndarray | None = None,
+    doc_ids: list[str] | None = None,
+    cache: str | None = None,
+) -> Run:
     """Embed the corpus (unless its vectors are given, in ``doc_ids`` order) and the queries, search exactly.
     ``cache``: a key naming the model; its corpus vectors are kept on disk and reused (``cached_vectors``)."""
     doc_ids = doc_ids or list(beir.corpus)
     if doc_vectors is None:
         texts = [beir.corpus[d].passage for d in doc_ids]
-        doc_vectors = (cached_vectors(cache, texts, lambda: embed(texts, "passage")) if cache
-                       else embed(texts, "passage"))
+        doc_vectors = (
+            cached_vectors(cache, texts, lambda: embed(texts, "passage"))
+            if cache
+            else embed(texts, "passage")
+        )
     qids = list(beir.queries)
-    return to_run(qids, doc_ids, *exact_search(embed([beir.queries[q] for q in qids], "query"), doc_vectors, k))
+    return to_run(
+        qids, doc_ids, *exact_search(embed([beir.queries[q] for q in qids], "query"), doc_vectors, k)
+    )
 
 
 def prefix_embed(embed: EmbedFn, dim: int, cache: str | None = None) -> EmbedFn:
     """``embed`` keeping only the first ``dim`` dimensions, normalised after the cut: a Matryoshka prefix, as
     Vespa's embedder fills a smaller tensor. Passages' full vectors are cached under ``cache`` (the key
     ``dense_run`` uses), so every prefix of one model reuses one embedding of the corpus."""
+
     def cut(texts: list[str], kind: str) -> np.ndarray:
-        full = (cached_vectors(cache, texts, lambda: embed(texts, kind)) if cache and kind == "passage"
-                else embed(texts, kind))
+        full = (
+            cached_vectors(cache, texts, lambda: embed(texts, kind))
+            if cache and kind == "passage"
+            else embed(texts, kind)
+        )
         return normalize(full[:, :dim])
+
     return cut
 
 
@@ -110,8 +130,15 @@ def chunk_scores(sims: np.ndarray, owners: np.ndarray, pooling: str = "best") ->
     return scores
 
 
-def chunked_dense_run(embed: EmbedFn, beir: Beir, chunker, pooling: str = "best", k: int = 100,
-                      cache: str | None = None, vectors: np.ndarray | None = None) -> Run:
+def chunked_dense_run(
+    embed: EmbedFn,
+    beir: Beir,
+    chunker,
+    pooling: str = "best",
+    k: int = 100,
+    cache: str | None = None,
+    vectors: np.ndarray | None = None,
+) -> Run:
     """As ``dense_run``, with each document embedded as its chunks (``common.chunking.Chunker``) and scored by
     its best chunk (or the mean of its best two). ``vectors``: the chunks' vectors when they are at hand (an
     index built with the same chunker), in corpus order."""
@@ -123,9 +150,15 @@ def chunked_dense_run(embed: EmbedFn, beir: Beir, chunker, pooling: str = "best"
             owners.append(position)
             texts.append(chunk)
     if vectors is not None and len(vectors) != len(texts):
-        raise ValueError(f"{len(vectors)} vectors for {len(texts)} chunks: built with another chunker or corpus")
+        raise ValueError(
+            f"{len(vectors)} vectors for {len(texts)} chunks: built with another chunker or corpus"
+        )
     if vectors is None:
-        vectors = cached_vectors(cache, texts, lambda: embed(texts, "passage")) if cache else embed(texts, "passage")
+        vectors = (
+            cached_vectors(cache, texts, lambda: embed(texts, "passage"))
+            if cache
+            else embed(texts, "passage")
+        )
     qids = list(beir.queries)
     sims = normalize(embed([beir.queries[q] for q in qids], "query")) @ normalize(vectors).T
     return to_run(qids, doc_ids, *top_k(chunk_scores(sims, np.asarray(owners), pooling), k))

@@ -6,6 +6,7 @@ Writes ``model.onnx`` (weights inside), ``tokenizer.json`` (truncation set to ma
 ``torch.onnx.export`` as a graph whose output is the pooled (and normalised) ``sentence_embedding``.
 The export is written to a temporary directory and renamed into place only after parity holds.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,11 +65,20 @@ def _export_with_optimum(model_dir: Path, target: Path, work: Path) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            main_export(str(model_dir), output=str(work), task="feature-extraction", opset=OPSET,
-                        library_name="transformers", do_validation=False, local_files_only=True)
+            main_export(
+                str(model_dir),
+                output=str(work),
+                task="feature-extraction",
+                opset=OPSET,
+                library_name="transformers",
+                do_validation=False,
+                local_files_only=True,
+            )
     except (ValueError, KeyError, NotImplementedError) as e:
-        raise ExportError(f"{model_dir}: optimum cannot export this architecture ({e}). "
-                          "Use a BERT/MiniLM/BGE/E5-family encoder.") from e
+        raise ExportError(
+            f"{model_dir}: optimum cannot export this architecture ({e}). "
+            "Use a BERT/MiniLM/BGE/E5-family encoder."
+        ) from e
     extra = [p.name for p in work.iterdir() if p.name.endswith((".onnx_data", ".data"))]
     if extra:
         raise ExportError(f"the ONNX export wrote external weight files {extra}; this tool expects one file")
@@ -77,13 +87,16 @@ def _export_with_optimum(model_dir: Path, target: Path, work: Path) -> None:
 
 def _export_transformer(encoder: Encoder, model_dir: Path, target: Path, work: Path) -> str:
     """The plain transformer (output ``last_hidden_state``), with optimum; where optimum's exporter cannot be
-    imported (optimum-onnx 0.1 needs transformers < 4.58), with torch.onnx.export, which wrote the same graph (both
-    matched PyTorch to ~2e-7; the parity check holds either). Returns which exporter wrote it."""
+    imported (optimum-onnx 0.1 needs transformers < 4.58), with torch.onnx.export, which wrote the same graph
+    (both matched PyTorch to ~2e-7; the parity check holds either). Returns which exporter wrote it."""
     try:
         import optimum.exporters.onnx  # noqa: F401
     except Exception as e:  # ImportError, or transformers 5 failing inside optimum's own imports
-        print(f"export: optimum's ONNX exporter cannot be imported here ({type(e).__name__}: {str(e)[:100]}); "
-              "torch.onnx.export writes the transformer instead", file=sys.stderr)
+        print(
+            f"export: optimum's ONNX exporter cannot be imported here ({type(e).__name__}: {str(e)[:100]}); "
+            "torch.onnx.export writes the transformer instead",
+            file=sys.stderr,
+        )
         export_transformer(encoder, target, OPSET)
         return "torch.onnx"
     _export_with_optimum(model_dir, target, work)
@@ -93,14 +106,23 @@ def _export_transformer(encoder: Encoder, model_dir: Path, target: Path, work: P
 
 def _export_pooled_graph(encoder: Encoder, target: Path) -> None:
     names = _input_names(encoder)
-    sample = encoder.tokenizer(["a sample text", "another one, a little longer"], padding=True, return_tensors="pt")
+    sample = encoder.tokenizer(
+        ["a sample text", "another one, a little longer"], padding=True, return_tensors="pt"
+    )
     args = tuple(sample[n] for n in names)
     axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"sentence_embedding": {0: "batch"}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_PooledGraph(encoder, names).eval(), args, str(target), input_names=names,
-                          output_names=["sentence_embedding"], dynamic_axes=axes, opset_version=OPSET,
-                          dynamo=False)
+        torch.onnx.export(
+            _PooledGraph(encoder, names).eval(),
+            args,
+            str(target),
+            input_names=names,
+            output_names=["sentence_embedding"],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
 
 
 class _TokenGraph(torch.nn.Module):
@@ -121,9 +143,16 @@ def _export_token_graph(model, target: Path) -> None:
     axes = {n: {0: "batch", 1: "sequence"} for n in names} | {COLBERT_OUTPUT: {0: "batch", 1: "sequence"}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_TokenGraph(model).eval(), tuple(sample[n] for n in names), str(target),
-                          input_names=names, output_names=[COLBERT_OUTPUT], dynamic_axes=axes,
-                          opset_version=OPSET, dynamo=False)
+        torch.onnx.export(
+            _TokenGraph(model).eval(),
+            tuple(sample[n] for n in names),
+            str(target),
+            input_names=names,
+            output_names=[COLBERT_OUTPUT],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
 
 
 def _write_tokenizer(encoder: Encoder, target: Path) -> None:
@@ -132,7 +161,9 @@ def _write_tokenizer(encoder: Encoder, target: Path) -> None:
     truncates at ``TOKENIZER_MAX`` (its special tokens are Vespa's to add; the embedder cuts to length)."""
     backend = encoder.tokenizer.backend_tokenizer
     backend.no_padding()
-    backend.enable_truncation(TOKENIZER_MAX if isinstance(encoder, LateInteraction) else encoder.config.max_length)
+    backend.enable_truncation(
+        TOKENIZER_MAX if isinstance(encoder, LateInteraction) else encoder.config.max_length
+    )
     backend.save(str(target))
 
 
@@ -149,8 +180,11 @@ def _versions() -> dict:
             return version(name)
         except PackageNotFoundError:
             return None
-    return {name: installed(name) for name in ("torch", "transformers", "optimum", "optimum-onnx", "onnx",
-                                                "onnxruntime")}
+
+    return {
+        name: installed(name)
+        for name in ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime")
+    }
 
 
 def onnx_ndcg(export_dir, model_file: str, beir, progress: bool = False) -> float:
@@ -166,23 +200,43 @@ def onnx_ndcg(export_dir, model_file: str, beir, progress: bool = False) -> floa
 
 
 @locks("siamese export", lambda a: a["out_dir"])
-def export(model_dir, out_dir, quantize: str | None = None, force: bool = False, progress: bool = True,
-           quality_data=None, quality_split: str = "test") -> Path:
+def export(
+    model_dir,
+    out_dir,
+    quantize: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+    quality_data=None,
+    quality_split: str = "test",
+) -> Path:
     """``quality_data`` (a BEIR folder), with ``quantize``: also measure nDCG@10 of fp32 and int8 on it."""
     model_dir = check_model_dir(model_dir)
     out_dir = Path(out_dir)
     check_output(out_dir, "export", force, inputs=[model_dir])
     if quantize not in (None, "int8"):
         raise ExportError(f"unknown quantization {quantize!r}: the choice is int8")
-    encoder = load_model(model_dir, device="cpu").eval()  # traced and proven on the CPU, as ONNX Runtime runs it
+    encoder = load_model(
+        model_dir, device="cpu"
+    ).eval()  # traced and proven on the CPU, as ONNX Runtime runs it
     if isinstance(encoder, LateInteraction):
         if quantize:
             raise ExportError("--quantize is for single-vector exports; a late-interaction export stays fp32")
-        return atomic_dir(out_dir, lambda tmp: _write_late(encoder, model_dir, tmp, progress), "export",
-                          replace=force, inputs=[model_dir])
-    single = partial(_write_single, quantize=quantize, progress=progress, quality_data=quality_data,
-                     quality_split=quality_split)
+        return atomic_dir(
+            out_dir,
+            lambda tmp: _write_late(encoder, model_dir, tmp, progress),
+            "export",
+            replace=force,
+            inputs=[model_dir],
+        )
+    single = partial(
+        _write_single,
+        quantize=quantize,
+        progress=progress,
+        quality_data=quality_data,
+        quality_split=quality_split,
+    )
     if isinstance(encoder, TwoTowers):
+
         def write(tmp: Path):
             single(encoder.document, model_dir, tmp)
             (tmp / QUERY_TOWER).mkdir()
@@ -192,12 +246,16 @@ def export(model_dir, out_dir, quantize: str | None = None, force: bool = False,
             manifest.files = _file_hashes(tmp)
             manifest.save(tmp)
     else:
+
         def write(tmp: Path):
             single(encoder, model_dir, tmp)
+
     return atomic_dir(out_dir, write, "export", replace=force, inputs=[model_dir])
 
 
-def _write_single(encoder: Encoder, model_dir: Path, tmp: Path, quantize, progress, quality_data, quality_split):
+def _write_single(
+    encoder: Encoder, model_dir: Path, tmp: Path, quantize, progress, quality_data, quality_split
+):
     """One single-vector export into ``tmp``: the graph, tokenizer.json and a manifest with its parity."""
     c = encoder.config
     baked = not vespa_can_pool(c.pooling) or encoder.head is not None  # Vespa cannot apply a learned head
@@ -208,13 +266,20 @@ def _write_single(encoder: Encoder, model_dir: Path, tmp: Path, quantize, progre
     else:
         _export_transformer(encoder, model_dir, tmp / "model.onnx", tmp / "optimum")
     _write_tokenizer(encoder, tmp / "tokenizer.json")
-    manifest = Manifest(dimension=encoder.dim, pooling="none" if baked else vespa_pooling(c.pooling), normalize=c.normalize,
-                        max_tokens=c.max_length,
-                        prefixes={"query": c.query_prefix, "document": c.document_prefix},
-                        inputs=_input_names(encoder),
-                        output="sentence_embedding" if baked else "last_hidden_state",
-                        model_pooling=c.pooling, opset=OPSET, versions=_versions(),
-                        source_model=str(model_dir.resolve()), merge=_merge_record(model_dir))
+    manifest = Manifest(
+        dimension=encoder.dim,
+        pooling="none" if baked else vespa_pooling(c.pooling),
+        normalize=c.normalize,
+        max_tokens=c.max_length,
+        prefixes={"query": c.query_prefix, "document": c.document_prefix},
+        inputs=_input_names(encoder),
+        output="sentence_embedding" if baked else "last_hidden_state",
+        model_pooling=c.pooling,
+        opset=OPSET,
+        versions=_versions(),
+        source_model=str(model_dir.resolve()),
+        merge=_merge_record(model_dir),
+    )
     manifest.save(tmp)
     say("checking parity (PyTorch vs ONNX Runtime, batch and Vespa-style)")
     texts = parity_texts()
@@ -233,9 +298,13 @@ def _write_single(encoder: Encoder, model_dir: Path, tmp: Path, quantize, progre
             say(f"measuring nDCG@10 of fp32 and int8 on {quality_data} ({quality_split})")
             beir = read_beir(quality_data, quality_split)
             fp32, int8 = (onnx_ndcg(tmp, f, beir, progress) for f in ("model-fp32.onnx", "model.onnx"))
-            manifest.quantization["ndcg@10"] = {"data": str(quality_data), "split": quality_split,
-                                                "fp32": round(fp32, 4), "int8": round(int8, 4),
-                                                "change": round(int8 - fp32, 4)}
+            manifest.quantization["ndcg@10"] = {
+                "data": str(quality_data),
+                "split": quality_split,
+                "fp32": round(fp32, 4),
+                "int8": round(int8, 4),
+                "change": round(int8 - fp32, 4),
+            }
             if int8 < fp32 - 0.01:
                 say(f"warning: int8 loses {100 * (fp32 - int8):.1f} points nDCG@10 against fp32 (bound: 1)")
     manifest.files = _file_hashes(tmp)
@@ -243,7 +312,8 @@ def _write_single(encoder: Encoder, model_dir: Path, tmp: Path, quantize, progre
 
 
 def _file_hashes(export_dir: Path) -> dict:
-    """Every file of the export but the manifest itself; a query tower by its manifest (which hashes its files)."""
+    """Every file of the export but the manifest itself; a query
+    tower by its manifest (which hashes its files)."""
     files = [p for p in sorted(export_dir.iterdir()) if p.is_file() and p.name != "manifest.json"]
     files += [q for q in [export_dir / QUERY_TOWER / "manifest.json"] if q.exists()]
     return {str(p.relative_to(export_dir)): {"sha256": sha256(p), "bytes": p.stat().st_size} for p in files}
@@ -254,18 +324,34 @@ def _write_late(model: LateInteraction, model_dir: Path, tmp: Path, progress: bo
     from dataclasses import asdict
 
     if progress:
-        print(f"exporting {model_dir} → ONNX (torch.onnx, late interaction: a vector per token)", file=sys.stderr)
+        print(
+            f"exporting {model_dir} → ONNX (torch.onnx, late interaction: a vector per token)",
+            file=sys.stderr,
+        )
     _export_token_graph(model, tmp / "model.onnx")
     _write_tokenizer(model, tmp / "tokenizer.json")
     c = model.config
-    manifest = Manifest(dimension=model.late.dim, pooling="none", normalize=True, max_tokens=model.late.document_tokens,
-                        prefixes={"query": c.query_prefix, "document": c.document_prefix},
-                        inputs=["input_ids", "attention_mask"], output=COLBERT_OUTPUT, model_pooling=c.pooling,
-                        opset=OPSET, versions=_versions(), source_model=str(model_dir.resolve()), kind="colbert",
-                        colbert=asdict(model.late))
+    manifest = Manifest(
+        dimension=model.late.dim,
+        pooling="none",
+        normalize=True,
+        max_tokens=model.late.document_tokens,
+        prefixes={"query": c.query_prefix, "document": c.document_prefix},
+        inputs=["input_ids", "attention_mask"],
+        output=COLBERT_OUTPUT,
+        model_pooling=c.pooling,
+        opset=OPSET,
+        versions=_versions(),
+        source_model=str(model_dir.resolve()),
+        kind="colbert",
+        colbert=asdict(model.late),
+    )
     manifest.save(tmp)
     if progress:
-        print("checking parity per token (PyTorch vs ONNX Runtime, Vespa-style one text per call)", file=sys.stderr)
+        print(
+            "checking parity per token (PyTorch vs ONNX Runtime, Vespa-style one text per call)",
+            file=sys.stderr,
+        )
     manifest.parity = {"fp32": check_token_parity(model, tmp, parity_texts())}
     manifest.files = _file_hashes(tmp)
     manifest.save(tmp)
@@ -273,6 +359,21 @@ def _write_late(model: LateInteraction, model_dir: Path, tmp: Path, progress: bo
 
 def describe(export_dir) -> str:
     m = Manifest.load(export_dir)
-    return json.dumps({k: getattr(m, k) for k in ("kind", "dimension", "pooling", "normalize", "max_tokens", "output",
-                                                   "quantization", "parity", "colbert") if getattr(m, k) is not None},
-                      indent=2)
+    return json.dumps(
+        {
+            k: getattr(m, k)
+            for k in (
+                "kind",
+                "dimension",
+                "pooling",
+                "normalize",
+                "max_tokens",
+                "output",
+                "quantization",
+                "parity",
+                "colbert",
+            )
+            if getattr(m, k) is not None
+        },
+        indent=2,
+    )

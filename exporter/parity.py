@@ -5,6 +5,7 @@ Two checks, on texts chosen to break things (short, beyond max tokens, non-ASCII
 2. Vespa parity: the ONNX model driven as Vespa's embedder drives it (one text per call, no padding,
    prefix verbatim) against the PyTorch model; cosine similarity.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -22,9 +23,28 @@ FP32_MAX_ABS = 1e-5
 FP32_MIN_COSINE = 0.99999
 INT8_MEAN_COSINE = 0.99
 
-_ODD = ["naïve café", "Größe und Maß", "東京は日本の首都です。", "Ελληνικά κείμενα", "Привет, мир",
-        "مرحبا بالعالم", "emoji 🧬🔬 in science", "Zürich — Genève", "ﬁligree ligatures", "x",
-        "!!!", "...", "?", "()", "— – -", "#$%&*", "\"'`", ";;;", "¿¡", "…"]
+_ODD = [
+    "naïve café",
+    "Größe und Maß",
+    "東京は日本の首都です。",
+    "Ελληνικά κείμενα",
+    "Привет, мир",
+    "مرحبا بالعالم",
+    "emoji 🧬🔬 in science",
+    "Zürich — Genève",
+    "ﬁligree ligatures",
+    "x",
+    "!!!",
+    "...",
+    "?",
+    "()",
+    "— – -",
+    "#$%&*",
+    "\"'`",
+    ";;;",
+    "¿¡",
+    "…",
+]
 
 
 class ParityError(UserError, AssertionError):
@@ -42,8 +62,13 @@ def parity_texts(n_short: int = 40, n_long: int = 40) -> list[str]:
     return short + long + very_long + _ODD
 
 
-def check_parity(encoder, export_dir, texts: list[str] | None = None, model_file: str = "model.onnx",
-                 quantized: bool = False) -> dict:
+def check_parity(
+    encoder,
+    export_dir,
+    texts: list[str] | None = None,
+    model_file: str = "model.onnx",
+    quantized: bool = False,
+) -> dict:
     """Compare ``encoder`` (PyTorch) with the ONNX export in both contexts; raise ParityError on failure."""
     texts = texts or parity_texts()
     onnx = OnnxEmbedder(export_dir, model_file)
@@ -55,7 +80,11 @@ def check_parity(encoder, export_dir, texts: list[str] | None = None, model_file
         vespa_emb = np.stack([onnx.embed_one(t, kind) for t in texts])
         max_abs = float(np.abs(torch_emb - batch_emb).max())
         cos = cosine(torch_emb, vespa_emb)
-        report[kind] = {"max_abs_diff": max_abs, "min_cosine": float(cos.min()), "mean_cosine": float(cos.mean())}
+        report[kind] = {
+            "max_abs_diff": max_abs,
+            "min_cosine": float(cos.min()),
+            "mean_cosine": float(cos.mean()),
+        }
         if quantized:
             if cos.mean() < INT8_MEAN_COSINE:
                 failures.append(f"{kind}: int8 mean cosine {cos.mean():.5f} < {INT8_MEAN_COSINE}")
@@ -64,7 +93,9 @@ def check_parity(encoder, export_dir, texts: list[str] | None = None, model_file
                 failures.append(f"{kind}: max |PyTorch − ONNX| = {max_abs:.2e} > {FP32_MAX_ABS:.0e}")
             if cos.min() < FP32_MIN_COSINE:
                 worst = texts[int(cos.argmin())][:60]
-                failures.append(f"{kind}: Vespa-style cosine {cos.min():.7f} < {FP32_MIN_COSINE} on {worst!r}")
+                failures.append(
+                    f"{kind}: Vespa-style cosine {cos.min():.7f} < {FP32_MIN_COSINE} on {worst!r}"
+                )
     if failures:
         raise ParityError(f"{export_dir}: the export does not embed like the model: " + "; ".join(failures))
     return report
@@ -81,8 +112,10 @@ def check_token_parity(model, export_dir, texts: list[str] | None = None) -> dic
         served = [onnx.embed_one(t, kind) for t in texts]
         counts = [i for i, (a, b) in enumerate(zip(ours, served)) if a.shape != b.shape]
         if counts:
-            failures.append(f"{kind}: {len(counts)} texts get another number of token vectors, e.g. "
-                            f"{texts[counts[0]][:60]!r}: {ours[counts[0]].shape} vs {served[counts[0]].shape}")
+            failures.append(
+                f"{kind}: {len(counts)} texts get another number of token vectors, e.g. "
+                f"{texts[counts[0]][:60]!r}: {ours[counts[0]].shape} vs {served[counts[0]].shape}"
+            )
             continue
         max_abs = max(float(np.abs(a - b).max()) for a, b in zip(ours, served))
         cos = np.concatenate([cosine(a, b) for a, b in zip(ours, served)])

@@ -4,6 +4,7 @@ Per-tensor int8 drifted to cosine ≈ 0.95 against fp32 on MiniLM; one scale per
 weights' spread and stays ≥ 0.99. Activations are quantized at run time (dynamic), which needs no
 calibration data and runs on a stock ONNX Runtime, as inside Vespa.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,13 @@ def quantize_int8(fp32_model, int8_model) -> Path:
     with tempfile.TemporaryDirectory() as scratch:
         os.chdir(scratch)
         try:
-            quantize_dynamic(str(Path(cwd, fp32_model)), str(Path(cwd, int8_model)), per_channel=True,
-                             weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+            quantize_dynamic(
+                str(Path(cwd, fp32_model)),
+                str(Path(cwd, int8_model)),
+                per_channel=True,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["MatMul", "Gemm"],
+            )
         finally:
             os.chdir(cwd)
     return Path(int8_model)

@@ -5,6 +5,7 @@ concatenated verbatim (Vespa 8.679+ adds no space), pooling over the attention m
 normalisation. The embedded search backend uses this to embed queries, so it embeds as Vespa would.
 Serving queries needs only onnxruntime and tokenizers: this module imports neither torch nor transformers.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,13 +40,20 @@ def session(model_path, threads: int = 0) -> ort.InferenceSession:
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
     gpu = chosen_type() == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers()
-    return ort.InferenceSession(str(model_path), options,
-                                providers=["CUDAExecutionProvider"] * gpu + ["CPUExecutionProvider"])
+    return ort.InferenceSession(
+        str(model_path), options, providers=["CUDAExecutionProvider"] * gpu + ["CPUExecutionProvider"]
+    )
 
 
 class OnnxEmbedder:
-    def __init__(self, export_dir, model_file: str = "model.onnx", threads: int = 0,
-                 one_text_per_call: bool | None = None, dim: int | None = None):
+    def __init__(
+        self,
+        export_dir,
+        model_file: str = "model.onnx",
+        threads: int = 0,
+        one_text_per_call: bool | None = None,
+        dim: int | None = None,
+    ):
         """``dim``: serve the first ``dim`` dimensions (a Matryoshka prefix), normalised after the cut as
         Vespa's embedder does for a smaller target tensor."""
         export_dir = Path(export_dir)
@@ -64,13 +72,16 @@ class OnnxEmbedder:
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.manifest.max_tokens)
         # a two-tower export: queries go through its query tower (manifest.query_tower)
-        self.query_side = (OnnxEmbedder(export_dir / self.manifest.query_tower, threads=threads, dim=dim)
-                           if self.manifest.query_tower else None)
+        self.query_side = (
+            OnnxEmbedder(export_dir / self.manifest.query_tower, threads=threads, dim=dim)
+            if self.manifest.query_tower
+            else None
+        )
 
     def _run(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         out = self.session.run([self.manifest.output], {k: feeds[k] for k in self.inputs})[0]
-        emb = pool(out, mask, self.manifest.pooling)[:, :self.dim]
+        emb = pool(out, mask, self.manifest.pooling)[:, : self.dim]
         return normalize(emb) if self.manifest.normalize else emb
 
     def embed_one(self, text: str, kind: str = "query") -> np.ndarray:
@@ -98,7 +109,11 @@ class OnnxEmbedder:
             for row, i in enumerate(idx):
                 e = encodings[i]
                 n = len(e.ids)
-                arrays[0, row, :n], arrays[1, row, :n], arrays[2, row, :n] = e.ids, e.attention_mask, e.type_ids
+                arrays[0, row, :n], arrays[1, row, :n], arrays[2, row, :n] = (
+                    e.ids,
+                    e.attention_mask,
+                    e.type_ids,
+                )
             out[idx] = self._run(arrays[0], arrays[1], arrays[2])
         return out
 
@@ -112,7 +127,9 @@ class OnnxTokenEmbedder:
         export_dir = Path(export_dir)
         self.manifest = Manifest.load(export_dir)
         if self.manifest.kind != "colbert":
-            raise ConfigError(f"{export_dir}: a {self.manifest.kind} export, not a late-interaction (colbert) one")
+            raise ConfigError(
+                f"{export_dir}: a {self.manifest.kind} export, not a late-interaction (colbert) one"
+            )
         self.late = LateConfig(**self.manifest.colbert)
         self.dim = self.late.dim
         self.session = session(export_dir / model_file, threads)
@@ -128,20 +145,23 @@ class OnnxTokenEmbedder:
         """Exactly Vespa's path: one text, no padding; (n_tokens, dim) float32."""
         return self.embed([text], kind, batch_size=1)[0]
 
-    def embed(self, texts: list[str], kind: str = "passage", batch_size: int = 32,
-              progress: bool = False) -> list[np.ndarray]:
+    def embed(
+        self, texts: list[str], kind: str = "passage", batch_size: int = 32, progress: bool = False
+    ) -> list[np.ndarray]:
         """Padded batches (a document's padding is cut away after): the same vectors as ``embed_one``."""
         prefix = self.manifest.prefix(kind)
         rows = [input_ids(self._tokens(prefix + t), kind, self.late, self.skip) for t in texts]
         out: list[np.ndarray] = [None] * len(texts)
-        for idx in length_sorted_batches([len(r[0]) for r in rows], batch_size, progress and f"embed {kind}s (onnx)"):
+        for idx in length_sorted_batches(
+            [len(r[0]) for r in rows], batch_size, progress and f"embed {kind}s (onnx)"
+        ):
             width = max(len(rows[i][0]) for i in idx)
             ids = np.full((len(idx), width), self.late.pad_token_id, dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
             for row, i in enumerate(idx):
-                ids[row, :len(rows[i][0])] = rows[i][0]
-                mask[row, :rows[i][1]] = 1
+                ids[row, : len(rows[i][0])] = rows[i][0]
+                mask[row, : rows[i][1]] = 1
             vectors = self.session.run([self.manifest.output], {"input_ids": ids, "attention_mask": mask})[0]
             for row, i in enumerate(idx):
-                out[i] = vectors[row, :len(rows[i][0])].astype(np.float32)
+                out[i] = vectors[row, : len(rows[i][0])].astype(np.float32)
         return out

@@ -9,7 +9,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("SIAMESE_CACHE", tempfile.mkdtemp(prefix="siamese-test-cache-"))  # vectors cached by tests
+os.environ.setdefault(
+    "SIAMESE_CACHE", tempfile.mkdtemp(prefix="siamese-test-cache-")
+)  # vectors cached by tests
 
 REPO = Path(__file__).resolve().parent.parent
 SCIFACT = REPO / "common" / "datasets" / "scifact"
@@ -25,9 +27,16 @@ def build_tiny_model(path: Path, seed: int = 0, dropout: float = 0.1, layers: in
 
     base = default_base_model()
     tokenizer = AutoTokenizer.from_pretrained(base, use_fast=True)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=layers,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
-                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+    )
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -44,15 +53,18 @@ def toy_pairs(n: int = 48, seed: int = 0):
     from training.pairs import Pair
 
     rng = random.Random(seed)
-    words = ("apple river stone cloud tiger piano window garden silver rocket candle forest ocean violin "
-             "desert engine pepper castle mirror planet bridge comet lemon falcon harbor island jungle "
-             "kettle ladder magnet needle orbit pillow quartz saddle tunnel velvet wagon yacht zebra "
-             "anchor basket cactus dragon feather glacier hammer igloo jacket koala lantern meadow").split()
+    words = (
+        "apple river stone cloud tiger piano window garden silver rocket candle forest ocean violin "
+        "desert engine pepper castle mirror planet bridge comet lemon falcon harbor island jungle "
+        "kettle ladder magnet needle orbit pillow quartz saddle tunnel velvet wagon yacht zebra "
+        "anchor basket cactus dragon feather glacier hammer igloo jacket koala lantern meadow"
+    ).split()
     pairs = []
     for i in range(n):
         passage = rng.sample(words, 8)
-        pairs.append(Pair(" ".join(rng.sample(passage, 3)), " ".join(passage), query_id=f"q{i}",
-                          positive_id=f"d{i}"))
+        pairs.append(
+            Pair(" ".join(rng.sample(passage, 3)), " ".join(passage), query_id=f"q{i}", positive_id=f"d{i}")
+        )
     return pairs
 
 
@@ -99,8 +111,16 @@ def tiny_trained(tiny_model, tmp_path_factory) -> Path:
     from training.config import TrainConfig
     from training.loop import train
 
-    cfg = TrainConfig(base=str(tiny_model), out=str(tmp_path_factory.mktemp("tiny-run")), epochs=1, batch_size=8,
-                      max_length=48, query_prefix="query: ", document_prefix="passage: ", anchor="none")
+    cfg = TrainConfig(
+        base=str(tiny_model),
+        out=str(tmp_path_factory.mktemp("tiny-run")),
+        epochs=1,
+        batch_size=8,
+        max_length=48,
+        query_prefix="query: ",
+        document_prefix="passage: ",
+        anchor="none",
+    )
     return train(cfg, toy_pairs(16), progress=False)
 
 
@@ -115,8 +135,9 @@ def tiny_export(tiny_trained, tmp_path_factory) -> Path:
 def tiny_export_int8(tiny_trained, tmp_path_factory) -> Path:
     from exporter.onnx_export import export
 
-    return export(tiny_trained, tmp_path_factory.mktemp("tiny-export-int8") / "export", quantize="int8",
-                  progress=False)
+    return export(
+        tiny_trained, tmp_path_factory.mktemp("tiny-export-int8") / "export", quantize="int8", progress=False
+    )
 
 
 @pytest.fixture(scope="session")
@@ -125,8 +146,16 @@ def late_model(tiny_model, tmp_path_factory):
     from training.config import recipe_config
     from training.loop import train
 
-    cfg = recipe_config(str(tiny_model), str(tmp_path_factory.mktemp("late-run")), late_interaction=True,
-                        colbert_dim=16, query_tokens=12, max_length=32, epochs=1, batch_size=8)
+    cfg = recipe_config(
+        str(tiny_model),
+        str(tmp_path_factory.mktemp("late-run")),
+        late_interaction=True,
+        colbert_dim=16,
+        query_tokens=12,
+        max_length=32,
+        epochs=1,
+        batch_size=8,
+    )
     return train(cfg, toy_pairs(24), progress=False)
 
 
@@ -140,8 +169,9 @@ def late_export(late_model, tmp_path_factory):
 def needs_java():
     from vespa_app.check.java import java_missing
 
-    return pytest.mark.skipif(bool(java_missing()), reason=f"Vespa's own code needs a JDK and Maven: "
-                                                           f"{java_missing()}")
+    return pytest.mark.skipif(
+        bool(java_missing()), reason=f"Vespa's own code needs a JDK and Maven: {java_missing()}"
+    )
 
 
 def hundred_pages(corpus):

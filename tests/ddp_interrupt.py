@@ -1,5 +1,6 @@
-"""``torchrun ... tests/ddp_interrupt.py N ARGS...``: `python -m training ARGS` with Ctrl-C arriving at every rank's
-N-th training step (``test_distributed.py``: a two-process run stopped, then resumed)."""
+"""``torchrun ... tests/ddp_interrupt.py N ARGS...``: `python -m training ARGS` with Ctrl-C arriving at every
+rank's N-th training step (``test_distributed.py``: a two-process run stopped, then resumed)."""
+
 import sys
 
 import training.loop as loop

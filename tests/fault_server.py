@@ -5,6 +5,7 @@ does, so this server speaks HTTP/2 through the `h2` library. On a fixed schedule
 answers 429 or 503, answers slowly, resets the stream, or drops the whole connection; documents whose id
 ends in ``-poison`` are always refused with 400. Everything it acknowledged is kept in ``stored``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,11 +20,24 @@ import h2.events
 
 
 class FaultServer:
-    def __init__(self, every_429=5, every_503=7, every_slow=11, every_reset=13, every_drop=97, slow_s=0.3,
-                 not_vespa=False):
+    def __init__(
+        self,
+        every_429=5,
+        every_503=7,
+        every_slow=11,
+        every_reset=13,
+        every_drop=97,
+        slow_s=0.3,
+        not_vespa=False,
+    ):
         self.not_vespa = not_vespa  # answer every request as a web server with no such page does: 404, HTML
-        self.schedule = {"429": every_429, "503": every_503, "slow": every_slow, "reset": every_reset,
-                         "drop": every_drop}
+        self.schedule = {
+            "429": every_429,
+            "503": every_503,
+            "slow": every_slow,
+            "reset": every_reset,
+            "drop": every_drop,
+        }
         self.slow_s = slow_s
         self.requests = 0
         self.injected = {kind: 0 for kind in self.schedule} | {"400": 0}
@@ -75,7 +89,9 @@ class FaultServer:
 class _H2(asyncio.Protocol):
     def __init__(self, server: FaultServer):
         self.server = server
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        self.conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        )
         self.streams: dict[int, dict] = {}
         self.transport = None
 
@@ -107,8 +123,14 @@ class _H2(asyncio.Protocol):
     def respond(self, stream_id, status, body, content_type="application/json"):
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         try:
-            self.conn.send_headers(stream_id, [(":status", str(status)), ("content-type", content_type),
-                                               ("content-length", str(len(data)))])
+            self.conn.send_headers(
+                stream_id,
+                [
+                    (":status", str(status)),
+                    ("content-type", content_type),
+                    ("content-length", str(len(data))),
+                ],
+            )
             self.conn.send_data(stream_id, data, end_stream=True)
         except Exception:  # the stream or connection went away meanwhile
             return

@@ -1,6 +1,7 @@
-"""A local stand-in for the parts of the Hugging Face hub's HTTP API that a push uses (create a repository, check
-a card's YAML, ask how each file is uploaded, commit): what the hub would store is kept in ``repos``. Tests never
-reach the real hub."""
+"""A local stand-in for the parts of the Hugging Face hub's HTTP API that a push uses (create a repository,
+check a card's YAML, ask how each file is uploaded, commit): what the hub would store is kept in ``repos``.
+Tests never reach the real hub."""
+
 import base64
 import json
 import threading
@@ -65,16 +66,29 @@ class HubServer:
                     return self.answer(200, {})
                 if action == "preupload":
                     files = json.loads(body)["files"]
-                    return self.answer(200, {"files": [{"path": f["path"], "uploadMode": "regular",
-                                                        "shouldIgnore": False} for f in files]})
+                    return self.answer(
+                        200,
+                        {
+                            "files": [
+                                {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                                for f in files
+                            ]
+                        },
+                    )
                 if action == "commit":
                     stored = branches.setdefault(revision, {})
                     for line in body.splitlines():
                         item = json.loads(line)
                         if item["key"] == "file":
                             stored[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
-                    return self.answer(200, {"commitUrl": f"{hub.url}/{repo}/commit/{'0' * 40}",
-                                             "commitOid": "0" * 40, "success": True})
+                    return self.answer(
+                        200,
+                        {
+                            "commitUrl": f"{hub.url}/{repo}/commit/{'0' * 40}",
+                            "commitOid": "0" * 40,
+                            "success": True,
+                        },
+                    )
                 return self.answer(404, {"error": f"no such route {path}"})
 
         return Handler

@@ -1,4 +1,5 @@
 """models/package.json: what a package serves, recorded by the builder and read by AppPackage alone."""
+
 import json
 import shutil
 
@@ -10,17 +11,25 @@ from vespa_app.package.build import write_package
 from vespa_app.package.options import AppOptions
 
 
-@pytest.mark.parametrize("options, kind, dim, chunking", [
-    (AppOptions(), "single", 32, None),
-    (AppOptions(chunk_tokens=24, chunk_overlap=4), "chunked", 32, {"tokens": 24, "overlap": 4}),
-    (AppOptions(dim=16, binarized=True, cell_type="bfloat16", bm25_weight=0.3), "single", 16, None),
-])
-def test_the_record_says_what_a_single_vector_package_serves(tiny_export, tmp_path, options, kind, dim, chunking):
+@pytest.mark.parametrize(
+    "options, kind, dim, chunking",
+    [
+        (AppOptions(), "single", 32, None),
+        (AppOptions(chunk_tokens=24, chunk_overlap=4), "chunked", 32, {"tokens": 24, "overlap": 4}),
+        (AppOptions(dim=16, binarized=True, cell_type="bfloat16", bm25_weight=0.3), "single", 16, None),
+    ],
+)
+def test_the_record_says_what_a_single_vector_package_serves(
+    tiny_export, tmp_path, options, kind, dim, chunking
+):
     app = write_package(tiny_export, tmp_path / "app", options)
     record = AppPackage.open(app)
     assert (record.kind, record.dim, record.model_dim, record.chunking) == (kind, dim, 32, chunking)
-    assert (record.cell_type, record.binarized, record.bm25_weight) == (options.cell_type, options.binarized,
-                                                                      options.bm25_weight)
+    assert (record.cell_type, record.binarized, record.bm25_weight) == (
+        options.cell_type,
+        options.binarized,
+        options.bm25_weight,
+    )
     assert record.embedders == {"query": "embedder", "document": "embedder"} and not record.two_towers
     assert record.shape() == {"chunking": chunking, "dim": dim}
     assert (record.chunker() is not None) == (kind == "chunked")
@@ -34,7 +43,12 @@ def test_the_record_of_late_interaction_packages(late_export, tiny_export, tmp_p
     assert (alone.kind, alone.dim, alone.embedders) == ("colbert", None, {"colbert": "colbert"})
     assert alone.colbert == {"cells": "int8", "dim": 16}
     both = AppPackage.open(write_package(tiny_export, tmp_path / "both", colbert_dir=late_export))
-    assert (both.kind, both.dim, both.embedders["colbert"], both.colbert["dim"]) == ("both", 32, "colbert", 16)
+    assert (both.kind, both.dim, both.embedders["colbert"], both.colbert["dim"]) == (
+        "both",
+        32,
+        "colbert",
+        16,
+    )
     assert set(both.manifests) == {"models/manifest.json", "models/colbert/manifest.json"}
 
 
@@ -43,7 +57,9 @@ def test_a_package_without_its_record_is_refused_in_one_line(tiny_export, tmp_pa
 
     app = write_package(tiny_export, tmp_path / "app")
     (app / PACKAGE_FILE).unlink()
-    with pytest.raises(PackageRecordError, match=r"a package built before it was recorded\); rebuild it") as e:
+    with pytest.raises(
+        PackageRecordError, match=r"a package built before it was recorded\); rebuild it"
+    ) as e:
         AppPackage.open(app)
     assert "\n" not in str(e.value)
     with pytest.raises(PackageError, match="no models/package.json"):
@@ -58,8 +74,11 @@ def test_a_package_without_its_record_is_refused_in_one_line(tiny_export, tmp_pa
 def test_a_record_this_version_cannot_read_is_refused(tiny_export, tmp_path):
     app = write_package(tiny_export, tmp_path / "app")
     record = json.loads((app / PACKAGE_FILE).read_text())
-    for broken in ({**record, "format": 99}, {**record, "kind": "sparse"}, {k: v for k, v in record.items()
-                                                                         if k != "dim"}):
+    for broken in (
+        {**record, "format": 99},
+        {**record, "kind": "sparse"},
+        {k: v for k, v in record.items() if k != "dim"},
+    ):
         (app / PACKAGE_FILE).write_text(json.dumps(broken))
         with pytest.raises(PackageRecordError, match="not a package record this version reads"):
             AppPackage.open(app)
@@ -76,6 +95,8 @@ def test_a_hand_edited_schema_is_named_and_a_drifted_field_refused(tiny_export, 
     sd.write_text(sd.read_text() + "# tuned by hand\n")
     assert AppPackage.open(edited).changed_files() == ["schemas/doc.sd"]
     assert any("edited since it was built: schemas/doc.sd" in line for line in structural_check(edited))
-    sd.write_text(sd.read_text().replace("x[32]", "x[24]"))  # the record says 32: Vespa would keep 24 silently
+    sd.write_text(
+        sd.read_text().replace("x[32]", "x[24]")
+    )  # the record says 32: Vespa would keep 24 silently
     with pytest.raises(PackageError, match="does not match the model's 32 dimensions"):
         structural_check(edited)

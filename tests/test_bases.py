@@ -1,5 +1,7 @@
-"""Bases as users name them: hub ids (offline, from a cache laid out on disk), sentence-transformers conventions,
-ONNX-only encoders rebuilt into trainable directories, and the model card every directory we write carries."""
+"""Bases as users name them: hub ids (offline, from a cache laid out on disk), sentence-transformers
+conventions, ONNX-only encoders rebuilt into trainable directories,
+and the model card every directory we write carries."""
+
 import json
 import shutil
 import threading
@@ -20,7 +22,8 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 
 @pytest.fixture
 def hub_cache(tiny_model, tmp_path, monkeypatch):
-    """A Hugging Face hub cache holding ``acme/tiny`` at commit SHA, laid out as huggingface_hub writes one."""
+    """A Hugging Face hub cache holding ``acme/tiny`` at commit
+    SHA, laid out as huggingface_hub writes one."""
     from huggingface_hub import constants
 
     cache = tmp_path / "hub"
@@ -37,8 +40,9 @@ def test_a_hub_id_resolves_offline_from_the_cache_and_training_records_its_revis
     assert check_model_dir("acme/tiny") == hub_cache
     assert check_model_dir(f"acme/tiny@{SHA}") == hub_cache
     assert model_name(hub_cache) == "acme/tiny" and model_name("acme/tiny") == "acme/tiny"
-    cfg = TrainConfig(base="acme/tiny", out=str(tmp_path / "run"), epochs=1, batch_size=8, max_length=32,
-                      anchor="none")
+    cfg = TrainConfig(
+        base="acme/tiny", out=str(tmp_path / "run"), epochs=1, batch_size=8, max_length=32, anchor="none"
+    )
     model_dir = train(cfg, toy_pairs(16), progress=False)
     saved = json.loads((model_dir / "train_config.json").read_text())
     assert saved["base"] == "acme/tiny" and saved["base_revision"] == SHA
@@ -111,15 +115,33 @@ def test_the_cli_says_one_line_for_an_id_it_cannot_resolve(capsys, tmp_path, mon
 def test_prompts_pooling_and_window_come_from_a_sentence_transformers_directory(tiny_model, tmp_path):
     folder = tmp_path / "st"
     shutil.copytree(tiny_model, folder)
-    (folder / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    (folder / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+                {
+                    "idx": 2,
+                    "name": "2",
+                    "path": "2_Normalize",
+                    "type": "sentence_transformers.models.Normalize",
+                },
+            ]
+        )
+    )
     (folder / "1_Pooling").mkdir()
     (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
     (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 96}))
-    (folder / "config_sentence_transformers.json").write_text(json.dumps(
-        {"prompts": {"query": "Represent this sentence for searching relevant passages: ", "document": "doc: "}}))
+    (folder / "config_sentence_transformers.json").write_text(
+        json.dumps(
+            {
+                "prompts": {
+                    "query": "Represent this sentence for searching relevant passages: ",
+                    "document": "doc: ",
+                }
+            }
+        )
+    )
     config = EncoderConfig.load(folder)
     assert (config.pooling, config.normalize, config.max_length) == ("cls", True, 96)
     assert config.query_prefix == "Represent this sentence for searching relevant passages: "
@@ -135,11 +157,19 @@ def test_prompts_pooling_and_window_come_from_a_sentence_transformers_directory(
 def _export_onnx_like_xenova(model, path):
     """The tiny model as an ONNX graph with torch's legacy exporter: anonymous transposed MatMul weights."""
     ids = torch.tensor([[101, 2023, 2003, 102]])
-    torch.onnx.export(model, (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(path),
-                      input_names=["input_ids", "attention_mask", "token_type_ids"],
-                      output_names=["last_hidden_state"], opset_version=14, dynamo=False,
-                      dynamic_axes={n: {0: "batch", 1: "seq"} for n in
-                                    ("input_ids", "attention_mask", "token_type_ids", "last_hidden_state")})
+    torch.onnx.export(
+        model,
+        (ids, torch.ones_like(ids), torch.zeros_like(ids)),
+        str(path),
+        input_names=["input_ids", "attention_mask", "token_type_ids"],
+        output_names=["last_hidden_state"],
+        opset_version=14,
+        dynamo=False,
+        dynamic_axes={
+            n: {0: "batch", 1: "seq"}
+            for n in ("input_ids", "attention_mask", "token_type_ids", "last_hidden_state")
+        },
+    )
 
 
 @pytest.mark.parametrize("weights", ["as initialised", "trained-like"])
@@ -160,15 +190,25 @@ def test_an_onnx_encoder_imports_into_an_equal_trainable_directory(tiny_model, t
     _export_onnx_like_xenova(original, graph)
     names = [i.name for i in onnx.load(str(graph)).graph.initializer]
     assert any(n.startswith("onnx::MatMul") for n in names)  # the case the importer exists for
-    out, proof = import_onnx(graph, tiny_model / "tokenizer.json", tmp_path / "imported", pooling="cls",
-                             max_length=64, query_prefix="q: ")
+    out, proof = import_onnx(
+        graph,
+        tiny_model / "tokenizer.json",
+        tmp_path / "imported",
+        pooling="cls",
+        max_length=64,
+        query_prefix="q: ",
+    )
     assert proof["heads"] == 2 and proof["max_abs_diff"] <= 1e-5
     rebuilt = AutoModel.from_pretrained(out).eval()
     for key, value in original.state_dict().items():
         if not key.startswith("pooler."):
             assert torch.equal(value, rebuilt.state_dict()[key]), key
     encoder = Encoder.load(out)
-    assert (encoder.config.pooling, encoder.config.max_length, encoder.config.query_prefix) == ("cls", 64, "q: ")
+    assert (encoder.config.pooling, encoder.config.max_length, encoder.config.query_prefix) == (
+        "cls",
+        64,
+        "q: ",
+    )
     assert np.isfinite(encoder.encode(["a claim"], "query")).all()
     assert "Imported from ONNX" in (out / "README.md").read_text()
 
@@ -214,14 +254,30 @@ def test_a_run_without_a_temperature_takes_the_bases_and_records_it(tiny_model, 
     from training.encoder import Encoder
     from training.temperature import base_temperature
 
-    cfg = TrainConfig(base=str(tiny_model), out=str(tmp_path / "auto"), epochs=1, max_steps=1, batch_size=8,
-                      max_length=32, anchor="none")
+    cfg = TrainConfig(
+        base=str(tiny_model),
+        out=str(tmp_path / "auto"),
+        epochs=1,
+        max_steps=1,
+        batch_size=8,
+        max_length=32,
+        anchor="none",
+    )
     saved = json.loads((train(cfg, toy_pairs(16), progress=False) / "train_config.json").read_text())
     encoder = Encoder.load(tiny_model, max_length=32)
     assert (saved["temperature"], saved["base_margin"]) == pytest.approx(
-        base_temperature(encoder.encode, toy_pairs(16), seed=cfg.seed))
-    given = TrainConfig(base=str(tiny_model), out=str(tmp_path / "given"), epochs=1, max_steps=1, batch_size=8,
-                        max_length=32, anchor="none", temperature=0.07)
+        base_temperature(encoder.encode, toy_pairs(16), seed=cfg.seed)
+    )
+    given = TrainConfig(
+        base=str(tiny_model),
+        out=str(tmp_path / "given"),
+        epochs=1,
+        max_steps=1,
+        batch_size=8,
+        max_length=32,
+        anchor="none",
+        temperature=0.07,
+    )
     saved = json.loads((train(given, toy_pairs(16), progress=False) / "train_config.json").read_text())
     assert (saved["temperature"], saved["base_margin"]) == (0.07, None)
 

@@ -39,8 +39,13 @@ def test_given_negatives_are_kept_and_mined_ones_exclude_positives():
     from training.config import TrainConfig
     from training.loop import prepare_pairs
 
-    pairs = [Pair("q1", "p1", ["n1", "p2"]), Pair("q1", "p2"), Pair("q2", "apple pie recipe"),
-             Pair("q3", "banana bread recipe"), Pair("q4", "cherry tart recipe")]
+    pairs = [
+        Pair("q1", "p1", ["n1", "p2"]),
+        Pair("q1", "p2"),
+        Pair("q2", "apple pie recipe"),
+        Pair("q3", "banana bread recipe"),
+        Pair("q4", "cherry tart recipe"),
+    ]
     cfg = TrainConfig(base="-", out="-", hard_negatives=0)
     kept = prepare_pairs(pairs, None, cfg)
     assert kept[0].negatives == ["n1"]  # p2 is a known positive of q1: never its negative
@@ -48,4 +53,7 @@ def test_given_negatives_are_kept_and_mined_ones_exclude_positives():
     cfg.hard_negatives = 1
     pool = ["apple pie recipe", "apple tart recipe", "apple crumble recipe", "pear"]
     mined = prepare_pairs([Pair("apple recipe", "apple pie recipe")], pool, cfg)
-    assert len(mined[0].negatives) == 1 and mined[0].negatives[0] in {"apple tart recipe", "apple crumble recipe"}
+    assert len(mined[0].negatives) == 1 and mined[0].negatives[0] in {
+        "apple tart recipe",
+        "apple crumble recipe",
+    }

@@ -1,4 +1,5 @@
 """Long positives trained as the chunks a chunked package serves (training/chunk_positives.py)."""
+
 from common.data import Doc
 from training.batches import plan_epoch
 from training.chunk_positives import chunk_positives
@@ -7,8 +8,10 @@ from training.model_dir import default_base_model
 from training.negatives import known_positives
 from training.pairs import Pair
 
-FILLER = ("The committee reviewed the annual budget for road maintenance in the northern district. "
-          "Several councillors asked about the timetable for the new library building. ")
+FILLER = (
+    "The committee reviewed the annual budget for road maintenance in the northern district. "
+    "Several councillors asked about the timetable for the new library building. "
+)
 ANSWER = "Vitamin D deficiency was associated with more hip fractures in adults over seventy."
 DOC = Doc("d1", "Municipal report", FILLER * 6 + ANSWER + " " + FILLER * 2)
 SHORT = Doc("d2", "Short", "A short abstract that fits in one window.")
@@ -19,13 +22,17 @@ def config(mode: str, **kw) -> TrainConfig:
 
 
 def pairs():
-    return [Pair("does low vitamin D raise the risk of hip fracture in old age?", DOC.passage, positive_id="d1"),
-            Pair("a short one", SHORT.passage, positive_id="d2")]
+    return [
+        Pair("does low vitamin D raise the risk of hip fracture in old age?", DOC.passage, positive_id="d1"),
+        Pair("a short one", SHORT.passage, positive_id="d2"),
+    ]
 
 
 def test_best_chunk_is_the_part_that_answers():
     long, short = chunk_positives(pairs(), [DOC, SHORT], config("best"))
-    assert ANSWER in long.positive and long.positive.startswith("Municipal report ")  # the title leads each chunk
+    assert ANSWER in long.positive and long.positive.startswith(
+        "Municipal report "
+    )  # the title leads each chunk
     assert long.positive != DOC.passage and len(long.positive) < len(DOC.passage) / 3
     assert short.positive == SHORT.passage  # fits in one window: left as it is
 

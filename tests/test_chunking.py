@@ -1,5 +1,6 @@
 """Chunk boundaries with MiniLM's real tokenizer: every chunk fits the window, nothing is lost, neighbours
 overlap, sentences stay whole where they fit."""
+
 import re
 
 import pytest
@@ -47,7 +48,8 @@ def test_real_abstracts_fit_cover_and_overlap(chunker):
             start = doc.text.index(c, max(0, position - len(c)))
             assert not doc.text[position:start].strip()
             position = start + len(c)
-        # neighbours share whole trailing sentences of up to 16 tokens; across longer ones they meet end to end
+        # neighbours share whole trailing sentences of up to 16
+        # tokens; across longer ones they meet end to end
         shared = [a for a, b in zip(chunks, chunks[1:]) if doc.text.index(b) < doc.text.index(a) + len(a)]
         overlaps += len(shared)
     assert overlaps > 0
@@ -58,7 +60,8 @@ def test_sentences_stay_whole_where_they_fit(chunker):
     chunks = chunker.chunks(" ".join(sentences))
     for c in chunks:
         assert c.startswith("Sentence number") and c.endswith("cells.")
-    # the overlap is whole sentences of at most 16 tokens: each chunk after the first repeats the last sentence
+    # the overlap is whole sentences of at most 16 tokens: each
+    # chunk after the first repeats the last sentence
     for a, b in zip(chunks, chunks[1:]):
         assert a.split(". ")[-1] == b.split(". ")[0] + "." or a.endswith(b.split(". ")[0] + ".")
 
@@ -111,7 +114,16 @@ def test_chunk_scores_against_brute_force():
 def test_eval_with_chunks(tiny_model, small_beir, capsys):
     from siamese.cli import main
 
-    common = ["eval", "--data", str(small_beir), "--models", str(tiny_model), "--no-bm25", "--max-length", "64"]
+    common = [
+        "eval",
+        "--data",
+        str(small_beir),
+        "--models",
+        str(tiny_model),
+        "--no-bm25",
+        "--max-length",
+        "64",
+    ]
     assert main(common + ["--chunk-overlap", "8", "--chunk-pooling", "top2"]) == 0
     assert "chunked 64/8, top2" in capsys.readouterr().out
     assert main(common + ["--chunk-tokens", "128"]) == 2
@@ -126,10 +138,18 @@ def test_run_chooses_chunking_from_the_corpus(tiny_export):
 
     short = [Doc(str(i), "t", "a short text") for i in range(10)]
     long = short[:7] + [Doc(f"l{i}", "t", "protein folding in cells. " * 40) for i in range(3)]
-    assert chunking_choice(RunOptions(), long, tiny_export) == (None, "off: documents truncated to the model's window")
+    assert chunking_choice(RunOptions(), long, tiny_export) == (
+        None,
+        "off: documents truncated to the model's window",
+    )
     chunker, why = chunking_choice(RunOptions(chunk_tokens="auto"), short, tiny_export)
     assert chunker is None and why.startswith("auto → off: 0% of documents exceed 48 tokens")
     chunker, why = chunking_choice(RunOptions(chunk_tokens="auto"), long, tiny_export)
-    assert chunker.max_tokens == 48 and chunker.overlap == 12 and why.startswith("auto → on: 30% of documents")
+    assert (
+        chunker.max_tokens == 48 and chunker.overlap == 12 and why.startswith("auto → on: 30% of documents")
+    )
     chunker, why = chunking_choice(RunOptions(chunk_tokens=32, chunk_overlap=4), short, tiny_export)
-    assert (chunker.max_tokens, chunker.overlap) == (32, 4) and why == "on: chunks of 32 tokens sharing 4 (asked for)"
+    assert (chunker.max_tokens, chunker.overlap) == (
+        32,
+        4,
+    ) and why == "on: chunks of 32 tokens sharing 4 (asked for)"

@@ -4,6 +4,7 @@ paths with spaces and Unicode) end in exit 0 or one `error:`/usage line, never i
 Inputs are always paths that do not exist (or a closed port on this machine for URLs), so no generated command
 does minutes of real work or reaches another host; what is fuzzed is the parsing and validation in front of
 the work."""
+
 import argparse
 import contextlib
 import io
@@ -16,14 +17,48 @@ from siamese.cli import build_parser, main
 
 URL = "http://127.0.0.1:9"  # the discard port: nothing listens there
 NAMES = st.text(alphabet="abcxyz _-.éü東京 ", min_size=1, max_size=12).map(str.strip).filter(bool)
-NUMBERS = st.one_of(st.integers(-5, 600).map(str), st.floats(-2, 3, allow_nan=False).map(lambda f: f"{f:.3g}"),
-                    st.sampled_from(["0", "auto", "nan", "1e9", "", "x"]))
+NUMBERS = st.one_of(
+    st.integers(-5, 600).map(str),
+    st.floats(-2, 3, allow_nan=False).map(lambda f: f"{f:.3g}"),
+    st.sampled_from(["0", "auto", "nan", "1e9", "", "x"]),
+)
 JUNK = st.sampled_from(["", "x", "-", "auto", "-1", "0", "1.5", "1e400", "0x10", "٣"])
-PATH_FLAGS = {"--data", "--base", "--out", "--pairs", "--corpus", "--queries", "--qrels", "--guard", "--models",
-              "--train-data", "--json", "--index", "--package", "--ledger", "--failed", "--texts", "--vectors-out",
-              "--anchor-data", "--general-pairs", "--general", "--colbert", "--key", "--eval-data", "--reference",
-              "--sts"}
-SKIP = {"--debug", "-h", "--help", "--vespa", "--target", "--url", "--query-url"}  # tracebacks asked for; hosts
+PATH_FLAGS = {
+    "--data",
+    "--base",
+    "--out",
+    "--pairs",
+    "--corpus",
+    "--queries",
+    "--qrels",
+    "--guard",
+    "--models",
+    "--train-data",
+    "--json",
+    "--index",
+    "--package",
+    "--ledger",
+    "--failed",
+    "--texts",
+    "--vectors-out",
+    "--anchor-data",
+    "--general-pairs",
+    "--general",
+    "--colbert",
+    "--key",
+    "--eval-data",
+    "--reference",
+    "--sts",
+}
+SKIP = {
+    "--debug",
+    "-h",
+    "--help",
+    "--vespa",
+    "--target",
+    "--url",
+    "--query-url",
+}  # tracebacks asked for; hosts
 
 
 def _commands():
@@ -38,6 +73,7 @@ def _commands():
                         walk(sub, prefix + [name])
                     else:
                         found[" ".join(prefix + [name])] = sub
+
     walk(parser, [])
     return found
 
@@ -47,8 +83,20 @@ COMMANDS = _commands()
 
 def _value(draw, action, root):
     flag = action.option_strings[0] if action.option_strings else action.dest
-    if flag in PATH_FLAGS or action.dest in ("export_dir", "out_dir", "package", "model_dir", "index", "data",
-                                             "teacher", "tuned", "onnx", "tokenizer", "out", "base"):
+    if flag in PATH_FLAGS or action.dest in (
+        "export_dir",
+        "out_dir",
+        "package",
+        "model_dir",
+        "index",
+        "data",
+        "teacher",
+        "tuned",
+        "onnx",
+        "tokenizer",
+        "out",
+        "base",
+    ):
         return str(root / draw(NAMES))
     if action.dest in ("url", "target"):
         return URL
@@ -74,7 +122,11 @@ def argument_lists(draw, command, root):
         else:
             argv += [flag, _value(draw, action, root)]
     for flag in ("--data", "--base", "--out"):  # never the bundled data or the default base: no real work
-        if any(flag in a.option_strings for a in options) and flag not in argv and command not in ("query", "feed"):
+        if (
+            any(flag in a.option_strings for a in options)
+            and flag not in argv
+            and command not in ("query", "feed")
+        ):
             argv += [flag, str(root / f"missing {flag[2:]} ü")]
     return argv
 
@@ -98,31 +150,54 @@ def test_no_argument_list_ends_in_a_traceback(command, tmp_path_factory):
     check()
 
 
-# ------------------------------------------------------------------ `siamese run` again over a finished --out
+# ---------------------------------------------------------------- `siamese run` again over a finished --out
 
 # Flags that decide what a stage makes, with values to draw (the run below used none of them).
 STAGE_FLAGS = {
-    "--lr": ["0.5", "1e-3"], "--max-steps": ["1", "2"], "--batch-size": ["4", "16"], "--seed": ["1", "7"],
-    "--temperature": ["0.1"], "--anchor-weight": ["5", "40"], "--anchor": ["none", "mse", "kl"],
-    "--tower": ["shared", "query", "adapter", "separate"], "--train-length": ["16", "128"], "--symmetric": [None],
-    "--query-prefix": ["q: "], "--hard-negatives": ["1", "0"], "--quantize": ["int8"], "--dim": ["16", "32"],
-    "--bm25-weight": ["0.1", "auto"], "--epochs": ["1", "2"], "--pooling": ["cls", "mean"],
+    "--lr": ["0.5", "1e-3"],
+    "--max-steps": ["1", "2"],
+    "--batch-size": ["4", "16"],
+    "--seed": ["1", "7"],
+    "--temperature": ["0.1"],
+    "--anchor-weight": ["5", "40"],
+    "--anchor": ["none", "mse", "kl"],
+    "--tower": ["shared", "query", "adapter", "separate"],
+    "--train-length": ["16", "128"],
+    "--symmetric": [None],
+    "--query-prefix": ["q: "],
+    "--hard-negatives": ["1", "0"],
+    "--quantize": ["int8"],
+    "--dim": ["16", "32"],
+    "--bm25-weight": ["0.1", "auto"],
+    "--epochs": ["1", "2"],
+    "--pooling": ["cls", "mean"],
 }
 
 
 @pytest.fixture(scope="module")
 def finished_run(tiny_model, small_beir, tmp_path_factory):
     out = tmp_path_factory.mktemp("finished") / "run"
-    args = ["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--epochs", "1",
-            "--no-sts", "--no-guards"]
+    args = [
+        "run",
+        "--data",
+        str(small_beir),
+        "--base",
+        str(tiny_model),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--no-sts",
+        "--no-guards",
+    ]
     assert main(args) == 0
     return args, out
 
 
 def test_a_run_over_a_finished_out_never_ends_well_on_a_stale_stage(finished_run):
     """Issue 35: changed flags over an existing --out. Exit 0 only where every stage holds what was asked (the
-    model's configuration, the export's quantisation, the package's width and weight); otherwise one error line
-    and nothing touched."""
+    model's configuration, the export's quantisation, the package's width and weight); otherwise one error
+    line and nothing touched."""
     from common.atomic import artifact_id
     from exporter.manifest import Manifest
     from training.config import TrainConfig
@@ -132,8 +207,11 @@ def test_a_run_over_a_finished_out_never_ends_well_on_a_stale_stage(finished_run
     stages = ("train/model", "export", "index", "app")
 
     @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-    @given(st.dictionaries(st.sampled_from(sorted(STAGE_FLAGS)), st.none(), min_size=1, max_size=3).flatmap(
-        lambda flags: st.fixed_dictionaries({f: st.sampled_from(STAGE_FLAGS[f]) for f in flags})))
+    @given(
+        st.dictionaries(st.sampled_from(sorted(STAGE_FLAGS)), st.none(), min_size=1, max_size=3).flatmap(
+            lambda flags: st.fixed_dictionaries({f: st.sampled_from(STAGE_FLAGS[f]) for f in flags})
+        )
+    )
     def check(changes):
         argv = list(args)
         for flag, value in changes.items():
@@ -153,8 +231,13 @@ def test_a_run_over_a_finished_out_never_ends_well_on_a_stale_stage(finished_run
             knob = flag[2:].replace("-", "_")
             if hasattr(cfg, knob):
                 held = getattr(cfg, knob)
-                assert held is True if value is None else (str(held) == value or (
-                    isinstance(held, (int, float)) and float(held) == float(value))), (flag, value, held)
+                assert (
+                    held is True
+                    if value is None
+                    else (
+                        str(held) == value or (isinstance(held, (int, float)) and float(held) == float(value))
+                    )
+                ), (flag, value, held)
         assert (Manifest.load(out / "export").quantization is not None) == ("--quantize" in changes)
         package = AppPackage.open(out / "app")
         assert package.dim == int(changes.get("--dim", 32))

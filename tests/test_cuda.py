@@ -1,6 +1,7 @@
-"""What only a GPU can show: the models on CUDA embed and train as they do on the CPU, the bank stays on the device
-(or scores from the host when it does not fit), and torchrun runs its collectives through NCCL. Skipped without
-CUDA (CI and this machine); ``benchmarks/device_check.sh`` runs them on a GPU machine."""
+"""What only a GPU can show: the models on CUDA embed and train as they do on the CPU, the bank stays on the
+device (or scores from the host when it does not fit), and torchrun runs its collectives through NCCL. Skipped
+without CUDA (CI and this machine); ``benchmarks/device_check.sh`` runs them on a GPU machine."""
+
 import json
 import os
 import subprocess
@@ -42,8 +43,9 @@ def test_every_tower_trains_on_cuda_and_saves_a_model_the_cpu_loads(steady_model
     from training.models import load_model
 
     for tower in ("shared", "query", "adapter", "separate"):
-        cfg = recipe_config(str(steady_model), str(tmp_path / tower), tower=tower, epochs=1, batch_size=8,
-                            temperature=0.05)
+        cfg = recipe_config(
+            str(steady_model), str(tmp_path / tower), tower=tower, epochs=1, batch_size=8, temperature=0.05
+        )
         model_dir = train(cfg, toy_pairs(24), progress=False)
         model = load_model(model_dir, device="cpu")
         assert np.isfinite(model.encode(["a query"], "query")).all(), tower
@@ -76,12 +78,39 @@ def test_the_bank_on_the_device_and_from_the_host_give_one_loss(monkeypatch):
 
 def test_torchrun_trains_through_nccl_on_one_gpu(steady_model, tmp_path):
     data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps({"query": p.query, "positive": p.positive}) + "\n" for p in toy_pairs(24)))
+    data.write_text(
+        "".join(json.dumps({"query": p.query, "positive": p.positive}) + "\n" for p in toy_pairs(24))
+    )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=1",
-                           "-m", "training", "train", "--data", str(data), "--base", str(steady_model), "--out",
-                           str(tmp_path / "run"), "--batch-size", "8", "--max-steps", "3", "--tower", "query"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node=1",
+            "-m",
+            "training",
+            "train",
+            "--data",
+            str(data),
+            "--base",
+            str(steady_model),
+            "--out",
+            str(tmp_path / "run"),
+            "--batch-size",
+            "8",
+            "--max-steps",
+            "3",
+            "--tower",
+            "query",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "distributed: 1 processes (nccl)" in done.stderr
     metrics = json.loads((tmp_path / "run" / "model" / "train_metrics.json").read_text())

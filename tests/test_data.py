@@ -1,4 +1,5 @@
 """Readers on good and bad input: every bad case names the file, the line and the fix."""
+
 import gzip
 import json
 
@@ -58,7 +59,9 @@ def test_a_single_50_mb_line(tmp_path):
 def test_corpus_duplicates_and_gzip(tmp_path):
     path = tmp_path / "corpus.jsonl.gz"
     with gzip.open(path, "wt") as fh:
-        fh.write('{"_id": "1", "title": "t", "text": "a"}\n{"_id": "1", "text": "b"}\n{"_id": 2, "text": "c"}\n')
+        fh.write(
+            '{"_id": "1", "title": "t", "text": "a"}\n{"_id": "1", "text": "b"}\n{"_id": 2, "text": "c"}\n'
+        )
     with pytest.raises(DataError, match="line 2: duplicate id: '1'"):
         read_corpus(path)
     skipped = Skipped()
@@ -102,11 +105,20 @@ def test_unknown_format(tmp_path):
 
 
 lines = st.one_of(
-    st.builds(lambda q, p: json.dumps({"query": q, "positive": p}), st.text(max_size=20), st.text(max_size=20)),
-    st.builds(lambda v: json.dumps(v), st.recursive(st.none() | st.integers() | st.text(max_size=5),
-                                                    lambda c: st.lists(c, max_size=3) | st.dictionaries(
-                                                        st.sampled_from(["query", "positive", "negatives", "x"]),
-                                                        c, max_size=3), max_leaves=6)),
+    st.builds(
+        lambda q, p: json.dumps({"query": q, "positive": p}), st.text(max_size=20), st.text(max_size=20)
+    ),
+    st.builds(
+        lambda v: json.dumps(v),
+        st.recursive(
+            st.none() | st.integers() | st.text(max_size=5),
+            lambda c: (
+                st.lists(c, max_size=3)
+                | st.dictionaries(st.sampled_from(["query", "positive", "negatives", "x"]), c, max_size=3)
+            ),
+            max_leaves=6,
+        ),
+    ),
     st.text(max_size=30),
 )
 
@@ -131,6 +143,7 @@ def test_readers_raise_only_data_errors(tmp_path, content):
     except DataError as e:
         assert "empty file" in str(e)
         return
+
     def blank(line: bytes) -> bool:  # whitespace only, Unicode whitespace included, once decoded
         try:
             return not line.decode("utf-8").strip()
@@ -149,11 +162,15 @@ def write_corpus_with_empty_fields(folder):
         '{"_id": "title-only", "title": "Vitamin D and bone fractures in older adults", "text": ""}\n'
         '{"_id": "no-title", "title": "", "text": "Statins lower cholesterol and cardiovascular risk."}\n'
         '{"_id": "empty", "title": "", "text": ""}\n'
-        '{"_id": "plain", "title": "Sleep", "text": "Sleep deprivation impairs memory consolidation."}\n')
-    (folder / "queries.jsonl").write_text('{"_id": "q1", "text": "does vitamin D prevent fractures"}\n'
-                                          '{"_id": "q2", "text": "statins and cholesterol"}\n')
-    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\ttitle-only\t1\nq1\tempty\t1\n"
-                                               "q2\tno-title\t1\n")
+        '{"_id": "plain", "title": "Sleep", "text": "Sleep deprivation impairs memory consolidation."}\n'
+    )
+    (folder / "queries.jsonl").write_text(
+        '{"_id": "q1", "text": "does vitamin D prevent fractures"}\n'
+        '{"_id": "q2", "text": "statins and cholesterol"}\n'
+    )
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\nq1\ttitle-only\t1\nq1\tempty\t1\nq2\tno-title\t1\n"
+    )
     return folder
 
 

@@ -1,4 +1,5 @@
 """`siamese distill`: a student made of its teacher's own layers (training/distill.py)."""
+
 import json
 
 import pytest
@@ -30,8 +31,12 @@ def test_the_students_layers_are_the_teachers_before_training(teacher):
     for mine, theirs in zip(s.transformer.encoder.layer, [t.transformer.encoder.layer[i] for i in (0, 3)]):
         for a, b in zip(mine.state_dict().values(), theirs.state_dict().values()):
             assert torch.equal(a, b)
-    assert all(torch.equal(a, b) for a, b in zip(s.transformer.embeddings.state_dict().values(),
-                                                  t.transformer.embeddings.state_dict().values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            s.transformer.embeddings.state_dict().values(), t.transformer.embeddings.state_dict().values()
+        )
+    )
     texts = ["a protein folds", "the council met on tuesday"]
     whole = make_student(t, [0, 1, 2, 3]).eval()  # every layer kept: the teacher itself
     assert torch.equal(torch.from_numpy(whole.encode(texts)), torch.from_numpy(t.encode(texts)))
@@ -44,8 +49,10 @@ def test_distill_loss_on_unit_vectors():
     sn, tn = torch.nn.functional.normalize(s, dim=-1), torch.nn.functional.normalize(t, dim=-1)
     assert torch.allclose(distill_loss(s, t, "mse", []), (sn - tn).pow(2).sum(-1).mean())
     assert torch.allclose(distill_loss(s, t, "mse", []), 2 * distill_loss(s, t, "cosine", []))
-    assert torch.allclose(distill_loss(s, t, "cosine", [8, 4]),
-                          distill_loss(s, t, "cosine", []) + distill_loss(s[:, :4], t[:, :4], "cosine", []))
+    assert torch.allclose(
+        distill_loss(s, t, "cosine", [8, 4]),
+        distill_loss(s, t, "cosine", []) + distill_loss(s[:, :4], t[:, :4], "cosine", []),
+    )
     assert float(distill_loss(t, t, "mse", [8, 4])) == pytest.approx(0.0, abs=1e-6)
 
 
@@ -66,7 +73,9 @@ def test_the_hidden_term_pairs_each_block_with_the_teacher_block_it_was_copied_f
     # Padding does not count: a pad token's state can be anything.
     padded = [h.clone() for h in spread]
     padded[-1][mask == 0] += 100.0
-    assert torch.allclose(hidden_loss(padded, taught, [0, 3], mask), hidden_loss(spread, taught, [0, 3], mask))
+    assert torch.allclose(
+        hidden_loss(padded, taught, [0, 3], mask), hidden_loss(spread, taught, [0, 3], mask)
+    )
 
 
 def test_distilling_with_the_hidden_term_brings_the_blocks_to_the_teachers(teacher, tmp_path):
@@ -80,11 +89,13 @@ def test_distilling_with_the_hidden_term_brings_the_blocks_to_the_teachers(teach
         states = Encoder.load(model_dir, max_length=48).eval().forward_with_states(batch)[1]
         return float(hidden_loss(states, t.forward_with_states(batch)[1], layers, batch["attention_mask"]))
 
-    cfg = DistillConfig(str(teacher), str(tmp_path / "plain"), layers=2, epochs=3, batch_size=8, max_length=48,
-                        hidden=0.0)
+    cfg = DistillConfig(
+        str(teacher), str(tmp_path / "plain"), layers=2, epochs=3, batch_size=8, max_length=48, hidden=0.0
+    )
     plain = distill(cfg, texts, progress=False)
-    cfg = DistillConfig(str(teacher), str(tmp_path / "hidden"), layers=2, epochs=3, batch_size=8, max_length=48,
-                        hidden=1.0)
+    cfg = DistillConfig(
+        str(teacher), str(tmp_path / "hidden"), layers=2, epochs=3, batch_size=8, max_length=48, hidden=1.0
+    )
     hidden = distill(cfg, texts, progress=False)
     assert gap(hidden, [0, 3]) < gap(plain, [0, 3])
 
@@ -98,7 +109,9 @@ def test_a_two_layer_student_goes_through_export_and_app_check(teacher, tmp_path
 
     pairs = toy_pairs(24)
     texts = [(p.positive, "passage") for p in pairs] + [(p.query, "query") for p in pairs]
-    cfg = DistillConfig(str(teacher), str(tmp_path / "student"), layers=2, epochs=2, batch_size=8, max_length=48)
+    cfg = DistillConfig(
+        str(teacher), str(tmp_path / "student"), layers=2, epochs=2, batch_size=8, max_length=48
+    )
     student = distill(cfg, texts, pairs, progress=False)
     info = json.loads((student / "distill.json").read_text())
     assert info["teacher_layers"] == [0, 3] and info["loss"][-1] < info["loss"][0]
@@ -127,7 +140,9 @@ def test_prefix_embed_cuts_then_normalises_and_reuses_the_passage_cache(monkeypa
     full = embed(["a", "b"], "passage")[:, :3]
     assert np.allclose(v, full / np.linalg.norm(full, axis=1, keepdims=True))
     calls.clear()
-    prefix_embed(embed, 5, cache="model-key")(["a", "b"], "passage")  # another prefix: the corpus is not re-embedded
+    prefix_embed(embed, 5, cache="model-key")(
+        ["a", "b"], "passage"
+    )  # another prefix: the corpus is not re-embedded
     prefix_embed(embed, 5, cache="model-key")(["a", "b"], "query")  # queries are never cached
     assert calls == ["query"]
 
@@ -138,8 +153,21 @@ def test_the_cli_says_how_many_texts_the_student_is_taught_on(teacher, small_bei
     general = tmp_path / "general.txt"
     general.write_text("one sentence\n" * 30 + "another sentence\n")  # duplicates count once
     out = tmp_path / "student"
-    args = ["distill", str(teacher), str(out), "--layers", "1", "--data", str(small_beir), "--general", str(general),
-            "--max-length", "16", "--batch-size", "16"]
+    args = [
+        "distill",
+        str(teacher),
+        str(out),
+        "--layers",
+        "1",
+        "--data",
+        str(small_beir),
+        "--general",
+        str(general),
+        "--max-length",
+        "16",
+        "--batch-size",
+        "16",
+    ]
     assert main([*args, "--max-texts", "7"]) == 0
     assert " on 7 texts" in capsys.readouterr().err
     assert json.loads((out / "distill.json").read_text())["texts"] == 7

@@ -1,15 +1,16 @@
 """Training across processes (``training/distributed.py``), proven on this machine with torchrun and gloo: two
-processes take the gradient one process takes on the same global batch, and `siamese train --nproc 2` writes the
-model one process writes. Dropout is off (a rank's dropout draws from its own random stream).
+processes take the gradient one process takes on the same global batch, and `siamese train --nproc 2` writes
+the model one process writes. Dropout is off (a rank's dropout draws from its own random stream).
 
-The bounds: the two runs differ only in float32 rounding. A rank pads its share to its own longest text (so matrix
-products run on other shapes and sum in another order), and a gradient arrives as the sum of two partial sums:
-relative differences of a few 1e-7 per operation (measured: 3e-7 of the largest gradient entry; bound 1e-5).
-Over several steps AdamW amplifies rounding where a gradient is near zero: its first steps move every parameter
-by about ±lr whatever the gradient's size, so an embedding row that few texts use may move either way. The two
-models are therefore compared by what they do: the loss at every step (measured within 6e-6, bound 5e-5
-relative) and the vectors they give 80 texts, which may differ by at most 2 % of what training changed in them
-(measured: 1.8e-5 against 7.1e-3, 0.25 %)."""
+The bounds: the two runs differ only in float32 rounding. A rank pads its share to its own longest text (so
+matrix products run on other shapes and sum in another order), and a gradient arrives as the sum of two
+partial sums: relative differences of a few 1e-7 per operation (measured: 3e-7 of the largest gradient entry;
+bound 1e-5). Over several steps AdamW amplifies rounding where a gradient is near zero: its first steps move
+every parameter by about ±lr whatever the gradient's size, so an embedding row that few texts use may move
+either way. The two models are therefore compared by what they do: the loss at every step (measured within
+6e-6, bound 5e-5 relative) and the vectors they give 80 texts, which may differ by at most 2 % of what
+training changed in them (measured: 1.8e-5 against 7.1e-3, 0.25 %)."""
+
 import json
 import os
 import subprocess
@@ -32,8 +33,13 @@ def steady_model(tmp_path_factory) -> Path:
 
 def _env(**extra) -> dict:
     # gloo on the CPU, also on a GPU machine: NCCL cannot put two ranks on one GPU (test_cuda.py runs NCCL)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]), OMP_NUM_THREADS="1",
-               CUDA_VISIBLE_DEVICES="", **extra)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]),
+        OMP_NUM_THREADS="1",
+        CUDA_VISIBLE_DEVICES="",
+        **extra,
+    )
     env.pop("WORLD_SIZE", None)
     return env
 
@@ -61,14 +67,34 @@ def test_two_processes_take_the_gradient_one_process_takes_on_the_global_batch(s
 
 
 def _train(model: Path, out: Path, data: Path, nproc: int, *flags, **env) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "training", "train", "--data", str(data), "--base", str(model), "--out", str(out),
-               "--batch-size", "8", "--max-steps", "4", "--seed", "1", *flags]
+    command = [
+        sys.executable,
+        "-m",
+        "training",
+        "train",
+        "--data",
+        str(data),
+        "--base",
+        str(model),
+        "--out",
+        str(out),
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "4",
+        "--seed",
+        "1",
+        *flags,
+    ]
     return _run(command + (["--nproc", str(nproc)] if nproc > 1 else []), **env)
 
 
 def _weights(model_dir: Path) -> dict:
-    return {f"{path.parent.name}/{k}": v for path in sorted(model_dir.rglob("*.safetensors"))
-            for k, v in load_file(path).items()}
+    return {
+        f"{path.parent.name}/{k}": v
+        for path in sorted(model_dir.rglob("*.safetensors"))
+        for k, v in load_file(path).items()
+    }
 
 
 def _vectors(model_dir: Path):
@@ -81,13 +107,19 @@ def _vectors(model_dir: Path):
 @pytest.mark.parametrize("tower", ["shared", "query"])
 def test_siamese_train_nproc_2_writes_the_model_one_process_writes(steady_model, tmp_path, tower):
     data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps({"query": p.query, "positive": p.positive}) + "\n" for p in toy_pairs(40)))
+    data.write_text(
+        "".join(json.dumps({"query": p.query, "positive": p.positive}) + "\n" for p in toy_pairs(40))
+    )
     _train(steady_model, tmp_path / "one", data, 1, "--tower", tower)
     # the two-process run embeds the bank, the anchor's texts and the base's margin itself, a share per rank
-    done = _train(steady_model, tmp_path / "two", data, 2, "--tower", tower, SIAMESE_CACHE=str(tmp_path / "cache"))
+    done = _train(
+        steady_model, tmp_path / "two", data, 2, "--tower", tower, SIAMESE_CACHE=str(tmp_path / "cache")
+    )
     assert "launching 2 processes" in done.stderr and "distributed: 2 processes (gloo)" in done.stderr
     one, two = tmp_path / "one" / "model", tmp_path / "two" / "model"
-    assert sorted(p.relative_to(one) for p in one.rglob("*")) == sorted(p.relative_to(two) for p in two.rglob("*"))
+    assert sorted(p.relative_to(one) for p in one.rglob("*")) == sorted(
+        p.relative_to(two) for p in two.rglob("*")
+    )
     assert _weights(one).keys() == _weights(two).keys()
     a, b, base = _vectors(one), _vectors(two), _vectors(steady_model)
     worst, moved = float(abs(a - b).max()), float(abs(a - base).max())
@@ -104,13 +136,38 @@ def test_siamese_train_nproc_2_writes_the_model_one_process_writes(steady_model,
 
 def test_a_two_process_run_stopped_by_ctrl_c_resumes_to_the_model_of_an_unstopped_one(steady_model, tmp_path):
     data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps({"query": p.query, "positive": p.positive}) + "\n" for p in toy_pairs(40)))
+    data.write_text(
+        "".join(json.dumps({"query": p.query, "positive": p.positive}) + "\n" for p in toy_pairs(40))
+    )
     flags = ["--tower", "shared", "--checkpoint-every", "2"]
     _train(steady_model, tmp_path / "whole", data, 2, *flags)
-    stopped = subprocess.run([*TORCHRUN, "--nproc-per-node=2", str(REPO / "tests" / "ddp_interrupt.py"), "3",
-                              "train", "--data", str(data), "--base", str(steady_model), "--out",
-                              str(tmp_path / "cut"), "--batch-size", "8", "--max-steps", "4", "--seed", "1", *flags],
-                             cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    stopped = subprocess.run(
+        [
+            *TORCHRUN,
+            "--nproc-per-node=2",
+            str(REPO / "tests" / "ddp_interrupt.py"),
+            "3",
+            "train",
+            "--data",
+            str(data),
+            "--base",
+            str(steady_model),
+            "--out",
+            str(tmp_path / "cut"),
+            "--batch-size",
+            "8",
+            "--max-steps",
+            "4",
+            "--seed",
+            "1",
+            *flags,
+        ],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert stopped.returncode != 0 and "interrupted (Ctrl-C)" in stopped.stderr
     assert not (tmp_path / "cut" / "model").exists()
     assert [p.name for p in (tmp_path / "cut" / "checkpoints").iterdir()] == ["step-0000002"]

@@ -1,4 +1,5 @@
 """The embedded backend: HNSW agrees with exact search, profiles mean what the Vespa schema says."""
+
 import numpy as np
 import pytest
 
@@ -11,8 +12,9 @@ from vespa_app.serving import RRF_K
 @pytest.fixture(scope="module")
 def index(tiny_export, small_beir, tmp_path_factory):
     beir = read_beir(small_beir, "test")
-    return EmbeddedIndex.build(tmp_path_factory.mktemp("idx") / "index", tiny_export, list(beir.corpus.values()),
-                               progress=False), beir
+    return EmbeddedIndex.build(
+        tmp_path_factory.mktemp("idx") / "index", tiny_export, list(beir.corpus.values()), progress=False
+    ), beir
 
 
 def test_hnsw_agrees_with_exact_search(index):
@@ -61,7 +63,9 @@ def test_reopening_needs_no_embedding(index, monkeypatch):
     reopened = EmbeddedIndex.open(idx.path)
     text = next(iter(beir.queries.values()))
     for profile in ("bm25", "semantic", "hybrid"):
-        assert [h.id for h in reopened.query(text, profile, 10)] == [h.id for h in idx.query(text, profile, 10)]
+        assert [h.id for h in reopened.query(text, profile, 10)] == [
+            h.id for h in idx.query(text, profile, 10)
+        ]
 
 
 def test_evaluation_through_the_backend(index):
@@ -145,14 +149,19 @@ def test_binary_matches_by_hamming_and_reranks_by_cosine(index):
     hamming = (bits != (v > 0)).sum(1)
     hits = idx.query(text, "binary", hits=10, target_hits=100)
     matched = {idx.docs[i].id for i in np.argsort(hamming, kind="stable")[:100]}
-    assert {h.id for h in hits} <= matched | {idx.docs[i].id for i in np.flatnonzero(hamming <= np.sort(hamming)[99])}
+    assert {h.id for h in hits} <= matched | {
+        idx.docs[i].id for i in np.flatnonzero(hamming <= np.sort(hamming)[99])
+    }
     positions = [[d.id for d in idx.docs].index(h.id) for h in hits]
-    cosine = idx.embeddings[positions] @ v / np.linalg.norm(idx.embeddings[positions], axis=1) / np.linalg.norm(v)
+    cosine = (
+        idx.embeddings[positions] @ v / np.linalg.norm(idx.embeddings[positions], axis=1) / np.linalg.norm(v)
+    )
     assert [h.score for h in hits] == pytest.approx(cosine.tolist(), abs=1e-5)
 
 
 def test_hybrid_linear_weighs_bm25_by_the_index_weight_and_the_choice_takes_the_best_on_judged_queries(
-        tiny_export, small_beir, tmp_path):
+    tiny_export, small_beir, tmp_path
+):
     from siamese.run.fusion_weight import choose_bm25_weight
     from vespa_app.serving import BM25_WEIGHT_GRID
 
@@ -165,10 +174,14 @@ def test_hybrid_linear_weighs_bm25_by_the_index_weight_and_the_choice_takes_the_
     assert EmbeddedIndex.open(tmp_path / "index").bm25_weight == 0.0  # recorded in meta.json
     alone = idx.query(text, "hybrid-linear", 10)
     semantic = idx.query(text, "semantic", 10)
-    assert [h.id for h in alone] == [h.id for h in semantic][:len(alone)]
-    assert [h.id for h in alone] != [h.id for h in equal] or [h.score for h in alone] != [h.score for h in equal]
+    assert [h.id for h in alone] == [h.id for h in semantic][: len(alone)]
+    assert [h.id for h in alone] != [h.id for h in equal] or [h.score for h in alone] != [
+        h.score for h in equal
+    ]
     weight, record = choose_bm25_weight(idx, beir.queries, beir.qrels)
     scores = {float(w): s for w, s in record["ndcg@10"].items()}
     assert set(scores) == set(BM25_WEIGHT_GRID) and weight in scores
-    assert scores[weight] == max(scores.values()) and weight == min(w for w, s in scores.items() if s == scores[weight])
+    assert scores[weight] == max(scores.values()) and weight == min(
+        w for w, s in scores.items() if s == scores[weight]
+    )
     assert record["method"].startswith(f"chosen on {len(beir.qrels)} training queries")

@@ -1,5 +1,6 @@
 """The embedded backend, chunked: a vector per chunk, a document as close as its best chunk, the best chunk
 returned with each hit; a 100-page document indexed whole, its deepest passage retrievable."""
+
 import json
 
 import numpy as np

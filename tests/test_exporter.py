@@ -18,8 +18,17 @@ from training.loop import train
 def trained(request, tiny_model, tmp_path_factory):
     """A briefly trained tiny model with prefixes; attention pooling exercises the pooled-graph path."""
     out = tmp_path_factory.mktemp(f"run-{request.param}")
-    cfg = TrainConfig(base=str(tiny_model), out=str(out), epochs=1, batch_size=8, max_length=48, anchor="none",
-                      pooling=request.param, query_prefix="query: ", document_prefix="passage: ")
+    cfg = TrainConfig(
+        base=str(tiny_model),
+        out=str(out),
+        epochs=1,
+        batch_size=8,
+        max_length=48,
+        anchor="none",
+        pooling=request.param,
+        query_prefix="query: ",
+        document_prefix="passage: ",
+    )
     return train(cfg, toy_pairs(16), progress=False)
 
 
@@ -31,8 +40,12 @@ def exported(trained, tmp_path_factory):
 def test_export_writes_what_vespa_loads(trained, exported):
     m = Manifest.load(exported)
     m.verify_files(exported)
-    assert sorted(p.name for p in exported.iterdir()) == [".siamese-artifact", "manifest.json", "model.onnx",
-                                                          "tokenizer.json"]
+    assert sorted(p.name for p in exported.iterdir()) == [
+        ".siamese-artifact",
+        "manifest.json",
+        "model.onnx",
+        "tokenizer.json",
+    ]
     graph = onnx.load(str(exported / "model.onnx")).graph
     assert [i.name for i in graph.input] == ["input_ids", "attention_mask", "token_type_ids"]
     assert [o.name for o in graph.output] == [m.output]
@@ -91,7 +104,9 @@ def test_int8_export_stays_close(trained, tmp_path, small_beir):
     # int8 vectors must be Vespa's one-text-per-call vectors, whatever the batch
     int8 = OnnxEmbedder(out)
     texts = ["short", "a much longer text " * 30, "naïve"]
-    np.testing.assert_array_equal(int8.embed(texts, "passage"), np.stack([int8.embed_one(t, "passage") for t in texts]))
+    np.testing.assert_array_equal(
+        int8.embed(texts, "passage"), np.stack([int8.embed_one(t, "passage") for t in texts])
+    )
 
 
 def test_bad_inputs(tmp_path, trained, exported):
@@ -118,10 +133,12 @@ def test_bad_inputs(tmp_path, trained, exported):
     assert not (tmp_path / "o1").exists() and not list(tmp_path.glob(".o*tmp*"))
 
 
-def test_without_optimum_the_transformer_is_exported_by_torch_and_held_to_the_same_parity(tiny_trained, tmp_path,
-                                                                                           monkeypatch, capsys):
-    """Where optimum's exporter cannot be imported (optimum-onnx 0.1 with transformers 5, as on the GPU machine),
-    torch.onnx writes the same last_hidden_state graph; the parity check holds it to PyTorch as it holds optimum's."""
+def test_without_optimum_the_transformer_is_exported_by_torch_and_held_to_the_same_parity(
+    tiny_trained, tmp_path, monkeypatch, capsys
+):
+    """Where optimum's exporter cannot be imported (optimum-onnx 0.1 with transformers 5, as on the GPU
+    machine), torch.onnx writes the same last_hidden_state graph; the
+    parity check holds it to PyTorch as it holds optimum's."""
     import sys
 
     monkeypatch.setitem(sys.modules, "optimum.exporters.onnx", None)  # `import` of it now raises ImportError

@@ -1,4 +1,5 @@
 """Feeding through faults: 429, 503, slow answers, reset streams and dropped connections lose nothing."""
+
 import json
 import socket
 import time
@@ -15,7 +16,9 @@ from vespa_app.client.query import VespaBackend
 def corpus(n=400):
     # every other body is over 1 KiB, which pyvespa sends gzip-compressed
     return [Doc(f"doc-{i}", f"title {i}", f"text {i} " * (20 if i % 2 else 300)) for i in range(n)] + [
-        Doc("bad-1-poison", "t", "refused for good"), Doc("bad-2-poison", "t", "refused for good")]
+        Doc("bad-1-poison", "t", "refused for good"),
+        Doc("bad-2-poison", "t", "refused for good"),
+    ]
 
 
 def ids_in(path):
@@ -51,9 +54,12 @@ def test_every_document_is_acknowledged_or_reported(tmp_path):
 
 
 def test_concurrency_is_bounded(tmp_path):
-    with FaultServer(every_429=0, every_503=0, every_reset=0, every_drop=0, every_slow=2, slow_s=0.05) as server:
-        result = feed(server.url, corpus(120), tmp_path / "l.jsonl", tmp_path / "f.jsonl", concurrency=4,
-                      progress=False)
+    with FaultServer(
+        every_429=0, every_503=0, every_reset=0, every_drop=0, every_slow=2, slow_s=0.05
+    ) as server:
+        result = feed(
+            server.url, corpus(120), tmp_path / "l.jsonl", tmp_path / "f.jsonl", concurrency=4, progress=False
+        )
         assert result.acked == 120
         assert 1 < server.max_in_flight <= 4
 
@@ -62,7 +68,9 @@ def test_an_interrupted_feed_resumes_from_the_ledger(tmp_path):
     docs = corpus(100)[:100]
     ledger = tmp_path / "ledger.jsonl"
     with FaultServer(every_drop=0) as server:
-        feed(server.url, docs[:60], ledger, tmp_path / "f.jsonl", progress=False)  # the first run stopped here
+        feed(
+            server.url, docs[:60], ledger, tmp_path / "f.jsonl", progress=False
+        )  # the first run stopped here
         with open(ledger, "a") as fh:
             fh.write('{"id": "doc-6')  # and died while writing a line
         before = len(server.received)
@@ -122,7 +130,9 @@ def test_a_feed_to_a_server_that_is_not_vespa_stops_early_and_loses_nothing(tmp_
         with pytest.raises(VespaUnreachable, match="not a Vespa document API.*port 8080"):
             feed(server.url, docs, tmp_path / "ledger.jsonl", tmp_path / "failed.jsonl", progress=False)
         sent = len(server.paths)
-    assert sent < len(docs) // 2, f"{sent} of {len(docs)} documents sent to a server that refused the first ones"
+    assert sent < len(docs) // 2, (
+        f"{sent} of {len(docs)} documents sent to a server that refused the first ones"
+    )
     failed = [json.loads(line) for line in open(tmp_path / "failed.jsonl")]
     assert sorted(f["id"] for f in failed) == sorted(d.id for d in docs)  # every document accounted for
     assert sum(f["reason"].startswith("not sent") for f in failed) == len(docs) - sent
@@ -150,9 +160,21 @@ def test_a_document_vespa_keeps_refusing_is_reported_with_vespas_answer(tmp_path
     "HTTP 599: RetryError[<Future ...>]")."""
     docs = corpus(3)[:3]
     with FaultServer(**NO_FAULTS | {"every_429": 1}) as server:
-        result = feed(server.url, docs, tmp_path / "ledger.jsonl", tmp_path / "failed.jsonl", attempts=3,
-                      max_backoff=0.01, progress=False)
+        result = feed(
+            server.url,
+            docs,
+            tmp_path / "ledger.jsonl",
+            tmp_path / "failed.jsonl",
+            attempts=3,
+            max_backoff=0.01,
+            progress=False,
+        )
     assert len(result.failed) == 3
     for reason in result.failed.values():
-        assert reason.startswith("HTTP 429 (Vespa's answer to the last of 3 attempts)") and "injected fault" in reason
-    assert [json.loads(line)["reason"] for line in open(tmp_path / "failed.jsonl")] == list(result.failed.values())
+        assert (
+            reason.startswith("HTTP 429 (Vespa's answer to the last of 3 attempts)")
+            and "injected fault" in reason
+        )
+    assert [json.loads(line)["reason"] for line in open(tmp_path / "failed.jsonl")] == list(
+        result.failed.values()
+    )

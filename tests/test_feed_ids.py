@@ -1,6 +1,7 @@
 """Document ids on the feed path: each id reaches exactly its own document, or is refused before anything
 is sent. Checked against the HTTP/2 test server (the exact request paths) and against Vespa's own
 /document/v1 path parsing (DocumentV1ApiHandler's DocumentPath, run from Maven Central's jars)."""
+
 import tempfile
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from vespa_app.client.feed import document_path, feed
 
 NO_FAULTS = dict(every_429=0, every_503=0, every_slow=0, every_reset=0, every_drop=0)
 HOSTILE = {  # id → the exact request path it must be sent as
-    "../../../music/music/docid/victim": "/document/v1/doc/doc/docid/..%2F..%2F..%2Fmusic%2Fmusic%2Fdocid%2Fvictim",
+    "../../../music/music/docid/victim": (
+        "/document/v1/doc/doc/docid/..%2F..%2F..%2Fmusic%2Fmusic%2Fdocid%2Fvictim"
+    ),
     "a/c": "/document/v1/doc/doc/docid/a%2Fc",
     "a/./b/../c": "/document/v1/doc/doc/docid/a%2F.%2Fb%2F..%2Fc",
     "x?y#z %20": "/document/v1/doc/doc/docid/x%3Fy%23z%20%2520",
@@ -45,8 +48,13 @@ def test_hostile_ids_are_sent_as_one_encoded_segment_each(server, tmp_path):
 def test_ids_that_cannot_be_a_document_of_their_own_are_refused_before_sending(server, tmp_path, bad):
     start = len(server.paths)
     with pytest.raises(UserError, match="give the document another id"):
-        feed(server.url, [Doc("fine", "t", "x"), Doc(bad, "t", "x")], tmp_path / "l.jsonl", tmp_path / "f.jsonl",
-             progress=False)
+        feed(
+            server.url,
+            [Doc("fine", "t", "x"), Doc(bad, "t", "x")],
+            tmp_path / "l.jsonl",
+            tmp_path / "f.jsonl",
+            progress=False,
+        )
     assert len(server.paths) == start
 
 
@@ -61,12 +69,19 @@ def test_the_reader_names_the_line_of_an_unusable_id(tmp_path, bad):
 def test_duplicate_ids_are_refused_before_sending(server, tmp_path):
     start = len(server.paths)
     with pytest.raises(UserError, match="1 duplicate document id"):
-        feed(server.url, [Doc("a/c", "t", "x"), Doc("b", "t", "y"), Doc("a/c", "t", "z")], tmp_path / "l.jsonl",
-             tmp_path / "f.jsonl", progress=False)
+        feed(
+            server.url,
+            [Doc("a/c", "t", "x"), Doc("b", "t", "y"), Doc("a/c", "t", "z")],
+            tmp_path / "l.jsonl",
+            tmp_path / "f.jsonl",
+            progress=False,
+        )
     assert len(server.paths) == start
 
 
-ID_PARTS = st.one_of(st.text(min_size=1, max_size=12), st.sampled_from(["/", ".", "..", "%", "%2F", "%2e", "?", "#"]))
+ID_PARTS = st.one_of(
+    st.text(min_size=1, max_size=12), st.sampled_from(["/", ".", "..", "%", "%2F", "%2e", "?", "#"])
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -90,8 +105,19 @@ def test_generated_ids_reach_exactly_their_own_document_or_are_refused(server, i
 def test_vespas_own_handler_parses_each_path_back_to_its_id():
     from vespa_app.check.java import vespa_document_ids
 
-    ids = list(HOSTILE) + ["tab\there", "new\nline", "%2F", "a//b", "trailing/", "/leading", "::", "id:doc:doc::x",
-                           "\x7f", "\ufdef", "\U000f0000"]
+    ids = list(HOSTILE) + [
+        "tab\there",
+        "new\nline",
+        "%2F",
+        "a//b",
+        "trailing/",
+        "/leading",
+        "::",
+        "id:doc:doc::x",
+        "\x7f",
+        "\ufdef",
+        "\U000f0000",
+    ]
     parsed = vespa_document_ids([document_path(i) for i in ids])
     assert [p.get("id") for p in parsed] == [f"id:doc:doc::{i}" for i in ids]
     # what pyvespa alone would have sent: "a/./b/../c" refused, "a/c" only by luck the same document
@@ -105,8 +131,32 @@ def test_vespas_own_handler_parses_each_path_back_to_its_id():
 def test_our_id_rules_are_vespas():
     from vespa_app.check.java import vespa_document_ids
 
-    code_points = [0x0, 0x1, 0x8, 0x9, 0xA, 0xB, 0xD, 0x1F, 0x20, 0x7F, 0x80, 0xFDCF, 0xFDD0, 0xFDDF, 0xFDE0, 0xFFFD,
-                   0xFFFE, 0xFFFF, 0x10000, 0x1FFFE, 0x2FFFF, 0xF0000, 0x10FFFD, 0x10FFFF]
+    code_points = [
+        0x0,
+        0x1,
+        0x8,
+        0x9,
+        0xA,
+        0xB,
+        0xD,
+        0x1F,
+        0x20,
+        0x7F,
+        0x80,
+        0xFDCF,
+        0xFDD0,
+        0xFDDF,
+        0xFDE0,
+        0xFFFD,
+        0xFFFE,
+        0xFFFF,
+        0x10000,
+        0x1FFFE,
+        0x2FFFF,
+        0xF0000,
+        0x10FFFD,
+        0x10FFFF,
+    ]
     ids = [f"a{chr(cp)}" for cp in code_points]
     parsed = vespa_document_ids([f"/document/v1/doc/doc/docid/{_encode(i)}" for i in ids])
     for cp, doc_id, answer in zip(code_points, ids, parsed):

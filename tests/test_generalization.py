@@ -1,4 +1,5 @@
 """Evaluation that cannot flatter: seen/unseen split, guard halves, forgetting named in words."""
+
 import pytest
 
 from common.data import Doc
@@ -27,8 +28,16 @@ def test_the_report_half_is_fixed_and_about_half():
 
 
 def test_a_guard_that_falls_is_named_in_words():
-    rows = [{"name": "base", "ndcg@10": 0.60, "ndcg@10 unseen": 0.68, "guard cisi": 0.40, "guard medquad": 0.80},
-            {"name": "tuned", "ndcg@10": 0.70, "ndcg@10 unseen": 0.66, "guard cisi": 0.39, "guard medquad": 0.799}]
+    rows = [
+        {"name": "base", "ndcg@10": 0.60, "ndcg@10 unseen": 0.68, "guard cisi": 0.40, "guard medquad": 0.80},
+        {
+            "name": "tuned",
+            "ndcg@10": 0.70,
+            "ndcg@10 unseen": 0.66,
+            "guard cisi": 0.39,
+            "guard medquad": 0.799,
+        },
+    ]
     text = "\n".join(generalisation(rows, "base", "tuned"))
     assert "- all queries: +10.0 points" in text and "- unseen queries: -2.0 points" in text
     assert "more than 0.5 points below the base model on cisi." in text and "medquad." not in text
@@ -37,11 +46,23 @@ def test_a_guard_that_falls_is_named_in_words():
 
 # ------------------------------------------------------------------ losses as plug-ins
 
+
 def tiny_config(tiny_model, out, **kw):
     from training.config import TrainConfig
 
-    values = dict(base=str(tiny_model), out=str(out), epochs=2, batch_size=8, lr=2e-3, max_length=32,
-                  warmup_ratio=0.0, seed=3, anchor="none", anchor_batch=16, temperature=0.05)
+    values = dict(
+        base=str(tiny_model),
+        out=str(out),
+        epochs=2,
+        batch_size=8,
+        lr=2e-3,
+        max_length=32,
+        warmup_ratio=0.0,
+        seed=3,
+        anchor="none",
+        anchor_batch=16,
+        temperature=0.05,
+    )
     return TrainConfig(**(values | kw))
 
 
@@ -56,15 +77,20 @@ def test_the_anchor_term_is_zero_when_student_equals_teacher(kind):
     q, p = torch.randn(4, 16), torch.randn(4, 16)
     loss = Anchored(InfoNCE(0.05), kind, [f"t{i}" for i in range(10)], teacher, weight=10.0, per_step=5)
     texts, ids = loss.general_texts(step=3)
-    assert texts == [f"t{i}" for i in ids] and loss.general_texts(step=3) == (texts, ids)  # drawn from the step
+    assert texts == [f"t{i}" for i in ids] and loss.general_texts(step=3) == (
+        texts,
+        ids,
+    )  # drawn from the step
     same = loss(q, p, Batch([], teacher[ids].clone(), ids))
     assert same.item() == pytest.approx(InfoNCE(0.05)(q, p, Batch([])).item(), abs=1e-5)
     moved = loss(q, p, Batch([], teacher[ids] + torch.randn(5, 16), ids))
     assert moved.item() > same.item() + 0.01
 
 
-@pytest.mark.parametrize("loss, anchor", [("infonce", "none"), ("symmetric-infonce", "none"), ("infonce", "mse"),
-                                          ("infonce", "kl")])
+@pytest.mark.parametrize(
+    "loss, anchor",
+    [("infonce", "none"), ("symmetric-infonce", "none"), ("infonce", "mse"), ("infonce", "kl")],
+)
 def test_grad_cache_gives_the_same_gradients_with_every_loss(tmp_path, loss, anchor):
     import torch
 
@@ -81,12 +107,14 @@ def test_grad_cache_gives_the_same_gradients_with_every_loss(tmp_path, loss, anc
     for chunk in (0, 3):
         encoder = Encoder.load(model_dir, max_length=32).train()
         value = train_step(encoder, pairs, loss_fn, grad_cache_chunk=chunk, step=5)
-        grads.append((value, torch.cat([p.grad.flatten() for p in encoder.parameters() if p.grad is not None])))
+        grads.append(
+            (value, torch.cat([p.grad.flatten() for p in encoder.parameters() if p.grad is not None]))
+        )
     assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
     # chunks pad differently, so embeddings differ by float rounding (~1e-7 relative); the KL term divides
     # similarities by τ = 0.05 before a softmax, which magnifies that in a few gradients, by an amount that
-    # depends on the CPU's kernels (1.55e-5 absolute on one machine). So the bound is relative to the gradient's
-    # scale: a wrong chunk gradient is off by its own size, rounding by 1e-5 of it at most.
+    # depends on the CPU's kernels (1.55e-5 absolute on one machine). So the bound is relative to the
+    # gradient's scale: a wrong chunk gradient is off by its own size, rounding by 1e-5 of it at most.
     whole, cached = grads[0][1].double(), grads[1][1].double()
     scale = whole.abs().max().item()
     assert (whole - cached).abs().max().item() <= 1e-4 * scale
@@ -110,14 +138,20 @@ def test_the_anchor_keeps_general_text_where_the_base_model_put_it(tiny_model, t
         return float(np.mean(np.sum(moved * base, axis=1)))
 
     free = train(tiny_config(tiny_model, tmp_path / "free"), toy_pairs(), progress=False)
-    anchored = train(tiny_config(tiny_model, tmp_path / "anchored", anchor="mse", anchor_weight=10.0),
-                     toy_pairs(), progress=False)
+    anchored = train(
+        tiny_config(tiny_model, tmp_path / "anchored", anchor="mse", anchor_weight=10.0),
+        toy_pairs(),
+        progress=False,
+    )
     assert drift(anchored) > drift(free) + 0.05, (drift(anchored), drift(free))
 
 
 # ------------------------------------------------------------------ weight merging
 
-def test_a_merge_with_alpha_0_is_the_base_and_1_the_tuned_model_bit_for_bit(tiny_model, tiny_trained, tmp_path):
+
+def test_a_merge_with_alpha_0_is_the_base_and_1_the_tuned_model_bit_for_bit(
+    tiny_model, tiny_trained, tmp_path
+):
     import torch
 
     from training.encoder import Encoder
@@ -126,15 +160,18 @@ def test_a_merge_with_alpha_0_is_the_base_and_1_the_tuned_model_bit_for_bit(tiny
     base = Encoder.load(tiny_model, max_length=48).transformer.state_dict()
     tuned = Encoder.load(tiny_trained)
     for alpha, expected in ((0.0, base), (1.0, tuned.transformer.state_dict())):
-        merged = Encoder.load(merge(tiny_model, tiny_trained, tmp_path / f"m{alpha}", alpha, say=lambda _: None))
+        merged = Encoder.load(
+            merge(tiny_model, tiny_trained, tmp_path / f"m{alpha}", alpha, say=lambda _: None)
+        )
         for name, tensor in merged.transformer.state_dict().items():
             assert torch.equal(tensor, expected[name]), (alpha, name)
         assert merged.config == tuned.config  # prefixes, pooling and window are the tuned model's
     half = Encoder.load(tmp_path / "m0.0").transformer.state_dict()
     middle = Encoder.load(merge(tiny_model, tiny_trained, tmp_path / "m", 0.5, say=lambda _: None))
     name = "encoder.layer.0.attention.self.query.weight"
-    torch.testing.assert_close(middle.transformer.state_dict()[name],
-                               (half[name] + tuned.transformer.state_dict()[name]) / 2)
+    torch.testing.assert_close(
+        middle.transformer.state_dict()[name], (half[name] + tuned.transformer.state_dict()[name]) / 2
+    )
 
 
 def test_a_merged_model_is_an_ordinary_model_directory(tiny_model, tiny_trained, tmp_path):
@@ -144,7 +181,9 @@ def test_a_merged_model_is_an_ordinary_model_directory(tiny_model, tiny_trained,
     from exporter.manifest import Manifest
     from siamese.cli import main
 
-    assert main(["merge", str(tiny_model), str(tiny_trained), str(tmp_path / "merged"), "--alpha", "0.3"]) == 0
+    assert (
+        main(["merge", str(tiny_model), str(tiny_trained), str(tmp_path / "merged"), "--alpha", "0.3"]) == 0
+    )
     merged = tmp_path / "merged"
     assert json.loads((merged / "merge.json").read_text())["alpha"] == 0.3
     assert read_positives(merged) == read_positives(tiny_trained)  # seen/unseen still known
@@ -152,19 +191,26 @@ def test_a_merged_model_is_an_ordinary_model_directory(tiny_model, tiny_trained,
     assert Manifest.load(tmp_path / "export").merge["alpha"] == 0.3
 
 
-def test_auto_alpha_chooses_on_the_selection_half_within_the_bound(tiny_model, tiny_trained, small_beir, tmp_path):
+def test_auto_alpha_chooses_on_the_selection_half_within_the_bound(
+    tiny_model, tiny_trained, small_beir, tmp_path
+):
     from training.evaluate import guard_sets
     from training.merge import BOUND, merge
 
-    out = merge(tiny_model, tiny_trained, tmp_path / "auto", "auto", guards=[str(small_beir)], say=lambda _: None)
+    out = merge(
+        tiny_model, tiny_trained, tmp_path / "auto", "auto", guards=[str(small_beir)], say=lambda _: None
+    )
     import json
 
     record = json.loads((out / "merge.json").read_text())
     choice = record["choice"]
     assert choice["method"] == "auto" and choice["guards"] == {
-        "scifact-small": len(guard_sets([str(small_beir)], half="selection")["scifact-small"].queries)}
+        "scifact-small": len(guard_sets([str(small_beir)], half="selection")["scifact-small"].queries)
+    }
     tried = {float(a): drops for a, drops in choice["tried"].items()}
-    assert list(tried) == [1.0, 0.75, 0.5, 0.25][:len(tried)]  # from the top, stopping at the first that passes
+    assert (
+        list(tried) == [1.0, 0.75, 0.5, 0.25][: len(tried)]
+    )  # from the top, stopping at the first that passes
     chosen = record["alpha"]
     assert chosen == 0.0 or all(d <= BOUND for d in tried[chosen].values())
     assert all(any(d > BOUND for d in drops.values()) for a, drops in tried.items() if a > chosen)
@@ -177,13 +223,22 @@ def test_merging_another_architecture_is_refused(tiny_model, tmp_path):
 
     other = tmp_path / "other"
     build_tiny_model(other)
-    BertModel(BertConfig(vocab_size=30522, hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=512)).save_pretrained(other)
+    BertModel(
+        BertConfig(
+            vocab_size=30522,
+            hidden_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=512,
+        )
+    ).save_pretrained(other)
     with pytest.raises(Exception, match="not the same architecture"):
         merge(tiny_model, other, tmp_path / "m", 0.5, say=lambda _: None)
 
 
 # ------------------------------------------------------------------ pairs from the corpus itself
+
 
 def scifact_docs(n=300):
     from common.bundled import SCIFACT
@@ -211,10 +266,13 @@ def test_pair_makers_on_bad_input():
     from common.data import Doc
     from training.corpus_pairs import corpus_pairs, crop_pairs, ict_pairs, title_pairs
 
-    docs = [Doc("1", "", "No title here but a body long enough to count as a passage of text."),  # empty title
-            Doc("2", "A title", "One sentence only, long enough to be a passage on its own."),  # one sentence
-            Doc("3", "Same text", "Same text"),  # title equal to body
-            Doc("4", "", "short"), Doc("5", "", "")]
+    docs = [
+        Doc("1", "", "No title here but a body long enough to count as a passage of text."),  # empty title
+        Doc("2", "A title", "One sentence only, long enough to be a passage on its own."),  # one sentence
+        Doc("3", "Same text", "Same text"),  # title equal to body
+        Doc("4", "", "short"),
+        Doc("5", "", ""),
+    ]
     rng = random.Random(0)
     assert [p.query for p in title_pairs(docs, rng)] == ["A title"]
     assert ict_pairs(docs, rng) == []
@@ -260,8 +318,27 @@ def test_general_pairs_are_mixed_in_as_their_own_source_without_repeats():
 def test_siamese_eval_reports_seen_unseen_and_guards(tiny_trained, small_beir, capsys):
     from siamese.cli import main
 
-    assert main(["eval", "--models", str(tiny_trained), "--data", str(small_beir), "--train-data", str(small_beir),
-                 "--guard", str(small_beir), "--hybrid", "--max-length", "48"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--models",
+                str(tiny_trained),
+                "--data",
+                str(small_beir),
+                "--train-data",
+                str(small_beir),
+                "--guard",
+                str(small_beir),
+                "--hybrid",
+                "--max-length",
+                "48",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "| ndcg@10 seen | ndcg@10 unseen |" in out and "| guard scifact-small |" in out
-    assert "+ BM25 (RRF)" in out and "seen: queries with a relevant document that was a training positive" in out
+    assert (
+        "+ BM25 (RRF)" in out and "seen: queries with a relevant document that was a training positive" in out
+    )

@@ -1,9 +1,11 @@
 """The golden package (``docs/package/``): the application package of the default run's kind of model, kept as
-files a reviewer reads top to bottom as one reads a Vespa sample app, and held equal to what `siamese app build`
-writes today. A change to the generated schema or services is a change to these files, seen in review.
+files a reviewer reads top to bottom as one reads a Vespa sample app, and held equal to what `siamese app
+build` writes today. A change to the generated schema or services is a change to these files, seen in review.
 
-To write them again after a deliberate change: ``SIAMESE_WRITE_GOLDEN=1 python -m pytest tests/test_golden_package.py``.
+To write them again after a deliberate change:
+``SIAMESE_WRITE_GOLDEN=1 python -m pytest tests/test_golden_package.py``.
 """
+
 import hashlib
 import json
 import os
@@ -15,22 +17,35 @@ from conftest import REPO
 from siamese.cli import main
 
 GOLDEN = REPO / "docs" / "package"
-FILES = ("services.xml", "schemas/doc.sd", "search/query-profiles/default.xml", "search/query-profiles/types/root.xml",
-         "models/package.json", "models/manifest.json", "models/query/manifest.json")
+FILES = (
+    "services.xml",
+    "schemas/doc.sd",
+    "search/query-profiles/default.xml",
+    "search/query-profiles/types/root.xml",
+    "models/package.json",
+    "models/manifest.json",
+    "models/query/manifest.json",
+)
 # What the machine decides, by place in the JSON files, never by pattern: the parity figures (float rounding
-# differs between CPUs), the installed versions, the folders of this machine, and the hashes and sizes of files
-# whose bytes the exporter's version or those figures decide (a manifest embeds its parity figures; the ONNX
-# graph's bytes follow the exporter). Everything else is the package's, compared as it is.
+# differs between CPUs), the installed versions, the folders of this machine, and the hashes and sizes of
+# files whose bytes the exporter's version or those figures decide (a manifest embeds its parity figures; the
+# ONNX graph's bytes follow the exporter). Everything else is the package's, compared as it is.
 MACHINE = "<machine>"
 MANIFEST_VARIES = ("parity", "versions", "source_model")
 PACKAGE_VARIES = ("manifests", "feed_key")  # hashes of the manifests, and of the document graph's bytes
-BYTES_VARY = ("manifest.json", ".onnx", ".data")  # a manifest embeds parity figures; a graph, the exporter's bytes
+BYTES_VARY = (
+    "manifest.json",
+    ".onnx",
+    ".data",
+)  # a manifest embeds parity figures; a graph, the exporter's bytes
 
 
 def masked_manifest(manifest: dict) -> dict:
     out = {k: (_shape(v) if k in MANIFEST_VARIES else v) for k, v in manifest.items()}
-    out["files"] = {name: {"sha256": MACHINE, "bytes": MACHINE if name.endswith(BYTES_VARY) else f["bytes"]}
-                    for name, f in manifest["files"].items()}
+    out["files"] = {
+        name: {"sha256": MACHINE, "bytes": MACHINE if name.endswith(BYTES_VARY) else f["bytes"]}
+        for name, f in manifest["files"].items()
+    }
     return out
 
 
@@ -51,9 +66,9 @@ def masked(name: str, text: str):
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory):
-    """What `siamese run` packages by default: a query tower over the base model's frozen document tower. Built
-    with the query tower as training starts it (the base model's weights), so no training is needed: training
-    changes only the query graph's bytes, which the package names by hash."""
+    """What `siamese run` packages by default: a query tower over the base model's frozen document tower.
+    Built with the query tower as training starts it (the base model's weights), so no training is needed:
+    training changes only the query graph's bytes, which the package names by hash."""
     from exporter.onnx_export import export
     from training.config import recipe_config
     from training.encoder import Encoder
@@ -75,8 +90,13 @@ def test_the_golden_package_is_what_app_build_writes(package):
         for name in FILES:
             (GOLDEN / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(package / name, GOLDEN / name)
-    written = sorted(str(p.relative_to(package)) for p in package.rglob("*") if p.is_file()  # but the models
-                     and p.suffix not in (".onnx", ".data") and p.name not in ("tokenizer.json", ".siamese-artifact"))
+    written = sorted(
+        str(p.relative_to(package))
+        for p in package.rglob("*")
+        if p.is_file()  # but the models
+        and p.suffix not in (".onnx", ".data")
+        and p.name not in ("tokenizer.json", ".siamese-artifact")
+    )
     assert written == sorted(FILES), "the builder writes a file the golden package does not show"
     for name in FILES:
         assert masked(name, (package / name).read_text()) == masked(name, (GOLDEN / name).read_text()), name
@@ -98,19 +118,28 @@ def test_what_the_machine_decides_is_checked_where_it_is_masked(package):
             assert (hashlib.sha256(data).hexdigest(), len(data)) == (entry["sha256"], entry["bytes"]), file
 
 
-@pytest.mark.parametrize("edit", [
-    ("models/manifest.json", lambda m: m | {"dimension": 256}),
-    ("models/manifest.json", lambda m: m | {"pooling": "cls"}),
-    ("models/manifest.json", lambda m: m | {"prefixes": {"query": "query: ", "document": ""}}),
-    ("models/manifest.json", lambda m: m | {"parity": {"fp32": {"texts": 101}}}),  # a side's figures gone
-    ("models/manifest.json", lambda m: {k: v for k, v in m.items() if k != "versions"}),
-    ("models/manifest.json", lambda m: m | {"files": {k: v for k, v in m["files"].items() if k != "tokenizer.json"}}),
-    ("models/query/manifest.json", lambda m: m | {"max_tokens": 128}),
-    ("models/manifest.json", lambda m: m | {"files": m["files"] | {"tokenizer.json": {"sha256": "", "bytes": 1}}}),
-    ("models/package.json", lambda m: m | {"bm25_weight": 0.5}),
-    ("models/package.json", lambda m: m | {"schema_sha256": "0" * 64}),
-    ("models/package.json", lambda m: m | {"manifests": {"models/manifest.json": "0" * 64}}),  # one went
-])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        ("models/manifest.json", lambda m: m | {"dimension": 256}),
+        ("models/manifest.json", lambda m: m | {"pooling": "cls"}),
+        ("models/manifest.json", lambda m: m | {"prefixes": {"query": "query: ", "document": ""}}),
+        ("models/manifest.json", lambda m: m | {"parity": {"fp32": {"texts": 101}}}),  # a side's figures gone
+        ("models/manifest.json", lambda m: {k: v for k, v in m.items() if k != "versions"}),
+        (
+            "models/manifest.json",
+            lambda m: m | {"files": {k: v for k, v in m["files"].items() if k != "tokenizer.json"}},
+        ),
+        ("models/query/manifest.json", lambda m: m | {"max_tokens": 128}),
+        (
+            "models/manifest.json",
+            lambda m: m | {"files": m["files"] | {"tokenizer.json": {"sha256": "", "bytes": 1}}},
+        ),
+        ("models/package.json", lambda m: m | {"bm25_weight": 0.5}),
+        ("models/package.json", lambda m: m | {"schema_sha256": "0" * 64}),
+        ("models/package.json", lambda m: m | {"manifests": {"models/manifest.json": "0" * 64}}),  # one went
+    ],
+)
 def test_the_masking_does_not_hide_a_change_of_the_package(edit):
     name, change = edit
     golden = json.loads((GOLDEN / name).read_text())

@@ -6,10 +6,7 @@ import torch
 from training.infonce import info_nce, info_nce_from_scores
 
 # Rows are queries, columns passages; the diagonal holds the positives.
-S = [[0.9, 0.1, 0.2, 0.0],
-     [0.3, 0.8, 0.1, 0.2],
-     [0.0, 0.4, 0.7, 0.5],
-     [0.2, 0.2, 0.6, 0.6]]
+S = [[0.9, 0.1, 0.2, 0.0], [0.3, 0.8, 0.1, 0.2], [0.0, 0.4, 0.7, 0.5], [0.2, 0.2, 0.6, 0.6]]
 
 
 def by_hand(matrix, tau):
@@ -28,7 +25,9 @@ def test_loss_matches_hand_computation(tau):
 def test_symmetric_term_averages_both_directions():
     transposed = [list(col) for col in zip(*S)]
     expected = (by_hand(S, 0.05) + by_hand(transposed, 0.05)) / 2
-    assert info_nce_from_scores(torch.tensor(S), 0.05, symmetric=True).item() == pytest.approx(expected, rel=1e-5)
+    assert info_nce_from_scores(torch.tensor(S), 0.05, symmetric=True).item() == pytest.approx(
+        expected, rel=1e-5
+    )
 
 
 def test_hard_negative_columns_enter_the_denominator_only():
@@ -58,7 +57,9 @@ def test_matryoshka_is_the_sum_of_per_prefix_losses():
     q, p = torch.randn(6, 32), torch.randn(6, 32)
     inner = InfoNCE(0.05)
     got = Matryoshka(inner, [32, 16, 8, 16])(q, p, Batch([]))  # a repeated size counts once
-    want = sum(inner(F.normalize(q[:, :d], dim=-1), F.normalize(p[:, :d], dim=-1), Batch([])) for d in (32, 16, 8))
+    want = sum(
+        inner(F.normalize(q[:, :d], dim=-1), F.normalize(p[:, :d], dim=-1), Batch([])) for d in (32, 16, 8)
+    )
     assert torch.allclose(got, want)
     assert not torch.allclose(got, 3 * inner(q, p, Batch([])))  # the prefixes are scored on their own
 

@@ -1,5 +1,6 @@
 """kill -9 in the middle of training, then --resume: the same model as a run that was never interrupted.
 And command-line values out of range fail before any work."""
+
 import json
 import os
 import signal
@@ -22,9 +23,31 @@ def write_pairs(path):
 
 
 def train_cmd(data, base, out, *extra):
-    return [sys.executable, "-m", "training", "train", "--data", str(data), "--base", str(base), "--out", str(out),
-            "--epochs", "3", "--batch-size", "4", "--max-length", "32", "--lr", "1e-3", "--checkpoint-every", "2",
-            "--seed", "7", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "training",
+        "train",
+        "--data",
+        str(data),
+        "--base",
+        str(base),
+        "--out",
+        str(out),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "4",
+        "--max-length",
+        "32",
+        "--lr",
+        "1e-3",
+        "--checkpoint-every",
+        "2",
+        "--seed",
+        "7",
+        *extra,
+    ]
 
 
 def test_kill_9_then_resume_matches_an_uninterrupted_run(tiny_model, tmp_path):
@@ -33,8 +56,9 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tiny_model, tmp_path):
     subprocess.run(train_cmd(data, tiny_model, tmp_path / "whole"), check=True, env=env, capture_output=True)
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen(train_cmd(data, tiny_model, out), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        train_cmd(data, tiny_model, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not list((out / "checkpoints").glob("step-0000004")):
         time.sleep(0.01)
@@ -52,10 +76,15 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tiny_model, tmp_path):
         assert torch.equal(a[name], b[name]), name
 
 
-@pytest.mark.parametrize("flag, value, message", [
-    ("--batch-size", "-4", "must be ≥ 1"), ("--temperature", "0", "must be > 0"), ("--lr", "-1", "must be > 0"),
-    ("--epochs", "0", "must be ≥ 1"),
-])
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--batch-size", "-4", "must be ≥ 1"),
+        ("--temperature", "0", "must be > 0"),
+        ("--lr", "-1", "must be > 0"),
+        ("--epochs", "0", "must be ≥ 1"),
+    ],
+)
 def test_out_of_range_arguments_fail_before_work(tmp_path, capsys, flag, value, message):
     from siamese.cli import main
 
@@ -70,8 +99,22 @@ def test_max_length_above_the_model_fails_before_training(tiny_model, tmp_path, 
     from siamese.cli import main
 
     data = write_pairs(tmp_path / "pairs.jsonl")
-    assert main(["train", "--data", str(data), "--base", str(tiny_model), "--out", str(tmp_path / "run"),
-                 "--max-length", "4096"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(data),
+                "--base",
+                str(tiny_model),
+                "--out",
+                str(tmp_path / "run"),
+                "--max-length",
+                "4096",
+            ]
+        )
+        == 2
+    )
     assert "max length 4096 is above what" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 

@@ -3,6 +3,7 @@ line. Never accepted and ignored.
 
 What training makes: every file of the model directory (weights, encoder settings, the query tower), the loss
 and evaluation curves, and the checkpoints written on the way. A tiny model, three steps a run."""
+
 import hashlib
 import itertools
 import json
@@ -19,24 +20,49 @@ from training.config import FROZEN_DOCUMENT, KNOB_RULES, TOWERS, TrainConfig, re
 
 STSB = loop.__file__.replace("training/loop.py", "common/datasets/stsb/stsb-en-train.csv")
 
-# knob → (what it needs beside it, in the baseline too; the changed value). Baseline: 24 pairs, batch 8, 1 epoch
-# (3 steps), no anchor.
+# knob → (what it needs beside it, in the baseline too; the changed value). Baseline: 24 pairs, batch 8, 1
+# epoch (3 steps), no anchor.
 VARIANTS = {
-    "epochs": ({}, 2), "max_steps": ({}, 2), "batch_size": ({}, 4), "lr": ({}, 3e-3), "warmup_ratio": ({}, 0.5),
-    "weight_decay": ({}, 0.5), "max_grad_norm": ({}, 0.01), "max_length": ({}, 48), "train_length": ({}, 12),
-    "pooling": ({}, "cls"), "normalize": ({}, False), "query_prefix": ({}, "q: "), "document_prefix": ({}, "d: "),
-    "loss": ({}, "symmetric-infonce"), "temperature": ({}, 0.2), "anchor": ({}, "mse"),
-    "anchor_weight": ({"anchor": "mse"}, 3.0), "anchor_batch": ({"anchor": "mse"}, 2),
-    "anchor_data": ({"anchor": "mse"}, "OTHER_TEXTS"), "symmetric": ({}, True), "hard_negatives": ({}, 1),
-    "corpus_pairs": ({}, "title"), "corpus_pairs_ratio": ({"corpus_pairs": "title"}, 0.3),
-    "general_pairs": ({}, STSB), "general_pairs_ratio": ({"general_pairs": STSB}, 0.2),
-    "matryoshka": ({}, "32,16"), "late_interaction": ({}, True),
-    "colbert_dim": ({"late_interaction": True}, 16), "colbert_teacher_weight": ({"late_interaction": True}, 0.0),
-    "query_tokens": ({"late_interaction": True}, 8), "chunk_positives": ({"max_length": 12}, "all"),
-    "mine_depth": ({"hard_negatives": 1}, 3), "miner": ({"hard_negatives": 1}, "dense"),
+    "epochs": ({}, 2),
+    "max_steps": ({}, 2),
+    "batch_size": ({}, 4),
+    "lr": ({}, 3e-3),
+    "warmup_ratio": ({}, 0.5),
+    "weight_decay": ({}, 0.5),
+    "max_grad_norm": ({}, 0.01),
+    "max_length": ({}, 48),
+    "train_length": ({}, 12),
+    "pooling": ({}, "cls"),
+    "normalize": ({}, False),
+    "query_prefix": ({}, "q: "),
+    "document_prefix": ({}, "d: "),
+    "loss": ({}, "symmetric-infonce"),
+    "temperature": ({}, 0.2),
+    "anchor": ({}, "mse"),
+    "anchor_weight": ({"anchor": "mse"}, 3.0),
+    "anchor_batch": ({"anchor": "mse"}, 2),
+    "anchor_data": ({"anchor": "mse"}, "OTHER_TEXTS"),
+    "symmetric": ({}, True),
+    "hard_negatives": ({}, 1),
+    "corpus_pairs": ({}, "title"),
+    "corpus_pairs_ratio": ({"corpus_pairs": "title"}, 0.3),
+    "general_pairs": ({}, STSB),
+    "general_pairs_ratio": ({"general_pairs": STSB}, 0.2),
+    "matryoshka": ({}, "32,16"),
+    "late_interaction": ({}, True),
+    "colbert_dim": ({"late_interaction": True}, 16),
+    "colbert_teacher_weight": ({"late_interaction": True}, 0.0),
+    "query_tokens": ({"late_interaction": True}, 8),
+    "chunk_positives": ({"max_length": 12}, "all"),
+    "mine_depth": ({"hard_negatives": 1}, 3),
+    "miner": ({"hard_negatives": 1}, "dense"),
     "mine_window": ({"hard_negatives": 1, "miner": "dense"}, "0-3"),
-    "mine_margin": ({"hard_negatives": 1, "miner": "dense"}, 5.0), "grad_cache_chunk": ({}, 2), "checkpoint_every": ({}, 1),
-    "keep_checkpoints": ({"checkpoint_every": 1}, 1), "eval_every": ({}, 1), "seed": ({}, 7),
+    "mine_margin": ({"hard_negatives": 1, "miner": "dense"}, 5.0),
+    "grad_cache_chunk": ({}, 2),
+    "checkpoint_every": ({}, 1),
+    "keep_checkpoints": ({"checkpoint_every": 1}, 1),
+    "eval_every": ({}, 1),
+    "seed": ({}, 7),
 }
 # How training runs, not what it makes (same result by design; tests/test_training.py holds them to it).
 HOW_NOT_WHAT = {"grad_cache_chunk"}
@@ -56,8 +82,16 @@ def setting(tiny_model, tmp_path_factory):
     other.write_text("\n".join(f"another text {i} of a different sort entirely" for i in range(40)))
     pairs = toy_pairs(24)
     corpus = [Doc(p.positive_id, f"title {i}", p.positive) for i, p in enumerate(pairs)]
-    return {"base": str(tiny_model), "root": root, "texts": str(texts), "other": str(other), "pairs": pairs,
-            "corpus": corpus, "runs": {}, "count": itertools.count()}
+    return {
+        "base": str(tiny_model),
+        "root": root,
+        "texts": str(texts),
+        "other": str(other),
+        "pairs": pairs,
+        "corpus": corpus,
+        "runs": {},
+        "count": itertools.count(),
+    }
 
 
 def _made(setting, tower: str, values: dict, monkeypatch) -> str:
@@ -79,8 +113,13 @@ def _made(setting, tower: str, values: dict, monkeypatch) -> str:
         saves.append([step, sorted(p.name for p in (out_dir / "checkpoints").iterdir())])
 
     monkeypatch.setattr(loop, "_save_checkpoint", save)
-    model = loop.train(cfg, setting["pairs"], setting["corpus"], progress=False,
-                       eval_fn=lambda encoder: {"ndcg@10": float(encoder.encode(["probe"], "query").sum())})
+    model = loop.train(
+        cfg,
+        setting["pairs"],
+        setting["corpus"],
+        progress=False,
+        eval_fn=lambda encoder: {"ndcg@10": float(encoder.encode(["probe"], "query").sum())},
+    )
     digest = hashlib.sha256(json.dumps(saves).encode())
     for path in sorted(p for p in model.rglob("*") if p.is_file()):
         if path.name in ("train_config.json", "train_metrics.json", "README.md", ".siamese-artifact"):
@@ -117,8 +156,8 @@ def test_a_knob_changes_the_training_or_is_refused(setting, tower, knob, monkeyp
     assert changed != baseline, f"--{knob} {value} was accepted by the {tower} tower and changed nothing"
 
 
-# Refused on frozen document towers though they reach the batching: mined negatives still decide which pairs may
-# share a batch (training/batches.py), but the corpus softmax never scores them.
+# Refused on frozen document towers though they reach the batching: mined negatives still decide which pairs
+# may share a batch (training/batches.py), but the corpus softmax never scores them.
 REACH_THE_BATCHING = {"hard_negatives", "mine_depth"}
 
 
@@ -129,8 +168,15 @@ def test_a_refused_knob_would_have_changed_nothing(setting, tower, knob, monkeyp
     training without it makes, so the refusal costs the user nothing."""
     value = VARIANTS[knob][1]
     try:
-        recipe_config(setting["base"], str(setting["root"] / "probe"), epochs=1, batch_size=8, anchor="none",
-                      tower=tower, **{knob: value})
+        recipe_config(
+            setting["base"],
+            str(setting["root"] / "probe"),
+            epochs=1,
+            batch_size=8,
+            anchor="none",
+            tower=tower,
+            **{knob: value},
+        )
     except ConfigError as refused:
         if "would change nothing" not in str(refused):
             pytest.skip(f"{knob} on the {tower} tower is refused for another reason")

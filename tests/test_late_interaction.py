@@ -1,4 +1,6 @@
-"""Late interaction: MaxSim, the inputs Vespa's colbert-embedder builds, bits, training, export, package, check."""
+"""Late interaction: MaxSim, the inputs Vespa's colbert-embedder
+builds, bits, training, export, package, check."""
+
 import shutil
 
 import numpy as np
@@ -17,6 +19,7 @@ LATE = LateConfig(dim=8, query_tokens=8, document_tokens=10)
 
 # ------------------------------------------------------------------ MaxSim, by hand
 
+
 def test_maxsim_against_a_hand_computation():
     q = np.array([[1.0, 0.0], [0.0, 1.0]])
     d1 = np.array([[0.6, 0.8], [1.0, 0.0]])  # token 1: best 1.0 (second row); token 2: best 0.8 (first row)
@@ -30,12 +33,17 @@ def test_torch_maxsim_ignores_padding_rows():
     from training.late_interaction import maxsim as torch_maxsim
 
     q = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]])  # the third query row is padding
-    d = torch.tensor([[[0.6, 0.8], [1.0, 0.0], [0.0, 0.0]],  # a padded document token must not win a max of -1
-                      [[0.0, -1.0], [0.0, 0.0], [0.0, 0.0]]])
+    d = torch.tensor(
+        [
+            [[0.6, 0.8], [1.0, 0.0], [0.0, 0.0]],  # a padded document token must not win a max of -1
+            [[0.0, -1.0], [0.0, 0.0], [0.0, 0.0]],
+        ]
+    )
     assert torch_maxsim(q, d)[0].tolist() == pytest.approx([1.8, -1.0])
 
 
-# ------------------------------------------------------------------ inputs, as Vespa's colbert-embedder builds them
+# ---------------------------------------------------------- inputs, as Vespa's colbert-embedder builds them
+
 
 def test_a_short_query_is_padded_with_masks_that_do_not_attend():
     ids, attending = input_ids([7, 8], "query", LATE, skip=set())
@@ -78,6 +86,7 @@ def test_a_vocabulary_without_markers_is_refused():
 
 # ------------------------------------------------------------------ bits
 
+
 def test_pack_and_unpack_bits_round_trip_with_the_first_dimension_highest():
     from common.vectors import pack_bits
 
@@ -98,6 +107,7 @@ def test_maxsim_over_0_1_bits_orders_documents_as_over_signs():
 
 # ------------------------------------------------------------------ training
 
+
 def test_gradient_caching_gives_the_same_gradients_for_token_vectors(tiny_model):
     from training.config import recipe_config
     from training.encoder import Encoder
@@ -105,8 +115,15 @@ def test_gradient_caching_gives_the_same_gradients_for_token_vectors(tiny_model)
     from training.loop import train_step
     from training.losses import make_loss
 
-    cfg = recipe_config(str(tiny_model), "unused", late_interaction=True, colbert_dim=16, query_tokens=12,
-                        max_length=32, temperature=0.05)
+    cfg = recipe_config(
+        str(tiny_model),
+        "unused",
+        late_interaction=True,
+        colbert_dim=16,
+        query_tokens=12,
+        max_length=32,
+        temperature=0.05,
+    )
     torch.manual_seed(0)
     model = LateInteraction.from_encoder(Encoder.load(tiny_model, max_length=32), 16, 12, 32).eval()
     grads = []
@@ -148,11 +165,17 @@ def test_training_lowers_the_loss_and_saves_a_model_that_loads_back(late_model):
 
 # ------------------------------------------------------------------ export, package, Vespa
 
+
 def test_the_export_says_colbert_and_matches_pytorch_per_token(late_export):
     from exporter.manifest import Manifest
 
     m = Manifest.load(late_export)
-    assert (m.kind, m.output, m.inputs, m.dimension) == ("colbert", "contextual", ["input_ids", "attention_mask"], 16)
+    assert (m.kind, m.output, m.inputs, m.dimension) == (
+        "colbert",
+        "contextual",
+        ["input_ids", "attention_mask"],
+        16,
+    )
     assert m.colbert["query_tokens"] == 12 and m.colbert["document_tokens"] == 32
     for kind in ("query", "passage"):
         assert m.parity["fp32"][kind]["max_abs_diff"] <= 1e-5
@@ -167,8 +190,9 @@ def test_a_colbert_export_alone_or_beside_and_what_is_refused(late_export, tiny_
     assert "field colbert type tensor<int8>(dt{}, x[2])" in schema and "field embedding" not in schema
     assert "hugging-face-embedder" not in (alone / "services.xml").read_text()
     assert "rank-profile bm25-colbert" in schema and "rank-profile colbert " not in schema
-    beside = write_package(tiny_export, tmp_path / "beside", AppOptions(colbert_cells="bfloat16"),
-                           colbert_dir=late_export)
+    beside = write_package(
+        tiny_export, tmp_path / "beside", AppOptions(colbert_cells="bfloat16"), colbert_dir=late_export
+    )
     schema = (beside / "schemas" / "doc.sd").read_text()
     assert "field colbert type tensor<bfloat16>(dt{}, x[16])" in schema and "field embedding" in schema
     assert "sum(reduce(sum(query(qt) * attribute(colbert), x), max, dt), qt)" in schema
@@ -189,7 +213,9 @@ def test_the_embedded_backend_reranks_by_maxsim(late_export, tiny_export, small_
 
     beir = read_beir(small_beir, "test")
     docs = list(beir.corpus.values())
-    index = EmbeddedIndex.build(tmp_path / "index", tiny_export, docs, colbert_dir=late_export, progress=False)
+    index = EmbeddedIndex.build(
+        tmp_path / "index", tiny_export, docs, colbert_dir=late_export, progress=False
+    )
     index = EmbeddedIndex.open(tmp_path / "index")
     text = next(iter(beir.queries.values()))
     semantic = [h.id for h in index.query(text, "semantic", hits=100)]
@@ -204,12 +230,20 @@ def test_the_embedded_backend_reranks_by_maxsim(late_export, tiny_export, small_
         assert hits[0].score == pytest.approx(float(maxsim(q, [index.doc_tokens(first)])[0]), rel=1e-5)
         # colbert: normalize_linear(closeness) + normalize_linear(MaxSim) over the same candidates, by hand
         fused = {h.id: h.score for h in index.query(text, "colbert", hits=100)}
-        close = {d.id: c for d, c in zip(*[[docs[i] for i in index.nearest(index.embed_query(text), 100)[0]],
-                                            index.nearest(index.embed_query(text), 100)[1]])}
+        close = {
+            d.id: c
+            for d, c in zip(
+                *[
+                    [docs[i] for i in index.nearest(index.embed_query(text), 100)[0]],
+                    index.nearest(index.embed_query(text), 100)[1],
+                ]
+            )
+        }
         late = {h.id: h.score for h in hits}
 
         def scaled(values, key):
             return (values[key] - min(values.values())) / (max(values.values()) - min(values.values()))
+
         assert fused == pytest.approx({d: scaled(close, d) + scaled(late, d) for d in fused})
     for profile in [p.name for p in PROFILES.values() if p.colbert]:
         hits = index.query(text, profile, hits=10)
@@ -236,15 +270,18 @@ def test_export_then_app_check_with_vespas_colbert_embedder(late_export, tiny_ex
     from vespa_app.package.options import AppOptions
 
     for cells in ("int8", "bfloat16"):
-        package = write_package(tiny_export, tmp_path / f"app-{cells}", AppOptions(colbert_cells=cells),
-                                colbert_dir=late_export)
+        package = write_package(
+            tiny_export, tmp_path / f"app-{cells}", AppOptions(colbert_cells=cells), colbert_dir=late_export
+        )
         report = check_package(package)
         c = report.colbert
         assert c["query_min_cosine"] >= 0.9999 and c["document_min_cosine"] >= 0.9999
         assert c["bits_equal_beyond_noise"] >= 0.999
         assert c["config"]["max_query_tokens"] == 12 and c["config"]["attend_to_expansion_tokens"]
         assert all(d["colbert_agree"] >= 0.999 for d in report.container.documents)
-        assert {"colbert", "colbert-maxsim", "hybrid-colbert", "bm25-colbert"} <= {q["profile"] for q in report.container.queries}
+        assert {"colbert", "colbert-maxsim", "hybrid-colbert", "bm25-colbert"} <= {
+            q["profile"] for q in report.container.queries
+        }
         assert {"colbert", "hybrid-colbert"} <= set(report.container.fusion)
         assert all(f["hits"] > 0 and f["max_diff"] <= 1e-6 for f in report.container.fusion.values())
     alone = check_package(write_package(late_export, tmp_path / "alone"))
@@ -271,8 +308,18 @@ def test_a_late_interaction_run_with_hard_negatives_resumes_bit_for_bit(tiny_mod
     corpus = [p.positive for p in pairs]
 
     def config(out):
-        return recipe_config(str(tiny_model), str(out), late_interaction=True, colbert_dim=16, query_tokens=12,
-                             max_length=32, epochs=2, batch_size=8, hard_negatives=1, checkpoint_every=2)
+        return recipe_config(
+            str(tiny_model),
+            str(out),
+            late_interaction=True,
+            colbert_dim=16,
+            query_tokens=12,
+            max_length=32,
+            epochs=2,
+            batch_size=8,
+            hard_negatives=1,
+            checkpoint_every=2,
+        )
 
     whole = train(config(tmp_path / "whole"), pairs, corpus, progress=False)
     with interrupted_at_step(monkeypatch, 5), pytest.raises(KeyboardInterrupt):
@@ -289,12 +336,14 @@ def test_the_teacher_term_is_zero_when_maxsim_ranks_the_batch_as_the_teacher_doe
     from training.losses import Batch, MaxSimInfoNCE
 
     rng = np.random.default_rng(0)
-    vectors = {"query": rng.normal(size=(4, 8)).astype(np.float32),
-               "passage": rng.normal(size=(4, 8)).astype(np.float32)}
+    vectors = {
+        "query": rng.normal(size=(4, 8)).astype(np.float32),
+        "passage": rng.normal(size=(4, 8)).astype(np.float32),
+    }
 
     class Teacher:
         def encode(self, texts, kind):
-            return vectors[kind][:len(texts)]
+            return vectors[kind][: len(texts)]
 
     pairs = toy_pairs(4)
     loss = MaxSimInfoNCE(0.05, teacher=Teacher(), teacher_weight=1.0)

@@ -1,6 +1,7 @@
 """The floors keep their order: common → training → exporter → vespa_app → siamese, each importing only those
 before it (function-local imports included), and no import cycle between modules. Read by the same code as
 ``benchmarks/structure.py`` prints."""
+
 import sys
 
 from conftest import REPO

@@ -37,8 +37,8 @@ def test_spearman_matches_scipy_with_ties():
 
 
 def test_top_k_ranks_by_score_then_by_index_whatever_the_ties():
-    """The ranking is (score descending, index ascending) on every machine: a full stable sort's, which numpy's
-    partition and default sort do not promise (their tie order follows the CPU's SIMD kernels)."""
+    """The ranking is (score descending, index ascending) on every machine: a full stable sort's, which
+    numpy's partition and default sort do not promise (their tie order follows the CPU's SIMD kernels)."""
     from common.vectors import top_k
 
     rng = np.random.default_rng(0)
@@ -56,10 +56,18 @@ def test_bm25_ranks_equal_documents_in_corpus_order():
     any machine, and every document that scores is ranked by its score."""
     from common.bm25 import BM25
 
-    texts = ["glaucoma is a disease of the eye", "other words", "glaucoma is a disease of the eye",
-             "what is glaucoma", "glaucoma is a disease of the eye", "nothing here"]
+    texts = [
+        "glaucoma is a disease of the eye",
+        "other words",
+        "glaucoma is a disease of the eye",
+        "what is glaucoma",
+        "glaucoma is a disease of the eye",
+        "nothing here",
+    ]
     positions, scores = BM25(texts).search(["glaucoma eye disease", "zebra xylophone"], k=10)
     first = [p for p in positions[0] if scores[0][list(positions[0]).index(p)] > 0]
     assert first[:3] == [0, 2, 4] and first[3] == 3
     assert list(scores[0]) == sorted(scores[0], reverse=True)
-    assert (scores[1] == 0).all() and list(positions[1]) == list(range(len(texts)))  # no word known: by position
+    assert (scores[1] == 0).all() and list(positions[1]) == list(
+        range(len(texts))
+    )  # no word known: by position

@@ -1,5 +1,7 @@
-"""`siamese eval --benchmark nanobeir`: the NanoBEIR sets read from the hub's cache, laid out here as the hub's
-dataset files are (parquet under corpus/, queries/, qrels/), offline; the same rows as any evaluation."""
+"""`siamese eval --benchmark nanobeir`: the NanoBEIR sets read from the hub's cache, laid out here as the
+hub's dataset files are (parquet under corpus/, queries/,
+qrels/), offline; the same rows as any evaluation."""
+
 import json
 
 import pytest
@@ -12,7 +14,8 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def lay_out(cache, name: str, n_docs: int = 30, n_queries: int = 6):
-    """A small NanoBEIR set in the hub cache's layout: refs/main names a snapshot holding the three parquet parts."""
+    """A small NanoBEIR set in the hub cache's layout: refs/main
+    names a snapshot holding the three parquet parts."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -21,9 +24,13 @@ def lay_out(cache, name: str, n_docs: int = 30, n_queries: int = 6):
     (repo / "refs" / "main").write_text(COMMIT)
     snapshot = repo / "snapshots" / COMMIT
     words = "protein cell gene virus immune cancer brain heart lung blood".split()
-    corpus = [{"_id": f"{name}-d{i}", "text": f"{words[i % 10]} {words[(i * 3) % 10]} study {i}"}
-              for i in range(n_docs)]
-    queries = [{"_id": f"{name}-q{i}", "text": f"{words[i % 10]} {words[(i * 3) % 10]}"} for i in range(n_queries)]
+    corpus = [
+        {"_id": f"{name}-d{i}", "text": f"{words[i % 10]} {words[(i * 3) % 10]} study {i}"}
+        for i in range(n_docs)
+    ]
+    queries = [
+        {"_id": f"{name}-q{i}", "text": f"{words[i % 10]} {words[(i * 3) % 10]}"} for i in range(n_queries)
+    ]
     qrels = [{"query-id": f"{name}-q{i}", "corpus-id": f"{name}-d{i}"} for i in range(n_queries)]
     for part, rows in (("corpus", corpus), ("queries", queries), ("qrels", qrels)):
         (snapshot / part).mkdir(parents=True)
@@ -59,8 +66,21 @@ def test_the_benchmark_names_its_sets():
 
 def test_siamese_eval_on_nanobeir_gives_every_set_and_the_mean(hub_cache, tiny_trained, tmp_path, capsys):
     out = tmp_path / "rows.json"
-    assert main(["eval", "--models", str(tiny_trained), "--benchmark", "nanobeir:SciFact,NFCorpus", "--hybrid",
-                 "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--models",
+                str(tiny_trained),
+                "--benchmark",
+                "nanobeir:SciFact,NFCorpus",
+                "--hybrid",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "NanoBEIR (2 sets), nDCG@10:" in printed
     rows = {r["name"]: r for r in json.loads(out.read_text())}

@@ -1,4 +1,5 @@
 """Many texts through ONNX Runtime (training/onnx_encode.py): the same vectors as PyTorch, or PyTorch's."""
+
 import numpy as np
 import torch
 

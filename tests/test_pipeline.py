@@ -1,4 +1,5 @@
 """`siamese run` end to end on a slice of SciFact with a tiny model."""
+
 import json
 import shlex
 import shutil
@@ -12,16 +13,44 @@ from siamese.cli import main
 
 def test_run_end_to_end_then_reuse(tiny_model, small_beir, tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--epochs", "1",
-            "--reference", str(tiny_model)]
+    args = [
+        "run",
+        "--data",
+        str(small_beir),
+        "--base",
+        str(tiny_model),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--reference",
+        str(tiny_model),
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    for name in ("served bm25", "base (", "fine-tuned (exact)", "fine-tuned (exact) + BM25 (RRF)", "served semantic",
-                 "served hybrid", "| ndcg@10 seen | ndcg@10 unseen |", "guard cisi", "guard medquad"):
+    for name in (
+        "served bm25",
+        "base (",
+        "fine-tuned (exact)",
+        "fine-tuned (exact) + BM25 (RRF)",
+        "served semantic",
+        "served hybrid",
+        "| ndcg@10 seen | ndcg@10 unseen |",
+        "guard cisi",
+        "guard medquad",
+    ):
         assert name in printed
     assert "siamese deploy" in printed
-    for artifact in ("train/model/model.safetensors", "export/model.onnx", "app/services.xml",
-                     "app/models/model.onnx", "index/hnsw.faiss", "report.md", "plot.png", "results.json"):
+    for artifact in (
+        "train/model/model.safetensors",
+        "export/model.onnx",
+        "app/services.xml",
+        "app/models/model.onnx",
+        "index/hnsw.faiss",
+        "report.md",
+        "plot.png",
+        "results.json",
+    ):
         assert (out / artifact).exists(), artifact
     results = json.loads((out / "results.json").read_text())
     rows = {r["name"]: r for r in results["rows"]}
@@ -33,7 +62,11 @@ def test_run_end_to_end_then_reuse(tiny_model, small_beir, tmp_path, capsys):
 
     fusion = results["record"]["bm25_weight"]
     assert fusion["weight"] in BM25_WEIGHT_GRID and fusion["method"].startswith("chosen on ")
-    assert AppPackage.open(out / "app").bm25_weight == fusion["weight"] == EmbeddedIndex.open(out / "index").bm25_weight
+    assert (
+        AppPackage.open(out / "app").bm25_weight
+        == fusion["weight"]
+        == EmbeddedIndex.open(out / "index").bm25_weight
+    )
     assert "served hybrid-linear" in rows
     assert {"reference (tiny0)", "reference (tiny0) + BM25 (RRF)"} <= set(rows)
     evaluation = results["record"]["evaluation"]
@@ -51,7 +84,11 @@ def test_run_end_to_end_then_reuse(tiny_model, small_beir, tmp_path, capsys):
     assert {r["kind"] for r in results["rows"]} == {"served", "bm25", "base", "reference", "fused", "tuned"}
     # the checks read as a table; their raw figures go to checks.json beside the report
     checks = report.split("## Checks")[1].split("## Training configuration")[0]
-    assert "| ONNX (fp32) against PyTorch |" in checks and "hybrid-linear's BM25 weight" in checks and "{" not in checks
+    assert (
+        "| ONNX (fp32) against PyTorch |" in checks
+        and "hybrid-linear's BM25 weight" in checks
+        and "{" not in checks
+    )
     assert json.loads((out / "checks.json").read_text())["parity"]["fp32"]["query"]["min_cosine"] > 0.999
     # the model card names the figures of the run that made it
     card = (out / "train" / "model" / "README.md").read_text()
@@ -61,12 +98,17 @@ def test_run_end_to_end_then_reuse(tiny_model, small_beir, tmp_path, capsys):
     import yaml  # the front matter the hub indexes: where the model came from and the run's figures
 
     header = yaml.safe_load(card.split("---\n")[1])
-    assert header["library_name"] == "sentence-transformers" and header["pipeline_tag"] == "sentence-similarity"
+    assert (
+        header["library_name"] == "sentence-transformers" and header["pipeline_tag"] == "sentence-similarity"
+    )
     assert header["base_model"] == "tiny0" and header["datasets"] == ["scifact-small"]
     figures = {m["type"]: m["value"] for m in header["model-index"][0]["results"][0]["metrics"]}
     assert figures["ndcg@10_unseen"] == round(tuned["ndcg@10 unseen"], 4)
     from vespa_app.check.java import java_missing
-    if not java_missing():  # Vespa's container code ran on this run's corpus, and the report says what it found
+
+    if (
+        not java_missing()
+    ):  # Vespa's container code ran on this run's corpus, and the report says what it found
         assert "## Vespa's own code on this package" in report
         assert "Vespa indexing statements + embedder on 5 corpus documents" in report
         assert "Vespa global phase (hybrid)" in report
@@ -89,16 +131,40 @@ def test_run_on_the_users_own_files(tiny_model, small_beir, tmp_path, capsys):
         for p in beir_pairs(read_beir(small_beir, "train")):
             fh.write(json.dumps({"query": p.query, "positive": p.positive}) + "\n")
     out = tmp_path / "run"
-    assert main(["run", "--pairs", str(pairs), "--corpus", str(small_beir / "corpus.jsonl.gz"),
-                 "--queries", str(small_beir / "queries.jsonl"), "--qrels", str(small_beir / "qrels" / "test.tsv"),
-                 "--base", str(tiny_model), "--out", str(out), "--epochs", "1", "--no-sts", "--no-guards"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--pairs",
+                str(pairs),
+                "--corpus",
+                str(small_beir / "corpus.jsonl.gz"),
+                "--queries",
+                str(small_beir / "queries.jsonl"),
+                "--qrels",
+                str(small_beir / "qrels" / "test.tsv"),
+                "--base",
+                str(tiny_model),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--no-sts",
+                "--no-guards",
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
     rows = results["rows"]
     assert len(rows) == 9 and not any("sts_spearman" in r for r in rows)
     # no training queries with judged documents: hybrid-linear keeps the default weight, and says why
     fusion = results["record"]["bm25_weight"]
     assert fusion["weight"] == 1.0 and "no training queries with judged documents" in fusion["method"]
-    assert f"siamese feed http://localhost:8080 {(small_beir / 'corpus.jsonl.gz').resolve()}" in capsys.readouterr().out
+    assert (
+        f"siamese feed http://localhost:8080 {(small_beir / 'corpus.jsonl.gz').resolve()}"
+        in capsys.readouterr().out
+    )
 
 
 def test_run_against_vespa_wires_feed_and_evaluation(tiny_model, small_beir, tmp_path, monkeypatch, capsys):
@@ -123,8 +189,26 @@ def test_run_against_vespa_wires_feed_and_evaluation(tiny_model, small_beir, tmp
     monkeypatch.setattr(siamese.run.serve, "VespaBackend", StandIn)  # where the run takes it from
     out = tmp_path / "run"
     with FaultServer(every_drop=0) as server:
-        assert main(["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--epochs", "1",
-                     "--no-sts", "--no-guards", "--vespa", server.url]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    "--data",
+                    str(small_beir),
+                    "--base",
+                    str(tiny_model),
+                    "--out",
+                    str(out),
+                    "--epochs",
+                    "1",
+                    "--no-sts",
+                    "--no-guards",
+                    "--vespa",
+                    server.url,
+                ]
+            )
+            == 0
+        )
         assert set(server.stored) == {d.id for d in corpus}
     results = json.loads((out / "results.json").read_text())
     assert [r["name"] for r in results["rows"]][:3] == ["vespa bm25", "vespa semantic", "vespa hybrid"]
@@ -149,8 +233,26 @@ def test_run_can_serve_a_merged_model(tiny_model, small_beir, tmp_path):
     from exporter.manifest import Manifest
 
     out = tmp_path / "run"
-    assert main(["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--epochs", "1",
-                 "--no-sts", "--no-guards", "--merge", "0.5"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--data",
+                str(small_beir),
+                "--base",
+                str(tiny_model),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--no-sts",
+                "--no-guards",
+                "--merge",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
     assert results["record"]["merge"] == {"alpha": 0.5, "method": "given"}
     assert Manifest.load(out / "export").merge["alpha"] == 0.5 and (out / "merged" / "merge.json").exists()
@@ -160,8 +262,25 @@ def test_run_can_serve_a_merged_model(tiny_model, small_beir, tmp_path):
 def test_run_chunked(tiny_model, small_beir, tmp_path, capsys):
     """Chunked end to end: the package, the index and every model row read documents as chunks."""
     out = tmp_path / "my run"  # printed commands must quote it
-    args = ["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--epochs", "1",
-            "--max-length", "48", "--chunk-tokens", "32", "--chunk-overlap", "8", "--no-guards", "--no-sts"]
+    args = [
+        "run",
+        "--data",
+        str(small_beir),
+        "--base",
+        str(tiny_model),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--max-length",
+        "48",
+        "--chunk-tokens",
+        "32",
+        "--chunk-overlap",
+        "8",
+        "--no-guards",
+        "--no-sts",
+    ]
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["record"]["chunking"].startswith("on: chunks of 32 tokens sharing 8")
@@ -170,8 +289,11 @@ def test_run_chunked(tiny_model, small_beir, tmp_path, capsys):
     assert "tensor<float>(chunk{}, x[32])" in (out / "app" / "schemas" / "doc.sd").read_text()
     rows = {r["name"]: r for r in results["rows"]}
     # the served model and the same model by exact chunked search agree: same vectors, same best-chunk scoring
-    assert rows["served semantic"]["ndcg@10"] == pytest.approx(rows["fine-tuned (exact)"]["ndcg@10"], abs=0.02)
-    # the feed command it printed, run as printed (to a fault server instead of localhost:8080), sends the chunks
+    assert rows["served semantic"]["ndcg@10"] == pytest.approx(
+        rows["fine-tuned (exact)"]["ndcg@10"], abs=0.02
+    )
+    # the feed command it printed, run as printed (to a fault
+    # server instead of localhost:8080), sends the chunks
     printed = capsys.readouterr().out
     feed_line = next(line for line in printed.splitlines() if line.startswith("siamese feed "))
     with FaultServer(every_429=0, every_503=0, every_slow=0, every_reset=0, every_drop=0) as server:
@@ -182,24 +304,30 @@ def test_run_chunked(tiny_model, small_beir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["search", str(out / "index"), "coronavirus", "--profile", "semantic", "--hits", "2"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 4  # each hit, then its best chunk
-    # A re-run with other chunk options refuses what the first one built: the package, then (once it is gone) the
-    # index, each before any work.
+    # A re-run with other chunk options refuses what the first one built: the package, then (once it is gone)
+    # the index, each before any work.
     assert main(args[:-6] + ["--no-guards", "--no-sts"]) == 2
     err = capsys.readouterr().err
-    assert "package: " in err and 'app was not made from what this run asks (chunking: {"tokens": 32, "overlap": 8} → ' \
-        "null)" in err
+    assert (
+        "package: " in err
+        and 'app was not made from what this run asks (chunking: {"tokens": 32, "overlap": 8} → null)' in err
+    )
     shutil.rmtree(out / "app")
     assert main(args[:-6] + ["--no-guards", "--no-sts"]) == 2
     err = capsys.readouterr().err
-    assert "index: " in err and 'index was not made from what this run asks (chunking: {"tokens": 32, "overlap": 8}' in err
+    assert (
+        "index: " in err
+        and 'index was not made from what this run asks (chunking: {"tokens": 32, "overlap": 8}' in err
+    )
 
 
-def test_run_with_a_query_tower_serves_two_embedders_over_the_base_models_document_vectors(tiny_model, small_beir,
-                                                                                           tmp_path, monkeypatch):
-    """`siamese run --tower query`: the query tower trains, both towers export, the package has two embedders, the
-    index holds the base model's document vectors, and the report's rows come from the served two-tower model.
-    The corpus is embedded once, by the base model: the exported document graph (the parity check's subject)
-    embeds none of it again for the index or the fine-tuned row."""
+def test_run_with_a_query_tower_serves_two_embedders_over_the_base_models_document_vectors(
+    tiny_model, small_beir, tmp_path, monkeypatch
+):
+    """`siamese run --tower query`: the query tower trains, both towers export, the package has two embedders,
+    the index holds the base model's document vectors, and the report's rows come from the served two-tower
+    model. The corpus is embedded once, by the base model: the exported document graph (the parity check's
+    subject) embeds none of it again for the index or the fine-tuned row."""
     from common.data import load_beir
     from exporter.runtime import OnnxEmbedder
     from training.encoder import Encoder
@@ -211,10 +339,26 @@ def test_run_with_a_query_tower_serves_two_embedders_over_the_base_models_docume
         if kind == "passage":
             onnx_passages.extend(texts)
         return embed(self, texts, kind, *a, **kw)
+
     monkeypatch.setattr(OnnxEmbedder, "embed", counting)
     out = tmp_path / "run"
-    args = ["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--epochs", "1",
-            "--max-length", "48", "--tower", "query", "--no-guards", "--no-sts"]
+    args = [
+        "run",
+        "--data",
+        str(small_beir),
+        "--base",
+        str(tiny_model),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--max-length",
+        "48",
+        "--tower",
+        "query",
+        "--no-guards",
+        "--no-sts",
+    ]
     assert main(args) == 0
     assert len(corpus & set(onnx_passages)) < len(corpus) / 2  # the parity check's sample, no more
     results = json.loads((out / "results.json").read_text())
@@ -227,45 +371,110 @@ def test_run_with_a_query_tower_serves_two_embedders_over_the_base_models_docume
     base = Encoder.load(tiny_model, max_length=48).encode(texts, "passage")
     assert np.abs(index[:5] - base).max() < 1e-5  # the documents are where the base model put them
     served = OnnxEmbedder(out / "export")
-    assert not np.allclose(served.embed(["a query"], "query"), Encoder.load(tiny_model, max_length=48).encode(
-        ["a query"], "query"), atol=1e-4)  # queries go through the trained tower
+    assert not np.allclose(
+        served.embed(["a query"], "query"),
+        Encoder.load(tiny_model, max_length=48).encode(["a query"], "query"),
+        atol=1e-4,
+    )  # queries go through the trained tower
     rows = {r["name"]: r for r in results["rows"]}
-    assert rows["served semantic"]["ndcg@10"] == pytest.approx(rows["fine-tuned (exact)"]["ndcg@10"], abs=0.02)
+    assert rows["served semantic"]["ndcg@10"] == pytest.approx(
+        rows["fine-tuned (exact)"]["ndcg@10"], abs=0.02
+    )
 
 
-def test_run_serves_a_late_interaction_model_beside_the_single_vector_one(tiny_model, late_model, small_beir,
-                                                                          tmp_path, capsys):
+def test_run_serves_a_late_interaction_model_beside_the_single_vector_one(
+    tiny_model, late_model, small_beir, tmp_path, capsys
+):
     """`siamese run --colbert`: the package carries the token field, the embedded index the token vectors, and
     `search` / `eval` serve the MaxSim profiles from the CLI."""
     out = tmp_path / "run"
-    args = ["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--epochs", "1",
-            "--max-length", "32", "--no-guards", "--no-sts", "--colbert", str(late_model)]
+    args = [
+        "run",
+        "--data",
+        str(small_beir),
+        "--base",
+        str(tiny_model),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--max-length",
+        "32",
+        "--no-guards",
+        "--no-sts",
+        "--colbert",
+        str(late_model),
+    ]
     assert main(args) == 0
     rows = {r["name"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
     assert {"served colbert", "served colbert-maxsim", "served hybrid-colbert"} <= set(rows)
     assert "colbert" in (out / "app" / "schemas" / "doc.sd").read_text()
     assert json.loads((out / "index" / "meta.json").read_text())["colbert"]["tokens"] > 0
     capsys.readouterr()
-    assert main(["search", str(out / "index"), "coronavirus", "--profile", "colbert-maxsim", "--hits", "2"]) == 0
+    assert (
+        main(["search", str(out / "index"), "coronavirus", "--profile", "colbert-maxsim", "--hits", "2"]) == 0
+    )
     assert len(capsys.readouterr().out.strip().splitlines()) == 2
-    assert main(["eval", "--backend", "embedded", "--index", str(out / "index"), "--data", str(small_beir),
-                 "--profiles", "bm25-colbert", "colbert"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--backend",
+                "embedded",
+                "--index",
+                str(out / "index"),
+                "--data",
+                str(small_beir),
+                "--profiles",
+                "bm25-colbert",
+                "colbert",
+            ]
+        )
+        == 0
+    )
     assert "embedded colbert" in capsys.readouterr().out
-    assert main(["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(tmp_path / "r2"),
-                 "--colbert", str(tiny_model)]) == 2  # a single-vector model is not a late-interaction one
+    assert (
+        main(
+            [
+                "run",
+                "--data",
+                str(small_beir),
+                "--base",
+                str(tiny_model),
+                "--out",
+                str(tmp_path / "r2"),
+                "--colbert",
+                str(tiny_model),
+            ]
+        )
+        == 2
+    )  # a single-vector model is not a late-interaction one
     assert "not a late-interaction model" in capsys.readouterr().err
 
 
-def test_a_run_over_an_existing_out_reuses_only_stages_made_from_what_it_asks(tiny_model, small_beir, tmp_path,
-                                                                               capsys):
-    """Issue 35 #1: a finished run, then the same --out with other data or settings: every stale stage is refused
-    in one line naming each difference, nothing is touched; --force rebuilds what differs and keeps the rest."""
+def test_a_run_over_an_existing_out_reuses_only_stages_made_from_what_it_asks(
+    tiny_model, small_beir, tmp_path, capsys
+):
+    """Issue 35 #1: a finished run, then the same --out with other data or settings: every stale stage is
+    refused in one line naming each difference, nothing is touched;
+    --force rebuilds what differs and keeps the rest."""
     from common.atomic import artifact_id
     from exporter.manifest import Manifest
 
     out = tmp_path / "run"
-    args = ["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--epochs", "1",
-            "--no-sts", "--no-guards"]
+    args = [
+        "run",
+        "--data",
+        str(small_beir),
+        "--base",
+        str(tiny_model),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--no-sts",
+        "--no-guards",
+    ]
     assert main(args) == 0
     stages = ("train/model", "export", "index", "app")
     ids = {s: artifact_id(out / s) for s in stages}
@@ -308,8 +517,19 @@ def test_a_run_does_not_take_the_users_own_folders_for_its_stages(tiny_model, sm
     out = tmp_path / "run"
     (out / "export").mkdir(parents=True)
     (out / "export" / "notes.txt").write_text("mine")
-    args = ["run", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out), "--max-steps", "1",
-            "--no-sts", "--no-guards"]
+    args = [
+        "run",
+        "--data",
+        str(small_beir),
+        "--base",
+        str(tiny_model),
+        "--out",
+        str(out),
+        "--max-steps",
+        "1",
+        "--no-sts",
+        "--no-guards",
+    ]
     assert main(args) == 2
     assert "export has no record of what made it" in capsys.readouterr().err
     assert main(args + ["--force"]) == 2

@@ -1,5 +1,6 @@
 """One definition per rank profile: every profile a package has exists on the embedded backend and in the
 Vespa client, and each declares (and so embeds) exactly the query inputs it uses."""
+
 import re
 
 import pytest
@@ -13,8 +14,10 @@ from vespa_app.client.query import query_body
 def rank_profiles(sd: str) -> dict[str, str]:
     """Rank profile name → its text in a schema."""
     starts = [(m.group(1), m.start()) for m in re.finditer(r"^    rank-profile ([\w-]+)", sd, re.M)]
-    return {name: sd[start:(starts[i + 1][1] if i + 1 < len(starts) else len(sd))]
-            for i, (name, start) in enumerate(starts)}
+    return {
+        name: sd[start : (starts[i + 1][1] if i + 1 < len(starts) else len(sd))]
+        for i, (name, start) in enumerate(starts)
+    }
 
 
 def declared_inputs(name: str, in_package: dict[str, str]) -> set[str]:

@@ -1,6 +1,7 @@
 """`--recipe auto` (training/recipe.py) and the dense miner (training/negatives.py): the dev slice is training
-queries only, the guards' report halves are never used to choose, a candidate that forgets is not chosen, and an
-interrupted selection resumes without training a finished candidate again."""
+queries only, the guards' report halves are never used to choose, a candidate that forgets is not chosen, and
+an interrupted selection resumes without training a finished candidate again."""
+
 import json
 import random
 
@@ -54,13 +55,19 @@ def test_dev_queries_whose_positive_a_training_query_has_are_seen():
 
 
 def _scored(dev: dict, drops: dict) -> dict:
-    return {name: {"dev": {"ndcg@10": dev[name]}, "guards": {"cisi": -drops[name], "medquad": 0.0}}
-            for name in dev}
+    return {
+        name: {"dev": {"ndcg@10": dev[name]}, "guards": {"cisi": -drops[name], "medquad": 0.0}}
+        for name in dev
+    }
 
 
 def test_a_candidate_that_forgets_is_not_chosen():
-    winner, why = recipe.choose(_scored({"query": 0.60, "shared": 0.70, "shared-merged": 0.66},
-                                        {"query": 0.0, "shared": 0.012, "shared-merged": 0.004}))
+    winner, why = recipe.choose(
+        _scored(
+            {"query": 0.60, "shared": 0.70, "shared-merged": 0.66},
+            {"query": 0.0, "shared": 0.012, "shared-merged": 0.004},
+        )
+    )
     assert winner == "shared-merged"
     assert "fell 1.2 points" in why and "shared weights (anchored)" in why
     winner, why = recipe.choose(_scored({"query": 0.60, "shared": 0.70}, {"query": 0.0, "shared": 0.005}))
@@ -89,9 +96,15 @@ def test_the_dense_miner_draws_from_the_window_below_the_margin():
         (mined,) = mine_dense_negatives([pair], pool, embed, n=2, window=(3, 10), margin=0.0, seed=seed)
         assert len(mined.negatives) == 2
         drawn |= set(mined.negatives)
-    assert drawn == set(ranked[3:10]), "negatives come from ranks 3-9 of the non-positives, all of them in turn"
-    (mined,) = mine_dense_negatives([pair], pool, embed, n=7, window=(0, 10), margin=score["doc 0"] - score[ranked[4]])
-    assert set(mined.negatives) == set(ranked[4:10]), "within the margin of the positive: taken for a positive"
+    assert drawn == set(ranked[3:10]), (
+        "negatives come from ranks 3-9 of the non-positives, all of them in turn"
+    )
+    (mined,) = mine_dense_negatives(
+        [pair], pool, embed, n=7, window=(0, 10), margin=score["doc 0"] - score[ranked[4]]
+    )
+    assert set(mined.negatives) == set(ranked[4:10]), (
+        "within the margin of the positive: taken for a positive"
+    )
     given = Pair("query", "doc 0", negatives=["doc 5"])
     assert mine_dense_negatives([given], pool, embed)[0].negatives == ["doc 5"]
 
@@ -112,8 +125,27 @@ def auto_run(tiny_model, small_beir, tmp_path_factory):
 
     training.recipe.guard_scores = training.merge.guard_scores = spy  # the candidates' scores and merge's α
     try:
-        assert main(["train", "--recipe", "auto", "--data", str(small_beir), "--base", str(tiny_model), "--out",
-                     str(out), "--epochs", "1", "--no-guards", "--guard", str(small_beir)]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--recipe",
+                    "auto",
+                    "--data",
+                    str(small_beir),
+                    "--base",
+                    str(tiny_model),
+                    "--out",
+                    str(out),
+                    "--epochs",
+                    "1",
+                    "--no-guards",
+                    "--guard",
+                    str(small_beir),
+                ]
+            )
+            == 0
+        )
     finally:
         training.recipe.guard_scores = training.merge.guard_scores = real
     return out, scored_on
@@ -153,17 +185,36 @@ def test_the_choice_is_shown_with_the_model(auto_run):
     assert json.loads((final / "recipe.json").read_text()) == record
     config = json.loads((out / "model" / "train_config.json").read_text())
     assert config["tower"] == record["tower"]  # the winner, trained again on every pair
-    assert config["pairs_fingerprint"] != json.loads(
-        (out / "candidates" / record["tower"] / "model" / "train_config.json").read_text())["pairs_fingerprint"]
+    assert (
+        config["pairs_fingerprint"]
+        != json.loads((out / "candidates" / record["tower"] / "model" / "train_config.json").read_text())[
+            "pairs_fingerprint"
+        ]
+    )
 
 
-def test_an_interrupted_selection_resumes_without_training_a_finished_candidate(tiny_model, small_beir, tmp_path,
-                                                                                 monkeypatch):
+def test_an_interrupted_selection_resumes_without_training_a_finished_candidate(
+    tiny_model, small_beir, tmp_path, monkeypatch
+):
     from training import loop
 
     out = tmp_path / "run"
-    args = ["train", "--recipe", "auto", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out),
-            "--epochs", "1", "--no-guards", "--guard", str(small_beir)]
+    args = [
+        "train",
+        "--recipe",
+        "auto",
+        "--data",
+        str(small_beir),
+        "--base",
+        str(tiny_model),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--no-guards",
+        "--guard",
+        str(small_beir),
+    ]
     trained, real = [], loop.train
 
     def train(cfg, *a, **kw):
@@ -182,23 +233,79 @@ def test_an_interrupted_selection_resumes_without_training_a_finished_candidate(
     record = json.loads((out / "recipe.json").read_text())
     assert set(record["candidates"]) == {"query", "shared", "shared-merged"}
     trained.clear()
-    assert main(args + ["--resume"]) == 0 and trained == [str(out)]  # finished: nothing retrained (resume returns)
+    assert main(args + ["--resume"]) == 0 and trained == [
+        str(out)
+    ]  # finished: nothing retrained (resume returns)
 
 
 def test_recipe_auto_refuses_what_it_chooses_itself(tiny_model, small_beir, tmp_path, capsys):
-    assert main(["train", "--recipe", "auto", "--tower", "query", "--data", str(small_beir), "--base",
-                 str(tiny_model), "--out", str(tmp_path / "a")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--recipe",
+                "auto",
+                "--tower",
+                "query",
+                "--data",
+                str(small_beir),
+                "--base",
+                str(tiny_model),
+                "--out",
+                str(tmp_path / "a"),
+            ]
+        )
+        == 2
+    )
     assert "--recipe auto chooses the tower" in capsys.readouterr().err
-    assert main(["run", "--recipe", "auto", "--merge", "auto", "--data", str(small_beir), "--base", str(tiny_model),
-                 "--out", str(tmp_path / "b")]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--recipe",
+                "auto",
+                "--merge",
+                "auto",
+                "--data",
+                str(small_beir),
+                "--base",
+                str(tiny_model),
+                "--out",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 2
+    )
     assert "drop --merge" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b" / "train").exists()
 
 
-def test_a_run_with_recipe_auto_reports_the_candidates_and_serves_the_winner(tiny_model, small_beir, tmp_path):
+def test_a_run_with_recipe_auto_reports_the_candidates_and_serves_the_winner(
+    tiny_model, small_beir, tmp_path
+):
     out = tmp_path / "run"
-    assert main(["run", "--recipe", "auto", "--data", str(small_beir), "--base", str(tiny_model), "--out", str(out),
-                 "--epochs", "1", "--no-sts", "--no-guards", "--guard", str(small_beir)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--recipe",
+                "auto",
+                "--data",
+                str(small_beir),
+                "--base",
+                str(tiny_model),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--no-sts",
+                "--no-guards",
+                "--guard",
+                str(small_beir),
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
     record = json.loads((out / "train" / "recipe.json").read_text())
     assert results["record"]["recipe"]["chosen"] == record["chosen"]

@@ -1,4 +1,5 @@
 """A run is never silently wrong: training that cannot train, resumes on changed settings, racing writers."""
+
 import json
 import os
 import subprocess
@@ -20,15 +21,33 @@ def write_pairs(path, rows):
 
 
 def train_args(tiny_model, data, out, *extra):
-    return ["train", "--data", str(data), "--out", str(out), "--base", str(tiny_model), "--anchor", "none",
-            "--max-length", "32", "--batch-size", "8", *extra]
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--base",
+        str(tiny_model),
+        "--anchor",
+        "none",
+        "--max-length",
+        "32",
+        "--batch-size",
+        "8",
+        *extra,
+    ]
 
 
-@pytest.mark.parametrize("rows", [
-    [("one query", "one passage")],
-    [("the same query", f"passage number {i}") for i in range(16)],
-    [("a query", "a passage")] * 16,
-], ids=["one pair", "one query, 16 positives", "16 identical lines"])
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [("one query", "one passage")],
+        [("the same query", f"passage number {i}") for i in range(16)],
+        [("a query", "a passage")] * 16,
+    ],
+    ids=["one pair", "one query, 16 positives", "16 identical lines"],
+)
 def test_training_that_would_take_no_step_is_refused_before_any_work(tiny_model, tmp_path, capsys, rows):
     data = write_pairs(tmp_path / "pairs.jsonl", rows)
     assert main(train_args(tiny_model, data, tmp_path / "run")) == 2
@@ -46,8 +65,9 @@ def _interrupted_run(tiny_model, tmp_path, monkeypatch):
     return data, out
 
 
-def test_a_resume_with_other_settings_or_data_is_refused_with_what_differs(tiny_model, tmp_path, monkeypatch,
-                                                                          capsys):
+def test_a_resume_with_other_settings_or_data_is_refused_with_what_differs(
+    tiny_model, tmp_path, monkeypatch, capsys
+):
     data, out = _interrupted_run(tiny_model, tmp_path, monkeypatch)
     capsys.readouterr()
     assert main(["train", "--out", str(out), "--resume", "--lr", "1.0", "--batch-size", "2"]) == 2
@@ -84,14 +104,27 @@ def test_resuming_a_finished_run_retrains_nothing(tiny_model, tmp_path, capsys):
 def test_a_second_writer_of_one_output_gets_one_line_naming_the_first(tiny_model, tmp_path, capsys):
     data = write_pairs(tmp_path / "pairs.jsonl", [(p.query, p.positive) for p in toy_pairs(24)])
     out = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; sys.path.insert(0, sys.argv[1]); from common.lock import output_lock\n"
-        "with output_lock(sys.argv[2], 'siamese train (seed 1)'):\n"
-        "    print('held', flush=True); time.sleep(60)"), str(REPO), str(out)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; sys.path.insert(0, sys.argv[1]); from common.lock import output_lock\n"
+                "with output_lock(sys.argv[2], 'siamese train (seed 1)'):\n"
+                "    print('held', flush=True); time.sleep(60)"
+            ),
+            str(REPO),
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         assert main(train_args(tiny_model, data, out, "--seed", "2")) == 2
-        err = [line for line in capsys.readouterr().err.splitlines() if line.startswith(("error", "Traceback"))]
+        err = [
+            line for line in capsys.readouterr().err.splitlines() if line.startswith(("error", "Traceback"))
+        ]
         assert len(err) == 1 and f"is being written by `siamese train (seed 1)` (pid {holder.pid}" in err[0]
         assert not out.exists() or not any(out.iterdir())
     finally:
@@ -104,14 +137,26 @@ def test_a_second_writer_of_one_output_gets_one_line_naming_the_first(tiny_model
 
 
 def test_two_trainings_at_once_leave_one_consistent_run(tiny_model, tmp_path):
-    """Two real `siamese train` processes into one --out: one trains, the other is refused; what is left on disk
-    is the winner's, configuration and model alike."""
+    """Two real `siamese train` processes into one --out: one trains, the other is refused; what is left on
+    disk is the winner's, configuration and model alike."""
     data = write_pairs(tmp_path / "pairs.jsonl", [(p.query, p.positive) for p in toy_pairs(24)])
     out = tmp_path / "conc"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    procs = [subprocess.Popen([sys.executable, "-m", "training",
-                               *train_args(tiny_model, data, out, "--seed", str(seed), "--epochs", "1")],
-                              cwd=REPO, env=env, stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "training",
+                *train_args(tiny_model, data, out, "--seed", str(seed), "--epochs", "1"),
+            ],
+            cwd=REPO,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (1, 2)
+    ]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     assert sorted(code for code, _ in results) == [0, 2], results
     loser = next(err for code, err in results if code == 2)  # running beside the winner, or after it
@@ -120,9 +165,17 @@ def test_two_trainings_at_once_leave_one_consistent_run(tiny_model, tmp_path):
     assert json.loads((out / "model" / "train_config.json").read_text())["seed"] == winner
 
 
-def test_the_served_window_is_the_base_models_own_and_training_cuts_texts_to_train_length(tiny_model, tmp_path):
-    cfg = TrainConfig(base=str(tiny_model), out=str(tmp_path / "run"), epochs=1, batch_size=8, anchor="none",
-                      train_length=16)
+def test_the_served_window_is_the_base_models_own_and_training_cuts_texts_to_train_length(
+    tiny_model, tmp_path
+):
+    cfg = TrainConfig(
+        base=str(tiny_model),
+        out=str(tmp_path / "run"),
+        epochs=1,
+        batch_size=8,
+        anchor="none",
+        train_length=16,
+    )
     model_dir = train(cfg, toy_pairs(16), progress=False)
     encoder = Encoder.load(model_dir)
     assert encoder.config.max_length == 128  # the tiny model's positions: its own window
@@ -131,18 +184,21 @@ def test_the_served_window_is_the_base_models_own_and_training_cuts_texts_to_tra
     assert torch.isfinite(torch.from_numpy(encoder.encode(["x " * 200]))).all()
 
 
-@pytest.mark.parametrize("argv, says", [
-    (["merge", "base", "x", "y", "--alpha", "xyz"], "must be a number in [0, 1] or 'auto'"),
-    (["merge", "base", "x", "y", "--alpha", "1.5"], "must be in [0, 1]"),
-    (["run", "--chunk-tokens", "foo"], "must be a whole number of tokens or 'auto'"),
-    (["run", "--chunk-tokens", "-4"], "must be ≥ 8 tokens"),
-    (["run", "--merge", "foo"], "must be a number in [0, 1] or 'auto'"),
-    (["app", "build", "e", "o", "--name", "bad name"], "must start with a lowercase letter"),
-    (["app", "build", "e", "o", "--name", "Upper"], "must start with a lowercase letter"),
-    (["run", "--bm25-weight", "heavy"], "must be a number in [0, 100] or 'auto'"),
-    (["run", "--bm25-weight", "nan"], "must be in [0, 100]"),
-    (["app", "build", "e", "o", "--bm25-weight", "-1"], "must be in [0, 100]"),
-])
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["merge", "base", "x", "y", "--alpha", "xyz"], "must be a number in [0, 1] or 'auto'"),
+        (["merge", "base", "x", "y", "--alpha", "1.5"], "must be in [0, 1]"),
+        (["run", "--chunk-tokens", "foo"], "must be a whole number of tokens or 'auto'"),
+        (["run", "--chunk-tokens", "-4"], "must be ≥ 8 tokens"),
+        (["run", "--merge", "foo"], "must be a number in [0, 1] or 'auto'"),
+        (["app", "build", "e", "o", "--name", "bad name"], "must start with a lowercase letter"),
+        (["app", "build", "e", "o", "--name", "Upper"], "must start with a lowercase letter"),
+        (["run", "--bm25-weight", "heavy"], "must be a number in [0, 100] or 'auto'"),
+        (["run", "--bm25-weight", "nan"], "must be in [0, 100]"),
+        (["app", "build", "e", "o", "--bm25-weight", "-1"], "must be in [0, 100]"),
+    ],
+)
 def test_malformed_option_values_end_in_one_usage_line(argv, says, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
@@ -151,23 +207,35 @@ def test_malformed_option_values_end_in_one_usage_line(argv, says, capsys):
     assert says in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("extra, says", [
-    (["--chunk-tokens", "16", "--chunk-overlap", "16"], "chunk overlap 16 must be at least 0 and under half"),
-    (["--chunk-tokens", "16", "--chunk-overlap", "-1"], "chunk overlap -1"),
-    (["--chunk-tokens", "4096"], "is above the model's window"),
-    (["--chunk-overlap", "8"], "--chunk-overlap needs --chunk-tokens"),
-    (["--dim", "7"], "--dim 7 must be between 8 and the model's 32 dimensions"),
-    (["--dim", "500"], "--dim 500 must be between 8"),
-    (["--merge", "auto", "--no-guards"], "--merge auto chooses α on the guards"),
-    (["--late-interaction"], "a late-interaction model is served beside it"),
-    (["--lr", "0"], "must be > 0"),
-    # issue 35: flags that would have been accepted and ignored
-    (["--queries", "q.jsonl"], "--queries without --qrels and --corpus: evaluation needs"),
-    (["--symmetric"], "--symmetric (the query tower scores each query against every document's frozen vector"),
-    (["--loss", "symmetric-infonce"], "--loss symmetric-infonce trains the shared and separate towers, not the query"),
-    (["--tower", "separate", "--colbert-dim", "64"], "--colbert-dim (only late interaction has it"),
-    (["--eval-every", "5", "--tower", "shared"], "siamese run evaluates once, after training"),
-])
+@pytest.mark.parametrize(
+    "extra, says",
+    [
+        (
+            ["--chunk-tokens", "16", "--chunk-overlap", "16"],
+            "chunk overlap 16 must be at least 0 and under half",
+        ),
+        (["--chunk-tokens", "16", "--chunk-overlap", "-1"], "chunk overlap -1"),
+        (["--chunk-tokens", "4096"], "is above the model's window"),
+        (["--chunk-overlap", "8"], "--chunk-overlap needs --chunk-tokens"),
+        (["--dim", "7"], "--dim 7 must be between 8 and the model's 32 dimensions"),
+        (["--dim", "500"], "--dim 500 must be between 8"),
+        (["--merge", "auto", "--no-guards"], "--merge auto chooses α on the guards"),
+        (["--late-interaction"], "a late-interaction model is served beside it"),
+        (["--lr", "0"], "must be > 0"),
+        # issue 35: flags that would have been accepted and ignored
+        (["--queries", "q.jsonl"], "--queries without --qrels and --corpus: evaluation needs"),
+        (
+            ["--symmetric"],
+            "--symmetric (the query tower scores each query against every document's frozen vector",
+        ),
+        (
+            ["--loss", "symmetric-infonce"],
+            "--loss symmetric-infonce trains the shared and separate towers, not the query",
+        ),
+        (["--tower", "separate", "--colbert-dim", "64"], "--colbert-dim (only late interaction has it"),
+        (["--eval-every", "5", "--tower", "shared"], "siamese run evaluates once, after training"),
+    ],
+)
 def test_run_judges_every_option_before_any_work(tiny_model, small_beir, tmp_path, capsys, extra, says):
     out = tmp_path / "run"
     code = None
@@ -185,12 +253,24 @@ def test_a_guard_with_an_empty_half_or_no_folder_is_one_line(tiny_model, small_b
 
     guard = tmp_path / "guard"
     (guard / "qrels").mkdir(parents=True)
-    qid = next(q for q in (f"q{i}" for i in range(20)) if not report_half({q}))  # its one query: selection half
-    (guard / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "title": "", "text": f"text {i}"}) + "\n"
-                                                for i in range(3)))
+    qid = next(
+        q for q in (f"q{i}" for i in range(20)) if not report_half({q})
+    )  # its one query: selection half
+    (guard / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": f"d{i}", "title": "", "text": f"text {i}"}) + "\n" for i in range(3))
+    )
     (guard / "queries.jsonl").write_text(json.dumps({"_id": qid, "text": "text 1"}) + "\n")
     (guard / "qrels" / "test.tsv").write_text(f"query-id\tcorpus-id\tscore\n{qid}\td1\t1\n")
-    common = ["eval", "--data", str(small_beir), "--models", str(tiny_model), "--no-bm25", "--limit-queries", "2"]
+    common = [
+        "eval",
+        "--data",
+        str(small_beir),
+        "--models",
+        str(tiny_model),
+        "--no-bm25",
+        "--limit-queries",
+        "2",
+    ]
     assert main([*common, "--guard", str(guard)]) == 2
     assert "its report half holds no judged query (of 1)" in capsys.readouterr().err
     assert main([*common, "--guard", str(tmp_path / "nowhere")]) == 2
@@ -214,8 +294,13 @@ def test_app_build_takes_a_number_for_the_bm25_weight_not_auto(capsys):
 
 
 @pytest.mark.parametrize("no_check", [[], ["--no-check"]])
-def test_packed_bits_over_chunks_are_refused_before_a_package_is_written(tiny_export, tmp_path, capsys, no_check):
+def test_packed_bits_over_chunks_are_refused_before_a_package_is_written(
+    tiny_export, tmp_path, capsys, no_check
+):
     out = tmp_path / "app"
-    assert main(["app", "build", str(tiny_export), str(out), "--binarized", "--chunk-tokens", "16", *no_check]) == 2
+    assert (
+        main(["app", "build", str(tiny_export), str(out), "--binarized", "--chunk-tokens", "16", *no_check])
+        == 2
+    )
     assert "--binarized with --chunk-tokens is not offered" in capsys.readouterr().err
     assert not out.exists()

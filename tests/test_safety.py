@@ -1,6 +1,7 @@
 """Nothing the user owns is deleted, no write lands where it should not, no stale index answers silently,
 and every damaged input ends in one line (exit 2), not a traceback. Each test reproduces a defect found
 by trying the CLI as a new user would (2026-11-27)."""
+
 import gzip
 import json
 import os
@@ -22,6 +23,7 @@ from siamese.cli import main
 
 
 # ------------------------------------------------------------------ --force and output directories
+
 
 @pytest.fixture
 def run_dir(tiny_trained, tmp_path):
@@ -89,6 +91,7 @@ def test_output_directories_follow_the_umask(tmp_path, umask, mode):
 
 # ------------------------------------------------------------------ the embedded index
 
+
 @pytest.fixture
 def index_dir(tiny_export, tmp_path):
     from vespa_app.embedded import EmbeddedIndex
@@ -100,8 +103,9 @@ def index_dir(tiny_export, tmp_path):
 
 def write_beir(folder, docs):
     (folder / "qrels").mkdir(parents=True)
-    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": d.id, "title": d.title, "text": d.text}) + "\n"
-                                                 for d in docs))
+    (folder / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": d.id, "title": d.title, "text": d.text}) + "\n" for d in docs)
+    )
     (folder / "queries.jsonl").write_text('{"_id": "q", "text": "river stone"}\n')
     (folder / "qrels" / "test.tsv").write_text(f"query-id\tcorpus-id\tscore\nq\t{docs[0].id}\t1\n")
     return folder
@@ -112,8 +116,13 @@ def test_eval_refuses_an_index_built_on_another_corpus(index_dir, tmp_path, caps
     assert main(["eval", "--backend", "embedded", "--index", str(index_dir), "--data", str(other)]) == 2
     err = capsys.readouterr().err
     assert "built from another corpus" in err and "Rebuild it" in err and "Traceback" not in err
-    same = write_beir(tmp_path / "same", [Doc(d["id"], d["title"], d["text"]) for d in
-                                          map(json.loads, (index_dir / "docs.jsonl").read_text().splitlines())])
+    same = write_beir(
+        tmp_path / "same",
+        [
+            Doc(d["id"], d["title"], d["text"])
+            for d in map(json.loads, (index_dir / "docs.jsonl").read_text().splitlines())
+        ],
+    )
     assert main(["eval", "--backend", "embedded", "--index", str(index_dir), "--data", str(same)]) == 0
 
 
@@ -154,13 +163,27 @@ def damage(index_dir, how):
         (index_dir / "hnsw.faiss").write_bytes(b"not an index")
 
 
-@pytest.mark.parametrize("how", ["truncated docs", "docs cut at a line end", "extra docs", "reordered docs",
-                                 "meta without a key", "meta not JSON", "embeddings of another size",
-                                 "hnsw garbage"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "truncated docs",
+        "docs cut at a line end",
+        "extra docs",
+        "reordered docs",
+        "meta without a key",
+        "meta not JSON",
+        "embeddings of another size",
+        "hnsw garbage",
+    ],
+)
 def test_a_damaged_index_is_refused_in_one_line(index_dir, how):
     damage(index_dir, how)
-    result = subprocess.run([sys.executable, "-m", "siamese", "search", str(index_dir), "river"],
-                            capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, "-m", "siamese", "search", str(index_dir), "river"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
     assert "Rebuild it" in result.stderr
@@ -168,11 +191,14 @@ def test_a_damaged_index_is_refused_in_one_line(index_dir, how):
 
 # ------------------------------------------------------------------ readers
 
+
 def test_a_truncated_gz_names_the_file_and_the_fix(tmp_path):
     good = gzip.compress(b"".join(b'{"_id": "%d", "text": "some text %d"}\n' % (i, i) for i in range(2000)))
     path = tmp_path / "corpus.jsonl.gz"
     path.write_bytes(good[: len(good) // 2])
-    with pytest.raises(DataError, match=r"corpus.jsonl.gz, line \d+: truncated gzip.*Copy or download it again"):
+    with pytest.raises(
+        DataError, match=r"corpus.jsonl.gz, line \d+: truncated gzip.*Copy or download it again"
+    ):
         read_corpus(path)
 
 
@@ -192,17 +218,25 @@ def test_a_byte_order_mark_is_accepted(tmp_path):
 def test_qrels_without_a_header_keep_their_first_judgement(tmp_path):
     path = tmp_path / "test.tsv"
     path.write_text("query-1\tdoc-1\t1\nquery-2\tdoc-2\t2\n")  # the first id even starts with "query"
-    assert read_qrels(path, {"doc-1", "doc-2"}, {"query-1", "query-2"}) == {"query-1": {"doc-1": 1},
-                                                                           "query-2": {"doc-2": 2}}
+    assert read_qrels(path, {"doc-1", "doc-2"}, {"query-1", "query-2"}) == {
+        "query-1": {"doc-1": 1},
+        "query-2": {"doc-2": 2},
+    }
     path.write_text("query-id\tcorpus-id\tscore\nquery-1\tdoc-1\t1\n")
     assert read_qrels(path, {"doc-1"}, {"query-1"}) == {"query-1": {"doc-1": 1}}
 
 
-@pytest.mark.parametrize("field, value, problem", [
-    ("dimension", True, "dimension must be a positive integer"), ("max_tokens", True, "max_tokens must be"),
-    ("normalize", "false", "normalize must be true or false"), ("normalize", 1, "normalize must be true or false"),
-    ("prefixes", {"query": 1, "document": ""}, "each a string"), ("inputs", "input_ids", "inputs must be"),
-])
+@pytest.mark.parametrize(
+    "field, value, problem",
+    [
+        ("dimension", True, "dimension must be a positive integer"),
+        ("max_tokens", True, "max_tokens must be"),
+        ("normalize", "false", "normalize must be true or false"),
+        ("normalize", 1, "normalize must be true or false"),
+        ("prefixes", {"query": 1, "document": ""}, "each a string"),
+        ("inputs", "input_ids", "inputs must be"),
+    ],
+)
 def test_manifest_values_are_type_checked(tmp_path, field, value, problem):
     export = fake_export(tmp_path / "export")
     raw = json.loads((export / "manifest.json").read_text())
@@ -216,14 +250,36 @@ def test_manifest_values_are_type_checked(tmp_path, field, value, problem):
 
 def test_ctrl_c_ends_with_one_line_and_exit_130(tiny_model, tmp_path):
     data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps({"query": p.query, "positive": p.positive}) + "\n" for p in toy_pairs(48)))
-    process = subprocess.Popen([sys.executable, "-m", "siamese", "train", "--data", str(data), "--base",
-                                str(tiny_model), "--out", str(tmp_path / "run"), "--epochs", "200", "--batch-size", "4",
-                                "--max-length", "32"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               cwd=REPO,
-                               # as a terminal's Ctrl-C finds it: a test run started in the background (`cmd &`)
-                               # ignores SIGINT, and a child inherits that, so Python would never see the signal
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    data.write_text(
+        "".join(json.dumps({"query": p.query, "positive": p.positive}) + "\n" for p in toy_pairs(48))
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "siamese",
+            "train",
+            "--data",
+            str(data),
+            "--base",
+            str(tiny_model),
+            "--out",
+            str(tmp_path / "run"),
+            "--epochs",
+            "200",
+            "--batch-size",
+            "4",
+            "--max-length",
+            "32",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        # as a terminal's Ctrl-C finds it: a test run started in the background (`cmd &`)
+        # ignores SIGINT, and a child inherits that, so Python would never see the signal
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 60
     while not (tmp_path / "run" / "train_config.json").exists() and time.time() < deadline:
         time.sleep(0.2)
@@ -236,6 +292,7 @@ def test_ctrl_c_ends_with_one_line_and_exit_130(tiny_model, tmp_path):
 
 
 # ------------------------------------------------------------------ what held up, kept
+
 
 def test_the_query_text_never_reaches_yql():
     from vespa_app.profiles import NAMES
@@ -276,23 +333,35 @@ def test_an_interrupted_write_leaves_nothing_and_keeps_the_old_artefact(tmp_path
 def test_the_scratch_folder_of_a_writer_killed_mid_write_is_removed_by_the_next_writer(tmp_path):
     """Issue 35 #6: kill -9 inside an atomic write left `.OUT.tmp-*` (87 MB for an export) for ever."""
     out = tmp_path / "export"
-    killed = subprocess.run([sys.executable, "-c", (
-        "import os, sys; sys.path.insert(0, sys.argv[2]); from common.atomic import atomic_dir\n"
-        "def write(tmp):\n"
-        "    (tmp / 'model.onnx').write_bytes(b'x' * 100000)\n"
-        "    os.kill(os.getpid(), 9)\n"
-        "atomic_dir(sys.argv[1], write, 'export')"), str(out), str(REPO)])
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import os, sys; sys.path.insert(0, sys.argv[2]); from common.atomic import atomic_dir\n"
+                "def write(tmp):\n"
+                "    (tmp / 'model.onnx').write_bytes(b'x' * 100000)\n"
+                "    os.kill(os.getpid(), 9)\n"
+                "atomic_dir(sys.argv[1], write, 'export')"
+            ),
+            str(out),
+            str(REPO),
+        ]
+    )
     assert killed.returncode == -9
     left = list(tmp_path.glob(".export.tmp-*"))
     assert len(left) == 1 and not out.exists()
-    alive = tmp_path / f".export.tmp-{__import__('socket').gethostname()}-{os.getpid()}-abc"  # a live writer's: kept
+    alive = (
+        tmp_path / f".export.tmp-{__import__('socket').gethostname()}-{os.getpid()}-abc"
+    )  # a live writer's: kept
     alive.mkdir()
     atomic_dir(out, lambda tmp: (tmp / "model.onnx").write_text("whole"), "export")
     assert (out / "model.onnx").read_text() == "whole"
     assert list(tmp_path.glob(".export.tmp-*")) == [alive]
 
 
-# ------------------------------------------------------------------ issue 35, #7-#13: one line, never a traceback
+# ------------------------------------------------------------ issue 35, #7-#13: one line, never a traceback
+
 
 def _one_error_line(capsys, argv, says):
     code = main(argv)
@@ -305,7 +374,9 @@ def _one_error_line(capsys, argv, says):
 @pytest.fixture
 def tiny_files(tmp_path):
     corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"_id": f"d{i}", "title": "t", "text": f"text {i}"}) + "\n" for i in range(4)))
+    corpus.write_text(
+        "".join(json.dumps({"_id": f"d{i}", "title": "t", "text": f"text {i}"}) + "\n" for i in range(4))
+    )
     queries = tmp_path / "queries.jsonl"
     queries.write_text(json.dumps({"_id": "q1", "text": "a question"}) + "\n")
     zeros = tmp_path / "zeros.tsv"
@@ -313,25 +384,53 @@ def tiny_files(tmp_path):
     return corpus, queries, zeros
 
 
-def test_qrels_with_no_relevant_document_are_one_line_naming_the_file(tiny_model, tiny_files, tmp_path, capsys):
+def test_qrels_with_no_relevant_document_are_one_line_naming_the_file(
+    tiny_model, tiny_files, tmp_path, capsys
+):
     corpus, queries, zeros = tiny_files
     with pytest.raises(DataError, match="zeros.tsv: no relevant document: all 2 judgements have score 0"):
         read_qrels(zeros, {"d0", "d1"}, {"q1"})
     pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps({"query": p.query, "positive": p.positive}) + "\n" for p in toy_pairs(8)))
-    _one_error_line(capsys, ["run", "--pairs", str(pairs), "--corpus", str(corpus), "--queries", str(queries),
-                             "--qrels", str(zeros), "--base", str(tiny_model), "--out", str(tmp_path / "run")],
-                    "no relevant document")
+    pairs.write_text(
+        "".join(json.dumps({"query": p.query, "positive": p.positive}) + "\n" for p in toy_pairs(8))
+    )
+    _one_error_line(
+        capsys,
+        [
+            "run",
+            "--pairs",
+            str(pairs),
+            "--corpus",
+            str(corpus),
+            "--queries",
+            str(queries),
+            "--qrels",
+            str(zeros),
+            "--base",
+            str(tiny_model),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        "no relevant document",
+    )
     assert not (tmp_path / "run" / "train").exists()
 
 
-@pytest.mark.parametrize("argv, says", [
-    (["feed", "http://127.0.0.1:99999", "CORPUS"], "'http://127.0.0.1:99999' is not a URL Vespa can be reached at "
-                                                   "(Port out of range"),
-    (["query", "http://[::1", "a question"], "'http://[::1' is not a URL Vespa can be reached at (Invalid IPv6 URL)"),
-    (["feed", "ftp://127.0.0.1:9", "CORPUS"], "scheme 'ftp': Vespa answers http or https"),
-    (["query", "http://", "a question"], "(no host)"),
-])
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (
+            ["feed", "http://127.0.0.1:99999", "CORPUS"],
+            "'http://127.0.0.1:99999' is not a URL Vespa can be reached at (Port out of range",
+        ),
+        (
+            ["query", "http://[::1", "a question"],
+            "'http://[::1' is not a URL Vespa can be reached at (Invalid IPv6 URL)",
+        ),
+        (["feed", "ftp://127.0.0.1:9", "CORPUS"], "scheme 'ftp': Vespa answers http or https"),
+        (["query", "http://", "a question"], "(no host)"),
+    ],
+)
 def test_a_url_vespa_cannot_be_at_is_refused_up_front(tiny_files, capsys, argv, says):
     argv = [str(tiny_files[0]) if a == "CORPUS" else a for a in argv]
     _one_error_line(capsys, argv, says)
@@ -352,16 +451,38 @@ def test_control_characters_in_a_hit_are_escaped_before_printing(capsys):
     from vespa_app.client.query import hits_from_response, print_hits
 
     hostile = "\x1b]0;pwned\x07title\x1b[2J"
-    print_hits(hits_from_response({"root": {"children": [
-        {"id": "x", "relevance": 1.0, "fields": {"id": "doc\r1", "title": hostile, "chunks": ["a\x08b"],
-                                                 "matchfeatures": {"closest(embedding)": {"0": 1.0}}}}]}}))
+    print_hits(
+        hits_from_response(
+            {
+                "root": {
+                    "children": [
+                        {
+                            "id": "x",
+                            "relevance": 1.0,
+                            "fields": {
+                                "id": "doc\r1",
+                                "title": hostile,
+                                "chunks": ["a\x08b"],
+                                "matchfeatures": {"closest(embedding)": {"0": 1.0}},
+                            },
+                        }
+                    ]
+                }
+            }
+        )
+    )
     printed = capsys.readouterr().out
     assert not any(c in printed for c in "\x1b\x07\r\x08")
     assert "\\x1b]0;pwned\\x07title\\x1b[2J" in printed and "doc\\r1" in printed and "a\\x08b" in printed
 
 
-@pytest.mark.parametrize("hit, says", [({"relevance": 1.0, "fields": {}}, "hit 1 has no id"),
-                                       ({"id": "x", "fields": {}}, "hit 1 has no relevance")])
+@pytest.mark.parametrize(
+    "hit, says",
+    [
+        ({"relevance": 1.0, "fields": {}}, "hit 1 has no id"),
+        ({"id": "x", "fields": {}}, "hit 1 has no relevance"),
+    ],
+)
 def test_a_hit_without_id_or_relevance_is_a_malformed_answer(hit, says):
     from vespa_app.client.http import VespaError
     from vespa_app.client.query import hits_from_response
@@ -378,11 +499,20 @@ def test_vespas_verifier_dies_with_the_process_that_started_it(tmp_path):
     """kill -9 of `siamese app check` (or a run in its package stage) left the Java verifier running as an
     orphan; its child processes now get SIGKILL when their parent dies."""
     pid_file = tmp_path / "child.pid"
-    parent = subprocess.Popen([sys.executable, "-c", (
-        "import subprocess, sys; sys.path.insert(0, sys.argv[2])\n"
-        "from vespa_app.check.java import _die_with_parent\n"
-        "child = subprocess.Popen(['sleep', '60'], preexec_fn=_die_with_parent)\n"
-        "open(sys.argv[1], 'w').write(str(child.pid)); child.wait()"), str(pid_file), str(REPO)])
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import subprocess, sys; sys.path.insert(0, sys.argv[2])\n"
+                "from vespa_app.check.java import _die_with_parent\n"
+                "child = subprocess.Popen(['sleep', '60'], preexec_fn=_die_with_parent)\n"
+                "open(sys.argv[1], 'w').write(str(child.pid)); child.wait()"
+            ),
+            str(pid_file),
+            str(REPO),
+        ]
+    )
     deadline = time.time() + 30
     while not pid_file.exists() or not pid_file.read_text():
         assert time.time() < deadline
@@ -391,7 +521,10 @@ def test_vespas_verifier_dies_with_the_process_that_started_it(tmp_path):
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
     deadline = time.time() + 5
-    while time.time() < deadline and os.path.exists(f"/proc/{child}") and \
-            open(f"/proc/{child}/stat").read().split()[2] != "Z":
+    while (
+        time.time() < deadline
+        and os.path.exists(f"/proc/{child}")
+        and open(f"/proc/{child}/stat").read().split()[2] != "Z"
+    ):
         time.sleep(0.05)
     assert not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split()[2] == "Z"

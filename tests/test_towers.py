@@ -1,6 +1,7 @@
-"""Two towers (training/towers.py): the frozen side learns nothing, the adapter starts as the base, both towers
-export with parity, a two-embedder package is judged by Vespa's own code, and a new query tower is served over
-fed documents without re-embedding or re-feeding one."""
+"""Two towers (training/towers.py): the frozen side learns nothing, the adapter starts as the base, both
+towers export with parity, a two-embedder package is judged by Vespa's own code, and a new query tower is
+served over fed documents without re-embedding or re-feeding one."""
+
 import json
 
 import numpy as np
@@ -28,8 +29,17 @@ def _towers(tiny_model, out, tower: str, seed: int = 42, **kw):
     from training.loop import train
 
     pairs = toy_pairs(24)
-    cfg = recipe_config(str(tiny_model), str(out), tower=tower, epochs=2, batch_size=8, max_length=48,
-                        anchor_batch=8, seed=seed, **({"lr": 1e-2} if tower == "adapter" else {}) | kw)
+    cfg = recipe_config(
+        str(tiny_model),
+        str(out),
+        tower=tower,
+        epochs=2,
+        batch_size=8,
+        max_length=48,
+        anchor_batch=8,
+        seed=seed,
+        **({"lr": 1e-2} if tower == "adapter" else {}) | kw,
+    )
     return train(cfg, pairs, _corpus(pairs), progress=False)
 
 
@@ -60,13 +70,17 @@ def test_the_frozen_document_tower_gets_no_gradient_and_stays_bit_identical(tiny
     assert isinstance(towers, TwoTowers) and towers.record["frozen"] == "document"
     # the document tower is the base model's own file, byte for byte; the query tower moved
     assert (query_tower / "model.safetensors").read_bytes() == (tiny_model / "model.safetensors").read_bytes()
-    base, moved = load_file(tiny_model / "model.safetensors"), load_file(query_tower / "query" / "model.safetensors")
+    base, moved = (
+        load_file(tiny_model / "model.safetensors"),
+        load_file(query_tower / "query" / "model.safetensors"),
+    )
     assert any(not torch.equal(base[k], moved[k]) for k in base)
     texts = [p.positive for p in toy_pairs(6)]
     assert np.array_equal(towers.encode(texts, "passage"), Encoder.load(tiny_model).encode(texts, "passage"))
     alone = Encoder.load(query_tower)  # Encoder.load stays one single-vector encoder: the document tower
-    assert isinstance(alone, Encoder) and np.array_equal(alone.encode(texts, "query"),
-                                                         Encoder.load(tiny_model).encode(texts, "query"))
+    assert isinstance(alone, Encoder) and np.array_equal(
+        alone.encode(texts, "query"), Encoder.load(tiny_model).encode(texts, "query")
+    )
     assert not np.allclose(towers.encode(texts, "query"), Encoder.load(tiny_model).encode(texts, "query"))
 
 
@@ -83,8 +97,9 @@ def test_no_gradient_reaches_the_frozen_side_during_a_step(tiny_model):
         assert trained == (["head.weight"] if tower == "adapter" else trained) and trained
 
 
-def test_a_corpus_over_the_full_softmax_limit_keeps_every_training_text_and_samples_the_rest(tiny_model,
-                                                                                               monkeypatch):
+def test_a_corpus_over_the_full_softmax_limit_keeps_every_training_text_and_samples_the_rest(
+    tiny_model, monkeypatch
+):
     from common.data import Doc
     from training import towers
     from training.encoder import Encoder
@@ -107,8 +122,9 @@ def test_the_adapter_at_the_identity_embeds_exactly_as_the_base(tiny_model, tmp_
     assert np.array_equal(towers.query.encode(texts, "query"), base.encode(texts, "query"))
     towers.query.save(tmp_path / "adapter")  # saved as sentence-transformers' Dense and loaded back
     assert (tmp_path / "adapter" / "2_Dense" / "config.json").exists()
-    assert np.allclose(Encoder.load(tmp_path / "adapter").encode(texts, "query"), base.encode(texts, "query"),
-                       atol=1e-6)
+    assert np.allclose(
+        Encoder.load(tmp_path / "adapter").encode(texts, "query"), base.encode(texts, "query"), atol=1e-6
+    )
 
 
 def test_a_trained_adapter_exports_with_parity_and_its_head_in_the_query_graph(tiny_model, tmp_path):
@@ -123,7 +139,9 @@ def test_a_trained_adapter_exports_with_parity_and_its_head_in_the_query_graph(t
     assert not torch.allclose(head, torch.eye(head.shape[0]))  # it learnt something
     out = export(model, tmp_path / "export", progress=False)
     query = Manifest.load(out / "query")
-    assert query.pooling == "none" and query.output == "sentence_embedding"  # Vespa cannot apply the map itself
+    assert (
+        query.pooling == "none" and query.output == "sentence_embedding"
+    )  # Vespa cannot apply the map itself
     assert query.parity["fp32"]["query"]["max_abs_diff"] < 1e-5
     towers, served = load_model(model), OnnxEmbedder(out)
     texts = ["apple river stone", "comet lemon falcon harbor"]
@@ -145,7 +163,10 @@ def test_both_towers_export_with_parity_and_a_manifest_that_names_the_query_towe
     towers, served = load_model(query_tower), OnnxEmbedder(query_export)
     texts = [p.query for p in toy_pairs(8)]
     assert np.abs(towers.encode(texts, "query") - served.embed(texts, "query")).max() < 1e-5
-    assert np.abs(towers.encode(texts, "query") - np.stack([served.embed_one(t, "query") for t in texts])).max() < 1e-5
+    assert (
+        np.abs(towers.encode(texts, "query") - np.stack([served.embed_one(t, "query") for t in texts])).max()
+        < 1e-5
+    )
     assert np.abs(towers.encode(texts, "passage") - served.embed(texts, "passage")).max() < 1e-5
 
 
@@ -182,8 +203,9 @@ def _package(export, out, **options):
     return write_package(export, out, AppOptions(**options))
 
 
-def test_the_package_embeds_documents_with_the_document_tower_and_queries_with_the_query_tower(query_export,
-                                                                                                 tmp_path):
+def test_the_package_embeds_documents_with_the_document_tower_and_queries_with_the_query_tower(
+    query_export, tmp_path
+):
     from vespa_app.serving import DOCUMENT_EMBEDDER, EMBEDDER
 
     app = _package(query_export, tmp_path / "app")
@@ -196,13 +218,18 @@ def test_the_package_embeds_documents_with_the_document_tower_and_queries_with_t
     assert (app / "models" / "query" / "manifest.json").exists()
 
 
-def test_a_new_query_tower_keeps_the_feed_key_and_a_new_document_tower_changes_it(tiny_model, tiny_export,
-                                                                                   query_export, tmp_path):
+def test_a_new_query_tower_keeps_the_feed_key_and_a_new_document_tower_changes_it(
+    tiny_model, tiny_export, query_export, tmp_path
+):
     from exporter.onnx_export import export
 
-    other = export(_towers(tiny_model, tmp_path / "run2", "query", seed=7), tmp_path / "export2", progress=False)
+    other = export(
+        _towers(tiny_model, tmp_path / "run2", "query", seed=7), tmp_path / "export2", progress=False
+    )
     first, second = _package(query_export, tmp_path / "a"), _package(other, tmp_path / "b", bm25_weight=0.3)
-    assert (first / "models/query/model.onnx").read_bytes() != (second / "models/query/model.onnx").read_bytes()
+    assert (first / "models/query/model.onnx").read_bytes() != (
+        second / "models/query/model.onnx"
+    ).read_bytes()
     assert feed_key(first) == feed_key(second)  # another query tower and another fusion weight: no re-feed
     shared = _package(tiny_export, tmp_path / "c")
     assert feed_key(shared) != feed_key(first)  # another document model: every document again
@@ -211,33 +238,56 @@ def test_a_new_query_tower_keeps_the_feed_key_and_a_new_document_tower_changes_i
 
 
 def test_a_redeploy_of_a_new_query_tower_feeds_nothing(tiny_model, query_export, tmp_path):
-    """Against the fault server (an HTTP/2 /document/v1): the first feed sends every document, the feed after the
-    package with another query tower sends none; a package with another document tower re-feeds them all."""
+    """Against the fault server (an HTTP/2 /document/v1): the first feed sends every document, the feed after
+    the package with another query tower sends none; a package
+    with another document tower re-feeds them all."""
     from common.data import Doc
     from exporter.onnx_export import export
     from fault_server import FaultServer
     from vespa_app.client.feed import feed
 
     docs = [Doc(f"d{i}", "", p.positive) for i, p in enumerate(toy_pairs(30))]
-    other = export(_towers(tiny_model, tmp_path / "run2", "query", seed=7), tmp_path / "export2", progress=False)
+    other = export(
+        _towers(tiny_model, tmp_path / "run2", "query", seed=7), tmp_path / "export2", progress=False
+    )
     ledger = tmp_path / "ledger.jsonl"
     with FaultServer() as server:
-        first = feed(server.url, docs, ledger, tmp_path / "f", schema=feed_key(_package(query_export, tmp_path / "a")),
-                     progress=False)
+        first = feed(
+            server.url,
+            docs,
+            ledger,
+            tmp_path / "f",
+            schema=feed_key(_package(query_export, tmp_path / "a")),
+            progress=False,
+        )
         assert first.acked == len(docs)
         sent = len(server.stored)
-        again = feed(server.url, docs, ledger, tmp_path / "f", schema=feed_key(_package(other, tmp_path / "b")),
-                     progress=False)
+        again = feed(
+            server.url,
+            docs,
+            ledger,
+            tmp_path / "f",
+            schema=feed_key(_package(other, tmp_path / "b")),
+            progress=False,
+        )
         assert (again.acked, again.already) == (0, len(docs)) and len(server.stored) == sent
-        separate = export(_towers(tiny_model, tmp_path / "run3", "separate"), tmp_path / "export3", progress=False)
-        moved = feed(server.url, docs, ledger, tmp_path / "f", schema=feed_key(_package(separate, tmp_path / "c")),
-                     progress=False)
+        separate = export(
+            _towers(tiny_model, tmp_path / "run3", "separate"), tmp_path / "export3", progress=False
+        )
+        moved = feed(
+            server.url,
+            docs,
+            ledger,
+            tmp_path / "f",
+            schema=feed_key(_package(separate, tmp_path / "c")),
+            progress=False,
+        )
         assert moved.acked == len(docs)
 
 
-def test_the_embedded_index_serves_a_new_query_tower_without_embedding_a_document(tiny_model, query_export,
-                                                                                    tiny_export, tmp_path,
-                                                                                    monkeypatch):
+def test_the_embedded_index_serves_a_new_query_tower_without_embedding_a_document(
+    tiny_model, query_export, tiny_export, tmp_path, monkeypatch
+):
     from common.data import Doc
     from exporter.onnx_export import export
     from exporter.runtime import OnnxEmbedder
@@ -245,7 +295,9 @@ def test_the_embedded_index_serves_a_new_query_tower_without_embedding_a_documen
 
     docs = [Doc(f"d{i}", "", p.positive) for i, p in enumerate(toy_pairs(30))]
     EmbeddedIndex.build(tmp_path / "index", query_export, docs, progress=False)
-    other = export(_towers(tiny_model, tmp_path / "run2", "query", seed=7), tmp_path / "export2", progress=False)
+    other = export(
+        _towers(tiny_model, tmp_path / "run2", "query", seed=7), tmp_path / "export2", progress=False
+    )
     real_embed = OnnxEmbedder.embed
 
     def queries_only(self, texts, kind="passage", *a, **kw):
@@ -257,7 +309,9 @@ def test_the_embedded_index_serves_a_new_query_tower_without_embedding_a_documen
     index.serve(other)
     reopened = EmbeddedIndex.open(tmp_path / "index")
     text = toy_pairs(30)[3].query
-    assert np.allclose(reopened.embedder.embed_one(text, "query"), OnnxEmbedder(other).embed_one(text, "query"))
+    assert np.allclose(
+        reopened.embedder.embed_one(text, "query"), OnnxEmbedder(other).embed_one(text, "query")
+    )
     assert reopened.query(text, "semantic", 5)
     with pytest.raises(BadIndexError, match="embeds documents otherwise"):
         reopened.serve(tiny_export)

@@ -20,8 +20,17 @@ def recall_at_1(encoder, pairs):
 
 
 def config(tiny_model, out, **kw):
-    values = dict(base=str(tiny_model), out=str(out), epochs=6, batch_size=8, lr=2e-3, max_length=32,
-                  warmup_ratio=0.0, seed=3, anchor="none")
+    values = dict(
+        base=str(tiny_model),
+        out=str(out),
+        epochs=6,
+        batch_size=8,
+        lr=2e-3,
+        max_length=32,
+        warmup_ratio=0.0,
+        seed=3,
+        anchor="none",
+    )
     values.update(kw)
     return TrainConfig(**values)
 
@@ -42,11 +51,18 @@ def test_resume_gives_the_same_model_as_an_uninterrupted_run(tiny_model, tmp_pat
     pairs = toy_pairs(24)
     whole = train(config(tiny_model, tmp_path / "whole", epochs=2, checkpoint_every=2), pairs, progress=False)
 
-    with interrupted_at_step(monkeypatch, 5), pytest.raises(KeyboardInterrupt):  # after the checkpoint of step 4
+    with (
+        interrupted_at_step(monkeypatch, 5),
+        pytest.raises(KeyboardInterrupt),
+    ):  # after the checkpoint of step 4
         train(config(tiny_model, tmp_path / "part", epochs=2, checkpoint_every=2), pairs, progress=False)
     assert not (tmp_path / "part" / "model").exists()
-    resumed = train(config(tiny_model, tmp_path / "part", epochs=2, checkpoint_every=2), pairs, resume=True,
-                    progress=False)
+    resumed = train(
+        config(tiny_model, tmp_path / "part", epochs=2, checkpoint_every=2),
+        pairs,
+        resume=True,
+        progress=False,
+    )
 
     a, b = Encoder.load(whole).state_dict(), Encoder.load(resumed).state_dict()
     assert a.keys() == b.keys()
@@ -63,8 +79,18 @@ def test_saved_model_loads_in_automodel_and_sentence_transformers(tiny_model, tm
     from transformers import AutoModel
 
     pairs = toy_pairs(16)
-    model_dir = train(config(tiny_model, tmp_path / "run", epochs=1, pooling=pooling, query_prefix="query: ",
-                             document_prefix="passage: "), pairs, progress=False)
+    model_dir = train(
+        config(
+            tiny_model,
+            tmp_path / "run",
+            epochs=1,
+            pooling=pooling,
+            query_prefix="query: ",
+            document_prefix="passage: ",
+        ),
+        pairs,
+        progress=False,
+    )
     ours = Encoder.load(model_dir)
     texts = ["a short one", "a much longer text " * 20, "naïve café ☕", "!!!"]
     assert AutoModel.from_pretrained(model_dir) is not None
@@ -83,7 +109,9 @@ def test_grad_cache_gives_the_same_gradients(tmp_path):
         encoder = Encoder.load(model_dir, max_length=32)
         encoder.train()
         loss = train_step(encoder, pairs, InfoNCE(temperature=0.05), grad_cache_chunk=chunk)
-        grads.append((loss, torch.cat([p.grad.flatten() for p in encoder.parameters() if p.grad is not None])))
+        grads.append(
+            (loss, torch.cat([p.grad.flatten() for p in encoder.parameters() if p.grad is not None]))
+        )
     assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-6)
     torch.testing.assert_close(grads[0][1], grads[1][1], atol=1e-6, rtol=1e-4)
 
@@ -101,8 +129,12 @@ def test_evaluation_during_training_is_logged(tiny_model, small_beir, tmp_path):
     from training.evaluate import during_training
 
     eval_fn = during_training(small_beir, "test", n_queries=5, pool_depth=10)
-    model_dir = train(config(tiny_model, tmp_path / "run", epochs=1, eval_every=2), toy_pairs(24),
-                      eval_fn=eval_fn, progress=False)
+    model_dir = train(
+        config(tiny_model, tmp_path / "run", epochs=1, eval_every=2),
+        toy_pairs(24),
+        eval_fn=eval_fn,
+        progress=False,
+    )
     evals = json.loads((model_dir / "train_metrics.json").read_text())["log"]["eval"]
     assert [e["step"] for e in evals] == [2]
     assert 0 <= evals[0]["pool_ndcg@10"] <= 1

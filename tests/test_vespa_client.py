@@ -1,4 +1,5 @@
 """The query side of the Vespa client against a stand-in that answers as Vespa's query API does."""
+
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -10,11 +11,27 @@ from vespa_app.client.http import VespaUnreachable
 from vespa_app.client.query import VespaBackend, query_body
 
 # The shape of a Vespa /search/ answer (root → children with id, relevance, fields)
-ANSWER = {"root": {"id": "toplevel", "relevance": 1.0, "fields": {"totalCount": 2}, "children": [
-    {"id": "id:doc:doc::31715818", "relevance": 0.91, "source": "content",
-     "fields": {"sddocname": "doc", "id": "31715818", "title": "A title"}},
-    {"id": "id:doc:doc::4381486", "relevance": 0.52, "source": "content",
-     "fields": {"sddocname": "doc", "id": "4381486", "title": "Another"}}]}}
+ANSWER = {
+    "root": {
+        "id": "toplevel",
+        "relevance": 1.0,
+        "fields": {"totalCount": 2},
+        "children": [
+            {
+                "id": "id:doc:doc::31715818",
+                "relevance": 0.91,
+                "source": "content",
+                "fields": {"sddocname": "doc", "id": "31715818", "title": "A title"},
+            },
+            {
+                "id": "id:doc:doc::4381486",
+                "relevance": 0.52,
+                "source": "content",
+                "fields": {"sddocname": "doc", "id": "4381486", "title": "Another"},
+            },
+        ],
+    }
+}
 
 
 @pytest.fixture
@@ -28,8 +45,24 @@ def stand_in():
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append((self.path, body))
-            status, answer = (200, ANSWER) if body["ranking"] != "nope" else (400, {"root": {"errors": [
-                {"code": 4, "summary": "Invalid query parameter", "message": "No profile named 'nope'"}]}})
+            status, answer = (
+                (200, ANSWER)
+                if body["ranking"] != "nope"
+                else (
+                    400,
+                    {
+                        "root": {
+                            "errors": [
+                                {
+                                    "code": 4,
+                                    "summary": "Invalid query parameter",
+                                    "message": "No profile named 'nope'",
+                                }
+                            ]
+                        }
+                    },
+                )
+            )
             data = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Length", str(len(data)))
@@ -45,11 +78,15 @@ def stand_in():
 def test_query_sends_yql_with_embed_and_parses_hits(stand_in):
     url, seen = stand_in
     hits = VespaBackend(url).query("vitamin D", "hybrid", hits=2)
-    assert [(h.id, h.score, h.title) for h in hits] == [("31715818", 0.91, "A title"), ("4381486", 0.52, "Another")]
+    assert [(h.id, h.score, h.title) for h in hits] == [
+        ("31715818", 0.91, "A title"),
+        ("4381486", 0.52, "Another"),
+    ]
     path, body = seen[-1]
     assert path == "/search/"
-    assert body["yql"] == ("select id, title from doc where ({targetHits:100}nearestNeighbor(embedding, q)) "
-                           "or userQuery()")
+    assert body["yql"] == (
+        "select id, title from doc where ({targetHits:100}nearestNeighbor(embedding, q)) or userQuery()"
+    )
     assert body["input.query(q)"] == "embed(embedder, @query)" and body["query"] == "vitamin D"
     assert body["ranking"] == "hybrid" and body["hits"] == 2
 

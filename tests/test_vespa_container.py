@@ -2,6 +2,7 @@
 indexing statements with its embedder, the query stack (query profile, embed, YQL parser) on every request our
 client builds, and the global phase on the embedded backend's features. Each way of breaking them on purpose
 must be caught."""
+
 import dataclasses
 import shutil
 
@@ -41,38 +42,68 @@ NN = {"type": "NEAREST_NEIGHBOR", "index": "embedding", "query_tensor": "q", "ta
 
 
 def words(*terms):
-    return {"type": "WEAK_AND", "n": 100, "children": [{"type": "WORD", "index": "", "term": t} for t in terms]}
+    return {
+        "type": "WEAK_AND",
+        "n": 100,
+        "children": [{"type": "WORD", "index": "", "term": t} for t in terms],
+    }
 
 
 def test_tree_rules():
     semantic, hybrid, bm25 = (profiles.get(n) for n in ("semantic", "hybrid", "bm25"))
     assert check_tree(NN, semantic, "any text", 10, FIELDS, {"q": []}) == ""
-    assert check_tree({"type": "OR", "children": [NN, words("red", "wine")]}, hybrid, "red wine", 10, FIELDS,
-                      {"q": []}) == ""
+    assert (
+        check_tree(
+            {"type": "OR", "children": [NN, words("red", "wine")]}, hybrid, "red wine", 10, FIELDS, {"q": []}
+        )
+        == ""
+    )
     assert check_tree(words("red", "wine"), bm25, "red wine", 10, FIELDS, {}) == ""
     # a second nearestNeighbor the text smuggled in, a wrong targetHits, a field or tensor Vespa does not know
-    assert "2 nearestNeighbor" in check_tree({"type": "OR", "children": [NN, NN]}, semantic, "x", 10, FIELDS, {"q": []})
+    assert "2 nearestNeighbor" in check_tree(
+        {"type": "OR", "children": [NN, NN]}, semantic, "x", 10, FIELDS, {"q": []}
+    )
     assert "targetHits 1" in check_tree(NN | {"target_hits": 1}, semantic, "x", 10, FIELDS, {"q": []})
-    assert "not a tensor field" in check_tree(NN | {"index": "embeding"}, semantic, "x", 10, FIELDS, {"q": []})
+    assert "not a tensor field" in check_tree(
+        NN | {"index": "embeding"}, semantic, "x", 10, FIELDS, {"q": []}
+    )
     assert "does not declare" in check_tree(NN, semantic, "x", 10, FIELDS, {"q_binary": []})
     # terms that are not the user's, or in a query that parses no user text
     assert "did not give as words" in check_tree(words("red", "true"), bm25, "red wine", 10, FIELDS, {})
-    assert "parses no user text" in check_tree({"type": "AND", "children": [NN, words("x")]}, semantic, "x", 10,
-                                               FIELDS, {"q": []})
+    assert "parses no user text" in check_tree(
+        {"type": "AND", "children": [NN, words("x")]}, semantic, "x", 10, FIELDS, {"q": []}
+    )
     # the text is data: query syntax read from it (-word as NOT, *suffix, field:word) is refused
     text = "smoking -induced * from title:lung"
     assert "did not give as words" in check_tree(
-        {"type": "WEAK_AND", "children": [{"type": "SUFFIX", "index": "", "term": "*from"}]}, bm25, text, 10, FIELDS, {})
+        {"type": "WEAK_AND", "children": [{"type": "SUFFIX", "index": "", "term": "*from"}]},
+        bm25,
+        text,
+        10,
+        FIELDS,
+        {},
+    )
     assert "did not give as words" in check_tree(
-        {"type": "WEAK_AND", "children": [{"type": "WORD", "index": "title", "term": "lung"}]}, bm25, text, 10, FIELDS, {})
+        {"type": "WEAK_AND", "children": [{"type": "WORD", "index": "title", "term": "lung"}]},
+        bm25,
+        text,
+        10,
+        FIELDS,
+        {},
+    )
     assert "operators the user did not ask for: ['NOT']" in check_tree(
-        {"type": "NOT", "children": [words("smoking"), words("induced")]}, bm25, text, 10, FIELDS, {})
+        {"type": "NOT", "children": [words("smoking"), words("induced")]}, bm25, text, 10, FIELDS, {}
+    )
     assert check_tree(words("smoking", "induced", "from", "title", "lung"), bm25, text, 10, FIELDS, {}) == ""
 
 
 def test_sample_documents_cover_each_kind():
-    docs = [Doc("a", "Title A", "Body of a."), Doc("b", "Bêta", "Ünïcode body " * 50), Doc("c", "", "only text"),
-            Doc("d", "only title", "")]
+    docs = [
+        Doc("a", "Title A", "Body of a."),
+        Doc("b", "Bêta", "Ünïcode body " * 50),
+        Doc("c", "", "only text"),
+        Doc("d", "only title", ""),
+    ]
     kinds = dict(sample_documents(docs))
     assert list(kinds) == ["title", "title-only", "text-only", "non-ASCII", "long"]
     assert kinds["title-only"].id == "d" and kinds["text-only"].id == "c" and kinds["long"].id == "b"
@@ -84,6 +115,7 @@ def test_sample_documents_cover_each_kind():
 
 # ---------------------------------------------------------------- Vespa's code
 
+
 @pytest.mark.java
 @needs_java()
 def test_feed_and_query_path_agree(package):
@@ -93,16 +125,22 @@ def test_feed_and_query_path_agree(package):
     assert min(d["cosine"] for d in c.documents) >= 0.9999
     names = [p.name for p in profiles.in_package(False)]
     assert len(c.queries) == len(names) * (len(PLAIN_QUERIES) + len(HOSTILE_QUERIES))
-    assert {q["shape"] for q in c.queries} == {"nearestNeighbor(embedding, q, targetHits 100)",
-                                               "or(nearestNeighbor(embedding, q, targetHits 100), user text)",
-                                               "user text"}
+    assert {q["shape"] for q in c.queries} == {
+        "nearestNeighbor(embedding, q, targetHits 100)",
+        "or(nearestNeighbor(embedding, q, targetHits 100), user text)",
+        "user text",
+    }
     assert min(q["cosine"] for q in c.queries if q["cosine"] is not None) >= 0.9999
     assert set(c.fusion) == {"hybrid", "hybrid-linear"}
     assert all(f["hits"] > 0 and f["max_diff"] <= 1e-6 for f in c.fusion.values())
     assert {r["what"] for r in c.rejected} >= {"a profile the package lacks", "YQL that does not parse"}
-    assert "nearestNeighbour" in next(r["message"] for r in c.rejected if r["what"] == "YQL that does not parse")
+    assert "nearestNeighbour" in next(
+        r["message"] for r in c.rejected if r["what"] == "YQL that does not parse"
+    )
     assert any("Vespa query stack" in line for line in report.summary().splitlines())
-    assert c.responses == len(names) * len(PLAIN_QUERIES) - 2  # every plain query with hits; bm25 has none here
+    assert (
+        c.responses == len(names) * len(PLAIN_QUERIES) - 2
+    )  # every plain query with hits; bm25 has none here
 
 
 @pytest.mark.java
@@ -124,21 +162,33 @@ def test_indexing_statement_that_drops_the_title_is_caught(package, tmp_path):
 
 @pytest.mark.java
 @needs_java()
-@pytest.mark.parametrize("where, caught", [
-    ("{{targetHits:{k}}}nearestNeighbour(embedding, q)", "refused our client's request.*nearestNeighbour"),
-    ("{{targetHits:{k}}}nearestNeighbor(embeding, q)", "not a tensor field of the schema"),
-])
+@pytest.mark.parametrize(
+    "where, caught",
+    [
+        (
+            "{{targetHits:{k}}}nearestNeighbour(embedding, q)",
+            "refused our client's request.*nearestNeighbour",
+        ),
+        ("{{targetHits:{k}}}nearestNeighbor(embeding, q)", "not a tensor field of the schema"),
+    ],
+)
 def test_yql_typo_in_the_client_is_caught(package, monkeypatch, where, caught):
-    monkeypatch.setitem(profiles.PROFILES, "semantic", dataclasses.replace(profiles.get("semantic"), where=where))
+    monkeypatch.setitem(
+        profiles.PROFILES, "semantic", dataclasses.replace(profiles.get("semantic"), where=where)
+    )
     with pytest.raises(PackageError, match=caught):
         check_package(package)
 
 
 def caught_in_client(package, monkeypatch, edit, match):
-    """Our client with ``edit(body, text, profile)`` applied to every request it builds: app check must refuse it."""
+    """Our client with ``edit(body, text, profile)`` applied to
+    every request it builds: app check must refuse it."""
     real = query_api.query_body
-    monkeypatch.setattr(query_api, "query_body",
-                        lambda text, profile="semantic", hits=10, **kw: edit(real(text, profile, hits, **kw), text, profile))
+    monkeypatch.setattr(
+        query_api,
+        "query_body",
+        lambda text, profile="semantic", hits=10, **kw: edit(real(text, profile, hits, **kw), text, profile),
+    )
     with pytest.raises(PackageError, match=match):
         check_package(package)
 
@@ -146,18 +196,26 @@ def caught_in_client(package, monkeypatch, edit, match):
 @pytest.mark.java
 @needs_java()
 def test_request_that_does_not_set_the_query_tensor_is_caught(package, monkeypatch):
-    caught_in_client(package, monkeypatch, lambda body, text, profile: {n: v for n, v in body.items()
-                                                                        if not n.startswith("input.")},
-                     r"semantic query .* query\(q\) is not set")
+    caught_in_client(
+        package,
+        monkeypatch,
+        lambda body, text, profile: {n: v for n, v in body.items() if not n.startswith("input.")},
+        r"semantic query .* query\(q\) is not set",
+    )
 
 
 @pytest.mark.java
 @needs_java()
 def test_client_that_lets_vespa_read_query_syntax_in_the_text_is_caught(package, monkeypatch):
     # Vespa's default user-text syntax: "-induced" would become NOT induced, "title:lung" a field restriction
-    caught_in_client(package, monkeypatch, lambda body, text, profile: {n: v for n, v in body.items()
-                                                                        if not n.startswith("model.type")}
-                     | {"type": "weakAnd"}, r"bm25 query 'smoking -induced [^\n]*did not give as words")
+    caught_in_client(
+        package,
+        monkeypatch,
+        lambda body, text, profile: (
+            {n: v for n, v in body.items() if not n.startswith("model.type")} | {"type": "weakAnd"}
+        ),
+        r"bm25 query 'smoking -induced [^\n]*did not give as words",
+    )
 
 
 @pytest.mark.java
@@ -173,10 +231,12 @@ def test_client_that_writes_the_text_into_yql_is_caught(package, monkeypatch):
 
 # ---------------------------------------------------------------- chunked packages
 
+
 @pytest.fixture(scope="module")
 def chunked(tiny_export, tmp_path_factory):
-    return write_package(tiny_export, tmp_path_factory.mktemp("chunked") / "app",
-                         AppOptions(chunk_tokens=32, chunk_overlap=8))
+    return write_package(
+        tiny_export, tmp_path_factory.mktemp("chunked") / "app", AppOptions(chunk_tokens=32, chunk_overlap=8)
+    )
 
 
 def test_chunked_schema(chunked):
@@ -196,7 +256,9 @@ def test_chunked_package_embeds_each_chunk_as_we_do(chunked):
     assert all(d["chunks"] >= 1 for d in c.documents) and sum(d["chunks"] for d in c.documents) > 20
     assert min(d["cosine"] for d in c.documents) >= 0.9999
     assert "labels in feed order" in report.summary()
-    assert set(c.fusion) == {"hybrid", "hybrid-linear"} and all(f["max_diff"] <= 1e-6 for f in c.fusion.values())
+    assert set(c.fusion) == {"hybrid", "hybrid-linear"} and all(
+        f["max_diff"] <= 1e-6 for f in c.fusion.values()
+    )
     assert c.responses > 0 and "and its best chunk" in report.summary()
 
 
@@ -219,20 +281,60 @@ def test_request_that_does_not_select_the_chunks_is_caught(chunked, monkeypatch)
 
 def test_hits_from_response_reads_each_tensor_form():
     chunks = ["t first", "t second", "t third"]
-    forms = [{"type": "tensor(chunk{})", "cells": {"2": 1.0}},  # short (Vespa 8's default)
-             {"type": "tensor(chunk{})", "cells": [{"address": {"chunk": "2"}, "value": 1.0}]},  # long
-             {"2": 1.0}]  # short-value
+    forms = [
+        {"type": "tensor(chunk{})", "cells": {"2": 1.0}},  # short (Vespa 8's default)
+        {"type": "tensor(chunk{})", "cells": [{"address": {"chunk": "2"}, "value": 1.0}]},  # long
+        {"2": 1.0},
+    ]  # short-value
     for closest in forms:
-        body = {"root": {"children": [{"id": "id:doc:doc::d1", "relevance": 0.5, "fields": {
-            "id": "d1", "title": "t", "chunks": chunks, "matchfeatures": {"closest(embedding)": closest}}}]}}
+        body = {
+            "root": {
+                "children": [
+                    {
+                        "id": "id:doc:doc::d1",
+                        "relevance": 0.5,
+                        "fields": {
+                            "id": "d1",
+                            "title": "t",
+                            "chunks": chunks,
+                            "matchfeatures": {"closest(embedding)": closest},
+                        },
+                    }
+                ]
+            }
+        }
         assert query_api.hits_from_response(body)[0].passage == "t third"
-    selected = {"root": {"children": [{"id": "x", "relevance": 0.5, "fields": {  # the package's select-elements-by
-        "chunks": ["t third"], "matchfeatures": {"closest(embedding)": {"cells": {"2": 1.0}}}}}]}}
+    selected = {
+        "root": {
+            "children": [
+                {
+                    "id": "x",
+                    "relevance": 0.5,
+                    "fields": {  # the package's select-elements-by
+                        "chunks": ["t third"],
+                        "matchfeatures": {"closest(embedding)": {"cells": {"2": 1.0}}},
+                    },
+                }
+            ]
+        }
+    }
     assert query_api.hits_from_response(selected)[0].passage == "t third"
     unchunked = {"root": {"children": [{"id": "id:doc:doc::d1", "relevance": 0.5, "fields": {"id": "d1"}}]}}
     assert query_api.hits_from_response(unchunked)[0].passage == ""
-    out_of_range = {"root": {"children": [{"id": "x", "relevance": 0.5, "fields": {
-        "chunks": chunks, "matchfeatures": {"closest(embedding)": {"cells": {"7": 1.0}}}}}]}}
+    out_of_range = {
+        "root": {
+            "children": [
+                {
+                    "id": "x",
+                    "relevance": 0.5,
+                    "fields": {
+                        "chunks": chunks,
+                        "matchfeatures": {"closest(embedding)": {"cells": {"7": 1.0}}},
+                    },
+                }
+            ]
+        }
+    }
     assert query_api.hits_from_response(out_of_range)[0].passage == ""
 
 
@@ -257,7 +359,8 @@ def test_the_feed_sends_the_packages_chunks(chunked, package):
 @pytest.mark.java
 @needs_java()
 def test_a_hundred_pages_go_to_vespa_whole(chunked):
-    """A 50,000-word document: the feed request carries every chunk, Vespa's indexing embeds each one as we do."""
+    """A 50,000-word document: the feed request carries every
+    chunk, Vespa's indexing embeds each one as we do."""
     import numpy as np
 
     from common.data import read_beir
@@ -268,12 +371,16 @@ def test_a_hundred_pages_go_to_vespa_whole(chunked):
     doc = hundred_pages(read_beir(SCIFACT, "test").corpus)
     fields = feed_api.feed_fields(doc, AppPackage.open(chunked).chunker())
     assert len(fields["chunks"]) > 1500 and fields["chunks"][-1].endswith(doc.text[-30:])
-    out = vespa_container(chunked, {"schema": "doc", "tensor_field": "embedding", "documents": [fields], "queries": []})
+    out = vespa_container(
+        chunked, {"schema": "doc", "tensor_field": "embedding", "documents": [fields], "queries": []}
+    )
     vespa = out["documents"][0]["embedding"]
     assert list(vespa) == [str(i) for i in range(len(fields["chunks"]))]
     ours = OnnxEmbedder(chunked / "models")
-    worst = min(float(cosine(np.asarray(vespa[str(i)], dtype=np.float32), ours.embed_one(c, "passage")))
-                for i, c in enumerate(fields["chunks"]))
+    worst = min(
+        float(cosine(np.asarray(vespa[str(i)], dtype=np.float32), ours.embed_one(c, "passage")))
+        for i, c in enumerate(fields["chunks"])
+    )
     assert worst >= 0.9999
 
 
@@ -293,11 +400,14 @@ def test_vespas_own_chunkers_do_not_cut_where_ours_do(tiny_export):
     for kind, args in (("fixed-length", (chars,)), ("sentence", ())):
         theirs = vespa_chunks(texts, kind, args)
         assert ["".join(cs) for cs in theirs] == texts  # nothing lost: they only cut elsewhere
-        same = sum([c.strip() for c in a] == [c.strip() for c in b] for a, b in zip(theirs, ours) if len(b) > 1)
+        same = sum(
+            [c.strip() for c in a] == [c.strip() for c in b] for a, b in zip(theirs, ours) if len(b) > 1
+        )
         assert same < sum(len(b) > 1 for b in ours) / 2, kind
 
 
 # ---------------------------------------------------------------- a prefix of the embedding (--dim)
+
 
 @pytest.mark.java
 @needs_java()
@@ -313,7 +423,9 @@ def test_vespa_serves_a_prefix_as_we_cut_it(tiny_export, tmp_path):
     assert "tensor<float>(x[16])" in sd and "prenormalized-angular" in sd
     assert "tensor<float>(x[16])" in sd.split("rank-profile semantic")[1]  # the query tensor too
     report = check_package(app)
-    assert report.embedding["document_min_cosine"] >= 0.9999 and report.embedding["query_min_cosine"] >= 0.9999
+    assert (
+        report.embedding["document_min_cosine"] >= 0.9999 and report.embedding["query_min_cosine"] >= 0.9999
+    )
     assert min(d["cosine"] for d in report.container.documents) >= 0.9999
     full, cut = OnnxEmbedder(tiny_export), OnnxEmbedder(tiny_export, dim=16)
     v = cut.embed_one("a query about proteins")
@@ -349,7 +461,9 @@ def test_embedded_index_serves_the_prefix(tiny_export, tmp_path):
 
 @pytest.mark.java
 @needs_java()
-def test_a_weighted_hybrid_ranks_in_vespa_as_on_the_embedded_backend_and_a_mismatch_is_caught(tiny_export, tmp_path):
+def test_a_weighted_hybrid_ranks_in_vespa_as_on_the_embedded_backend_and_a_mismatch_is_caught(
+    tiny_export, tmp_path
+):
     weighted = write_package(tiny_export, tmp_path / "app", AppOptions(bm25_weight=0.2))
     sd = (weighted / "schemas" / "doc.sd").read_text()
     assert "normalize_linear(closeness(field, embedding)) + 0.2 * normalize_linear(bm25sum)" in sd

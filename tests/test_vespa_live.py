@@ -3,6 +3,7 @@
 Runs when VESPA_URL is set (the container's query endpoint; VESPA_CONFIG_URL, default HOST:19071, takes the
 deploy) or when docker/podman is found (pyvespa starts vespaengine/vespa). Elsewhere it skips and says why.
 """
+
 import os
 from urllib.parse import urlparse
 
@@ -17,10 +18,14 @@ from vespa_app.client.query import VespaBackend
 from conftest import SCIFACT
 
 ENGINE = None if os.environ.get("VESPA_URL") else container_engine()
-pytestmark = [pytest.mark.vespa, pytest.mark.skipif(
-    not (os.environ.get("VESPA_URL") or ENGINE),
-    reason="no live Vespa here: VESPA_URL is not set and no running container engine (docker or podman with "
-           "its daemon up) was found, so deploy/feed/query against a real Vespa cannot run on this machine")]
+pytestmark = [
+    pytest.mark.vespa,
+    pytest.mark.skipif(
+        not (os.environ.get("VESPA_URL") or ENGINE),
+        reason="no live Vespa here: VESPA_URL is not set and no running container engine (docker or podman "
+        "with its daemon up) was found, so deploy/feed/query against a real Vespa cannot run on this machine",
+    ),
+]
 
 
 def deploy(app) -> str:
@@ -49,8 +54,12 @@ def hundred():
 
 
 def test_deploy_feed_query_evaluate(vespa, hundred, tmp_path):
-    result = vespa.feed(list(hundred.corpus.values()), ledger=tmp_path / "l.jsonl", failed_file=tmp_path / "f.jsonl",
-                        progress=False)
+    result = vespa.feed(
+        list(hundred.corpus.values()),
+        ledger=tmp_path / "l.jsonl",
+        failed_file=tmp_path / "f.jsonl",
+        progress=False,
+    )
     assert result.acked == 100 and not result.failed
     query = next(iter(hundred.queries.values()))
     for profile in ("bm25", "semantic", "hybrid", "hybrid-linear"):
@@ -63,7 +72,8 @@ def test_deploy_feed_query_evaluate(vespa, hundred, tmp_path):
 
 def test_chunked_package_returns_each_hits_best_chunk(tiny_export, hundred, tmp_path):
     """A chunked package on a real Vespa: the feed sends chunks, each hit comes back with the one chunk the
-    content nodes selected (select-elements-by closest(embedding)), and it is the embedded backend's best chunk."""
+    content nodes selected (select-elements-by
+    closest(embedding)), and it is the embedded backend's best chunk."""
     from vespa_app.embedded import EmbeddedIndex
     from vespa_app.package.options import AppOptions
     from vespa_app.package.record import AppPackage
@@ -71,8 +81,9 @@ def test_chunked_package_returns_each_hits_best_chunk(tiny_export, hundred, tmp_
     app = write_package(tiny_export, tmp_path / "app", AppOptions(chunk_tokens=32, chunk_overlap=8))
     vespa, chunker = VespaBackend(deploy(app), chunked=True), AppPackage.open(app).chunker()
     docs = list(hundred.corpus.values())
-    result = vespa.feed(docs, ledger=tmp_path / "l.jsonl", failed_file=tmp_path / "f.jsonl", chunker=chunker,
-                        progress=False)
+    result = vespa.feed(
+        docs, ledger=tmp_path / "l.jsonl", failed_file=tmp_path / "f.jsonl", chunker=chunker, progress=False
+    )
     assert result.acked == len(docs) and not result.failed
     index = EmbeddedIndex.build(tmp_path / "index", app / "models", docs, progress=False, chunker=chunker)
     query = next(iter(hundred.queries.values()))
@@ -82,11 +93,12 @@ def test_chunked_package_returns_each_hits_best_chunk(tiny_export, hundred, tmp_
     assert all(h.passage == ours[h.id] for h in hits if h.id in ours)
 
 
-def test_late_interaction_ranks_on_the_content_nodes_as_the_embedded_backend_does(tiny_export, late_export, hundred,
-                                                                                   tmp_path):
-    """A package with a ColBERT export beside the single-vector one: the colbert-embedder fills the int8 colbert
-    field at feed time, and the content nodes' MaxSim (second phase of colbert-maxsim, C++) scores each hit as
-    the embedded backend does over the same packed bits."""
+def test_late_interaction_ranks_on_the_content_nodes_as_the_embedded_backend_does(
+    tiny_export, late_export, hundred, tmp_path
+):
+    """A package with a ColBERT export beside the single-vector one: the colbert-embedder fills the int8
+    colbert field at feed time, and the content nodes' MaxSim (second phase of colbert-maxsim, C++) scores
+    each hit as the embedded backend does over the same packed bits."""
     from vespa_app.embedded import EmbeddedIndex
 
     app = write_package(tiny_export, tmp_path / "app", colbert_dir=late_export)
@@ -94,7 +106,9 @@ def test_late_interaction_ranks_on_the_content_nodes_as_the_embedded_backend_doe
     docs = list(hundred.corpus.values())
     result = vespa.feed(docs, ledger=tmp_path / "l.jsonl", failed_file=tmp_path / "f.jsonl", progress=False)
     assert result.acked == len(docs) and not result.failed
-    index = EmbeddedIndex.build(tmp_path / "index", app / "models", docs, progress=False, colbert_dir=late_export)
+    index = EmbeddedIndex.build(
+        tmp_path / "index", app / "models", docs, progress=False, colbert_dir=late_export
+    )
     position = {d.id: i for i, d in enumerate(docs)}
     query = next(iter(hundred.queries.values()))
     hits = vespa.query(query, "colbert-maxsim", hits=10)

@@ -1,4 +1,5 @@
 """The generated application package, checked structurally (Vespa's own check is in test_vespa_java.py)."""
+
 import json
 import xml.etree.ElementTree as ET
 
@@ -15,12 +16,21 @@ def fake_export(path, **overrides):
     path.mkdir(parents=True)
     (path / "model.onnx").write_bytes(b"onnx")
     (path / "tokenizer.json").write_text("{}")
-    values = dict(dimension=384, pooling="mean", normalize=True, max_tokens=128,
-                  prefixes={"query": "", "document": ""}, inputs=["input_ids", "attention_mask", "token_type_ids"],
-                  output="last_hidden_state")
+    values = dict(
+        dimension=384,
+        pooling="mean",
+        normalize=True,
+        max_tokens=128,
+        prefixes={"query": "", "document": ""},
+        inputs=["input_ids", "attention_mask", "token_type_ids"],
+        output="last_hidden_state",
+    )
     values.update(overrides)
     m = Manifest(**values)
-    m.files = {n: {"sha256": sha256(path / n), "bytes": (path / n).stat().st_size} for n in ("model.onnx", "tokenizer.json")}
+    m.files = {
+        n: {"sha256": sha256(path / n), "bytes": (path / n).stat().st_size}
+        for n in ("model.onnx", "tokenizer.json")
+    }
     m.save(path)
     return path
 
@@ -38,7 +48,7 @@ def test_normalized_mean_model(tmp_path):
     sd = (app / "schemas" / "doc.sd").read_text()
     assert "field embedding type tensor<float>(x[384])" in sd
     assert "distance-metric: prenormalized-angular" in sd
-    assert 'embed embedder | attribute | index' in sd
+    assert "embed embedder | attribute | index" in sd
     assert "index: enable-bm25" in sd
     for profile in ("bm25", "semantic", "hybrid", "hybrid-linear"):
         assert f"rank-profile {profile} " in sd
@@ -46,14 +56,21 @@ def test_normalized_mean_model(tmp_path):
     e = embedder(app)
     assert e.find("transformer-model").get("path") == "models/model.onnx"
     assert e.find("tokenizer-model").get("path") == "models/tokenizer.json"
-    assert (e.findtext("pooling-strategy"), e.findtext("normalize"), e.findtext("max-tokens")) == ("mean", "true", "128")
+    assert (e.findtext("pooling-strategy"), e.findtext("normalize"), e.findtext("max-tokens")) == (
+        "mean",
+        "true",
+        "128",
+    )
     assert e.find("transformer-output") is None and e.find("prepend") is None
     assert (app / "models" / "model.onnx").read_bytes() == b"onnx"
     # a query embeds only where its rank profile declares the input: nothing embeds every query
     assert "embed(" not in "".join(p.read_text() for p in (app / "search").rglob("*.xml"))
-    bm25 = sd[sd.index("rank-profile bm25 "):sd.index("rank-profile semantic ")]
+    bm25 = sd[sd.index("rank-profile bm25 ") : sd.index("rank-profile semantic ")]
     assert "inputs" not in bm25 and "query(q)" not in bm25
-    assert "query(q) tensor<float>(x[384])" in sd[sd.index("rank-profile semantic "):sd.index("rank-profile hybrid ")]
+    assert (
+        "query(q) tensor<float>(x[384])"
+        in sd[sd.index("rank-profile semantic ") : sd.index("rank-profile hybrid ")]
+    )
     assert sd.count("query(q) tensor") == 1 and sd.count("function bm25sum()") == 1  # shared through inherits
     assert "rank-profile hybrid inherits bm25, semantic {" in sd
     assert not (app / "hosts.xml").exists()
@@ -82,14 +99,21 @@ def test_prefixes_keep_their_trailing_space(tmp_path):
 
 
 def test_multi_node_and_cloud(tmp_path):
-    app = build(tmp_path, AppOptions(nodes=3, redundancy=2, max_links_per_node=32,
-                                     neighbors_to_explore_at_insert=500))
+    app = build(
+        tmp_path, AppOptions(nodes=3, redundancy=2, max_links_per_node=32, neighbors_to_explore_at_insert=500)
+    )
     services = ET.parse(app / "services.xml").getroot()
     assert services.findtext("content/redundancy") == "2"
     assert len(services.findall("content/nodes/node")) == 3
     assert services.find("admin") is not None
     hosts = ET.parse(app / "hosts.xml").getroot()
-    assert {a.text for a in hosts.iter("alias")} >= {"content0", "content1", "content2", "container0", "admin0"}
+    assert {a.text for a in hosts.iter("alias")} >= {
+        "content0",
+        "content1",
+        "content2",
+        "container0",
+        "admin0",
+    }
     sd = (app / "schemas" / "doc.sd").read_text()
     assert "max-links-per-node: 32" in sd and "neighbors-to-explore-at-insert: 500" in sd
 
@@ -108,11 +132,16 @@ def test_scaling_options(tmp_path):
     assert "distance-metric: hamming" in sd and "rank-profile binary" in sd
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"dimension": 0}, "dimension"), ({"pooling": "max"}, "pooling"),
-    ({"pooling": "none"}, "does not fit output"), ({"inputs": ["ids"]}, "inputs"),
-    ({"prefixes": {"query": ""}}, "prefixes"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"dimension": 0}, "dimension"),
+        ({"pooling": "max"}, "pooling"),
+        ({"pooling": "none"}, "does not fit output"),
+        ({"inputs": ["ids"]}, "inputs"),
+        ({"prefixes": {"query": ""}}, "prefixes"),
+    ],
+)
 def test_bad_manifests_are_named(tmp_path, bad, message):
     with pytest.raises(ManifestError, match=message):
         build(tmp_path, **bad)

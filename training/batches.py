@@ -5,6 +5,7 @@ same passage appears twice (two queries sharing a positive, as SciFact's negated
 a passage in the batch is a known positive of another query in it. Such pairs are deferred to a later
 batch instead. The order depends only on (seed, epoch), so a resumed run replays it exactly.
 """
+
 from __future__ import annotations
 
 import random
@@ -26,8 +27,11 @@ def plan_epoch(pairs: list[Pair], batch_size: int, seed: int, epoch: int) -> lis
     sources = list(dict.fromkeys(pairs[i].source for i in order))
     if len(sources) == 1:
         return _plan(pairs, order, batch_size, known)
-    batches = [b for source in sources for b in _plan(pairs, [i for i in order if pairs[i].source == source],
-                                                       batch_size, known)]
+    batches = [
+        b
+        for source in sources
+        for b in _plan(pairs, [i for i in order if pairs[i].source == source], batch_size, known)
+    ]
     rng.shuffle(batches)
     return batches
 
@@ -41,8 +45,7 @@ def _plan(pairs: list[Pair], order: list[int], batch_size: int, known) -> list[l
             i = pending.popleft()
             p = pairs[i]
             texts = {p.positive, *p.negatives}
-            clash = (p.query in queries or texts & passages or texts & batch_known
-                     or known[p.query] & passages)
+            clash = p.query in queries or texts & passages or texts & batch_known or known[p.query] & passages
             if clash and batch:
                 deferred.append(i)
                 continue

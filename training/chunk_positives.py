@@ -13,6 +13,7 @@ Positives that fit in one chunk, and pairs without a corpus document behind them
 
     pairs = chunk_positives(pairs, corpus, TrainConfig(base, out, max_length=128, chunk_positives="best"))
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -25,10 +26,15 @@ from common.data import Doc
 from .model_dir import check_model_dir
 from .pairs import Pair
 
+
 def chunk_positives(pairs: list[Pair], corpus, cfg) -> list[Pair]:
-    """``cfg``: a TrainConfig; its ``chunk_positives`` mode, window (``max_length``), base model and prefixes."""
-    # No overlap: at 128 tokens on SciFact, chunks without it served as well as with 32 (docs/long-documents.md).
-    chunker = Chunker.for_model(check_model_dir(cfg.base), cfg.max_length, 0, prefix=cfg.document_prefix or "")
+    """``cfg``: a TrainConfig; its ``chunk_positives`` mode,
+    window (``max_length``), base model and prefixes."""
+    # No overlap: at 128 tokens on SciFact, chunks without it
+    # served as well as with 32 (docs/long-documents.md).
+    chunker = Chunker.for_model(
+        check_model_dir(cfg.base), cfg.max_length, 0, prefix=cfg.document_prefix or ""
+    )
     docs = {d.id: d for d in corpus or [] if isinstance(d, Doc)}
 
     def chunks(p: Pair) -> list[str]:
@@ -63,7 +69,7 @@ def _nearest_chunks(queries: list[str], candidates: list[list[str]], cfg) -> lis
     c = normalize(cached_vectors(f"passage {key}", texts, lambda share: encoder.encode(share, "passage")))
     out, start = [], 0
     for i, cs in enumerate(candidates):
-        sims = c[start:start + len(cs)] @ q[i]
+        sims = c[start : start + len(cs)] @ q[i]
         out.append(cs[int(np.argmax(sims))])
         start += len(cs)
     return out

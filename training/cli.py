@@ -1,8 +1,9 @@
-"""`siamese train`, `distill`, `merge` and `import-onnx` (also `python -m training ...`); `siamese eval` and `run`
-are the product floor's (`siamese/cli.py`, over ``siamese.evaluation.compare``).
+"""`siamese train`, `distill`, `merge` and `import-onnx` (also `python -m training ...`); `siamese eval` and
+`run` are the product floor's (`siamese/cli.py`, over ``siamese.evaluation.compare``).
 
 Building the parser imports nothing heavy: torch and transformers load inside the commands that use them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,35 +21,62 @@ from .model_dir import MERGE_FILE, TRAIN_CONFIG_FILE, resolve_models
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=None,
-                   help="pairs .jsonl, a BEIR folder (its train split) or an STS .csv (default: bundled SciFact; "
-                        "with --resume, the run's own)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="pairs .jsonl, a BEIR folder (its train split) or an STS .csv (default: bundled SciFact; "
+        "with --resume, the run's own)",
+    )
     p.add_argument("--split", default="train", help="qrels split of a BEIR folder (default: train)")
-    p.add_argument("--base", default=None,
-                   help="a local Hugging Face encoder directory or a hub id such as BAAI/bge-small-en-v1.5 "
-                        "(default: all-MiniLM-L6-v2); its pooling, window and prompts become the defaults")
+    p.add_argument(
+        "--base",
+        default=None,
+        help="a local Hugging Face encoder directory or a hub id such as BAAI/bge-small-en-v1.5 "
+        "(default: all-MiniLM-L6-v2); its pooling, window and prompts become the defaults",
+    )
     p.add_argument("--out", default="runs/train", help="run directory; the model goes to OUT/model")
-    p.add_argument("--full", action="store_true", help="the longer recipe (GPU or patience); default: CPU-sized")
-    p.add_argument("--recipe", choices=("fixed", "auto"), default=None,
-                   help="fixed: the default recipe (or --full's) | auto: the query tower, shared weights and shared "
-                        "weights merged back, each trained on most of the training queries, the best on the rest "
-                        "that keeps every guard within half a point trained again on all (OUT/model, or "
-                        "OUT/merged; training/recipe.py); default: auto where a GPU trains, fixed on a CPU")
-    p.add_argument("--guard", action="append", default=[], metavar="BEIR_DIR",
-                   help="--recipe auto: a guard set of your own beside the bundled CISI and MedQuAD (repeatable)")
+    p.add_argument(
+        "--full", action="store_true", help="the longer recipe (GPU or patience); default: CPU-sized"
+    )
+    p.add_argument(
+        "--recipe",
+        choices=("fixed", "auto"),
+        default=None,
+        help="fixed: the default recipe (or --full's) | auto: the query tower, shared weights and shared "
+        "weights merged back, each trained on most of the training queries, the best on the rest "
+        "that keeps every guard within half a point trained again on all (OUT/model, or "
+        "OUT/merged; training/recipe.py); default: auto where a GPU trains, fixed on a CPU",
+    )
+    p.add_argument(
+        "--guard",
+        action="append",
+        default=[],
+        metavar="BEIR_DIR",
+        help="--recipe auto: a guard set of your own beside the bundled CISI and MedQuAD (repeatable)",
+    )
     p.add_argument("--no-guards", action="store_true", help="--recipe auto: without the bundled guards")
     add_config_args(p)
-    p.add_argument("--eval-data", help="a BEIR folder to evaluate on during training (a cheap candidate-pool nDCG)")
+    p.add_argument(
+        "--eval-data", help="a BEIR folder to evaluate on during training (a cheap candidate-pool nDCG)"
+    )
     p.add_argument("--eval-split", default="test")
     p.add_argument("--eval-queries", type=positive_int, default=50)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed input lines and report them")
-    p.add_argument("--report-to", choices=("tensorboard", "none"), default=None,
-                   help="where the training curve goes besides train_metrics.json and the model card: tensorboard "
-                        "(OUT/tensorboard; default where TensorBoard is installed) or none")
-    p.add_argument("--nproc", type=positive_int, default=1,
-                   help="train across N processes on this machine (torchrun: one GPU each, or gloo on CPUs); "
-                        "the batch is the global one, each process embeds its share (training/distributed.py)")
+    p.add_argument(
+        "--report-to",
+        choices=("tensorboard", "none"),
+        default=None,
+        help="where the training curve goes besides train_metrics.json and the model card: tensorboard "
+        "(OUT/tensorboard; default where TensorBoard is installed) or none",
+    )
+    p.add_argument(
+        "--nproc",
+        type=positive_int,
+        default=1,
+        help="train across N processes on this machine (torchrun: one GPU each, or gloo on CPUs); "
+        "the batch is the global one, each process embeds its share (training/distributed.py)",
+    )
 
 
 def train_config_from_args(args):
@@ -68,8 +96,13 @@ def train_config_from_args(args):
         cfg.check()
         check_given(cfg, set(asked))
         return cfg
-    return recipe_config(str(args.base or default_base_model()), args.out, args.full,
-                         data=str(args.data or SCIFACT), **config_overrides(args))
+    return recipe_config(
+        str(args.base or default_base_model()),
+        args.out,
+        args.full,
+        data=str(args.data or SCIFACT),
+        **config_overrides(args),
+    )
 
 
 def launch(nproc: int, argv: list[str]) -> int:
@@ -79,11 +112,24 @@ def launch(nproc: int, argv: list[str]) -> int:
     import subprocess
 
     if os.environ.get("WORLD_SIZE"):
-        raise ConfigError("--nproc starts torchrun; this process is already one of a torchrun job: drop --nproc")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "training", *argv]
-    print(f"launching {nproc} processes: torchrun --standalone --nproc-per-node={nproc} -m training "
-          + " ".join(argv), file=sys.stderr)
+        raise ConfigError(
+            "--nproc starts torchrun; this process is already one of a torchrun job: drop --nproc"
+        )
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "training",
+        *argv,
+    ]
+    print(
+        f"launching {nproc} processes: torchrun --standalone --nproc-per-node={nproc} -m training "
+        + " ".join(argv),
+        file=sys.stderr,
+    )
     return subprocess.run(command).returncode
 
 
@@ -110,15 +156,23 @@ def cmd_train(args) -> int:
 
     from .recipe import resolve
 
-    args.recipe, why = resolve(args.recipe, "--tower was given" if args.tower else
-                               "no guard sets to choose on" if args.no_guards and not args.guard else None)
+    args.recipe, why = resolve(
+        args.recipe,
+        "--tower was given"
+        if args.tower
+        else "no guard sets to choose on"
+        if args.no_guards and not args.guard
+        else None,
+    )
     if args.recipe == "auto":
         return train_auto(args, why)
     cfg = train_config_from_args(args)
     report_to = check_report_to(args.report_to)
     eval_fn = None
     if cfg.eval_every and not args.eval_data:
-        raise ConfigError("--eval-every evaluates during training on --eval-data: give --eval-data BEIR_DIR too")
+        raise ConfigError(
+            "--eval-every evaluates during training on --eval-data: give --eval-data BEIR_DIR too"
+        )
     if args.eval_data:
         from .evaluate import during_training
 
@@ -130,14 +184,17 @@ def cmd_train(args) -> int:
     from . import distributed
 
     if distributed.is_main() and report_training(model_dir, report_to):
-        print(f"training curve for TensorBoard: tensorboard --logdir {Path(cfg.out) / 'tensorboard'}", file=sys.stderr)
+        print(
+            f"training curve for TensorBoard: tensorboard --logdir {Path(cfg.out) / 'tensorboard'}",
+            file=sys.stderr,
+        )
     print(model_dir)
     return 0
 
 
 def train_auto(args, why: str) -> int:
-    """`siamese train --recipe auto`: the candidates on a dev slice, the winner on every pair (merged back where
-    it was chosen merged)."""
+    """`siamese train --recipe auto`: the candidates on a dev slice, the winner on every pair (merged back
+    where it was chosen merged)."""
     from common.bundled import GUARDS
 
     from .merge import merge
@@ -146,14 +203,25 @@ def train_auto(args, why: str) -> int:
     from .recipe import keep_record, select_recipe
 
     out = Path(args.out)
-    clash = [flag for flag, given in (("--tower", args.tower), ("--nproc", args.nproc > 1),
-                                      ("--eval-data", args.eval_data)) if given]
+    clash = [
+        flag
+        for flag, given in (
+            ("--tower", args.tower),
+            ("--nproc", args.nproc > 1),
+            ("--eval-data", args.eval_data),
+        )
+        if given
+    ]
     if clash:
-        raise ConfigError(f"--recipe auto chooses the tower on a dev slice in one process: drop {' and '.join(clash)}"
-                          ", or drop --recipe auto")
+        raise ConfigError(
+            f"--recipe auto chooses the tower on a dev slice in one process: drop {' and '.join(clash)}"
+            ", or drop --recipe auto"
+        )
     if out.exists() and any(out.iterdir()) and not args.resume:
-        raise ConfigError(f"{out} already holds a training run. Use --resume to continue it (finished candidates are "
-                          "kept), or choose another --out.")
+        raise ConfigError(
+            f"{out} already holds a training run. Use --resume to continue it (finished candidates are "
+            "kept), or choose another --out."
+        )
     base = str(args.base or default_base_model())
     data = str(args.data or SCIFACT)
     guards = [*(() if args.no_guards else GUARDS), *args.guard]
@@ -169,8 +237,11 @@ def train_auto(args, why: str) -> int:
     keep_record(model_dir, record)
     if record["merged"]:
         target = out / "merged"
-        model_dir = target if (target / MERGE_FILE).exists() else merge(base, model_dir, target, "auto", guards,
-                                                                            say=say)
+        model_dir = (
+            target
+            if (target / MERGE_FILE).exists()
+            else merge(base, model_dir, target, "auto", guards, say=say)
+        )
     print(model_dir)
     return 0
 
@@ -182,8 +253,15 @@ def cmd_merge(args) -> int:
 
     alpha = args.alpha
     guards = [*(() if args.no_guards else GUARDS), *args.guard]
-    out = merge(resolve_models([args.base])[0], args.tuned, args.out, alpha, guards, force=args.force,
-                say=lambda line: print(line, file=sys.stderr))
+    out = merge(
+        resolve_models([args.base])[0],
+        args.tuned,
+        args.out,
+        alpha,
+        guards,
+        force=args.force,
+        say=lambda line: print(line, file=sys.stderr),
+    )
     print(out)
     return 0
 
@@ -193,10 +271,21 @@ def cmd_distill(args) -> int:
     from .pairs import load_training_data
 
     teacher = resolve_models([args.teacher])[0]
-    cfg = DistillConfig(teacher, args.out, args.layers, pick=args.pick, loss=args.loss, contrastive=args.contrastive,
-                        hidden=args.hidden, matryoshka=args.matryoshka, epochs=args.epochs,
-                        batch_size=args.batch_size, lr=args.lr, max_length=args.max_length,
-                        max_texts=args.max_texts)
+    cfg = DistillConfig(
+        teacher,
+        args.out,
+        args.layers,
+        pick=args.pick,
+        loss=args.loss,
+        contrastive=args.contrastive,
+        hidden=args.hidden,
+        matryoshka=args.matryoshka,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        max_length=args.max_length,
+        max_texts=args.max_texts,
+    )
     pairs, corpus = load_training_data(args.data, args.split, args.skip_bad)
     texts = distill_texts(corpus, pairs, args.general)
     taught = len(taught_texts(texts, cfg.max_texts, cfg.seed))  # what distill() keeps: distinct, sampled
@@ -208,47 +297,94 @@ def cmd_distill(args) -> int:
 def cmd_import_onnx(args) -> int:
     from .onnx_import import import_onnx
 
-    out, proof = import_onnx(args.onnx, args.tokenizer, args.out, pooling=args.pooling, normalize=args.normalize,
-                             max_length=args.max_length, query_prefix=args.query_prefix,
-                             document_prefix=args.document_prefix, source=args.source, force=args.force)
-    print(f"{proof['heads']} attention heads; last_hidden_state max |Δ| {proof['max_abs_diff']:.2e} against the "
-          f"ONNX graph on {proof['texts']} texts (bound {proof['tolerance']:g})", file=sys.stderr)
+    out, proof = import_onnx(
+        args.onnx,
+        args.tokenizer,
+        args.out,
+        pooling=args.pooling,
+        normalize=args.normalize,
+        max_length=args.max_length,
+        query_prefix=args.query_prefix,
+        document_prefix=args.document_prefix,
+        source=args.source,
+        force=args.force,
+    )
+    print(
+        f"{proof['heads']} attention heads; last_hidden_state max |Δ| {proof['max_abs_diff']:.2e} against "
+        "the "
+        f"ONNX graph on {proof['texts']} texts (bound {proof['tolerance']:g})",
+        file=sys.stderr,
+    )
     print(out)
     return 0
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser("import-onnx", help="a trainable model directory rebuilt from a BERT-family ONNX encoder "
-                                           "graph, proven equal to it")
-    p.add_argument("onnx", help="the encoder graph (inputs input_ids, attention_mask[, token_type_ids]; output "
-                                "last_hidden_state), e.g. a transformers.js / Xenova export")
+    p = sub.add_parser(
+        "import-onnx",
+        help="a trainable model directory rebuilt from a BERT-family ONNX encoder graph, proven equal to it",
+    )
+    p.add_argument(
+        "onnx",
+        help="the encoder graph (inputs input_ids, attention_mask[, token_type_ids]; output "
+        "last_hidden_state), e.g. a transformers.js / Xenova export",
+    )
     p.add_argument("tokenizer", help="its tokenizer.json")
     p.add_argument("out", help="where the model directory goes")
-    p.add_argument("--pooling", default="mean", choices=("mean", "cls"), help="how the model pools (bge: cls)")
+    p.add_argument(
+        "--pooling", default="mean", choices=("mean", "cls"), help="how the model pools (bge: cls)"
+    )
     p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--max-length", type=positive_int, help="its window (default: its positions, at most 512)")
-    p.add_argument("--query-prefix", default="", help='its query instruction, e.g. bge-small-en-v1.5\'s "Represent '
-                                                      'this sentence for searching relevant passages: "')
+    p.add_argument(
+        "--query-prefix",
+        default="",
+        help="its query instruction, e.g. bge-small-en-v1.5's \"Represent "
+        'this sentence for searching relevant passages: "',
+    )
     p.add_argument("--document-prefix", "--passage-prefix", dest="document_prefix", default="")
     p.add_argument("--source", default="", help="where the graph comes from (recorded in the model card)")
     p.add_argument("--force", action="store_true", help="replace OUT when it holds a previous model")
     add_device_arg(p)
     p.set_defaults(func=cmd_import_onnx)
-    p = sub.add_parser("distill", help="a smaller student from the teacher's own layers, trained on its vectors")
-    p.add_argument("teacher", help="any model directory ('base': all-MiniLM-L6-v2, a fine-tuned or merged one)")
+    p = sub.add_parser(
+        "distill", help="a smaller student from the teacher's own layers, trained on its vectors"
+    )
+    p.add_argument(
+        "teacher", help="any model directory ('base': all-MiniLM-L6-v2, a fine-tuned or merged one)"
+    )
     p.add_argument("out", help="where the student's model directory goes")
     p.add_argument("--layers", type=positive_int, required=True, help="transformer layers the student keeps")
-    p.add_argument("--pick", default="spread", choices=("spread", "first"),
-                   help="evenly spaced layers, first and last kept (default), or the first N")
-    p.add_argument("--loss", default="mse", choices=("mse", "cosine"), help="on the unit vectors (default mse)")
-    p.add_argument("--contrastive", type=float, default=0.0, metavar="LAMBDA",
-                   help="add λ · InfoNCE on the labelled pairs of --data (default 0: distillation only)")
-    p.add_argument("--hidden", type=float, default=1.0, metavar="MU",
-                   help="μ · each block's hidden states against its teacher block's, token by token (default 1; "
-                        "0: the unit vectors alone)")
+    p.add_argument(
+        "--pick",
+        default="spread",
+        choices=("spread", "first"),
+        help="evenly spaced layers, first and last kept (default), or the first N",
+    )
+    p.add_argument(
+        "--loss", default="mse", choices=("mse", "cosine"), help="on the unit vectors (default mse)"
+    )
+    p.add_argument(
+        "--contrastive",
+        type=float,
+        default=0.0,
+        metavar="LAMBDA",
+        help="add λ · InfoNCE on the labelled pairs of --data (default 0: distillation only)",
+    )
+    p.add_argument(
+        "--hidden",
+        type=float,
+        default=1.0,
+        metavar="MU",
+        help="μ · each block's hidden states against its teacher block's, token by token (default 1; "
+        "0: the unit vectors alone)",
+    )
     p.add_argument("--matryoshka", default="", help="also distil nested prefixes, e.g. 384,256,128,64")
-    p.add_argument("--data", default=str(SCIFACT),
-                   help="where the corpus and training queries come from (default: bundled SciFact)")
+    p.add_argument(
+        "--data",
+        default=str(SCIFACT),
+        help="where the corpus and training queries come from (default: bundled SciFact)",
+    )
     p.add_argument("--split", default="train")
     p.add_argument("--general", help="general-domain text, .txt or STS .csv (default: bundled STS-B train)")
     p.add_argument("--epochs", type=positive_int, default=1)
@@ -268,11 +404,17 @@ def add_commands(sub) -> None:
     p.add_argument("base", help="the base model directory ('base': all-MiniLM-L6-v2)")
     p.add_argument("tuned", help="the fine-tuned model directory (or its run directory)")
     p.add_argument("out", help="where the merged model directory goes")
-    p.add_argument("--alpha", default="auto", type=alpha_value,
-                   help="weight of the fine-tuned model in [0, 1], or 'auto' (default): "
-                   "the largest α whose drop on every guard's selection half is ≤ 0.5 point")
+    p.add_argument(
+        "--alpha",
+        default="auto",
+        type=alpha_value,
+        help="weight of the fine-tuned model in [0, 1], or 'auto' (default): "
+        "the largest α whose drop on every guard's selection half is ≤ 0.5 point",
+    )
     p.add_argument("--no-guards", action="store_true", help="without the bundled guards (give --guard)")
-    p.add_argument("--guard", action="append", default=[], metavar="BEIR_DIR", help="a guard of your own (repeatable)")
+    p.add_argument(
+        "--guard", action="append", default=[], metavar="BEIR_DIR", help="a guard of your own (repeatable)"
+    )
     p.add_argument("--force", action="store_true", help="replace OUT when it holds a previous model")
     add_device_arg(p)
     p.set_defaults(func=cmd_merge)

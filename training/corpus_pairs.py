@@ -8,6 +8,7 @@ labelled query (no labels needed):
 
 No pair has a text as its own positive; a document too short for a kind yields no pair of that kind.
 """
+
 from __future__ import annotations
 
 import random
@@ -27,8 +28,11 @@ def sentences(text: str) -> list[str]:
 
 
 def title_pairs(docs: list[Doc], rng: random.Random) -> list[Pair]:
-    return [Pair(d.title.strip(), d.text.strip(), source="title") for d in docs
-            if d.title.strip() and len(d.text.split()) >= MIN_WORDS and d.title.strip() != d.text.strip()]
+    return [
+        Pair(d.title.strip(), d.text.strip(), source="title")
+        for d in docs
+        if d.title.strip() and len(d.text.split()) >= MIN_WORDS and d.title.strip() != d.text.strip()
+    ]
 
 
 def ict_pairs(docs: list[Doc], rng: random.Random) -> list[Pair]:
@@ -38,7 +42,7 @@ def ict_pairs(docs: list[Doc], rng: random.Random) -> list[Pair]:
         if len(parts) < 2:
             continue
         i = rng.randrange(len(parts))
-        rest = " ".join(parts[:i] + parts[i + 1:])
+        rest = " ".join(parts[:i] + parts[i + 1 :])
         if len(parts[i].split()) >= 4 and len(rest.split()) >= MIN_WORDS:
             pairs.append(Pair(parts[i], f"{d.title} {rest}".strip(), source="ict"))
     return pairs
@@ -54,7 +58,7 @@ def crop_pairs(docs: list[Doc], rng: random.Random) -> list[Pair]:
         def span():
             n = max(MIN_WORDS, int(len(words) * rng.uniform(0.1, 0.5)))
             start = rng.randrange(len(words) - n + 1)
-            return " ".join(words[start:start + n])
+            return " ".join(words[start : start + n])
 
         query, positive = span(), span()
         if query != positive:

@@ -22,6 +22,7 @@
 
 The result is an ordinary model directory: ``export``, ``app build``, ``eval`` and ``run --base`` take it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -83,8 +84,10 @@ def make_student(teacher: Encoder, layers: list[int]) -> Encoder:
     student = copy.deepcopy(teacher)
     blocks = getattr(getattr(student.transformer, "encoder", None), "layer", None)
     if blocks is None:
-        raise ConfigError(f"cannot take layers from a {type(student.transformer).__name__}: distillation by layer "
-                          "copy needs a BERT-family encoder (MiniLM, BERT, BGE, E5)")
+        raise ConfigError(
+            f"cannot take layers from a {type(student.transformer).__name__}: distillation by layer "
+            "copy needs a BERT-family encoder (MiniLM, BERT, BGE, E5)"
+        )
     student.transformer.encoder.layer = torch.nn.ModuleList([blocks[i] for i in layers])
     student.transformer.config.num_hidden_layers = len(layers)
     return student
@@ -111,13 +114,17 @@ def hidden_loss(student_states, teacher_states, layers: list[int], mask: torch.T
     m = mask.unsqueeze(-1).to(student_states[0].dtype)
     total = 0.0
     for j, k in enumerate(layers):
-        s, t = student_states[j + 1].float(), teacher_states[k + 1].float()  # [0]: the embedding layer's output
+        s, t = (
+            student_states[j + 1].float(),
+            teacher_states[k + 1].float(),
+        )  # [0]: the embedding layer's output
         total = total + ((s - t).pow(2) * m).sum() / (t.pow(2) * m).sum()
     return total / len(layers)
 
 
-def distill(cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progress: bool = True,
-            force: bool = False) -> Path:
+def distill(
+    cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progress: bool = True, force: bool = False
+) -> Path:
     """Write the student to ``cfg.out`` (a model directory) and return it. ``texts``: (text, "query" or
     "passage") pairs; ``pairs``: labelled pairs for ``cfg.contrastive``."""
     from common.vectors import cached_vectors
@@ -132,13 +139,17 @@ def distill(cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progre
     from .model_dir import model_kind
 
     if model_kind(cfg.teacher) == "towers":
-        raise ConfigError(f"{cfg.teacher}: a two-tower model (--tower); the student learns one model for queries "
-                          "and documents, so distill a shared-weights model")
+        raise ConfigError(
+            f"{cfg.teacher}: a two-tower model (--tower); the student learns one model for queries "
+            "and documents, so distill a shared-weights model"
+        )
     check_output(out, "model", force, inputs=[Path(cfg.teacher)])
     if cfg.loss not in ("mse", "cosine"):
         raise ConfigError(f"--loss must be mse or cosine, not {cfg.loss!r}")
     if cfg.hidden < 0 or cfg.contrastive < 0:
-        raise ConfigError(f"--hidden and --contrastive are weights ≥ 0, not {cfg.hidden} and {cfg.contrastive}")
+        raise ConfigError(
+            f"--hidden and --contrastive are weights ≥ 0, not {cfg.hidden} and {cfg.contrastive}"
+        )
     if cfg.contrastive and not pairs:
         raise ConfigError("--contrastive needs labelled pairs (--data)")
     dims = matryoshka_dims(cfg.matryoshka)
@@ -153,17 +164,26 @@ def distill(cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progre
         rows = [i for i, (_, k) in enumerate(texts) if k == kind]
         of_kind = [texts[i][0] for i in rows]
         if rows:
-            targets[rows] = torch.from_numpy(cached_vectors(
-                f"distill {kind} {model_cache_key(cfg.teacher, teacher.config)}", of_kind,
-                lambda: teacher.encode(of_kind, kind, progress=progress)))
+            targets[rows] = torch.from_numpy(
+                cached_vectors(
+                    f"distill {kind} {model_cache_key(cfg.teacher, teacher.config)}",
+                    of_kind,
+                    lambda: teacher.encode(of_kind, kind, progress=progress),
+                )
+            )
     layers = picked_layers(teacher.transformer.config.num_hidden_layers, cfg.layers, cfg.pick)
     student = make_student(teacher, layers).train()
-    optimize = OptimizerStep(student.parameters(), cfg.lr, weight_decay=0.01, max_grad_norm=1.0)  # constant lr
+    optimize = OptimizerStep(
+        student.parameters(), cfg.lr, weight_decay=0.01, max_grad_norm=1.0
+    )  # constant lr
     # Random batches, not batches of similar length: those cost half as much, but short texts then take most
     # steps, and the student lost 3.5 points of MedQuAD nDCG@10 at the same epoch (measured).
-    order = [i for epoch in range(cfg.epochs)
-             for i in random.Random(cfg.seed + epoch).sample(range(len(texts)), len(texts))]
-    steps = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+    order = [
+        i
+        for epoch in range(cfg.epochs)
+        for i in random.Random(cfg.seed + epoch).sample(range(len(texts)), len(texts))
+    ]
+    steps = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
     labelled = list(pairs or [])
     log, started = [], time.time()
     bar = tqdm(steps, desc="distill", disable=not progress)
@@ -177,7 +197,9 @@ def distill(cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progre
                     taught = teacher.forward_with_states(batch)[1]
                 loss = loss + cfg.hidden * hidden_loss(states, taught, layers, batch["attention_mask"])
             if cfg.contrastive:
-                some = random.Random(cfg.seed * 7919 + step).sample(labelled, min(cfg.batch_size // 2, len(labelled)))
+                some = random.Random(cfg.seed * 7919 + step).sample(
+                    labelled, min(cfg.batch_size // 2, len(labelled))
+                )
                 q = student.embed_batch([p.query for p in some], "query").float()
                 p = student.embed_batch([p.positive for p in some], "passage").float()
                 loss = loss + cfg.contrastive * info_nce(q, p, 0.05)
@@ -188,9 +210,19 @@ def distill(cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progre
 
     def write(tmp: Path):
         student.save(tmp)
-        (tmp / DISTILL_FILE).write_text(json.dumps({**asdict(cfg), "teacher_layers": layers, "texts": len(texts),
-                                                      "steps": len(steps), "seconds": round(time.time() - started),
-                                                      "loss": log[-20:]}, indent=2))
+        (tmp / DISTILL_FILE).write_text(
+            json.dumps(
+                {
+                    **asdict(cfg),
+                    "teacher_layers": layers,
+                    "texts": len(texts),
+                    "steps": len(steps),
+                    "seconds": round(time.time() - started),
+                    "loss": log[-20:],
+                },
+                indent=2,
+            )
+        )
         from .model_card import write_card
 
         write_card(tmp)
@@ -199,7 +231,8 @@ def distill(cfg: DistillConfig, texts: list[tuple[str, str]], pairs=None, progre
 
 
 def taught_texts(texts: list[tuple[str, str]], max_texts: int, seed: int) -> list[tuple[str, str]]:
-    """The texts a student is taught on: each distinct non-blank one once; ``max_texts`` > 0: a seeded sample."""
+    """The texts a student is taught on: each distinct non-blank
+    one once; ``max_texts`` > 0: a seeded sample."""
     texts = list(dict.fromkeys((t, kind) for t, kind in texts if t.strip()))
     if max_texts and len(texts) > max_texts:
         texts = random.Random(seed).sample(texts, max_texts)
@@ -212,5 +245,8 @@ def distill_texts(corpus, pairs, general: str | None) -> list[tuple[str, str]]:
     from common.bundled import STSB_TRAIN
     from common.data import read_general_texts
 
-    return ([(d.passage, "passage") for d in (corpus or [])] + [(p.query, "query") for p in (pairs or [])]
-            + [(t, "query") for t in read_general_texts(general or STSB_TRAIN)])
+    return (
+        [(d.passage, "passage") for d in (corpus or [])]
+        + [(p.query, "query") for p in (pairs or [])]
+        + [(t, "query") for t in read_general_texts(general or STSB_TRAIN)]
+    )

@@ -1,24 +1,28 @@
 """Training across processes with torch.distributed: one global batch, each process embedding its share of it.
 
 Launched by ``torchrun`` (``siamese train --nproc N`` runs ``torchrun --nproc_per_node N`` for one machine;
-several machines use torchrun's own rendezvous, ``--nnodes``/``--rdzv-endpoint``, docs/hardware.md). Each process
-(rank) reads the same pairs and plans the same batches; at every step it embeds a contiguous share of the batch's
-queries, positives, negatives and anchor texts (``embed_shared``), and every rank gathers the others' rows, so
-every rank computes the loss of the *global* batch, in-batch negatives across all ranks included:
+several machines use torchrun's own rendezvous, ``--nnodes``/``--rdzv-endpoint``, docs/hardware.md). Each
+process (rank) reads the same pairs and plans the same batches; at every step it embeds a contiguous share of
+the batch's queries, positives, negatives and anchor texts (``embed_shared``), and every rank gathers the
+others' rows, so every rank computes the loss of the *global*
+batch, in-batch negatives across all ranks included:
 
     L = loss(q_1..q_B, p_1..p_{B+N})         the same value on every rank; rank r's rows keep their graph
     ∂L/∂θ = Σ_r ∂L/∂θ |through rank r's rows  (``sum_gradients``: one all-reduce of the flattened gradients)
 
 so each rank ends the step with the gradient a single process would have taken on the whole batch, clips and
-steps identically, and the weights stay equal on every rank without broadcasting them. DDP's wrapper is not used:
-it expects one forward pass per backward, and a step embeds queries, passages and anchor texts in separate passes;
-the all-reduce is the one DDP performs. Dropout draws from each rank's own stream, so training with dropout is
-equal to a single process in distribution, not bit for bit (the equivalence test turns dropout off).
+steps identically, and the weights stay equal on every rank without broadcasting them. DDP's wrapper is not
+used: it expects one forward pass per backward, and a step embeds queries, passages and anchor texts in
+separate passes; the all-reduce is the one DDP performs. Dropout draws from each rank's own stream, so
+training with dropout is equal to a single process in distribution,
+not bit for bit (the equivalence test turns dropout off).
 
-Frozen vectors (the query tower's bank, the anchor's targets, the base's margin) are embedded a share per rank,
-gathered, and cached by rank 0 (``cached_vectors``); rank 0 alone writes checkpoints and the model directory.
-Process groups: NCCL where the device choice (``common/device.py``) is CUDA, gloo otherwise. One process (no torchrun) runs none of this.
+Frozen vectors (the query tower's bank, the anchor's targets, the base's margin) are embedded a share per
+rank, gathered, and cached by rank 0 (``cached_vectors``); rank 0 alone writes checkpoints and the model
+directory. Process groups: NCCL where the device choice (``common/device.py``) is
+CUDA, gloo otherwise. One process (no torchrun) runs none of this.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +37,8 @@ from common.errors import ConfigError
 
 
 def start() -> bool:
-    """Join torchrun's process group (its environment names rank, world size and rendezvous); True under torchrun,
-    even as its only process (so one GPU runs the collectives a job of several would)."""
+    """Join torchrun's process group (its environment names rank, world size and rendezvous); True under
+    torchrun, even as its only process (so one GPU runs the collectives a job of several would)."""
     if "WORLD_SIZE" not in os.environ:
         return False
     if not dist.is_initialized():
@@ -84,24 +88,29 @@ def share(n: int) -> slice:
 
 def _wire() -> torch.device:
     """Where collectives take their tensors: NCCL wants them on this rank's GPU, gloo on the CPU."""
-    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    return (
+        torch.device("cuda", torch.cuda.current_device())
+        if dist.get_backend() == "nccl"
+        else torch.device("cpu")
+    )
 
 
 def gather(local: torch.Tensor | None, width: int = 0) -> torch.Tensor:
-    """Every rank's rows (B_r, D), concatenated in rank order; this rank's own rows stay the tensor it gave (with
-    its graph, so the loss's gradient reaches this rank's encoder). ``local`` None: this rank has no rows
-    (``width``: D, where known). No torchrun: ``local`` itself."""
+    """Every rank's rows (B_r, D), concatenated in rank order; this rank's own rows stay the tensor it gave
+    (with its graph, so the loss's gradient reaches this rank's encoder). ``local`` None: this rank has no
+    rows (``width``: D, where known). No torchrun: ``local`` itself."""
     if not active():
         return local
     wire = _wire()
-    shape = torch.tensor([0 if local is None else local.shape[0], width if local is None else local.shape[1]],
-                         device=wire)
+    shape = torch.tensor(
+        [0 if local is None else local.shape[0], width if local is None else local.shape[1]], device=wire
+    )
     shapes = [torch.zeros_like(shape) for _ in range(size())]
     dist.all_gather(shapes, shape)
     rows, dim = [int(s[0]) for s in shapes], max(int(s[1]) for s in shapes)
     padded = torch.zeros(max(rows), dim, device=wire)  # float32 on every rank, whatever autocast gave
     if local is not None and local.shape[0]:
-        padded[:local.shape[0]] = local.detach().float().to(wire)
+        padded[: local.shape[0]] = local.detach().float().to(wire)
     parts = [torch.zeros_like(padded) for _ in range(size())]
     dist.all_gather(parts, padded)
     home = local.device if local is not None else wire
@@ -112,7 +121,8 @@ def gather(local: torch.Tensor | None, width: int = 0) -> torch.Tensor:
 
 
 def embed_shared(embed, texts: list[str], kind: str, width: int):
-    """``embed(texts, kind)`` of the whole list, each rank embedding its share (``gather``); None for no texts."""
+    """``embed(texts, kind)`` of the whole list, each rank
+    embedding its share (``gather``); None for no texts."""
     if not texts:
         return None
     if not active():
@@ -156,14 +166,16 @@ def encode_shared(encode, texts: list[str]) -> np.ndarray:
 
 
 def cached_vectors(key: str, texts: list[str], encode) -> np.ndarray:
-    """``common.vectors.cached_vectors`` for every rank: read where every rank finds the cache; else embedded a
-    share per rank (``encode(share)``), gathered, and written by rank 0 alone."""
+    """``common.vectors.cached_vectors`` for every rank: read where every rank finds the cache; else embedded
+    a share per rank (``encode(share)``), gathered, and written by rank 0 alone."""
     from common.vectors import cached, cached_vectors as cache
 
     if not active():
         return cache(key, texts, lambda: encode(texts))
     hit = torch.tensor([int(cached(key, texts) is not None)], device=_wire())
-    dist.all_reduce(hit, op=dist.ReduceOp.MIN)  # all read, or all embed: a rank alone in a collective would hang
+    dist.all_reduce(
+        hit, op=dist.ReduceOp.MIN
+    )  # all read, or all embed: a rank alone in a collective would hang
     if hit.item():
         return cached(key, texts)
     vectors = encode_shared(encode, texts)
@@ -187,8 +199,12 @@ def refuse(cfg) -> None:
     if not active():
         return
     if cfg.late_interaction:
-        raise ConfigError("--late-interaction trains in one process (its token vectors are not gathered across "
-                          "ranks): run it without torchrun / --nproc")
+        raise ConfigError(
+            "--late-interaction trains in one process (its token vectors are not gathered across "
+            "ranks): run it without torchrun / --nproc"
+        )
     if cfg.grad_cache_chunk:
-        raise ConfigError("--grad-cache-chunk trains in one process: with N processes the batch is already N "
-                          "devices wide; drop --grad-cache-chunk or --nproc")
+        raise ConfigError(
+            "--grad-cache-chunk trains in one process: with N processes the batch is already N "
+            "devices wide; drop --grad-cache-chunk or --nproc"
+        )

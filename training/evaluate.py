@@ -2,6 +2,7 @@
 runs, STS-B Spearman, a cheap evaluation while training, and the guards' two halves (one to report on, one to
 choose on: merge's α, `--recipe auto`). The report's rows and verdicts are the product floor's
 (``siamese/evaluation.py``)."""
+
 from __future__ import annotations
 
 from functools import partial
@@ -15,6 +16,7 @@ from common.metrics import Run, report_half, score_run, spearman
 from common.vectors import cosine, dense_run, to_run
 
 from .encoder import Encoder
+
 
 def embed_fn(encoder: Encoder, progress: bool = False):
     """The encoder as an embed function ``(texts, kind) -> vectors`` (see ``common.vectors``)."""
@@ -43,7 +45,8 @@ def bm25_run(corpus: dict[str, Doc], queries: dict[str, str], k: int = 100) -> R
 
 
 def sts_score(encoder: Encoder, rows) -> float:
-    """Spearman between cosine similarity and the gold scores; both sides embedded as queries (symmetric task)."""
+    """Spearman between cosine similarity and the gold scores;
+    both sides embedded as queries (symmetric task)."""
     a = encoder.encode([r[0] for r in rows], "query")
     b = encoder.encode([r[1] for r in rows], "query")
     return spearman(cosine(a, b), [r[2] for r in rows])
@@ -65,6 +68,7 @@ def during_training(data, split: str = "test", n_queries: int = 50, pool_depth: 
 
         def embed(texts, kind):  # under torchrun, each rank embeds its share
             return distributed.encode_shared(lambda share: encoder.encode(share, kind), texts)
+
         scores = score_run(dense_run(embed, candidates), beir.qrels)
         return {"pool_ndcg@10": scores["ndcg@10"], "pool_mrr@10": scores["mrr@10"]}
 
@@ -79,9 +83,11 @@ def guard_sets(names_or_dirs, half: str = "report") -> dict[str, Beir]:
     for item in names_or_dirs:
         folder = GUARDS.get(item, item)
         if not Path(folder).exists():
-            raise MissingInputError(f"guard {item}: no such folder (give a BEIR folder with corpus.jsonl, "
-                                    "queries.jsonl and qrels/test.tsv, or a bundled guard: "
-                                    f"{', '.join(GUARDS)})")
+            raise MissingInputError(
+                f"guard {item}: no such folder (give a BEIR folder with corpus.jsonl, "
+                "queries.jsonl and qrels/test.tsv, or a bundled guard: "
+                f"{', '.join(GUARDS)})"
+            )
         beir = load_beir(folder, "test")
         reported = report_half(beir.qrels)
         keep = reported if half == "report" else set(beir.qrels) - reported
@@ -89,7 +95,9 @@ def guard_sets(names_or_dirs, half: str = "report") -> dict[str, Beir]:
         if name in guards:  # two folders of one name: keep both, told apart
             name = f"{name}-{len([g for g in guards if g.startswith(name)]) + 1}"
         if not keep:
-            raise ConfigError(f"guard {item}: its {half} half holds no judged query (of {len(beir.qrels)}); a guard "
-                              "needs judged queries in both halves (a fixed half each): give it more queries")
+            raise ConfigError(
+                f"guard {item}: its {half} half holds no judged query (of {len(beir.qrels)}); a guard "
+                "needs judged queries in both halves (a fixed half each): give it more queries"
+            )
         guards[name] = Beir(beir.corpus, {q: beir.queries[q] for q in keep}, {q: beir.qrels[q] for q in keep})
     return guards

@@ -17,6 +17,7 @@ Example::
     q = encoder(tokenize(queries)); p = encoder(tokenize(positives + hard_negatives))
     loss = info_nce(q, p, temperature=0.05)
 """
+
 from __future__ import annotations
 
 import torch
@@ -40,5 +41,7 @@ def info_nce_from_scores(scores: torch.Tensor, temperature: float = 0.05, symmet
     return loss
 
 
-def info_nce(queries: torch.Tensor, passages: torch.Tensor, temperature: float = 0.05, symmetric: bool = False):
+def info_nce(
+    queries: torch.Tensor, passages: torch.Tensor, temperature: float = 0.05, symmetric: bool = False
+):
     return info_nce_from_scores(similarity_matrix(queries, passages), temperature, symmetric)

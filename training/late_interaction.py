@@ -5,8 +5,9 @@
 where q_i and d_j are the encoder's token outputs through a linear map to ``dim`` (128) dimensions, each
 L2-normalised. The inputs are built exactly as Vespa's colbert-embedder builds them when it serves the model
 (``common/late.py`` says how: [CLS] [Q] query [SEP] padded with [MASK]s that are query vectors too; [CLS] [D]
-document without punctuation [SEP]). A model directory holds the encoder as usual plus ``late_interaction.json``
-(``common.late.LateConfig``: marker ids, lengths, dimension) and ``colbert_linear.safetensors`` (the head).
+document without punctuation [SEP]). A model directory holds the encoder as usual plus
+``late_interaction.json`` (``common.late.LateConfig``: marker ids,
+lengths, dimension) and ``colbert_linear.safetensors`` (the head).
 
 Example::
 
@@ -15,6 +16,7 @@ Example::
     d = model.embed_batch(["Prions are misfolded proteins."], "passage")
     score = maxsim(q, d)                                           # (1, 1)
 """
+
 from __future__ import annotations
 
 import json
@@ -59,14 +61,19 @@ class LateInteraction(Encoder):
         self.skip = skip_ids(lambda text: tokenizer(text, add_special_tokens=False)["input_ids"])
 
     @classmethod
-    def from_encoder(cls, encoder: Encoder, dim: int = 128, query_tokens: int = 32,
-                     document_tokens: int | None = None) -> "LateInteraction":
+    def from_encoder(
+        cls, encoder: Encoder, dim: int = 128, query_tokens: int = 32, document_tokens: int | None = None
+    ) -> "LateInteraction":
         """A new head on ``encoder``: an orthogonal projection, so the untrained model already scores with a
         random 128-dimensional view of the encoder's token space (Johnson–Lindenstrauss) instead of noise."""
         t = encoder.tokenizer
-        late = LateConfig.for_vocabulary(t.get_vocab(), {"cls": t.cls_token_id, "sep": t.sep_token_id,
-                                                         "mask": t.mask_token_id, "pad": t.pad_token_id},
-                                         dim, query_tokens, document_tokens or encoder.config.max_length)
+        late = LateConfig.for_vocabulary(
+            t.get_vocab(),
+            {"cls": t.cls_token_id, "sep": t.sep_token_id, "mask": t.mask_token_id, "pad": t.pad_token_id},
+            dim,
+            query_tokens,
+            document_tokens or encoder.config.max_length,
+        )
         head = nn.Linear(encoder.dim, dim, bias=False)
         nn.init.orthogonal_(head.weight)  # on the CPU: the same initial head whatever the device
         return cls(encoder.transformer, encoder.tokenizer, encoder.config, late, head.to(encoder.device))
@@ -77,8 +84,10 @@ class LateInteraction(Encoder):
 
         path = check_model_dir(path)
         if not is_late_interaction(path):
-            raise ModelDirError(f"{path}: not a late-interaction model (no {LateConfig.FILE}). Train one with "
-                                "`siamese train --late-interaction`.")
+            raise ModelDirError(
+                f"{path}: not a late-interaction model (no {LateConfig.FILE}). Train one with "
+                "`siamese train --late-interaction`."
+            )
         base = Encoder.load(path, device, **overrides)
         late = LateConfig.load(path)
         head = nn.Linear(base.dim, late.dim, bias=False)
@@ -89,7 +98,9 @@ class LateInteraction(Encoder):
 
     def input_ids(self, text: str, kind: str) -> tuple[list[int], int]:
         """One text's input ids as Vespa's colbert-embedder builds them, and how many of them attend."""
-        tokens = self.tokenizer(text, add_special_tokens=False, truncation=True, max_length=TOKENIZER_MAX)["input_ids"]
+        tokens = self.tokenizer(text, add_special_tokens=False, truncation=True, max_length=TOKENIZER_MAX)[
+            "input_ids"
+        ]
         return input_ids(tokens, kind, self.late, self.skip)
 
     def tokenize(self, texts: list[str], kind: str = "passage") -> dict[str, torch.Tensor]:
@@ -101,11 +112,14 @@ class LateInteraction(Encoder):
         mask = torch.zeros_like(ids)
         vectors = torch.zeros_like(ids, dtype=torch.bool)
         for i, (row, attending) in enumerate(rows):
-            ids[i, :len(row)] = torch.tensor(row)
+            ids[i, : len(row)] = torch.tensor(row)
             mask[i, :attending] = 1
-            vectors[i, :len(row)] = True
-        return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device),
-                "vectors": vectors.to(self.device)}
+            vectors[i, : len(row)] = True
+        return {
+            "input_ids": ids.to(self.device),
+            "attention_mask": mask.to(self.device),
+            "vectors": vectors.to(self.device),
+        }
 
     @property
     def dim(self) -> int:
@@ -127,7 +141,9 @@ class LateInteraction(Encoder):
         return self(self.tokenize(self.with_prefix(texts, kind), kind))
 
     @torch.inference_mode()
-    def encode_tokens(self, texts: list[str], kind: str = "passage", batch_size: int = 32) -> list[np.ndarray]:
+    def encode_tokens(
+        self, texts: list[str], kind: str = "passage", batch_size: int = 32
+    ) -> list[np.ndarray]:
         """Each text's token vectors, float32 (n_tokens, dim), as Vespa's embedder emits them."""
         was_training = self.training
         self.eval()
@@ -137,14 +153,16 @@ class LateInteraction(Encoder):
             batch = self.tokenize([texts[i] for i in idx], kind)
             vectors = self(batch).float().cpu().numpy()
             for row, i in enumerate(idx):
-                out[i] = vectors[row, :int(batch["vectors"][row].sum())]
+                out[i] = vectors[row, : int(batch["vectors"][row].sum())]
         self.train(was_training)
         return out
 
     def encode(self, texts, kind: str = "passage", batch_size: int = 64, progress: bool = False):
-        raise ConfigError("a late-interaction model embeds a vector per token, not one per text; serve it beside a "
-                          "single-vector model and evaluate its MaxSim profiles: `siamese run --colbert THIS_MODEL`, "
-                          "then `siamese eval --backend embedded --index OUT/index --profiles colbert-maxsim`")
+        raise ConfigError(
+            "a late-interaction model embeds a vector per token, not one per text; serve it beside a "
+            "single-vector model and evaluate its MaxSim profiles: `siamese run --colbert THIS_MODEL`, "
+            "then `siamese eval --backend embedded --index OUT/index --profiles colbert-maxsim`"
+        )
 
     def save(self, path) -> None:
         from safetensors.torch import save_file
@@ -155,7 +173,13 @@ class LateInteraction(Encoder):
         self.tokenizer.save_pretrained(path)
         self.config.save(path)
         self.late.save(path)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, path / HEAD_FILE)
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, path / HEAD_FILE
+        )
         # For sentence-transformers this is the bare transformer (token embeddings); the head is ours.
-        (path / "modules.json").write_text(json.dumps(
-            [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}], indent=2))
+        (path / "modules.json").write_text(
+            json.dumps(
+                [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}],
+                indent=2,
+            )
+        )

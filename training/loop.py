@@ -1,7 +1,8 @@
-"""The training loop: the configured loss (InfoNCE by default) over planned batches, AdamW with warmup + linear decay, checkpoints that a
-``--resume`` continues bit for bit, and gradient caching so the batch (and so the number of in-batch
-negatives) is not capped by memory.
+"""The training loop: the configured loss (InfoNCE by default) over planned batches, AdamW with warmup +
+linear decay, checkpoints that a ``--resume`` continues bit for bit, and gradient caching so the batch (and so
+the number of in-batch negatives) is not capped by memory.
 """
+
 from __future__ import annotations
 
 import functools
@@ -34,8 +35,14 @@ from .encoder import Encoder
 from .models import load_model
 from .late_interaction import LateInteraction
 from .model_card import write_card
-from .model_dir import (TRAIN_CONFIG_FILE, TRAIN_METRICS_FILE, EncoderConfig,
-                        check_model_dir, hub_revision, write_positives)
+from .model_dir import (
+    TRAIN_CONFIG_FILE,
+    TRAIN_METRICS_FILE,
+    EncoderConfig,
+    check_model_dir,
+    hub_revision,
+    write_positives,
+)
 from .losses import Batch, Loss, make_loss
 from .negatives import known_positives, mine_dense_negatives, mine_hard_negatives
 from .pairs import Pair
@@ -47,7 +54,9 @@ class _RngState:
 
     def __init__(self):
         self.cpu = torch.get_rng_state()
-        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None  # where CUDA is in use
+        self.cuda = (
+            torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+        )  # where CUDA is in use
 
     def restore(self):
         torch.set_rng_state(self.cpu)
@@ -63,20 +72,28 @@ def _join(reps: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(reps)
 
 
-def train_step(encoder: Encoder, pairs: list[Pair], loss_fn: Loss, grad_cache_chunk: int = 0, step: int = 0) -> float:
+def train_step(
+    encoder: Encoder, pairs: list[Pair], loss_fn: Loss, grad_cache_chunk: int = 0, step: int = 0
+) -> float:
     """Forward + backward for one batch; gradients are left on the parameters. A loss that anchors to
     general text (``general_texts``) gets the student's embeddings of this step's texts in its ``Batch``."""
     general, general_ids = loss_fn.general_texts(step) if hasattr(loss_fn, "general_texts") else ([], None)
-    if distributed.active():  # under torchrun each rank embeds its share; every rank takes the global batch's loss
+    if (
+        distributed.active()
+    ):  # under torchrun each rank embeds its share; every rank takes the global batch's loss
         embed, width = functools.partial(embed_step, encoder), encoder.dim
         q = distributed.embed_shared(embed, [p.query for p in pairs], "query", width)
         p = distributed.embed_passages(embed, pairs, width)
-        loss = loss_fn(q, p, Batch(pairs, distributed.embed_shared(embed, general, "query", width), general_ids))
+        loss = loss_fn(
+            q, p, Batch(pairs, distributed.embed_shared(embed, general, "query", width), general_ids)
+        )
         loss.backward()
         return loss.item()
-    groups = [([p.query for p in pairs], "query"),
-              ([p.positive for p in pairs] + [n for p in pairs for n in p.negatives], "passage"),
-              (general, "query")]
+    groups = [
+        ([p.query for p in pairs], "query"),
+        ([p.positive for p in pairs] + [n for p in pairs for n in p.negatives], "passage"),
+        (general, "query"),
+    ]
     chunk = grad_cache_chunk
     if not chunk or chunk >= max(len(texts) for texts, _ in groups):
         q, p, g = (embed_step(encoder, texts, kind) if texts else None for texts, kind in groups)
@@ -85,22 +102,29 @@ def train_step(encoder: Encoder, pairs: list[Pair], loss_fn: Loss, grad_cache_ch
         return loss.item()
     # Gradient caching (Gao et al., 2021): embed all chunks without a graph, take the loss gradient with
     # respect to the embeddings, then re-run each chunk with a graph and push that gradient through it.
-    pieces = [(n, texts[i:i + chunk], kind) for n, (texts, kind) in enumerate(groups)
-              for i in range(0, len(texts), chunk)]
+    pieces = [
+        (n, texts[i : i + chunk], kind)
+        for n, (texts, kind) in enumerate(groups)
+        for i in range(0, len(texts), chunk)
+    ]
     states, reps = [], []
     with torch.no_grad():
         for _, texts, kind in pieces:
             states.append(_RngState())
             reps.append(embed_step(encoder, texts, kind))
-    q, p, g = (_join([r for (n, _, _), r in zip(pieces, reps) if n == group]).requires_grad_()
-               if any(n == group for n, _, _ in pieces) else None for group in range(3))
+    q, p, g = (
+        _join([r for (n, _, _), r in zip(pieces, reps) if n == group]).requires_grad_()
+        if any(n == group for n, _, _ in pieces)
+        else None
+        for group in range(3)
+    )
     loss = loss_fn(q, p, Batch(pairs, g, general_ids))
     loss.backward()
     grads = [x for t in (q, p, g) if t is not None for x in t.grad.split(chunk)]
     end_state = _RngState()
     for (_, texts, kind), state, rep, grad in zip(pieces, states, reps, grads):
         state.restore()
-        embed_step(encoder, texts, kind).backward(grad[:, :rep.shape[1]] if grad.dim() == 3 else grad)
+        embed_step(encoder, texts, kind).backward(grad[:, : rep.shape[1]] if grad.dim() == 3 else grad)
     end_state.restore()
     return loss.item()
 
@@ -115,8 +139,11 @@ def _save_checkpoint(out, step, encoder, optimize: OptimizerStep, log, keep):
 
     def write(tmp: Path):
         encoder.save(tmp / "model")
-        torch.save({"step": step, **optimize.state_dict(),
-                    "rng": rng[0], "rng_ranks": rng, "log": log}, tmp / "state.pt")
+        torch.save(
+            {"step": step, **optimize.state_dict(), "rng": rng[0], "rng_ranks": rng, "log": log},
+            tmp / "state.pt",
+        )
+
     if distributed.is_main():
         atomic_dir(out / "checkpoints" / f"step-{step:07d}", write, "checkpoint")
         for old in _checkpoints(out)[:-keep]:
@@ -151,8 +178,11 @@ def _follow_the_base(cfg: TrainConfig, pairs: list[Pair]) -> None:
         return
     embed = _base_embed(cfg)
     cfg.temperature, cfg.base_margin = base_temperature(embed, pairs, cfg.seed)
-    how = (f"the base's margin {cfg.base_margin:.3f} between a positive and an in-batch negative"
-           if cfg.base_margin is not None else "too few pairs to measure the base's margin")
+    how = (
+        f"the base's margin {cfg.base_margin:.3f} between a positive and an in-batch negative"
+        if cfg.base_margin is not None
+        else "too few pairs to measure the base's margin"
+    )
     if distributed.is_main():
         print(f"temperature τ {cfg.temperature} ({how}; --temperature sets it)", file=sys.stderr)
 
@@ -167,8 +197,9 @@ def prepare_pairs(pairs: list[Pair], corpus: list[Doc] | None, cfg: TrainConfig)
     if cfg.hard_negatives:
         texts = [d.passage if isinstance(d, Doc) else d for d in corpus] if corpus else None
         if cfg.miner == "dense":
-            pairs = mine_dense_negatives(pairs, texts, _base_embed(cfg), cfg.hard_negatives, cfg.window,
-                                         cfg.mine_margin, cfg.seed)
+            pairs = mine_dense_negatives(
+                pairs, texts, _base_embed(cfg), cfg.hard_negatives, cfg.window, cfg.mine_margin, cfg.seed
+            )
         else:
             pairs = mine_hard_negatives(pairs, texts, cfg.hard_negatives, cfg.mine_depth, cfg.seed)
     labelled = len(pairs)  # the ratios below count labelled pairs before any is split into chunks
@@ -176,7 +207,9 @@ def prepare_pairs(pairs: list[Pair], corpus: list[Doc] | None, cfg: TrainConfig)
         pairs = chunk_positives(pairs, corpus, cfg)
     if cfg.corpus_kinds:
         if not corpus or not isinstance(corpus[0], Doc):
-            raise ConfigError("--corpus-pairs needs a corpus: train on a BEIR folder, or give `siamese run` --corpus")
+            raise ConfigError(
+                "--corpus-pairs needs a corpus: train on a BEIR folder, or give `siamese run` --corpus"
+            )
         pairs += corpus_pairs(corpus, cfg.corpus_kinds, int(labelled * cfg.corpus_pairs_ratio), cfg.seed)
     if cfg.general_pairs:
         pairs += general_pairs(cfg.general_pairs, int(labelled * cfg.general_pairs_ratio), pairs, cfg.seed)
@@ -189,15 +222,25 @@ def general_pairs(path, n: int, taken: list[Pair], seed: int) -> list[Pair]:
     from .pairs import load_pairs
 
     seen = {t for p in taken for t in (p.query, p.positive)}
-    fresh = [replace(p, source="general") for p in load_pairs(path)[0] if p.query not in seen and p.positive not in seen]
+    fresh = [
+        replace(p, source="general")
+        for p in load_pairs(path)[0]
+        if p.query not in seen and p.positive not in seen
+    ]
     fresh = list({(p.query, p.positive): p for p in fresh}.values())
     return random.Random(seed).sample(fresh, min(n, len(fresh)))
 
 
-# Settings a resumed run may change (said when it does): they decide when to stop or save, not what a step does.
+# Settings a resumed run may change (said when it does): they
+# decide when to stop or save, not what a step does.
 FROM_THE_BASE = ("max_length", "temperature")  # None: resolved from the base when the run started
 RESUMABLE = ("max_steps", "checkpoint_every", "keep_checkpoints", "eval_every")
-RECORDED = ("out", "base_revision", "pairs_fingerprint", "base_margin")  # written by the run itself, not asked for
+RECORDED = (
+    "out",
+    "base_revision",
+    "pairs_fingerprint",
+    "base_margin",
+)  # written by the run itself, not asked for
 
 
 def pairs_fingerprint(pairs: list[Pair]) -> str:
@@ -211,28 +254,47 @@ def _resumed_config(saved: TrainConfig, asked: TrainConfig, pairs: list[Pair], f
     """The saved run's configuration, with the changes a resume may make; anything else that differs, or other
     pairs, is refused with what differs (resuming a run on other settings is a new run). A finished run takes
     no change: there is nothing left for it to apply to."""
-    changed = {f.name: (getattr(saved, f.name), getattr(asked, f.name)) for f in fields(TrainConfig)
-               if f.name not in RECORDED and getattr(asked, f.name) != getattr(saved, f.name)
-               and not (f.name in FROM_THE_BASE and getattr(asked, f.name) is None)}
-    refused = [f"{k.replace('_', ' ')} {a!r} → {b!r}" for k, (a, b) in changed.items()
-               if k not in RESUMABLE or finished]
+    changed = {
+        f.name: (getattr(saved, f.name), getattr(asked, f.name))
+        for f in fields(TrainConfig)
+        if f.name not in RECORDED
+        and getattr(asked, f.name) != getattr(saved, f.name)
+        and not (f.name in FROM_THE_BASE and getattr(asked, f.name) is None)
+    }
+    refused = [
+        f"{k.replace('_', ' ')} {a!r} → {b!r}"
+        for k, (a, b) in changed.items()
+        if k not in RESUMABLE or finished
+    ]
     if saved.pairs_fingerprint and pairs_fingerprint(pairs) != saved.pairs_fingerprint:
         refused.insert(0, f"the training pairs ({len(pairs)} given are not the ones the run started on)")
     if refused:
-        state = "the run has finished, so nothing can change: " if finished else \
-            "--resume continues the run as it was started, but "
-        raise ConfigError(f"{saved.out}: {state}{'; '.join(refused)}. Resume without changing them, or start a "
-                          "new run in another --out.")
+        state = (
+            "the run has finished, so nothing can change: "
+            if finished
+            else "--resume continues the run as it was started, but "
+        )
+        raise ConfigError(
+            f"{saved.out}: {state}{'; '.join(refused)}. Resume without changing them, or start a "
+            "new run in another --out."
+        )
     for key, (before, after) in changed.items():
         print(f"resume: {key.replace('_', ' ')} {before} → {after} (applied)", file=sys.stderr)
     return replace(saved, **{k: b for k, (_, b) in changed.items()})
 
 
 @locks("siamese train", lambda a: a["cfg"].out)
-def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, *, resume: bool = False,
-          eval_fn=None, progress: bool = True) -> Path:
-    """Fine-tune ``cfg.base`` on ``pairs``; returns the model directory ``cfg.out/model``. One writer at a time
-    per ``cfg.out`` (``common.lock``)."""
+def train(
+    cfg: TrainConfig,
+    pairs: list[Pair],
+    corpus: list[Doc] | None = None,
+    *,
+    resume: bool = False,
+    eval_fn=None,
+    progress: bool = True,
+) -> Path:
+    """Fine-tune ``cfg.base`` on ``pairs``; returns the model directory ``cfg.out/model``. One writer at a
+    time per ``cfg.out`` (``common.lock``)."""
     cfg.check()
     distributed.start()  # under torchrun: join its process group
     distributed.refuse(cfg)
@@ -242,18 +304,24 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
         raise ConfigError("no training pairs")
     if resume:
         if not config_file.exists():
-            raise MissingInputError(f"{out}: nothing to resume (no train_config.json). Start without --resume.")
+            raise MissingInputError(
+                f"{out}: nothing to resume (no train_config.json). Start without --resume."
+            )
         cfg = _resumed_config(TrainConfig.load(config_file), cfg, pairs, finished=(out / "model").exists())
         if (out / "model").exists():
             print(f"resume: {out} is a finished run; its model is {out / 'model'}", file=sys.stderr)
             return out / "model"
     elif (out / "model").exists() or _checkpoints(out):
-        raise OutputExistsError(f"{out} already holds a training run. Use --resume to continue it, "
-                                "or choose another --out.")
+        raise OutputExistsError(
+            f"{out} already holds a training run. Use --resume to continue it, or choose another --out."
+        )
     fingerprint = pairs_fingerprint(pairs)
     if cfg.max_length is None:  # the served window: the base model's own (late interaction: the training one)
-        cfg.max_length = cfg.train_length if cfg.late_interaction else EncoderConfig.load(
-            check_model_dir(cfg.base), pooling=cfg.pooling).max_length
+        cfg.max_length = (
+            cfg.train_length
+            if cfg.late_interaction
+            else EncoderConfig.load(check_model_dir(cfg.base), pooling=cfg.pooling).max_length
+        )
     if cfg.temperature is None:  # before the seeds: loading the base must not move the run's random streams
         _follow_the_base(cfg, pairs)
     random.seed(cfg.seed)
@@ -264,10 +332,12 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
     total = min(cfg.max_steps, len(plan)) if cfg.max_steps else len(plan)
     if total == 0:
         queries, positives = len({p.query for p in pairs}), len({p.positive for p in pairs})
-        raise ConfigError(f"{len(pairs)} training pairs ({queries} distinct queries, {positives} distinct positives) "
-                          "form no batch of two or more pairs without a false in-batch negative, so training would "
-                          "take 0 steps and change nothing. Give at least 2 pairs with different queries and "
-                          "different positives (a batch needs company: each query's negatives are the others).")
+        raise ConfigError(
+            f"{len(pairs)} training pairs ({queries} distinct queries, {positives} distinct positives) "
+            "form no batch of two or more pairs without a false in-batch negative, so training would "
+            "take 0 steps and change nothing. Give at least 2 pairs with different queries and "
+            "different positives (a batch needs company: each query's negatives are the others)."
+        )
 
     if cfg.tower != "shared":
         cfg.base_revision, cfg.pairs_fingerprint = hub_revision(check_model_dir(cfg.base)), fingerprint
@@ -280,8 +350,9 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
     if any(d > encoder.dim for d in cfg.matryoshka_dims):
         raise ConfigError(f"matryoshka sizes {cfg.matryoshka} go above the model's {encoder.dim} dimensions")
     encoder.train()
-    optimize = OptimizerStep(encoder.parameters(), cfg.lr, cfg.weight_decay, cfg.max_grad_norm, total,
-                             cfg.warmup_ratio)
+    optimize = OptimizerStep(
+        encoder.parameters(), cfg.lr, cfg.weight_decay, cfg.max_grad_norm, total, cfg.warmup_ratio
+    )
     log = {"step": [], "loss": [], "lr": [], "eval": []}
     start = 0
     if checkpoints:
@@ -289,8 +360,10 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
         optimize.load_state_dict(state)
         ranks = state.get("rng_ranks") or [state["rng"]]
         if len(ranks) != distributed.size():
-            raise ConfigError(f"{out}: the run was checkpointed by {len(ranks)} process(es); resume it with as many "
-                              f"(this is {distributed.size()})")
+            raise ConfigError(
+                f"{out}: the run was checkpointed by {len(ranks)} process(es); resume it with as many "
+                f"(this is {distributed.size()})"
+            )
         rng = _RngState.__new__(_RngState)
         rng.__dict__.update(ranks[distributed.rank()])
         rng.restore()
@@ -305,8 +378,14 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
     loss_fn = make_loss(cfg, *anchor_targets(cfg)) if cfg.anchor != "none" else make_loss(cfg)
     started, n_pairs, n_tokens = time.time(), 0, 0
     window = min(cfg.train_length, cfg.max_length)
-    bar = tqdm(range(start, total), initial=start, total=total, desc="train", unit="step",
-               disable=not (progress and distributed.is_main()))
+    bar = tqdm(
+        range(start, total),
+        initial=start,
+        total=total,
+        desc="train",
+        unit="step",
+        disable=not (progress and distributed.is_main()),
+    )
     for step in bar:
         batch = [pairs[i] for i in plan[step]]
         with training_window(encoder, window):
@@ -314,29 +393,42 @@ def train(cfg: TrainConfig, pairs: list[Pair], corpus: list[Doc] | None = None, 
         optimize()
         n_pairs += len(batch)
         texts = [t for p in batch for t in (p.query, p.positive, *p.negatives)]
-        n_tokens += sum(len(ids) for ids in encoder.tokenizer(texts, truncation=True,
-                                                                max_length=window)["input_ids"])
+        n_tokens += sum(
+            len(ids) for ids in encoder.tokenizer(texts, truncation=True, max_length=window)["input_ids"]
+        )
         log["step"].append(step + 1)
         log["loss"].append(loss)
         log["lr"].append(optimize.lr)
         elapsed = time.time() - started
-        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{log['lr'][-1]:.2e}", pairs_s=f"{n_pairs / elapsed:.1f}",
-                        tok_s=f"{n_tokens / elapsed:.0f}")
+        bar.set_postfix(
+            loss=f"{loss:.4f}",
+            lr=f"{log['lr'][-1]:.2e}",
+            pairs_s=f"{n_pairs / elapsed:.1f}",
+            tok_s=f"{n_tokens / elapsed:.0f}",
+        )
         if eval_fn and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
             rng = _RngState()  # evaluation must not shift the dropout stream a resumed run replays
             log["eval"].append({"step": step + 1, **eval_fn(encoder)})
             rng.restore()
             if distributed.is_main():
-                bar.write(f"step {step + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in log["eval"][-1].items()
-                                                           if k != "step"))
+                bar.write(
+                    f"step {step + 1}: "
+                    + ", ".join(f"{k} {v:.4f}" for k, v in log["eval"][-1].items() if k != "step")
+                )
             encoder.train()
         if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total:
             _save_checkpoint(out, step + 1, encoder, optimize, log, cfg.keep_checkpoints)
     bar.close()
     elapsed = time.time() - started
-    metrics = {"steps": total, "pairs": len(pairs), "final_loss": log["loss"][-1] if log["loss"] else None,
-               "wall_s": round(elapsed, 1), "pairs_per_s": round(n_pairs / max(elapsed, 1e-9), 2),
-               "tokens_per_s": round(n_tokens / max(elapsed, 1e-9), 1), "log": log}
+    metrics = {
+        "steps": total,
+        "pairs": len(pairs),
+        "final_loss": log["loss"][-1] if log["loss"] else None,
+        "wall_s": round(elapsed, 1),
+        "pairs_per_s": round(n_pairs / max(elapsed, 1e-9), 2),
+        "tokens_per_s": round(n_tokens / max(elapsed, 1e-9), 1),
+        "log": log,
+    }
 
     return _write_model(out, cfg, pairs, metrics, encoder.save)
 
@@ -356,6 +448,7 @@ def _write_model(out: Path, cfg: TrainConfig, pairs: list[Pair], metrics: dict, 
         (tmp / TRAIN_METRICS_FILE).write_text(json.dumps(metrics, indent=2))
         write_positives(tmp, [p for p in pairs if p.source == "labelled"])
         write_card(tmp)
+
     model_dir = atomic_dir(out / "model", write, "model")
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     distributed.barrier()
@@ -367,7 +460,9 @@ def _train_towers(cfg: TrainConfig, out: Path, pairs: list[Pair], corpus, plan, 
     resumed run that did not finish starts again."""
     from .towers import FROZEN_DOCUMENT, train_towers
 
-    towers, metrics = train_towers(cfg, pairs, corpus, plan, progress)  # a base that cannot load leaves no run
+    towers, metrics = train_towers(
+        cfg, pairs, corpus, plan, progress
+    )  # a base that cannot load leaves no run
     if distributed.is_main():
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / TRAIN_CONFIG_FILE)

@@ -2,11 +2,12 @@
 
 α = 0 is the base model and α = 1 the fine-tuned one, bit for bit (``torch.lerp`` is exact at both ends).
 ``--alpha auto`` takes the largest α of a grid (1, ¾, ½, ¼) whose nDCG@10 on every guard set stays within half
-a point of the base model, measured on the *selection* half of each guard's queries only; every figure reported elsewhere is
-on the other half, so the choice is not tuned on the figures that report it.
+a point of the base model, measured on the *selection* half of each guard's queries only; every figure
+reported elsewhere is on the other half, so the choice is not tuned on the figures that report it.
 
     siamese merge base runs/latest/train/model runs/merged --alpha auto
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,18 @@ from .encoder import Encoder
 from .models import load_model
 from .evaluate import embed_fn, guard_sets
 from .model_card import write_card
-from .model_dir import (MERGE_FILE, POSITIVES_FILE, RECIPE_FILE, TRAIN_CONFIG_FILE, TRAIN_METRICS_FILE,
-                        EncoderConfig, ModelDirError, check_model_dir, model_cache_key, model_kind)
+from .model_dir import (
+    MERGE_FILE,
+    POSITIVES_FILE,
+    RECIPE_FILE,
+    TRAIN_CONFIG_FILE,
+    TRAIN_METRICS_FILE,
+    EncoderConfig,
+    ModelDirError,
+    check_model_dir,
+    model_cache_key,
+    model_kind,
+)
 
 BOUND = 0.005  # the largest drop on a guard that auto α accepts: half a point of nDCG@10
 
@@ -32,9 +43,14 @@ BOUND = 0.005  # the largest drop on a guard that auto α accepts: half a point 
 def merge_weights(base: dict, tuned: dict, alpha: float) -> dict:
     """Interpolate every floating-point tensor; integer buffers (position ids) come from the tuned model."""
     if base.keys() != tuned.keys() or any(base[k].shape != tuned[k].shape for k in tuned):
-        raise ModelDirError("the base and the fine-tuned model are not the same architecture; merge a model "
-                            "with the base it was fine-tuned from")
-    return {k: torch.lerp(base[k].to(t.device), t, alpha) if t.is_floating_point() else t for k, t in tuned.items()}
+        raise ModelDirError(
+            "the base and the fine-tuned model are not the same architecture; merge a model "
+            "with the base it was fine-tuned from"
+        )
+    return {
+        k: torch.lerp(base[k].to(t.device), t, alpha) if t.is_floating_point() else t
+        for k, t in tuned.items()
+    }
 
 
 def merged_encoder(base_dir, tuned_dir, alpha: float) -> Encoder:
@@ -49,14 +65,19 @@ def merged_encoder(base_dir, tuned_dir, alpha: float) -> Encoder:
 
 def guard_scores(encoder: Encoder, guards: dict, cache: str | None = None) -> dict[str, float]:
     """nDCG@10 of ``encoder`` on each guard."""
-    return {name: score_run(dense_run(embed_fn(encoder), guard, cache=cache), guard.qrels)["ndcg@10"]
-            for name, guard in guards.items()}
+    return {
+        name: score_run(dense_run(embed_fn(encoder), guard, cache=cache), guard.qrels)["ndcg@10"]
+        for name, guard in guards.items()
+    }
 
 
-def choose_alpha(base_dir, tuned_dir, guards: dict, grid=(1.0, 0.75, 0.5, 0.25), say=print) -> tuple[float, dict]:
-    """The largest α of ``grid`` (tried from the top) whose drop on each guard's selection half is ≤ ``BOUND``,
-    else 0 (the base model); returns α and the record of what was tried. A descending grid rather than a
-    bisection: guard halves are small (CISI: ~35 queries), so the drop need not fall steadily with α."""
+def choose_alpha(
+    base_dir, tuned_dir, guards: dict, grid=(1.0, 0.75, 0.5, 0.25), say=print
+) -> tuple[float, dict]:
+    """The largest α of ``grid`` (tried from the top) whose drop on each guard's selection half is ≤
+    ``BOUND``, else 0 (the base model); returns α and the record of what was tried. A descending grid rather
+    than a bisection: guard halves are small (CISI: ~35
+    queries), so the drop need not fall steadily with α."""
     tried = {}
     base = Encoder.load(base_dir, max_length=EncoderConfig.load(check_model_dir(tuned_dir)).max_length)
     before = guard_scores(base, guards, cache=model_cache_key(base_dir, base.config))  # once, not per α
@@ -68,21 +89,26 @@ def choose_alpha(base_dir, tuned_dir, guards: dict, grid=(1.0, 0.75, 0.5, 0.25),
             after = guard_scores(merged_encoder(base_dir, tuned_dir, alpha), guards)
         drops = tried[alpha] = {name: round(before[name] - after[name], 4) for name in guards}
         ok = all(d <= BOUND for d in drops.values())
-        say(f"α {alpha:.2f}: change on the selection half "
+        say(
+            f"α {alpha:.2f}: change on the selection half "
             + ", ".join(f"{g} {-100 * d:+.2f}" for g, d in drops.items())
-            + (" points: within the bound" if ok else " points: too much"))
+            + (" points: within the bound" if ok else " points: too much")
+        )
         if ok:
             return alpha, {"tried": tried}
     return 0.0, {"tried": tried}
 
 
-def merge(base_dir, tuned_dir, out, alpha: float | str = "auto", guards=None, force: bool = False,
-          say=print) -> Path:
+def merge(
+    base_dir, tuned_dir, out, alpha: float | str = "auto", guards=None, force: bool = False, say=print
+) -> Path:
     """Write the merged model directory (one every other command accepts) and return it."""
     base_dir, tuned_dir = check_model_dir(base_dir), check_model_dir(tuned_dir)
     if model_kind(tuned_dir) == "towers":
-        raise ModelDirError(f"{tuned_dir}: a two-tower model (--tower); merging averages one model's weights with "
-                            "its base, so merge a shared-weights model (--tower shared)")
+        raise ModelDirError(
+            f"{tuned_dir}: a two-tower model (--tower); merging averages one model's weights with "
+            "its base, so merge a shared-weights model (--tower shared)"
+        )
     check_output(out, "model", force, inputs=[base_dir, tuned_dir])
     choice = {"method": "given"}
     if alpha == "auto":
@@ -90,14 +116,23 @@ def merge(base_dir, tuned_dir, out, alpha: float | str = "auto", guards=None, fo
         if not selection:
             raise ModelDirError("--alpha auto needs guard sets to choose on")
         alpha, record = choose_alpha(base_dir, tuned_dir, selection, say=say)
-        choice = {"method": "auto", "bound": BOUND, "selection": "selection half of each guard's queries",
-                  "guards": {g: len(b.queries) for g, b in selection.items()},
-                  "tried": {f"{a:.3f}": drops for a, drops in record["tried"].items()}}
+        choice = {
+            "method": "auto",
+            "bound": BOUND,
+            "selection": "selection half of each guard's queries",
+            "guards": {g: len(b.queries) for g, b in selection.items()},
+            "tried": {f"{a:.3f}": drops for a, drops in record["tried"].items()},
+        }
     alpha = float(alpha)
     if not 0.0 <= alpha <= 1.0:
         raise ModelDirError(f"α must be in [0, 1], not {alpha}")
     encoder = merged_encoder(base_dir, tuned_dir, alpha)
-    record = {"base": str(base_dir.resolve()), "tuned": str(tuned_dir.resolve()), "alpha": alpha, "choice": choice}
+    record = {
+        "base": str(base_dir.resolve()),
+        "tuned": str(tuned_dir.resolve()),
+        "alpha": alpha,
+        "choice": choice,
+    }
 
     def write(tmp: Path):
         encoder.save(tmp)

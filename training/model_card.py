@@ -5,21 +5,48 @@ The card is derived, never typed: ``siamese.json`` (how it embeds), ``train_conf
 and, once `siamese run` has evaluated it, ``evaluation.json`` (the run's figures). Writing it again after
 any of those changes keeps it true. Nothing here imports torch.
 """
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from .model_dir import (CARD_FILE, DISTILL_FILE, EVALUATION_FILE, IMPORT_FILE, MERGE_FILE, RECIPE_FILE, TOWERS_FILE,
-                        TRAIN_CONFIG_FILE, TRAIN_METRICS_FILE, EncoderConfig, ModelDirError, check_model_dir,
-                        model_name)
+from .model_dir import (
+    CARD_FILE,
+    DISTILL_FILE,
+    EVALUATION_FILE,
+    IMPORT_FILE,
+    MERGE_FILE,
+    RECIPE_FILE,
+    TOWERS_FILE,
+    TRAIN_CONFIG_FILE,
+    TRAIN_METRICS_FILE,
+    EncoderConfig,
+    ModelDirError,
+    check_model_dir,
+    model_name,
+)
 
 
 FIGURES = ("ndcg@10", "ndcg@10 seen", "ndcg@10 unseen", "recall@100", "mrr@10", "sts_spearman")
-LICENCES = {"scifact": "SciFact: claims CC BY 4.0, abstracts ODC-By 1.0",
-            "stsb": "STS Benchmark: CC BY-SA 4.0 (scores); texts under their sources' terms",
-            "medquad": "MedQuAD: CC BY 4.0", "cisi": "CISI: free for research (University of Glasgow IR group)"}
-RECIPE_KEYS = ("epochs", "batch_size", "lr", "max_length", "train_length", "temperature", "anchor", "anchor_weight",
-               "hard_negatives", "corpus_pairs", "tower")
+LICENCES = {
+    "scifact": "SciFact: claims CC BY 4.0, abstracts ODC-By 1.0",
+    "stsb": "STS Benchmark: CC BY-SA 4.0 (scores); texts under their sources' terms",
+    "medquad": "MedQuAD: CC BY 4.0",
+    "cisi": "CISI: free for research (University of Glasgow IR group)",
+}
+RECIPE_KEYS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "max_length",
+    "train_length",
+    "temperature",
+    "anchor",
+    "anchor_weight",
+    "hard_negatives",
+    "corpus_pairs",
+    "tower",
+)
 BASE_LICENCES = {"all-MiniLM-L6-v2": "Apache-2.0", "bge-small-en-v1.5": "MIT"}
 
 
@@ -54,26 +81,51 @@ def _licences(names: list[str]) -> list[str]:
 
 
 def recipe_lines(recipe: dict) -> list[str]:
-    """``--recipe auto``'s candidates as a table (dev nDCG@10, each guard's change on its selection half, training
-    time), then the choice and why."""
+    """``--recipe auto``'s candidates as a table (dev nDCG@10, each guard's change on its selection half,
+    training time), then the choice and why."""
     guards = list(recipe["guards"])
     header = ["candidate", "dev nDCG@10 all", "seen", "unseen", *(f"{g} Δ" for g in guards), "training s"]
-    rows = [["base model (untrained)", *(_figure(recipe["base"]["dev"].get(k)) for k in FIGURES[:3]),
-             *("–" for _ in guards), "–"]]
+    rows = [
+        [
+            "base model (untrained)",
+            *(_figure(recipe["base"]["dev"].get(k)) for k in FIGURES[:3]),
+            *("–" for _ in guards),
+            "–",
+        ]
+    ]
     for name, c in recipe["candidates"].items():
-        label = name + (f" (α {c['alpha']:.2f})" if "alpha" in c else "") + (" **chosen**" if name == recipe["chosen"]
-                                                                              else "")
-        rows.append([label, *(_figure(c["dev"].get(k)) for k in FIGURES[:3]),
-                     *(f"{100 * c['guards'][g]:+.1f}" for g in guards), f"{c['train_s']:.0f}"])
-    rows += [[f"{name} (not tried: {why})", *("–" for _ in header[1:])] for name, why in recipe["not_tried"].items()]
+        label = (
+            name
+            + (f" (α {c['alpha']:.2f})" if "alpha" in c else "")
+            + (" **chosen**" if name == recipe["chosen"] else "")
+        )
+        rows.append(
+            [
+                label,
+                *(_figure(c["dev"].get(k)) for k in FIGURES[:3]),
+                *(f"{100 * c['guards'][g]:+.1f}" for g in guards),
+                f"{c['train_s']:.0f}",
+            ]
+        )
+    rows += [
+        [f"{name} (not tried: {why})", *("–" for _ in header[1:])]
+        for name, why in recipe["not_tried"].items()
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return [f"{recipe['dev']['queries']} of the training queries held out as a dev slice ({recipe['dev']['seen']} "
-            f"seen: a positive shared with a training query); each candidate trained on the other "
-            f"{recipe['train_queries']}; guard columns: change in points of nDCG@10 against the base model on each "
-            f"guard's selection half ({', '.join(f'{g} {n} queries' for g, n in recipe['guards'].items())}), "
-            "never the half that figures are reported on.", "", *lines, "",
-            f"Chosen: {recipe['label']}, then trained on all the pairs: {recipe['why']}."]
+    return [
+        f"{recipe['dev']['queries']} of the training queries held out as a dev slice "
+        f"({recipe['dev']['seen']} "
+        f"seen: a positive shared with a training query); each candidate trained on the other "
+        f"{recipe['train_queries']}; guard columns: change in points of nDCG@10 against the base model on "
+        "each "
+        f"guard's selection half ({', '.join(f'{g} {n} queries' for g, n in recipe['guards'].items())}), "
+        "never the half that figures are reported on.",
+        "",
+        *lines,
+        "",
+        f"Chosen: {recipe['label']}, then trained on all the pairs: {recipe['why']}.",
+    ]
 
 
 def _figure(value) -> str:
@@ -87,27 +139,40 @@ def card_text(model_dir) -> str:
     metrics = _read(model_dir, TRAIN_METRICS_FILE)
     merged, distilled = _read(model_dir, MERGE_FILE), _read(model_dir, DISTILL_FILE)
     imported, evaluation = _read(model_dir, IMPORT_FILE), _read(model_dir, EVALUATION_FILE)
-    lines = [f"# {_title(model_dir, train, merged, distilled, imported)}", "",
-             "A sentence-embedding bi-encoder written by siamese-vespa "
-             "(loads with `transformers.AutoModel` and `sentence_transformers.SentenceTransformer`).", "",
-             "## How it embeds", "",
-             f"- pooling: {config.pooling}; normalised: {'yes' if config.normalize else 'no'}; "
-             f"window: {config.max_length} tokens",
-             f"- query prefix: {json.dumps(config.query_prefix)}; "
-             f"document prefix: {json.dumps(config.document_prefix)}"]
+    lines = [
+        f"# {_title(model_dir, train, merged, distilled, imported)}",
+        "",
+        "A sentence-embedding bi-encoder written by siamese-vespa "
+        "(loads with `transformers.AutoModel` and `sentence_transformers.SentenceTransformer`).",
+        "",
+        "## How it embeds",
+        "",
+        f"- pooling: {config.pooling}; normalised: {'yes' if config.normalize else 'no'}; "
+        f"window: {config.max_length} tokens",
+        f"- query prefix: {json.dumps(config.query_prefix)}; "
+        f"document prefix: {json.dumps(config.document_prefix)}",
+    ]
     bases = []
     if train:
         base = model_name(train["base"])
         bases.append(_base_source(train["base"]) or base)
         revision = train.get("base_revision")
-        lines += ["", "## Training", "",
-                  f"- base model: {base}" + (f" (revision {revision})" if revision else ""),
-                  f"- data: {train.get('data') or 'not recorded'}",
-                  "- recipe: " + ", ".join(f"{k} {train[k]}" for k in RECIPE_KEYS if train.get(k) not in (None, ""))]
+        lines += [
+            "",
+            "## Training",
+            "",
+            f"- base model: {base}" + (f" (revision {revision})" if revision else ""),
+            f"- data: {train.get('data') or 'not recorded'}",
+            "- recipe: "
+            + ", ".join(f"{k} {train[k]}" for k in RECIPE_KEYS if train.get(k) not in (None, "")),
+        ]
         if metrics:
-            lines.append(f"- {metrics['steps']} steps over {metrics['pairs']} pairs in {metrics['wall_s']} s, "
-                         f"final loss {metrics['final_loss']:.4f}" if metrics.get("final_loss") is not None
-                         else f"- {metrics['steps']} steps")
+            lines.append(
+                f"- {metrics['steps']} steps over {metrics['pairs']} pairs in {metrics['wall_s']} s, "
+                f"final loss {metrics['final_loss']:.4f}"
+                if metrics.get("final_loss") is not None
+                else f"- {metrics['steps']} steps"
+            )
             if metrics.get("log"):
                 from .train_log import log_table
 
@@ -118,40 +183,78 @@ def card_text(model_dir) -> str:
     towers = _read(model_dir, TOWERS_FILE)
     if towers:
         frozen = towers.get("frozen") == "document"
-        lines += ["", "## Two towers", "",
-                  f"- `--tower {towers['variant']}`: this folder embeds documents"
-                  + (" (the base model's files, frozen: its vectors are the base model's)" if frozen else "")
-                  + f"; `{towers['query']}/` embeds queries",
-                  "- `siamese app build` serves each with its own hugging-face-embedder"
-                  + ("; deployed over documents fed with the same document tower, it needs no re-feed" if frozen
-                     else "")]
+        lines += [
+            "",
+            "## Two towers",
+            "",
+            f"- `--tower {towers['variant']}`: this folder embeds documents"
+            + (" (the base model's files, frozen: its vectors are the base model's)" if frozen else "")
+            + f"; `{towers['query']}/` embeds queries",
+            "- `siamese app build` serves each with its own hugging-face-embedder"
+            + (
+                "; deployed over documents fed with the same document tower, it needs no re-feed"
+                if frozen
+                else ""
+            ),
+        ]
     if merged:
-        lines += ["", "## Merge", "", f"- θ = (1 − α)·base + α·tuned with α {merged['alpha']:.3f} "
-                  f"({merged['choice']['method']}); base {model_name(merged['base'])}"]
+        lines += [
+            "",
+            "## Merge",
+            "",
+            f"- θ = (1 − α)·base + α·tuned with α {merged['alpha']:.3f} "
+            f"({merged['choice']['method']}); base {model_name(merged['base'])}",
+        ]
         bases.append(model_name(merged["base"]))
     if distilled:
-        lines += ["", "## Distillation", "", f"- student of {model_name(distilled['teacher'])}: teacher layers "
-                  f"{distilled.get('teacher_layers')}, {distilled.get('texts')} texts"]
+        lines += [
+            "",
+            "## Distillation",
+            "",
+            f"- student of {model_name(distilled['teacher'])}: teacher layers "
+            f"{distilled.get('teacher_layers')}, {distilled.get('texts')} texts",
+        ]
     if imported:
-        lines += ["", "## Imported from ONNX", "",
-                  f"- rebuilt from {imported['onnx']} + {imported['tokenizer']}"
-                  + (f" ({imported['source']})" if imported.get("source") else "")
-                  + f": {imported['heads']} attention heads; last_hidden_state equals the graph's on "
-                  f"{imported['texts']} texts, max |Δ| {imported['max_abs_diff']:.2e} "
-                  f"(bound {imported['tolerance']:g})"]
+        lines += [
+            "",
+            "## Imported from ONNX",
+            "",
+            f"- rebuilt from {imported['onnx']} + {imported['tokenizer']}"
+            + (f" ({imported['source']})" if imported.get("source") else "")
+            + f": {imported['heads']} attention heads; last_hidden_state equals the graph's on "
+            f"{imported['texts']} texts, max |Δ| {imported['max_abs_diff']:.2e} "
+            f"(bound {imported['tolerance']:g})",
+        ]
         bases.append(imported.get("source") or imported["onnx"])
     if evaluation and evaluation.get("rows"):
         lines += ["", "## Figures of the run that made it", "", *_table(evaluation["rows"]), ""]
         if evaluation.get("note"):
             lines += [evaluation["note"], ""]
-        lines.append("seen: queries whose relevant document was a training positive; unseen: the others. guard "
-                     "columns: out-of-domain sets (forgetting).")
+        lines.append(
+            "seen: queries whose relevant document was a training positive; unseen: the others. guard "
+            "columns: out-of-domain sets (forgetting)."
+        )
     else:
-        lines += ["", "## Figures", "", "Not evaluated yet: `siamese eval --models THIS_DIR --guards --hybrid --sts` "
-                  "gives all / seen / unseen queries, the guards and STS-B beside the base model."]
-    lines += ["", "## Serving it with Vespa", "", "```", "siamese export THIS_DIR EXPORT_DIR",
-              "siamese app build EXPORT_DIR APP_DIR", "siamese deploy APP_DIR --target docker", "```", "",
-              "## Licences", ""]
+        lines += [
+            "",
+            "## Figures",
+            "",
+            "Not evaluated yet: `siamese eval --models THIS_DIR --guards --hybrid --sts` "
+            "gives all / seen / unseen queries, the guards and STS-B beside the base model.",
+        ]
+    lines += [
+        "",
+        "## Serving it with Vespa",
+        "",
+        "```",
+        "siamese export THIS_DIR EXPORT_DIR",
+        "siamese app build EXPORT_DIR APP_DIR",
+        "siamese deploy APP_DIR --target docker",
+        "```",
+        "",
+        "## Licences",
+        "",
+    ]
     for base in bases:
         known = next((v for k, v in BASE_LICENCES.items() if k.lower() in base.lower()), None)
         lines.append(f"- base {base}: {known or 'see the base model’s own card'}")
@@ -163,7 +266,8 @@ def card_text(model_dir) -> str:
 def _title(model_dir: Path, train, merged, distilled, imported) -> str:
     data = Path(train.get("data") or "").name if train else ""
     if merged:
-        return f"{model_name(merged['tuned'])} merged with {model_name(merged['base'])} (α {merged['alpha']:.2f})"
+        tuned, base = model_name(merged["tuned"]), model_name(merged["base"])
+        return f"{tuned} merged with {base} (α {merged['alpha']:.2f})"
     if distilled:
         return f"a student of {model_name(distilled['teacher'])}"
     if train:
@@ -187,25 +291,42 @@ TAGS = ("sentence-transformers", "sentence-similarity", "feature-extraction", "v
 
 
 def front_matter(model_dir) -> dict:
-    """The card's YAML header, as the hub reads it (sentence-transformers writes the same keys): where the model
-    came from, what it was trained on, and the figures of the run that made it."""
+    """The card's YAML header, as the hub reads it (sentence-transformers writes the same keys): where the
+    model came from, what it was trained on, and the figures of the run that made it."""
     model_dir = Path(model_dir)
     train, evaluation = _read(model_dir, TRAIN_CONFIG_FILE), _read(model_dir, EVALUATION_FILE)
-    header = {"library_name": "sentence-transformers", "pipeline_tag": "sentence-similarity", "tags": list(TAGS)}
+    header = {
+        "library_name": "sentence-transformers",
+        "pipeline_tag": "sentence-similarity",
+        "tags": list(TAGS),
+    }
     if train:
         base = model_name(train["base"])
         header["base_model"] = base
         header["license"] = BASE_LICENCES.get(base, "other").lower()
         if train.get("data"):
             header["datasets"] = [Path(train["data"]).name]
-    tuned = next((r for r in (evaluation or {}).get("rows", []) if r.get("name") == "fine-tuned (exact)"), None)
+    tuned = next(
+        (r for r in (evaluation or {}).get("rows", []) if r.get("name") == "fine-tuned (exact)"), None
+    )
     if tuned:
         header["metrics"] = [k for k in ("ndcg@10", "recall@100", "mrr@10") if k in tuned]
-        header["model-index"] = [{"name": model_dir.name, "results": [{
-            "task": {"type": "retrieval"},
-            "dataset": {"name": header.get("datasets", ["evaluation"])[0], "type": "beir"},
-            "metrics": [{"type": k.replace(" ", "_"), "value": round(float(tuned[k]), 4)} for k in FIGURES
-                        if k in tuned]}]}]
+        header["model-index"] = [
+            {
+                "name": model_dir.name,
+                "results": [
+                    {
+                        "task": {"type": "retrieval"},
+                        "dataset": {"name": header.get("datasets", ["evaluation"])[0], "type": "beir"},
+                        "metrics": [
+                            {"type": k.replace(" ", "_"), "value": round(float(tuned[k]), 4)}
+                            for k in FIGURES
+                            if k in tuned
+                        ],
+                    }
+                ],
+            }
+        ]
     return header
 
 

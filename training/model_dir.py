@@ -4,6 +4,7 @@ A model directory is a plain Hugging Face encoder (``AutoModel`` loads it) and a
 model (``SentenceTransformer`` loads it, prompts included), plus ``siamese.json``: how it embeds
 (``EncoderConfig``). Nothing here imports torch.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,14 +19,19 @@ from common.poolings import POOLINGS
 
 
 # Every file a model directory holds, named once (beside each: what writes it). A model directory is also a
-# Hugging Face encoder (config.json, weights, tokenizer) and a sentence-transformers model (modules.json, ...).
+# Hugging Face encoder (config.json, weights, tokenizer) and a
+# sentence-transformers model (modules.json, ...).
 CONFIG_FILE = "config.json"  # transformers: the architecture (its presence marks a model directory)
 TOKENIZER_FILE = "tokenizer.json"  # the fast tokenizer; Vespa's embedder loads the same file
 ENCODING_FILE = "siamese.json"  # how it embeds: pooling, normalisation, window, prefixes (EncoderConfig)
 TRAIN_CONFIG_FILE = "train_config.json"  # siamese train: the TrainConfig it was trained with
 TRAIN_METRICS_FILE = "train_metrics.json"  # siamese train: steps, the loss curve, wall time
-POSITIVES_FILE = "training_positives.json"  # siamese train: its positives, which split queries into seen/unseen
-RECIPE_FILE = "recipe.json"  # --recipe auto: the candidates it tried on a dev slice, and why it chose this one
+POSITIVES_FILE = (
+    "training_positives.json"  # siamese train: its positives, which split queries into seen/unseen
+)
+RECIPE_FILE = (
+    "recipe.json"  # --recipe auto: the candidates it tried on a dev slice, and why it chose this one
+)
 TOWERS_FILE = "towers.json"  # a two-tower model: this folder is the document tower, query/ the query tower
 MERGE_FILE = "merge.json"  # siamese merge: α and how it was chosen
 DISTILL_FILE = "distill.json"  # siamese distill: the teacher and which of its layers
@@ -34,11 +40,22 @@ EVALUATION_FILE = "evaluation.json"  # siamese run: the figures of the run that 
 CARD_FILE = "README.md"  # the model card, derived from the files above (training/model_card.py)
 
 # A base model's own files: what a hub download fetches and a frozen document tower copies as it is ...
-BASE_FILES = ("*.json", "*.safetensors", "*.bin", "*.txt", "*.model")  # config, weights, tokenizer, vocabulary
+BASE_FILES = (
+    "*.json",
+    "*.safetensors",
+    "*.bin",
+    "*.txt",
+    "*.model",
+)  # config, weights, tokenizer, vocabulary
 BASE_FOLDERS = ("1_Pooling", "1_AttentionPooling", "2_Dense", "2_Normalize")  # sentence-transformers modules
 # ... and those that decide its vectors (with EncoderConfig, the key its cached vectors are kept under)
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", CONFIG_FILE, "1_AttentionPooling/pooling.pt",
-                "2_Dense/model.safetensors")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    CONFIG_FILE,
+    "1_AttentionPooling/pooling.pt",
+    "2_Dense/model.safetensors",
+)
 
 
 def write_positives(model_dir, pairs) -> None:
@@ -73,7 +90,8 @@ RENAMED = {"passage_prefix": "document_prefix"}  # fields written before the doc
 
 
 def upgrade(saved: dict) -> dict:
-    """A saved ``siamese.json`` or ``train_config.json`` with ``RENAMED`` fields under their names of today."""
+    """A saved ``siamese.json`` or ``train_config.json`` with
+    ``RENAMED`` fields under their names of today."""
     for old, new in RENAMED.items():
         if old in saved:
             saved.setdefault(new, saved.pop(old))
@@ -99,33 +117,44 @@ HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?(@[\w.-]+)?")  # owner/name, 
 
 def check_model_dir(path) -> Path:
     """The model directory at ``path``; a training run's folder is accepted for the model inside it, and a
-    Hugging Face hub id (``owner/name[@revision]``) for its snapshot in the local hub cache (``resolve_hub_id``)."""
+    Hugging Face hub id (``owner/name[@revision]``) for its
+    snapshot in the local hub cache (``resolve_hub_id``)."""
     path = Path(path)
     if not path.exists() and HUB_ID.fullmatch(str(path)) and "/" in str(path).split("@")[0]:
         path = resolve_hub_id(str(path))
     if not (path / CONFIG_FILE).exists() and (path / "model" / CONFIG_FILE).exists():
         path = path / "model"
     if not path.is_dir():
-        raise ModelDirError(f"{path}: not a directory. Give a local Hugging Face encoder directory "
-                            "(one with config.json, weights and a tokenizer), such as one written by `siamese train`, "
-                            "or a hub id such as BAAI/bge-small-en-v1.5.")
+        raise ModelDirError(
+            f"{path}: not a directory. Give a local Hugging Face encoder directory "
+            "(one with config.json, weights and a tokenizer), such as one written by `siamese train`, "
+            "or a hub id such as BAAI/bge-small-en-v1.5."
+        )
     if not (path / CONFIG_FILE).exists():
-        raise ModelDirError(f"{path}: no config.json, so this is not a Hugging Face model directory. "
-                            "Point to the folder that holds config.json, the weights and tokenizer files.")
+        raise ModelDirError(
+            f"{path}: no config.json, so this is not a Hugging Face model directory. "
+            "Point to the folder that holds config.json, the weights and tokenizer files."
+        )
     if not (path / TOKENIZER_FILE).exists():
-        raise ModelDirError(f"{path}: no tokenizer.json (a fast tokenizer is required: Vespa's embedder loads it). "
-                            "Save the tokenizer with `AutoTokenizer.from_pretrained(..., use_fast=True)"
-                            ".save_pretrained(dir)` into the model directory.")
+        raise ModelDirError(
+            f"{path}: no tokenizer.json (a fast tokenizer is required: Vespa's embedder loads it). "
+            "Save the tokenizer with `AutoTokenizer.from_pretrained(..., use_fast=True)"
+            ".save_pretrained(dir)` into the model directory."
+        )
     return path
 
 
 def resolve_hub_id(name: str) -> Path:
-    """The local snapshot of hub model ``owner/name[@revision]``: from the hub cache, downloaded into it when the
-    hub is reachable (offline only when the user sets ``HF_HUB_OFFLINE``). One line for an id that is unknown,
-    gated, or not cached while offline."""
+    """The local snapshot of hub model ``owner/name[@revision]``: from the hub cache, downloaded into it when
+    the hub is reachable (offline only when the user sets ``HF_HUB_OFFLINE``). One line for an id that is
+    unknown, gated, or not cached while offline."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
     from huggingface_hub.utils import HfHubHTTPError
 
     repo, _, revision = name.partition("@")
@@ -133,19 +162,28 @@ def resolve_hub_id(name: str) -> Path:
     try:
         return Path(snapshot_download(repo, revision=revision or None, allow_patterns=patterns))
     except GatedRepoError as e:
-        raise ModelDirError(f"{name}: a gated model on the Hugging Face hub; accept its terms on its page and log in "
-                            "(`huggingface-cli login` or HF_TOKEN), then run again") from e
+        raise ModelDirError(
+            f"{name}: a gated model on the Hugging Face hub; accept its terms on its page and log in "
+            "(`huggingface-cli login` or HF_TOKEN), then run again"
+        ) from e
     except RevisionNotFoundError as e:
         raise ModelDirError(f"{name}: the hub has this model but not the revision '{revision}'") from e
     except RepositoryNotFoundError as e:
-        raise ModelDirError(f"{name}: no such model on the Hugging Face hub (unknown id, or private: check the "
-                            "spelling, or log in), and no such local directory") from e
+        raise ModelDirError(
+            f"{name}: no such model on the Hugging Face hub (unknown id, or private: check the "
+            "spelling, or log in), and no such local directory"
+        ) from e
     except LocalEntryNotFoundError as e:
         from huggingface_hub import constants
 
-        why = ("HF_HUB_OFFLINE is set: unset it to download, or copy a hub cache that holds it"
-               if constants.HF_HUB_OFFLINE else "no connection: connect, or give a local directory")
-        raise ModelDirError(f"{name}: not in the local hub cache, and the hub cannot be reached ({why})") from e
+        why = (
+            "HF_HUB_OFFLINE is set: unset it to download, or copy a hub cache that holds it"
+            if constants.HF_HUB_OFFLINE
+            else "no connection: connect, or give a local directory"
+        )
+        raise ModelDirError(
+            f"{name}: not in the local hub cache, and the hub cannot be reached ({why})"
+        ) from e
     except HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else e
         raise ModelDirError(f"{name}: the Hugging Face hub refused it ({status})") from e
@@ -154,7 +192,11 @@ def resolve_hub_id(name: str) -> Path:
 def hub_revision(path) -> str | None:
     """The commit a hub snapshot folder holds (its name), or None for any other directory."""
     path = Path(path).resolve()
-    return path.name if path.parent.name == "snapshots" and path.parent.parent.name.startswith("models--") else None
+    return (
+        path.name
+        if path.parent.name == "snapshots" and path.parent.parent.name.startswith("models--")
+        else None
+    )
 
 
 def model_name(path) -> str:
@@ -165,7 +207,7 @@ def model_name(path) -> str:
         return text
     resolved = Path(text).resolve()
     if hub_revision(resolved):
-        return resolved.parent.parent.name[len("models--"):].replace("--", "/")
+        return resolved.parent.parent.name[len("models--") :].replace("--", "/")
     try:
         if resolved == default_base_model().resolve():
             return "all-MiniLM-L6-v2"
@@ -190,7 +232,8 @@ class EncoderConfig:
 
     @classmethod
     def load(cls, model_dir, **overrides) -> "EncoderConfig":
-        """Ours (``siamese.json``) over what a sentence-transformers directory says; ``overrides`` (not None) win."""
+        """Ours (``siamese.json``) over what a sentence-transformers
+        directory says; ``overrides`` (not None) win."""
         model_dir = Path(model_dir)
         saved = _config_from_sentence_transformers(model_dir)
         if (model_dir / cls.FILE).exists():
@@ -209,8 +252,8 @@ class EncoderConfig:
 
 
 def _config_from_sentence_transformers(path: Path) -> dict:
-    """What an existing sentence-transformers directory says about its pooling, normalisation, length and prompts
-    (``config_sentence_transformers.json``: "query", and "passage" or "document" or "corpus")."""
+    """What an existing sentence-transformers directory says about its pooling, normalisation, length and
+    prompts (``config_sentence_transformers.json``: "query", and "passage" or "document" or "corpus")."""
     found = {}
     modules = path / "modules.json"
     if modules.exists():
@@ -224,7 +267,10 @@ def _config_from_sentence_transformers(path: Path) -> dict:
     prompts = path / "config_sentence_transformers.json"
     if prompts.exists():
         saved = json.loads(prompts.read_text()).get("prompts") or {}
-        for key, names in (("query_prefix", ("query",)), ("document_prefix", ("passage", "document", "corpus"))):
+        for key, names in (
+            ("query_prefix", ("query",)),
+            ("document_prefix", ("passage", "document", "corpus")),
+        ):
             found.update({key: saved[n] for n in names[::-1] if isinstance(saved.get(n), str)})
     sbert = path / "sentence_bert_config.json"
     length = json.loads(sbert.read_text()).get("max_seq_length") if sbert.exists() else None
@@ -240,7 +286,9 @@ def model_cache_key(model_dir, config) -> str:
     """Names a model's weights and embedding settings, for ``common.vectors.cached_vectors`` (which keeps
     passages' vectors: a two-tower model is named by its document tower, this folder, alone)."""
     digest = hashlib.sha256(repr(sorted(vars(config).items())).encode())
-    if half_encoding():  # vectors a GPU embedded in fp16 are not the CPU's fp32 ones (training/accelerator_encode.py)
+    if (
+        half_encoding()
+    ):  # vectors a GPU embedded in fp16 are not the CPU's fp32 ones (training/accelerator_encode.py)
         digest.update(b"fp16 autocast")
     model_dir = check_model_dir(model_dir)  # a hub id or run folder names the files below
     for name in WEIGHT_FILES:

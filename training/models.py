@@ -6,6 +6,7 @@ Example::
     model = load_model("runs/latest/train/model")   # an Encoder, a LateInteraction or a TwoTowers
     model.encode(["a query"], "query")              # TwoTowers picks its query tower
 """
+
 from __future__ import annotations
 
 from .encoder import Encoder

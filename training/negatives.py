@@ -2,11 +2,12 @@
 
 - ``bm25``: drawn at random (seeded) from the top ``depth`` BM25 hits that are not a known positive of the
   query, rather than always the top hit, because the very top is where unlabelled positives hide.
-- ``dense``: drawn from the base model's own ranking of the corpus, ranks ``window`` (10-100: past the top, where
-  unlabelled positives hide), less any scoring within ``margin`` of the pair's positive (as sentence-transformers'
-  ``mine_hard_negatives`` with ``absolute_margin`` and FlagEmbedding's ``hn_mine.py`` ``range_for_sampling``):
-  negatives the model itself finds close, which BM25's word overlap misses.
+- ``dense``: drawn from the base model's own ranking of the corpus, ranks ``window`` (10-100: past the top,
+  where unlabelled positives hide), less any scoring within ``margin`` of the pair's positive (as
+  sentence-transformers' ``mine_hard_negatives`` with ``absolute_margin`` and FlagEmbedding's ``hn_mine.py``
+  ``range_for_sampling``): negatives the model itself finds close, which BM25's word overlap misses.
 """
+
 from __future__ import annotations
 
 import random
@@ -27,8 +28,9 @@ def known_positives(pairs: list[Pair]) -> dict[str, set[str]]:
     return known
 
 
-def mine_hard_negatives(pairs: list[Pair], pool: list[str] | None = None, n: int = 1, depth: int = 10,
-                        seed: int = 0) -> list[Pair]:
+def mine_hard_negatives(
+    pairs: list[Pair], pool: list[str] | None = None, n: int = 1, depth: int = 10, seed: int = 0
+) -> list[Pair]:
     """Return copies of ``pairs`` with ``n`` BM25-mined negatives each, drawn from ``pool``
     (the corpus; by default the pairs' own positives). Pairs that already have negatives keep them."""
     known = known_positives(pairs)
@@ -40,7 +42,9 @@ def mine_hard_negatives(pairs: list[Pair], pool: list[str] | None = None, n: int
         hits, scores = index.search(queries, depth + max(len(known[q]) for q in queries))
         for q, row, row_scores in zip(queries, hits, scores):
             # a passage sharing no word with the query is no hard negative
-            candidates[q] = [pool[i] for i, s in zip(row, row_scores) if s > 0 and pool[i] not in known[q]][:depth]
+            candidates[q] = [pool[i] for i, s in zip(row, row_scores) if s > 0 and pool[i] not in known[q]][
+                :depth
+            ]
     rng = random.Random(seed)
     mined = []
     for p in pairs:
@@ -51,8 +55,15 @@ def mine_hard_negatives(pairs: list[Pair], pool: list[str] | None = None, n: int
     return mined
 
 
-def mine_dense_negatives(pairs: list[Pair], pool: list[str] | None, embed, n: int = 1,
-                         window: tuple[int, int] = (10, 100), margin: float = 0.05, seed: int = 0) -> list[Pair]:
+def mine_dense_negatives(
+    pairs: list[Pair],
+    pool: list[str] | None,
+    embed,
+    n: int = 1,
+    window: tuple[int, int] = (10, 100),
+    margin: float = 0.05,
+    seed: int = 0,
+) -> list[Pair]:
     """Copies of ``pairs`` with ``n`` negatives each from ranks ``window`` of ``embed``'s exact search over
     ``pool`` (the corpus; by default the pairs' own positives), scoring at most the positive's score less
     ``margin`` (cosine). ``embed(texts, kind)``: the base model's vectors. Pairs with negatives keep them."""
@@ -73,7 +84,7 @@ def mine_dense_negatives(pairs: list[Pair], pool: list[str] | None, embed, n: in
     start, stop = window
     ranked: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # query → (pool rows in the window, their scores)
     for q, scores in zip(queries, query_vectors @ docs.T):
-        top = np.argsort(-scores, kind="stable")[:stop + len(known[q])]
+        top = np.argsort(-scores, kind="stable")[: stop + len(known[q])]
         top = [i for i in top if pool[i] not in known[q]][start:stop]
         ranked[q] = (np.array(top, dtype=int), scores[top])
     query_row = {q: i for i, q in enumerate(queries)}

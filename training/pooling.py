@@ -3,6 +3,7 @@
 Which of these Vespa's hugging-face-embedder can do itself is recorded in ``common/poolings.py``;
 the learned ``attention`` pooling it cannot, so the exporter bakes it into the ONNX graph.
 """
+
 from __future__ import annotations
 
 import json

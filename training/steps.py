@@ -1,6 +1,8 @@
-"""What every trainer uses (``loop.py``: one shared model; ``towers.py``: two towers; ``distill.py``: a smaller
-student): the one optimizer step, the learning-rate schedule, autocast, the training window and the anchor's
-targets. A trainer computes its loss, calls ``backward``, then ``OptimizerStep``: nothing else differs."""
+"""What every trainer uses (``loop.py``: one shared model; ``towers.py``: two towers; ``distill.py``: a
+smaller student): the one optimizer step, the learning-rate schedule, autocast, the training window and the
+anchor's targets. A trainer computes its loss, calls
+``backward``, then ``OptimizerStep``: nothing else differs."""
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -35,12 +37,14 @@ def training_window(encoder: Encoder, tokens: int):
 
 
 def warmup_linear(total: int, warmup: int):
-    """The learning rate's factor at each step: a linear rise over ``warmup`` steps, then a linear fall to 0."""
+    """The learning rate's factor at each step: a linear rise
+    over ``warmup`` steps, then a linear fall to 0."""
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
         return max(0.0, (total - step) / max(1, total - warmup))
+
     return factor
 
 
@@ -50,14 +54,23 @@ class OptimizerStep:
     learning rate's schedule (a linear rise over ``warmup_ratio`` of ``total`` steps, then a linear fall to 0;
     without ``total``, constant), gradients cleared."""
 
-    def __init__(self, params, lr: float, weight_decay: float, max_grad_norm: float, total: int | None = None,
-                 warmup_ratio: float = 0.0):
+    def __init__(
+        self,
+        params,
+        lr: float,
+        weight_decay: float,
+        max_grad_norm: float,
+        total: int | None = None,
+        warmup_ratio: float = 0.0,
+    ):
         self.params = list(params)
         self.max_grad_norm = max_grad_norm
         self.optimizer = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay)
-        self.scheduler = (torch.optim.lr_scheduler.LambdaLR(self.optimizer,
-                                                            warmup_linear(total, int(warmup_ratio * total)))
-                          if total else None)
+        self.scheduler = (
+            torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_linear(total, int(warmup_ratio * total)))
+            if total
+            else None
+        )
 
     def __call__(self) -> None:
         distributed.sum_gradients(self.params)
@@ -73,8 +86,10 @@ class OptimizerStep:
         return self.scheduler.get_last_lr()[0] if self.scheduler else self.optimizer.param_groups[0]["lr"]
 
     def state_dict(self) -> dict:  # a checkpoint's (the keys older checkpoints have)
-        return {"optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict() if self.scheduler else None}
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
@@ -92,6 +107,9 @@ def anchor_targets(cfg: TrainConfig, teacher: Encoder | None = None) -> tuple[li
 
     texts = read_general_texts(cfg.anchor_data or STSB_TRAIN)
     teacher = (teacher or Encoder.load(cfg.base, **cfg.encoding)).eval()
-    vectors = cached_vectors(f"anchor {model_cache_key(cfg.base, teacher.config)}", texts,
-                             lambda share: teacher.encode(share, "query", batch_size=128))
+    vectors = cached_vectors(
+        f"anchor {model_cache_key(cfg.base, teacher.config)}",
+        texts,
+        lambda share: teacher.encode(share, "query", batch_size=128),
+    )
     return texts, torch.from_numpy(vectors)

@@ -16,6 +16,7 @@ MultipleNegativesRankingLoss scale 20), and bge-small at 0.02, the value measure
 
     >>> tau, margin = base_temperature(base_encoder.encode, pairs, seed=42)
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -62,6 +63,8 @@ def base_temperature(embed, pairs: list, seed: int) -> tuple[float, float | None
     sample = sample_pairs(pairs, seed)
     if len(sample) < 2:
         return FIXED, None
-    m = margin(normalize(embed([p.query for p in sample], "query")),
-               normalize(embed([p.positive for p in sample], "passage")))
+    m = margin(
+        normalize(embed([p.query for p in sample], "query")),
+        normalize(embed([p.positive for p in sample], "passage")),
+    )
     return temperature_for(m), m

@@ -4,13 +4,14 @@
   once (the base model's vectors, the same cached ones the evaluation's base row uses; the exported graph is
   held to them by the parity check), so every step scores each query against *every* document:
 
-      L = −(1/B) Σ_i log softmax_j(q_i · d_j / τ)[pos(i)],  j over the whole corpus (other positives of q_i masked)
+      L = −(1/B) Σ_i log softmax_j(q_i · d_j / τ)[pos(i)]
+      j over the whole corpus (other positives of q_i masked)
 
   all hard negatives, no mining. Above ``FULL_SOFTMAX_MAX`` documents the softmax runs over every training
   positive and negative plus a random sample of the rest, up to that many. Deployed, its documents keep the
   vectors they were fed with: a new query tower needs no re-feed.
-- ``adapter``: as ``query``, but the query tower is the frozen base plus one trainable D×D matrix after pooling
-  (initialised to the identity, so it starts as the base), baked into the exported query graph.
+- ``adapter``: as ``query``, but the query tower is the frozen base plus one trainable D×D matrix after
+  pooling (initialised to the identity, so it starts as the base), baked into the exported query graph.
 - ``separate``: both towers trained from the base, not shared, in-batch InfoNCE as the shared recipe.
 
 The anchor against forgetting (``training/losses/``) holds each trained tower to the base on general text.
@@ -23,6 +24,7 @@ Example::
     train(cfg, pairs, corpus)                   # training/loop.py hands two-tower settings to train_towers
     TwoTowers.load("runs/q/model").encode(["a query"], "query")
 """
+
 from __future__ import annotations
 
 import copy
@@ -49,9 +51,9 @@ QUERY_DIR = "query"
 
 
 class TwoTowers(nn.Module):
-    """A query tower and a document tower behind the ``Encoder`` surface evaluation uses: ``encode(texts, kind)``
-    picks the tower by kind; ``config``, ``dim`` and ``tokenizer`` are the document tower's (what documents are
-    cut and cached by)."""
+    """A query tower and a document tower behind the ``Encoder`` surface evaluation uses: ``encode(texts,
+    kind)`` picks the tower by kind; ``config``, ``dim`` and ``tokenizer`` are the document tower's (what
+    documents are cut and cached by)."""
 
     def __init__(self, query: Encoder, document: Encoder, record: dict):
         super().__init__()
@@ -79,8 +81,11 @@ class TwoTowers(nn.Module):
     def load(cls, path, device=None, **overrides) -> "TwoTowers":
         path = check_model_dir(path)
         record = json.loads((path / TOWERS_FILE).read_text())
-        return cls(Encoder.load(path / record["query"], device, **overrides), Encoder.load(path, device, **overrides),
-                   record)
+        return cls(
+            Encoder.load(path / record["query"], device, **overrides),
+            Encoder.load(path, device, **overrides),
+            record,
+        )
 
     def save(self, path, base_dir: Path | None = None) -> None:
         """``base_dir``: the frozen document tower's source, copied as it is."""
@@ -104,9 +109,9 @@ def copy_base(base_dir: Path, target: Path) -> None:
 
 
 def _bank(base: Encoder, base_dir, pairs, corpus, seed: int) -> tuple[list[str], np.ndarray]:
-    """Every document the query tower is scored against, with the frozen base's vectors: the corpus in its order
-    (cached under the key evaluation gives the base model's corpus vectors), then positives and negatives the
-    corpus lacks."""
+    """Every document the query tower is scored against, with the frozen base's vectors: the corpus in its
+    order (cached under the key evaluation gives the base model's corpus vectors), then positives and
+    negatives the corpus lacks."""
     from common.data import Doc
 
     from .distributed import cached_vectors, encode_shared
@@ -122,10 +127,17 @@ def _bank(base: Encoder, base_dir, pairs, corpus, seed: int) -> tuple[list[str],
         room = max(0, FULL_SOFTMAX_MAX - len(extra) - len(needed))
         keep = needed + random.Random(seed).sample(rest, min(room, len(rest)))
         texts = [texts[i] for i in sorted(keep)]
-        print(f"towers: the corpus is over {FULL_SOFTMAX_MAX} documents; each step scores against the training "
-              f"texts and a sample of {len(texts)}", file=sys.stderr)
+        print(
+            f"towers: the corpus is over {FULL_SOFTMAX_MAX} documents; each step scores against the training "
+            f"texts and a sample of {len(texts)}",
+            file=sys.stderr,
+        )
     key = model_cache_key(base_dir, base.config)
-    vectors = [cached_vectors(key, texts, lambda share: base.encode(share, "passage", progress=True))] if texts else []
+    vectors = (
+        [cached_vectors(key, texts, lambda share: base.encode(share, "passage", progress=True))]
+        if texts
+        else []
+    )
     if extra:
         vectors.append(encode_shared(lambda share: base.encode(share, "passage"), extra))
     return texts + extra, np.concatenate(vectors)
@@ -143,14 +155,22 @@ def build_towers(cfg, base: Encoder) -> TwoTowers:
     document = base if frozen else copy.deepcopy(base)
     for p in document.parameters():
         p.requires_grad_(not frozen)
-    return TwoTowers(query, document, {"query": QUERY_DIR, "document": ".", "variant": cfg.tower,
-                                       "frozen": "document" if frozen else None,
-                                       "base": cfg.base})
+    return TwoTowers(
+        query,
+        document,
+        {
+            "query": QUERY_DIR,
+            "document": ".",
+            "variant": cfg.tower,
+            "frozen": "document" if frozen else None,
+            "base": cfg.base,
+        },
+    )
 
 
 def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = True) -> tuple[TwoTowers, dict]:
-    """Train the towers ``cfg.tower`` names on ``plan`` (batches of ``pairs``' indices); returns the towers and
-    the metrics the model directory records. The caller saves them (``TwoTowers.save``)."""
+    """Train the towers ``cfg.tower`` names on ``plan`` (batches of ``pairs``' indices); returns the towers
+    and the metrics the model directory records. The caller saves them (``TwoTowers.save``)."""
     from tqdm.auto import tqdm
 
     from . import distributed
@@ -163,8 +183,11 @@ def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = Tru
     bank = _bank(base, check_model_dir(cfg.base), pairs, corpus, cfg.seed) if frozen else None
     inner = LOSSES[cfg.loss].build(cfg, bank=bank, pairs=pairs, device=base.device)
     general, teacher = anchor_targets(cfg, base) if cfg.anchor != "none" else ([], None)
-    loss_fn = Anchored(inner, cfg.anchor, general, teacher, cfg.anchor_weight, cfg.anchor_batch, cfg.seed) \
-        if cfg.anchor != "none" else inner
+    loss_fn = (
+        Anchored(inner, cfg.anchor, general, teacher, cfg.anchor_weight, cfg.anchor_batch, cfg.seed)
+        if cfg.anchor != "none"
+        else inner
+    )
     trained = [t for t in (towers.query, towers.document) if any(p.requires_grad for p in t.parameters())]
     params = [p for t in trained for p in t.parameters() if p.requires_grad]
     optimize = OptimizerStep(params, cfg.lr, cfg.weight_decay, cfg.max_grad_norm, len(plan), cfg.warmup_ratio)
@@ -176,8 +199,12 @@ def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = Tru
     if cfg.tower == "adapter":
         towers.query.transformer.eval()  # frozen: no dropout, the base's vectors through the trained map
     query, document = (partial(embed_step, tower) for tower in (towers.query, towers.document))
-    for step in tqdm(range(len(plan)), desc=f"train ({cfg.tower} tower)", unit="step",
-                     disable=not (progress and distributed.is_main())):
+    for step in tqdm(
+        range(len(plan)),
+        desc=f"train ({cfg.tower} tower)",
+        unit="step",
+        disable=not (progress and distributed.is_main()),
+    ):
         batch = [pairs[i] for i in plan[step]]
         texts, ids = loss_fn.general_texts(step) if cfg.anchor != "none" else ([], None)
         with training_window(towers.query, window), training_window(towers.document, window):
@@ -187,20 +214,31 @@ def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = Tru
             loss = loss_fn(q, p, Batch(batch, g, ids))
             if texts and not frozen:  # the document tower is anchored too
                 loss = loss + cfg.anchor_weight * loss_fn.anchor(
-                    distributed.embed_shared(document, texts, "query", towers.dim), teacher[ids].to(q.device))
+                    distributed.embed_shared(document, texts, "query", towers.dim), teacher[ids].to(q.device)
+                )
         loss.backward()
         optimize()
         log["step"].append(step + 1)
         log["loss"].append(loss.item())
         log["lr"].append(optimize.lr)
-        embedded = [x.query for x in batch] + texts + ([] if frozen else texts + [t for x in batch for t in
-                                                                                  (x.positive, *x.negatives)])
+        embedded = (
+            [x.query for x in batch]
+            + texts
+            + ([] if frozen else texts + [t for x in batch for t in (x.positive, *x.negatives)])
+        )
         n_tokens += sum(map(len, towers.tokenizer(embedded, truncation=True, max_length=window)["input_ids"]))
     elapsed = time.time() - started
     for t in (towers.query, towers.document):
         t.eval()
-    metrics = {"steps": len(plan), "pairs": len(pairs), "final_loss": log["loss"][-1], "wall_s": round(elapsed, 1),
-               "pairs_per_s": round(sum(map(len, plan)) / max(elapsed, 1e-9), 2), "tower": cfg.tower,
-               "tokens_per_s": round(n_tokens / max(elapsed, 1e-9), 1),
-               "trained_parameters": sum(p.numel() for p in params), "log": log}
+    metrics = {
+        "steps": len(plan),
+        "pairs": len(pairs),
+        "final_loss": log["loss"][-1],
+        "wall_s": round(elapsed, 1),
+        "pairs_per_s": round(sum(map(len, plan)) / max(elapsed, 1e-9), 2),
+        "tower": cfg.tower,
+        "tokens_per_s": round(n_tokens / max(elapsed, 1e-9), 1),
+        "trained_parameters": sum(p.numel() for p in params),
+        "log": log,
+    }
     return towers, metrics

@@ -1,11 +1,12 @@
-"""The training curve where a user's tools read it: TensorBoard event files (``--report-to tensorboard``) and a
-table in the model card. Both read the log every training loop keeps (``train_metrics.json``'s ``log``: step,
-loss, learning rate, and any evaluation during training), so the three show the same numbers.
+"""The training curve where a user's tools read it: TensorBoard event files (``--report-to tensorboard``) and
+a table in the model card. Both read the log every training loop keeps (``train_metrics.json``'s ``log``:
+step, loss, learning rate, and any evaluation during training), so the three show the same numbers.
 
 Example::
 
     write_tensorboard(run_dir / "tensorboard", metrics["log"])   # then: tensorboard --logdir run_dir
 """
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,8 @@ def tensorboard_available() -> bool:
 
 
 def write_tensorboard(folder, log: dict) -> Path | None:
-    """Event files under ``folder``: ``train/loss``, ``train/learning_rate`` a step, and ``eval/<metric>`` at each
-    evaluation. None where TensorBoard's writer is not installed."""
+    """Event files under ``folder``: ``train/loss``, ``train/learning_rate`` a step, and ``eval/<metric>`` at
+    each evaluation. None where TensorBoard's writer is not installed."""
     if not tensorboard_available():
         return None
     from torch.utils.tensorboard import SummaryWriter
@@ -61,9 +62,16 @@ def log_table(log: dict, rows: int = 10) -> list[str]:
         stretch = slice(start, start + size)
         losses = log["loss"][stretch]
         seen = [evals[s] for s in steps[stretch] if s in evals]
-        lines.append(row([f"{steps[start]}–{steps[stretch][-1]}", f"{sum(losses) / len(losses):.4f}",
-                          f"{log['lr'][stretch][-1]:.2e}",
-                          *(f"{seen[-1][m]:.4f}" if seen and m in seen[-1] else "" for m in metrics)]))
+        lines.append(
+            row(
+                [
+                    f"{steps[start]}–{steps[stretch][-1]}",
+                    f"{sum(losses) / len(losses):.4f}",
+                    f"{log['lr'][stretch][-1]:.2e}",
+                    *(f"{seen[-1][m]:.4f}" if seen and m in seen[-1] else "" for m in metrics),
+                ]
+            )
+        )
     return lines
 
 
@@ -77,8 +85,10 @@ def check_report_to(report_to: str | None) -> str:
     if report_to not in REPORT_TO:
         raise ConfigError(f"--report-to must be one of {', '.join(REPORT_TO)}, not {report_to!r}")
     if report_to == "tensorboard" and not tensorboard_available():
-        raise ConfigError("--report-to tensorboard needs TensorBoard's writer: pip install tensorboard (or "
-                          "--report-to none)")
+        raise ConfigError(
+            "--report-to tensorboard needs TensorBoard's writer: pip install tensorboard (or "
+            "--report-to none)"
+        )
     return report_to
 
 

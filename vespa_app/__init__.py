@@ -1,1 +1,2 @@
-"""The Vespa application: package, checks with Vespa's own code, deploy, feed, query, and an embedded backend."""
+"""The Vespa application: package, checks with Vespa's own
+code, deploy, feed, query, and an embedded backend."""

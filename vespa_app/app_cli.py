@@ -1,4 +1,5 @@
 """`siamese app build` and `siamese app check`: the application package's two commands."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,21 +14,35 @@ def cmd_app_build(args) -> int:
     from vespa_app.package.options import AppOptions
 
     if args.bm25_weight == "auto":
-        raise ConfigError("--bm25-weight auto is chosen by `siamese run` on the training queries; give app build a "
-                          "number (e.g. the run's, in its models/package.json)")
-    options = AppOptions(**cli.given_options(AppOptions, args), bm25_weight_choice={
-        "method": "given (--bm25-weight)" if args.bm25_weight is not None else "default"})
+        raise ConfigError(
+            "--bm25-weight auto is chosen by `siamese run` on the training queries; give app build a "
+            "number (e.g. the run's, in its models/package.json)"
+        )
+    options = AppOptions(
+        **cli.given_options(AppOptions, args),
+        bm25_weight_choice={"method": "given (--bm25-weight)" if args.bm25_weight is not None else "default"},
+    )
     if args.colbert_cells and not args.colbert and not _is_colbert_export(args.export_dir):
-        raise ConfigError("--colbert-cells shapes the token vectors of --colbert COLBERT_EXPORT; give --colbert too")
+        raise ConfigError(
+            "--colbert-cells shapes the token vectors of --colbert COLBERT_EXPORT; give --colbert too"
+        )
     if args.chunk_overlap and not args.chunk_tokens:
-        raise ConfigError("--chunk-overlap needs --chunk-tokens: without it a document is one vector, not chunks")
+        raise ConfigError(
+            "--chunk-overlap needs --chunk-tokens: without it a document is one vector, not chunks"
+        )
     reports = []
 
     def check(package):  # on the finished package, before it takes OUT_DIR's place
         reports.append(check_package(package, hosted=args.cloud))
 
-    out = write_package(args.export_dir, args.out_dir, options, force=args.force,
-                        check=None if args.no_check else check, colbert_dir=args.colbert)
+    out = write_package(
+        args.export_dir,
+        args.out_dir,
+        options,
+        force=args.force,
+        check=None if args.no_check else check,
+        colbert_dir=args.colbert,
+    )
     print(f"wrote {out}")
     for report in reports:
         print(report.summary())
@@ -45,7 +60,11 @@ def cmd_app_check(args) -> int:
 
     texts = None
     if args.texts:
-        texts = [line.rstrip("\n") for line in Path(args.texts).read_text(encoding="utf-8").splitlines() if line.strip()]
+        texts = [
+            line.rstrip("\n")
+            for line in Path(args.texts).read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
     docs = None
     if args.corpus:
         from common.data import load_corpus
@@ -66,20 +85,30 @@ def add_app_commands(sub) -> None:
     p.add_argument("export_dir")
     p.add_argument("out_dir")
     AppOptions.add_args(p)
-    p.add_argument("--colbert", metavar="COLBERT_EXPORT",
-                   help="a late-interaction export (siamese train --late-interaction, then export) served beside "
-                        "the single-vector one: a colbert field and the colbert, colbert-maxsim, hybrid-colbert and "
-                        "bm25-colbert profiles (MaxSim re-ranking); a late-interaction export as EXPORT_DIR is "
-                        "served alone (bm25, bm25-colbert)")
+    p.add_argument(
+        "--colbert",
+        metavar="COLBERT_EXPORT",
+        help="a late-interaction export (siamese train --late-interaction, then export) served beside "
+        "the single-vector one: a colbert field and the colbert, colbert-maxsim, hybrid-colbert and "
+        "bm25-colbert profiles (MaxSim re-ranking); a late-interaction export as EXPORT_DIR is "
+        "served alone (bm25, bm25-colbert)",
+    )
     p.add_argument("--force", action="store_true", help="replace OUT_DIR when it holds a previous package")
-    p.add_argument("--no-check", action="store_true", help="write the package unchecked (without it, a package that "
-                   "fails the checks is not kept)")
+    p.add_argument(
+        "--no-check",
+        action="store_true",
+        help="write the package unchecked (without it, a package that fails the checks is not kept)",
+    )
     p.set_defaults(func=cmd_app_build)
-    p = app.add_parser("check", help="Vespa's own config model, embedder, indexing and query stack on a package "
-                                     "(offline)")
+    p = app.add_parser(
+        "check", help="Vespa's own config model, embedder, indexing and query stack on a package (offline)"
+    )
     p.add_argument("package")
-    p.add_argument("--corpus", help="documents to put through the package's indexing (a corpus.jsonl[.gz] or BEIR "
-                                    "folder; default: the bundled SciFact corpus)")
+    p.add_argument(
+        "--corpus",
+        help="documents to put through the package's indexing (a corpus.jsonl[.gz] or BEIR "
+        "folder; default: the bundled SciFact corpus)",
+    )
     p.add_argument("--texts", help="a file with one text per line to embed with Vespa's embedder")
     p.add_argument("--vectors-out", help="write Vespa's vectors for --texts here (JSON)")
     p.add_argument("--hosted", action="store_true", help="check as Vespa Cloud would")

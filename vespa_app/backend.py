@@ -2,6 +2,7 @@
 
 Profiles (``profiles.py``) mean the same on both.
 """
+
 from __future__ import annotations
 
 import time
@@ -26,8 +27,14 @@ class SearchBackend(Protocol):
     def query(self, text: str, profile: str = "semantic", hits: int = 10) -> list[Hit]: ...
 
 
-def evaluate_backend(backend: SearchBackend, beir: Beir, profiles=CORE, label: str = "", progress=True,
-                     seen: set[str] | None = None):
+def evaluate_backend(
+    backend: SearchBackend,
+    beir: Beir,
+    profiles=CORE,
+    label: str = "",
+    progress=True,
+    seen: set[str] | None = None,
+):
     """One row per profile, in the table format of `siamese eval` (with ``seen``: all, seen and unseen)."""
     from tqdm.auto import tqdm
 
@@ -35,10 +42,21 @@ def evaluate_backend(backend: SearchBackend, beir: Beir, profiles=CORE, label: s
     for profile in profiles:
         started = time.time()
         run = {}
-        for qid, text in tqdm(beir.queries.items(), desc=f"{label or 'backend'} {profile}", unit="q",
-                              leave=False, disable=not progress):
+        for qid, text in tqdm(
+            beir.queries.items(),
+            desc=f"{label or 'backend'} {profile}",
+            unit="q",
+            leave=False,
+            disable=not progress,
+        ):
             run[qid] = [(h.id, h.score) for h in backend.query(text, profile, hits=100)]
-        rows.append({"name": f"{label} {profile}".strip(), "kind": "served", "profile": profile,
-                     **score_split(run, beir.qrels, seen),
-                     "seconds": round(time.time() - started, 1)})
+        rows.append(
+            {
+                "name": f"{label} {profile}".strip(),
+                "kind": "served",
+                "profile": profile,
+                **score_split(run, beir.qrels, seen),
+                "seconds": round(time.time() - started, 1),
+            }
+        )
     return rows

@@ -1,5 +1,6 @@
 """The Vespa stage's commands: `siamese search` (an embedded index), `query`, `deploy` and `feed` (a running
 Vespa), and `siamese app build|check` (``app_cli``). None of them imports torch or the training package."""
+
 from __future__ import annotations
 
 import sys
@@ -33,8 +34,14 @@ def cmd_query(args) -> int:
 def cmd_deploy(args) -> int:
     from vespa_app.client.deploy import deploy
 
-    url = deploy(args.package, args.target, tenant=args.tenant, application=args.application, key=args.key,
-                 query_url=args.query_url)
+    url = deploy(
+        args.package,
+        args.target,
+        tenant=args.tenant,
+        application=args.application,
+        key=args.key,
+        query_url=args.query_url,
+    )
     print(f"deployed; the application answers at {url}")
     return 0
 
@@ -47,19 +54,26 @@ def cmd_feed(args) -> int:
     docs = list(load_corpus(args.data, skip_bad=args.skip_bad).values())
     target = args.target
     if Path(target).is_dir() and (Path(target) / "services.xml").exists():
-        raise ConfigError(f"{target} is an application package; deploy it with `siamese deploy {target}` and "
-                         "feed the URL it prints")
+        raise ConfigError(
+            f"{target} is an application package; deploy it with `siamese deploy {target}` and "
+            "feed the URL it prints"
+        )
     schema = chunker = None
     if args.package:
         from vespa_app.package.record import AppPackage
 
         package = AppPackage.open(args.package)
         schema, chunker = package.feed_key, package.chunker()
-    result = feed(target, docs, args.ledger, args.failed, schema=schema, chunker=chunker, concurrency=args.concurrency)
+    result = feed(
+        target, docs, args.ledger, args.failed, schema=schema, chunker=chunker, concurrency=args.concurrency
+    )
     print(result.summary())
     if result.failed:
-        print(f"{len(result.failed)} document(s) failed for good; ids and reasons in {args.failed}. "
-              "Re-run the same command to retry only those.", file=sys.stderr)
+        print(
+            f"{len(result.failed)} document(s) failed for good; ids and reasons in {args.failed}. "
+            "Re-run the same command to retry only those.",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -77,8 +91,12 @@ def _add_query(sub) -> None:
     p = sub.add_parser("query", help="query a running Vespa through its query API")
     p.add_argument("url")
     p.add_argument("text")
-    p.add_argument("--profile", choices=profiles.NAMES, default="semantic",
-                   help="binary needs a package built with --binarized")
+    p.add_argument(
+        "--profile",
+        choices=profiles.NAMES,
+        default="semantic",
+        help="binary needs a package built with --binarized",
+    )
     p.add_argument("--hits", type=positive_int, default=10)
     p.add_argument("--package", help="the deployed package: a chunked one's hits come with their best chunk")
     p.set_defaults(func=cmd_query)
@@ -87,9 +105,14 @@ def _add_query(sub) -> None:
 def _add_deploy(sub) -> None:
     p = sub.add_parser("deploy", help="deploy an application package")
     p.add_argument("package")
-    p.add_argument("--target", default="docker",
-                   help="docker (default), a config server URL such as http://localhost:19071, or cloud")
-    p.add_argument("--query-url", help="with a config server: where the container answers (default HOST:8080)")
+    p.add_argument(
+        "--target",
+        default="docker",
+        help="docker (default), a config server URL such as http://localhost:19071, or cloud",
+    )
+    p.add_argument(
+        "--query-url", help="with a config server: where the container answers (default HOST:8080)"
+    )
     p.add_argument("--tenant")
     p.add_argument("--application")
     p.add_argument("--key", help="Vespa Cloud API key file")
@@ -100,10 +123,16 @@ def _add_feed(sub) -> None:
     p = sub.add_parser("feed", help="feed a corpus (JSONL or BEIR folder) to a running Vespa")
     p.add_argument("target", help="the container URL, e.g. http://localhost:8080")
     p.add_argument("data")
-    p.add_argument("--ledger", default="feed-ledger.jsonl",
-                   help="ids acknowledged so far, per target; a re-run to the same target skips them")
-    p.add_argument("--package", help="the deployed application package: a re-deploy with another schema "
-                                     "then feeds everything again; a chunked package's chunks are sent (needed)")
+    p.add_argument(
+        "--ledger",
+        default="feed-ledger.jsonl",
+        help="ids acknowledged so far, per target; a re-run to the same target skips them",
+    )
+    p.add_argument(
+        "--package",
+        help="the deployed application package: a re-deploy with another schema "
+        "then feeds everything again; a chunked package's chunks are sent (needed)",
+    )
     p.add_argument("--failed", default="feed-failed.jsonl", help="ids that failed for good, with reasons")
     p.add_argument("--concurrency", type=positive_int, default=16)
     p.add_argument("--skip-bad", action="store_true")

@@ -13,6 +13,7 @@ token vectors: the packed bits unpacked to 0/1 (``cells="int8"``, as the package
 Chunked (``build(..., chunker=)``), as a chunked Vespa package: a vector per chunk, HNSW over all of them,
 and a document as close as its best chunk, which each hit carries as its passage.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,7 +36,13 @@ from common.bm25 import BM25
 from vespa_app import profiles
 from vespa_app.backend import Hit
 from vespa_app.index_files import REBUILD, BadIndexError, read_colbert, read_index, write_index
-from vespa_app.serving import BM25_WEIGHT, HNSW_EXPLORE_AT_INSERT, HNSW_EXPLORE_AT_SEARCH, HNSW_MAX_LINKS, TARGET_HITS
+from vespa_app.serving import (
+    BM25_WEIGHT,
+    HNSW_EXPLORE_AT_INSERT,
+    HNSW_EXPLORE_AT_SEARCH,
+    HNSW_MAX_LINKS,
+    TARGET_HITS,
+)
 
 
 def _hnsw(dim: int, connectivity: int, expansion_add: int, expansion_search: int):
@@ -57,14 +64,35 @@ def _colbert_tokens(colbert_dir: Path, cells: str, docs: list[Doc], progress: bo
         raise ConfigError(f"colbert cells must be int8 or float, not {cells!r}")
     started = time.time()
     tokens = OnnxTokenEmbedder(colbert_dir).embed([d.passage for d in docs], "passage", progress=progress)
-    return tokens, {"export_dir": str(colbert_dir), "manifest_sha256": sha256(colbert_dir / MANIFEST), "cells": cells,
-                    "tokens": int(sum(len(t) for t in tokens)), "embed_seconds": round(time.time() - started, 1)}
+    return tokens, {
+        "export_dir": str(colbert_dir),
+        "manifest_sha256": sha256(colbert_dir / MANIFEST),
+        "cells": cells,
+        "tokens": int(sum(len(t) for t in tokens)),
+        "embed_seconds": round(time.time() - started, 1),
+    }
 
 
 class EmbeddedIndex:
-    def __init__(self, path, docs: list[Doc], embeddings: np.ndarray, hnsw, bm25: BM25, meta: dict,
-                 embedder: OnnxEmbedder | None = None, chunks: list[tuple[int, str]] | None = None):
-        self.path, self.docs, self.embeddings, self.hnsw, self.bm25, self.meta = path, docs, embeddings, hnsw, bm25, meta
+    def __init__(
+        self,
+        path,
+        docs: list[Doc],
+        embeddings: np.ndarray,
+        hnsw,
+        bm25: BM25,
+        meta: dict,
+        embedder: OnnxEmbedder | None = None,
+        chunks: list[tuple[int, str]] | None = None,
+    ):
+        self.path, self.docs, self.embeddings, self.hnsw, self.bm25, self.meta = (
+            path,
+            docs,
+            embeddings,
+            hnsw,
+            bm25,
+            meta,
+        )
         self._embedder = embedder
         self._binary = None
         self._colbert_embedder = None
@@ -95,27 +123,33 @@ class EmbeddedIndex:
             export_dir = Path(self.meta["export_dir"])
             manifest = export_dir / MANIFEST
             if not manifest.exists():
-                raise BadIndexError(f"{self.path}: its export {export_dir} is gone, so queries cannot be embedded "
-                                    f"as its documents were. {REBUILD}")
+                raise BadIndexError(
+                    f"{self.path}: its export {export_dir} is gone, so queries cannot be embedded "
+                    f"as its documents were. {REBUILD}"
+                )
             if sha256(manifest) != self.meta["manifest_sha256"]:
-                raise BadIndexError(f"{self.path}: the export {export_dir} was re-written after this index was built "
-                                    f"(its manifest differs), so queries would not match the documents. {REBUILD}")
+                raise BadIndexError(
+                    f"{self.path}: the export {export_dir} was re-written after this index was built "
+                    f"(its manifest differs), so queries would not match the documents. {REBUILD}"
+                )
             self._embedder = OnnxEmbedder(export_dir, dim=self.meta["dimension"])
         return self._embedder
 
     def serve(self, export_dir) -> None:
         """Embed queries with another export from now on (recorded in meta.json), as a Vespa redeploy of a new
-        query tower: allowed only where its documents embed as this index's did (``Manifest.document_side``), so
-        not one document is re-embedded; refused otherwise."""
+        query tower: allowed only where its documents embed as this index's did (``Manifest.document_side``),
+        so not one document is re-embedded; refused otherwise."""
         from exporter.manifest import Manifest
 
         export_dir = Path(export_dir).resolve()
         side = Manifest.load(export_dir).document_side()
         if side != self.meta.get("document_side"):
-            raise BadIndexError(f"{self.path}: {export_dir} embeds documents otherwise than the export this index was "
-                                f"built with ({self.meta['export_dir']}), so every document would need embedding again. "
-                                f"Build a new index for it; only an export with the same document tower (a new query "
-                                f"tower: `siamese train --tower query`) can be served over this one.")
+            raise BadIndexError(
+                f"{self.path}: {export_dir} embeds documents otherwise than the export this index was "
+                f"built with ({self.meta['export_dir']}), so every document would need embedding again. "
+                f"Build a new index for it; only an export with the same document tower (a new query "
+                f"tower: `siamese train --tower query`) can be served over this one."
+            )
         self.meta.update(export_dir=str(export_dir), manifest_sha256=sha256(export_dir / MANIFEST))
         self._embedder = None
         self._write_meta()
@@ -130,14 +164,22 @@ class EmbeddedIndex:
         """The late-interaction export the documents' token vectors came from; refused if it changed since."""
         info = self.meta.get("colbert")
         if not info:
-            raise ConfigError(f"{self.path}: built without a late-interaction export, so the MaxSim profiles have "
-                              "no token vectors. Build one with them: `siamese run --colbert COLBERT_MODEL ...` (a model from "
-                              "`siamese train --late-interaction`).")
+            raise ConfigError(
+                f"{self.path}: built without a late-interaction export, so the MaxSim profiles have "
+                "no token vectors. Build one with them: `siamese run --colbert COLBERT_MODEL ...` (a model "
+                "from "
+                "`siamese train --late-interaction`)."
+            )
         if self._colbert_embedder is None:
             export_dir = Path(info["export_dir"])
-            if not (export_dir / MANIFEST).exists() or sha256(export_dir / MANIFEST) != info["manifest_sha256"]:
-                raise BadIndexError(f"{self.path}: its late-interaction export {export_dir} is gone or was re-written "
-                                    f"after the index was built. {REBUILD}")
+            if (
+                not (export_dir / MANIFEST).exists()
+                or sha256(export_dir / MANIFEST) != info["manifest_sha256"]
+            ):
+                raise BadIndexError(
+                    f"{self.path}: its late-interaction export {export_dir} is gone or was re-written "
+                    f"after the index was built. {REBUILD}"
+                )
             self._colbert_embedder = OnnxTokenEmbedder(export_dir)
         return self._colbert_embedder
 
@@ -147,37 +189,61 @@ class EmbeddedIndex:
         return self._colbert
 
     def doc_tokens(self, position: int) -> np.ndarray:
-        """A document's token vectors as MaxSim reads them: 0/1 from the packed bits (int8 cells), or float."""
+        """A document's token vectors as MaxSim reads them: 0/1
+        from the packed bits (int8 cells), or float."""
         bounds, tokens, bits = self._colbert_arrays()
         a, b = bounds[position], bounds[position + 1]
-        return unpack_bits(bits[a:b]) if self.colbert_cells == "int8" else np.asarray(tokens[a:b], dtype=np.float32)
+        return (
+            unpack_bits(bits[a:b])
+            if self.colbert_cells == "int8"
+            else np.asarray(tokens[a:b], dtype=np.float32)
+        )
 
     def maxsim(self, text: str, positions) -> np.ndarray:
         """MaxSim of the query's token vectors against each document at ``positions``."""
-        return maxsim(self.colbert_embedder.embed_one(text, "query"), [self.doc_tokens(int(p)) for p in positions])
-
+        return maxsim(
+            self.colbert_embedder.embed_one(text, "query"), [self.doc_tokens(int(p)) for p in positions]
+        )
 
     def check_corpus(self, docs) -> None:
         """Refuse to stand for a corpus it was not built from (evaluation would score every query 0)."""
         docs = list(docs)
         if corpus_fingerprint(docs) != self.meta["corpus_sha256"]:
-            raise BadIndexError(f"{self.path}: built from another corpus ({self.meta['count']} documents; this one "
-                                f"has {len(docs)}, or the same ones changed or in another order). Evaluate with the "
-                                f"corpus it was built from, or build an index for this one. {REBUILD}")
+            raise BadIndexError(
+                f"{self.path}: built from another corpus ({self.meta['count']} documents; this one "
+                f"has {len(docs)}, or the same ones changed or in another order). Evaluate with the "
+                f"corpus it was built from, or build an index for this one. {REBUILD}"
+            )
 
     @classmethod
-    def build(cls, path, export_dir, docs: list[Doc], *, connectivity: int = HNSW_MAX_LINKS,
-              expansion_add: int = HNSW_EXPLORE_AT_INSERT, expansion_search: int = HNSW_EXPLORE_AT_SEARCH,
-              embeddings: np.ndarray | None = None, progress: bool = True, force: bool = False,
-              chunker=None, dim: int | None = None, colbert_dir=None, colbert_cells: str = "int8",
-              bm25_weight: float = BM25_WEIGHT, documents=None) -> "EmbeddedIndex":
+    def build(
+        cls,
+        path,
+        export_dir,
+        docs: list[Doc],
+        *,
+        connectivity: int = HNSW_MAX_LINKS,
+        expansion_add: int = HNSW_EXPLORE_AT_INSERT,
+        expansion_search: int = HNSW_EXPLORE_AT_SEARCH,
+        embeddings: np.ndarray | None = None,
+        progress: bool = True,
+        force: bool = False,
+        chunker=None,
+        dim: int | None = None,
+        colbert_dir=None,
+        colbert_cells: str = "int8",
+        bm25_weight: float = BM25_WEIGHT,
+        documents=None,
+    ) -> "EmbeddedIndex":
         path, export_dir = Path(path), Path(export_dir).resolve()
         colbert_dir = Path(colbert_dir).resolve() if colbert_dir else None
         check_output(path, "index", force, inputs=[export_dir])
         ids = [d.id for d in docs]
         if len(set(ids)) != len(ids):
             raise ConfigError("document ids must be unique")
-        embedder = OnnxEmbedder(export_dir, dim=dim)  # dim: a Matryoshka prefix, cut then normalised as Vespa does
+        embedder = OnnxEmbedder(
+            export_dir, dim=dim
+        )  # dim: a Matryoshka prefix, cut then normalised as Vespa does
         chunks = None
         if chunker:
             chunks = [(p, c) for p, d in enumerate(docs) for c in chunker.passage_chunks(d.title, d.text)]
@@ -187,27 +253,46 @@ class EmbeddedIndex:
             from common.vectors import cached_vectors
 
             texts = [c for _, c in chunks] if chunks else [d.passage for d in docs]
-            # ``documents``: (cache key, passage embed) of vectors known equal to the export's (a frozen tower's)
-            key, embed = documents or (f"onnx documents {side} @{embedder.dim}",
-                                       lambda t: embedder.embed(t, "passage", progress=progress))
+            # ``documents``: (cache key, passage embed) of vectors
+            # known equal to the export's (a frozen tower's)
+            key, embed = documents or (
+                f"onnx documents {side} @{embedder.dim}",
+                lambda t: embedder.embed(t, "passage", progress=progress),
+            )
             embeddings = cached_vectors(key, texts, lambda: embed(texts))
         embed_s = time.time() - started
         started = time.time()
         hnsw = _hnsw(embedder.dim, connectivity, expansion_add, expansion_search)
         hnsw.add(normalize(embeddings))
         bm25 = BM25([d.passage for d in docs])
-        tokens, colbert = (_colbert_tokens(colbert_dir, colbert_cells, docs, progress) if colbert_dir
-                           else (None, None))
-        meta = {"export_dir": str(export_dir), "manifest_sha256": sha256(export_dir / MANIFEST), "document_side": side,
-                "dimension": embedder.dim, "count": len(docs), "corpus_sha256": corpus_fingerprint(docs),
-                "connectivity": connectivity, "expansion_add": expansion_add, "expansion_search": expansion_search,
-                "embed_seconds": round(embed_s, 1), "index_seconds": round(time.time() - started, 2),
-                "vectors": len(embeddings),
-                "chunking": chunker.spec() if chunker else None,
-                "colbert": colbert, "bm25_weight": bm25_weight}
+        tokens, colbert = (
+            _colbert_tokens(colbert_dir, colbert_cells, docs, progress) if colbert_dir else (None, None)
+        )
+        meta = {
+            "export_dir": str(export_dir),
+            "manifest_sha256": sha256(export_dir / MANIFEST),
+            "document_side": side,
+            "dimension": embedder.dim,
+            "count": len(docs),
+            "corpus_sha256": corpus_fingerprint(docs),
+            "connectivity": connectivity,
+            "expansion_add": expansion_add,
+            "expansion_search": expansion_search,
+            "embed_seconds": round(embed_s, 1),
+            "index_seconds": round(time.time() - started, 2),
+            "vectors": len(embeddings),
+            "chunking": chunker.spec() if chunker else None,
+            "colbert": colbert,
+            "bm25_weight": bm25_weight,
+        }
 
-        atomic_dir(path, lambda tmp: write_index(tmp, meta, docs, embeddings, hnsw, bm25, tokens, chunks), "index",
-                   replace=force, inputs=[export_dir] + ([colbert_dir] if colbert_dir else []))
+        atomic_dir(
+            path,
+            lambda tmp: write_index(tmp, meta, docs, embeddings, hnsw, bm25, tokens, chunks),
+            "index",
+            replace=force,
+            inputs=[export_dir] + ([colbert_dir] if colbert_dir else []),
+        )
         return cls(path, docs, embeddings, hnsw, bm25, meta, embedder, chunks)
 
     @classmethod
@@ -239,11 +324,13 @@ class EmbeddedIndex:
 
     def nearest(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """HNSW over the embeddings (chunked: over every chunk): (positions, closeness), best first."""
+
         def search(n):
             self.hnsw.hnsw.efSearch = max(self.meta["expansion_search"], n)
             similarity, idx = self.hnsw.search(normalize(np.atleast_2d(vector)), n)
             keep = idx[0] >= 0
             return idx[0][keep].astype(np.int64), closeness(1.0 - similarity[0][keep])
+
         return self._documents(search, k)
 
     def nearest_binary(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -255,6 +342,7 @@ class EmbeddedIndex:
         def search(n):
             distance, idx = self._binary.search(pack_bits(np.atleast_2d(vector)), n)
             return idx[0].astype(np.int64), closeness(distance[0].astype(np.float64))
+
         return self._documents(search, k)
 
     def cosine(self, vector: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -274,12 +362,17 @@ class EmbeddedIndex:
         keep = scores[0] > 0  # a document matching no query term is not a BM25 hit
         return positions[0][keep], scores[0][keep]
 
-    def query(self, text: str, profile: str = "semantic", hits: int = 10, target_hits: int = TARGET_HITS) -> list[Hit]:
-        """The rank profile's embedded twin (``profiles.PROFILES``); only profiles with query inputs embed the text."""
+    def query(
+        self, text: str, profile: str = "semantic", hits: int = 10, target_hits: int = TARGET_HITS
+    ) -> list[Hit]:
+        """The rank profile's embedded twin (``profiles.PROFILES``);
+        only profiles with query inputs embed the text."""
         k = hits if profile == "bm25" else max(hits, target_hits)
         chosen = profiles.get(profile)
         idx, scores = chosen.rank(self, text, k)
-        found = [Hit(self.docs[i].id, float(s), self.docs[i].title) for i, s in zip(idx[:hits], scores[:hits])]
+        found = [
+            Hit(self.docs[i].id, float(s), self.docs[i].title) for i, s in zip(idx[:hits], scores[:hits])
+        ]
         if self.chunked and chosen.embeds_query:  # the passage to show: each hit's best chunk
             vector = self.embed_query(text)
             for hit, i in zip(found, idx[:hits]):

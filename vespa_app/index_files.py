@@ -1,4 +1,5 @@
-"""The embedded index on disk: what ``EmbeddedIndex.build`` writes, and what ``EmbeddedIndex.open`` reads back,
+"""The embedded index on disk: what ``EmbeddedIndex.build``
+writes, and what ``EmbeddedIndex.open`` reads back,
 every file checked against meta.json::
 
     meta.json        export dir and its manifest's hash, dimension, HNSW settings, document count and the
@@ -11,6 +12,7 @@ every file checked against meta.json::
     colbert/         with a late-interaction export: every document's token vectors (tokens.npy, float16),
                      their packed sign bits (bits.npy) and where each document's rows start (bounds.npy)
 """
+
 from __future__ import annotations
 
 import json
@@ -30,12 +32,28 @@ class BadIndexError(UserError):
 
 
 REBUILD = "Rebuild it: delete the directory and re-run `siamese run` (or EmbeddedIndex.build)."
-META_KEYS = ("export_dir", "manifest_sha256", "dimension", "count", "corpus_sha256", "connectivity",
-             "expansion_add", "expansion_search")
+META_KEYS = (
+    "export_dir",
+    "manifest_sha256",
+    "dimension",
+    "count",
+    "corpus_sha256",
+    "connectivity",
+    "expansion_add",
+    "expansion_search",
+)
 
 
-def write_index(tmp: Path, meta: dict, docs: list[Doc], embeddings: np.ndarray, hnsw, bm25: BM25,
-                tokens: list | None, chunks: list[tuple[int, str]] | None) -> None:
+def write_index(
+    tmp: Path,
+    meta: dict,
+    docs: list[Doc],
+    embeddings: np.ndarray,
+    hnsw,
+    bm25: BM25,
+    tokens: list | None,
+    chunks: list[tuple[int, str]] | None,
+) -> None:
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     with open(tmp / "docs.jsonl", "w") as fh:
         for d in docs:
@@ -58,7 +76,11 @@ def write_index(tmp: Path, meta: dict, docs: list[Doc], embeddings: np.ndarray, 
 def read_colbert(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(where each document's rows start, the token vectors memory-mapped, their packed bits)."""
     folder = path / "colbert"
-    return np.load(folder / "bounds.npy"), np.load(folder / "tokens.npy", mmap_mode="r"), np.load(folder / "bits.npy")
+    return (
+        np.load(folder / "bounds.npy"),
+        np.load(folder / "tokens.npy", mmap_mode="r"),
+        np.load(folder / "bits.npy"),
+    )
 
 
 def read_index(path: Path):
@@ -79,12 +101,18 @@ def read_index(path: Path):
         raise corrupt(f"a file is unreadable ({e.__class__.__name__}: {str(e)[:200]})") from None
     chunks = _read_chunks(path, len(docs), corrupt) if meta.get("chunking") else None
     vectors = meta.get("vectors", meta["count"])
-    sizes = {"embeddings.npy": (embeddings.shape[0], vectors), "hnsw.faiss": (hnsw.ntotal, vectors),
-             "bm25": (bm25.size, meta["count"]), "chunks.jsonl": (len(chunks) if chunks else vectors, vectors)}
+    sizes = {
+        "embeddings.npy": (embeddings.shape[0], vectors),
+        "hnsw.faiss": (hnsw.ntotal, vectors),
+        "bm25": (bm25.size, meta["count"]),
+        "chunks.jsonl": (len(chunks) if chunks else vectors, vectors),
+    }
     wrong = {name: n for name, (n, want) in sizes.items() if n != want}
     if wrong or embeddings.ndim != 2 or embeddings.shape[1] != meta["dimension"]:
-        raise corrupt(f"files disagree with meta.json's {meta['count']} documents ({vectors} vectors) of "
-                      f"dimension {meta['dimension']}: {wrong or {'embeddings.npy': embeddings.shape}}")
+        raise corrupt(
+            f"files disagree with meta.json's {meta['count']} documents ({vectors} vectors) of "
+            f"dimension {meta['dimension']}: {wrong or {'embeddings.npy': embeddings.shape}}"
+        )
     hnsw.hnsw.efSearch = meta["expansion_search"]
     if meta.get("colbert"):
         _check_colbert(path, meta, len(docs), corrupt)
@@ -111,8 +139,9 @@ def _read_docs(path: Path, meta: dict, corrupt) -> list[Doc]:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise corrupt(f"docs.jsonl is damaged at line {number} ({e.__class__.__name__}: {e})") from None
     if len(docs) != meta["count"]:
-        raise corrupt(f"docs.jsonl holds {len(docs)} documents, meta.json says {meta['count']} (truncated or "
-                      "extended)")
+        raise corrupt(
+            f"docs.jsonl holds {len(docs)} documents, meta.json says {meta['count']} (truncated or extended)"
+        )
     if corpus_fingerprint(docs) != meta["corpus_sha256"]:
         raise corrupt("docs.jsonl differs from what was indexed (documents changed or reordered)")
     return docs
@@ -120,8 +149,10 @@ def _read_docs(path: Path, meta: dict, corrupt) -> list[Doc]:
 
 def _read_chunks(path: Path, n_docs: int, corrupt) -> list[tuple[int, str]]:
     try:
-        chunks = [(int(r["doc"]), str(r["text"])) for r in
-                  map(json.loads, (path / "chunks.jsonl").read_text(encoding="utf-8").splitlines())]
+        chunks = [
+            (int(r["doc"]), str(r["text"]))
+            for r in map(json.loads, (path / "chunks.jsonl").read_text(encoding="utf-8").splitlines())
+        ]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise corrupt(f"chunks.jsonl is damaged ({e.__class__.__name__}: {e})") from None
     owners = [doc for doc, _ in chunks]

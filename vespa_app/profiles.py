@@ -2,23 +2,27 @@
 its scoring on the embedded backend. The package builder, the Vespa client, the embedded backend and
 the command line all derive from ``PROFILES``.
 
-| profile        | match                                  | ranking                                               |
-|----------------|----------------------------------------|-------------------------------------------------------|
-| bm25           | the query's words (weakAnd, no syntax) | bm25(title) + bm25(text)                              |
-| semantic       | nearestNeighbor(embedding, q)          | closeness                                             |
-| hybrid         | nearestNeighbor OR the words           | closeness, then global RRF(closeness, bm25)           |
-| hybrid-linear  | nearestNeighbor OR the words           | closeness, then normalize_linear(closeness) +         |
-|                |                                        | w · normalize_linear(bm25), w the package's weight    |
-| binary         | nearestNeighbor(embedding_binary, ...) | hamming closeness, then cosine on the float vectors   |
-| colbert        | nearestNeighbor(embedding, q)          | closeness, then global normalize_linear(closeness) +  |
-|                |                                        | normalize_linear(MaxSim) over the top 100             |
-| colbert-maxsim | nearestNeighbor(embedding, q)          | closeness, then MaxSim of the top 100 (second phase)  |
-| hybrid-colbert | nearestNeighbor OR the words           | closeness, then global normalize_linear of closeness, |
-|                |                                        | bm25 and MaxSim over the top 1000                     |
-| bm25-colbert   | the query's words                      | bm25, then MaxSim of the top 100 (second phase)       |
+| profile        | match                                  | ranking                                         |
+|----------------|----------------------------------------|-------------------------------------------------|
+| bm25           | the query's words (weakAnd, no syntax) | bm25(title) + bm25(text)                        |
+| semantic       | nearestNeighbor(embedding, q)          | closeness                                       |
+| hybrid         | nearestNeighbor OR the words           | closeness, then global RRF(closeness, bm25)     |
+| hybrid-linear  | nearestNeighbor OR the words           | closeness, then normalize_linear(closeness)     |
+|                |                                        | + w · normalize_linear(bm25), w the package's   |
+|                |                                        | weight                                          |
+| binary         | nearestNeighbor(embedding_binary, ...) | hamming closeness, then cosine on the floats    |
+| colbert        | nearestNeighbor(embedding, q)          | closeness, then global                          |
+|                |                                        | normalize_linear(closeness) +                   |
+|                |                                        | normalize_linear(MaxSim) over the top 100       |
+| colbert-maxsim | nearestNeighbor(embedding, q)          | closeness, then MaxSim of the top 100 (second   |
+|                |                                        | phase)                                          |
+| hybrid-colbert | nearestNeighbor OR the words           | closeness, then global normalize_linear of      |
+|                |                                        | closeness, bm25 and MaxSim over the top 1000    |
+| bm25-colbert   | the query's words                      | bm25, then MaxSim of the top 100 (second phase) |
 
-``w`` (``models/package.json``; 1 unless chosen): `siamese run` chooses it on the training queries, where their
-judgements are, from ``BM25_WEIGHT_GRID`` (benchmarks/fusion.py measures the choice on held-out queries).
+``w`` (``models/package.json``; 1 unless chosen): `siamese run` chooses it on the training queries, where
+their judgements are, from ``BM25_WEIGHT_GRID``
+(benchmarks/fusion.py measures the choice on held-out queries).
 
 A query input is embedded from the query text by the embedder (``embed(embedder, @query)``), only for
 the profiles that declare it: a BM25 query embeds nothing. ``binary`` exists only in packages built with
@@ -27,14 +31,15 @@ whose colbert-embedder fills ``query(qt)`` with a vector per query token.
 
 MaxSim is always computed on the content nodes, where the ``colbert`` attribute lives (a global phase that
 read the token vectors would ship every candidate's to the container). ``colbert-maxsim`` and ``bm25-colbert``
-re-rank by MaxSim alone in the second phase. ``colbert`` and ``hybrid-colbert`` fuse it in the global phase with
-what the single-vector model (and BM25) said, as ``hybrid-linear`` does: MaxSim is a match feature, computed for
-the hits the global phase re-ranks (up to 100; 1000 for hybrid-colbert, ten times the MaxSim work).
-The fusion is measured, not assumed (``benchmarks/late_interaction.py``): a ColBERT model trained on a few
-hundred pairs gains most on unseen in-domain queries alone, but loses the guards there; beside the
+re-rank by MaxSim alone in the second phase. ``colbert`` and ``hybrid-colbert`` fuse it in the global phase
+with what the single-vector model (and BM25) said, as ``hybrid-linear`` does: MaxSim is a match feature,
+computed for the hits the global phase re-ranks (up to 100; 1000 for hybrid-colbert, ten times the MaxSim
+work). The fusion is measured, not assumed (``benchmarks/late_interaction.py``): a ColBERT model trained on a
+few hundred pairs gains most on unseen in-domain queries alone, but loses the guards there; beside the
 single-vector model it keeps them.
 Nothing here imports pyvespa: the client and the command line stay light.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -44,8 +49,15 @@ import numpy as np
 
 from common.errors import ConfigError
 
-from vespa_app.serving import (COLBERT_EMBEDDER, COLBERT_RERANK, EMBEDDER, RERANK_COUNT, RRF_K, SCHEMA,
-                      SECOND_PHASE_RERANK)
+from vespa_app.serving import (
+    COLBERT_EMBEDDER,
+    COLBERT_RERANK,
+    EMBEDDER,
+    RERANK_COUNT,
+    RRF_K,
+    SCHEMA,
+    SECOND_PHASE_RERANK,
+)
 
 CLOSENESS = "closeness(field, embedding)"
 # Chunked packages: the label of the chunk nearest the query (a tensor(chunk{}) with one cell of 1.0). As the
@@ -135,17 +147,26 @@ class Profile:
 
     def query_params(self, text: str, hits: int, target_hits: int, chunked: bool = False) -> dict:
         """The Vespa query API parameters for ``text`` with this profile."""
-        # The text is data: its words, weakAnd-combined, with no query syntax. Vespa's default user-text syntax
-        # would read "smoking -induced" as NOT induced, "title:x" as a field and "* from" as a suffix term
-        # (shown by Vespa's parser in `siamese app check`); the embedded backend's BM25 reads words only.
-        params = {"yql": self.yql(max(hits, target_hits), chunked), "query": text, "hits": hits, "ranking": self.name,
-                  "model.type.composite": "weakAnd", "model.type.syntax": "none"}
+        # The text is data: its words, weakAnd-combined, with no query syntax. Vespa's default user-text
+        # syntax would read "smoking -induced" as NOT induced, "title:x" as a field and "* from" as a suffix
+        # term (shown by Vespa's parser in `siamese app check`); the embedded backend's BM25 reads words only.
+        params = {
+            "yql": self.yql(max(hits, target_hits), chunked),
+            "query": text,
+            "hits": hits,
+            "ranking": self.name,
+            "model.type.composite": "weakAnd",
+            "model.type.syntax": "none",
+        }
         for name in self.all_inputs():
-            params[f"input.query({name})"] = f"embed({COLBERT_EMBEDDER if name == COLBERT_INPUT else EMBEDDER}, @query)"
+            params[f"input.query({name})"] = (
+                f"embed({COLBERT_EMBEDDER if name == COLBERT_INPUT else EMBEDDER}, @query)"
+            )
         return params
 
 
 # ------------------------------------------------------------------ the embedded backend's scoring
+
 
 def _bm25(index, text, k):
     return index.lexical(text, k)
@@ -181,7 +202,9 @@ def fusion_inputs(profile: Profile, index, text: str, k: int) -> tuple[dict, lis
     rerank = rerank[:rerank_count]
     features = {"closeness": close, "bm25": lexical}
     if "maxsim" in profile.fused:  # a match feature: computed on the content nodes for the re-ranked hits
-        features["maxsim"] = dict(zip(rerank, index.maxsim(text, np.asarray(rerank, dtype=np.int64)).tolist()))
+        features["maxsim"] = dict(
+            zip(rerank, index.maxsim(text, np.asarray(rerank, dtype=np.int64)).tolist())
+        )
     return features, rerank
 
 
@@ -203,8 +226,9 @@ def _rrf(features, rerank, weights):
 
 
 def _linear(features, rerank, weights):
-    """Σ over features of weight · normalize_linear: (x − min) / (max − min) over the re-ranked hits, and 0.5 for
-    every hit when they are all equal (as Vespa's LinearNormalizer: 0.5 + scale · (x − midpoint), scale 0)."""
+    """Σ over features of weight · normalize_linear: (x − min) / (max − min) over the re-ranked hits, and 0.5
+    for every hit when they are all equal (as Vespa's
+    LinearNormalizer: 0.5 + scale · (x − midpoint), scale 0)."""
     fused = dict.fromkeys(rerank, 0.0)
     for feature, weight in zip(features, weights):
         values = [feature.get(i, 0.0) for i in rerank]
@@ -221,8 +245,9 @@ def _binary(index, text, k):
     top = idx[:SECOND_PHASE_RERANK]
     cosine = index.cosine(query, top)
     order = np.argsort(-cosine, kind="stable")
-    return np.concatenate([top[order], idx[SECOND_PHASE_RERANK:]]), np.concatenate([cosine[order],
-                                                                                  close[SECOND_PHASE_RERANK:]])
+    return np.concatenate([top[order], idx[SECOND_PHASE_RERANK:]]), np.concatenate(
+        [cosine[order], close[SECOND_PHASE_RERANK:]]
+    )
 
 
 def _maxsim_rerank(index, text, idx, scores):
@@ -230,55 +255,134 @@ def _maxsim_rerank(index, text, idx, scores):
     top = idx[:COLBERT_RERANK]
     sims = index.maxsim(text, top)
     order = np.argsort(-sims, kind="stable")
-    return np.concatenate([top[order], idx[COLBERT_RERANK:]]), np.concatenate([sims[order], scores[COLBERT_RERANK:]])
+    return np.concatenate([top[order], idx[COLBERT_RERANK:]]), np.concatenate(
+        [sims[order], scores[COLBERT_RERANK:]]
+    )
 
 
 COLBERT_INPUTS = {COLBERT_INPUT: "tensor<float>(qt{{}}, x[{c}])"}
 
-PROFILES: dict[str, Profile] = {p.name: p for p in [
-    Profile("bm25", "userQuery()", functions={"bm25sum": "bm25(title) + bm25(text)"}, first_phase="bm25sum",
-            match_features=("bm25(title)", "bm25(text)"), embedded=_bm25),
-    Profile("semantic", NEAREST, inputs={"q": "tensor<float>(x[{d}])"}, first_phase=CLOSENESS,
-            match_features=(CLOSENESS,), embedded=_semantic),
-    Profile("hybrid", f"({NEAREST}) or userQuery()", inherits=("bm25", "semantic"), first_phase=CLOSENESS,
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in [
+        Profile(
+            "bm25",
+            "userQuery()",
+            functions={"bm25sum": "bm25(title) + bm25(text)"},
+            first_phase="bm25sum",
+            match_features=("bm25(title)", "bm25(text)"),
+            embedded=_bm25,
+        ),
+        Profile(
+            "semantic",
+            NEAREST,
+            inputs={"q": "tensor<float>(x[{d}])"},
+            first_phase=CLOSENESS,
+            match_features=(CLOSENESS,),
+            embedded=_semantic,
+        ),
+        Profile(
+            "hybrid",
+            f"({NEAREST}) or userQuery()",
+            inherits=("bm25", "semantic"),
+            first_phase=CLOSENESS,
             global_phase=Phase(f"reciprocal_rank_fusion({CLOSENESS}, bm25sum)", RERANK_COUNT),
-            match_features=(CLOSENESS, "bm25(title)", "bm25(text)"), fusion=_rrf, fused=("closeness", "bm25")),
-    Profile("hybrid-linear", f"({NEAREST}) or userQuery()", inherits=("hybrid",),
-            global_phase=Phase(f"normalize_linear({CLOSENESS}) + {WEIGHT} * normalize_linear(bm25sum)", RERANK_COUNT),
-            fusion=_linear, fused=("closeness", "bm25"), weighted=True),
-    Profile("binary", "{{targetHits:{k}}}nearestNeighbor(embedding_binary, q_binary)", inherits=("semantic",),
-            inputs={"q_binary": "tensor<int8>(x[{d8}])"}, first_phase=BINARY_CLOSENESS,
+            match_features=(CLOSENESS, "bm25(title)", "bm25(text)"),
+            fusion=_rrf,
+            fused=("closeness", "bm25"),
+        ),
+        Profile(
+            "hybrid-linear",
+            f"({NEAREST}) or userQuery()",
+            inherits=("hybrid",),
+            global_phase=Phase(
+                f"normalize_linear({CLOSENESS}) + {WEIGHT} * normalize_linear(bm25sum)", RERANK_COUNT
+            ),
+            fusion=_linear,
+            fused=("closeness", "bm25"),
+            weighted=True,
+        ),
+        Profile(
+            "binary",
+            "{{targetHits:{k}}}nearestNeighbor(embedding_binary, q_binary)",
+            inherits=("semantic",),
+            inputs={"q_binary": "tensor<int8>(x[{d8}])"},
+            first_phase=BINARY_CLOSENESS,
             functions={"cosine": "cosine_similarity(query(q), attribute(embedding), x)"},
-            second_phase=Phase("cosine", SECOND_PHASE_RERANK), match_features=(BINARY_CLOSENESS, "cosine"),
-            binarized=True, embedded=_binary),
-    Profile("colbert", NEAREST, inherits=("semantic",), inputs=COLBERT_INPUTS, functions={MAXSIM_FN: MAXSIM},
-            global_phase=Phase(f"normalize_linear({CLOSENESS}) + normalize_linear({MAXSIM_FN})", COLBERT_RERANK),
-            match_features=(CLOSENESS, MAXSIM_FN), colbert=True, fusion=_linear, fused=("closeness", "maxsim")),
-    Profile("colbert-maxsim", NEAREST, inherits=("semantic",), inputs=COLBERT_INPUTS,
-            functions={MAXSIM_FN: MAXSIM}, second_phase=Phase(MAXSIM_FN, COLBERT_RERANK),
-            match_features=(CLOSENESS, MAXSIM_FN), colbert=True,
-            embedded=lambda index, text, k: _maxsim_rerank(index, text, *_semantic(index, text, k))),
-    Profile("hybrid-colbert", f"({NEAREST}) or userQuery()", inherits=("hybrid",), inputs=COLBERT_INPUTS,
+            second_phase=Phase("cosine", SECOND_PHASE_RERANK),
+            match_features=(BINARY_CLOSENESS, "cosine"),
+            binarized=True,
+            embedded=_binary,
+        ),
+        Profile(
+            "colbert",
+            NEAREST,
+            inherits=("semantic",),
+            inputs=COLBERT_INPUTS,
             functions={MAXSIM_FN: MAXSIM},
-            global_phase=Phase(f"normalize_linear({CLOSENESS}) + normalize_linear(bm25sum) + "
-                               f"normalize_linear({MAXSIM_FN})", RERANK_COUNT),
-            match_features=(CLOSENESS, "bm25(title)", "bm25(text)", MAXSIM_FN), colbert=True,
-            fusion=_linear, fused=("closeness", "bm25", "maxsim")),
-    Profile("bm25-colbert", "userQuery()", inherits=("bm25",), inputs=COLBERT_INPUTS, functions={MAXSIM_FN: MAXSIM},
-            second_phase=Phase(MAXSIM_FN, COLBERT_RERANK), match_features=("bm25(title)", "bm25(text)", MAXSIM_FN),
-            colbert=True, embedded=lambda index, text, k: _maxsim_rerank(index, text, *_bm25(index, text, k))),
-]}
+            global_phase=Phase(
+                f"normalize_linear({CLOSENESS}) + normalize_linear({MAXSIM_FN})", COLBERT_RERANK
+            ),
+            match_features=(CLOSENESS, MAXSIM_FN),
+            colbert=True,
+            fusion=_linear,
+            fused=("closeness", "maxsim"),
+        ),
+        Profile(
+            "colbert-maxsim",
+            NEAREST,
+            inherits=("semantic",),
+            inputs=COLBERT_INPUTS,
+            functions={MAXSIM_FN: MAXSIM},
+            second_phase=Phase(MAXSIM_FN, COLBERT_RERANK),
+            match_features=(CLOSENESS, MAXSIM_FN),
+            colbert=True,
+            embedded=lambda index, text, k: _maxsim_rerank(index, text, *_semantic(index, text, k)),
+        ),
+        Profile(
+            "hybrid-colbert",
+            f"({NEAREST}) or userQuery()",
+            inherits=("hybrid",),
+            inputs=COLBERT_INPUTS,
+            functions={MAXSIM_FN: MAXSIM},
+            global_phase=Phase(
+                f"normalize_linear({CLOSENESS}) + normalize_linear(bm25sum) + normalize_linear({MAXSIM_FN})",
+                RERANK_COUNT,
+            ),
+            match_features=(CLOSENESS, "bm25(title)", "bm25(text)", MAXSIM_FN),
+            colbert=True,
+            fusion=_linear,
+            fused=("closeness", "bm25", "maxsim"),
+        ),
+        Profile(
+            "bm25-colbert",
+            "userQuery()",
+            inherits=("bm25",),
+            inputs=COLBERT_INPUTS,
+            functions={MAXSIM_FN: MAXSIM},
+            second_phase=Phase(MAXSIM_FN, COLBERT_RERANK),
+            match_features=("bm25(title)", "bm25(text)", MAXSIM_FN),
+            colbert=True,
+            embedded=lambda index, text, k: _maxsim_rerank(index, text, *_bm25(index, text, k)),
+        ),
+    ]
+}
 NAMES = tuple(PROFILES)
 CORE = ("bm25", "semantic", "hybrid", "hybrid-linear")  # what evaluation reports unless asked for more
 
 
-def in_package(binarized: bool, chunked: bool = False, colbert: bool = False, single: bool = True) -> list[Profile]:
+def in_package(
+    binarized: bool, chunked: bool = False, colbert: bool = False, single: bool = True
+) -> list[Profile]:
     """The profiles a package has (``single``: it has the single-vector embedding, ``colbert``: the token
     vectors). In a chunked package the body is the ``chunks`` array: BM25 reads it in place of ``text``, and a
     profile that ranks by the embedding also returns its best chunk's label (``closest(embedding)``) so a
     client can show the passage."""
-    chosen = [p for p in PROFILES.values() if (binarized or not p.binarized) and (colbert or not p.colbert)
-              and (single or not p.single_vector)]
+    chosen = [
+        p
+        for p in PROFILES.values()
+        if (binarized or not p.binarized) and (colbert or not p.colbert) and (single or not p.single_vector)
+    ]
     return [chunked_variant(p) for p in chosen] if chunked else chosen
 
 
@@ -292,8 +396,12 @@ def chunked_variant(p: Profile) -> Profile:
         return replace(p, functions=functions, match_features=features)
     # The chunk nearest the query: named in the match features, and (as a summary feature) the one element of
     # the chunks array the summary returns (select-elements-by), so a hit never carries a 100-page document.
-    return replace(p, functions=functions | {BEST_CHUNK_FN: BEST_CHUNK}, match_features=features + (BEST_CHUNK,),
-                   summary_features=(BEST_CHUNK_FN,))
+    return replace(
+        p,
+        functions=functions | {BEST_CHUNK_FN: BEST_CHUNK},
+        match_features=features + (BEST_CHUNK,),
+        summary_features=(BEST_CHUNK_FN,),
+    )
 
 
 def get(name: str) -> Profile:

@@ -4,6 +4,7 @@ HNSW: 16 links lose little recall at SciFact's size (benchmarks/backend.py: reca
 search at 16 / 200 / 200); Vespa's own 132k-document measurement lost recall at 16/100, so 200 is explored
 at insert.
 """
+
 SCHEMA = "doc"  # the document type, its schema and its namespace
 EMBEDDER = "embedder"  # the hugging-face-embedder component's id: every query embeds with it
 # A two-tower package's second hugging-face-embedder: the schema's indexing embeds documents with it, while
@@ -15,7 +16,9 @@ COLBERT_DIR = "models/colbert"  # its model files, tokenizer and manifest
 
 HNSW_MAX_LINKS = 16  # max-links-per-node (faiss: M)
 HNSW_EXPLORE_AT_INSERT = 200  # neighbors-to-explore-at-insert (faiss: efConstruction)
-HNSW_EXPLORE_AT_SEARCH = 200  # the embedded backend's efSearch; Vespa's is targetHits + hnsw.exploreAdditionalHits
+HNSW_EXPLORE_AT_SEARCH = (
+    200  # the embedded backend's efSearch; Vespa's is targetHits + hnsw.exploreAdditionalHits
+)
 
 TARGET_HITS = 100  # nearestNeighbor targetHits unless more hits are asked for
 RERANK_COUNT = 1000  # global-phase rerank-count of the hybrid profiles

@@ -11,6 +11,7 @@ queries, so they favour closeness: the choice errs towards a small w (measured i
 
     weight, record = choose_bm25_weight(index, train_queries, train_qrels)
 """
+
 from __future__ import annotations
 
 from common.metrics import score_run
@@ -26,8 +27,9 @@ def judged(qrels: dict[str, dict[str, int]], doc_ids: set) -> dict[str, dict[str
     return {q: rels for q, rels in kept.items() if rels}
 
 
-def choose_bm25_weight(index, queries: dict[str, str], qrels: dict[str, dict[str, int]],
-                       grid=BM25_WEIGHT_GRID) -> tuple[float, dict]:
+def choose_bm25_weight(
+    index, queries: dict[str, str], qrels: dict[str, dict[str, int]], grid=BM25_WEIGHT_GRID
+) -> tuple[float, dict]:
     """The weight of ``grid`` with the best nDCG@10 on the judged ``queries`` (ties: the smaller weight), and
     a record of every weight's score."""
     profile = profiles.get("hybrid-linear")
@@ -40,5 +42,7 @@ def choose_bm25_weight(index, queries: dict[str, str], qrels: dict[str, dict[str
             runs[w][qid] = [(ids[i], fused[i]) for i in sorted(rerank, key=lambda i: -fused[i])[:TARGET_HITS]]
     scores = {w: round(score_run(run, qrels)["ndcg@10"], 4) for w, run in runs.items()}
     best = max(grid, key=lambda w: (scores[w], -w))
-    return best, {"method": f"chosen on {len(qrels)} training queries (nDCG@10 of each weight)",
-                  "ndcg@10": {f"{w:g}": s for w, s in scores.items()}}
+    return best, {
+        "method": f"chosen on {len(qrels)} training queries (nDCG@10 of each weight)",
+        "ndcg@10": {f"{w:g}": s for w, s in scores.items()},
+    }

@@ -13,8 +13,10 @@ stage would be made from now with that record:
 
 The record is written before the stage starts ("building") and completed after it. Artefacts appear whole or
 not at all (write, then rename), so one that is there while its record says "building" was made by that build.
-A stage that keeps work in progress (training's checkpoints) resumes it only when it was started from the same.
+A stage that keeps work in progress (training's checkpoints)
+resumes it only when it was started from the same.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,7 +42,9 @@ def file_fingerprint(path) -> str:
     if not path.exists():
         raise MissingInputError(f"{path}: no such file or folder")
     digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != MARKER) if path.is_dir() else [path]
+    files = (
+        sorted(p for p in path.rglob("*") if p.is_file() and p.name != MARKER) if path.is_dir() else [path]
+    )
     for f in files:
         digest.update(str(f.relative_to(path) if path.is_dir() else "").encode() + b"\0")
         with open(f, "rb") as fh:
@@ -50,7 +54,8 @@ def file_fingerprint(path) -> str:
 
 
 def made_by_run(artifact) -> str:
-    """What a later stage records of an earlier stage's artefact: its id (a new one each time it is rebuilt)."""
+    """What a later stage records of an earlier stage's artefact:
+    its id (a new one each time it is rebuilt)."""
     return f"artefact {artifact_id(artifact) or 'without id'}"
 
 
@@ -62,8 +67,11 @@ def _show(value) -> str:
 def differences(was: dict, now: dict) -> list[str]:
     """Each setting or input that differs, as ``name: before → now``."""
     missing = object()
-    return [f"{key.replace('_', ' ')}: {_show(was.get(key, 'unset'))} → {_show(now.get(key, 'unset'))}"
-            for key in sorted(set(was) | set(now)) if was.get(key, missing) != now.get(key, missing)]
+    return [
+        f"{key.replace('_', ' ')}: {_show(was.get(key, 'unset'))} → {_show(now.get(key, 'unset'))}"
+        for key in sorted(set(was) | set(now))
+        if was.get(key, missing) != now.get(key, missing)
+    ]
 
 
 class MadeFrom:
@@ -84,17 +92,26 @@ class MadeFrom:
         os.replace(tmp, self.path)
 
     def reuse(self, stage: str, artifact, inputs: dict, work: tuple = ()) -> bool:
-        """True where ``artifact`` is there and was made from ``inputs``: reuse it. False where the stage is to
-        be built (nothing there, or removed under --force); the record now says it is building from ``inputs``,
-        and ``done`` completes it. ``work``: folders of work in progress the stage resumes (training's
-        checkpoints), judged like the artefact. Raises ``StaleStageError`` where anything differs."""
+        """True where ``artifact`` is there and was made from ``inputs``: reuse it. False where the stage is
+        to be built (nothing there, or removed under --force); the record now says it is building from
+        ``inputs``, and ``done`` completes it. ``work``: folders of work in progress the stage resumes
+        (training's checkpoints), judged like the artefact. Raises
+        ``StaleStageError`` where anything differs."""
         artifact = Path(artifact)
         record = self.stages.get(stage)
         present = [p for p in (artifact, *map(Path, work)) if p.exists()]
         if present:
-            if record is None or (artifact.exists() and record.get("artifact") not in (None, artifact_id(artifact))):
-                self._stale(stage, present, [f"{present[0]} has no record of what made it (made by hand, by another "
-                                             f"command or by an older version)"])
+            if record is None or (
+                artifact.exists() and record.get("artifact") not in (None, artifact_id(artifact))
+            ):
+                self._stale(
+                    stage,
+                    present,
+                    [
+                        f"{present[0]} has no record of what made it (made by hand, by another "
+                        f"command or by an older version)"
+                    ],
+                )
             elif record["inputs"] != inputs:
                 self._stale(stage, present, differences(record["inputs"], inputs))
             elif artifact.exists():
@@ -123,13 +140,17 @@ class MadeFrom:
 
     def _stale(self, stage: str, present: list[Path], why: list[str]) -> None:
         if not self.force:
-            raise StaleStageError(f"{stage}: {present[0]} was not made from what this run asks ({'; '.join(why)}). "
-                                  f"Run with --force to rebuild it (and what was made from it), or choose another "
-                                  f"--out.")
+            raise StaleStageError(
+                f"{stage}: {present[0]} was not made from what this run asks ({'; '.join(why)}). "
+                f"Run with --force to rebuild it (and what was made from it), or choose another "
+                f"--out."
+            )
         for path in present:
             if artifact_kind(path) is None and not (path / TRAIN_CONFIG_FILE).exists():
-                raise StaleStageError(f"{stage}: {path} is not something siamese wrote; --force replaces only that. "
-                                      "Choose another --out.")
+                raise StaleStageError(
+                    f"{stage}: {path} is not something siamese wrote; --force replaces only that. "
+                    "Choose another --out."
+                )
         for path in present:
             shutil.rmtree(path)
         self.stages.pop(stage, None)

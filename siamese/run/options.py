@@ -1,5 +1,6 @@
 """What `siamese run` does, as data: ``RunOptions``, whose fields with help are the command's flags, and the
 judgement of them before any work (``check_options``, ``chunking_choice``, ``train_settings``)."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.bundled import GUARDS, SCIFACT, STSB_TEST
-from common.cli import (add_option_args, alpha_value, bm25_weight_value, chunk_tokens_value, given_options, option,
-                        positive_int)
+from common.cli import (
+    add_option_args,
+    alpha_value,
+    bm25_weight_value,
+    chunk_tokens_value,
+    given_options,
+    option,
+    positive_int,
+)
 from common.errors import ConfigError
 
 from vespa_app.serving import BM25_WEIGHT_GRID
@@ -17,9 +25,12 @@ from vespa_app.serving import BM25_WEIGHT_GRID
 @dataclass
 class RunOptions:
     """What `siamese run` does, as data: each field with help is a flag (``add_run_args``, ``from_args``)."""
+
     out: str = option("runs/latest", "where the run's stages and report go")
-    data: str | None = option(str(SCIFACT), "a BEIR folder: train on its train split, evaluate on test (default: "
-                              "the bundled SciFact)")
+    data: str | None = option(
+        str(SCIFACT),
+        "a BEIR folder: train on its train split, evaluate on test (default: the bundled SciFact)",
+    )
     pairs: str | None = option(None, "your training pairs (.jsonl / .csv / BEIR folder)")
     corpus: str | None = option(None, "your corpus .jsonl to index")
     queries: str | None = option(None, "your evaluation queries .jsonl")
@@ -27,52 +38,102 @@ class RunOptions:
     train_split: str = "train"
     eval_split: str = "test"
     base: str | None = option(None, "base model: a local directory or a hub id (default: all-MiniLM-L6-v2)")
-    references: list = option(list, "an off-the-shelf model (directory or hub id) to evaluate beside ours, zero-shot "
-                              "and + BM25, at its own window (repeatable); report.md says whether fine-tuning beat it",
-                              flag="--reference", action="append", metavar="MODEL")
-    colbert: str | None = option(None, "a late-interaction model (siamese train --late-interaction) served beside the "
-                                 "fine-tuned one: exported, packaged with the MaxSim profiles, indexed with token "
-                                 "vectors, evaluated", metavar="COLBERT_MODEL")
+    references: list = option(
+        list,
+        "an off-the-shelf model (directory or hub id) to evaluate beside ours, zero-shot "
+        "and + BM25, at its own window (repeatable); report.md says whether fine-tuning beat it",
+        flag="--reference",
+        action="append",
+        metavar="MODEL",
+    )
+    colbert: str | None = option(
+        None,
+        "a late-interaction model (siamese train --late-interaction) served beside the "
+        "fine-tuned one: exported, packaged with the MaxSim profiles, indexed with token "
+        "vectors, evaluated",
+        metavar="COLBERT_MODEL",
+    )
     full: bool = option(False, "the longer training recipe", action="store_true")
-    recipe: str | None = option(None, "fixed: the default recipe (or --full's) | auto: the query tower, shared "
-                                "weights and shared weights merged back each trained on most of your training "
-                                "queries, the best on the rest that keeps every guard within half a point trained "
-                                "again on all (training/recipe.py); default: auto where a GPU trains, fixed on a CPU",
-                                choices=("fixed", "auto"))
+    recipe: str | None = option(
+        None,
+        "fixed: the default recipe (or --full's) | auto: the query tower, shared "
+        "weights and shared weights merged back each trained on most of your training "
+        "queries, the best on the rest that keeps every guard within half a point trained "
+        "again on all (training/recipe.py); default: auto where a GPU trains, fixed on a CPU",
+        choices=("fixed", "auto"),
+    )
     train: dict = field(default_factory=dict)  # TrainConfig values over the recipe's (its own flags)
     quantize: str | None = option(None, "serve an int8 graph", choices=("int8",))
     sts: str | None = str(STSB_TEST)  # --no-sts: None
     limit_queries: int | None = option(None, "evaluate on the first N queries", type=positive_int)
-    guards: list = field(default_factory=lambda: list(GUARDS))  # bundled guard names or BEIR folders (--guard)
-    merge: float | str | None = option(None, "serve the fine-tuned model merged with its base (see `siamese merge`)",
-                                       metavar="ALPHA|auto", type=alpha_value)
-    chunk_tokens: int | str | None = option(None, "embed documents as chunks of N tokens (package, index and "
-                                            "evaluation), or 'auto': at the model's window when many documents "
-                                            "exceed it; default: truncate", metavar="N|auto", type=chunk_tokens_value)
-    chunk_overlap: int | None = option(None, "tokens neighbouring chunks share (default: 32, at most a quarter of the "
-                                       "chunk)", type=int)
-    dim: int | None = option(None, "serve the first DIM dimensions (package and index; train with --matryoshka so "
-                             "that they embed well on their own)", type=positive_int)
-    bm25_weight: float | str = option("auto", "hybrid-linear: normalised closeness + W · normalised BM25; auto "
-                                      "(default): the W of "
-                                      f"{', '.join(f'{w:g}' for w in BM25_WEIGHT_GRID)} that ranks the training "
-                                      "queries best", metavar="W|auto", type=bm25_weight_value)
-    vespa: str | None = option(None, "evaluate on Vespa: 'docker', a config server URL (:19071) or a query URL")
-    skip_bad: bool = option(False, "drop malformed input lines, and say how many and why", action="store_true")
-    report_to: str | None = option(None, "where the training curve goes besides the model card: tensorboard "
-                                   "(OUT/train/tensorboard; default where TensorBoard is installed) or none",
-                                   choices=("tensorboard", "none"))
-    force: bool = option(False, "rebuild the stages in --out that were made from other data or settings (without it "
-                         "they are refused, each difference named)", action="store_true")
+    guards: list = field(
+        default_factory=lambda: list(GUARDS)
+    )  # bundled guard names or BEIR folders (--guard)
+    merge: float | str | None = option(
+        None,
+        "serve the fine-tuned model merged with its base (see `siamese merge`)",
+        metavar="ALPHA|auto",
+        type=alpha_value,
+    )
+    chunk_tokens: int | str | None = option(
+        None,
+        "embed documents as chunks of N tokens (package, index and "
+        "evaluation), or 'auto': at the model's window when many documents "
+        "exceed it; default: truncate",
+        metavar="N|auto",
+        type=chunk_tokens_value,
+    )
+    chunk_overlap: int | None = option(
+        None, "tokens neighbouring chunks share (default: 32, at most a quarter of the chunk)", type=int
+    )
+    dim: int | None = option(
+        None,
+        "serve the first DIM dimensions (package and index; train with --matryoshka so "
+        "that they embed well on their own)",
+        type=positive_int,
+    )
+    bm25_weight: float | str = option(
+        "auto",
+        "hybrid-linear: normalised closeness + W · normalised BM25; auto "
+        "(default): the W of "
+        f"{', '.join(f'{w:g}' for w in BM25_WEIGHT_GRID)} that ranks the training "
+        "queries best",
+        metavar="W|auto",
+        type=bm25_weight_value,
+    )
+    vespa: str | None = option(
+        None, "evaluate on Vespa: 'docker', a config server URL (:19071) or a query URL"
+    )
+    skip_bad: bool = option(
+        False, "drop malformed input lines, and say how many and why", action="store_true"
+    )
+    report_to: str | None = option(
+        None,
+        "where the training curve goes besides the model card: tensorboard "
+        "(OUT/train/tensorboard; default where TensorBoard is installed) or none",
+        choices=("tensorboard", "none"),
+    )
+    force: bool = option(
+        False,
+        "rebuild the stages in --out that were made from other data or settings (without it "
+        "they are refused, each difference named)",
+        action="store_true",
+    )
 
     @classmethod
     def add_run_args(cls, parser) -> None:
         add_option_args(cls, parser)
         parser.add_argument("--no-sts", action="store_true", help="skip the STS-B check")
-        parser.add_argument("--no-guards", action="store_true", help="skip the bundled out-of-domain guards (CISI, "
-                                                                     "MedQuAD)")
-        parser.add_argument("--guard", action="append", default=[], metavar="BEIR_DIR",
-                            help="a guard set of your own (repeatable): a BEIR folder with qrels/test.tsv")
+        parser.add_argument(
+            "--no-guards", action="store_true", help="skip the bundled out-of-domain guards (CISI, MedQuAD)"
+        )
+        parser.add_argument(
+            "--guard",
+            action="append",
+            default=[],
+            metavar="BEIR_DIR",
+            help="a guard set of your own (repeatable): a BEIR folder with qrels/test.tsv",
+        )
 
     @classmethod
     def from_args(cls, args, train: dict) -> "RunOptions":
@@ -104,8 +165,10 @@ def chunking_choice(options: RunOptions, corpus, export_dir: Path):
     long = sum(not chunker.fits(d.title + " " + d.text) for d in corpus) / max(len(corpus), 1)
     if long <= LONG_SHARE:
         return None, f"auto → off: {long:.0%} of documents exceed {tokens} tokens (≤ {LONG_SHARE:.0%})"
-    return chunker, (f"auto → on: {long:.0%} of documents exceed the {tokens}-token window (> {LONG_SHARE:.0%}); "
-                     f"chunks of {tokens} tokens sharing {overlap}")
+    return chunker, (
+        f"auto → on: {long:.0%} of documents exceed the {tokens}-token window (> {LONG_SHARE:.0%}); "
+        f"chunks of {tokens} tokens sharing {overlap}"
+    )
 
 
 def check_options(options: RunOptions, base: str) -> None:
@@ -116,48 +179,75 @@ def check_options(options: RunOptions, base: str) -> None:
     from vespa_app.package.options import AppOptions
 
     if options.train.get("late_interaction"):
-        raise ConfigError("siamese run trains, packages and indexes a single-vector model; a late-interaction model "
-                          "is served beside it: `siamese train --late-interaction --out COLBERT_RUN`, then "
-                          "`siamese run --colbert COLBERT_RUN`")
+        raise ConfigError(
+            "siamese run trains, packages and indexes a single-vector model; a late-interaction model "
+            "is served beside it: `siamese train --late-interaction --out COLBERT_RUN`, then "
+            "`siamese run --colbert COLBERT_RUN`"
+        )
     if (options.queries or options.qrels) and not (options.queries and options.qrels and options.corpus):
         flags = {"--queries": options.queries, "--qrels": options.qrels, "--corpus": options.corpus}
         given, missing = ([f for f, v in flags.items() if bool(v) is want] for want in (True, False))
-        raise ConfigError(f"{' and '.join(given)} without {' and '.join(missing)}: evaluation needs the queries, "
-                          "their judgements (qrels) and the corpus they judge; give all three, or none to skip "
-                          "evaluation")
+        raise ConfigError(
+            f"{' and '.join(given)} without {' and '.join(missing)}: evaluation needs the queries, "
+            "their judgements (qrels) and the corpus they judge; give all three, or none to skip "
+            "evaluation"
+        )
     if options.train.get("eval_every"):
-        raise ConfigError("--eval-every evaluates during training on `siamese train --eval-data`; siamese run "
-                          "evaluates once, after training: drop --eval-every")
+        raise ConfigError(
+            "--eval-every evaluates during training on `siamese train --eval-data`; siamese run "
+            "evaluates once, after training: drop --eval-every"
+        )
     if options.colbert and model_kind(check_model_dir(options.colbert)) != "late":
-        raise ConfigError(f"--colbert {options.colbert}: not a late-interaction model (train one with "
-                          "`siamese train --late-interaction`)")
+        raise ConfigError(
+            f"--colbert {options.colbert}: not a late-interaction model (train one with "
+            "`siamese train --late-interaction`)"
+        )
     base_dir = check_model_dir(base)
     window = options.train.get("max_length") or EncoderConfig.load(base_dir).max_length
     width = json.loads((base_dir / "config.json").read_text()).get("hidden_size")
     if isinstance(options.chunk_tokens, int):
         if options.chunk_tokens > window:
-            raise ConfigError(f"--chunk-tokens {options.chunk_tokens} is above the model's window of {window} tokens")
+            raise ConfigError(
+                f"--chunk-tokens {options.chunk_tokens} is above the model's window of {window} tokens"
+            )
         AppOptions(chunk_tokens=options.chunk_tokens, chunk_overlap=options.chunk_overlap).check()
     elif options.chunk_overlap is not None and options.chunk_tokens is None:
-        raise ConfigError("--chunk-overlap needs --chunk-tokens (N or auto): without it documents are truncated")
+        raise ConfigError(
+            "--chunk-overlap needs --chunk-tokens (N or auto): without it documents are truncated"
+        )
     if options.dim is not None and width and not 8 <= options.dim <= width:
         raise ConfigError(f"--dim {options.dim} must be between 8 and the model's {width} dimensions")
-    if options.merge is not None and options.train.get("tower", "shared") != "shared":  # without --tower, --merge trains shared
-        raise ConfigError(f"--merge averages one model's weights with its base; --tower {options.train['tower']} trains two "
-                          "towers: drop one of the two")
+    if (
+        options.merge is not None and options.train.get("tower", "shared") != "shared"
+    ):  # without --tower, --merge trains shared
+        raise ConfigError(
+            f"--merge averages one model's weights with its base; --tower {options.train['tower']} trains "
+            "two "
+            "towers: drop one of the two"
+        )
     if isinstance(options.merge, float) and not 0.0 <= options.merge <= 1.0:
         raise ConfigError(f"--merge {options.merge} must be in [0, 1] or auto")
     if options.merge == "auto" and not options.guards:
-        raise ConfigError("--merge auto chooses α on the guards' selection half: keep the guards (drop "
-                          "--no-guards) or give --guard DIR")
+        raise ConfigError(
+            "--merge auto chooses α on the guards' selection half: keep the guards (drop "
+            "--no-guards) or give --guard DIR"
+        )
     if options.recipe == "auto":
-        clash = [flag for flag, given in (("--tower", "tower" in options.train), ("--merge", options.merge is not None)) if given]
+        clash = [
+            flag
+            for flag, given in (("--tower", "tower" in options.train), ("--merge", options.merge is not None))
+            if given
+        ]
         if clash:
-            raise ConfigError(f"--recipe auto chooses the tower and whether to merge on your data: drop "
-                              f"{' and '.join(clash)}, or drop --recipe auto")
+            raise ConfigError(
+                f"--recipe auto chooses the tower and whether to merge on your data: drop "
+                f"{' and '.join(clash)}, or drop --recipe auto"
+            )
         if not options.guards:
-            raise ConfigError("--recipe auto scores every candidate on the guards' selection halves: keep the guards "
-                              "(drop --no-guards) or give --guard DIR")
+            raise ConfigError(
+                "--recipe auto scores every candidate on the guards' selection halves: keep the guards "
+                "(drop --no-guards) or give --guard DIR"
+            )
     for reference in options.references:
         check_model_dir(reference)
 
@@ -166,4 +256,6 @@ def train_settings(options: RunOptions) -> dict:
     """The TrainConfig values the run gives over the recipe's: merging averages one model's weights with its
     base, so --merge trains a shared model where no --tower is given (and --recipe auto's settings are judged
     as shared weights take them, the candidate that takes every knob; each candidate sets its own tower)."""
-    return ({"tower": "shared"} if options.merge is not None or options.recipe == "auto" else {}) | options.train
+    return (
+        {"tower": "shared"} if options.merge is not None or options.recipe == "auto" else {}
+    ) | options.train

@@ -4,11 +4,13 @@ Each stage writes its artifact atomically under the output directory and is skip
 is already there, so a run that was interrupted picks up where it stopped and loses nothing::
     OUT/train/model   the fine-tuned model directory      (training)
     OUT/export        model.onnx, tokenizer.json, manifest (exporter)
-    OUT/index         the embedded backend's index         (or, after the package, a feed into Vespa with --vespa)
-    OUT/app           the Vespa application package        (vespa_app.package.build, checked by Vespa's code; its
+    OUT/index         the embedded backend's index         (or, after the package, a feed into Vespa with
+    --vespa) OUT/app           the Vespa application package
+    (vespa_app.package.build, checked by Vespa's code; its
                       hybrid-linear BM25 weight chosen on the index)
     OUT/report.md, plot.png, results.json
 """
+
 from __future__ import annotations
 
 import json
@@ -18,7 +20,15 @@ from dataclasses import asdict
 from pathlib import Path
 
 from common.bundled import GUARDS
-from common.data import Beir, corpus_fingerprint, limit_queries, load_beir, load_corpus, read_qrels, read_queries
+from common.data import (
+    Beir,
+    corpus_fingerprint,
+    limit_queries,
+    load_beir,
+    load_corpus,
+    read_qrels,
+    read_queries,
+)
 from common.lock import locks
 from common.metrics import seen_queries
 from exporter.manifest import Manifest
@@ -62,7 +72,9 @@ def _eval_data(options: RunOptions) -> Beir | None:
         queries = read_queries(options.queries, skip_bad=options.skip_bad)
         qrels = read_qrels(options.qrels, corpus.keys(), queries.keys(), skip_bad=options.skip_bad)
         return limit_queries(Beir(corpus, {q: queries[q] for q in qrels}, qrels), options.limit_queries)
-    return limit_queries(load_beir(options.data, options.eval_split, skip_bad=options.skip_bad), options.limit_queries)
+    return limit_queries(
+        load_beir(options.data, options.eval_split, skip_bad=options.skip_bad), options.limit_queries
+    )
 
 
 def _train(options: RunOptions, out: Path, corpus, record: MadeFrom) -> Path:
@@ -72,16 +84,28 @@ def _train(options: RunOptions, out: Path, corpus, record: MadeFrom) -> Path:
     base = str(options.base or default_base_model())
 
     def config(tower: str | None, folder: str):
-        return recipe_config(base, folder, options.full, data=str(options.pairs or options.data),
-                             **train_settings(options) | ({"tower": tower} if tower else {}))
+        return recipe_config(
+            base,
+            folder,
+            options.full,
+            data=str(options.pairs or options.data),
+            **train_settings(options) | ({"tower": tower} if tower else {}),
+        )
 
     cfg = config(None, str(out / "train"))
     pairs, pool = load_training_data(options.pairs or options.data, options.train_split, options.skip_bad)
     settings = {k: v for k, v in asdict(cfg).items() if k not in (*RECORDED, "base", "data")}
     files = {k: file_fingerprint(settings[k]) for k in ("anchor_data", "general_pairs") if settings[k]}
-    inputs = settings | {f"{k} contents": v for k, v in files.items()} | {
-        "base model": file_fingerprint(check_model_dir(cfg.base)), "training pairs": pairs_fingerprint(pairs),
-        "corpus": corpus_fingerprint(pool or corpus), "recipe": options.recipe}
+    inputs = (
+        settings
+        | {f"{k} contents": v for k, v in files.items()}
+        | {
+            "base model": file_fingerprint(check_model_dir(cfg.base)),
+            "training pairs": pairs_fingerprint(pairs),
+            "corpus": corpus_fingerprint(pool or corpus),
+            "recipe": options.recipe,
+        }
+    )
     if options.recipe == "auto":
         inputs["guards"] = [file_fingerprint(GUARDS.get(g, g)) for g in options.guards]
     if record.reuse("train", model_dir, inputs, work=(out / "train",)):
@@ -89,7 +113,9 @@ def _train(options: RunOptions, out: Path, corpus, record: MadeFrom) -> Path:
         return model_dir
     say("train")
     if options.recipe == "auto":
-        model_dir, chosen = select_recipe(config, pairs, pool or corpus, out / "train", options.guards, base, say=say)
+        model_dir, chosen = select_recipe(
+            config, pairs, pool or corpus, out / "train", options.guards, base, say=say
+        )
         keep_record(model_dir, chosen)
     else:
         resume = (out / "train" / TRAIN_CONFIG_FILE).exists()  # started from the same, and interrupted
@@ -100,14 +126,24 @@ def _train(options: RunOptions, out: Path, corpus, record: MadeFrom) -> Path:
     return model_dir
 
 
-def _merge(options: RunOptions, base: str, tuned: Path, merged: Path, run: RunRecord, record: MadeFrom) -> Path:
-    inputs = {"model": made_by_run(tuned), "base model": file_fingerprint(check_model_dir(base)), "alpha": options.merge,
-              "guards": [file_fingerprint(GUARDS.get(g, g)) for g in options.guards] if options.merge == "auto" else None}
+def _merge(
+    options: RunOptions, base: str, tuned: Path, merged: Path, run: RunRecord, record: MadeFrom
+) -> Path:
+    inputs = {
+        "model": made_by_run(tuned),
+        "base model": file_fingerprint(check_model_dir(base)),
+        "alpha": options.merge,
+        "guards": [file_fingerprint(GUARDS.get(g, g)) for g in options.guards]
+        if options.merge == "auto"
+        else None,
+    }
     if record.reuse("merge", merged, inputs):
         say(f"merge: {merged} was made from the same models and α, reusing it")
     else:
         say(f"merge with the base model (α {options.merge}; auto: chosen on the guards' selection half)")
-        merge(base, tuned, merged, options.merge, options.guards, say=lambda line: print(line, file=sys.stderr))
+        merge(
+            base, tuned, merged, options.merge, options.guards, say=lambda line: print(line, file=sys.stderr)
+        )
         record.done("merge", merged)
     record_file = json.loads((merged / MERGE_FILE).read_text())
     run.merge = {"alpha": record_file["alpha"], "method": record_file["choice"]["method"]}
@@ -115,16 +151,26 @@ def _merge(options: RunOptions, base: str, tuned: Path, merged: Path, run: RunRe
 
 
 def _export(options: RunOptions, model_dir: Path, export_dir: Path, record: MadeFrom, stage: str = "export"):
-    made = made_by_run(model_dir) if model_dir.is_relative_to(Path(options.out)) else file_fingerprint(model_dir)
-    inputs = {"model": made, "quantize": options.quantize,
-              "quantization check data": file_fingerprint(options.data) if options.quantize else None,
-              "quantization check split": options.eval_split if options.quantize else None}
+    made = (
+        made_by_run(model_dir) if model_dir.is_relative_to(Path(options.out)) else file_fingerprint(model_dir)
+    )
+    inputs = {
+        "model": made,
+        "quantize": options.quantize,
+        "quantization check data": file_fingerprint(options.data) if options.quantize else None,
+        "quantization check split": options.eval_split if options.quantize else None,
+    }
     if record.reuse(stage, export_dir, inputs):
         say(f"{stage}: {export_dir} was made from the same model and settings, reusing it")
     else:
         say("export to ONNX, with parity checks")
-        export(model_dir, export_dir, quantize=options.quantize, quality_data=options.data if options.quantize else None,
-               quality_split=options.eval_split)
+        export(
+            model_dir,
+            export_dir,
+            quantize=options.quantize,
+            quality_data=options.data if options.quantize else None,
+            quality_split=options.eval_split,
+        )
         record.done(stage, export_dir)
     return Manifest.load(export_dir)
 
@@ -135,16 +181,29 @@ def run(options: RunOptions) -> dict:
     out = Path(options.out)
     stages = Stages()
     base = str(options.base or default_base_model())
-    fixed_by = ("--tower was given" if "tower" in options.train else "--merge was given" if options.merge is not None
-                else "no guard sets to choose on" if not options.guards else None)
+    fixed_by = (
+        "--tower was given"
+        if "tower" in options.train
+        else "--merge was given"
+        if options.merge is not None
+        else "no guard sets to choose on"
+        if not options.guards
+        else None
+    )
     options.recipe, why = resolve_recipe(options.recipe, fixed_by)  # resolved once, before any work
     stages.record.recipe = {"recipe": options.recipe, "why": why}
     stages.record.backend = "vespa" if options.vespa else "embedded"
     check_options(options, base)
     options.report_to = check_report_to(options.report_to)
-    recipe_config(base, str(out / "train"), options.full, **train_settings(options))  # judged first (auto: as shared)
+    recipe_config(
+        base, str(out / "train"), options.full, **train_settings(options)
+    )  # judged first (auto: as shared)
     beir = _eval_data(options)
-    corpus = list(beir.corpus.values()) if beir else list(load_corpus(options.corpus, skip_bad=options.skip_bad).values())
+    corpus = (
+        list(beir.corpus.values())
+        if beir
+        else list(load_corpus(options.corpus, skip_bad=options.skip_bad).values())
+    )
     out.mkdir(parents=True, exist_ok=True)
     record = MadeFrom(out, force=options.force)
     model_dir, manifest, colbert_dir = _model(options, out, base, corpus, stages, record)
@@ -163,81 +222,145 @@ def run(options: RunOptions) -> dict:
 
 
 def _model(options: RunOptions, out: Path, base: str, corpus, stages: Stages, record: MadeFrom):
-    """Train (and merge), then export (and --colbert's model): the model directory, the export's manifest and the
-    late-interaction export (or None)."""
+    """Train (and merge), then export (and --colbert's model): the model directory, the export's manifest and
+    the late-interaction export (or None)."""
 
     model_dir = stages.timed("train", _train, options, out, corpus, record)
-    if (model_dir / TOWERS_FILE).exists():  # two towers: the report says which trained and which stayed the base
+    if (
+        model_dir / TOWERS_FILE
+    ).exists():  # two towers: the report says which trained and which stayed the base
         stages.record.towers = json.loads((model_dir / TOWERS_FILE).read_text())
     if options.recipe == "auto":
         chosen = json.loads((model_dir / RECIPE_FILE).read_text())
         stages.record.recipe |= {"chosen": chosen["chosen"], "choice": chosen["why"]}
         if chosen["merged"]:
-            options.merge = "auto"  # the candidate chosen was merged back; the winner, trained on all pairs, is too
+            options.merge = (
+                "auto"  # the candidate chosen was merged back; the winner, trained on all pairs, is too
+            )
     if options.merge is not None:
-        model_dir = stages.timed("merge", _merge, options, base, model_dir, out / "merged", stages.record, record)
+        model_dir = stages.timed(
+            "merge", _merge, options, base, model_dir, out / "merged", stages.record, record
+        )
     manifest = stages.timed("export + parity", _export, options, model_dir, out / "export", record)
     stages.record.parity = manifest.parity
     colbert_dir = None
     if options.colbert:
         colbert_dir = out / "export-colbert"
-        stages.timed("export late interaction", _export, options, check_model_dir(options.colbert), colbert_dir, record,
-                     "export late interaction")
+        stages.timed(
+            "export late interaction",
+            _export,
+            options,
+            check_model_dir(options.colbert),
+            colbert_dir,
+            record,
+            "export late interaction",
+        )
     return model_dir, manifest, colbert_dir
 
 
-def _evaluate(options: RunOptions, base: str, model_dir: Path, export_dir: Path, beir: Beir, index, backend, chunker,
-              stages: Stages) -> list[dict]:
+def _evaluate(
+    options: RunOptions,
+    base: str,
+    model_dir: Path,
+    export_dir: Path,
+    beir: Beir,
+    index,
+    backend,
+    chunker,
+    stages: Stages,
+) -> list[dict]:
     """The served profiles through the backend, then exact search for every model, on all/seen/unseen queries
     and the guard sets."""
 
     guards = guard_sets(options.guards)
     seen = seen_queries(beir.qrels, beir.corpus, read_positives(model_dir))
-    say(f"evaluate on {len(beir.queries)} queries ({len(seen)} seen in training, "
-         f"{len(beir.queries) - len(seen)} unseen) and the guard sets {', '.join(guards) or '(none)'}")
+    say(
+        f"evaluate on {len(beir.queries)} queries ({len(seen)} seen in training, "
+        f"{len(beir.queries) - len(seen)} unseen) and the guard sets {', '.join(guards) or '(none)'}"
+    )
     served_profiles = profiles.CORE + (LATE_PROFILES if options.colbert else ())
-    served = stages.timed("evaluate served", evaluate_backend, backend, beir, served_profiles,
-                          label="vespa" if options.vespa else "served", seen=seen)
-    models = stages.timed("evaluate models and guards", model_rows, options, base, model_dir, export_dir, beir,
-                          guards, index, seen, chunker)
-    stages.record.evaluation = {"queries": len(beir.queries), "seen": len(seen),
-                                  "unseen": len(beir.queries) - len(seen),
-                                  "guards": {g: len(b.queries) for g, b in guards.items()}}
+    served = stages.timed(
+        "evaluate served",
+        evaluate_backend,
+        backend,
+        beir,
+        served_profiles,
+        label="vespa" if options.vespa else "served",
+        seen=seen,
+    )
+    models = stages.timed(
+        "evaluate models and guards",
+        model_rows,
+        options,
+        base,
+        model_dir,
+        export_dir,
+        beir,
+        guards,
+        index,
+        seen,
+        chunker,
+    )
+    stages.record.evaluation = {
+        "queries": len(beir.queries),
+        "seen": len(seen),
+        "unseen": len(beir.queries) - len(seen),
+        "guards": {g: len(b.queries) for g, b in guards.items()},
+    }
     return [*served, *models]
 
 
-def _write_results(options: RunOptions, out: Path, base: str, model_dir: Path, rows: list[dict], deploy: str,
-                   stages: Stages) -> dict:
+def _write_results(
+    options: RunOptions, out: Path, base: str, model_dir: Path, rows: list[dict], deploy: str, stages: Stages
+) -> dict:
     """report.md, plot.png, results.json, and the model card with the run's figures."""
 
     train_metrics = json.loads((model_dir / TRAIN_METRICS_FILE).read_text())
     if rows:
         plot(rows, train_metrics["log"], out / "plot.png")
-    report_path = write_report(out, rows, stages.timings, TrainConfig.load(model_dir / TRAIN_CONFIG_FILE),
-                               stages.record, deploy,
-                               recipe=read_recipe(model_dir))
+    report_path = write_report(
+        out,
+        rows,
+        stages.timings,
+        TrainConfig.load(model_dir / TRAIN_CONFIG_FILE),
+        stages.record,
+        deploy,
+        recipe=read_recipe(model_dir),
+    )
     if rows:
-        write_evaluation(model_dir, rows, f"From `siamese run` ({stages.record.evaluation}); "
-                                          f"served as {stages.record.chunking}.")
+        write_evaluation(
+            model_dir,
+            rows,
+            f"From `siamese run` ({stages.record.evaluation}); served as {stages.record.chunking}.",
+        )
         write_card(model_dir)
-    (out / "results.json").write_text(json.dumps({"rows": rows, "timings": stages.timings, "record": asdict(stages.record)},
-                                                 indent=2))
-    return {"rows": rows, "timings": stages.timings, "report": str(report_path), "deploy": deploy,
-            "record": asdict(stages.record)}
+    (out / "results.json").write_text(
+        json.dumps({"rows": rows, "timings": stages.timings, "record": asdict(stages.record)}, indent=2)
+    )
+    return {
+        "rows": rows,
+        "timings": stages.timings,
+        "report": str(report_path),
+        "deploy": deploy,
+        "record": asdict(stages.record),
+    }
 
 
 def deploy_commands(app_dir: Path, corpus, out: Path) -> str:
-    """What to run to serve this package, runnable as printed: quoted paths, the package named to the feed (so a
-    chunked package's chunks are sent and a re-deploy with another schema re-feeds), the ledger kept in OUT."""
+    """What to run to serve this package, runnable as printed: quoted paths, the package named to the feed (so
+    a chunked package's chunks are sent and a re-deploy with
+    another schema re-feeds), the ledger kept in OUT."""
     from shlex import quote
 
     app, corpus, out = (quote(str(Path(p).resolve())) for p in (app_dir, corpus, out))
-    return "\n".join([
-        "# local Vespa with Docker (pyvespa starts the container):",
-        f"siamese deploy {app} --target docker",
-        f"siamese feed http://localhost:8080 {corpus} --package {app} --ledger {out}/feed-ledger.jsonl "
-        f"--failed {out}/feed-failed.jsonl",
-        'siamese query http://localhost:8080 "your question" --profile hybrid',
-        "# or with the Vespa CLI:",
-        f"vespa deploy --wait 300 {app}",
-    ])
+    return "\n".join(
+        [
+            "# local Vespa with Docker (pyvespa starts the container):",
+            f"siamese deploy {app} --target docker",
+            f"siamese feed http://localhost:8080 {corpus} --package {app} --ledger {out}/feed-ledger.jsonl "
+            f"--failed {out}/feed-failed.jsonl",
+            'siamese query http://localhost:8080 "your question" --profile hybrid',
+            "# or with the Vespa CLI:",
+            f"vespa deploy --wait 300 {app}",
+        ]
+    )

@@ -1,7 +1,8 @@
 """The rows of `siamese run`'s report beside the served ones: exact search on the evaluation set and on every
-guard for BM25, the base model as a user would deploy it, each ``--reference`` model and the fine-tuned model as
-served, each also fused with BM25 (``model_rows``). A frozen document tower's corpus vectors are the base
+guard for BM25, the base model as a user would deploy it, each ``--reference`` model and the fine-tuned model
+as served, each also fused with BM25 (``model_rows``). A frozen document tower's corpus vectors are the base
 model's, embedded once for all of them (``frozen_documents``)."""
+
 from __future__ import annotations
 
 import json
@@ -21,12 +22,13 @@ TUNED = "fine-tuned (exact)"
 
 
 def frozen_documents(model_dir: Path, manifest, dim: int):
-    """A frozen document tower (``--tower query`` or ``adapter``) is the base model, byte for byte: its documents'
-    vectors are the base's, which training (the query tower's bank) and the base row compute and cache. Returns
-    their cache key and a PyTorch passage embedder for what the cache lacks, or None where the document side was
-    trained, a prefix of the vector is served (``dim``) or the export is quantized: there the exported graph embeds
-    the documents. The export's parity check holds the served document graph to these vectors (max |Δ| ~3e-7),
-    so one embedding of each corpus serves training, the index and every row."""
+    """A frozen document tower (``--tower query`` or ``adapter``) is the base model, byte for byte: its
+    documents' vectors are the base's, which training (the query tower's bank) and the base row compute and
+    cache. Returns their cache key and a PyTorch passage embedder for what the cache lacks, or None where the
+    document side was trained, a prefix of the vector is served (``dim``) or the export is quantized: there
+    the exported graph embeds the documents. The export's parity check holds the served document graph to
+    these vectors (max |Δ| ~3e-7), so one embedding of each
+    corpus serves training, the index and every row."""
 
     towers = model_dir / TOWERS_FILE
     frozen = json.loads(towers.read_text()).get("frozen") if towers.exists() else None
@@ -40,6 +42,7 @@ def frozen_documents(model_dir: Path, manifest, dim: int):
         nonlocal document
         document = document or Encoder.load(model_dir)
         return document.encode(texts, "passage", progress=len(texts) > 1000)
+
     return model_cache_key(model_dir, config), embed
 
 
@@ -50,13 +53,18 @@ def _encoder_runs(model: str, encoder, datasets: dict, chunker) -> dict:
     embed, key = embed_fn(encoder, True), model_cache_key(model, encoder.config)
     if not chunker:
         return {name: dense_run(embed, d, cache=key) for name, d in datasets.items()}
-    own = Chunker.for_model(check_model_dir(model), min(chunker.max_tokens, encoder.config.max_length),
-                            chunker.overlap, prefix=encoder.config.document_prefix)
+    own = Chunker.for_model(
+        check_model_dir(model),
+        min(chunker.max_tokens, encoder.config.max_length),
+        chunker.overlap,
+        prefix=encoder.config.document_prefix,
+    )
     return {name: chunked_dense_run(embed, d, own, cache=key) for name, d in datasets.items()}
 
 
-def model_rows(options, base: str, model_dir: Path, export_dir: Path, beir: Beir, guards: dict,
-                index, seen, chunker=None) -> list[dict]:
+def model_rows(
+    options, base: str, model_dir: Path, export_dir: Path, beir: Beir, guards: dict, index, seen, chunker=None
+) -> list[dict]:
     """Exact search on the evaluation set and on every guard: BM25; the base model as a user would deploy it
     (PyTorch, at its own window, and also at the fine-tuned model's window where that differs); each
     ``--reference`` model at its own window; the fine-tuned model as served (the exported ONNX graph,
@@ -76,12 +84,19 @@ def model_rows(options, base: str, model_dir: Path, export_dir: Path, beir: Beir
     add(base_row_name(base), _encoder_runs(base, base_encoder, datasets, chunker), base_encoder)
     if base_encoder.config.max_length != window:
         base_encoder = Encoder.load(base, max_length=window)
-        add(f"{base_row_name(base)} @{window} tokens", _encoder_runs(base, base_encoder, datasets, chunker),
-            base_encoder)  # a base row too; the report compares with the first, at the base's own window
+        add(
+            f"{base_row_name(base)} @{window} tokens",
+            _encoder_runs(base, base_encoder, datasets, chunker),
+            base_encoder,
+        )  # a base row too; the report compares with the first, at the base's own window
     for reference in options.references:
         encoder = load_model(reference)
-        add(f"reference ({model_label(reference)})", _encoder_runs(reference, encoder, datasets, chunker), encoder,
-            "reference")
+        add(
+            f"reference ({model_label(reference)})",
+            _encoder_runs(reference, encoder, datasets, chunker),
+            encoder,
+            "reference",
+        )
     served = index.embedder if index else OnnxEmbedder(export_dir)
     # documents' vectors are named by what decides them (the index's key): a new query tower re-embeds none,
     # and a frozen document tower's are the base model's, embedded once for its row above
@@ -90,16 +105,21 @@ def model_rows(options, base: str, model_dir: Path, export_dir: Path, beir: Beir
 
     def embed(texts, kind):
         return frozen[1](texts) if frozen and kind != "query" else served.embed(texts, kind)
+
     if chunker:
-        tuned_runs = {name: chunked_dense_run(embed, d, chunker, cache=served_key)
-                      for name, d in guards.items()}
-        tuned_runs["main"] = chunked_dense_run(embed, beir, chunker, cache=served_key,
-                                               vectors=index.embeddings if index else None)
+        tuned_runs = {
+            name: chunked_dense_run(embed, d, chunker, cache=served_key) for name, d in guards.items()
+        }
+        tuned_runs["main"] = chunked_dense_run(
+            embed, beir, chunker, cache=served_key, vectors=index.embeddings if index else None
+        )
     else:
         tuned_runs = {name: dense_run(embed, d, cache=served_key) for name, d in guards.items()}
-        tuned_runs["main"] = (dense_run(embed, beir, doc_vectors=index.embeddings,
-                                        doc_ids=[d.id for d in index.docs])
-                              if index else dense_run(embed, beir, cache=served_key))
+        tuned_runs["main"] = (
+            dense_run(embed, beir, doc_vectors=index.embeddings, doc_ids=[d.id for d in index.docs])
+            if index
+            else dense_run(embed, beir, cache=served_key)
+        )
     add(TUNED, tuned_runs, load_model(model_dir) if sts_rows else None, "tuned")
     return rows
 

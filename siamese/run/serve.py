@@ -1,5 +1,6 @@
 """`siamese run`'s serving stages: the embedded index, hybrid-linear's BM25 weight chosen on it, the
 application package checked by Vespa's code, and with --vespa the deploy and feed."""
+
 from __future__ import annotations
 
 import sys
@@ -24,8 +25,17 @@ from vespa_app.package.record import AppPackage
 from vespa_app.serving import BM25_WEIGHT
 
 
-def _package(export_dir: Path, app_dir: Path, corpus, run: RunRecord, chunker, dim: int, colbert_dir,
-             fusion: tuple[float, dict | None], record: MadeFrom) -> None:
+def _package(
+    export_dir: Path,
+    app_dir: Path,
+    corpus,
+    run: RunRecord,
+    chunker,
+    dim: int,
+    colbert_dir,
+    fusion: tuple[float, dict | None],
+    record: MadeFrom,
+) -> None:
 
     missing = java_missing()
     texts = None if missing else parity_texts(25, 25)
@@ -35,35 +45,59 @@ def _package(export_dir: Path, app_dir: Path, corpus, run: RunRecord, chunker, d
         reports.append(check_package(package, texts, docs=corpus))
 
     checker = "Python's structural checks" if missing else "Vespa's own config model and HuggingFaceEmbedder"
-    if record.reuse("package", app_dir, _package_inputs(export_dir, chunker, dim, colbert_dir) | {
-            "bm25 weight": fusion[0]}):
-        say(f"package: {app_dir} was made from the same export and options, reusing it; checking it with {checker}")
+    if record.reuse(
+        "package",
+        app_dir,
+        _package_inputs(export_dir, chunker, dim, colbert_dir) | {"bm25 weight": fusion[0]},
+    ):
+        say(
+            f"package: {app_dir} was made from the same export and options, reusing it; checking it with "
+            f"{checker}"
+        )
         check(app_dir)
     else:
         say(f"Vespa application package, checked with {checker}")
-        write_package(export_dir, app_dir, AppOptions(chunk_tokens=chunker.max_tokens if chunker else None,
-                                                      chunk_overlap=chunker.overlap if chunker else 0, dim=dim,
-                                                      bm25_weight=fusion[0], bm25_weight_choice=fusion[1]),
-                      check=check, colbert_dir=colbert_dir)
+        write_package(
+            export_dir,
+            app_dir,
+            AppOptions(
+                chunk_tokens=chunker.max_tokens if chunker else None,
+                chunk_overlap=chunker.overlap if chunker else 0,
+                dim=dim,
+                bm25_weight=fusion[0],
+                bm25_weight_choice=fusion[1],
+            ),
+            check=check,
+            colbert_dir=colbert_dir,
+        )
         record.done("package", app_dir)
     report = reports[0]
     run.vespa_check = f"skipped: {missing}" if missing else report.vespa
     if report.container:
         run.vespa_container = report.container.lines()
-    run.vespa_embedder = report.embedding and {k: report.embedding[k] for k in
-                                                    ("texts", "document_min_cosine", "query_min_cosine")}
+    run.vespa_embedder = report.embedding and {
+        k: report.embedding[k] for k in ("texts", "document_min_cosine", "query_min_cosine")
+    }
     print(report.summary(), file=sys.stderr)
 
 
 def _package_inputs(export_dir: Path, chunker, dim: int, colbert_dir) -> dict:
-    return {"export": made_by_run(export_dir), "chunking": chunker and chunker.spec(), "dim": dim,
-            "late-interaction export": colbert_dir and made_by_run(colbert_dir)}
+    return {
+        "export": made_by_run(export_dir),
+        "chunking": chunker and chunker.spec(),
+        "dim": dim,
+        "late-interaction export": colbert_dir and made_by_run(colbert_dir),
+    }
 
 
-def _index(export_dir: Path, index_dir: Path, corpus, chunker, dim: int, colbert_dir, model_dir, record: MadeFrom):
+def _index(
+    export_dir: Path, index_dir: Path, corpus, chunker, dim: int, colbert_dir, model_dir, record: MadeFrom
+):
 
     inputs = _package_inputs(export_dir, chunker, dim, colbert_dir) | {
-        "corpus": corpus_fingerprint(corpus), "document vectors of": model_dir and made_by_run(model_dir)}
+        "corpus": corpus_fingerprint(corpus),
+        "document vectors of": model_dir and made_by_run(model_dir),
+    }
     if record.reuse("index", index_dir, inputs):
         say(f"index: {index_dir} was made from the same export, corpus and options, reopening it")
         index = EmbeddedIndex.open(index_dir)
@@ -71,11 +105,19 @@ def _index(export_dir: Path, index_dir: Path, corpus, chunker, dim: int, colbert
         return index
 
     frozen = frozen_documents(model_dir, Manifest.load(export_dir), dim) if model_dir else None
-    say(f"embedded index: {len(corpus)} documents"
-         + (f" as chunks of {chunker.max_tokens} tokens" if chunker else "") + f", {dim} dimensions; vectors "
-         + ("of the frozen document tower (the base model's, computed once)" if frozen else "by the exported model"))
-    index = EmbeddedIndex.build(index_dir, export_dir, corpus, chunker=chunker, dim=dim, colbert_dir=colbert_dir,
-                                documents=frozen)
+    say(
+        f"embedded index: {len(corpus)} documents"
+        + (f" as chunks of {chunker.max_tokens} tokens" if chunker else "")
+        + f", {dim} dimensions; vectors "
+        + (
+            "of the frozen document tower (the base model's, computed once)"
+            if frozen
+            else "by the exported model"
+        )
+    )
+    index = EmbeddedIndex.build(
+        index_dir, export_dir, corpus, chunker=chunker, dim=dim, colbert_dir=colbert_dir, documents=frozen
+    )
     record.done("index", index_dir)
     return index
 
@@ -91,8 +133,11 @@ def _bm25_weight(options: RunOptions, index, app_dir: Path) -> tuple[float, dict
         return AppPackage.open(app_dir).bm25_weight, {"method": f"kept from the package {app_dir}"}
     train = _training_judgements(options, {d.id for d in index.docs}) if index is not None else None
     if not train:
-        why = "no embedded index to choose on (--vespa)" if index is None else \
-            "no training queries with judged documents in the corpus"
+        why = (
+            "no embedded index to choose on (--vespa)"
+            if index is None
+            else "no training queries with judged documents in the corpus"
+        )
         return BM25_WEIGHT, {"method": f"default: {why}; give --bm25-weight to set it"}
     say(f"hybrid-linear: choosing the BM25 weight on {len(train[1])} training queries")
     weight, record = choose_bm25_weight(index, *train)
@@ -114,16 +159,30 @@ def _feed_vespa(options: RunOptions, app_dir: Path, corpus, out: Path, run: RunR
     url = deploy(app_dir, options.vespa, running_ok=True)
     package = AppPackage.open(app_dir)
     backend = VespaBackend(url, chunked=package.chunked)
-    result = backend.feed(corpus, ledger=out / "feed-ledger.jsonl", failed_file=out / "feed-failed.jsonl",
-                          schema=package.feed_key, chunker=package.chunker())
+    result = backend.feed(
+        corpus,
+        ledger=out / "feed-ledger.jsonl",
+        failed_file=out / "feed-failed.jsonl",
+        schema=package.feed_key,
+        chunker=package.chunker(),
+    )
     run.feed = result.summary()
     if result.failed:
         raise VespaError(f"{len(result.failed)} documents failed to feed; see {out / 'feed-failed.jsonl'}")
     return backend
 
 
-def serve(options: RunOptions, out: Path, model_dir: Path, colbert_dir: Path | None, corpus, chunker, dim: int,
-          stages: Stages, record: MadeFrom):
+def serve(
+    options: RunOptions,
+    out: Path,
+    model_dir: Path,
+    colbert_dir: Path | None,
+    corpus,
+    chunker,
+    dim: int,
+    stages: Stages,
+    record: MadeFrom,
+):
     """The index (embedded backend), hybrid-linear's weight chosen on it, the package checked by Vespa's code,
     and with --vespa the deploy and feed: (the index or None, the backend to evaluate)."""
     export_dir, app_dir = out / "export", out / "app"
@@ -131,12 +190,24 @@ def serve(options: RunOptions, out: Path, model_dir: Path, colbert_dir: Path | N
     # judged before the index is built (minutes on a real corpus); its BM25 weight is judged once chosen
     record.judge("package", app_dir, _package_inputs(export_dir, chunker, dim, colbert_dir))
     if not options.vespa:  # before the package: hybrid-linear's weight is chosen on the index
-        index = backend = stages.timed("index", _index, export_dir, out / "index", corpus, chunker, dim,
-                                       colbert_dir, model_dir, record)
+        index = backend = stages.timed(
+            "index", _index, export_dir, out / "index", corpus, chunker, dim, colbert_dir, model_dir, record
+        )
     fusion = stages.timed("choose hybrid weight", _bm25_weight, options, index, app_dir)
     stages.record.bm25_weight = {"weight": fusion[0], **fusion[1]}
-    stages.timed("package + Vespa check", _package, export_dir, app_dir, corpus, stages.record, chunker, dim,
-                 colbert_dir, fusion, record)
+    stages.timed(
+        "package + Vespa check",
+        _package,
+        export_dir,
+        app_dir,
+        corpus,
+        stages.record,
+        chunker,
+        dim,
+        colbert_dir,
+        fusion,
+        record,
+    )
     if options.vespa:
         backend = stages.timed("deploy + feed", _feed_vespa, options, app_dir, corpus, out, stages.record)
     return index, backend

@@ -1,5 +1,6 @@
 """What every stage of `siamese run` shares: its progress line, its timings, and the run record each stage
 adds its part to (what the report's checks and notes show; ``results.json``'s ``record``)."""
+
 from __future__ import annotations
 
 import sys
@@ -14,6 +15,7 @@ def say(message: str) -> None:
 @dataclass
 class RunRecord:
     """What the stages found beside their artefacts, field by field (each set by the stage named)."""
+
     recipe: dict = field(default_factory=dict)  # pipeline: fixed | auto, why, and auto's choice
     towers: dict | None = None  # train: which tower trained and which stayed the base (towers.json)
     merge: dict | None = None  # merge: α and how it was chosen

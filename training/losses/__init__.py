@@ -15,6 +15,7 @@ Example::
     loss = loss_fn(encoder(queries), encoder(passages), Batch(pairs))
     loss.backward()
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,14 +30,26 @@ from .infonce import InfoNCE
 from .matryoshka import Matryoshka
 from .maxsim import MaxSimInfoNCE
 
-__all__ = ["Anchored", "Batch", "CorpusInfoNCE", "InfoNCE", "LOSSES", "Loss", "Matryoshka", "MaxSimInfoNCE",
-           "anchor_kl", "anchor_mse", "make_loss"]
+__all__ = [
+    "Anchored",
+    "Batch",
+    "CorpusInfoNCE",
+    "InfoNCE",
+    "LOSSES",
+    "Loss",
+    "Matryoshka",
+    "MaxSimInfoNCE",
+    "anchor_kl",
+    "anchor_mse",
+    "make_loss",
+]
 
 
 @dataclass(frozen=True)
 class Registered:
-    """How a loss is built from a TrainConfig (and what the trainer holds: ``bank``, ``pairs``, ``device``), and
-    which towers (``training/config.py: TOWERS``) can use it."""
+    """How a loss is built from a TrainConfig (and what the trainer holds: ``bank``, ``pairs``, ``device``),
+    and which towers (``training/config.py: TOWERS``) can use it."""
+
     build: Callable[..., Loss]
     towers: tuple[str, ...]
 
@@ -44,10 +57,13 @@ class Registered:
 # name → the loss. A new loss is a file beside these and a line here; every tower it names can train with it.
 LOSSES = {
     "infonce": Registered(lambda cfg, **_: InfoNCE(cfg.temperature, cfg.symmetric), ("shared", "separate")),
-    "symmetric-infonce": Registered(lambda cfg, **_: InfoNCE(cfg.temperature, symmetric=True),
-                                    ("shared", "separate")),
-    "corpus-infonce": Registered(lambda cfg, bank, pairs, device="cpu", **_:
-                                 CorpusInfoNCE(*bank, pairs, cfg.temperature, device), ("query", "adapter")),
+    "symmetric-infonce": Registered(
+        lambda cfg, **_: InfoNCE(cfg.temperature, symmetric=True), ("shared", "separate")
+    ),
+    "corpus-infonce": Registered(
+        lambda cfg, bank, pairs, device="cpu", **_: CorpusInfoNCE(*bank, pairs, cfg.temperature, device),
+        ("query", "adapter"),
+    ),
 }
 ANCHORS = ("none", *Anchored.KINDS)
 
@@ -56,8 +72,10 @@ def make_loss(cfg, general: list[str] | None = None, teacher: torch.Tensor | Non
     """The configured loss, summed over ``cfg.matryoshka`` prefixes if any; with ``cfg.anchor`` not "none",
     anchored (on the whole embedding) to ``teacher``'s vectors of ``general``."""
     if cfg.temperature is None:
-        raise ValueError("no temperature: training.loop.train sets it from the base model; give one to build "
-                         "the loss alone")
+        raise ValueError(
+            "no temperature: training.loop.train sets it from the base model; give one to build "
+            "the loss alone"
+        )
     loss = LOSSES[cfg.loss].build(cfg)
     if cfg.late_interaction:
         teacher = None

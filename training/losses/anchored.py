@@ -5,6 +5,7 @@ general-domain text.
     texts, ids = loss.general_texts(step)
     loss(q, p, Batch(pairs, student(texts), ids))
 """
+
 from __future__ import annotations
 
 import random
@@ -43,8 +44,16 @@ class Anchored:
 
     KINDS = {"mse": anchor_mse, "kl": anchor_kl}
 
-    def __init__(self, inner: Loss, kind: str, texts: list[str], teacher: torch.Tensor, weight: float,
-                 per_step: int = 64, seed: int = 0):
+    def __init__(
+        self,
+        inner: Loss,
+        kind: str,
+        texts: list[str],
+        teacher: torch.Tensor,
+        weight: float,
+        per_step: int = 64,
+        seed: int = 0,
+    ):
         self.inner, self.anchor, self.texts, self.teacher = inner, self.KINDS[kind], texts, teacher
         self.weight, self.per_step, self.seed = weight, min(per_step, len(texts)), seed
 

@@ -1,4 +1,6 @@
-"""What every loss is called with: ``loss(q, p, batch) -> scalar tensor`` (see ``training/losses/__init__.py``)."""
+"""What every loss is called with: ``loss(q, p, batch) -> scalar
+tensor`` (see ``training/losses/__init__.py``)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

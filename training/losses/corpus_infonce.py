@@ -1,10 +1,11 @@
 """The frozen document tower's loss: each query against every document of the corpus at once.
 
-    loss = CorpusInfoNCE(bank_texts, bank_vectors, pairs, temperature=0.05)
-    loss(q, None, Batch(pairs))    # q: (B, D) queries; the bank stands for the passages
+loss = CorpusInfoNCE(bank_texts, bank_vectors, pairs, temperature=0.05)
+loss(q, None, Batch(pairs))    # q: (B, D) queries; the bank stands for the passages
 
-    L = −(1/B) Σ_i log softmax_j(q_i · b_j / τ)[row of p_i], the query's other known positives masked out
+L = −(1/B) Σ_i log softmax_j(q_i · b_j / τ)[row of p_i], the query's other known positives masked out
 """
+
 from __future__ import annotations
 
 import sys
@@ -17,12 +18,13 @@ from ..negatives import known_positives
 
 
 class CorpusInfoNCE:
-    """InfoNCE of each query against a fixed bank of document vectors (the frozen tower's), the positive's row the
-    target, the query's other known positives masked out. Called as a ``Loss`` (``training/losses/``): the
+    """InfoNCE of each query against a fixed bank of document vectors (the frozen tower's), the positive's row
+    the target, the query's other known positives masked out. Called as a ``Loss`` (``training/losses/``): the
     passages argument is unused, the bank stands for it.
 
-    The bank goes to ``device`` once. On a GPU where it would take more than ``BANK_SHARE`` of the free memory it
-    stays in the host's memory and is scored a chunk at a time (``BankScores``); on the CPU it is where it is."""
+    The bank goes to ``device`` once. On a GPU where it would take more than ``BANK_SHARE`` of the free memory
+    it stays in the host's memory and is scored a chunk at a time
+    (``BankScores``); on the CPU it is where it is."""
 
     def __init__(self, texts: list[str], vectors: np.ndarray, pairs, temperature: float, device="cpu"):
         self.row = {t: i for i, t in enumerate(texts)}
@@ -32,7 +34,9 @@ class CorpusInfoNCE:
 
     def __call__(self, q: torch.Tensor, p, batch) -> torch.Tensor:
         q = q.float()
-        scores = (q @ self.bank.T if self.bank.device == q.device else BankScores.apply(q, self.bank)) / self.temperature
+        scores = (
+            q @ self.bank.T if self.bank.device == q.device else BankScores.apply(q, self.bank)
+        ) / self.temperature
         target = torch.tensor([self.row[pair.positive] for pair in batch.pairs], device=q.device)
         mask = torch.zeros_like(scores, dtype=torch.bool)
         for i, pair in enumerate(batch.pairs):
@@ -49,21 +53,26 @@ def _bank_on(bank: torch.Tensor, device: torch.device) -> torch.Tensor:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         if bank.numel() * bank.element_size() > BANK_SHARE * free:
-            print(f"towers: the bank ({bank.numel() * 4 / 2**30:.1f} GiB) stays in host memory and is scored "
-                  f"{BANK_CHUNK} documents at a time", file=sys.stderr)
+            print(
+                f"towers: the bank ({bank.numel() * 4 / 2**30:.1f} GiB) stays in host memory and is scored "
+                f"{BANK_CHUNK} documents at a time",
+                file=sys.stderr,
+            )
             return bank.pin_memory()
     return bank.to(device)
 
 
 class BankScores(torch.autograd.Function):
-    """q @ bankᵀ for a bank that stays on the host: each chunk goes to q's device, is scored and dropped, in the
-    forward pass and again in the backward (∂L/∂q = ∂L/∂scores @ bank); the bank gets no gradient."""
+    """q @ bankᵀ for a bank that stays on the host: each chunk goes to q's device, is scored and dropped, in
+    the forward pass and again in the backward (∂L/∂q = ∂L/∂scores @ bank); the bank gets no gradient."""
 
     @staticmethod
     def forward(ctx, q, bank):
         ctx.save_for_backward(q)
         ctx.bank = bank
-        return torch.cat([q @ chunk.to(q.device, non_blocking=True).T for chunk in bank.split(BANK_CHUNK)], dim=1)
+        return torch.cat(
+            [q @ chunk.to(q.device, non_blocking=True).T for chunk in bank.split(BANK_CHUNK)], dim=1
+        )
 
     @staticmethod
     def backward(ctx, grad):

@@ -1,8 +1,9 @@
 """InfoNCE with in-batch and hard negatives: the shared and separate towers' loss.
 
-    loss = InfoNCE(temperature=0.05)
-    loss(q, p, Batch(pairs))     # q: (B, D) queries, p: (B + N, D): the B positives, then N hard negatives
+loss = InfoNCE(temperature=0.05)
+loss(q, p, Batch(pairs))     # q: (B, D) queries, p: (B + N, D): the B positives, then N hard negatives
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Vespa's colbert field against our token vectors: packed sign bits (int8 cells) or bfloat16 vectors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,7 +17,9 @@ def token_matrix(by_label: dict) -> np.ndarray:
 def sign_agreement(packed: np.ndarray, ours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per token: are Vespa's packed int8 cells our vectors' sign bits, and are they apart from the signs of
     values within ``SIGN_NOISE`` of 0 (boolean arrays)."""
-    differ = np.unpackbits(packed.astype(np.int8).view(np.uint8), axis=-1) != np.unpackbits(pack_bits(ours), axis=-1)
+    differ = np.unpackbits(packed.astype(np.int8).view(np.uint8), axis=-1) != np.unpackbits(
+        pack_bits(ours), axis=-1
+    )
     return ~differ.any(-1), ~(differ & (np.abs(ours) >= SIGN_NOISE)).any(-1)
 
 

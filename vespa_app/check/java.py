@@ -1,6 +1,7 @@
 """Vespa's own Java code from Maven Central, run here: ``verify/`` (a Maven module) is compiled once and each
 command (the config model, the embedders, the container's feed and query path, the document path parser, the
 chunkers) reads JSON and answers in JSON."""
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,8 @@ def java_missing() -> str | None:
 
 
 def _build_dir() -> Path:
-    """One build per version of the verifier's sources, so checkouts of different versions never share classes."""
+    """One build per version of the verifier's sources, so
+    checkouts of different versions never share classes."""
     import hashlib
 
     digest = hashlib.sha256()
@@ -50,18 +52,30 @@ def classpath() -> str:
     cp_file = build / "classpath.txt"
     if not cp_file.exists():
         build.mkdir(parents=True, exist_ok=True)
-        cmd = ["mvn", "-B", "-q", "-f", str(VERIFY_DIR / "pom.xml"), f"-Dverify.build.dir={build}",
-               "compile", "dependency:build-classpath", f"-Dmdep.outputFile={cp_file}.tmp"]
+        cmd = [
+            "mvn",
+            "-B",
+            "-q",
+            "-f",
+            str(VERIFY_DIR / "pom.xml"),
+            f"-Dverify.build.dir={build}",
+            "compile",
+            "dependency:build-classpath",
+            f"-Dmdep.outputFile={cp_file}.tmp",
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
-            raise VerifierError("building Vespa's verifier with Maven failed (is Maven Central reachable?):\n"
-                               + (result.stdout + result.stderr)[-3000:])
+            raise VerifierError(
+                "building Vespa's verifier with Maven failed (is Maven Central reachable?):\n"
+                + (result.stdout + result.stderr)[-3000:]
+            )
         Path(f"{cp_file}.tmp").rename(cp_file)
     return f"{build / 'classes'}{os.pathsep}{cp_file.read_text().strip()}"
 
 
 def _die_with_parent() -> None:
-    """In the child: killed when the Python process that started it dies (kill -9 included), not left running."""
+    """In the child: killed when the Python process that started
+    it dies (kill -9 included), not left running."""
     import ctypes
     import signal
 
@@ -78,19 +92,25 @@ def _java(args: list[str], hosted: bool = False, timeout: int = 300) -> subproce
         cmd = ["java", "-Xmx2g", "-Djava.util.logging.config.file=/dev/null", f"-Djava.io.tmpdir={tmp}"]
         if hosted:
             cmd.append("-Dhosted=true")
-        return subprocess.run(cmd + ["-cp", classpath(), MAIN_CLASS, *args], capture_output=True, text=True,
-                              timeout=timeout, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        return subprocess.run(
+            cmd + ["-cp", classpath(), MAIN_CLASS, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _rejection(result: subprocess.CompletedProcess) -> str:
     lines = [line for line in result.stderr.splitlines() if line.startswith("REJECTED:")]
-    return lines[-1][len("REJECTED: "):] if lines else result.stderr[-2000:]
+    return lines[-1][len("REJECTED: ") :] if lines else result.stderr[-2000:]
 
 
 def vespa_model_check(package, hosted: bool = False) -> dict:
-    """Vespa's config model on the package: {'accepted', 'warnings', 'vespa_version'}; PackageError if rejected."""
+    """Vespa's config model on the package: {'accepted',
+    'warnings', 'vespa_version'}; PackageError if rejected."""
     result = _java(["model", str(Path(package).resolve())], hosted)
     if result.returncode != 0:
         raise PackageError(f"Vespa rejected {package}: {_rejection(result)}")
@@ -103,7 +123,9 @@ def _java_json(command: str, package, payload, what: str):
     with tempfile.TemporaryDirectory() as tmp:
         in_file, out_file = Path(tmp, "in.json"), Path(tmp, "out.json")
         in_file.write_text(json.dumps(payload))
-        result = _java([command, *([str(Path(package).resolve())] if package else []), str(in_file), str(out_file)])
+        result = _java(
+            [command, *([str(Path(package).resolve())] if package else []), str(in_file), str(out_file)]
+        )
         if result.returncode != 0:
             if package:
                 raise PackageError(f"{what} failed on {package}: {_rejection(result)}")
@@ -112,7 +134,8 @@ def _java_json(command: str, package, payload, what: str):
 
 
 def vespa_embed(package, texts: list[str]) -> dict:
-    """Vectors from Vespa's HuggingFaceEmbedder, built from the package's config: {'document', 'query', ...}."""
+    """Vectors from Vespa's HuggingFaceEmbedder, built from the
+    package's config: {'document', 'query', ...}."""
     vectors = _java_json("embed", package, texts, "Vespa's embedder")
     vectors["document"] = np.asarray(vectors["document"], dtype=np.float32)
     vectors["query"] = np.asarray(vectors["query"], dtype=np.float32)
@@ -126,8 +149,8 @@ def vespa_colbert(package, texts: list[str]) -> dict:
 
 
 def vespa_container(package, payload: dict) -> dict:
-    """Documents through the package's indexing statements and requests through Vespa's query stack, in-process
-    (the verifier's ``container`` command; see ``check.container``)."""
+    """Documents through the package's indexing statements and requests through Vespa's query stack,
+    in-process (the verifier's ``container`` command; see ``check.container``)."""
     return _java_json("container", package, payload, "Vespa's container code")
 
 

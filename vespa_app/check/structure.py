@@ -5,6 +5,7 @@ Vespa judges, with its own Java code from Maven Central (see ``verify/``): the c
 package as a deploy would, and the HuggingFaceEmbedder embeds texts from the package's own configuration.
 Python only does the cheap structural checks, and says plainly when Vespa's check could not run.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,14 @@ from common.vectors import cosine
 from exporter.manifest import Manifest, ManifestError
 
 from vespa_app.check.bounds import MIN_BITS_EQUAL, MIN_TOKEN_COSINE
-from vespa_app.check.java import (PackageError, java_missing, vespa_colbert, vespa_container, vespa_embed,
-                                   vespa_model_check)
+from vespa_app.check.java import (
+    PackageError,
+    java_missing,
+    vespa_colbert,
+    vespa_container,
+    vespa_embed,
+    vespa_model_check,
+)
 from vespa_app.check.report import CheckReport
 from vespa_app.package.record import AppPackage, PackageRecordError
 
@@ -33,17 +40,24 @@ SMOKE_TEXTS = ["What does the model make of a short query?", "naïve café, 東�
 
 # ---------------------------------------------------------------- structural checks (Python)
 
+
 def structural_check(package) -> list[str]:
     """Well-formed XML, every referenced file present, and the package's record (``models/package.json``)
     matching its manifests and its schema: the embedding field it declares, the pooling of the embedder."""
     package = Path(package)
     done = []
-    for name in ("services.xml", "hosts.xml", *[str(p.relative_to(package)) for p in package.glob("search/**/*.xml")]):
+    for name in (
+        "services.xml",
+        "hosts.xml",
+        *[str(p.relative_to(package)) for p in package.glob("search/**/*.xml")],
+    ):
         path = package / name
         if not path.exists():
             if name == "services.xml":
-                raise PackageError(f"{package}: no services.xml; this is not an application package "
-                                   "(build one with `siamese app build EXPORT_DIR OUT_DIR`)")
+                raise PackageError(
+                    f"{package}: no services.xml; this is not an application package "
+                    "(build one with `siamese app build EXPORT_DIR OUT_DIR`)"
+                )
             continue
         try:
             ET.parse(path)
@@ -55,10 +69,14 @@ def structural_check(package) -> list[str]:
     except PackageRecordError as e:
         raise PackageError(str(e)) from None
     services = ET.parse(package / "services.xml").getroot()
-    embedder = services.find(f".//component[@id='{record.embedders.get('document')}']")  # the one documents meet
+    embedder = services.find(
+        f".//component[@id='{record.embedders.get('document')}']"
+    )  # the one documents meet
     colbert = services.find(".//component[@type='colbert-embedder']")
     if embedder is None and colbert is None:
-        raise PackageError(f"{package}/services.xml: no hugging-face-embedder (nor colbert-embedder) component")
+        raise PackageError(
+            f"{package}/services.xml: no hugging-face-embedder (nor colbert-embedder) component"
+        )
     schema = record.schema_file.read_text()
     if record.dim is None:  # a late-interaction export alone
         return done + [_colbert_structure(package, colbert, record, schema)]
@@ -69,16 +87,27 @@ def structural_check(package) -> list[str]:
     except ManifestError as e:
         raise PackageError(str(e)) from None
     declared = _embedding_declaration(record)
-    if record.model_dim != manifest.dimension or not record.dim <= manifest.dimension or declared not in schema:
-        raise PackageError(f"{package}/schemas/doc.sd: the embedding field does not match the model's "
-                           f"{manifest.dimension} dimensions as the package records them ({declared}, "
-                           + (f"a prefix of {record.dim} built on purpose)" if record.dim < manifest.dimension else
-                              "the whole vector): Vespa would silently keep only the first values; build with --dim "
-                              "to serve a prefix on purpose)"))
+    if (
+        record.model_dim != manifest.dimension
+        or not record.dim <= manifest.dimension
+        or declared not in schema
+    ):
+        raise PackageError(
+            f"{package}/schemas/doc.sd: the embedding field does not match the model's "
+            f"{manifest.dimension} dimensions as the package records them ({declared}, "
+            + (
+                f"a prefix of {record.dim} built on purpose)"
+                if record.dim < manifest.dimension
+                else "the whole vector): Vespa would silently keep only the first values; build with --dim "
+                "to serve a prefix on purpose)"
+            )
+        )
     pooling = (embedder.findtext("pooling-strategy") or "mean").strip()
     if pooling != manifest.pooling:
-        raise PackageError(f"{package}/services.xml: pooling-strategy {pooling!r} but the model was exported "
-                           f"for {manifest.pooling!r}")
+        raise PackageError(
+            f"{package}/services.xml: pooling-strategy {pooling!r} but the model was exported "
+            f"for {manifest.pooling!r}"
+        )
     done.append("dimension and pooling match the manifest")
     changed = record.changed_files()
     if changed:
@@ -100,8 +129,10 @@ def _model_files_present(package: Path, component) -> None:
         el = component.find(tag)
         ref = el.get("path") if el is not None else None
         if not ref or not (package / ref).exists():
-            raise PackageError(f"{package}/services.xml: {component.get('type')} <{tag}> points to {ref!r}, which "
-                               "is not in the package. Rebuild the package with `siamese app build`.")
+            raise PackageError(
+                f"{package}/services.xml: {component.get('type')} <{tag}> points to {ref!r}, which "
+                "is not in the package. Rebuild the package with `siamese app build`."
+            )
 
 
 def _colbert_structure(package: Path, component, record: AppPackage, schema: str) -> str:
@@ -118,8 +149,10 @@ def _colbert_structure(package: Path, component, record: AppPackage, schema: str
 
     declared = f"field colbert type {colbert_type((record.colbert or {}).get('cells'), m.dimension)}"
     if m.kind != "colbert" or (record.colbert or {}).get("dim") != m.dimension or declared not in schema:
-        raise PackageError(f"{package}/schemas/doc.sd: the colbert field does not hold the {m.dimension}-dimensional "
-                           f"token vectors of {COLBERT_DIR} (kind {m.kind}) as the package records them ({declared})")
+        raise PackageError(
+            f"{package}/schemas/doc.sd: the colbert field does not hold the {m.dimension}-dimensional "
+            f"token vectors of {COLBERT_DIR} (kind {m.kind}) as the package records them ({declared})"
+        )
     return "colbert field matches its manifest"
 
 
@@ -147,25 +180,44 @@ def check_colbert(package, texts: list[str] | None = None) -> dict:
         for kind, key in (("query", "query"), ("passage", "document")):
             theirs, mine = token_matrix(vespa[key][i]), ours.embed_one(text, kind)
             if theirs.shape != mine.shape:
-                problems.append(f"{key} {text[:40]!r}: Vespa emits {theirs.shape[0]} token vectors, we {mine.shape[0]}")
+                problems.append(
+                    f"{key} {text[:40]!r}: Vespa emits {theirs.shape[0]} token vectors, we {mine.shape[0]}"
+                )
                 continue
             cosines[key].append(cosine(theirs, mine))
             if key == "document":
                 bits.append(np.stack(sign_agreement(token_matrix(vespa["document_bits"][i]), mine)))
     if problems:
-        raise PackageError(f"{package}: Vespa's colbert-embedder and ours build other inputs:\n  " + "\n  ".join(problems[:5]))
+        raise PackageError(
+            f"{package}: Vespa's colbert-embedder and ours build other inputs:\n  "
+            + "\n  ".join(problems[:5])
+        )
     q, d = np.concatenate(cosines["query"]), np.concatenate(cosines["document"])
     equal, beyond_noise = np.concatenate(bits, axis=1).mean(1)
-    report = {"texts": len(texts), "query_tokens": int(len(q)), "document_tokens": int(len(d)),
-              "query_min_cosine": float(q.min()), "document_min_cosine": float(d.min()),
-              "bits_equal": float(equal), "bits_equal_beyond_noise": float(beyond_noise), "config": vespa["config"]}
-    wrong = [f"{what} min cosine {v:.6f} < {MIN_TOKEN_COSINE}" for what, v in
-             (("query", q.min()), ("document", d.min())) if v < MIN_TOKEN_COSINE]
+    report = {
+        "texts": len(texts),
+        "query_tokens": int(len(q)),
+        "document_tokens": int(len(d)),
+        "query_min_cosine": float(q.min()),
+        "document_min_cosine": float(d.min()),
+        "bits_equal": float(equal),
+        "bits_equal_beyond_noise": float(beyond_noise),
+        "config": vespa["config"],
+    }
+    wrong = [
+        f"{what} min cosine {v:.6f} < {MIN_TOKEN_COSINE}"
+        for what, v in (("query", q.min()), ("document", d.min()))
+        if v < MIN_TOKEN_COSINE
+    ]
     if beyond_noise < MIN_BITS_EQUAL:
-        wrong.append(f"packed bits equal for {100 * beyond_noise:.3f} % of document tokens (signs of values within "
-                      f"{SIGN_NOISE} of 0 aside) < {100 * MIN_BITS_EQUAL} %")
+        wrong.append(
+            f"packed bits equal for {100 * beyond_noise:.3f} % of document tokens (signs of values within "
+            f"{SIGN_NOISE} of 0 aside) < {100 * MIN_BITS_EQUAL} %"
+        )
     if wrong:
-        raise PackageError(f"{package}: Vespa's colbert-embedder does not embed like our model: " + "; ".join(wrong))
+        raise PackageError(
+            f"{package}: Vespa's colbert-embedder does not embed like our model: " + "; ".join(wrong)
+        )
     return report
 
 
@@ -173,7 +225,8 @@ def check_colbert(package, texts: list[str] | None = None) -> dict:
 def _vespa_named(package):
     """The package under a folder name Vespa takes as an application name: Vespa's code names the application
     after the package's folder and refuses names outside [a-zA-Z0-9_-], so a package in ``apps/my app`` is
-    checked as a copy named ``siamese`` (hard links where the file system allows: Vespa resolves symbolic ones)."""
+    checked as a copy named ``siamese`` (hard links where the file
+    system allows: Vespa resolves symbolic ones)."""
     package = Path(package)
     if re.fullmatch(r"[a-zA-Z0-9_-]{1,256}", package.resolve().name):
         yield package
@@ -191,11 +244,12 @@ def _vespa_named(package):
         yield named
 
 
-def check_package(package, texts: list[str] | None = None, hosted: bool = False, vectors_out=None,
-                  docs=None) -> CheckReport:
-    """Python's structural checks, then Vespa's config model, embedder and container code (feed and query path)
-    on ``docs`` (default: the bundled SciFact corpus). PackageError names the first thing Vespa's code refused
-    or every disagreement between Vespa's code and ours."""
+def check_package(
+    package, texts: list[str] | None = None, hosted: bool = False, vectors_out=None, docs=None
+) -> CheckReport:
+    """Python's structural checks, then Vespa's config model, embedder and container code (feed and query
+    path) on ``docs`` (default: the bundled SciFact corpus). PackageError names the first thing Vespa's code
+    refused or every disagreement between Vespa's code and ours."""
     with _vespa_named(package) as named:
         return _check_package(named, texts, hosted, vectors_out, docs)
 
@@ -204,16 +258,20 @@ def _check_package(package, texts, hosted, vectors_out, docs) -> CheckReport:
     report = CheckReport(structural=structural_check(package))
     missing = java_missing()
     if missing:
-        report.vespa_reason = (f"{missing}; only Python's structural checks ran. Install a JDK (17+) and Maven to "
-                               "let Vespa's own config model and embedder check the package.")
+        report.vespa_reason = (
+            f"{missing}; only Python's structural checks ran. Install a JDK (17+) and Maven to "
+            "let Vespa's own config model and embedder check the package."
+        )
         return report
     started = time.time()
     result = vespa_model_check(package, hosted)
     report.vespa = "accepted"
     report.warnings = result.get("warnings", [])
     if any("ranksetup" in w for w in report.warnings):
-        report.not_checked.append("rank expressions are type-checked by Vespa's C++ vespa-verify-ranksetup, which "
-                                  "is not available here; Vespa checks them when the content nodes start")
+        report.not_checked.append(
+            "rank expressions are type-checked by Vespa's C++ vespa-verify-ranksetup, which "
+            "is not available here; Vespa checks them when the content nodes start"
+        )
     report.not_checked += [w for w in report.warnings if "Unable to lookup IP address" in w][:1]
     # The config model does not open model files (the config server's file distribution does, at deploy):
     # building Vespa's embedder from the package, always, is what proves the model loads.
@@ -228,15 +286,22 @@ def _check_package(package, texts, hosted, vectors_out, docs) -> CheckReport:
         ours = OnnxEmbedder(Path(package) / "models", dim=AppPackage.open(package).dim)
         doc = np.stack([ours.embed_one(t, "passage") for t in texts])
         query = np.stack([ours.embed_one(t, "query") for t in texts])
-        report.embedding = {"texts": len(texts), "type": vespa["type"], "config": vespa["config"],
-                            "document_min_cosine": float(cosine(vespa["document"], doc).min()),
-                            "query_min_cosine": float(cosine(vespa["query"], query).min())}
+        report.embedding = {
+            "texts": len(texts),
+            "type": vespa["type"],
+            "config": vespa["config"],
+            "document_min_cosine": float(cosine(vespa["document"], doc).min()),
+            "query_min_cosine": float(cosine(vespa["query"], query).min()),
+        }
 
     if (Path(package) / COLBERT_DIR).exists():
         report.colbert = check_colbert(package)
     if vectors_out and ours:
-        Path(vectors_out).write_text(json.dumps({"texts": texts, "document": vespa["document"].tolist(),
-                                                 "query": vespa["query"].tolist()}))
+        Path(vectors_out).write_text(
+            json.dumps(
+                {"texts": texts, "document": vespa["document"].tolist(), "query": vespa["query"].tolist()}
+            )
+        )
     from vespa_app.check.container import check_container
 
     if docs is None:
@@ -244,11 +309,13 @@ def _check_package(package, texts, hosted, vectors_out, docs) -> CheckReport:
         from common.data import load_corpus
 
         docs = list(load_corpus(SCIFACT).values())
-    report.container = check_container(package, list(docs), lambda payload: vespa_container(package, payload), ours)
+    report.container = check_container(
+        package, list(docs), lambda payload: vespa_container(package, payload), ours
+    )
     report.seconds = round(time.time() - started, 1)
     if report.container.problems:
-        raise PackageError(f"{package}: Vespa's container code and ours disagree:\n  "
-                           + "\n  ".join(report.container.problems))
+        raise PackageError(
+            f"{package}: Vespa's container code and ours disagree:\n  "
+            + "\n  ".join(report.container.problems)
+        )
     return report
-
-

@@ -5,6 +5,7 @@ fields sent, and who acknowledged it), so a re-run sends only what is missing or
 still fail after retries with backoff are written to a file with their ids and reasons (Vespa's last answer
 and the attempts made). At the end, acknowledged + failed = documents in the input, always.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -65,13 +66,20 @@ class FeedResult:
 
     def summary(self) -> str:
         changed = f" ({self.changed} of them changed since fed before)" if self.changed else ""
-        return (f"{self.total} documents: {self.acked} fed now{changed}, {self.already} fed before, "
-                f"{len(self.failed)} failed ({self.docs_per_s:.1f} docs/s)")
+        return (
+            f"{self.total} documents: {self.acked} fed now{changed}, {self.already} fed before, "
+            f"{len(self.failed)} failed ({self.docs_per_s:.1f} docs/s)"
+        )
 
 
 def _retry_policy(attempts: int, max_backoff: float):
-    from tenacity import (AsyncRetrying, retry_if_exception, retry_if_result, stop_after_attempt,
-                          wait_random_exponential)
+    from tenacity import (
+        AsyncRetrying,
+        retry_if_exception,
+        retry_if_result,
+        stop_after_attempt,
+        wait_random_exponential,
+    )
 
     def transient(response) -> bool:
         return response.get_status_code() in (429, 502, 503, 504)
@@ -85,9 +93,13 @@ def _retry_policy(attempts: int, max_backoff: float):
 
     # Full-jitter exponential backoff: a broken HTTP/2 connection can fail several quick attempts in a row
     # before the client reconnects, so the budget is counted in attempts *and* time.
-    return AsyncRetrying(stop=stop_after_attempt(attempts), wait=wait_random_exponential(multiplier=0.1, max=max_backoff),
-                         retry=retry_if_result(transient) | retry_if_exception(lambda e: True), reraise=True,
-                         retry_error_callback=last_answer)
+    return AsyncRetrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait_random_exponential(multiplier=0.1, max=max_backoff),
+        retry=retry_if_result(transient) | retry_if_exception(lambda e: True),
+        reraise=True,
+        retry_error_callback=last_answer,
+    )
 
 
 def ledger_target(url: str, schema: str | None = None) -> dict:
@@ -113,7 +125,9 @@ def _already_fed(ledger: Path, target: dict) -> dict[str, str | None]:
 def content_hash(doc) -> str:
     """What the ledger remembers of a document's content: its fields, hashed (chunks follow from the text and
     the package, which the target names)."""
-    return hashlib.sha256(json.dumps([doc.id, doc.title, doc.text], ensure_ascii=False).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([doc.id, doc.title, doc.text], ensure_ascii=False).encode()).hexdigest()[
+        :16
+    ]
 
 
 def feed_fields(doc, chunker=None) -> dict:
@@ -131,13 +145,26 @@ def _check_ids(docs) -> None:
         document_path(d.id)
     twice = [doc_id for doc_id, n in Counter(d.id for d in docs).items() if n > 1]
     if twice:
-        raise ConfigError(f"{len(twice)} duplicate document id(s), e.g. {twice[0]!r}: each would replace the "
-                          "other in Vespa. Make the ids unique.")
+        raise ConfigError(
+            f"{len(twice)} duplicate document id(s), e.g. {twice[0]!r}: each would replace the "
+            "other in Vespa. Make the ids unique."
+        )
 
 
 @locks("siamese feed", lambda a: a["ledger"])
-def feed(url: str, docs, ledger, failed_file, *, schema: str | None = None, chunker=None, concurrency: int = 16,
-         attempts: int = 10, max_backoff: float = 5.0, progress: bool = True) -> FeedResult:
+def feed(
+    url: str,
+    docs,
+    ledger,
+    failed_file,
+    *,
+    schema: str | None = None,
+    chunker=None,
+    concurrency: int = 16,
+    attempts: int = 10,
+    max_backoff: float = 5.0,
+    progress: bool = True,
+) -> FeedResult:
     """Feed ``docs`` (``common.data.Doc``) to ``url``; ids the ledger records as acknowledged by the same
     target (``ledger_target``; ``schema``: the package's ``AppPackage.feed_key``) are skipped. ``chunker``: a
     chunked package's (``AppPackage.chunker``), whose chunks go with each document."""
@@ -160,6 +187,7 @@ def feed(url: str, docs, ledger, failed_file, *, schema: str | None = None, chun
     refused = []  # (doc_id, answer) while nothing is acknowledged and every answer says "no such handler"
     stop = threading.Event()
     with open(ledger, "a") as ledger_fh:
+
         def on_response(response, doc_id):
             status = response.get_status_code()
             if status in (404, 405) and not acked:
@@ -174,11 +202,16 @@ def feed(url: str, docs, ledger, failed_file, *, schema: str | None = None, chun
                 result.acked = len(acked)
             else:
                 body = response.get_json() if hasattr(response, "get_json") else {}
-                tries = f" (Vespa's answer to the last of {response.attempts} attempts)" \
-                    if hasattr(response, "attempts") else ""
+                tries = (
+                    f" (Vespa's answer to the last of {response.attempts} attempts)"
+                    if hasattr(response, "attempts")
+                    else ""
+                )
                 result.failed[doc_id] = f"HTTP {response.get_status_code()}{tries}: {json.dumps(body)[:300]}"
             bar.update(1)
-            bar.set_postfix(docs_s=f"{result.acked / max(time.time() - started, 1e-9):.1f}", failed=len(result.failed))
+            bar.set_postfix(
+                docs_s=f"{result.acked / max(time.time() - started, 1e-9):.1f}", failed=len(result.failed)
+            )
 
         def operations():
             for d in todo:
@@ -187,19 +220,26 @@ def feed(url: str, docs, ledger, failed_file, *, schema: str | None = None, chun
                 yield {"id": d.id, "fields": feed_fields(d, chunker)}
 
         app = _vespa_client(base_url(url))
-        app.feed_async_iterable(operations(),
-                                schema=SCHEMA, namespace=SCHEMA, callback=on_response, max_workers=concurrency,
-                                max_queue_size=max(concurrency * 4, 64),
-                                docv1_retry_policy=_retry_policy(attempts, max_backoff))
+        app.feed_async_iterable(
+            operations(),
+            schema=SCHEMA,
+            namespace=SCHEMA,
+            callback=on_response,
+            max_workers=concurrency,
+            max_queue_size=max(concurrency * 4, 64),
+            docv1_retry_policy=_retry_policy(attempts, max_backoff),
+        )
     bar.close()
     result.seconds = time.time() - started
     _account(result, todo, acked, failed_file, not_vespa=stop.is_set())
     if stop.is_set() and not acked:
         unsent = sum(reason.startswith("not sent") for reason in result.failed.values())
-        raise VespaUnreachable(f"{url} is not a Vespa document API: the first {len(refused)} documents got "
-                               f"{refused[0][1]} (no handler for /document/v1/) and the other {unsent} were not "
-                               f"sent (all listed in {failed_file}). Give the container's URL (port 8080), where "
-                               "the application is deployed.")
+        raise VespaUnreachable(
+            f"{url} is not a Vespa document API: the first {len(refused)} documents got "
+            f"{refused[0][1]} (no handler for /document/v1/) and the other {unsent} were not "
+            f"sent (all listed in {failed_file}). Give the container's URL (port 8080), where "
+            "the application is deployed."
+        )
     return result
 
 
@@ -208,8 +248,9 @@ def _account(result: FeedResult, todo, acked: set, failed_file: Path, not_vespa:
     ones are written to ``failed_file``."""
     for d in todo:
         if d.id not in acked and d.id not in result.failed:
-            result.failed[d.id] = "not sent: the endpoint is not a Vespa document API" if not_vespa \
-                else "no response recorded"
+            result.failed[d.id] = (
+                "not sent: the endpoint is not a Vespa document API" if not_vespa else "no response recorded"
+            )
     with open(failed_file, "w") as fh:
         for doc_id, reason in result.failed.items():
             fh.write(json.dumps({"id": doc_id, "reason": reason}) + "\n")

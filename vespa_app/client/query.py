@@ -1,5 +1,6 @@
 """Query through the Vespa query API: the request for a rank profile, the hits of its answer, and
 ``VespaBackend``, the search backend interface over a running Vespa."""
+
 from __future__ import annotations
 
 import json
@@ -17,12 +18,18 @@ from vespa_app.client.http import VespaError, VespaUnreachable, base_url, ensure
 QUERY_TIMEOUT_S = 4.0  # the whole answer must come within 5 s: connect, send, Vespa search, read
 
 
-def query_body(text: str, profile: str = "semantic", hits: int = 10, target_hits: int = TARGET_HITS,
-               chunked: bool = False) -> dict:
+def query_body(
+    text: str,
+    profile: str = "semantic",
+    hits: int = 10,
+    target_hits: int = TARGET_HITS,
+    chunked: bool = False,
+) -> dict:
     """The query API request for ``text`` with a rank profile of ``profiles.PROFILES``; ``chunked``: for a
     chunked package, whose hits then carry their best chunk."""
-    return (profiles.get(profile).query_params(text, hits, target_hits, chunked)
-            | {"timeout": f"{QUERY_TIMEOUT_S:.0f}s"})
+    return profiles.get(profile).query_params(text, hits, target_hits, chunked) | {
+        "timeout": f"{QUERY_TIMEOUT_S:.0f}s"
+    }
 
 
 def hits_from_response(body: dict) -> list[Hit]:
@@ -39,8 +46,10 @@ def hits_from_response(body: dict) -> list[Hit]:
             relevance = None
         if doc_id is None or relevance is None:
             missing = " and no ".join(w for w, v in (("id", doc_id), ("relevance", relevance)) if v is None)
-            raise VespaError(f"Vespa's answer is malformed: hit {rank} has no {missing} ({json.dumps(h)[:200]}); "
-                             "is the query going to a Vespa container?")
+            raise VespaError(
+                f"Vespa's answer is malformed: hit {rank} has no {missing} ({json.dumps(h)[:200]}); "
+                "is the query going to a Vespa container?"
+            )
         hits.append(Hit(str(doc_id), relevance, str(fields.get("title", "")), _best_chunk(fields)))
     return hits
 
@@ -68,7 +77,8 @@ class VespaBackend:
     5-second budget per query so a dead or wrong endpoint is reported at once, not after retries."""
 
     def __init__(self, url: str, chunked: bool = False):
-        """``chunked``: the deployed package is chunked (``AppPackage.chunked``): ask for each hit's best chunk."""
+        """``chunked``: the deployed package is chunked
+        (``AppPackage.chunked``): ask for each hit's best chunk."""
         self.url, self.chunked = base_url(url), chunked
         ensure_reachable(self.url)
         self.client = httpx.Client(timeout=httpx.Timeout(QUERY_TIMEOUT_S))
@@ -78,18 +88,26 @@ class VespaBackend:
         try:
             r = self.client.post(endpoint, json=query_body(text, profile, hits, chunked=self.chunked))
         except httpx.TimeoutException:
-            raise VespaUnreachable(f"query to {endpoint} failed: no answer within {QUERY_TIMEOUT_S:.0f} s") from None
+            raise VespaUnreachable(
+                f"query to {endpoint} failed: no answer within {QUERY_TIMEOUT_S:.0f} s"
+            ) from None
         except httpx.HTTPError as e:
-            raise VespaUnreachable(f"query to {endpoint} failed: {e.__class__.__name__}: {str(e)[:200]}. "
-                                   "Is this the container's query endpoint (port 8080)?") from None
+            raise VespaUnreachable(
+                f"query to {endpoint} failed: {e.__class__.__name__}: {str(e)[:200]}. "
+                "Is this the container's query endpoint (port 8080)?"
+            ) from None
         try:
             body = r.json()
         except ValueError:
-            raise VespaUnreachable(f"query to {endpoint} failed: HTTP {r.status_code} with a body that is not "
-                                   f"JSON ({r.text[:120]!r}); this is not a Vespa query endpoint") from None
+            raise VespaUnreachable(
+                f"query to {endpoint} failed: HTTP {r.status_code} with a body that is not "
+                f"JSON ({r.text[:120]!r}); this is not a Vespa query endpoint"
+            ) from None
         if r.status_code != 200 or "root" not in body:
             errors = body.get("root", {}).get("errors") or body
-            raise VespaUnreachable(f"query to {endpoint} failed: HTTP {r.status_code}: {json.dumps(errors)[:500]}")
+            raise VespaUnreachable(
+                f"query to {endpoint} failed: HTTP {r.status_code}: {json.dumps(errors)[:500]}"
+            )
         return hits_from_response(body)
 
     def feed(self, docs, ledger="feed-ledger.jsonl", failed_file="feed-failed.jsonl", **kw) -> FeedResult:

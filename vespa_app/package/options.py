@@ -1,4 +1,5 @@
 """How `siamese app build` shapes a package, as data: ``AppOptions``, whose fields with help are its flags."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,31 +13,70 @@ from vespa_app.serving import BM25_WEIGHT, HNSW_EXPLORE_AT_INSERT, HNSW_MAX_LINK
 
 @dataclass
 class AppOptions:
-    """How a package is shaped; each field with help is a flag of `siamese app build` (``common.cli.option``)."""
-    name: str = option("siamese", "the Vespa application name (default siamese; not taken from OUT_DIR's folder "
-                       "name)", type=app_name)
+    """How a package is shaped; each field with help is a flag of
+    `siamese app build` (``common.cli.option``)."""
+
+    name: str = option(
+        "siamese",
+        "the Vespa application name (default siamese; not taken from OUT_DIR's folder name)",
+        type=app_name,
+    )
     nodes: int = option(1, "content nodes (several: hosts.xml is written)", type=positive_int)
     redundancy: int = option(1, "copies of each document (at most --nodes)", type=positive_int)
-    max_links_per_node: int = option(HNSW_MAX_LINKS, "HNSW max-links-per-node", flag="--max-links", metavar="N",
-                                     type=positive_int)
-    neighbors_to_explore_at_insert: int = option(HNSW_EXPLORE_AT_INSERT, "HNSW neighbors-to-explore-at-insert",
-                                                 flag="--explore", metavar="N", type=positive_int)
+    max_links_per_node: int = option(
+        HNSW_MAX_LINKS, "HNSW max-links-per-node", flag="--max-links", metavar="N", type=positive_int
+    )
+    neighbors_to_explore_at_insert: int = option(
+        HNSW_EXPLORE_AT_INSERT,
+        "HNSW neighbors-to-explore-at-insert",
+        flag="--explore",
+        metavar="N",
+        type=positive_int,
+    )
     # bfloat16: half the memory, ranking barely moves
-    cell_type: str = option("float", "bfloat16 embedding cells (half the memory)", flag="--bfloat16",
-                            action="store_const", const="bfloat16")
-    binarized: bool = option(False, "add a packed-bits field with hamming HNSW + re-rank", action="store_true")
-    cloud: bool = option(False, "the Vespa Cloud variant: nodes with resources, min-redundancy, no hosts.xml",
-                         action="store_true")
-    chunk_tokens: int | None = option(None, "chunked: a vector per chunk of this many tokens (at most the model's "
-                                      "window); the feed sends the chunks (siamese feed --package)", type=positive_int)
-    chunk_overlap: int | None = option(None, "tokens neighbouring chunks share (default: 32, at most a quarter of "
-                                       "the chunk)", type=int)
-    dim: int | None = option(None, "serve the first DIM dimensions of the embedding (a model trained with "
-                             "--matryoshka); Vespa's embedder cuts, then normalises", type=positive_int)
-    colbert_cells: str = option("int8", "with --colbert: packed sign bits (int8, 16 bytes a token at 128 dims) or "
-                                "bfloat16 (256 bytes a token)", choices=("int8", "bfloat16"))
-    bm25_weight: float = option(BM25_WEIGHT, "hybrid-linear: normalised closeness + W · normalised BM25 (default 1; "
-                                "siamese run chooses W on the training queries)", metavar="W", type=bm25_weight_value)
+    cell_type: str = option(
+        "float",
+        "bfloat16 embedding cells (half the memory)",
+        flag="--bfloat16",
+        action="store_const",
+        const="bfloat16",
+    )
+    binarized: bool = option(
+        False, "add a packed-bits field with hamming HNSW + re-rank", action="store_true"
+    )
+    cloud: bool = option(
+        False,
+        "the Vespa Cloud variant: nodes with resources, min-redundancy, no hosts.xml",
+        action="store_true",
+    )
+    chunk_tokens: int | None = option(
+        None,
+        "chunked: a vector per chunk of this many tokens (at most the model's "
+        "window); the feed sends the chunks (siamese feed --package)",
+        type=positive_int,
+    )
+    chunk_overlap: int | None = option(
+        None, "tokens neighbouring chunks share (default: 32, at most a quarter of the chunk)", type=int
+    )
+    dim: int | None = option(
+        None,
+        "serve the first DIM dimensions of the embedding (a model trained with "
+        "--matryoshka); Vespa's embedder cuts, then normalises",
+        type=positive_int,
+    )
+    colbert_cells: str = option(
+        "int8",
+        "with --colbert: packed sign bits (int8, 16 bytes a token at 128 dims) or "
+        "bfloat16 (256 bytes a token)",
+        choices=("int8", "bfloat16"),
+    )
+    bm25_weight: float = option(
+        BM25_WEIGHT,
+        "hybrid-linear: normalised closeness + W · normalised BM25 (default 1; "
+        "siamese run chooses W on the training queries)",
+        metavar="W",
+        type=bm25_weight_value,
+    )
     bm25_weight_choice: dict | None = None  # how it was chosen (recorded in models/package.json)
 
     @classmethod
@@ -55,9 +95,13 @@ class AppOptions:
 
     def check(self) -> None:
         if self.nodes < 1 or self.redundancy < 1 or self.redundancy > self.nodes:
-            raise ConfigError(f"need 1 ≤ redundancy ≤ nodes, got redundancy {self.redundancy} and {self.nodes} nodes")
+            raise ConfigError(
+                f"need 1 ≤ redundancy ≤ nodes, got redundancy {self.redundancy} and {self.nodes} nodes"
+            )
         if self.max_links_per_node < 2 or self.neighbors_to_explore_at_insert < self.max_links_per_node:
-            raise ConfigError("HNSW needs max-links-per-node ≥ 2 and neighbors-to-explore-at-insert ≥ max links")
+            raise ConfigError(
+                "HNSW needs max-links-per-node ≥ 2 and neighbors-to-explore-at-insert ≥ max links"
+            )
         if self.cell_type not in ("float", "bfloat16"):
             raise ConfigError(f"cell type must be float or bfloat16, not {self.cell_type!r}")
         if self.colbert_cells not in ("int8", "bfloat16"):
@@ -65,9 +109,13 @@ class AppOptions:
         if not 0.0 <= self.bm25_weight <= 100.0:
             raise ConfigError(f"--bm25-weight must be between 0 and 100, not {self.bm25_weight}")
         if self.chunked and self.binarized:
-            raise ConfigError("--binarized with --chunk-tokens is not offered: the binary profile re-ranks one packed "
-                              "vector per document, and Vespa refuses it over chunks (its second phase would yield "
-                              "a tensor per chunk). Choose one of the two.")
+            raise ConfigError(
+                "--binarized with --chunk-tokens is not offered: the binary profile re-ranks one packed "
+                "vector per document, and Vespa refuses it over chunks (its second phase would yield "
+                "a tensor per chunk). Choose one of the two."
+            )
         if self.chunked and not 0 <= self.chunk_overlap < self.chunk_tokens // 2:
-            raise ConfigError(f"chunk overlap {self.chunk_overlap} must be at least 0 and under half of "
-                              f"{self.chunk_tokens} chunk tokens")
+            raise ConfigError(
+                f"chunk overlap {self.chunk_overlap} must be at least 0 and under half of "
+                f"{self.chunk_tokens} chunk tokens"
+            )

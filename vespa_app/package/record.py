@@ -14,6 +14,7 @@ the ``.sd`` text we generated::
      "feed_key": "...",                      # what decides the fed documents (package.feed_key)
      "schema_sha256": "...", "manifests": {"models/manifest.json": "<sha256>", ...}}
 """
+
 from __future__ import annotations
 
 import json
@@ -76,8 +77,12 @@ class AppPackage:
         from exporter.manifest import Manifest
 
         models = self.path / "models"
-        return Chunker.for_model(models, self.chunking["tokens"], self.chunking["overlap"],
-                                 prefix=Manifest.load(models).prefixes["document"])
+        return Chunker.for_model(
+            models,
+            self.chunking["tokens"],
+            self.chunking["overlap"],
+            prefix=Manifest.load(models).prefixes["document"],
+        )
 
     # ------------------------------------------------------------ writing and reading
 
@@ -96,11 +101,15 @@ class AppPackage:
         package = Path(package)
         path = package / PACKAGE_FILE
         if not (package / "services.xml").exists():
-            raise PackageRecordError(f"{package}: no services.xml; not an application package (build one with "
-                                     "`siamese app build EXPORT_DIR OUT_DIR`)")
+            raise PackageRecordError(
+                f"{package}: no services.xml; not an application package (build one with "
+                "`siamese app build EXPORT_DIR OUT_DIR`)"
+            )
         if not path.exists():
-            raise PackageRecordError(f"{package}: no {PACKAGE_FILE} (a package built before it was recorded); rebuild "
-                                     f"it with `siamese app build EXPORT_DIR {package}`")
+            raise PackageRecordError(
+                f"{package}: no {PACKAGE_FILE} (a package built before it was recorded); rebuild "
+                f"it with `siamese app build EXPORT_DIR {package}`"
+            )
         try:
             record = json.loads(path.read_text())
             names = {f for f in cls.__dataclass_fields__ if f != "path"}
@@ -108,25 +117,52 @@ class AppPackage:
                 raise ValueError(f"format {record.get('format')!r}, kind {record.get('kind')!r}")
             app = cls(**record, path=package)
         except (ValueError, TypeError, AttributeError) as e:
-            raise PackageRecordError(f"{path}: not a package record this version reads ({e}); rebuild the package "
-                                     "with `siamese app build`") from None
+            raise PackageRecordError(
+                f"{path}: not a package record this version reads ({e}); rebuild the package "
+                "with `siamese app build`"
+            ) from None
         return app
 
     def changed_files(self) -> list[str]:
         """The schema and manifests that are no longer the ones the record was written with (a hand edit):
         ``check.structural_check`` says so, and Vespa's own code judges the edit."""
-        return [name for name, digest in {f"schemas/{SCHEMA}.sd": self.schema_sha256, **self.manifests}.items()
-                if not (self.path / name).exists() or sha256(self.path / name) != digest]
+        return [
+            name
+            for name, digest in {f"schemas/{SCHEMA}.sd": self.schema_sha256, **self.manifests}.items()
+            if not (self.path / name).exists() or sha256(self.path / name) != digest
+        ]
 
 
-def package_record(kind: str, *, dim, model_dim, chunking, cell_type, binarized, colbert, embedders,
-                   bm25_weight=BM25_WEIGHT, bm25_weight_choice=None, feed_key: str) -> AppPackage:
+def package_record(
+    kind: str,
+    *,
+    dim,
+    model_dim,
+    chunking,
+    cell_type,
+    binarized,
+    colbert,
+    embedders,
+    bm25_weight=BM25_WEIGHT,
+    bm25_weight_choice=None,
+    feed_key: str,
+) -> AppPackage:
     """The builder's record, checked as ``open`` checks it."""
     if kind not in KINDS:
         raise ConfigError(f"package kind must be one of {', '.join(KINDS)}, not {kind!r}")
-    return AppPackage(kind=kind, dim=dim, model_dim=model_dim, chunking=chunking, cell_type=cell_type,
-                      binarized=binarized, colbert=colbert, embedders=embedders, bm25_weight=bm25_weight,
-                      bm25_weight_choice=bm25_weight_choice, feed_key=feed_key)
+    return AppPackage(
+        kind=kind,
+        dim=dim,
+        model_dim=model_dim,
+        chunking=chunking,
+        cell_type=cell_type,
+        binarized=binarized,
+        colbert=colbert,
+        embedders=embedders,
+        bm25_weight=bm25_weight,
+        bm25_weight_choice=bm25_weight_choice,
+        feed_key=feed_key,
+    )
 
 
 def embedding_shape(chunking: dict | None, dim: int) -> dict:
