@@ -26,10 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common.bundled import GUARDS, SCIFACT  # noqa: E402
 from common.data import load_beir  # noqa: E402
 from common.metrics import format_table  # noqa: E402
-from training.model_dir import read_positives  # noqa: E402
 from siamese.evaluation import Chunking, evaluate
 from training.evaluate import guard_sets  # noqa: E402
-from training.model_dir import default_base_model  # noqa: E402
+from training.model_dir import (
+    default_base_model,  # noqa: E402
+    read_positives,  # noqa: E402
+)
 
 
 def model_label(arg: str) -> tuple[str, str]:

@@ -22,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from exporter.onnx_export import export  # noqa: E402
-from common.vectors import cosine  # noqa: E402
-from exporter.runtime import OnnxEmbedder  # noqa: E402
 from common.bundled import SCIFACT as DEFAULT_DATA  # noqa: E402
 from common.data import read_beir  # noqa: E402
+from common.vectors import cosine  # noqa: E402
+from exporter.onnx_export import export  # noqa: E402
+from exporter.runtime import OnnxEmbedder  # noqa: E402
 from training import onnx_encode  # noqa: E402
 from training.encoder import default_base_model  # noqa: E402
 from training.models import load_model  # noqa: E402

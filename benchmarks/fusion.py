@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common.bundled import SCIFACT  # noqa: E402
 from common.data import load_beir  # noqa: E402
-from vespa_app.embedded import EmbeddedIndex  # noqa: E402
 from siamese.run.fusion_weight import choose_bm25_weight, judged  # noqa: E402
+from vespa_app.embedded import EmbeddedIndex  # noqa: E402
 
 
 def main() -> None:

@@ -21,11 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common.bundled import GUARDS, SCIFACT, STSB_TEST, STSB_TRAIN  # noqa: E402
 from common.data import load_beir, read_sts_csv  # noqa: E402
 from common.metrics import format_table  # noqa: E402
-from training.model_dir import read_positives  # noqa: E402
-from training.config import recipe_config  # noqa: E402
 from siamese.evaluation import evaluate
+from training.config import recipe_config  # noqa: E402
 from training.evaluate import guard_sets  # noqa: E402
-from training.model_dir import default_base_model  # noqa: E402
+from training.model_dir import (
+    default_base_model,  # noqa: E402
+    read_positives,  # noqa: E402
+)
 
 # variant → (training overrides, merge α or None); "base" trains nothing
 VARIANTS = {

@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common.bundled import GUARDS, STSB_TEST  # noqa: E402
 from common.data import load_beir, read_sts_csv  # noqa: E402
 from common.metrics import format_table  # noqa: E402
-from training.model_dir import read_positives  # noqa: E402
 from siamese.evaluation import evaluate
 from training.evaluate import guard_sets  # noqa: E402
+from training.model_dir import read_positives  # noqa: E402
 
 BAR = 0.005
 

@@ -17,12 +17,12 @@ import torch  # noqa: E402
 
 from common import device as devices  # noqa: E402
 from common.bundled import SCIFACT as DEFAULT_DATA  # noqa: E402
-from training.pairs import load_pairs  # noqa: E402
-from training.encoder import Encoder, default_base_model  # noqa: E402
 from siamese.evaluation import model_label  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
+from training.encoder import Encoder, default_base_model  # noqa: E402
 from training.loop import train_step  # noqa: E402
 from training.losses import make_loss  # noqa: E402
+from training.pairs import load_pairs  # noqa: E402
 
 
 def main():

@@ -45,5 +45,5 @@ class BM25:
         self.retriever.save(str(path))
 
     @classmethod
-    def load(cls, path) -> "BM25":
+    def load(cls, path) -> BM25:
         return cls(retriever=bm25s.BM25.load(str(Path(path))))

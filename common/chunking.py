@@ -61,11 +61,11 @@ class Chunker:
             raise ConfigError(f"max_tokens {max_tokens} leaves no room for text after the prefix {prefix!r}")
 
     @classmethod
-    def from_file(cls, tokenizer_json, max_tokens: int, overlap: int = 0, prefix: str = "") -> "Chunker":
+    def from_file(cls, tokenizer_json, max_tokens: int, overlap: int = 0, prefix: str = "") -> Chunker:
         return cls(Tokenizer.from_file(str(tokenizer_json)), max_tokens, overlap, prefix)
 
     @classmethod
-    def for_model(cls, model_dir, max_tokens: int, overlap: int = 0, prefix: str = "") -> "Chunker":
+    def for_model(cls, model_dir, max_tokens: int, overlap: int = 0, prefix: str = "") -> Chunker:
         """From a model or export directory's ``tokenizer.json``."""
         return cls.from_file(Path(model_dir) / "tokenizer.json", max_tokens, overlap, prefix)
 

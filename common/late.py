@@ -46,7 +46,7 @@ class LateConfig:
     @classmethod
     def for_vocabulary(
         cls, vocab: dict, specials: dict, dim: int, query_tokens: int, document_tokens: int
-    ) -> "LateConfig":
+    ) -> LateConfig:
         """[Q]/[D] are the vocabulary's [unused0]/[unused1] (ids 1 and 2 in BERT's, Vespa's defaults);
         ``specials``: its cls, sep, mask and pad ids."""
         missing = [t for t in ("[unused0]", "[unused1]") if t not in vocab]
@@ -76,7 +76,7 @@ class LateConfig:
         )
 
     @classmethod
-    def load(cls, model_dir) -> "LateConfig":
+    def load(cls, model_dir) -> LateConfig:
         return cls(**json.loads((Path(model_dir) / cls.FILE).read_text()))
 
     def save(self, model_dir) -> None:

@@ -7,8 +7,8 @@ the PyTorch encoder's ``encode`` and the ONNX runtime's ``embed`` both are one.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

@@ -77,7 +77,7 @@ class Manifest:
         (Path(export_dir) / MANIFEST).write_text(json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
-    def load(cls, export_dir) -> "Manifest":
+    def load(cls, export_dir) -> Manifest:
         path = Path(export_dir) / MANIFEST
         if not path.exists():
             raise ManifestError(f"{path}: not found. Give the directory written by `siamese export`.")
@@ -86,7 +86,7 @@ class Manifest:
         except json.JSONDecodeError as e:
             raise ManifestError(
                 f"{path}: malformed JSON ({e.msg}, line {e.lineno}). Re-run `siamese export`."
-            )
+            ) from None
         known = cls.__dataclass_fields__
         missing = [
             k

@@ -20,18 +20,19 @@ import torch
 
 from common.atomic import atomic_dir, check_output
 from common.errors import UserError
-from common.poolings import vespa_can_pool, vespa_pooling
 from common.late import TOKENIZER_MAX
 from common.lock import locks
+from common.poolings import vespa_can_pool, vespa_pooling
 from training.encoder import Encoder, check_model_dir
 from training.late_interaction import LateInteraction
+from training.model_dir import MERGE_FILE
 from training.models import load_model
 from training.onnx_encode import export_transformer
-from training.towers import QUERY_DIR as QUERY_TOWER, TwoTowers
+from training.towers import QUERY_DIR as QUERY_TOWER
+from training.towers import TwoTowers
 
 from .manifest import Manifest, sha256
 from .parity import check_parity, check_token_parity, parity_texts
-from training.model_dir import MERGE_FILE
 
 OPSET = 18
 COLBERT_OUTPUT = "contextual"  # the output name Vespa's colbert-embedder reads by default

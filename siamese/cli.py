@@ -141,8 +141,8 @@ def _exact_eval(args, beir) -> list[dict]:
 
 
 def cmd_run(args) -> int:
-    from siamese.run.pipeline import run
     from siamese.run.options import RunOptions
+    from siamese.run.pipeline import run
 
     result = run(RunOptions.from_args(args, config_overrides(args)))
     from common.metrics import format_table

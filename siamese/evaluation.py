@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from common.data import Beir
 from common.errors import ConfigError
 from common.metrics import GUARD, Run, score_run, score_split, seen_queries
-from training.model_dir import read_positives
 from common.vectors import chunked_dense_run, dense_run, prefix_embed, rrf_run
 from training.evaluate import bm25_run, embed_fn, sts_score
-from training.model_dir import check_model_dir, model_cache_key, model_name
+from training.model_dir import check_model_dir, model_cache_key, model_name, read_positives
 from training.models import load_model
 
 FORGETTING_BOUND = 0.005  # a guard falling more than half a point below the base model is named

@@ -1,8 +1,8 @@
 import contextlib
 import json
 import os
-import tempfile
 import random
+import tempfile
 from pathlib import Path
 
 import pytest

@@ -8,13 +8,12 @@ import sys
 from dataclasses import replace
 
 import torch
-
 from conftest import toy_pairs
+
 from training import distributed
 from training.encoder import Encoder
 from training.loop import train_step
-from training.losses import Anchored, InfoNCE
-from training.losses import CorpusInfoNCE
+from training.losses import Anchored, CorpusInfoNCE, InfoNCE
 
 
 def main(model: str, out: str) -> None:

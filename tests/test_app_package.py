@@ -5,10 +5,10 @@ import shutil
 
 import pytest
 
-from vespa_app.package.record import PACKAGE_FILE, AppPackage, PackageRecordError
 from vespa_app.check.structure import PackageError, structural_check
 from vespa_app.package.build import write_package
 from vespa_app.package.options import AppOptions
+from vespa_app.package.record import PACKAGE_FILE, AppPackage, PackageRecordError
 
 
 @pytest.mark.parametrize(

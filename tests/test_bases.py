@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 import torch
+from conftest import toy_pairs
 from huggingface_hub.utils import reset_sessions
 
-from conftest import toy_pairs
 from training.config import TrainConfig
 from training.loop import train
 from training.model_dir import EncoderConfig, ModelDirError, check_model_dir, model_name

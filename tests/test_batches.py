@@ -1,6 +1,7 @@
+from conftest import SCIFACT
+
 from training.batches import plan_epoch
 from training.pairs import Pair, load_pairs
-from conftest import SCIFACT
 
 
 def test_no_batch_holds_a_false_negative():

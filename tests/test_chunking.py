@@ -4,10 +4,10 @@ overlap, sentences stay whole where they fit."""
 import re
 
 import pytest
+from conftest import SCIFACT
 
 from common.chunking import Chunker
 from common.data import read_beir
-from conftest import SCIFACT
 from training.model_dir import default_base_model
 
 

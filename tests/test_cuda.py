@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO, build_tiny_model, toy_pairs
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")

@@ -4,10 +4,10 @@ import gzip
 import json
 
 import pytest
+from conftest import SCIFACT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import SCIFACT
 from common.data import DataError, Skipped, read_beir, read_corpus, read_qrels, read_sts_csv
 from training.pairs import load_pairs, read_pairs_jsonl
 

@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import toy_pairs
+
 from common import device as devices
 from siamese.cli import main
 

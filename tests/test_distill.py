@@ -4,8 +4,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import build_tiny_model, needs_java, toy_pairs
+
 from common.errors import ConfigError
 from training.distill import DistillConfig, distill, distill_loss, hidden_loss, make_student, picked_layers
 from training.encoder import Encoder

@@ -5,11 +5,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import SCIFACT, hundred_pages
 
 from common.chunking import Chunker
 from common.data import read_beir
 from common.vectors import normalize
-from conftest import SCIFACT, hundred_pages
 from vespa_app.embedded import BadIndexError, EmbeddedIndex
 
 

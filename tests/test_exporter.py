@@ -3,14 +3,14 @@ import json
 import numpy as np
 import onnx
 import pytest
-
 from conftest import toy_pairs
+
 from exporter.manifest import Manifest, ManifestError
 from exporter.onnx_export import ExportError, export
 from exporter.parity import ParityError, check_parity
 from exporter.runtime import OnnxEmbedder
-from training.encoder import Encoder, ModelDirError
 from training.config import TrainConfig
+from training.encoder import Encoder, ModelDirError
 from training.loop import train
 
 

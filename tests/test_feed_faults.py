@@ -5,8 +5,8 @@ import socket
 import time
 
 import pytest
-
 from fault_server import FaultServer
+
 from common.data import Doc
 from vespa_app.client.feed import feed
 from vespa_app.client.http import VespaUnreachable

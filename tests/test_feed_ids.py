@@ -6,13 +6,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import needs_java
+from fault_server import FaultServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common.data import DataError, Doc, read_corpus, unusable_document_id
 from common.errors import UserError
-from conftest import needs_java
-from fault_server import FaultServer
 from vespa_app.client.feed import document_path, feed
 
 NO_FAULTS = dict(every_429=0, every_503=0, every_slow=0, every_reset=0, every_drop=0)

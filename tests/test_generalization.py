@@ -93,12 +93,12 @@ def test_the_anchor_term_is_zero_when_student_equals_teacher(kind):
 )
 def test_grad_cache_gives_the_same_gradients_with_every_loss(tmp_path, loss, anchor):
     import torch
-
     from conftest import build_tiny_model, toy_pairs
+
     from training.encoder import Encoder
     from training.loop import train_step
-    from training.steps import anchor_targets
     from training.losses import make_loss
+    from training.steps import anchor_targets
 
     model_dir = build_tiny_model(tmp_path / "nodrop", dropout=0.0)
     cfg = tiny_config(model_dir, tmp_path, loss=loss, anchor=anchor, anchor_batch=7)
@@ -123,10 +123,10 @@ def test_grad_cache_gives_the_same_gradients_with_every_loss(tmp_path, loss, anc
 
 def test_the_anchor_keeps_general_text_where_the_base_model_put_it(tiny_model, tmp_path):
     import numpy as np
+    from conftest import toy_pairs
 
     from common.bundled import STSB_TEST
     from common.data import read_sts_csv
-    from conftest import toy_pairs
     from training.encoder import Encoder
     from training.loop import train
 
@@ -177,9 +177,9 @@ def test_a_merge_with_alpha_0_is_the_base_and_1_the_tuned_model_bit_for_bit(
 def test_a_merged_model_is_an_ordinary_model_directory(tiny_model, tiny_trained, tmp_path):
     import json
 
-    from training.model_dir import read_positives
     from exporter.manifest import Manifest
     from siamese.cli import main
+    from training.model_dir import read_positives
 
     assert (
         main(["merge", str(tiny_model), str(tiny_trained), str(tmp_path / "merged"), "--alpha", "0.3"]) == 0
@@ -218,8 +218,9 @@ def test_auto_alpha_chooses_on_the_selection_half_within_the_bound(
 
 def test_merging_another_architecture_is_refused(tiny_model, tmp_path):
     from conftest import build_tiny_model
-    from training.merge import merge
     from transformers import BertConfig, BertModel
+
+    from training.merge import merge
 
     other = tmp_path / "other"
     build_tiny_model(other)

@@ -12,8 +12,8 @@ import os
 import shutil
 
 import pytest
-
 from conftest import REPO
+
 from siamese.cli import main
 
 GOLDEN = REPO / "docs" / "package"

@@ -10,8 +10,8 @@ import time
 
 import pytest
 import torch
-
 from conftest import REPO, toy_pairs
+
 from training.encoder import Encoder
 
 

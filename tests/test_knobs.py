@@ -10,11 +10,11 @@ import json
 from dataclasses import fields
 
 import pytest
-
-from common.data import Doc
-from common.cli import is_option
-from common.errors import ConfigError
 from conftest import toy_pairs
+
+from common.cli import is_option
+from common.data import Doc
+from common.errors import ConfigError
 from training import config, loop
 from training.config import FROZEN_DOCUMENT, KNOB_RULES, TOWERS, TrainConfig, recipe_config
 

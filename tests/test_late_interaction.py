@@ -6,7 +6,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
 from conftest import interrupted_at_step, needs_java, toy_pairs
 
 from common.errors import ConfigError
@@ -66,7 +65,6 @@ def test_a_document_loses_its_punctuation_then_is_cut_and_never_padded():
 
 
 def test_the_model_tokenizes_as_vespa_does(late_model):
-    from training.encoder import Encoder
 
     model = load_model(late_model)
     ids, attending = model.input_ids("What is a prion, really?", "query")
@@ -149,7 +147,6 @@ def test_late_interaction_refuses_what_has_no_meaning_for_it(tiny_model):
 def test_training_lowers_the_loss_and_saves_a_model_that_loads_back(late_model):
     import json
 
-    from training.encoder import Encoder
     from training.late_interaction import LateInteraction
 
     log = json.loads((late_model / "train_metrics.json").read_text())["log"]["loss"]
@@ -264,8 +261,8 @@ def test_an_index_without_token_vectors_says_so(tiny_export, small_beir, tmp_pat
 @pytest.mark.java
 @needs_java()
 def test_export_then_app_check_with_vespas_colbert_embedder(late_export, tiny_export, tmp_path):
-    from vespa_app.check.structure import PackageError, check_package
     from vespa_app.check.java import vespa_model_check
+    from vespa_app.check.structure import PackageError, check_package
     from vespa_app.package.build import write_package
     from vespa_app.package.options import AppOptions
 
@@ -301,7 +298,6 @@ def test_a_late_interaction_run_with_hard_negatives_resumes_bit_for_bit(tiny_mod
     """Checkpoints hold the head too: a run killed after a checkpoint and resumed ends where an uninterrupted
     run ends, hard negatives (BM25-mined, as passages beside the positives) included."""
     from training.config import recipe_config
-    from training.encoder import Encoder
     from training.loop import train
 
     pairs = toy_pairs(24)

@@ -6,8 +6,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from fault_server import FaultServer
+
 from siamese.cli import main
 
 
@@ -57,8 +57,8 @@ def test_run_end_to_end_then_reuse(tiny_model, small_beir, tmp_path, capsys):
     assert len(rows) == 11 and "sts_spearman" in rows["fine-tuned (exact)"]
     # hybrid-linear's BM25 weight: chosen on the training queries, the same in the package and the index
     from vespa_app.embedded import EmbeddedIndex
-    from vespa_app.serving import BM25_WEIGHT_GRID
     from vespa_app.package.record import AppPackage
+    from vespa_app.serving import BM25_WEIGHT_GRID
 
     fusion = results["record"]["bm25_weight"]
     assert fusion["weight"] in BM25_WEIGHT_GRID and fusion["method"].startswith("chosen on ")
@@ -170,8 +170,9 @@ def test_run_on_the_users_own_files(tiny_model, small_beir, tmp_path, capsys):
 def test_run_against_vespa_wires_feed_and_evaluation(tiny_model, small_beir, tmp_path, monkeypatch, capsys):
     """`siamese run --vespa URL`: the corpus is fed through the real feeder (to the HTTP/2 fault server) and
     evaluated through the backend's query(); the query API itself is stood in for by BM25 here."""
-    import vespa_app.client.query as client
     from fault_server import FaultServer
+
+    import vespa_app.client.query as client
     from common.bm25 import BM25
     from common.data import read_corpus
     from vespa_app.backend import Hit
@@ -218,10 +219,10 @@ def test_run_against_vespa_wires_feed_and_evaluation(tiny_model, small_beir, tmp
 
 
 def test_a_vespa_run_keeps_the_bm25_weight_of_the_package_it_reuses(tiny_export, tmp_path):
-    from vespa_app.package.build import write_package
-    from vespa_app.package.options import AppOptions
     from siamese.run.options import RunOptions
     from siamese.run.serve import _bm25_weight
+    from vespa_app.package.build import write_package
+    from vespa_app.package.options import AppOptions
 
     app = write_package(tiny_export, tmp_path / "app", AppOptions(bm25_weight=0.3))
     assert _bm25_weight(RunOptions(), None, app) == (0.3, {"method": f"kept from the package {app}"})

@@ -4,11 +4,11 @@ Vespa client, and each declares (and so embeds) exactly the query inputs it uses
 import re
 
 import pytest
-
 from test_vespa_package import build
+
 from vespa_app import profiles
-from vespa_app.package.options import AppOptions
 from vespa_app.client.query import query_body
+from vespa_app.package.options import AppOptions
 
 
 def rank_profiles(sd: str) -> dict[str, str]:
@@ -35,7 +35,7 @@ def test_every_package_profile_has_an_embedded_twin_and_a_client_query(tmp_path,
     in_package = rank_profiles(sd)
     assert set(in_package) == {p.name for p in profiles.in_package(binarized)}
     assert ("binary" in in_package) == binarized
-    for name, text in in_package.items():
+    for name in in_package:
         profile = profiles.PROFILES[name]
         assert callable(profile.embedded) or (profile.fusion and profile.fused)
         body = query_body("a question", name, hits=5)

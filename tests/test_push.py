@@ -3,8 +3,8 @@ should, a card whose front matter parses as the hub expects; offline or refused,
 
 import pytest
 import yaml
-
 from hub_server import HubServer
+
 from siamese.cli import main
 
 

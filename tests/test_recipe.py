@@ -10,11 +10,11 @@ import pytest
 
 from common.data import read_beir
 from common.errors import ConfigError
+from siamese.cli import main
 from training import recipe
 from training.evaluate import guard_sets
 from training.negatives import mine_dense_negatives
 from training.pairs import Pair
-from siamese.cli import main
 
 
 def test_auto_is_the_default_where_a_gpu_trains_unless_the_user_chose(monkeypatch):

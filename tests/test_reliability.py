@@ -7,12 +7,12 @@ import sys
 
 import pytest
 import torch
-
 from conftest import REPO, interrupted_at_step, toy_pairs
+
+from siamese.cli import main
 from training.config import TrainConfig
 from training.encoder import Encoder
 from training.loop import train
-from siamese.cli import main
 
 
 def write_pairs(path, rows):
@@ -278,8 +278,8 @@ def test_a_guard_with_an_empty_half_or_no_folder_is_one_line(tiny_model, small_b
 
 
 def test_a_package_folder_vespa_would_not_take_as_a_name_is_checked_all_the_same(tiny_export, tmp_path):
-    from vespa_app.check.structure import check_package
     from vespa_app.check.java import java_missing
+    from vespa_app.check.structure import check_package
     from vespa_app.package.build import write_package
 
     out = write_package(tiny_export, tmp_path / "x" / "my app", check=None)

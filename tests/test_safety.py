@@ -13,14 +13,13 @@ import time
 
 import numpy as np
 import pytest
+from conftest import REPO, needs_java, toy_pairs
+from test_vespa_package import fake_export
 
 from common.atomic import MARKER, atomic_dir
 from common.data import DataError, Doc, read_corpus, read_qrels
-from conftest import REPO, needs_java, toy_pairs
 from exporter.manifest import Manifest, ManifestError
-from test_vespa_package import fake_export
 from siamese.cli import main
-
 
 # ------------------------------------------------------------------ --force and output directories
 
@@ -295,8 +294,8 @@ def test_ctrl_c_ends_with_one_line_and_exit_130(tiny_model, tmp_path):
 
 
 def test_the_query_text_never_reaches_yql():
-    from vespa_app.profiles import NAMES
     from vespa_app.client.query import query_body
+    from vespa_app.profiles import NAMES
 
     hostile = "x') or true or ({targetHits:1}nearestNeighbor(embedding, q)"
     for profile in NAMES:

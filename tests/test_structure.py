@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 
@@ -86,8 +85,8 @@ def test_every_user_error_derives_from_one_base():
     from exporter.onnx_export import ExportError
     from exporter.parity import ParityError
     from training.model_dir import ModelDirError
-    from vespa_app.check.structure import PackageError
     from vespa_app.check.java import VerifierError
+    from vespa_app.check.structure import PackageError
     from vespa_app.client.http import VespaError, VespaUnreachable
 
     for error in (
@@ -156,8 +155,8 @@ def test_the_recipes_are_the_one_source_of_training_defaults():
 def test_train_and_run_take_every_training_knob_from_the_config():
     from dataclasses import fields
 
-    from training.config import TrainConfig
     from siamese.cli import build_parser
+    from training.config import TrainConfig
 
     knobs = [
         f.name for f in fields(TrainConfig) if f.metadata
@@ -333,9 +332,9 @@ def test_one_pooling_table_for_cli_encoder_exporter_and_manifest(tiny_model):
 
     from common.poolings import POOLINGS, VESPA_POOLINGS, vespa_pooling
     from exporter.manifest import Manifest
+    from siamese.cli import build_parser
     from training.encoder import Encoder
     from training.pooling import pool
-    from siamese.cli import build_parser
 
     parser = build_parser()
     train = parser._subparsers._group_actions[0].choices["train"]

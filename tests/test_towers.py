@@ -2,12 +2,9 @@
 towers export with parity, a two-embedder package is judged by Vespa's own code, and a new query tower is
 served over fed documents without re-embedding or re-feeding one."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
-
 from conftest import needs_java, toy_pairs
 
 from training.config import recipe_config
@@ -241,9 +238,10 @@ def test_a_redeploy_of_a_new_query_tower_feeds_nothing(tiny_model, query_export,
     """Against the fault server (an HTTP/2 /document/v1): the first feed sends every document, the feed after
     the package with another query tower sends none; a package
     with another document tower re-feeds them all."""
+    from fault_server import FaultServer
+
     from common.data import Doc
     from exporter.onnx_export import export
-    from fault_server import FaultServer
     from vespa_app.client.feed import feed
 
     docs = [Doc(f"d{i}", "", p.positive) for i, p in enumerate(toy_pairs(30))]

@@ -4,10 +4,10 @@ logged, and the model card carries the same curve as a table."""
 import json
 
 import pytest
-
 from conftest import toy_pairs
-from training.train_log import check_report_to, log_table, write_tensorboard
+
 from siamese.cli import main
+from training.train_log import check_report_to, log_table, write_tensorboard
 
 
 def _scalars(folder) -> dict:

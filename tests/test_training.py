@@ -3,11 +3,11 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import build_tiny_model, interrupted_at_step, toy_pairs
-from training.encoder import Encoder
+
 from common.vectors import exact_search
 from training.config import TrainConfig
+from training.encoder import Encoder
 from training.loop import train, train_step
 from training.losses import InfoNCE
 

@@ -7,7 +7,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from vespa_app.client.http import VespaUnreachable
-
 from vespa_app.client.query import VespaBackend, query_body
 
 # The shape of a Vespa /search/ answer (root → children with id, relevance, fields)

@@ -7,18 +7,19 @@ import dataclasses
 import shutil
 
 import pytest
-
 from conftest import needs_java
+
+from common.data import Doc
 from vespa_app import profiles
-from vespa_app.client import feed as feed_api, query as query_api
-from vespa_app.package.record import AppPackage
-from vespa_app.check.structure import PackageError, check_package
-from vespa_app.check.java import vespa_container, vespa_model_check
 from vespa_app.check.container import HOSTILE_QUERIES, PLAIN_QUERIES, sample_documents
+from vespa_app.check.java import vespa_container, vespa_model_check
 from vespa_app.check.query_tree import check_tree
+from vespa_app.check.structure import PackageError, check_package
+from vespa_app.client import feed as feed_api
+from vespa_app.client import query as query_api
 from vespa_app.package.build import write_package
 from vespa_app.package.options import AppOptions
-from common.data import Doc
+from vespa_app.package.record import AppPackage
 
 
 @pytest.fixture(scope="module")
@@ -362,10 +363,10 @@ def test_a_hundred_pages_go_to_vespa_whole(chunked):
     """A 50,000-word document: the feed request carries every
     chunk, Vespa's indexing embeds each one as we do."""
     import numpy as np
+    from conftest import SCIFACT, hundred_pages
 
     from common.data import read_beir
     from common.vectors import cosine
-    from conftest import SCIFACT, hundred_pages
     from exporter.runtime import OnnxEmbedder
 
     doc = hundred_pages(read_beir(SCIFACT, "test").corpus)
@@ -389,9 +390,10 @@ def test_a_hundred_pages_go_to_vespa_whole(chunked):
 def test_vespas_own_chunkers_do_not_cut_where_ours_do(tiny_export):
     """Why a chunked package's feed sends the chunks instead of letting `chunk fixed-length N` in the indexing
     statement cut the text: Vespa's chunkers count characters or sentences, not the model's tokens."""
+    from conftest import SCIFACT
+
     from common.chunking import Chunker
     from common.data import read_beir
-    from conftest import SCIFACT
     from vespa_app.check.java import vespa_chunks
 
     texts = [d.text for d in list(read_beir(SCIFACT, "test").corpus.values())[:40]]

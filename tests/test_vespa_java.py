@@ -5,13 +5,13 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import needs_java
+
 from common.vectors import cosine
 from exporter.parity import parity_texts
 from training.encoder import Encoder
-from vespa_app.check.structure import PackageError, check_package
 from vespa_app.check.java import vespa_embed, vespa_model_check
+from vespa_app.check.structure import PackageError, check_package
 from vespa_app.package.build import write_package
 from vespa_app.package.options import AppOptions
 

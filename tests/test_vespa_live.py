@@ -8,14 +8,13 @@ import os
 from urllib.parse import urlparse
 
 import pytest
+from conftest import SCIFACT
 
 from common.data import Beir, read_beir
 from vespa_app.backend import evaluate_backend
-from vespa_app.package.build import write_package
 from vespa_app.client.deploy import container_engine, deploy_docker, deploy_to_config_server
 from vespa_app.client.query import VespaBackend
-
-from conftest import SCIFACT
+from vespa_app.package.build import write_package
 
 ENGINE = None if os.environ.get("VESPA_URL") else container_engine()
 pytestmark = [

@@ -29,7 +29,7 @@ HALF_MIN_COSINE = (
     0.9999  # fp16 against fp32, the worst vector of the first batch (float32 rounding: ~1 - 1e-7)
 )
 MAX_BATCH, MIN_BATCH = 1024, 16
-_FP32_ONLY: "weakref.WeakSet" = weakref.WeakSet()  # encoders whose fp16 vectors missed the bound
+_FP32_ONLY: weakref.WeakSet = weakref.WeakSet()  # encoders whose fp16 vectors missed the bound
 
 
 def fitted_batch_size(encoder) -> int:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import random
 from collections import deque
 
-from .pairs import Pair
 from .negatives import known_positives
+from .pairs import Pair
 
 
 def plan_epoch(pairs: list[Pair], batch_size: int, seed: int, epoch: int) -> list[list[int]]:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from common import cli
 from common.bundled import SCIFACT
-from common.errors import ConfigError
 from common.cli import alpha_value, positive_int
 from common.device import add_device_arg
+from common.errors import ConfigError
 
 from .config import add_config_args, check_given, config_overrides, recipe_config
 from .model_dir import MERGE_FILE, TRAIN_CONFIG_FILE, resolve_models
@@ -152,9 +152,8 @@ def cmd_train(args) -> int:
 
     if args.nproc > 1:
         return launch(args.nproc, without_flag(args.argv, "--nproc"))
-    from .train_log import check_report_to, report_training
-
     from .recipe import resolve
+    from .train_log import check_report_to, report_training
 
     args.recipe, why = resolve(
         args.recipe,

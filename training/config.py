@@ -27,7 +27,6 @@ from common.poolings import POOLINGS
 
 from .model_dir import upgrade
 
-
 SIZES = re.compile(r"(\s*[1-9]\d*\s*,)*\s*([1-9]\d*)?\s*")  # "384, 256,128": nested embedding sizes
 TOWERS = ("shared", "query", "adapter", "separate")  # --tower (training/towers.py)
 FROZEN_DOCUMENT = ("query", "adapter")  # towers whose documents keep the base model's vectors
@@ -298,7 +297,7 @@ class TrainConfig:
         Path(path).write_text(json.dumps(asdict(self), indent=2))
 
     @classmethod
-    def load(cls, path) -> "TrainConfig":
+    def load(cls, path) -> TrainConfig:
         path = Path(path)
         if not path.exists():
             raise MissingInputError(

@@ -49,18 +49,17 @@ def ict_pairs(docs: list[Doc], rng: random.Random) -> list[Pair]:
 
 
 def crop_pairs(docs: list[Doc], rng: random.Random) -> list[Pair]:
+    def span(words: list[str]) -> str:
+        n = max(MIN_WORDS, int(len(words) * rng.uniform(0.1, 0.5)))
+        start = rng.randrange(len(words) - n + 1)
+        return " ".join(words[start : start + n])
+
     pairs = []
     for d in docs:
         words = d.passage.split()
         if len(words) < 2 * MIN_WORDS:
             continue
-
-        def span():
-            n = max(MIN_WORDS, int(len(words) * rng.uniform(0.1, 0.5)))
-            start = rng.randrange(len(words) - n + 1)
-            return " ".join(words[start : start + n])
-
-        query, positive = span(), span()
+        query, positive = span(words), span(words)
         if query != positive:
             pairs.append(Pair(query, positive, source="crop"))
     return pairs

@@ -42,10 +42,10 @@ from common.errors import ConfigError
 
 from .config import matryoshka_dims
 from .encoder import Encoder
-from .models import load_model
 from .losses import anchor_mse
-from .steps import OptimizerStep, autocast
 from .model_dir import DISTILL_FILE
+from .models import load_model
+from .steps import OptimizerStep, autocast
 
 PICKS = ("spread", "first")
 
@@ -129,10 +129,8 @@ def distill(
     "passage") pairs; ``pairs``: labelled pairs for ``cfg.contrastive``."""
     from common.vectors import cached_vectors
 
-    from .model_dir import model_cache_key
     from .infonce import info_nce
-
-    from .model_dir import check_model_dir
+    from .model_dir import check_model_dir, model_cache_key
 
     out = Path(cfg.out)
     cfg.teacher = str(check_model_dir(cfg.teacher))  # a run directory stands for the model inside it
@@ -168,7 +166,7 @@ def distill(
                 cached_vectors(
                     f"distill {kind} {model_cache_key(cfg.teacher, teacher.config)}",
                     of_kind,
-                    lambda: teacher.encode(of_kind, kind, progress=progress),
+                    lambda of_kind=of_kind, kind=kind: teacher.encode(of_kind, kind, progress=progress),
                 )
             )
     layers = picked_layers(teacher.transformer.config.num_hidden_layers, cfg.layers, cfg.pick)

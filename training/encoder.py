@@ -24,8 +24,8 @@ from common import device as devices  # noqa: E402
 from common.batching import length_sorted_batches  # noqa: E402
 from common.errors import ConfigError  # noqa: E402
 
-from .model_dir import EncoderConfig, ModelDirError, check_model_dir, default_base_model  # noqa: E402,F401
 from .accelerator_encode import accelerator_encode  # noqa: E402
+from .model_dir import EncoderConfig, ModelDirError, check_model_dir, default_base_model  # noqa: E402,F401
 from .onnx_encode import onnx_encode  # noqa: E402
 from .pooling import AttentionPooling, pool  # noqa: E402
 
@@ -56,7 +56,7 @@ class Encoder(nn.Module):
         return next(self.parameters()).device
 
     @classmethod
-    def load(cls, path, device=None, **overrides) -> "Encoder":
+    def load(cls, path, device=None, **overrides) -> Encoder:
         """Load a base model or one of ours as one single-vector encoder, on ``device`` (default: the one
         chosen for this process, ``common/device.py``); ``overrides`` (pooling, normalize, ...) win over what
         is saved. A late-interaction directory gives its encoder alone, a two-tower one its document tower:

@@ -63,7 +63,7 @@ class LateInteraction(Encoder):
     @classmethod
     def from_encoder(
         cls, encoder: Encoder, dim: int = 128, query_tokens: int = 32, document_tokens: int | None = None
-    ) -> "LateInteraction":
+    ) -> LateInteraction:
         """A new head on ``encoder``: an orthogonal projection, so the untrained model already scores with a
         random 128-dimensional view of the encoder's token space (Johnson–Lindenstrauss) instead of noise."""
         t = encoder.tokenizer
@@ -79,7 +79,7 @@ class LateInteraction(Encoder):
         return cls(encoder.transformer, encoder.tokenizer, encoder.config, late, head.to(encoder.device))
 
     @classmethod
-    def load(cls, path, device=None, **overrides) -> "LateInteraction":
+    def load(cls, path, device=None, **overrides) -> LateInteraction:
         from safetensors.torch import load_file
 
         path = check_model_dir(path)

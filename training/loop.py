@@ -20,20 +20,18 @@ import torch
 from tqdm.auto import tqdm
 
 from common.atomic import atomic_dir
-from common.lock import locks
-
-from common.errors import ConfigError, MissingInputError, OutputExistsError
-
 from common.data import Doc
+from common.errors import ConfigError, MissingInputError, OutputExistsError
+from common.lock import locks
 
 from . import distributed
 from .batches import plan_epoch
 from .chunk_positives import chunk_positives
-from .corpus_pairs import corpus_pairs
 from .config import TrainConfig
+from .corpus_pairs import corpus_pairs
 from .encoder import Encoder
-from .models import load_model
 from .late_interaction import LateInteraction
+from .losses import Batch, Loss, make_loss
 from .model_card import write_card
 from .model_dir import (
     TRAIN_CONFIG_FILE,
@@ -43,7 +41,7 @@ from .model_dir import (
     hub_revision,
     write_positives,
 )
-from .losses import Batch, Loss, make_loss
+from .models import load_model
 from .negatives import known_positives, mine_dense_negatives, mine_hard_negatives
 from .pairs import Pair
 from .steps import OptimizerStep, anchor_targets, embed_step, training_window

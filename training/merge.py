@@ -21,7 +21,6 @@ from common.metrics import score_run
 from common.vectors import dense_run
 
 from .encoder import Encoder
-from .models import load_model
 from .evaluate import embed_fn, guard_sets
 from .model_card import write_card
 from .model_dir import (
@@ -36,6 +35,7 @@ from .model_dir import (
     model_cache_key,
     model_kind,
 )
+from .models import load_model
 
 BOUND = 0.005  # the largest drop on a guard that auto α accepts: half a point of nDCG@10
 

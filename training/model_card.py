@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
 from .model_dir import (
     CARD_FILE,
     DISTILL_FILE,
@@ -25,7 +26,6 @@ from .model_dir import (
     check_model_dir,
     model_name,
 )
-
 
 FIGURES = ("ndcg@10", "ndcg@10 seen", "ndcg@10 unseen", "recall@100", "mrr@10", "sts_spearman")
 LICENCES = {

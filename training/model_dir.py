@@ -17,7 +17,6 @@ from common.device import half_encoding
 from common.errors import ConfigError, UserError
 from common.poolings import POOLINGS
 
-
 # Every file a model directory holds, named once (beside each: what writes it). A model directory is also a
 # Hugging Face encoder (config.json, weights, tokenizer) and a
 # sentence-transformers model (modules.json, ...).
@@ -231,7 +230,7 @@ class EncoderConfig:
     FILE = ENCODING_FILE
 
     @classmethod
-    def load(cls, model_dir, **overrides) -> "EncoderConfig":
+    def load(cls, model_dir, **overrides) -> EncoderConfig:
         """Ours (``siamese.json``) over what a sentence-transformers
         directory says; ``overrides`` (not None) win."""
         model_dir = Path(model_dir)
@@ -271,7 +270,9 @@ def _config_from_sentence_transformers(path: Path) -> dict:
             ("query_prefix", ("query",)),
             ("document_prefix", ("passage", "document", "corpus")),
         ):
-            found.update({key: saved[n] for n in names[::-1] if isinstance(saved.get(n), str)})
+            given = [saved[n] for n in names if isinstance(saved.get(n), str)]  # the first name given wins
+            if given:
+                found[key] = given[0]
     sbert = path / "sentence_bert_config.json"
     length = json.loads(sbert.read_text()).get("max_seq_length") if sbert.exists() else None
     if not length and (path / "config.json").exists():  # a plain encoder: as far as its positions go, ≤ 512

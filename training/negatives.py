@@ -11,10 +11,10 @@
 from __future__ import annotations
 
 import random
-
-import numpy as np
 from collections import defaultdict
 from dataclasses import replace
+
+import numpy as np
 
 from common.bm25 import BM25
 

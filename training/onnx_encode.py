@@ -33,7 +33,7 @@ from common.batching import length_sorted_batches
 MIN_TEXTS = 1000  # below this, the one-off export (~10 s) costs more than it saves
 TOLERANCE = 1e-5  # max |Δ| of a unit vector against PyTorch's (measured: ~2e-7)
 # encoder → its session, or False once refused; beside the encoder, not on it, so copies of it start afresh
-_SESSIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def onnx_encode(encoder, texts: list[str], batch_size: int, progress: bool) -> np.ndarray | None:

@@ -12,10 +12,10 @@ from common.data import (
     Doc,
     Skipped,
     parsed_records,
-    text_field,
     read_beir,
     read_sts_csv,
     say_skipped,
+    text_field,
 )
 
 

@@ -61,7 +61,7 @@ class AttentionPooling(nn.Module):
         torch.save({k: v.cpu() for k, v in self.state_dict().items()}, path / "pooling.pt")
 
     @staticmethod
-    def load(path) -> "AttentionPooling":
+    def load(path) -> AttentionPooling:
         path = Path(path)
         module = AttentionPooling(json.loads((path / "config.json").read_text())["dim"])
         module.load_state_dict(torch.load(path / "pooling.pt", map_location="cpu", weights_only=True))

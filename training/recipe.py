@@ -24,9 +24,9 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from common.data import Beir, Doc
 from common.errors import ConfigError
@@ -34,9 +34,9 @@ from common.metrics import passage_key, score_split
 from common.vectors import dense_run
 
 from .config import TrainConfig
+from .encoder import Encoder
 from .evaluate import embed_fn, guard_sets
 from .merge import BOUND, guard_scores, merge
-from .encoder import Encoder
 from .model_card import write_card
 from .model_dir import MERGE_FILE, RECIPE_FILE, TRAIN_CONFIG_FILE, TRAIN_METRICS_FILE, model_cache_key
 from .pairs import Pair

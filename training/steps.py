@@ -102,6 +102,7 @@ def anchor_targets(cfg: TrainConfig, teacher: Encoder | None = None) -> tuple[li
     cached on disk: the base does not change). ``teacher``: the base, where the caller has it loaded."""
     from common.bundled import STSB_TRAIN
     from common.data import read_general_texts
+
     from .distributed import cached_vectors
     from .model_dir import model_cache_key
 

@@ -78,7 +78,7 @@ class TwoTowers(nn.Module):
         return self.tower(kind).encode(texts, kind, **kw)
 
     @classmethod
-    def load(cls, path, device=None, **overrides) -> "TwoTowers":
+    def load(cls, path, device=None, **overrides) -> TwoTowers:
         path = check_model_dir(path)
         record = json.loads((path / TOWERS_FILE).read_text())
         return cls(
@@ -174,8 +174,8 @@ def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = Tru
     from tqdm.auto import tqdm
 
     from . import distributed
-    from .steps import OptimizerStep, anchor_targets, embed_step, training_window
     from .losses import LOSSES, Anchored, Batch
+    from .steps import OptimizerStep, anchor_targets, embed_step, training_window
 
     base = Encoder.load(cfg.base, **cfg.encoding).eval()
     frozen = cfg.tower in FROZEN_DOCUMENT

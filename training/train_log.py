@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+
 from .model_dir import TRAIN_METRICS_FILE
 
 REPORT_TO = ("tensorboard", "none")

@@ -11,7 +11,6 @@ from typing import Protocol
 
 from common.data import Beir
 from common.metrics import score_split
-
 from vespa_app.profiles import CORE
 
 

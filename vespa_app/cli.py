@@ -8,13 +8,12 @@ from pathlib import Path
 
 from common.cli import positive_int
 from common.errors import ConfigError
-
 from vespa_app import app_cli, profiles
 
 
 def cmd_search(args) -> int:
-    from vespa_app.embedded import EmbeddedIndex
     from vespa_app.client.query import print_hits
+    from vespa_app.embedded import EmbeddedIndex
 
     if not args.text.strip():
         raise ConfigError("the query text is empty: give the words to search for")
@@ -23,8 +22,8 @@ def cmd_search(args) -> int:
 
 
 def cmd_query(args) -> int:
-    from vespa_app.package.record import AppPackage
     from vespa_app.client.query import VespaBackend, print_hits
+    from vespa_app.package.record import AppPackage
 
     chunked = bool(args.package) and AppPackage.open(args.package).chunked
     print_hits(VespaBackend(args.url, chunked=chunked).query(args.text, args.profile, args.hits))
@@ -47,9 +46,8 @@ def cmd_deploy(args) -> int:
 
 
 def cmd_feed(args) -> int:
-    from vespa_app.client.feed import feed
-
     from common.data import load_corpus
+    from vespa_app.client.feed import feed
 
     docs = list(load_corpus(args.data, skip_bad=args.skip_bad).values())
     target = args.target

@@ -25,14 +25,13 @@ import faiss
 import numpy as np
 
 from common.atomic import atomic_dir, check_output
+from common.bm25 import BM25
 from common.data import Doc, corpus_fingerprint
 from common.errors import ConfigError
 from common.late import maxsim
 from common.vectors import chunk_scores, exact_search, normalize, pack_bits, top_k, unpack_bits
 from exporter.manifest import MANIFEST, sha256
 from exporter.runtime import OnnxEmbedder, OnnxTokenEmbedder
-from common.bm25 import BM25
-
 from vespa_app import profiles
 from vespa_app.backend import Hit
 from vespa_app.index_files import REBUILD, BadIndexError, read_colbert, read_index, write_index
@@ -234,7 +233,7 @@ class EmbeddedIndex:
         colbert_cells: str = "int8",
         bm25_weight: float = BM25_WEIGHT,
         documents=None,
-    ) -> "EmbeddedIndex":
+    ) -> EmbeddedIndex:
         path, export_dir = Path(path), Path(export_dir).resolve()
         colbert_dir = Path(colbert_dir).resolve() if colbert_dir else None
         check_output(path, "index", force, inputs=[export_dir])
@@ -296,7 +295,7 @@ class EmbeddedIndex:
         return cls(path, docs, embeddings, hnsw, bm25, meta, embedder, chunks)
 
     @classmethod
-    def open(cls, path) -> "EmbeddedIndex":
+    def open(cls, path) -> EmbeddedIndex:
         """Open an index, checking every file against meta.json: a truncated, extended, reordered or otherwise
         damaged index is refused with one line that says how to rebuild it."""
         path = Path(path)

@@ -133,7 +133,8 @@ def _read_meta(path: Path, corrupt) -> dict:
 def _read_docs(path: Path, meta: dict, corrupt) -> list[Doc]:
     docs, number = [], 0
     try:
-        for number, line in enumerate((path / "docs.jsonl").read_text(encoding="utf-8").splitlines(), 1):
+        lines = (path / "docs.jsonl").read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, 1):  # noqa: B007 (number: the line the error names)
             record = json.loads(line)
             docs.append(Doc(str(record["id"]), str(record["title"]), str(record["text"])))
     except (OSError, ValueError, KeyError, TypeError) as e:

@@ -42,13 +42,12 @@ Nothing here imports pyvespa: the client and the command line stay light.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 import numpy as np
 
 from common.errors import ConfigError
-
 from vespa_app.serving import (
     COLBERT_EMBEDDER,
     COLBERT_RERANK,

@@ -15,7 +15,6 @@ queries, so they favour closeness: the choice errs towards a small w (measured i
 from __future__ import annotations
 
 from common.metrics import score_run
-
 from vespa_app import profiles
 from vespa_app.serving import BM25_WEIGHT_GRID, TARGET_HITS
 

@@ -18,7 +18,6 @@ from common.cli import (
     positive_int,
 )
 from common.errors import ConfigError
-
 from vespa_app.serving import BM25_WEIGHT_GRID
 
 
@@ -136,7 +135,7 @@ class RunOptions:
         )
 
     @classmethod
-    def from_args(cls, args, train: dict) -> "RunOptions":
+    def from_args(cls, args, train: dict) -> RunOptions:
         options = cls(**given_options(cls, args), train=train)
         if options.pairs or options.corpus:
             options.data = None  # the user's own files, not a BEIR folder
@@ -175,7 +174,6 @@ def check_options(options: RunOptions, base: str) -> None:
     """Every option that can be judged before training, judged before it (minutes on real data): the chunking
     and --dim against the base model's window and width, the merge weight, the reference models."""
     from training.model_dir import EncoderConfig, check_model_dir, model_kind
-
     from vespa_app.package.options import AppOptions
 
     if options.train.get("late_interaction"):

@@ -10,7 +10,6 @@ from common.metrics import GUARD, format_table
 from siamese.evaluation import against_reference, generalisation
 from siamese.run.stages import RunRecord
 
-
 COLUMNS = (("ndcg@10", "all"), ("ndcg@10 seen", "seen"), ("ndcg@10 unseen", "unseen"))
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from common.vectors import cosine, pack_bits
-
 from vespa_app.check.bounds import MIN_COSINE_BF16, SIGN_NOISE
 
 

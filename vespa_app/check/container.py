@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 from common.data import Doc
-
 from vespa_app import profiles
 from vespa_app.check.bounds import MIN_COSINE, MIN_COSINE_INT8
 from vespa_app.check.judges import UnderTest, judge_document, judge_query
@@ -71,9 +70,9 @@ def check_container(
     """Run Vespa's container code on samples of ``docs`` and on our client's requests. ``run_java(payload)``
     runs the verifier's ``container`` command; ``embedder`` is our ONNX Runtime embedder of the package's
     model. Fills ``report.problems`` with every disagreement; the caller decides what a problem costs."""
-    from vespa_app.package.record import AppPackage
-    from vespa_app.embedded import EmbeddedIndex
     from vespa_app.client.feed import feed_fields
+    from vespa_app.embedded import EmbeddedIndex
+    from vespa_app.package.record import AppPackage
 
     started = time.time()
     report = ContainerReport()

@@ -13,7 +13,6 @@ import numpy as np
 
 from common.data import Doc
 from common.vectors import cosine, pack_bits
-
 from vespa_app import profiles
 from vespa_app.check.bounds import MAX_FUSION_DIFF, MIN_COLBERT_AGREE
 from vespa_app.check.colbert_bits import colbert_agreement, token_matrix

@@ -17,7 +17,7 @@ class CheckReport:
     not_checked: list[str] = field(default_factory=list)
     embedding: dict | None = None
     colbert: dict | None = None  # per token: Vespa's ColBertEmbedder vs our ONNX Runtime
-    container: "ContainerReport | None" = None
+    container: ContainerReport | None = None
     seconds: float = 0.0
 
     def summary(self) -> str:

@@ -22,7 +22,6 @@ import numpy as np
 
 from common.vectors import cosine
 from exporter.manifest import Manifest, ManifestError
-
 from vespa_app.check.bounds import MIN_BITS_EQUAL, MIN_TOKEN_COSINE
 from vespa_app.check.java import (
     PackageError,
@@ -168,7 +167,6 @@ def check_colbert(package, texts: list[str] | None = None) -> dict:
     """Vespa's ColBertEmbedder against our ONNX Runtime path (held to PyTorch at export), token by token: the
     same number of vectors per text, cosine per token, and the packed sign bits of document tokens."""
     from exporter.runtime import OnnxTokenEmbedder
-
     from vespa_app.check.colbert_bits import SIGN_NOISE, sign_agreement, token_matrix
     from vespa_app.serving import COLBERT_DIR
 
@@ -276,7 +274,6 @@ def _check_package(package, texts, hosted, vectors_out, docs) -> CheckReport:
     # The config model does not open model files (the config server's file distribution does, at deploy):
     # building Vespa's embedder from the package, always, is what proves the model loads.
     from exporter.runtime import OnnxEmbedder
-
     from vespa_app.serving import COLBERT_DIR
 
     texts = texts or SMOKE_TEXTS

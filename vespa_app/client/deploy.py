@@ -13,7 +13,6 @@ from urllib.parse import urlparse
 import httpx
 
 from common.errors import ConfigError
-
 from vespa_app.client.http import VespaError, VespaUnreachable, base_url, ensure_reachable
 
 

@@ -20,9 +20,8 @@ from urllib.parse import quote
 from common.data import unusable_document_id
 from common.errors import ConfigError
 from common.lock import locks
-
-from vespa_app.serving import SCHEMA
 from vespa_app.client.http import VespaUnreachable, base_url, ensure_reachable
+from vespa_app.serving import SCHEMA
 
 NOT_VESPA_AFTER = 8  # this many "no handler" answers (404/405) and nothing acknowledged: not a document API
 

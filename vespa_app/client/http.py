@@ -24,7 +24,7 @@ def base_url(url: str) -> str:
     url = url if "://" in url else f"http://{url}"
     try:
         parsed = urlparse(url)
-        parsed.port  # raises for a port out of range or not a number
+        _ = parsed.port  # raises for a port out of range or not a number
     except ValueError as e:
         raise ConfigError(
             f"{given!r} is not a URL Vespa can be reached at ({e}); give http(s)://HOST:PORT, "

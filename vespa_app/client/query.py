@@ -11,9 +11,9 @@ import httpx
 
 from vespa_app import profiles
 from vespa_app.backend import Hit
-from vespa_app.serving import TARGET_HITS
 from vespa_app.client.feed import FeedResult, feed
 from vespa_app.client.http import VespaError, VespaUnreachable, base_url, ensure_reachable
+from vespa_app.serving import TARGET_HITS
 
 QUERY_TIMEOUT_S = 4.0  # the whole answer must come within 5 s: connect, send, Vespa search, read
 

@@ -29,7 +29,6 @@ from common.atomic import atomic_dir, check_output
 from common.errors import ConfigError
 from common.lock import locks
 from exporter.manifest import Manifest
-
 from vespa_app.package.options import AppOptions
 from vespa_app.package.record import package_record
 from vespa_app.package.schema import document_fields, schema

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from common import cli
 from common.cli import app_name, bm25_weight_value, option, positive_int
 from common.errors import ConfigError
-
 from vespa_app.serving import BM25_WEIGHT, HNSW_EXPLORE_AT_INSERT, HNSW_MAX_LINKS
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 
 from common.errors import ConfigError
 from exporter.manifest import sha256
-
 from vespa_app.serving import BM25_WEIGHT, SCHEMA
 
 PACKAGE_FILE = "models/package.json"
@@ -96,7 +95,7 @@ class AppPackage:
         (package / PACKAGE_FILE).write_text(json.dumps(record, indent=2) + "\n")
 
     @classmethod
-    def open(cls, package) -> "AppPackage":
+    def open(cls, package) -> AppPackage:
         """The package's record, refused with one line where it is missing or malformed."""
         package = Path(package)
         path = package / PACKAGE_FILE

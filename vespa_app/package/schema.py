@@ -17,7 +17,6 @@ from vespa.package import (
 )
 
 from exporter.manifest import Manifest
-
 from vespa_app import profiles
 from vespa_app.package.options import AppOptions
 from vespa_app.profiles import Profile

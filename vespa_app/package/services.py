@@ -7,7 +7,6 @@ from vespa.configuration import services as vt
 
 from common.late import TOKENIZER_MAX
 from exporter.manifest import Manifest
-
 from vespa_app.package.options import AppOptions
 from vespa_app.serving import (
     COLBERT_DIR,
