@@ -148,7 +148,7 @@ def read(root: Path) -> dict:
             f"{p.relative_to(root)} ({len(t)})" for p, t in lines.items() if len(t) > 300
         ),
         "functions over 60 lines": [f"{f} ({n})" for f, n in functions],
-        "function-local imports of own modules": len(local),
+        "function-local imports of own modules": local,
         f"lines over {LINE_LIMIT} characters": over,
         "vespa_app → training imports": by_floor.get("vespa_app → training", 0),
     }

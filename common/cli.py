@@ -8,6 +8,7 @@ import dataclasses
 import sys
 import traceback
 
+from .device import use
 from .errors import UserError
 
 
@@ -161,8 +162,6 @@ def run(parser: argparse.ArgumentParser, argv=None) -> int:
         return 2
     try:
         if getattr(args, "device", None):  # the one device choice of every command that runs a model
-            from .device import use
-
             use(args.device)
         return args.func(args)
     except KeyboardInterrupt:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from common.cli import run
+
+from .push import push
+
 
 def cmd_export(args) -> int:
     from .onnx_export import describe, export
@@ -62,7 +66,6 @@ def add_commands(sub) -> None:
 
 
 def cmd_push(args) -> int:
-    from .push import push
 
     url = push(
         args.model_dir, args.hub_id, private=args.private, revision=args.revision, export_dir=args.export
@@ -72,7 +75,6 @@ def cmd_push(args) -> int:
 
 
 def main(argv=None) -> int:
-    from common.cli import run
 
     parser = argparse.ArgumentParser(prog="python -m exporter")
     add_commands(parser.add_subparsers(dest="command"))

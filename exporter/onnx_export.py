@@ -19,10 +19,12 @@ from pathlib import Path
 import torch
 
 from common.atomic import atomic_dir, check_output
+from common.data import read_beir
 from common.errors import UserError
 from common.late import TOKENIZER_MAX
 from common.lock import locks
 from common.poolings import vespa_can_pool, vespa_pooling
+from common.vectors import dense_scores
 from training.encoder import Encoder, check_model_dir
 from training.late_interaction import LateInteraction
 from training.model_dir import MERGE_FILE
@@ -33,6 +35,8 @@ from training.towers import TwoTowers
 
 from .manifest import Manifest, sha256
 from .parity import check_parity, check_token_parity, parity_texts
+from .quantize import quantize_int8
+from .runtime import OnnxEmbedder
 
 OPSET = 18
 COLBERT_OUTPUT = "contextual"  # the output name Vespa's colbert-embedder reads by default
@@ -192,10 +196,6 @@ def onnx_ndcg(export_dir, model_file: str, beir, progress: bool = False) -> floa
     """nDCG@10 of an exported graph, exact search, documents and queries embedded as Vespa would."""
     from functools import partial
 
-    from common.vectors import dense_scores
-
-    from .runtime import OnnxEmbedder
-
     embedder = OnnxEmbedder(export_dir, model_file)
     return dense_scores(partial(embedder.embed, progress=progress), beir)["ndcg@10"]
 
@@ -286,16 +286,12 @@ def _write_single(
     texts = parity_texts()
     manifest.parity = {"fp32": check_parity(encoder, tmp, texts)}
     if quantize:
-        from .quantize import quantize_int8
-
         say("quantizing to int8 (dynamic, per-channel)")
         (tmp / "model.onnx").rename(tmp / "model-fp32.onnx")
         quantize_int8(tmp / "model-fp32.onnx", tmp / "model.onnx")
         manifest.quantization = {"type": "int8", "method": "dynamic", "per_channel": True}
         manifest.parity["int8"] = check_parity(encoder, tmp, texts, quantized=True)
         if quality_data:
-            from common.data import read_beir
-
             say(f"measuring nDCG@10 of fp32 and int8 on {quality_data} ({quality_split})")
             beir = read_beir(quality_data, quality_split)
             fp32, int8 = (onnx_ndcg(tmp, f, beir, progress) for f in ("model-fp32.onnx", "model.onnx"))

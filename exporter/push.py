@@ -14,6 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from common.errors import UserError
+from exporter.manifest import Manifest
+from training.model_card import card_document
+from training.model_dir import check_model_dir
 
 NOT_PUSHED = {".siamese-artifact"}
 
@@ -24,8 +27,6 @@ class PushError(UserError):
 
 def files_to_push(model_dir, export_dir=None) -> dict[str, Path]:
     """path in the repository → local file: the model directory, and the export under ``onnx/``."""
-    from exporter.manifest import Manifest
-    from training.model_dir import check_model_dir
 
     model_dir = check_model_dir(model_dir)
     files = {
@@ -58,8 +59,6 @@ def push(
     returns the commit's URL."""
     from huggingface_hub import CommitOperationAdd, HfApi
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-
-    from training.model_card import card_document
 
     operations = [
         CommitOperationAdd(path, str(local)) for path, local in files_to_push(model_dir, export_dir).items()

@@ -12,16 +12,22 @@ import argparse
 import sys
 
 from common import cli
-from common.bundled import SCIFACT, STSB_TEST
+from common.bundled import GUARDS, SCIFACT, STSB_TEST
 from common.cli import positive_int
+from common.data import limit_queries, load_beir, read_sts_csv
 from common.device import add_device_arg
 from common.errors import ConfigError
+from common.metrics import format_table, positives_of, write_json
+from common.nanobeir import benchmark_sets, load_nanobeir
 from common.poolings import CHUNK_POOLINGS
 from exporter import cli as exporter_cli
 from training import cli as training_cli
 from training.config import add_config_args, config_overrides
+from training.model_dir import resolve_models
+from training.pairs import load_pairs
 from vespa_app import cli as vespa_cli
 from vespa_app import profiles
+from vespa_app.backend import evaluate_backend
 
 
 def _backend(args, beir):
@@ -44,9 +50,6 @@ def _backend(args, beir):
 
 def _benchmark_eval(args) -> list[dict]:
     """Every NanoBEIR set asked for, each with the rows of any other evaluation, then each system's mean."""
-    from common.data import limit_queries
-    from common.metrics import format_table
-    from common.nanobeir import benchmark_sets, load_nanobeir
 
     if args.backend != "exact" or args.data or args.guards or args.guard or args.sts:
         raise ConfigError(
@@ -76,8 +79,6 @@ def _benchmark_eval(args) -> list[dict]:
 
 
 def cmd_eval(args) -> int:
-    from common.data import limit_queries, load_beir
-    from common.metrics import format_table, write_json
 
     if args.benchmark:
         rows = _benchmark_eval(args)
@@ -90,8 +91,6 @@ def cmd_eval(args) -> int:
     if args.backend == "exact":
         rows = _exact_eval(args, beir)
     else:
-        from vespa_app.backend import evaluate_backend
-
         if args.chunk_tokens or args.chunk_overlap is not None or args.chunk_pooling or args.dim:
             raise ConfigError(
                 "--chunk-* and --dim set how exact search (--backend exact) embeds; an index or a "
@@ -106,17 +105,11 @@ def cmd_eval(args) -> int:
 
 
 def _exact_eval(args, beir) -> list[dict]:
-    from common.bundled import GUARDS
-    from common.data import read_sts_csv
     from siamese.evaluation import Chunking, compare
     from training.evaluate import guard_sets
-    from training.model_dir import resolve_models
 
     positives = None
     if args.train_data:
-        from common.metrics import positives_of
-        from training.pairs import load_pairs
-
         positives = positives_of(load_pairs(args.train_data, skip_bad=args.skip_bad)[0])
     chunking = None
     if args.chunk_tokens or args.chunk_overlap is not None or args.chunk_pooling:
@@ -145,7 +138,6 @@ def cmd_run(args) -> int:
     from siamese.run.pipeline import run
 
     result = run(RunOptions.from_args(args, config_overrides(args)))
-    from common.metrics import format_table
 
     if result["rows"]:
         print(format_table(result["rows"]))

@@ -11,9 +11,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from common.chunking import Chunker, default_overlap
 from common.data import Beir
 from common.errors import ConfigError
-from common.metrics import GUARD, Run, score_run, score_split, seen_queries
+from common.metrics import GUARD, Run, format_table, score_run, score_split, seen_queries
 from common.vectors import chunked_dense_run, dense_run, prefix_embed, rrf_run
 from training.evaluate import bm25_run, embed_fn, sts_score
 from training.model_dir import check_model_dir, model_cache_key, model_name, read_positives
@@ -75,7 +76,6 @@ class Chunking:
     tokens: int | None = None
 
     def overlap_for(self, tokens: int) -> int:
-        from common.chunking import default_overlap
 
         return default_overlap(tokens) if self.overlap is None else self.overlap
 
@@ -122,8 +122,6 @@ def evaluate(
                 )
             embed, key, label = prefix_embed(embed, dim, key), None, f"{label} @{dim}d"
         if chunking:
-            from common.chunking import Chunker
-
             tokens = chunking.tokens or encoder.config.max_length
             if tokens > encoder.config.max_length:
                 raise ConfigError(
@@ -221,7 +219,6 @@ def compare(
 ) -> tuple[list[dict], str]:
     """``siamese eval``'s exact search: every model's rows (``evaluate``) and what to print under them: the
     table, what its columns mean, and each model against ``base`` on seen / unseen queries and the guards."""
-    from common.metrics import format_table
 
     rows = evaluate(models, beir, guards=guards, **evaluate_kw)
     text = [format_table(rows), evaluation_notes(beir, rows, guards)]

@@ -22,8 +22,11 @@ import numpy as np
 
 from common.chunking import Chunker
 from common.data import Doc
+from common.vectors import normalize
 
-from .model_dir import check_model_dir
+from .distributed import cached_vectors
+from .encoder import Encoder
+from .model_dir import check_model_dir, model_cache_key
 from .pairs import Pair
 
 
@@ -56,11 +59,6 @@ def chunk_positives(pairs: list[Pair], corpus, cfg) -> list[Pair]:
 
 def _nearest_chunks(queries: list[str], candidates: list[list[str]], cfg) -> list[str]:
     """For each query, its nearest candidate (cosine) under the frozen base model; vectors cached on disk."""
-    from common.vectors import normalize
-
-    from .distributed import cached_vectors
-    from .encoder import Encoder
-    from .model_dir import model_cache_key
 
     encoder = Encoder.load(cfg.base, **cfg.encoding).eval()
     key = model_cache_key(cfg.base, encoder.config)

@@ -11,13 +11,15 @@ import sys
 from pathlib import Path
 
 from common import cli
-from common.bundled import SCIFACT
+from common.bundled import GUARDS, SCIFACT
 from common.cli import alpha_value, positive_int
 from common.device import add_device_arg
 from common.errors import ConfigError
 
-from .config import add_config_args, check_given, config_overrides, recipe_config
-from .model_dir import MERGE_FILE, TRAIN_CONFIG_FILE, resolve_models
+from .config import TrainConfig, add_config_args, check_given, config_overrides, recipe_config
+from .model_dir import MERGE_FILE, TRAIN_CONFIG_FILE, default_base_model, resolve_models
+from .pairs import load_training_data
+from .train_log import check_report_to, report_training
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
@@ -85,9 +87,6 @@ def train_config_from_args(args):
     from dataclasses import replace
     from pathlib import Path
 
-    from .config import TrainConfig
-    from .model_dir import default_base_model
-
     saved = Path(args.out) / TRAIN_CONFIG_FILE
     if args.resume and saved.exists():
         cfg = TrainConfig.load(saved)
@@ -148,12 +147,10 @@ def without_flag(argv: list[str], flag: str) -> list[str]:
 
 def cmd_train(args) -> int:
     from .loop import train
-    from .pairs import load_training_data
 
     if args.nproc > 1:
         return launch(args.nproc, without_flag(args.argv, "--nproc"))
     from .recipe import resolve
-    from .train_log import check_report_to, report_training
 
     args.recipe, why = resolve(
         args.recipe,
@@ -194,11 +191,8 @@ def cmd_train(args) -> int:
 def train_auto(args, why: str) -> int:
     """`siamese train --recipe auto`: the candidates on a dev slice, the winner on every pair (merged back
     where it was chosen merged)."""
-    from common.bundled import GUARDS
 
     from .merge import merge
-    from .model_dir import default_base_model
-    from .pairs import load_training_data
     from .recipe import keep_record, select_recipe
 
     out = Path(args.out)
@@ -246,7 +240,6 @@ def train_auto(args, why: str) -> int:
 
 
 def cmd_merge(args) -> int:
-    from common.bundled import GUARDS
 
     from .merge import merge
 
@@ -267,7 +260,6 @@ def cmd_merge(args) -> int:
 
 def cmd_distill(args) -> int:
     from .distill import DistillConfig, distill, distill_texts, taught_texts
-    from .pairs import load_training_data
 
     teacher = resolve_models([args.teacher])[0]
     cfg = DistillConfig(

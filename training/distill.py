@@ -38,12 +38,17 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from common.atomic import atomic_dir, check_output
+from common.bundled import STSB_TRAIN
+from common.data import read_general_texts
 from common.errors import ConfigError
+from common.vectors import cached_vectors
 
 from .config import matryoshka_dims
 from .encoder import Encoder
+from .infonce import info_nce
 from .losses import anchor_mse
-from .model_dir import DISTILL_FILE
+from .model_card import write_card
+from .model_dir import DISTILL_FILE, check_model_dir, model_cache_key, model_kind
 from .models import load_model
 from .steps import OptimizerStep, autocast
 
@@ -127,14 +132,9 @@ def distill(
 ) -> Path:
     """Write the student to ``cfg.out`` (a model directory) and return it. ``texts``: (text, "query" or
     "passage") pairs; ``pairs``: labelled pairs for ``cfg.contrastive``."""
-    from common.vectors import cached_vectors
-
-    from .infonce import info_nce
-    from .model_dir import check_model_dir, model_cache_key
 
     out = Path(cfg.out)
     cfg.teacher = str(check_model_dir(cfg.teacher))  # a run directory stands for the model inside it
-    from .model_dir import model_kind
 
     if model_kind(cfg.teacher) == "towers":
         raise ConfigError(
@@ -221,7 +221,6 @@ def distill(
                 indent=2,
             )
         )
-        from .model_card import write_card
 
         write_card(tmp)
 
@@ -240,8 +239,6 @@ def taught_texts(texts: list[tuple[str, str]], max_texts: int, seed: int) -> lis
 def distill_texts(corpus, pairs, general: str | None) -> list[tuple[str, str]]:
     """The unlabelled text a student learns from, each with how it is embedded: corpus passages, training
     queries and general sentences (as queries: a symmetric task)."""
-    from common.bundled import STSB_TRAIN
-    from common.data import read_general_texts
 
     return (
         [(d.passage, "passage") for d in (corpus or [])]

@@ -34,6 +34,8 @@ import torch.distributed as dist
 
 from common import device as devices
 from common.errors import ConfigError
+from common.vectors import cached
+from common.vectors import cached_vectors as cache
 
 
 def start() -> bool:
@@ -168,8 +170,6 @@ def encode_shared(encode, texts: list[str]) -> np.ndarray:
 def cached_vectors(key: str, texts: list[str], encode) -> np.ndarray:
     """``common.vectors.cached_vectors`` for every rank: read where every rank finds the cache; else embedded
     a share per rank (``encode(share)``), gathered, and written by rank 0 alone."""
-    from common.vectors import cached
-    from common.vectors import cached_vectors as cache
 
     if not active():
         return cache(key, texts, lambda: encode(texts))

@@ -12,9 +12,11 @@ from common.bm25 import BM25
 from common.bundled import GUARDS
 from common.data import Beir, Doc, limit_queries, load_beir, read_beir
 from common.errors import ConfigError, MissingInputError
+from common.late import TokenStore
 from common.metrics import Run, report_half, score_run, spearman
-from common.vectors import cosine, dense_run, to_run
+from common.vectors import cosine, dense_run, to_run, top_k
 
+from . import distributed
 from .encoder import Encoder
 
 
@@ -27,9 +29,6 @@ def late_run(doc_tokens: list, query_tokens: list, beir: Beir, k: int = 100) -> 
     """Exact MaxSim of every query against every document (``doc_tokens``/``query_tokens``: each text's token
     vectors, in ``beir``'s corpus and query order): what re-ranking approximates."""
     import numpy as np
-
-    from common.late import TokenStore
-    from common.vectors import top_k
 
     store = TokenStore(doc_tokens)  # index order = beir.corpus order
     scores = np.stack([store.maxsim_all(q) for q in query_tokens])
@@ -64,7 +63,6 @@ def during_training(data, split: str = "test", n_queries: int = 50, pool_depth: 
     candidates = Beir({d: beir.corpus[d] for d in pool}, beir.queries, beir.qrels)
 
     def eval_fn(encoder) -> dict:
-        from . import distributed
 
         def embed(texts, kind):  # under torchrun, each rank embeds its share
             return distributed.encode_shared(lambda share: encoder.encode(share, kind), texts)

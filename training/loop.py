@@ -39,12 +39,15 @@ from .model_dir import (
     EncoderConfig,
     check_model_dir,
     hub_revision,
+    model_cache_key,
     write_positives,
 )
 from .models import load_model
 from .negatives import known_positives, mine_dense_negatives, mine_hard_negatives
-from .pairs import Pair
+from .pairs import Pair, load_pairs
 from .steps import OptimizerStep, anchor_targets, embed_step, training_window
+from .temperature import FIXED, base_temperature
+from .towers import FROZEN_DOCUMENT, train_towers
 
 
 class _RngState:
@@ -152,7 +155,6 @@ def _save_checkpoint(out, step, encoder, optimize: OptimizerStep, log, keep):
 def _base_embed(cfg: TrainConfig):
     """The base model at the training window as an embed function, its vectors cached on disk (the same
     vectors τ is measured with)."""
-    from .model_dir import model_cache_key
 
     encoding = cfg.encoding | {"max_length": min(cfg.train_length, cfg.max_length or cfg.train_length)}
     key = f"margin {model_cache_key(cfg.base, EncoderConfig.load(check_model_dir(cfg.base), **encoding))}"
@@ -169,7 +171,6 @@ def _base_embed(cfg: TrainConfig):
 
 def _follow_the_base(cfg: TrainConfig, pairs: list[Pair]) -> None:
     """τ from the base model's similarity scale (``training/temperature.py``), its vectors cached on disk."""
-    from .temperature import FIXED, base_temperature
 
     if cfg.late_interaction:
         cfg.temperature = FIXED
@@ -217,7 +218,6 @@ def prepare_pairs(pairs: list[Pair], corpus: list[Doc] | None, cfg: TrainConfig)
 def general_pairs(path, n: int, taken: list[Pair], seed: int) -> list[Pair]:
     """``n`` labelled pairs from another domain, none repeating a text already in ``taken`` (a repeat would be
     a false in-batch negative), marked as their own source so their batches keep to themselves."""
-    from .pairs import load_pairs
 
     seen = {t for p in taken for t in (p.query, p.positive)}
     fresh = [
@@ -456,7 +456,6 @@ def _write_model(out: Path, cfg: TrainConfig, pairs: list[Pair], metrics: dict, 
 def _train_towers(cfg: TrainConfig, out: Path, pairs: list[Pair], corpus, plan, progress: bool) -> Path:
     """``--tower query | adapter | separate`` (``training/towers.py``): cheap enough to need no checkpoints; a
     resumed run that did not finish starts again."""
-    from .towers import FROZEN_DOCUMENT, train_towers
 
     towers, metrics = train_towers(
         cfg, pairs, corpus, plan, progress

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from common.metrics import GUARD
+
 from .model_dir import (
     CARD_FILE,
     DISTILL_FILE,
@@ -26,6 +28,7 @@ from .model_dir import (
     check_model_dir,
     model_name,
 )
+from .train_log import log_table
 
 FIGURES = ("ndcg@10", "ndcg@10 seen", "ndcg@10 unseen", "recall@100", "mrr@10", "sts_spearman")
 LICENCES = {
@@ -64,7 +67,6 @@ def write_evaluation(model_dir, rows: list[dict], note: str = "") -> None:
 
 
 def _table(rows: list[dict]) -> list[str]:
-    from common.metrics import GUARD
 
     guards = sorted({k for r in rows for k in r if k.startswith(GUARD)})
     columns = [c for c in FIGURES if any(c in r for r in rows)] + guards
@@ -174,8 +176,6 @@ def card_text(model_dir) -> str:
                 else f"- {metrics['steps']} steps"
             )
             if metrics.get("log"):
-                from .train_log import log_table
-
                 lines += ["", "### Training log", "", *log_table(metrics["log"])]
     recipe = _read(model_dir, RECIPE_FILE)
     if recipe:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from common.device import half_encoding
 from common.errors import ConfigError, UserError
+from common.late import LateConfig
+from common.metrics import positives_of
 from common.poolings import POOLINGS
 
 # Every file a model directory holds, named once (beside each: what writes it). A model directory is also a
@@ -60,7 +62,6 @@ WEIGHT_FILES = (
 def write_positives(model_dir, pairs) -> None:
     """Record a model's training positives, so every later evaluation can split its queries into seen and
     unseen (``common.metrics.seen_queries``)."""
-    from common.metrics import positives_of
 
     (Path(model_dir) / POSITIVES_FILE).write_text(json.dumps(positives_of(pairs)))
 
@@ -73,7 +74,6 @@ def read_positives(model_dir) -> dict | None:
 def model_kind(model_dir) -> str:
     """What a model directory holds, by its marker file: "towers" (``training/towers.py``), "late" (a
     late-interaction model, ``training/late_interaction.py``) or "single" (one vector per text)."""
-    from common.late import LateConfig
 
     model_dir = Path(model_dir)
     if (model_dir / TOWERS_FILE).exists():

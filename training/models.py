@@ -10,7 +10,9 @@ Example::
 from __future__ import annotations
 
 from .encoder import Encoder
+from .late_interaction import LateInteraction
 from .model_dir import check_model_dir, model_kind
+from .towers import TwoTowers
 
 
 def load_model(path, device=None, **overrides):
@@ -19,11 +21,7 @@ def load_model(path, device=None, **overrides):
     path = check_model_dir(path)
     kind = model_kind(path)
     if kind == "towers":
-        from .towers import TwoTowers
-
         return TwoTowers.load(path, device, **overrides)
     if kind == "late":
-        from .late_interaction import LateInteraction
-
         return LateInteraction.load(path, device, **overrides)
     return Encoder.load(path, device, **overrides)

@@ -17,9 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from common import device as devices
+from common.atomic import atomic_dir
+from common.bundled import SCIFACT
+from common.data import read_beir
 from common.errors import ConfigError, MissingInputError
 
-from .model_dir import IMPORT_FILE, ModelDirError
+from .encoder import Encoder
+from .model_card import write_card
+from .model_dir import IMPORT_FILE, EncoderConfig, ModelDirError
 
 TOLERANCE = 1e-5
 _LAYER = re.compile(r"encoder\.layer\.(\d+)\.")
@@ -114,8 +120,6 @@ def _max_difference(model, session, feeds: list[dict]) -> float:
     """The rebuilt model (on the chosen device) against the ONNX graph (ONNX Runtime, CPU) on ``feeds``."""
     import torch
 
-    from common import device as devices
-
     worst = 0.0
     model = devices.place(model)
     with torch.inference_mode():
@@ -146,11 +150,6 @@ def import_onnx(
     import onnxruntime as ort
     import torch
     from transformers import BertModel, BertTokenizerFast
-
-    from common.atomic import atomic_dir
-
-    from .encoder import Encoder
-    from .model_dir import EncoderConfig
 
     model_path, tokenizer_path = Path(model_path), Path(tokenizer_path)
     for path in (model_path, tokenizer_path):
@@ -232,7 +231,6 @@ def import_onnx(
 
         Encoder(model, tokenizer, config).save(tmp)
         (tmp / IMPORT_FILE).write_text(json.dumps(proof, indent=2))
-        from .model_card import write_card
 
         write_card(tmp)
 
@@ -241,8 +239,6 @@ def import_onnx(
 
 def _sample_texts() -> list[str]:
     """Real texts of several lengths: SciFact claims and abstracts (bundled), a few odd ones."""
-    from common.bundled import SCIFACT
-    from common.data import read_beir
 
     beir = read_beir(SCIFACT, "test")
     claims = list(beir.queries.values())[:8]

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.data import Beir, Doc
+from common.device import best
 from common.errors import ConfigError
 from common.metrics import passage_key, score_split
 from common.vectors import dense_run
@@ -36,9 +37,11 @@ from common.vectors import dense_run
 from .config import TrainConfig
 from .encoder import Encoder
 from .evaluate import embed_fn, guard_sets
+from .loop import train
 from .merge import BOUND, guard_scores, merge
 from .model_card import write_card
 from .model_dir import MERGE_FILE, RECIPE_FILE, TRAIN_CONFIG_FILE, TRAIN_METRICS_FILE, model_cache_key
+from .models import load_model
 from .pairs import Pair
 
 FORGETTING_BOUND = BOUND  # the largest guard drop a winner may have: half a point of nDCG@10, as merge's α
@@ -71,7 +74,6 @@ def resolve(asked: str | None, fixed_by: str | None = None) -> tuple[str, str]:
         return asked, "asked for with --recipe"
     if fixed_by:
         return "fixed", fixed_by
-    from common.device import best
 
     device = best()
     if device == "cpu":
@@ -123,7 +125,6 @@ def dev_set(dev: list[Pair], kept: list[Pair], pool: list | None) -> tuple[Beir,
 
 
 def _score(model_dir: Path, dev: Beir, seen: set[str], guards: dict, before: dict) -> dict:
-    from .models import load_model
 
     model = load_model(model_dir).eval()
     cache = model_cache_key(model_dir, model.config)  # a query tower is named by its frozen document side
@@ -182,7 +183,6 @@ def select_recipe(
     """Choose the recipe on a dev slice and train the winner on every pair; returns the final model directory
     and the record. ``make_config(tower, out)``: the recipe's configuration for a tower (ConfigError: the
     user's settings do not fit that candidate, which is then not tried)."""
-    from .loop import train
 
     out.mkdir(parents=True, exist_ok=True)
     if not guards:

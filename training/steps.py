@@ -9,9 +9,14 @@ from contextlib import contextmanager
 
 import torch
 
+from common.bundled import STSB_TRAIN
+from common.data import read_general_texts
+
 from . import distributed
 from .config import TrainConfig
+from .distributed import cached_vectors
 from .encoder import Encoder
+from .model_dir import model_cache_key
 
 
 def autocast(model):
@@ -100,11 +105,6 @@ class OptimizerStep:
 def anchor_targets(cfg: TrainConfig, teacher: Encoder | None = None) -> tuple[list[str], torch.Tensor]:
     """The general-domain texts to anchor on and the frozen base model's vectors of them (computed once and
     cached on disk: the base does not change). ``teacher``: the base, where the caller has it loaded."""
-    from common.bundled import STSB_TRAIN
-    from common.data import read_general_texts
-
-    from .distributed import cached_vectors
-    from .model_dir import model_cache_key
 
     texts = read_general_texts(cfg.anchor_data or STSB_TRAIN)
     teacher = (teacher or Encoder.load(cfg.base, **cfg.encoding)).eval()

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from common.vectors import normalize
+
 MARGIN_LOGITS = 9.0
 SAMPLE = 256
 BOUNDS = (0.01, 0.10)
@@ -58,7 +60,6 @@ def sample_pairs(pairs: list, seed: int) -> list:
 def base_temperature(embed, pairs: list, seed: int) -> tuple[float, float | None]:
     """(τ, the base's margin) from ``embed(texts, kind)`` (the base's vectors) over a sample of ``pairs``;
     (FIXED, None) where fewer than two pairs can be compared."""
-    from common.vectors import normalize
 
     sample = sample_pairs(pairs, seed)
     if len(sample) < 2:

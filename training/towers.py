@@ -40,9 +40,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.data import Doc
+
+from . import distributed
 from .config import FROZEN_DOCUMENT
+from .distributed import cached_vectors, encode_shared
 from .encoder import Encoder
-from .model_dir import BASE_FILES, BASE_FOLDERS, TOWERS_FILE, EncoderConfig, check_model_dir
+from .losses import LOSSES, Anchored, Batch
+from .model_dir import BASE_FILES, BASE_FOLDERS, TOWERS_FILE, EncoderConfig, check_model_dir, model_cache_key
+from .steps import OptimizerStep, anchor_targets, embed_step, training_window
 
 FULL_SOFTMAX_MAX = 1_000_000  # documents (1.5 GB of float32 vectors at 384 dimensions)
 QUERY_DIR = "query"
@@ -112,10 +118,6 @@ def _bank(base: Encoder, base_dir, pairs, corpus, seed: int) -> tuple[list[str],
     """Every document the query tower is scored against, with the frozen base's vectors: the corpus in its
     order (cached under the key evaluation gives the base model's corpus vectors), then positives and
     negatives the corpus lacks."""
-    from common.data import Doc
-
-    from .distributed import cached_vectors, encode_shared
-    from .model_dir import model_cache_key
 
     texts = [d.passage if isinstance(d, Doc) else d for d in (corpus or [])]
     ordered = list(dict.fromkeys(t for p in pairs for t in (p.positive, *p.negatives)))
@@ -172,10 +174,6 @@ def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = Tru
     """Train the towers ``cfg.tower`` names on ``plan`` (batches of ``pairs``' indices); returns the towers
     and the metrics the model directory records. The caller saves them (``TwoTowers.save``)."""
     from tqdm.auto import tqdm
-
-    from . import distributed
-    from .losses import LOSSES, Anchored, Batch
-    from .steps import OptimizerStep, anchor_targets, embed_step, training_window
 
     base = Encoder.load(cfg.base, **cfg.encoding).eval()
     frozen = cfg.tower in FROZEN_DOCUMENT

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from common.errors import ConfigError
+
 from .model_dir import TRAIN_METRICS_FILE
 
 REPORT_TO = ("tensorboard", "none")
@@ -79,7 +81,6 @@ def log_table(log: dict, rows: int = 10) -> list[str]:
 def check_report_to(report_to: str | None) -> str:
     """The choice made once, before training: "tensorboard" (asked, or auto where its writer is installed) or
     "none"; asking for TensorBoard without it installed is one line."""
-    from common.errors import ConfigError
 
     if report_to is None:
         return "tensorboard" if tensorboard_available() else "none"

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from common import cli
+from common.data import load_corpus
 from common.errors import ConfigError
+from exporter.manifest import Manifest
 
 
 def cmd_app_build(args) -> int:
@@ -50,7 +52,6 @@ def cmd_app_build(args) -> int:
 
 
 def _is_colbert_export(export_dir) -> bool:
-    from exporter.manifest import Manifest
 
     return (Path(export_dir) / "manifest.json").exists() and Manifest.load(export_dir).kind == "colbert"
 
@@ -67,8 +68,6 @@ def cmd_app_check(args) -> int:
         ]
     docs = None
     if args.corpus:
-        from common.data import load_corpus
-
         docs = list(load_corpus(args.corpus).values())
     report = check_package(args.package, texts, hosted=args.hosted, vectors_out=args.vectors_out, docs=docs)
     print(report.summary())

@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 from common.cli import positive_int
+from common.data import load_corpus
 from common.errors import ConfigError
 from vespa_app import app_cli, profiles
+from vespa_app.client.feed import feed
 
 
 def cmd_search(args) -> int:
@@ -46,8 +48,6 @@ def cmd_deploy(args) -> int:
 
 
 def cmd_feed(args) -> int:
-    from common.data import load_corpus
-    from vespa_app.client.feed import feed
 
     docs = list(load_corpus(args.data, skip_bad=args.skip_bad).values())
     target = args.target

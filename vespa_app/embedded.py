@@ -29,8 +29,16 @@ from common.bm25 import BM25
 from common.data import Doc, corpus_fingerprint
 from common.errors import ConfigError
 from common.late import maxsim
-from common.vectors import chunk_scores, exact_search, normalize, pack_bits, top_k, unpack_bits
-from exporter.manifest import MANIFEST, sha256
+from common.vectors import (
+    cached_vectors,
+    chunk_scores,
+    exact_search,
+    normalize,
+    pack_bits,
+    top_k,
+    unpack_bits,
+)
+from exporter.manifest import MANIFEST, Manifest, sha256
 from exporter.runtime import OnnxEmbedder, OnnxTokenEmbedder
 from vespa_app import profiles
 from vespa_app.backend import Hit
@@ -138,7 +146,6 @@ class EmbeddedIndex:
         """Embed queries with another export from now on (recorded in meta.json), as a Vespa redeploy of a new
         query tower: allowed only where its documents embed as this index's did (``Manifest.document_side``),
         so not one document is re-embedded; refused otherwise."""
-        from exporter.manifest import Manifest
 
         export_dir = Path(export_dir).resolve()
         side = Manifest.load(export_dir).document_side()
@@ -249,8 +256,6 @@ class EmbeddedIndex:
         started = time.time()
         side = embedder.manifest.document_side()
         if embeddings is None:  # kept by the document side: an export with another query tower embeds nothing
-            from common.vectors import cached_vectors
-
             texts = [c for _, c in chunks] if chunks else [d.passage for d in docs]
             # ``documents``: (cache key, passage embed) of vectors
             # known equal to the export's (a frozen tower's)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.bundled import GUARDS, SCIFACT, STSB_TEST
+from common.chunking import Chunker, default_overlap
 from common.cli import (
     add_option_args,
     alpha_value,
@@ -18,6 +19,9 @@ from common.cli import (
     positive_int,
 )
 from common.errors import ConfigError
+from exporter.manifest import Manifest
+from training.model_dir import EncoderConfig, check_model_dir, model_kind
+from vespa_app.package.options import AppOptions
 from vespa_app.serving import BM25_WEIGHT_GRID
 
 
@@ -150,8 +154,6 @@ LONG_SHARE = 0.2  # "auto" chunks when more than this share of documents would b
 def chunking_choice(options: RunOptions, corpus, export_dir: Path):
     """(chunker or None, what was chosen and why). "auto" chunks at the model's window when more than
     ``LONG_SHARE`` of the documents exceed it: short texts keep one vector each."""
-    from common.chunking import Chunker, default_overlap
-    from exporter.manifest import Manifest
 
     if options.chunk_tokens is None:
         return None, "off: documents truncated to the model's window"
@@ -173,8 +175,6 @@ def chunking_choice(options: RunOptions, corpus, export_dir: Path):
 def check_options(options: RunOptions, base: str) -> None:
     """Every option that can be judged before training, judged before it (minutes on real data): the chunking
     and --dim against the base model's window and width, the merge weight, the reference models."""
-    from training.model_dir import EncoderConfig, check_model_dir, model_kind
-    from vespa_app.package.options import AppOptions
 
     if options.train.get("late_interaction"):
         raise ConfigError(

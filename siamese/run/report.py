@@ -9,6 +9,7 @@ from pathlib import Path
 from common.metrics import GUARD, format_table
 from siamese.evaluation import against_reference, generalisation
 from siamese.run.stages import RunRecord
+from training.model_card import recipe_lines
 
 COLUMNS = (("ndcg@10", "all"), ("ndcg@10 seen", "seen"), ("ndcg@10 unseen", "unseen"))
 
@@ -166,7 +167,6 @@ def check_summary(run: RunRecord) -> list[str]:
 def recipe_summary(asked: dict | None, recipe: dict | None, train_config) -> list[str]:
     """Which recipe trained the model: auto's candidates and
     choice, or the fixed recipe and what was not tried."""
-    from training.model_card import recipe_lines
 
     if recipe:
         return [f"`--recipe auto` ({asked['why'] if asked else 'asked for'}):", "", *recipe_lines(recipe)]

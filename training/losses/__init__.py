@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..encoder import Encoder
 from .anchored import Anchored, anchor_kl, anchor_mse
 from .base import Batch, Loss
 from .corpus_infonce import CorpusInfoNCE
@@ -80,8 +81,6 @@ def make_loss(cfg, general: list[str] | None = None, teacher: torch.Tensor | Non
     if cfg.late_interaction:
         teacher = None
         if cfg.colbert_teacher_weight:
-            from ..encoder import Encoder
-
             teacher = Encoder.load(cfg.base, max_length=cfg.max_length).eval()
         loss = MaxSimInfoNCE(loss.temperature, loss.symmetric, teacher, cfg.colbert_teacher_weight)
     if cfg.matryoshka_dims:

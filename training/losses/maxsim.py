@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..infonce import info_nce_from_scores
+from ..late_interaction import maxsim
 from .base import Batch
 
 
@@ -29,7 +30,6 @@ class MaxSimInfoNCE:
         self.teacher, self.teacher_weight = teacher, teacher_weight
 
     def __call__(self, q: torch.Tensor, p: torch.Tensor, batch: Batch) -> torch.Tensor:
-        from ..late_interaction import maxsim
 
         per_query = (q.abs().sum(-1) > 0).sum(-1, keepdim=True).clamp(min=1)
         scores = maxsim(q, p) / per_query

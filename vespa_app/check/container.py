@@ -32,11 +32,16 @@ import time
 from pathlib import Path
 
 from common.data import Doc
+from exporter.runtime import OnnxTokenEmbedder
 from vespa_app import profiles
 from vespa_app.check.bounds import MIN_COSINE, MIN_COSINE_INT8
 from vespa_app.check.judges import UnderTest, judge_document, judge_query
 from vespa_app.check.report import ContainerReport
 from vespa_app.check.samples import HOSTILE_QUERIES, PLAIN_QUERIES, sample_documents
+from vespa_app.client.feed import feed_fields
+from vespa_app.client.query import query_body
+from vespa_app.embedded import EmbeddedIndex
+from vespa_app.package.record import AppPackage
 from vespa_app.serving import COLBERT_DIR, SCHEMA, TARGET_HITS
 
 
@@ -59,7 +64,6 @@ MAXSIM_FEATURE = f"rankingExpression({profiles.MAXSIM_FN})"  # as Vespa names a 
 
 
 def _colbert_embedder(package: Path):
-    from exporter.runtime import OnnxTokenEmbedder
 
     return OnnxTokenEmbedder(package / COLBERT_DIR) if (package / COLBERT_DIR).exists() else None
 
@@ -70,9 +74,6 @@ def check_container(
     """Run Vespa's container code on samples of ``docs`` and on our client's requests. ``run_java(payload)``
     runs the verifier's ``container`` command; ``embedder`` is our ONNX Runtime embedder of the package's
     model. Fills ``report.problems`` with every disagreement; the caller decides what a problem costs."""
-    from vespa_app.client.feed import feed_fields
-    from vespa_app.embedded import EmbeddedIndex
-    from vespa_app.package.record import AppPackage
 
     started = time.time()
     report = ContainerReport()
@@ -145,7 +146,6 @@ def check_container(
 def _request(under: UnderTest, profile, kind: str, text: str) -> dict:
     """Our client's request for ``text`` and the hits the content nodes would return to the container: for a
     fusion profile, with our first-phase features (``fused``: the embedded backend's fused scores)."""
-    from vespa_app.client.query import query_body
 
     index, positions, hits, fused = under.index, [], [], None
     if profile.fusion and kind == "plain":
@@ -192,7 +192,6 @@ def _request(under: UnderTest, profile, kind: str, text: str) -> dict:
 
 def _rejections(under: UnderTest) -> list[tuple[str, dict]]:
     """Requests Vespa's code must refuse, each with what it is."""
-    from vespa_app.client.query import query_body
 
     base, query_input = ("semantic", "q") if under.embedder else ("bm25-colbert", profiles.COLBERT_INPUT)
     rejections = [

@@ -18,6 +18,7 @@ from vespa_app.check.bounds import MAX_FUSION_DIFF, MIN_COLBERT_AGREE
 from vespa_app.check.colbert_bits import colbert_agreement, token_matrix
 from vespa_app.check.query_tree import check_tree, tree_shape
 from vespa_app.check.report import ContainerReport
+from vespa_app.client.query import hits_from_response
 
 
 @dataclass
@@ -168,7 +169,6 @@ def _judge_fusion(report: ContainerReport, profile: str, label: str, fused: dict
 def _read_back(got: dict, passages: dict) -> str:
     """What our client makes of Vespa's own JSON rendering of the hits: the same ids and scores, in order,
     and, chunked, each hit's best chunk."""
-    from vespa_app.client.query import hits_from_response
 
     if not got.get("hits"):
         return ""

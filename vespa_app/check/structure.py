@@ -20,9 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
+from common.bundled import SCIFACT
+from common.data import load_corpus
 from common.vectors import cosine
 from exporter.manifest import Manifest, ManifestError
+from exporter.parity import parity_texts
+from exporter.runtime import OnnxEmbedder, OnnxTokenEmbedder
 from vespa_app.check.bounds import MIN_BITS_EQUAL, MIN_TOKEN_COSINE
+from vespa_app.check.colbert_bits import SIGN_NOISE, sign_agreement, token_matrix
+from vespa_app.check.container import check_container
 from vespa_app.check.java import (
     PackageError,
     java_missing,
@@ -33,6 +39,8 @@ from vespa_app.check.java import (
 )
 from vespa_app.check.report import CheckReport
 from vespa_app.package.record import AppPackage, PackageRecordError
+from vespa_app.package.schema import colbert_type, embedding_type
+from vespa_app.serving import COLBERT_DIR
 
 SMOKE_TEXTS = ["What does the model make of a short query?", "naïve café, 東京 — and punctuation!?"]
 
@@ -118,7 +126,6 @@ def structural_check(package) -> list[str]:
 
 def _embedding_declaration(record: AppPackage) -> str:
     """The embedding field's declaration as the builder writes it for this record."""
-    from vespa_app.package.schema import embedding_type
 
     return f"field embedding type {embedding_type(record.cell_type, record.dim, record.chunked)}"
 
@@ -138,13 +145,11 @@ def _colbert_structure(package: Path, component, record: AppPackage, schema: str
     """The colbert-embedder's files are in the package, its manifest is a late-interaction one, and the
     colbert field is as wide as the model's token vectors (packed 8 to an int8 cell, or one bfloat16 each)."""
     _model_files_present(package, component)
-    from vespa_app.serving import COLBERT_DIR
 
     try:
         m = Manifest.load(package / COLBERT_DIR)
     except ManifestError as e:
         raise PackageError(str(e)) from None
-    from vespa_app.package.schema import colbert_type
 
     declared = f"field colbert type {colbert_type((record.colbert or {}).get('cells'), m.dimension)}"
     if m.kind != "colbert" or (record.colbert or {}).get("dim") != m.dimension or declared not in schema:
@@ -157,7 +162,6 @@ def _colbert_structure(package: Path, component, record: AppPackage, schema: str
 
 def colbert_texts() -> list[str]:
     """Short and long queries, documents beyond max document tokens, punctuation only, non-ASCII."""
-    from exporter.parity import parity_texts
 
     texts = parity_texts(n_short=10, n_long=10)
     return SMOKE_TEXTS + texts + [("word " * 40).strip(), "a"]
@@ -166,9 +170,6 @@ def colbert_texts() -> list[str]:
 def check_colbert(package, texts: list[str] | None = None) -> dict:
     """Vespa's ColBertEmbedder against our ONNX Runtime path (held to PyTorch at export), token by token: the
     same number of vectors per text, cosine per token, and the packed sign bits of document tokens."""
-    from exporter.runtime import OnnxTokenEmbedder
-    from vespa_app.check.colbert_bits import SIGN_NOISE, sign_agreement, token_matrix
-    from vespa_app.serving import COLBERT_DIR
 
     texts = texts or colbert_texts()
     vespa = vespa_colbert(package, texts)
@@ -273,8 +274,6 @@ def _check_package(package, texts, hosted, vectors_out, docs) -> CheckReport:
     report.not_checked += [w for w in report.warnings if "Unable to lookup IP address" in w][:1]
     # The config model does not open model files (the config server's file distribution does, at deploy):
     # building Vespa's embedder from the package, always, is what proves the model loads.
-    from exporter.runtime import OnnxEmbedder
-    from vespa_app.serving import COLBERT_DIR
 
     texts = texts or SMOKE_TEXTS
     ours = None
@@ -299,12 +298,8 @@ def _check_package(package, texts, hosted, vectors_out, docs) -> CheckReport:
                 {"texts": texts, "document": vespa["document"].tolist(), "query": vespa["query"].tolist()}
             )
         )
-    from vespa_app.check.container import check_container
 
     if docs is None:
-        from common.bundled import SCIFACT
-        from common.data import load_corpus
-
         docs = list(load_corpus(SCIFACT).values())
     report.container = check_container(
         package, list(docs), lambda payload: vespa_container(package, payload), ours

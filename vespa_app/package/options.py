@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from common import cli
+from common.chunking import default_overlap
 from common.cli import app_name, bm25_weight_value, option, positive_int
 from common.errors import ConfigError
 from vespa_app.serving import BM25_WEIGHT, HNSW_EXPLORE_AT_INSERT, HNSW_MAX_LINKS
@@ -84,8 +85,6 @@ class AppOptions:
 
     def __post_init__(self):
         if self.chunk_overlap is None:
-            from common.chunking import default_overlap
-
             self.chunk_overlap = default_overlap(self.chunk_tokens) if self.chunk_tokens else 0
 
     @property

@@ -21,8 +21,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from common.chunking import Chunker
 from common.errors import ConfigError
-from exporter.manifest import sha256
+from exporter.manifest import Manifest, sha256
 from vespa_app.serving import BM25_WEIGHT, SCHEMA
 
 PACKAGE_FILE = "models/package.json"
@@ -72,8 +73,6 @@ class AppPackage:
         """The chunker the feed must cut documents with (None: documents go whole)."""
         if not self.chunking:
             return None
-        from common.chunking import Chunker
-        from exporter.manifest import Manifest
 
         models = self.path / "models"
         return Chunker.for_model(
