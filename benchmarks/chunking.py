@@ -197,9 +197,9 @@ def main() -> None:
     counts = [chunk_counts(first, w, o, beir.corpus) for w in args.windows for o in args.overlaps]
     for c in counts:
         print(
-            f"SciFact at {c['window']} tokens, overlap {c['overlap']}: {c['chunks_per_doc']} chunks per "
-            "document "
-            f"(max {c['max']}); {c['truncated_docs']} of {len(beir.corpus)} documents need more than one"
+            f"SciFact at {c['window']} tokens, overlap {c['overlap']}: "
+            f"{c['chunks_per_doc']} chunks per document (max {c['max']}); "
+            f"{c['truncated_docs']} of {len(beir.corpus)} documents need more than one"
         )
     print(json.dumps({"rows": rows, "chunks": counts}))
 

@@ -32,8 +32,8 @@ def main() -> None:
     chosen, on_train = choose_bm25_weight(index, train.queries, on_corpus)
     best_on_test, on_test = choose_bm25_weight(index, test.queries, test.qrels)
     print(
-        f"| BM25 weight | nDCG@10, {len(on_corpus)} training queries | nDCG@10, {len(test.qrels)} test "
-        "queries |"
+        f"| BM25 weight | nDCG@10, {len(on_corpus)} training queries "
+        f"| nDCG@10, {len(test.qrels)} test queries |"
     )
     print("|---|---|---|")
     for w in on_train["ndcg@10"]:

@@ -106,8 +106,7 @@ def main() -> int:
     passed = all(v <= BAR + 1e-9 for v in bar.values()) and all(v <= BAR + 1e-9 for v in guard_drop.values())
     print(
         f"\nbar: chosen below the best candidate on test by {bar} (≤ {BAR}); shipped model's guard drops "
-        "against "
-        f"the base {guard_drop} (≤ {BAR}): {'met' if passed else 'NOT met'}"
+        f"against the base {guard_drop} (≤ {BAR}): {'met' if passed else 'NOT met'}"
     )
     summary = {
         "chosen": chosen,

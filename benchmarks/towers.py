@@ -103,8 +103,7 @@ def main() -> int:
             print(f"| {row['name']} | {row['train_s']:.0f} |")
     print(
         "SciFact test at the base model's window; seen/unseen by the shared recipe's training positives; "
-        "guard "
-        "columns: nDCG@10 on the report half of each guard; train_s: training seconds on this machine."
+        "guard columns: nDCG@10 on the report half of each guard; train_s: training seconds on this machine."
     )
     print(json.dumps(rows))
     return 0

@@ -22,9 +22,8 @@ import numpy as np
 from .errors import ConfigError
 
 PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"  # what Vespa's colbert-embedder drops from documents
-TOKENIZER_MAX = (
-    512  # the tokenizer's own truncation: tokenizer.json and the package's max-tokens say the same
-)
+# the tokenizer's own truncation: tokenizer.json and the package's max-tokens say the same
+TOKENIZER_MAX = 512
 
 
 @dataclass

@@ -78,8 +78,7 @@ def output_lock(out, command: str = ""):
             raise OutputBusyError(
                 f"{out} is being written by `{holder.get('command')}` (pid {holder.get('pid')} on "
                 f"{holder.get('host')}, since {holder.get('started')}). Wait for it to finish, or choose "
-                "another "
-                f"output. If that process is gone, delete {path}."
+                f"another output. If that process is gone, delete {path}."
             ) from None
         with os.fdopen(fd, "w") as fh:
             json.dump(me, fh)

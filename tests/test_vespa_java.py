@@ -102,8 +102,7 @@ def test_hnsw_settings_where_vespa_cannot_have_them(package, tmp_path):
             "    fieldset default {",
             (
                 "    field sparse type tensor<float>(x{}) "
-                "{\n        indexing: input title | attribute | index\n"
-                "        index "
+                "{\n        indexing: input title | attribute | index\n        index "
                 "{\n            hnsw {\n                max-links-per-node: 16\n            }\n        }\n"
                 "    }\n    fieldset default {"
             ),

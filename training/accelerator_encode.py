@@ -25,9 +25,8 @@ import torch.nn.functional as F
 from common import device as devices
 from common.batching import length_sorted_batches
 
-HALF_MIN_COSINE = (
-    0.9999  # fp16 against fp32, the worst vector of the first batch (float32 rounding: ~1 - 1e-7)
-)
+# fp16 against fp32, the worst vector of the first batch (float32 rounding: ~1 - 1e-7)
+HALF_MIN_COSINE = 0.9999
 MAX_BATCH, MIN_BATCH = 1024, 16
 _FP32_ONLY: weakref.WeakSet = weakref.WeakSet()  # encoders whose fp16 vectors missed the bound
 

@@ -302,8 +302,7 @@ def cmd_import_onnx(args) -> int:
     )
     print(
         f"{proof['heads']} attention heads; last_hidden_state max |Δ| {proof['max_abs_diff']:.2e} against "
-        "the "
-        f"ONNX graph on {proof['texts']} texts (bound {proof['tolerance']:g})",
+        f"the ONNX graph on {proof['texts']} texts (bound {proof['tolerance']:g})",
         file=sys.stderr,
     )
     print(out)

@@ -46,9 +46,8 @@ class TrainConfig:
     base: str  # a local directory or a hub id, as the user named it
     out: str
     data: str = ""  # what the pairs came from (recorded, for the model card)
-    base_revision: str | None = (
-        None  # the hub commit the base resolved to (recorded at the start of training)
-    )
+    # the hub commit the base resolved to (recorded at the start of training)
+    base_revision: str | None = None
     pairs_fingerprint: str = ""  # the training pairs' hash (recorded: a --resume on other pairs is refused)
     epochs: int = option(2, "passes over the pairs", type=positive_int)
     max_steps: int = option(

@@ -211,9 +211,8 @@ class Encoder(nn.Module):
         )
 
 
-DENSE_DIR = (
-    "2_Dense"  # sentence-transformers' Dense module: config.json + model.safetensors ("linear.weight")
-)
+# sentence-transformers' Dense module: config.json + model.safetensors ("linear.weight")
+DENSE_DIR = "2_Dense"
 
 
 def _save_head(head: nn.Linear, folder: Path) -> None:

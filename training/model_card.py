@@ -115,13 +115,13 @@ def recipe_lines(recipe: dict) -> list[str]:
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    halves = ", ".join(f"{g} {n} queries" for g, n in recipe["guards"].items())
     return [
         f"{recipe['dev']['queries']} of the training queries held out as a dev slice "
         f"({recipe['dev']['seen']} "
         f"seen: a positive shared with a training query); each candidate trained on the other "
-        f"{recipe['train_queries']}; guard columns: change in points of nDCG@10 against the base model on "
-        "each "
-        f"guard's selection half ({', '.join(f'{g} {n} queries' for g, n in recipe['guards'].items())}), "
+        f"{recipe['train_queries']}; guard columns: change in points of nDCG@10 against the base model "
+        f"on each guard's selection half ({halves}), "
         "never the half that figures are reported on.",
         "",
         *lines,

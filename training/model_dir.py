@@ -27,12 +27,10 @@ TOKENIZER_FILE = "tokenizer.json"  # the fast tokenizer; Vespa's embedder loads 
 ENCODING_FILE = "siamese.json"  # how it embeds: pooling, normalisation, window, prefixes (EncoderConfig)
 TRAIN_CONFIG_FILE = "train_config.json"  # siamese train: the TrainConfig it was trained with
 TRAIN_METRICS_FILE = "train_metrics.json"  # siamese train: steps, the loss curve, wall time
-POSITIVES_FILE = (
-    "training_positives.json"  # siamese train: its positives, which split queries into seen/unseen
-)
-RECIPE_FILE = (
-    "recipe.json"  # --recipe auto: the candidates it tried on a dev slice, and why it chose this one
-)
+# siamese train: its positives, which split queries into seen/unseen
+POSITIVES_FILE = "training_positives.json"
+# --recipe auto: the candidates it tried on a dev slice, and why it chose this one
+RECIPE_FILE = "recipe.json"
 TOWERS_FILE = "towers.json"  # a two-tower model: this folder is the document tower, query/ the query tower
 MERGE_FILE = "merge.json"  # siamese merge: α and how it was chosen
 DISTILL_FILE = "distill.json"  # siamese distill: the teacher and which of its layers

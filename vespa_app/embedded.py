@@ -173,8 +173,7 @@ class EmbeddedIndex:
             raise ConfigError(
                 f"{self.path}: built without a late-interaction export, so the MaxSim profiles have "
                 "no token vectors. Build one with them: `siamese run --colbert COLBERT_MODEL ...` (a model "
-                "from "
-                "`siamese train --late-interaction`)."
+                "from `siamese train --late-interaction`)."
             )
         if self._colbert_embedder is None:
             export_dir = Path(info["export_dir"])

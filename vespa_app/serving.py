@@ -16,9 +16,8 @@ COLBERT_DIR = "models/colbert"  # its model files, tokenizer and manifest
 
 HNSW_MAX_LINKS = 16  # max-links-per-node (faiss: M)
 HNSW_EXPLORE_AT_INSERT = 200  # neighbors-to-explore-at-insert (faiss: efConstruction)
-HNSW_EXPLORE_AT_SEARCH = (
-    200  # the embedded backend's efSearch; Vespa's is targetHits + hnsw.exploreAdditionalHits
-)
+# the embedded backend's efSearch; Vespa's is targetHits + hnsw.exploreAdditionalHits
+HNSW_EXPLORE_AT_SEARCH = 200
 
 TARGET_HITS = 100  # nearestNeighbor targetHits unless more hits are asked for
 RERANK_COUNT = 1000  # global-phase rerank-count of the hybrid profiles

@@ -142,8 +142,7 @@ class MadeFrom:
         if not self.force:
             raise StaleStageError(
                 f"{stage}: {present[0]} was not made from what this run asks ({'; '.join(why)}). "
-                f"Run with --force to rebuild it (and what was made from it), or choose another "
-                f"--out."
+                "Run with --force to rebuild it (and what was made from it), or choose another --out."
             )
         for path in present:
             if artifact_kind(path) is None and not (path / TRAIN_CONFIG_FILE).exists():

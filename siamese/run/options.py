@@ -220,8 +220,7 @@ def check_options(options: RunOptions, base: str) -> None:
     ):  # without --tower, --merge trains shared
         raise ConfigError(
             f"--merge averages one model's weights with its base; --tower {options.train['tower']} trains "
-            "two "
-            "towers: drop one of the two"
+            "two towers: drop one of the two"
         )
     if isinstance(options.merge, float) and not 0.0 <= options.merge <= 1.0:
         raise ConfigError(f"--merge {options.merge} must be in [0, 1] or auto")

@@ -234,9 +234,8 @@ def _model(options: RunOptions, out: Path, base: str, corpus, stages: Stages, re
         chosen = json.loads((model_dir / RECIPE_FILE).read_text())
         stages.record.recipe |= {"chosen": chosen["chosen"], "choice": chosen["why"]}
         if chosen["merged"]:
-            options.merge = (
-                "auto"  # the candidate chosen was merged back; the winner, trained on all pairs, is too
-            )
+            # the candidate chosen was merged back; the winner, trained on all pairs, is too
+            options.merge = "auto"
     if options.merge is not None:
         model_dir = stages.timed(
             "merge", _merge, options, base, model_dir, out / "merged", stages.record, record

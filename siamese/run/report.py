@@ -211,8 +211,7 @@ def write_report(
             "Rows marked *served* (or *vespa*) come from the search backend "
             f"({run.backend}); the others are exact search: the base model in PyTorch, "
             "the fine-tuned model as exported to ONNX (parity checks prove it equal to PyTorch), and each "
-            "fused "
-            "with BM25 by reciprocal rank fusion.",
+            "fused with BM25 by reciprocal rank fusion.",
             "",
         ]
     if evaluation:

@@ -51,8 +51,8 @@ def _package(
         _package_inputs(export_dir, chunker, dim, colbert_dir) | {"bm25 weight": fusion[0]},
     ):
         say(
-            f"package: {app_dir} was made from the same export and options, reusing it; checking it with "
-            f"{checker}"
+            f"package: {app_dir} was made from the same export and options, reusing it; "
+            f"checking it with {checker}"
         )
         check(app_dir)
     else:

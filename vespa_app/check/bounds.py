@@ -15,6 +15,5 @@ MIN_TOKEN_COSINE = 0.9999
 MIN_BITS_EQUAL = 0.999  # share of document tokens whose packed bits equal ours, beyond float noise
 MIN_COSINE_BF16 = 0.999  # a bfloat16 cell keeps 8 bits of mantissa
 MIN_COLBERT_AGREE = 0.999  # share of document tokens whose packed bits (or bfloat16 vector) match ours
-SIGN_NOISE = (
-    1e-5  # a value this close to 0 has no determined sign: PyTorch, ONNX Runtime and Java differ by ~1e-7
-)
+# a value this close to 0 has no determined sign: PyTorch, ONNX Runtime and Java differ by ~1e-7
+SIGN_NOISE = 1e-5

@@ -41,8 +41,7 @@ def check_tree(
         if nn["query_tensor"] not in inputs:
             return (
                 f"nearestNeighbor with query({nn['query_tensor']}), which rank profile {profile.name!r} "
-                "does not "
-                f"declare ({sorted(inputs)})"
+                f"does not declare ({sorted(inputs)})"
             )
         if nn["target_hits"] != max(hits, TARGET_HITS):
             return f"targetHits {nn['target_hits']}, the client asked for {max(hits, TARGET_HITS)}"

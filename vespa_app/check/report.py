@@ -81,8 +81,7 @@ class ContainerReport:
             cos = [q["cosine"] for q in self.queries if q["cosine"] is not None]
             out.append(
                 f"Vespa query stack (query profile, embed, YQL parser) on {len(self.queries)} client "
-                "requests "
-                f"({len(HOSTILE_QUERIES)} hostile texts each profile): trees {'; '.join(trees)}"
+                f"requests ({len(HOSTILE_QUERIES)} hostile texts each profile): trees {'; '.join(trees)}"
                 + (f"; query tensors (per token for query(qt)) min cosine {min(cos):.6f}" if cos else "")
             )
         for name, f in self.fusion.items():
@@ -93,8 +92,7 @@ class ContainerReport:
         if self.responses:
             out.append(
                 f"Vespa's JSON renderer on {self.responses} results; our client reads back every hit's id "
-                "and "
-                "score"
+                "and score"
                 + (
                     ", and its best chunk (closest(embedding) into the chunks summary)"
                     if any(d["chunks"] for d in self.documents)
