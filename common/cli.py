@@ -11,17 +11,40 @@ import traceback
 from .device import use
 from .errors import UserError
 
+# The sections of a long command's --help, in the order they print: the common ones first.
+GROUPS = ("data", "base and recipe", "training", "export", "serving and package", "evaluation", "output")
+
+
+def arg_group(parser: argparse.ArgumentParser, title: str):
+    """The parser's section ``title`` (made on first use): where a flag is listed in ``--help``."""
+    found = next((g for g in parser._action_groups if g.title == title), None)
+    return found or parser.add_argument_group(title)
+
+
+def add_groups(parser: argparse.ArgumentParser) -> None:
+    """Make the sections of ``GROUPS`` now, so ``--help`` lists them in that order, whatever adds to them."""
+    for title in GROUPS:
+        arg_group(parser, title)
+
 
 def option(
-    default=None, help: str = "", *, flag: str | None = None, aliases: tuple[str, ...] = (), **argparse_kw
+    default=None,
+    help: str = "",
+    *,
+    flag: str | None = None,
+    aliases: tuple[str, ...] = (),
+    group: str | None = None,
+    **argparse_kw,
 ):
     """A field of an options dataclass that a command takes as ``--field-name`` (``flag``: another name;
-    ``aliases``: older spellings, still taken). ``argparse_kw``: type (``bool``: an on/off flag,
-    ``--x/--no-x``), choices (``--help`` lists them), action, metavar. A field without one is set by code, not
-    by a flag. The one way fields become flags: ``TrainConfig``, ``RunOptions``, ``AppOptions``."""
+    ``aliases``: older spellings, still taken; ``group``: its section of ``--help``, one of ``GROUPS``).
+    ``argparse_kw``: type (``bool``: an on/off flag, ``--x/--no-x``), choices (``--help`` lists them),
+    action, metavar. A field without one is set by code, not by a flag. The one way fields become flags:
+    ``TrainConfig``, ``RunOptions``, ``AppOptions``."""
+    assert group is None or group in GROUPS, group
     factory = {"default_factory": default} if callable(default) else {"default": default}
     return dataclasses.field(
-        **factory, metadata={"help": help, "flag": flag, "aliases": aliases, **argparse_kw}
+        **factory, metadata={"help": help, "flag": flag, "aliases": aliases, "group": group, **argparse_kw}
     )
 
 
@@ -29,17 +52,22 @@ def is_option(f: dataclasses.Field) -> bool:
     return "help" in f.metadata
 
 
-def add_option_args(cls, parser: argparse.ArgumentParser, default_text=None) -> None:
+def add_option_args(
+    cls, parser: argparse.ArgumentParser, default_text=None, group: str | None = None
+) -> None:
     """One flag per ``option`` field of ``cls``; an unset flag is None, so the field's default stands.
-    ``default_text(field)``: what ``--help`` says of its default, in brackets after the help."""
+    ``default_text(field)``: what ``--help`` says of its default, in brackets after the help. Each flag goes
+    to its field's ``--help`` section, else to ``group``'s, else to the parser's own list."""
     for f in filter(is_option, dataclasses.fields(cls)):
-        kw = {k: v for k, v in f.metadata.items() if k not in ("help", "flag", "aliases")}
+        kw = {k: v for k, v in f.metadata.items() if k not in ("help", "flag", "aliases", "group")}
+        title = f.metadata["group"] or group
+        target = arg_group(parser, title) if title else parser
         if kw.get("type") is bool:
             del kw["type"]
             kw["action"] = argparse.BooleanOptionalAction
         text = f.metadata["help"] or f.name.replace("_", " ")
         text += f" ({default_text(f)})" if default_text else ""
-        parser.add_argument(
+        target.add_argument(
             f.metadata["flag"] or "--" + f.name.replace("_", "-"),
             *f.metadata["aliases"],
             dest=f.name,

@@ -237,7 +237,7 @@ def _add_run(sub) -> None:
     p = sub.add_parser("run", help="the whole job: train, export, package, index, evaluate, report")
     RunOptions.add_run_args(p)
     add_config_args(p)
-    add_device_arg(p)
+    add_device_arg(p, "output")
     p.set_defaults(func=cmd_run)
 
 

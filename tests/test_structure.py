@@ -379,3 +379,48 @@ def test_the_encoder_module_imports_none_of_its_kinds():
     tree = ast.parse((REPO / "training" / "encoder.py").read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not imported & {"late_interaction", "towers", "models"}
+
+
+def test_run_and_train_list_their_flags_by_stage_the_common_ones_first():
+    from siamese.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    expected = {
+        "run": {
+            "data": ["--data", "--pairs", "--corpus"],
+            "base and recipe": ["--base", "--recipe"],
+            "training": ["--epochs", "--lr", "--seed"],
+            "export": ["--quantize"],
+            "serving and package": ["--chunk-tokens", "--bm25-weight", "--vespa"],
+            "evaluation": ["--reference", "--guard", "--no-sts"],
+            "output": ["--out", "--force", "--device"],
+        },
+        "train": {
+            "data": ["--data", "--split"],
+            "base and recipe": ["--base", "--recipe", "--tower"],
+            "training": ["--epochs", "--loss"],
+            "evaluation": ["--eval-data"],
+            "output": ["--out", "--resume", "--nproc", "--device"],
+        },
+    }
+    for command, groups in expected.items():
+        sections = [g for g in commands[command]._action_groups if g._group_actions]
+        titles = [g.title for g in sections]
+        assert titles[1:] == [
+            t
+            for t in (
+                "data",
+                "base and recipe",
+                "training",
+                "export",
+                "serving and package",
+                "evaluation",
+                "output",
+            )
+            if t in groups
+        ], command
+        by_title = {g.title: [a.option_strings[0] for a in g._group_actions] for g in sections}
+        for title, flags in groups.items():
+            assert set(flags) <= set(by_title[title]), (command, title)
+        # argparse's own list keeps only what every command has (--debug joins it when a command runs)
+        assert by_title[titles[0]] == ["-h"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from common import cli
 from common.bundled import GUARDS, SCIFACT
-from common.cli import alpha_value, positive_int
+from common.cli import add_groups, alpha_value, arg_group, positive_int
 from common.device import add_device_arg
 from common.errors import ConfigError
 
@@ -23,24 +23,28 @@ from .train_log import check_report_to, report_training
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
+    add_groups(p)
+    data, recipe, evaluation, output = (
+        arg_group(p, title) for title in ("data", "base and recipe", "evaluation", "output")
+    )
+    data.add_argument(
         "--data",
         default=None,
         help="pairs .jsonl, a BEIR folder (its train split) or an STS .csv (default: bundled SciFact; "
         "with --resume, the run's own)",
     )
-    p.add_argument("--split", default="train", help="qrels split of a BEIR folder (default: train)")
-    p.add_argument(
+    data.add_argument("--split", default="train", help="qrels split of a BEIR folder (default: train)")
+    data.add_argument("--skip-bad", action="store_true", help="skip malformed input lines and report them")
+    recipe.add_argument(
         "--base",
         default=None,
         help="a local Hugging Face encoder directory or a hub id such as BAAI/bge-small-en-v1.5 "
         "(default: all-MiniLM-L6-v2); its pooling, window and prompts become the defaults",
     )
-    p.add_argument("--out", default="runs/train", help="run directory; the model goes to OUT/model")
-    p.add_argument(
+    recipe.add_argument(
         "--full", action="store_true", help="the longer recipe (GPU or patience); default: CPU-sized"
     )
-    p.add_argument(
+    recipe.add_argument(
         "--recipe",
         choices=("fixed", "auto"),
         default=None,
@@ -49,30 +53,32 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         "that keeps every guard within half a point trained again on all (OUT/model, or "
         "OUT/merged; training/recipe.py); default: auto where a GPU trains, fixed on a CPU",
     )
-    p.add_argument(
+    recipe.add_argument(
         "--guard",
         action="append",
         default=[],
         metavar="BEIR_DIR",
         help="--recipe auto: a guard set of your own beside the bundled CISI and MedQuAD (repeatable)",
     )
-    p.add_argument("--no-guards", action="store_true", help="--recipe auto: without the bundled guards")
+    recipe.add_argument("--no-guards", action="store_true", help="--recipe auto: without the bundled guards")
     add_config_args(p)
-    p.add_argument(
+    evaluation.add_argument(
         "--eval-data", help="a BEIR folder to evaluate on during training (a cheap candidate-pool nDCG)"
     )
-    p.add_argument("--eval-split", default="test")
-    p.add_argument("--eval-queries", type=positive_int, default=50)
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--skip-bad", action="store_true", help="skip malformed input lines and report them")
-    p.add_argument(
+    evaluation.add_argument("--eval-split", default="test")
+    evaluation.add_argument("--eval-queries", type=positive_int, default=50)
+    output.add_argument("--out", default="runs/train", help="run directory; the model goes to OUT/model")
+    output.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
+    output.add_argument(
         "--report-to",
         choices=("tensorboard", "none"),
         default=None,
         help="where the training curve goes besides train_metrics.json and the model card: tensorboard "
         "(OUT/tensorboard; default where TensorBoard is installed) or none",
     )
-    p.add_argument(
+    output.add_argument(
         "--nproc",
         type=positive_int,
         default=1,
@@ -388,7 +394,7 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_distill)
     p = sub.add_parser("train", help="fine-tune a bi-encoder (InfoNCE by default)")
     add_train_args(p)
-    add_device_arg(p)
+    add_device_arg(p, "output")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("merge", help="interpolate a fine-tuned model with its base against forgetting")
     p.add_argument("base", help="the base model directory ('base': all-MiniLM-L6-v2)")

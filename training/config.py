@@ -197,6 +197,7 @@ class TrainConfig:
         "--checkpoint-every or --eval-every is given",
         type=str,
         choices=TOWERS,
+        group="base and recipe",
     )
 
     def check(self) -> None:
@@ -412,7 +413,7 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
         value = RECIPES["default"].get(f.name, f.default)
         return f"default recipe: {value if value is not None else BASES}"
 
-    add_option_args(TrainConfig, parser, default)
+    add_option_args(TrainConfig, parser, default, group="training")
 
 
 BASES = "the base model's"

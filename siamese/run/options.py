@@ -10,8 +10,10 @@ from pathlib import Path
 from common.bundled import GUARDS, SCIFACT, STSB_TEST
 from common.chunking import Chunker, default_overlap
 from common.cli import (
+    add_groups,
     add_option_args,
     alpha_value,
+    arg_group,
     bm25_weight_value,
     chunk_tokens_value,
     given_options,
@@ -29,18 +31,21 @@ from vespa_app.serving import BM25_WEIGHT_GRID
 class RunOptions:
     """What `siamese run` does, as data: each field with help is a flag (``add_run_args``, ``from_args``)."""
 
-    out: str = option("runs/latest", "where the run's stages and report go")
+    out: str = option("runs/latest", "where the run's stages and report go", group="output")
     data: str | None = option(
         str(SCIFACT),
         "a BEIR folder: train on its train split, evaluate on test (default: the bundled SciFact)",
+        group="data",
     )
-    pairs: str | None = option(None, "your training pairs (.jsonl / .csv / BEIR folder)")
-    corpus: str | None = option(None, "your corpus .jsonl to index")
-    queries: str | None = option(None, "your evaluation queries .jsonl")
-    qrels: str | None = option(None, "your evaluation judgements .tsv")
+    pairs: str | None = option(None, "your training pairs (.jsonl / .csv / BEIR folder)", group="data")
+    corpus: str | None = option(None, "your corpus .jsonl to index", group="data")
+    queries: str | None = option(None, "your evaluation queries .jsonl", group="data")
+    qrels: str | None = option(None, "your evaluation judgements .tsv", group="data")
     train_split: str = "train"
     eval_split: str = "test"
-    base: str | None = option(None, "base model: a local directory or a hub id (default: all-MiniLM-L6-v2)")
+    base: str | None = option(
+        None, "base model: a local directory or a hub id (default: all-MiniLM-L6-v2)", group="base and recipe"
+    )
     references: list = option(
         list,
         "an off-the-shelf model (directory or hub id) to evaluate beside ours, zero-shot "
@@ -48,6 +53,7 @@ class RunOptions:
         flag="--reference",
         action="append",
         metavar="MODEL",
+        group="evaluation",
     )
     colbert: str | None = option(
         None,
@@ -55,8 +61,9 @@ class RunOptions:
         "fine-tuned one: exported, packaged with the MaxSim profiles, indexed with token "
         "vectors, evaluated",
         metavar="COLBERT_MODEL",
+        group="serving and package",
     )
-    full: bool = option(False, "the longer training recipe", action="store_true")
+    full: bool = option(False, "the longer training recipe", action="store_true", group="base and recipe")
     recipe: str | None = option(
         None,
         "fixed: the default recipe (or --full's) | auto: the query tower, shared "
@@ -64,11 +71,14 @@ class RunOptions:
         "queries, the best on the rest that keeps every guard within half a point trained "
         "again on all (training/recipe.py); default: auto where a GPU trains, fixed on a CPU",
         choices=("fixed", "auto"),
+        group="base and recipe",
     )
     train: dict = field(default_factory=dict)  # TrainConfig values over the recipe's (its own flags)
-    quantize: str | None = option(None, "serve an int8 graph", choices=("int8",))
+    quantize: str | None = option(None, "serve an int8 graph", choices=("int8",), group="export")
     sts: str | None = str(STSB_TEST)  # --no-sts: None
-    limit_queries: int | None = option(None, "evaluate on the first N queries", type=positive_int)
+    limit_queries: int | None = option(
+        None, "evaluate on the first N queries", type=positive_int, group="evaluation"
+    )
     guards: list = field(
         default_factory=lambda: list(GUARDS)
     )  # bundled guard names or BEIR folders (--guard)
@@ -77,6 +87,7 @@ class RunOptions:
         "serve the fine-tuned model merged with its base (see `siamese merge`)",
         metavar="ALPHA|auto",
         type=alpha_value,
+        group="base and recipe",
     )
     chunk_tokens: int | str | None = option(
         None,
@@ -85,15 +96,20 @@ class RunOptions:
         "exceed it; default: truncate",
         metavar="N|auto",
         type=chunk_tokens_value,
+        group="serving and package",
     )
     chunk_overlap: int | None = option(
-        None, "tokens neighbouring chunks share (default: 32, at most a quarter of the chunk)", type=int
+        None,
+        "tokens neighbouring chunks share (default: 32, at most a quarter of the chunk)",
+        type=int,
+        group="serving and package",
     )
     dim: int | None = option(
         None,
         "serve the first DIM dimensions (package and index; train with --matryoshka so "
         "that they embed well on their own)",
         type=positive_int,
+        group="serving and package",
     )
     bm25_weight: float | str = option(
         "auto",
@@ -103,34 +119,41 @@ class RunOptions:
         "queries best",
         metavar="W|auto",
         type=bm25_weight_value,
+        group="serving and package",
     )
     vespa: str | None = option(
-        None, "evaluate on Vespa: 'docker', a config server URL (:19071) or a query URL"
+        None,
+        "evaluate on Vespa: 'docker', a config server URL (:19071) or a query URL",
+        group="serving and package",
     )
     skip_bad: bool = option(
-        False, "drop malformed input lines, and say how many and why", action="store_true"
+        False, "drop malformed input lines, and say how many and why", action="store_true", group="data"
     )
     report_to: str | None = option(
         None,
         "where the training curve goes besides the model card: tensorboard "
         "(OUT/train/tensorboard; default where TensorBoard is installed) or none",
         choices=("tensorboard", "none"),
+        group="output",
     )
     force: bool = option(
         False,
         "rebuild the stages in --out that were made from other data or settings (without it "
         "they are refused, each difference named)",
         action="store_true",
+        group="output",
     )
 
     @classmethod
     def add_run_args(cls, parser) -> None:
+        add_groups(parser)
         add_option_args(cls, parser)
-        parser.add_argument("--no-sts", action="store_true", help="skip the STS-B check")
-        parser.add_argument(
+        evaluation = arg_group(parser, "evaluation")
+        evaluation.add_argument("--no-sts", action="store_true", help="skip the STS-B check")
+        evaluation.add_argument(
             "--no-guards", action="store_true", help="skip the bundled out-of-domain guards (CISI, MedQuAD)"
         )
-        parser.add_argument(
+        evaluation.add_argument(
             "--guard",
             action="append",
             default=[],
