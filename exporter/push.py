@@ -16,7 +16,7 @@ from pathlib import Path
 from common.errors import UserError
 from exporter.manifest import Manifest
 from training.model_card import card_document
-from training.model_dir import check_model_dir
+from training.model_dir import ModelRecord, check_model_dir
 
 NOT_PUSHED = {".siamese-artifact"}
 
@@ -63,7 +63,8 @@ def push(
     operations = [
         CommitOperationAdd(path, str(local)) for path, local in files_to_push(model_dir, export_dir).items()
     ]
-    operations.append(CommitOperationAdd("README.md", card_document(model_dir).encode()))
+    card = card_document(ModelRecord.read(model_dir))
+    operations.append(CommitOperationAdd("README.md", card.encode()))
     api = HfApi(endpoint=endpoint, token=token)
     try:
         api.create_repo(hub_id, private=private, exist_ok=True)

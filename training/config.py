@@ -303,7 +303,12 @@ class TrainConfig:
             raise MissingInputError(
                 f"{path}: no training configuration here. Start a run with `siamese train`."
             )
-        saved = upgrade(json.loads(path.read_text()))
+        return cls.from_record(json.loads(path.read_text()))
+
+    @classmethod
+    def from_record(cls, saved: dict) -> TrainConfig:
+        """The configuration a model directory recorded (``ModelRecord.train``), under today's field names."""
+        saved = upgrade(dict(saved))
         return cls(**{f.name: saved[f.name] for f in fields(cls) if f.name in saved})
 
 

@@ -1,9 +1,10 @@
 """``README.md`` in every model directory we write: what the model is, from the directory's own records.
 
-The card is derived, never typed: ``siamese.json`` (how it embeds), ``train_config.json`` /
-``train_metrics.json`` (base, revision, recipe, data), ``merge.json``, ``distill.json``, ``onnx_import.json``
-and, once `siamese run` has evaluated it, ``evaluation.json`` (the run's figures). Writing it again after
-any of those changes keeps it true. Nothing here imports torch.
+The card is derived, never typed, from a ``ModelRecord`` (``training/model_dir.py``: ``siamese.json``, how it
+embeds; ``train_config.json`` / ``train_metrics.json``, base, revision, recipe, data; ``merge.json``,
+``distill.json``, ``onnx_import.json`` and, once `siamese run` has evaluated it, ``evaluation.json``, the
+run's figures), read once by whoever holds the folder. Writing it again after any of those changes keeps it
+true. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -13,21 +14,7 @@ from pathlib import Path
 
 from common.metrics import GUARD
 
-from .model_dir import (
-    CARD_FILE,
-    DISTILL_FILE,
-    EVALUATION_FILE,
-    IMPORT_FILE,
-    MERGE_FILE,
-    RECIPE_FILE,
-    TOWERS_FILE,
-    TRAIN_CONFIG_FILE,
-    TRAIN_METRICS_FILE,
-    EncoderConfig,
-    ModelDirError,
-    check_model_dir,
-    model_name,
-)
+from .model_dir import CARD_FILE, IMPORT_FILE, ModelDirError, ModelRecord, check_model_dir
 from .train_log import log_table
 
 FIGURES = ("ndcg@10", "ndcg@10 seen", "ndcg@10 unseen", "recall@100", "mrr@10", "sts_spearman")
@@ -51,19 +38,6 @@ RECIPE_KEYS = (
     "tower",
 )
 BASE_LICENCES = {"all-MiniLM-L6-v2": "Apache-2.0", "bge-small-en-v1.5": "MIT"}
-
-
-def _read(model_dir: Path, name: str):
-    path = model_dir / name
-    try:
-        return json.loads(path.read_text()) if path.exists() else None
-    except ValueError:
-        return None
-
-
-def write_evaluation(model_dir, rows: list[dict], note: str = "") -> None:
-    """Keep a run's figures with the model (the card shows them)."""
-    (Path(model_dir) / EVALUATION_FILE).write_text(json.dumps({"rows": rows, "note": note}, indent=2))
 
 
 def _table(rows: list[dict]) -> list[str]:
@@ -134,15 +108,17 @@ def _figure(value) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
-def card_text(model_dir) -> str:
-    model_dir = Path(model_dir)
-    config = EncoderConfig.load(model_dir)
-    train = _read(model_dir, TRAIN_CONFIG_FILE)
-    metrics = _read(model_dir, TRAIN_METRICS_FILE)
-    merged, distilled = _read(model_dir, MERGE_FILE), _read(model_dir, DISTILL_FILE)
-    imported, evaluation = _read(model_dir, IMPORT_FILE), _read(model_dir, EVALUATION_FILE)
+def card_text(model: ModelRecord) -> str:
+    config, train, metrics, recipe, towers = (
+        model.encoding,
+        model.train,
+        model.metrics,
+        model.recipe,
+        model.towers,
+    )
+    merged, distilled, imported, evaluation = model.merge, model.distill, model.imported, model.evaluation
     lines = [
-        f"# {_title(model_dir, train, merged, distilled, imported)}",
+        f"# {_title(model)}",
         "",
         "A sentence-embedding bi-encoder written by siamese-vespa "
         "(loads with `transformers.AutoModel` and `sentence_transformers.SentenceTransformer`).",
@@ -156,7 +132,7 @@ def card_text(model_dir) -> str:
     ]
     bases = []
     if train:
-        base = model_name(train["base"])
+        base = model.name(train["base"])
         bases.append(_base_source(train["base"]) or base)
         revision = train.get("base_revision")
         lines += [
@@ -177,10 +153,8 @@ def card_text(model_dir) -> str:
             )
             if metrics.get("log"):
                 lines += ["", "### Training log", "", *log_table(metrics["log"])]
-    recipe = _read(model_dir, RECIPE_FILE)
     if recipe:
         lines += ["", "## How the recipe was chosen (`--recipe auto`)", "", *recipe_lines(recipe)]
-    towers = _read(model_dir, TOWERS_FILE)
     if towers:
         frozen = towers.get("frozen") == "document"
         lines += [
@@ -203,15 +177,15 @@ def card_text(model_dir) -> str:
             "## Merge",
             "",
             f"- θ = (1 − α)·base + α·tuned with α {merged['alpha']:.3f} "
-            f"({merged['choice']['method']}); base {model_name(merged['base'])}",
+            f"({merged['choice']['method']}); base {model.name(merged['base'])}",
         ]
-        bases.append(model_name(merged["base"]))
+        bases.append(model.name(merged["base"]))
     if distilled:
         lines += [
             "",
             "## Distillation",
             "",
-            f"- student of {model_name(distilled['teacher'])}: teacher layers "
+            f"- student of {model.name(distilled['teacher'])}: teacher layers "
             f"{distilled.get('teacher_layers')}, {distilled.get('texts')} texts",
         ]
     if imported:
@@ -263,57 +237,55 @@ def card_text(model_dir) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _title(model_dir: Path, train, merged, distilled, imported) -> str:
+def _title(model: ModelRecord) -> str:
+    train, merged = model.train, model.merge
     data = Path(train.get("data") or "").name if train else ""
     if merged:
-        tuned, base = model_name(merged["tuned"]), model_name(merged["base"])
+        tuned, base = model.name(merged["tuned"]), model.name(merged["base"])
         return f"{tuned} merged with {base} (α {merged['alpha']:.2f})"
-    if distilled:
-        return f"a student of {model_name(distilled['teacher'])}"
+    if model.distill:
+        return f"a student of {model.name(model.distill['teacher'])}"
     if train:
-        return f"{model_name(train['base'])} fine-tuned" + (f" on {data}" if data else "")
-    if imported:
-        return Path(imported["onnx"]).stem
-    return model_dir.name
+        return f"{model.name(train['base'])} fine-tuned" + (f" on {data}" if data else "")
+    if model.imported:
+        return Path(model.imported["onnx"]).stem
+    return model.folder.name
 
 
 def _base_source(base: str) -> str | None:
     """Where an imported base came from (its licence is named there), if the base records it."""
     try:
-        record = _read(check_model_dir(base), IMPORT_FILE)
+        record = check_model_dir(base) / IMPORT_FILE
     except ModelDirError:
         return None
-    return record.get("source") if record else None
+    return json.loads(record.read_text()).get("source") if record.exists() else None
 
 
 # What the hub shows and indexes: a model the sentence-transformers library loads, served by Vespa.
 TAGS = ("sentence-transformers", "sentence-similarity", "feature-extraction", "vespa", "siamese-vespa")
 
 
-def front_matter(model_dir) -> dict:
+def front_matter(model: ModelRecord) -> dict:
     """The card's YAML header, as the hub reads it (sentence-transformers writes the same keys): where the
     model came from, what it was trained on, and the figures of the run that made it."""
-    model_dir = Path(model_dir)
-    train, evaluation = _read(model_dir, TRAIN_CONFIG_FILE), _read(model_dir, EVALUATION_FILE)
+    train, evaluation = model.train, model.evaluation
     header = {
         "library_name": "sentence-transformers",
         "pipeline_tag": "sentence-similarity",
         "tags": list(TAGS),
     }
     if train:
-        base = model_name(train["base"])
+        base = model.name(train["base"])
         header["base_model"] = base
         header["license"] = BASE_LICENCES.get(base, "other").lower()
         if train.get("data"):
             header["datasets"] = [Path(train["data"]).name]
-    tuned = next(
-        (r for r in (evaluation or {}).get("rows", []) if r.get("name") == "fine-tuned (exact)"), None
-    )
+    tuned = next((r for r in (evaluation or {}).get("rows", []) if r.get("kind") == "tuned"), None)
     if tuned:
         header["metrics"] = [k for k in ("ndcg@10", "recall@100", "mrr@10") if k in tuned]
         header["model-index"] = [
             {
-                "name": model_dir.name,
+                "name": model.folder.name,
                 "results": [
                     {
                         "task": {"type": "retrieval"},
@@ -330,14 +302,16 @@ def front_matter(model_dir) -> dict:
     return header
 
 
-def card_document(model_dir) -> str:
+def card_document(model: ModelRecord) -> str:
     """The card as the hub reads it: the YAML front matter, then the text."""
     import yaml
 
-    return "---\n" + yaml.safe_dump(front_matter(model_dir), sort_keys=False) + "---\n" + card_text(model_dir)
+    return "---\n" + yaml.safe_dump(front_matter(model), sort_keys=False) + "---\n" + card_text(model)
 
 
-def write_card(model_dir) -> Path:
+def write_card(model_dir, model: ModelRecord | None = None) -> Path:
+    """The card of ``model_dir`` from ``model`` (its record, as its caller holds it), or from its files."""
+    model = model or ModelRecord.read(model_dir)
     path = Path(model_dir) / CARD_FILE
-    path.write_text(card_document(model_dir))
+    path.write_text(card_document(model))
     return path

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from common.device import half_encoding
@@ -295,3 +295,61 @@ def model_cache_key(model_dir, config) -> str:
         if path.exists():
             digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text()) if path.exists() else None
+    except ValueError:
+        return None
+
+
+@dataclass
+class ModelRecord:
+    """What a model directory records of how it was made, each file read once: the model card, the run's
+    report and `siamese push` take it as an object instead of reading the folder again. ``evaluation`` is the
+    one part a later stage adds (`siamese run`'s figures)."""
+
+    folder: Path
+    encoding: EncoderConfig
+    train: dict | None = None  # TRAIN_CONFIG_FILE
+    metrics: dict | None = None  # TRAIN_METRICS_FILE
+    recipe: dict | None = None  # RECIPE_FILE
+    towers: dict | None = None  # TOWERS_FILE
+    merge: dict | None = None  # MERGE_FILE
+    distill: dict | None = None  # DISTILL_FILE
+    imported: dict | None = None  # IMPORT_FILE
+    evaluation: dict | None = None  # EVALUATION_FILE
+    positives: dict | None = None  # POSITIVES_FILE
+    _names: dict = field(default_factory=dict, repr=False)
+
+    FILES = {
+        "train": TRAIN_CONFIG_FILE,
+        "metrics": TRAIN_METRICS_FILE,
+        "recipe": RECIPE_FILE,
+        "towers": TOWERS_FILE,
+        "merge": MERGE_FILE,
+        "distill": DISTILL_FILE,
+        "imported": IMPORT_FILE,
+        "evaluation": EVALUATION_FILE,
+        "positives": POSITIVES_FILE,
+    }
+
+    @classmethod
+    def read(cls, model_dir) -> ModelRecord:
+        folder = Path(model_dir)
+        found = {key: _read_json(folder / name) for key, name in cls.FILES.items()}
+        if found["train"]:
+            found["train"] = upgrade(found["train"])
+        return cls(folder, EncoderConfig.load(folder), **found)
+
+    def name(self, path) -> str:
+        """How a model this one was made from is named to the user (``model_name``), worked out once."""
+        if path not in self._names:
+            self._names[path] = model_name(path)
+        return self._names[path]
+
+    def write_evaluation(self, rows: list[dict], note: str = "") -> None:
+        """Keep a run's figures with the model (its card shows them)."""
+        self.evaluation = {"rows": rows, "note": note}
+        (self.folder / EVALUATION_FILE).write_text(json.dumps(self.evaluation, indent=2))

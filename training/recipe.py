@@ -28,16 +28,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import device
 from common.data import Beir, Doc
-from common.device import best
 from common.errors import ConfigError
 from common.metrics import passage_key, score_split
 from common.vectors import dense_run
 
+from . import loop
 from .config import TrainConfig
 from .encoder import Encoder
 from .evaluate import embed_fn, guard_sets
-from .loop import train
 from .merge import BOUND, guard_scores, merge
 from .model_card import write_card
 from .model_dir import MERGE_FILE, RECIPE_FILE, TRAIN_CONFIG_FILE, TRAIN_METRICS_FILE, model_cache_key
@@ -75,14 +75,14 @@ def resolve(asked: str | None, fixed_by: str | None = None) -> tuple[str, str]:
     if fixed_by:
         return "fixed", fixed_by
 
-    device = best()
-    if device == "cpu":
+    where = device.best()
+    if where == "cpu":
         return "fixed", (
             "the default on a CPU, where trying three candidates triples the training time; "
             "`--recipe auto` tries the query tower, shared weights and shared weights merged back on a "
             "dev slice of your queries and keeps the best that forgets nothing"
         )
-    return "auto", f"the default where a GPU trains ({device})"
+    return "auto", f"the default where a GPU trains ({where})"
 
 
 def dev_split(
@@ -222,7 +222,7 @@ def select_recipe(
             scored[c.name] = json.loads(score_file.read_text())
             say(f"recipe auto: {c.label}: scored before, reused")
             continue
-        model = _train_candidate(train, cfg, kept, pool, say, c)
+        model = _train_candidate(loop.train, cfg, kept, pool, say, c)
         seconds = json.loads((model / TRAIN_METRICS_FILE).read_text())["wall_s"]
         if c.merged:
             started = time.time()
@@ -270,7 +270,7 @@ def select_recipe(
     (out / RECIPE_FILE).write_text(json.dumps(record, indent=2))
     final = make_config(chosen.tower, str(out))
     say(f"recipe auto: training the {chosen.label} on all {len(pairs)} pairs")
-    model = train(final, pairs, pool, resume=(out / TRAIN_CONFIG_FILE).exists())
+    model = loop.train(final, pairs, pool, resume=(out / TRAIN_CONFIG_FILE).exists())
     return model, record
 
 

@@ -38,24 +38,20 @@ from siamese.run.options import RunOptions, check_options, chunking_choice, trai
 from siamese.run.report import plot, write_report
 from siamese.run.rows import model_rows
 from siamese.run.serve import serve
-from siamese.run.stages import RunRecord, Stages, say
+from siamese.run.stages import Stages, say
 from training.config import TrainConfig, recipe_config
 from training.evaluate import guard_sets
 from training.loop import RECORDED, pairs_fingerprint, train
 from training.merge import merge
-from training.model_card import write_card, write_evaluation
+from training.model_card import write_card
 from training.model_dir import (
-    MERGE_FILE,
-    RECIPE_FILE,
-    TOWERS_FILE,
     TRAIN_CONFIG_FILE,
-    TRAIN_METRICS_FILE,
+    ModelRecord,
     check_model_dir,
     default_base_model,
-    read_positives,
 )
 from training.pairs import load_training_data
-from training.recipe import keep_record, read_recipe, select_recipe
+from training.recipe import keep_record, select_recipe
 from training.recipe import resolve as resolve_recipe
 from training.train_log import check_report_to, report_training
 from vespa_app import profiles
@@ -126,9 +122,7 @@ def _train(options: RunOptions, out: Path, corpus, record: MadeFrom) -> Path:
     return model_dir
 
 
-def _merge(
-    options: RunOptions, base: str, tuned: Path, merged: Path, run: RunRecord, record: MadeFrom
-) -> Path:
+def _merge(options: RunOptions, base: str, tuned: Path, merged: Path, record: MadeFrom) -> Path:
     inputs = {
         "model": made_by_run(tuned),
         "base model": file_fingerprint(check_model_dir(base)),
@@ -145,8 +139,6 @@ def _merge(
             base, tuned, merged, options.merge, options.guards, say=lambda line: print(line, file=sys.stderr)
         )
         record.done("merge", merged)
-    record_file = json.loads((merged / MERGE_FILE).read_text())
-    run.merge = {"alpha": record_file["alpha"], "method": record_file["choice"]["method"]}
     return merged
 
 
@@ -206,40 +198,38 @@ def run(options: RunOptions) -> dict:
     )
     out.mkdir(parents=True, exist_ok=True)
     record = MadeFrom(out, force=options.force)
-    model_dir, manifest, colbert_dir = _model(options, out, base, corpus, stages, record)
+    made, manifest, colbert_dir = _model(options, out, base, corpus, stages, record)
+    model_dir = made.folder
     chunker, stages.record.chunking = chunking_choice(options, corpus, out / "export")
     say(f"chunking {stages.record.chunking}")
     dim = options.dim or manifest.dimension
     index, backend = serve(options, out, model_dir, colbert_dir, corpus, chunker, dim, stages, record)
     if beir:
-        rows = _evaluate(options, base, model_dir, out / "export", beir, index, backend, chunker, stages)
+        rows = _evaluate(options, base, made, out / "export", beir, index, backend, chunker, stages)
     else:
         rows, stages.record.evaluation_skipped = [], "no --queries and --qrels were given to evaluate on"
         say(f"evaluation skipped: {stages.record.evaluation_skipped}")
     deploy = deploy_commands(out / "app", options.corpus or options.data, out)
     stages.timings["total"] = time.time() - run_started
-    return _write_results(options, out, base, model_dir, rows, deploy, stages)
+    return _write_results(out, made, rows, deploy, stages)
 
 
 def _model(options: RunOptions, out: Path, base: str, corpus, stages: Stages, record: MadeFrom):
-    """Train (and merge), then export (and --colbert's model): the model directory, the export's manifest and
-    the late-interaction export (or None)."""
+    """Train (and merge), then export (and --colbert's model): the served model's record (read once: the
+    report and the card take it), the export's manifest and the late-interaction export (or None)."""
 
     model_dir = stages.timed("train", _train, options, out, corpus, record)
-    if (
-        model_dir / TOWERS_FILE
-    ).exists():  # two towers: the report says which trained and which stayed the base
-        stages.record.towers = json.loads((model_dir / TOWERS_FILE).read_text())
+    made = ModelRecord.read(model_dir)
+    stages.record.towers = made.towers  # two towers: the report says which trained and which stayed the base
     if options.recipe == "auto":
-        chosen = json.loads((model_dir / RECIPE_FILE).read_text())
-        stages.record.recipe |= {"chosen": chosen["chosen"], "choice": chosen["why"]}
-        if chosen["merged"]:
+        stages.record.recipe |= {"chosen": made.recipe["chosen"], "choice": made.recipe["why"]}
+        if made.recipe["merged"]:
             # the candidate chosen was merged back; the winner, trained on all pairs, is too
             options.merge = "auto"
     if options.merge is not None:
-        model_dir = stages.timed(
-            "merge", _merge, options, base, model_dir, out / "merged", stages.record, record
-        )
+        model_dir = stages.timed("merge", _merge, options, base, model_dir, out / "merged", record)
+        made = ModelRecord.read(model_dir)
+        stages.record.merge = {"alpha": made.merge["alpha"], "method": made.merge["choice"]["method"]}
     manifest = stages.timed("export + parity", _export, options, model_dir, out / "export", record)
     stages.record.parity = manifest.parity
     colbert_dir = None
@@ -254,13 +244,13 @@ def _model(options: RunOptions, out: Path, base: str, corpus, stages: Stages, re
             record,
             "export late interaction",
         )
-    return model_dir, manifest, colbert_dir
+    return made, manifest, colbert_dir
 
 
 def _evaluate(
     options: RunOptions,
     base: str,
-    model_dir: Path,
+    made: ModelRecord,
     export_dir: Path,
     beir: Beir,
     index,
@@ -272,7 +262,7 @@ def _evaluate(
     and the guard sets."""
 
     guards = guard_sets(options.guards)
-    seen = seen_queries(beir.qrels, beir.corpus, read_positives(model_dir))
+    seen = seen_queries(beir.qrels, beir.corpus, made.positives)
     say(
         f"evaluate on {len(beir.queries)} queries ({len(seen)} seen in training, "
         f"{len(beir.queries) - len(seen)} unseen) and the guard sets {', '.join(guards) or '(none)'}"
@@ -292,7 +282,7 @@ def _evaluate(
         model_rows,
         options,
         base,
-        model_dir,
+        made.folder,
         export_dir,
         beir,
         guards,
@@ -309,30 +299,19 @@ def _evaluate(
     return [*served, *models]
 
 
-def _write_results(
-    options: RunOptions, out: Path, base: str, model_dir: Path, rows: list[dict], deploy: str, stages: Stages
-) -> dict:
+def _write_results(out: Path, made: ModelRecord, rows: list[dict], deploy: str, stages: Stages) -> dict:
     """report.md, plot.png, results.json, and the model card with the run's figures."""
 
-    train_metrics = json.loads((model_dir / TRAIN_METRICS_FILE).read_text())
     if rows:
-        plot(rows, train_metrics["log"], out / "plot.png")
+        plot(rows, made.metrics["log"], out / "plot.png")
+    train_config = TrainConfig.from_record(made.train)
     report_path = write_report(
-        out,
-        rows,
-        stages.timings,
-        TrainConfig.load(model_dir / TRAIN_CONFIG_FILE),
-        stages.record,
-        deploy,
-        recipe=read_recipe(model_dir),
+        out, rows, stages.timings, train_config, stages.record, deploy, recipe=made.recipe
     )
     if rows:
-        write_evaluation(
-            model_dir,
-            rows,
-            f"From `siamese run` ({stages.record.evaluation}); served as {stages.record.chunking}.",
-        )
-        write_card(model_dir)
+        note = f"From `siamese run` ({stages.record.evaluation}); served as {stages.record.chunking}."
+        made.write_evaluation(rows, note)
+        write_card(made.folder, made)
     (out / "results.json").write_text(
         json.dumps({"rows": rows, "timings": stages.timings, "record": asdict(stages.record)}, indent=2)
     )
