@@ -27,7 +27,6 @@ class PushError(UserError):
 
 def files_to_push(model_dir, export_dir=None) -> dict[str, Path]:
     """path in the repository → local file: the model directory, and the export under ``onnx/``."""
-
     model_dir = check_model_dir(model_dir)
     files = {
         str(p.relative_to(model_dir)): p

@@ -50,7 +50,6 @@ def _backend(args, beir):
 
 def _benchmark_eval(args) -> list[dict]:
     """Every NanoBEIR set asked for, each with the rows of any other evaluation, then each system's mean."""
-
     if args.backend != "exact" or args.data or args.guards or args.guard or args.sts:
         raise ConfigError(
             "--benchmark evaluates exact search on its own sets: drop --backend, --data, --guards, "

@@ -219,7 +219,6 @@ def compare(
 ) -> tuple[list[dict], str]:
     """``siamese eval``'s exact search: every model's rows (``evaluate``) and what to print under them: the
     table, what its columns mean, and each model against ``base`` on seen / unseen queries and the guards."""
-
     rows = evaluate(models, beir, guards=guards, **evaluate_kw)
     text = [format_table(rows), evaluation_notes(beir, rows, guards)]
     base_name = next((r["name"] for r in rows if r["name"] == model_label(base)), None)

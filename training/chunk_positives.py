@@ -59,7 +59,6 @@ def chunk_positives(pairs: list[Pair], corpus, cfg) -> list[Pair]:
 
 def _nearest_chunks(queries: list[str], candidates: list[list[str]], cfg) -> list[str]:
     """For each query, its nearest candidate (cosine) under the frozen base model; vectors cached on disk."""
-
     encoder = Encoder.load(cfg.base, **cfg.encoding).eval()
     key = model_cache_key(cfg.base, encoder.config)
     texts = [c for cs in candidates for c in cs]

@@ -197,7 +197,6 @@ def cmd_train(args) -> int:
 def train_auto(args, why: str) -> int:
     """`siamese train --recipe auto`: the candidates on a dev slice, the winner on every pair (merged back
     where it was chosen merged)."""
-
     from .merge import merge
     from .recipe import keep_record, select_recipe
 

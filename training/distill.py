@@ -132,7 +132,6 @@ def distill(
 ) -> Path:
     """Write the student to ``cfg.out`` (a model directory) and return it. ``texts``: (text, "query" or
     "passage") pairs; ``pairs``: labelled pairs for ``cfg.contrastive``."""
-
     out = Path(cfg.out)
     cfg.teacher = str(check_model_dir(cfg.teacher))  # a run directory stands for the model inside it
 
@@ -239,7 +238,6 @@ def taught_texts(texts: list[tuple[str, str]], max_texts: int, seed: int) -> lis
 def distill_texts(corpus, pairs, general: str | None) -> list[tuple[str, str]]:
     """The unlabelled text a student learns from, each with how it is embedded: corpus passages, training
     queries and general sentences (as queries: a symmetric task)."""
-
     return (
         [(d.passage, "passage") for d in (corpus or [])]
         + [(p.query, "query") for p in (pairs or [])]

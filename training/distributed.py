@@ -170,7 +170,6 @@ def encode_shared(encode, texts: list[str]) -> np.ndarray:
 def cached_vectors(key: str, texts: list[str], encode) -> np.ndarray:
     """``common.vectors.cached_vectors`` for every rank: read where every rank finds the cache; else embedded
     a share per rank (``encode(share)``), gathered, and written by rank 0 alone."""
-
     if not active():
         return cache(key, texts, lambda: encode(texts))
     hit = torch.tensor([int(cached(key, texts) is not None)], device=_wire())

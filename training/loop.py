@@ -155,7 +155,6 @@ def _save_checkpoint(out, step, encoder, optimize: OptimizerStep, log, keep):
 def _base_embed(cfg: TrainConfig):
     """The base model at the training window as an embed function, its vectors cached on disk (the same
     vectors τ is measured with)."""
-
     encoding = cfg.encoding | {"max_length": min(cfg.train_length, cfg.max_length or cfg.train_length)}
     key = f"margin {model_cache_key(cfg.base, EncoderConfig.load(check_model_dir(cfg.base), **encoding))}"
 
@@ -171,7 +170,6 @@ def _base_embed(cfg: TrainConfig):
 
 def _follow_the_base(cfg: TrainConfig, pairs: list[Pair]) -> None:
     """τ from the base model's similarity scale (``training/temperature.py``), its vectors cached on disk."""
-
     if cfg.late_interaction:
         cfg.temperature = FIXED
         return
@@ -218,7 +216,6 @@ def prepare_pairs(pairs: list[Pair], corpus: list[Doc] | None, cfg: TrainConfig)
 def general_pairs(path, n: int, taken: list[Pair], seed: int) -> list[Pair]:
     """``n`` labelled pairs from another domain, none repeating a text already in ``taken`` (a repeat would be
     a false in-batch negative), marked as their own source so their batches keep to themselves."""
-
     seen = {t for p in taken for t in (p.query, p.positive)}
     fresh = [
         replace(p, source="general")
@@ -456,7 +453,6 @@ def _write_model(out: Path, cfg: TrainConfig, pairs: list[Pair], metrics: dict, 
 def _train_towers(cfg: TrainConfig, out: Path, pairs: list[Pair], corpus, plan, progress: bool) -> Path:
     """``--tower query | adapter | separate`` (``training/towers.py``): cheap enough to need no checkpoints; a
     resumed run that did not finish starts again."""
-
     towers, metrics = train_towers(
         cfg, pairs, corpus, plan, progress
     )  # a base that cannot load leaves no run

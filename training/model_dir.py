@@ -60,7 +60,6 @@ WEIGHT_FILES = (
 def write_positives(model_dir, pairs) -> None:
     """Record a model's training positives, so every later evaluation can split its queries into seen and
     unseen (``common.metrics.seen_queries``)."""
-
     (Path(model_dir) / POSITIVES_FILE).write_text(json.dumps(positives_of(pairs)))
 
 
@@ -72,7 +71,6 @@ def read_positives(model_dir) -> dict | None:
 def model_kind(model_dir) -> str:
     """What a model directory holds, by its marker file: "towers" (``training/towers.py``), "late" (a
     late-interaction model, ``training/late_interaction.py``) or "single" (one vector per text)."""
-
     model_dir = Path(model_dir)
     if (model_dir / TOWERS_FILE).exists():
         return "towers"

@@ -239,7 +239,6 @@ def import_onnx(
 
 def _sample_texts() -> list[str]:
     """Real texts of several lengths: SciFact claims and abstracts (bundled), a few odd ones."""
-
     beir = read_beir(SCIFACT, "test")
     claims = list(beir.queries.values())[:8]
     docs = [d.title + " " + d.text for d in list(beir.corpus.values())[:8]]

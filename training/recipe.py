@@ -183,7 +183,6 @@ def select_recipe(
     """Choose the recipe on a dev slice and train the winner on every pair; returns the final model directory
     and the record. ``make_config(tower, out)``: the recipe's configuration for a tower (ConfigError: the
     user's settings do not fit that candidate, which is then not tried)."""
-
     out.mkdir(parents=True, exist_ok=True)
     if not guards:
         raise ConfigError(

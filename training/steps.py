@@ -105,7 +105,6 @@ class OptimizerStep:
 def anchor_targets(cfg: TrainConfig, teacher: Encoder | None = None) -> tuple[list[str], torch.Tensor]:
     """The general-domain texts to anchor on and the frozen base model's vectors of them (computed once and
     cached on disk: the base does not change). ``teacher``: the base, where the caller has it loaded."""
-
     texts = read_general_texts(cfg.anchor_data or STSB_TRAIN)
     teacher = (teacher or Encoder.load(cfg.base, **cfg.encoding)).eval()
     vectors = cached_vectors(

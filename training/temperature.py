@@ -60,7 +60,6 @@ def sample_pairs(pairs: list, seed: int) -> list:
 def base_temperature(embed, pairs: list, seed: int) -> tuple[float, float | None]:
     """(τ, the base's margin) from ``embed(texts, kind)`` (the base's vectors) over a sample of ``pairs``;
     (FIXED, None) where fewer than two pairs can be compared."""
-
     sample = sample_pairs(pairs, seed)
     if len(sample) < 2:
         return FIXED, None

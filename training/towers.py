@@ -118,7 +118,6 @@ def _bank(base: Encoder, base_dir, pairs, corpus, seed: int) -> tuple[list[str],
     """Every document the query tower is scored against, with the frozen base's vectors: the corpus in its
     order (cached under the key evaluation gives the base model's corpus vectors), then positives and
     negatives the corpus lacks."""
-
     texts = [d.passage if isinstance(d, Doc) else d for d in (corpus or [])]
     ordered = list(dict.fromkeys(t for p in pairs for t in (p.positive, *p.negatives)))
     training, known = set(ordered), set(texts)

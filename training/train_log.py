@@ -81,7 +81,6 @@ def log_table(log: dict, rows: int = 10) -> list[str]:
 def check_report_to(report_to: str | None) -> str:
     """The choice made once, before training: "tensorboard" (asked, or auto where its writer is installed) or
     "none"; asking for TensorBoard without it installed is one line."""
-
     if report_to is None:
         return "tensorboard" if tensorboard_available() else "none"
     if report_to not in REPORT_TO:

@@ -146,7 +146,6 @@ class EmbeddedIndex:
         """Embed queries with another export from now on (recorded in meta.json), as a Vespa redeploy of a new
         query tower: allowed only where its documents embed as this index's did (``Manifest.document_side``),
         so not one document is re-embedded; refused otherwise."""
-
         export_dir = Path(export_dir).resolve()
         side = Manifest.load(export_dir).document_side()
         if side != self.meta.get("document_side"):

@@ -177,7 +177,6 @@ LONG_SHARE = 0.2  # "auto" chunks when more than this share of documents would b
 def chunking_choice(options: RunOptions, corpus, export_dir: Path):
     """(chunker or None, what was chosen and why). "auto" chunks at the model's window when more than
     ``LONG_SHARE`` of the documents exceed it: short texts keep one vector each."""
-
     if options.chunk_tokens is None:
         return None, "off: documents truncated to the model's window"
     manifest = Manifest.load(export_dir)
@@ -198,7 +197,6 @@ def chunking_choice(options: RunOptions, corpus, export_dir: Path):
 def check_options(options: RunOptions, base: str) -> None:
     """Every option that can be judged before training, judged before it (minutes on real data): the chunking
     and --dim against the base model's window and width, the merge weight, the reference models."""
-
     if options.train.get("late_interaction"):
         raise ConfigError(
             "siamese run trains, packages and indexes a single-vector model; a late-interaction model "

@@ -167,7 +167,6 @@ def check_summary(run: RunRecord) -> list[str]:
 def recipe_summary(asked: dict | None, recipe: dict | None, train_config) -> list[str]:
     """Which recipe trained the model: auto's candidates and
     choice, or the fixed recipe and what was not tried."""
-
     if recipe:
         return [f"`--recipe auto` ({asked['why'] if asked else 'asked for'}):", "", *recipe_lines(recipe)]
     tower = (

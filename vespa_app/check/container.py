@@ -74,7 +74,6 @@ def check_container(
     """Run Vespa's container code on samples of ``docs`` and on our client's requests. ``run_java(payload)``
     runs the verifier's ``container`` command; ``embedder`` is our ONNX Runtime embedder of the package's
     model. Fills ``report.problems`` with every disagreement; the caller decides what a problem costs."""
-
     started = time.time()
     report = ContainerReport()
     package = Path(package)
@@ -146,7 +145,6 @@ def check_container(
 def _request(under: UnderTest, profile, kind: str, text: str) -> dict:
     """Our client's request for ``text`` and the hits the content nodes would return to the container: for a
     fusion profile, with our first-phase features (``fused``: the embedded backend's fused scores)."""
-
     index, positions, hits, fused = under.index, [], [], None
     if profile.fusion and kind == "plain":
         features, positions = profiles.fusion_inputs(profile, index, text, TARGET_HITS)
@@ -192,7 +190,6 @@ def _request(under: UnderTest, profile, kind: str, text: str) -> dict:
 
 def _rejections(under: UnderTest) -> list[tuple[str, dict]]:
     """Requests Vespa's code must refuse, each with what it is."""
-
     base, query_input = ("semantic", "q") if under.embedder else ("bm25-colbert", profiles.COLBERT_INPUT)
     rejections = [
         ("a profile the package lacks", {**query_body("q", base, 10), "ranking": "no-such-profile"}),

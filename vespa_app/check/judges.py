@@ -169,7 +169,6 @@ def _judge_fusion(report: ContainerReport, profile: str, label: str, fused: dict
 def _read_back(got: dict, passages: dict) -> str:
     """What our client makes of Vespa's own JSON rendering of the hits: the same ids and scores, in order,
     and, chunked, each hit's best chunk."""
-
     if not got.get("hits"):
         return ""
     ours = hits_from_response(json.loads(got["rendered"]))

@@ -126,7 +126,6 @@ def structural_check(package) -> list[str]:
 
 def _embedding_declaration(record: AppPackage) -> str:
     """The embedding field's declaration as the builder writes it for this record."""
-
     return f"field embedding type {embedding_type(record.cell_type, record.dim, record.chunked)}"
 
 
@@ -162,7 +161,6 @@ def _colbert_structure(package: Path, component, record: AppPackage, schema: str
 
 def colbert_texts() -> list[str]:
     """Short and long queries, documents beyond max document tokens, punctuation only, non-ASCII."""
-
     texts = parity_texts(n_short=10, n_long=10)
     return SMOKE_TEXTS + texts + [("word " * 40).strip(), "a"]
 
@@ -170,7 +168,6 @@ def colbert_texts() -> list[str]:
 def check_colbert(package, texts: list[str] | None = None) -> dict:
     """Vespa's ColBertEmbedder against our ONNX Runtime path (held to PyTorch at export), token by token: the
     same number of vectors per text, cosine per token, and the packed sign bits of document tokens."""
-
     texts = texts or colbert_texts()
     vespa = vespa_colbert(package, texts)
     ours = OnnxTokenEmbedder(Path(package) / COLBERT_DIR)
