@@ -1,6 +1,6 @@
-"""The embedded index on disk: what ``EmbeddedIndex.build``
-writes, and what ``EmbeddedIndex.open`` reads back,
-every file checked against meta.json::
+"""The embedded index on disk (``IndexFiles``): built and written from an export and a corpus, read back with
+every file checked against meta.json, and the checks that keep it true to the export and corpus it is used
+with. Searching it is ``vespa_app/embedded.py``'s::
 
     meta.json        export dir and its manifest's hash, dimension, HNSW settings, document count and the
                      corpus fingerprint (opening checks every file against them)
@@ -16,15 +16,22 @@ every file checked against meta.json::
 from __future__ import annotations
 
 import json
+import os
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+from common.atomic import atomic_dir, check_output
 from common.bm25 import BM25
 from common.data import Doc, corpus_fingerprint
-from common.errors import UserError
-from common.vectors import pack_bits
+from common.errors import ConfigError, UserError
+from common.vectors import cached_vectors, normalize, pack_bits
+from exporter.manifest import MANIFEST, Manifest, sha256
+from exporter.runtime import OnnxEmbedder, OnnxTokenEmbedder
+from vespa_app.serving import BM25_WEIGHT, HNSW_EXPLORE_AT_INSERT, HNSW_EXPLORE_AT_SEARCH, HNSW_MAX_LINKS
 
 
 class BadIndexError(UserError):
@@ -32,6 +39,10 @@ class BadIndexError(UserError):
 
 
 REBUILD = "Rebuild it: delete the directory and re-run `siamese run` (or EmbeddedIndex.build)."
+NO_TOKENS = (
+    "built without a late-interaction export, so the MaxSim profiles have no token vectors. Build one with "
+    "them: `siamese run --colbert COLBERT_MODEL ...` (a model from `siamese train --late-interaction`)."
+)
 META_KEYS = (
     "export_dir",
     "manifest_sha256",
@@ -170,3 +181,198 @@ def _check_colbert(path: Path, meta: dict, n_docs: int, corrupt) -> None:
     want = meta["colbert"]["tokens"]
     if len(bounds) != n_docs + 1 or bounds[-1] != want or len(tokens) != want or len(bits) != want:
         raise corrupt(f"colbert/ disagrees with meta.json's {n_docs} documents and {want} token vectors")
+
+
+def _hnsw(dim: int, connectivity: int, expansion_add: int, expansion_search: int):
+    # Inner product over unit vectors is cosine similarity.
+    index = faiss.IndexHNSWFlat(dim, connectivity, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = expansion_add
+    index.hnsw.efSearch = expansion_search
+    return index
+
+
+def _colbert_tokens(colbert_dir: Path, cells: str, docs: list[Doc], progress: bool) -> tuple[list, dict]:
+    """Every document's token vectors from a late-interaction export, and what meta.json records of them."""
+    if cells not in ("int8", "float"):
+        raise ConfigError(f"colbert cells must be int8 or float, not {cells!r}")
+    started = time.time()
+    tokens = OnnxTokenEmbedder(colbert_dir).embed([d.passage for d in docs], "passage", progress=progress)
+    return tokens, {
+        "export_dir": str(colbert_dir),
+        "manifest_sha256": sha256(colbert_dir / MANIFEST),
+        "cells": cells,
+        "tokens": int(sum(len(t) for t in tokens)),
+        "embed_seconds": round(time.time() - started, 1),
+    }
+
+
+@dataclass
+class IndexFiles:
+    """An index directory as searching reads it: its documents, their vectors, the HNSW graph, BM25, a chunked
+    index's chunks and meta.json; every file checked against meta.json when read (``read``), every export it
+    serves checked against the one it was built with (``embedder``, ``serve``)."""
+
+    path: Path
+    meta: dict
+    docs: list[Doc]
+    embeddings: np.ndarray
+    hnsw: object  # faiss.IndexHNSWFlat
+    bm25: BM25
+    chunks: list[tuple[int, str]] | None = None
+    _colbert: tuple | None = field(default=None, repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        path,
+        export_dir,
+        docs: list[Doc],
+        *,
+        connectivity: int = HNSW_MAX_LINKS,
+        expansion_add: int = HNSW_EXPLORE_AT_INSERT,
+        expansion_search: int = HNSW_EXPLORE_AT_SEARCH,
+        embeddings: np.ndarray | None = None,
+        progress: bool = True,
+        force: bool = False,
+        chunker=None,
+        dim: int | None = None,
+        colbert_dir=None,
+        colbert_cells: str = "int8",
+        bm25_weight: float = BM25_WEIGHT,
+        documents=None,
+    ) -> tuple[IndexFiles, OnnxEmbedder]:
+        """Embed ``docs`` with the export (cached by its document side: an export with another query tower
+        embeds nothing; ``documents``: (cache key, passage embed) of vectors known equal to the export's, a
+        frozen tower's), build HNSW and BM25 over them and write the directory atomically; returns the index
+        and the export's embedder (``dim``: a Matryoshka prefix, cut then normalised as Vespa does)."""
+        path, export_dir = Path(path), Path(export_dir).resolve()
+        colbert_dir = Path(colbert_dir).resolve() if colbert_dir else None
+        check_output(path, "index", force, inputs=[export_dir])
+        ids = [d.id for d in docs]
+        if len(set(ids)) != len(ids):
+            raise ConfigError("document ids must be unique")
+        embedder = OnnxEmbedder(export_dir, dim=dim)
+        chunks = None
+        if chunker:
+            chunks = [(p, c) for p, d in enumerate(docs) for c in chunker.passage_chunks(d.title, d.text)]
+        started = time.time()
+        side = embedder.manifest.document_side()
+        if embeddings is None:
+            texts = [c for _, c in chunks] if chunks else [d.passage for d in docs]
+            key, embed = documents or (
+                f"onnx documents {side} @{embedder.dim}",
+                lambda t: embedder.embed(t, "passage", progress=progress),
+            )
+            embeddings = cached_vectors(key, texts, lambda: embed(texts))
+        embed_s = time.time() - started
+        started = time.time()
+        hnsw = _hnsw(embedder.dim, connectivity, expansion_add, expansion_search)
+        hnsw.add(normalize(embeddings))
+        bm25 = BM25([d.passage for d in docs])
+        tokens, colbert = (
+            _colbert_tokens(colbert_dir, colbert_cells, docs, progress) if colbert_dir else (None, None)
+        )
+        meta = {
+            "export_dir": str(export_dir),
+            "manifest_sha256": sha256(export_dir / MANIFEST),
+            "document_side": side,
+            "dimension": embedder.dim,
+            "count": len(docs),
+            "corpus_sha256": corpus_fingerprint(docs),
+            "connectivity": connectivity,
+            "expansion_add": expansion_add,
+            "expansion_search": expansion_search,
+            "embed_seconds": round(embed_s, 1),
+            "index_seconds": round(time.time() - started, 2),
+            "vectors": len(embeddings),
+            "chunking": chunker.spec() if chunker else None,
+            "colbert": colbert,
+            "bm25_weight": bm25_weight,
+        }
+        atomic_dir(
+            path,
+            lambda tmp: write_index(tmp, meta, docs, embeddings, hnsw, bm25, tokens, chunks),
+            "index",
+            replace=force,
+            inputs=[export_dir] + ([colbert_dir] if colbert_dir else []),
+        )
+        return cls(path, meta, docs, embeddings, hnsw, bm25, chunks), embedder
+
+    @classmethod
+    def read(cls, path) -> IndexFiles:
+        """Open an index, checking every file against meta.json: a truncated, extended, reordered or otherwise
+        damaged index is refused with one line that says how to rebuild it."""
+        path = Path(path)
+        meta, docs, embeddings, hnsw, bm25, chunks = read_index(path)
+        return cls(path, meta, docs, embeddings, hnsw, bm25, chunks)
+
+    def write_meta(self) -> None:
+        tmp = self.path / f"meta.json.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(self.meta, indent=2))
+        tmp.replace(self.path / "meta.json")
+
+    def embedder(self) -> OnnxEmbedder:
+        """The export the documents were embedded with; refused if it is gone or changed since."""
+        export_dir = Path(self.meta["export_dir"])
+        manifest = export_dir / MANIFEST
+        if not manifest.exists():
+            raise BadIndexError(
+                f"{self.path}: its export {export_dir} is gone, so queries cannot be embedded "
+                f"as its documents were. {REBUILD}"
+            )
+        if sha256(manifest) != self.meta["manifest_sha256"]:
+            raise BadIndexError(
+                f"{self.path}: the export {export_dir} was re-written after this index was built "
+                f"(its manifest differs), so queries would not match the documents. {REBUILD}"
+            )
+        return OnnxEmbedder(export_dir, dim=self.meta["dimension"])
+
+    def serve(self, export_dir) -> None:
+        """Embed queries with another export from now on (recorded in meta.json), as a Vespa redeploy of a new
+        query tower: allowed only where its documents embed as this index's did (``Manifest.document_side``),
+        so not one document is re-embedded; refused otherwise."""
+        export_dir = Path(export_dir).resolve()
+        side = Manifest.load(export_dir).document_side()
+        if side != self.meta.get("document_side"):
+            raise BadIndexError(
+                f"{self.path}: {export_dir} embeds documents otherwise than the export this index was "
+                f"built with ({self.meta['export_dir']}), so every document would need embedding again. "
+                f"Build a new index for it; only an export with the same document tower (a new query "
+                f"tower: `siamese train --tower query`) can be served over this one."
+            )
+        self.meta.update(export_dir=str(export_dir), manifest_sha256=sha256(export_dir / MANIFEST))
+        self.write_meta()
+
+    def set_bm25_weight(self, weight: float) -> None:
+        """Record the weight the package is built with (chosen after the index, on its vectors)."""
+        self.meta["bm25_weight"] = float(weight)
+        self.write_meta()
+
+    def colbert_embedder(self) -> OnnxTokenEmbedder:
+        """The late-interaction export the documents' token vectors came from; refused if it changed since."""
+        info = self.meta.get("colbert")
+        if not info:
+            raise ConfigError(f"{self.path}: {NO_TOKENS}")
+        export_dir = Path(info["export_dir"])
+        if not (export_dir / MANIFEST).exists() or sha256(export_dir / MANIFEST) != info["manifest_sha256"]:
+            raise BadIndexError(
+                f"{self.path}: its late-interaction export {export_dir} is gone or was re-written "
+                f"after the index was built. {REBUILD}"
+            )
+        return OnnxTokenEmbedder(export_dir)
+
+    def colbert(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(where each document's token rows start, the token vectors, their packed bits), read once."""
+        if self._colbert is None:
+            self._colbert = read_colbert(self.path)
+        return self._colbert
+
+    def check_corpus(self, docs) -> None:
+        """Refuse to stand for a corpus it was not built from (evaluation would score every query 0)."""
+        docs = list(docs)
+        if corpus_fingerprint(docs) != self.meta["corpus_sha256"]:
+            raise BadIndexError(
+                f"{self.path}: built from another corpus ({self.meta['count']} documents; this one "
+                f"has {len(docs)}, or the same ones changed or in another order). Evaluate with the "
+                f"corpus it was built from, or build an index for this one. {REBUILD}"
+            )

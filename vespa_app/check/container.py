@@ -38,8 +38,8 @@ from vespa_app.check.bounds import MIN_COSINE, MIN_COSINE_INT8
 from vespa_app.check.judges import UnderTest, judge_document, judge_query
 from vespa_app.check.report import ContainerReport
 from vespa_app.check.samples import HOSTILE_QUERIES, PLAIN_QUERIES, sample_documents
+from vespa_app.client import query as query_api
 from vespa_app.client.feed import feed_fields
-from vespa_app.client.query import query_body
 from vespa_app.embedded import EmbeddedIndex
 from vespa_app.package.record import AppPackage
 from vespa_app.serving import COLBERT_DIR, SCHEMA, TARGET_HITS
@@ -178,7 +178,7 @@ def _request(under: UnderTest, profile, kind: str, text: str) -> dict:
             h["fields"]["chunks"] = [index.chunks[row][1]]
             h["passage"] = index.chunks[row][1]
     return {
-        "params": query_body(text, profile.name, 10, chunked=bool(under.chunker)),
+        "params": query_api.query_body(text, profile.name, 10, chunked=bool(under.chunker)),
         "text": text,
         "kind": kind,
         "profile": profile,
@@ -192,15 +192,21 @@ def _rejections(under: UnderTest) -> list[tuple[str, dict]]:
     """Requests Vespa's code must refuse, each with what it is."""
     base, query_input = ("semantic", "q") if under.embedder else ("bm25-colbert", profiles.COLBERT_INPUT)
     rejections = [
-        ("a profile the package lacks", {**query_body("q", base, 10), "ranking": "no-such-profile"}),
+        (
+            "a profile the package lacks",
+            {**query_api.query_body("q", base, 10), "ranking": "no-such-profile"},
+        ),
         (
             "an embedder the package lacks",
-            {**query_body("q", base, 10), f"input.query({query_input})": "embed(no-such-embedder, @query)"},
+            {
+                **query_api.query_body("q", base, 10),
+                f"input.query({query_input})": "embed(no-such-embedder, @query)",
+            },
         ),
         (
             "YQL that does not parse",
             {
-                **query_body("q", base, 10),
+                **query_api.query_body("q", base, 10),
                 "yql": profiles.get(base)
                 .yql(10)
                 .replace("nearestNeighbor", "nearestNeighbour")
@@ -210,6 +216,9 @@ def _rejections(under: UnderTest) -> list[tuple[str, dict]]:
     ]
     if not under.binarized and under.embedder:
         rejections.append(
-            ("the binary profile in a package without the binarized field", query_body("q", "binary", 10))
+            (
+                "the binary profile in a package without the binarized field",
+                query_api.query_body("q", "binary", 10),
+            )
         )
     return rejections
