@@ -1,13 +1,15 @@
 """`siamese run`: pairs → fine-tuned model → ONNX → Vespa application package → searchable index → report.
 
-Each stage writes its artifact atomically under the output directory and is skipped when that artifact
-is already there, so a run that was interrupted picks up where it stopped and loses nothing::
-    OUT/train/model   the fine-tuned model directory      (training)
-    OUT/export        model.onnx, tokenizer.json, manifest (exporter)
-    OUT/index         the embedded backend's index         (or, after the package, a feed into Vespa with
-    --vespa) OUT/app           the Vespa application package
-    (vespa_app.package.build, checked by Vespa's code; its
-                      hybrid-linear BM25 weight chosen on the index)
+Each stage writes its artifact atomically under the output directory and records what it was made from
+(``made_from.py``). A run over an existing output reuses a stage only where it was made from the same inputs
+and settings (else it is refused, each difference named, or rebuilt with ``--force``), so a run that was
+interrupted picks up where it stopped and loses nothing::
+
+    OUT/train/model   the fine-tuned model directory       (training)
+    OUT/export        model.onnx, tokenizer.json, manifest  (exporter)
+    OUT/index         the embedded backend's index          (or, after the package, a feed into Vespa)
+    OUT/app           the Vespa application package         (checked by Vespa's code; its hybrid-linear
+                                                             BM25 weight chosen on the index)
     OUT/report.md, plot.png, results.json
 """
 
