@@ -36,11 +36,9 @@ def device_name(text: str) -> str:
     return text
 
 
-def add_device_arg(parser: argparse.ArgumentParser, group: str | None = None) -> None:
-    """``--device``, in ``--help``'s section ``group`` where one is named."""
-    from .cli import arg_group
-
-    (arg_group(parser, group) if group else parser).add_argument(
+def add_device_arg(parser) -> None:
+    """``--device`` on a parser, or on one of its ``--help`` sections (``common.cli.arg_group``)."""
+    parser.add_argument(
         "--device",
         type=device_name,
         default="auto",

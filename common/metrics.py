@@ -112,6 +112,11 @@ def seen_queries(qrels: dict, corpus: dict, positives: dict) -> set[str]:
     }
 
 
+def per_query_ndcg(run: Run, qrels: dict[str, dict[str, int]], k: int = 10) -> dict[str, float]:
+    """nDCG@k of every judged query (0 for one missing from the run): what paired tests compare."""
+    return {qid: ndcg_at([d for d, _ in run.get(qid, [])], rels, k) for qid, rels in qrels.items()}
+
+
 def score_split(run: Run, qrels: dict, seen: set[str] | None) -> dict[str, float]:
     """``score_run`` over all queries, plus nDCG@10 over the seen
     and the unseen ones when ``seen`` is known."""

@@ -236,7 +236,7 @@ def _add_run(sub) -> None:
     p = sub.add_parser("run", help="the whole job: train, export, package, index, evaluate, report")
     RunOptions.add_run_args(p)
     add_config_args(p)
-    add_device_arg(p, "output")
+    add_device_arg(cli.arg_group(p, "output"))
     p.set_defaults(func=cmd_run)
 
 

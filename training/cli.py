@@ -393,7 +393,7 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_distill)
     p = sub.add_parser("train", help="fine-tune a bi-encoder (InfoNCE by default)")
     add_train_args(p)
-    add_device_arg(p, "output")
+    add_device_arg(arg_group(p, "output"))
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("merge", help="interpolate a fine-tuned model with its base against forgetting")
     p.add_argument("base", help="the base model directory ('base': all-MiniLM-L6-v2)")
