@@ -17,7 +17,7 @@ from common.device import add_device_arg
 from common.errors import ConfigError
 
 from .config import TrainConfig, add_config_args, check_given, config_overrides, recipe_config
-from .model_dir import MERGE_FILE, TRAIN_CONFIG_FILE, default_base_model, resolve_models
+from .model_dir import TRAIN_CONFIG_FILE, default_base_model, resolve_models
 from .pairs import load_training_data
 from .train_log import check_report_to, report_training
 
@@ -48,10 +48,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         "--recipe",
         choices=("fixed", "auto"),
         default=None,
-        help="fixed: the default recipe (or --full's) | auto: the query tower, shared weights and shared "
-        "weights merged back, each trained on most of the training queries, the best on the rest "
-        "that keeps every guard within half a point trained again on all (OUT/model, or "
-        "OUT/merged; training/recipe.py); default: auto where a GPU trains, fixed on a CPU",
+        help="auto (default): the base model, the query tower (its length chosen along training) and the "
+        "query tower merged back are scored on held-out training queries; a trained one is written to "
+        "OUT/model only where it beats the base beyond noise and falls on no guard beyond noise, else the "
+        "base is (training/recipe.py) | fixed: the default recipe (or --full's) as it is",
     )
     recipe.add_argument(
         "--guard",
@@ -61,6 +61,12 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         help="--recipe auto: a guard set of your own beside the bundled CISI and MedQuAD (repeatable)",
     )
     recipe.add_argument("--no-guards", action="store_true", help="--recipe auto: without the bundled guards")
+    recipe.add_argument(
+        "--candidates",
+        metavar="NAMES",
+        help="--recipe auto's candidates, by name (base, query, query-merged, shared, shared-merged), "
+        "'cheap' or 'all' (default: all where a GPU trains, the cheap ones on a CPU; the base is always one)",
+    )
     add_config_args(p)
     evaluation.add_argument(
         "--eval-data", help="a BEIR folder to evaluate on during training (a cheap candidate-pool nDCG)"
@@ -158,14 +164,7 @@ def cmd_train(args) -> int:
         return launch(args.nproc, without_flag(args.argv, "--nproc"))
     from .recipe import resolve
 
-    args.recipe, why = resolve(
-        args.recipe,
-        "--tower was given"
-        if args.tower
-        else "no guard sets to choose on"
-        if args.no_guards and not args.guard
-        else None,
-    )
+    args.recipe, why = resolve(args.recipe, _fixed_by(args))
     if args.recipe == "auto":
         return train_auto(args, why)
     cfg = train_config_from_args(args)
@@ -194,11 +193,32 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _fixed_by(args) -> str | None:
+    """What the user chose that `--recipe auto` would choose, or a run auto cannot be: the recipe is then
+    fixed, as asked."""
+    import os
+
+    if args.tower:
+        return "--tower was given"
+    if args.nproc > 1 or os.environ.get("WORLD_SIZE"):
+        return "training across processes (--nproc, torchrun) runs the recipe as it is"
+    if args.eval_data:
+        return "--eval-data evaluates one training run"
+    if args.resume and (Path(args.out) / TRAIN_CONFIG_FILE).exists():
+        return "--resume continues the fixed run in --out"
+    base = str(args.base or default_base_model())
+    tower = recipe_config(base, args.out, args.full, **config_overrides(args)).tower
+    return (
+        f"your settings train {tower} weights (--full, --late-interaction and the like)"
+        if tower != "query"
+        else None
+    )
+
+
 def train_auto(args, why: str) -> int:
-    """`siamese train --recipe auto`: the candidates on a dev slice, the winner on every pair (merged back
-    where it was chosen merged)."""
-    from .merge import merge
-    from .recipe import keep_record, select_recipe
+    """`siamese train --recipe auto`: the candidates on held-out training queries, the one shipped in
+    OUT/model (the base model where no trained one beat it beyond noise)."""
+    from .recipe import candidate_configs, parse_candidates, select_recipe
 
     out = Path(args.out)
     clash = [
@@ -212,7 +232,7 @@ def train_auto(args, why: str) -> int:
     ]
     if clash:
         raise ConfigError(
-            f"--recipe auto chooses the tower on a dev slice in one process: drop {' and '.join(clash)}"
+            f"--recipe auto chooses the tower on held-out queries in one process: drop {' and '.join(clash)}"
             ", or drop --recipe auto"
         )
     if out.exists() and any(out.iterdir()) and not args.resume:
@@ -223,23 +243,12 @@ def train_auto(args, why: str) -> int:
     base = str(args.base or default_base_model())
     data = str(args.data or SCIFACT)
     guards = [*(() if args.no_guards else GUARDS), *args.guard]
-
-    def config(tower: str, folder: str):
-        return recipe_config(base, folder, args.full, data=data, **config_overrides(args) | {"tower": tower})
-
-    config("shared", str(out))  # the settings judged before any work, as the candidate that takes every knob
+    configs = candidate_configs(base, args.full, data, config_overrides(args))
+    candidates = parse_candidates(args.candidates)
     pairs, pool = load_training_data(data, args.split, args.skip_bad)
     print(f"--recipe auto ({why}): {len(pairs)} pairs from {data}; base {base}", file=sys.stderr)
     say = lambda line: print(line, file=sys.stderr)  # noqa: E731
-    model_dir, record = select_recipe(config, pairs, pool, out, guards, base, say=say)
-    keep_record(model_dir, record)
-    if record["merged"]:
-        target = out / "merged"
-        model_dir = (
-            target
-            if (target / MERGE_FILE).exists()
-            else merge(base, model_dir, target, "auto", guards, say=say)
-        )
+    model_dir, _ = select_recipe(configs, pairs, pool, out, guards, base, candidates, say=say)
     print(model_dir)
     return 0
 

@@ -98,6 +98,9 @@ class TrainConfig:
         type=positive_float,
     )
     base_margin: float | None = None  # the base's margin that set τ (recorded; training/temperature.py)
+    # The share of the planned steps to train (and the schedule to fit in them): 1, or the length
+    # `--recipe auto` chose along held-out queries (training/recipe.py). Set by code, not a flag.
+    length: float = 1.0
     # The default anchor (MSE, λ 20) is what kept unseen queries, every guard and STS-B at the base model's
     # level while SciFact rose 6.4 points
     # (benchmarks/generalization.py, docs/evaluation.md); without it the model forgets.

@@ -287,9 +287,11 @@ def train(
     resume: bool = False,
     eval_fn=None,
     progress: bool = True,
+    watch=None,
 ) -> Path:
     """Fine-tune ``cfg.base`` on ``pairs``; returns the model directory ``cfg.out/model``. One writer at a
-    time per ``cfg.out`` (``common.lock``)."""
+    time per ``cfg.out`` (``common.lock``). ``watch``: the two-tower loop's hook after every step
+    (``training/towers.py``, ``train_towers``)."""
     cfg.check()
     distributed.start()  # under torchrun: join its process group
     distributed.refuse(cfg)
@@ -325,6 +327,8 @@ def train(
     pairs = prepare_pairs(pairs, corpus, cfg)
     plan = [b for epoch in range(cfg.epochs) for b in plan_epoch(pairs, cfg.batch_size, cfg.seed, epoch)]
     total = min(cfg.max_steps, len(plan)) if cfg.max_steps else len(plan)
+    if cfg.length < 1:  # the share of the steps `--recipe auto` chose on held-out queries
+        total = max(1, round(cfg.length * total))
     if total == 0:
         queries, positives = len({p.query for p in pairs}), len({p.positive for p in pairs})
         raise ConfigError(
@@ -336,7 +340,7 @@ def train(
 
     if cfg.tower != "shared":
         cfg.base_revision, cfg.pairs_fingerprint = hub_revision(check_model_dir(cfg.base)), fingerprint
-        return _train_towers(cfg, out, pairs, corpus, plan[:total], progress)
+        return _train_towers(cfg, out, pairs, corpus, plan[:total], progress, watch)
     checkpoints = _checkpoints(out) if resume else []
     source = checkpoints[-1] / "model" if checkpoints else cfg.base
     encoder = load_model(source, **cfg.encoding)
@@ -450,12 +454,13 @@ def _write_model(out: Path, cfg: TrainConfig, pairs: list[Pair], metrics: dict, 
     return model_dir
 
 
-def _train_towers(cfg: TrainConfig, out: Path, pairs: list[Pair], corpus, plan, progress: bool) -> Path:
+def _train_towers(
+    cfg: TrainConfig, out: Path, pairs: list[Pair], corpus, plan, progress: bool, watch=None
+) -> Path:
     """``--tower query | adapter | separate`` (``training/towers.py``): cheap enough to need no checkpoints; a
     resumed run that did not finish starts again."""
-    towers, metrics = train_towers(
-        cfg, pairs, corpus, plan, progress
-    )  # a base that cannot load leaves no run
+    # a base that cannot load leaves no run
+    towers, metrics = train_towers(cfg, pairs, corpus, plan, progress, watch)
     if distributed.is_main():
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / TRAIN_CONFIG_FILE)

@@ -6,6 +6,10 @@ a point of the base model, measured on the *selection* half of each guard's quer
 reported elsewhere is on the other half, so the choice is not tuned on the figures that report it.
 
     siamese merge base runs/latest/train/model runs/merged --alpha auto
+
+A query tower over the base's frozen document tower (``--tower query``) merges its query side alone: the
+document side is the base already, its files are kept byte for byte, so the merged model's documents keep
+the vectors they were fed and indexed with (WiSE-FT / LM-Cocktail on the side that trained).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from .model_dir import (
     MERGE_FILE,
     POSITIVES_FILE,
     RECIPE_FILE,
+    TOWERS_FILE,
     TRAIN_CONFIG_FILE,
     TRAIN_METRICS_FILE,
     EncoderConfig,
@@ -54,13 +59,23 @@ def merge_weights(base: dict, tuned: dict, alpha: float) -> dict:
 
 
 def merged_encoder(base_dir, tuned_dir, alpha: float) -> Encoder:
-    """The fine-tuned model (its pooling, prefixes and window) with interpolated transformer weights."""
+    """The fine-tuned model (its pooling, prefixes and window) with interpolated transformer weights; a query
+    tower over a frozen document tower with its query side interpolated."""
     from transformers import AutoModel
 
     encoder = load_model(tuned_dir)
     base = AutoModel.from_pretrained(check_model_dir(base_dir)).state_dict()
-    encoder.transformer.load_state_dict(merge_weights(base, encoder.transformer.state_dict(), alpha))
+    trained = _frozen_documents(tuned_dir) and encoder.query or encoder
+    trained.transformer.load_state_dict(merge_weights(base, trained.transformer.state_dict(), alpha))
     return encoder
+
+
+def _frozen_documents(model_dir) -> bool:
+    """A two-tower model whose document side is the base, frozen (``--tower query``)."""
+    if model_kind(model_dir) != "towers":
+        return False
+    towers = json.loads((check_model_dir(model_dir) / TOWERS_FILE).read_text())
+    return towers.get("frozen") == "document" and towers.get("variant") == "query"
 
 
 def guard_scores(encoder: Encoder, guards: dict, cache: str | None = None) -> dict[str, float]:
@@ -85,8 +100,10 @@ def choose_alpha(
         if alpha == 1.0:  # the tuned model itself (lerp is exact at 1): its vectors may be cached already
             tuned = load_model(tuned_dir)
             after = guard_scores(tuned, guards, cache=model_cache_key(tuned_dir, tuned.config))
-        else:
-            after = guard_scores(merged_encoder(base_dir, tuned_dir, alpha), guards)
+        else:  # a frozen document tower's vectors are the same at every α
+            merged = merged_encoder(base_dir, tuned_dir, alpha)
+            frozen = model_cache_key(tuned_dir, merged.config) if _frozen_documents(tuned_dir) else None
+            after = guard_scores(merged, guards, cache=frozen)
         drops = tried[alpha] = {name: round(before[name] - after[name], 4) for name in guards}
         ok = all(d <= BOUND for d in drops.values())
         say(
@@ -100,17 +117,26 @@ def choose_alpha(
 
 
 def merge(
-    base_dir, tuned_dir, out, alpha: float | str = "auto", guards=None, force: bool = False, say=print
+    base_dir,
+    tuned_dir,
+    out,
+    alpha: float | str = "auto",
+    guards=None,
+    force: bool = False,
+    say=print,
+    chosen_by: str = "given",
 ) -> Path:
-    """Write the merged model directory (one every other command accepts) and return it."""
+    """Write the merged model directory (one every other command accepts) and return it. ``chosen_by``: how
+    a given α was chosen (the record and the card say it)."""
     base_dir, tuned_dir = check_model_dir(base_dir), check_model_dir(tuned_dir)
-    if model_kind(tuned_dir) == "towers":
+    if model_kind(tuned_dir) == "towers" and not _frozen_documents(tuned_dir):
+        variant = json.loads((tuned_dir / TOWERS_FILE).read_text())["variant"]
         raise ModelDirError(
-            f"{tuned_dir}: a two-tower model (--tower); merging averages one model's weights with "
-            "its base, so merge a shared-weights model (--tower shared)"
+            f"{tuned_dir}: two trained towers (--tower {variant}); merging averages one model's weights "
+            "with its base: merge a shared-weights model (--tower shared) or a query tower (--tower query)"
         )
     check_output(out, "model", force, inputs=[base_dir, tuned_dir])
-    choice = {"method": "given"}
+    choice = {"method": chosen_by}
     if alpha == "auto":
         selection = guard_sets(guards or [], half="selection")
         if not selection:
@@ -135,7 +161,10 @@ def merge(
     }
 
     def write(tmp: Path):
-        encoder.save(tmp)
+        if _frozen_documents(tuned_dir):  # the document side's files as they are: its vectors stay the same
+            encoder.save(tmp, base_dir=tuned_dir)
+        else:
+            encoder.save(tmp)
         for name in (POSITIVES_FILE, TRAIN_CONFIG_FILE, TRAIN_METRICS_FILE, RECIPE_FILE):
             if (tuned_dir / name).exists():  # what the tuned model was trained on stays true of the merge
                 shutil.copyfile(tuned_dir / name, tmp / name)

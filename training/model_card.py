@@ -17,6 +17,8 @@ from common.metrics import GUARD
 from .model_dir import CARD_FILE, IMPORT_FILE, ModelDirError, ModelRecord, check_model_dir
 from .train_log import log_table
 
+UNSEEN = "unseen held-out"  # the held-out queries none of whose positives a kept query has (recipe.py)
+
 FIGURES = ("ndcg@10", "ndcg@10 seen", "ndcg@10 unseen", "recall@100", "mrr@10", "sts_spearman")
 LICENCES = {
     "scifact": "SciFact: claims CC BY 4.0, abstracts ODC-By 1.0",
@@ -57,30 +59,44 @@ def _licences(names: list[str]) -> list[str]:
 
 
 def recipe_lines(recipe: dict) -> list[str]:
-    """``--recipe auto``'s candidates as a table (dev nDCG@10, each guard's change on its selection half,
-    training time), then the choice and why."""
-    guards = list(recipe["guards"])
-    header = ["candidate", "dev nDCG@10 all", "seen", "unseen", *(f"{g} Δ" for g in guards), "training s"]
-    rows = [
-        [
-            "base model (untrained)",
-            *(_figure(recipe["base"]["dev"].get(k)) for k in FIGURES[:3]),
-            *("–" for _ in guards),
-            "–",
-        ]
+    """``--recipe auto``'s candidates as a table (held-out nDCG@10 over all, seen and unseen queries; the
+    change against the base model with its p-value; each guard's change on its selection half with the
+    p-value of a fall beyond half a point; the length or α chosen; training time), then the choice."""
+    held, guards = recipe["held_out"], list(recipe["guards"])
+    header = [
+        "candidate",
+        "held-out nDCG@10",
+        "seen",
+        "unseen",
+        "change (p)",
+        "unseen Δ (p)",
+        *(f"{g} Δ (p)" for g in guards),
+        "length / α",
+        "training s",
     ]
+    rows = []
     for name, c in recipe["candidates"].items():
-        label = (
-            name
-            + (f" (α {c['alpha']:.2f})" if "alpha" in c else "")
-            + (" **chosen**" if name == recipe["chosen"] else "")
+        label = name + (" **shipped**" if name == recipe["chosen"] else "")
+        figures = [_figure(c["held_out"].get(k)) for k in FIGURES[:3]]
+        if name == "base":
+            rows.append([label, *figures, "–", "–", *(f"{c['guards'][g]:.4f}" for g in guards), "–", "–"])
+            continue
+        gain = c["gain"]
+        falls = [
+            f"{100 * c['falls'][g]['change']:+.1f} ({c['falls'][g]['p']:.2f})" if g in c["falls"] else "–"
+            for g in (UNSEEN, *guards)
+        ]
+        chosen = (f"α {c['alpha']}" if "alpha" in c else "") or (
+            f"{c['length']:.0%}" if "length" in c else "full"
         )
         rows.append(
             [
                 label,
-                *(_figure(c["dev"].get(k)) for k in FIGURES[:3]),
-                *(f"{100 * c['guards'][g]:+.1f}" for g in guards),
-                f"{c['train_s']:.0f}",
+                *figures,
+                f"{100 * gain['change']:+.1f} ({gain['p']:.3f})",
+                *falls,
+                chosen,
+                f"{c.get('train_s', 0):.0f}",
             ]
         )
     rows += [
@@ -89,19 +105,35 @@ def recipe_lines(recipe: dict) -> list[str]:
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
-    halves = ", ".join(f"{g} {n} queries" for g, n in recipe["guards"].items())
+    halves = ", ".join(f"{g} {n} queries" for g, n in recipe["guards"].items()) or "no guard sets given"
+    rule = recipe["rule"]
     return [
-        f"{recipe['dev']['queries']} of the training queries held out as a dev slice "
-        f"({recipe['dev']['seen']} "
-        f"seen: a positive shared with a training query); each candidate trained on the other "
-        f"{recipe['train_queries']}; guard columns: change in points of nDCG@10 against the base model "
-        f"on each guard's selection half ({halves}), "
-        "never the half that figures are reported on.",
+        f"{held['queries']} of the {recipe['train_queries']} training queries held out ({held['method']}; "
+        f"{held['seen']} seen: a positive shared with a kept query), each candidate trained without them. "
+        "Change: points of nDCG@10 against the base on the held-out queries, with the one-sided p-value of "
+        f"a paired sign-flip test; guard columns: change on each guard's selection half ({halves}, never the "
+        "half figures are reported on) and on the unseen held-out queries, with the p-value of a fall beyond "
+        f"{100 * rule['forgetting_bound']:.1f} point. A trained candidate replaces the base only with a gain "
+        f"of p ≤ {rule['alpha']} and no such fall of p ≤ {rule['alpha']}. Length: the share of the steps "
+        "kept, chosen on the held-out queries along training.",
         "",
         *lines,
         "",
-        f"Chosen: {recipe['label']}, then trained on all the pairs: {recipe['why']}.",
+        *_curve(recipe),
+        f"Shipped: {recipe['label']}: {recipe['why']}.",
     ]
+
+
+def _curve(recipe: dict) -> list[str]:
+    """The query tower's held-out nDCG@10 along its steps, the length kept marked."""
+    query = recipe["candidates"].get("query") or {}
+    if "curve" not in query:
+        return []
+    points = ", ".join(
+        f"**{float(f):.0%} {v:.4f}**" if float(f) == query["length"] else f"{float(f):.0%} {v:.4f}"
+        for f, v in query["curve"].items()
+    )
+    return [f"Held-out nDCG@10 along the query tower's steps (share of the planned steps): {points}.", ""]
 
 
 def _figure(value) -> str:
@@ -239,6 +271,8 @@ def card_text(model: ModelRecord) -> str:
 
 def _title(model: ModelRecord) -> str:
     train, merged = model.train, model.merge
+    if model.recipe and model.recipe["chosen"] == "base":
+        return f"{model.name(model.recipe['base'])}, untrained (no candidate beat it on the held-out queries)"
     data = Path(train.get("data") or "").name if train else ""
     if merged:
         tuned, base = model.name(merged["tuned"]), model.name(merged["base"])

@@ -33,6 +33,7 @@ import random
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -169,9 +170,31 @@ def build_towers(cfg, base: Encoder) -> TwoTowers:
     )
 
 
-def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = True) -> tuple[TwoTowers, dict]:
+@contextmanager
+def watching(towers: TwoTowers):
+    """The towers as evaluation sees them (no dropout, no gradients), then back as training left them, with
+    the random streams restored: a watched run trains exactly as an unwatched one."""
+    state = torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    modes = [(m, m.training) for m in towers.modules()]
+    towers.eval()
+    try:
+        with torch.no_grad():
+            yield towers
+    finally:
+        for module, mode in modes:
+            module.train(mode)
+        torch.set_rng_state(state[0])
+        if state[1] is not None:
+            torch.cuda.set_rng_state_all(state[1])
+
+
+def train_towers(
+    cfg, pairs, corpus, plan: list[list[int]], progress: bool = True, watch=None
+) -> tuple[TwoTowers, dict]:
     """Train the towers ``cfg.tower`` names on ``plan`` (batches of ``pairs``' indices); returns the towers
-    and the metrics the model directory records. The caller saves them (``TwoTowers.save``)."""
+    and the metrics the model directory records. The caller saves them (``TwoTowers.save``).
+    ``watch(step, steps, towers)``, when given, is called after every step with the towers in evaluation
+    mode (``watching``): how `--recipe auto` follows held-out queries along training."""
     from tqdm.auto import tqdm
 
     base = Encoder.load(cfg.base, **cfg.encoding).eval()
@@ -190,7 +213,7 @@ def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = Tru
     optimize = OptimizerStep(params, cfg.lr, cfg.weight_decay, cfg.max_grad_norm, len(plan), cfg.warmup_ratio)
     window = min(cfg.train_length, cfg.max_length)
     log = {"step": [], "loss": [], "lr": [], "eval": []}
-    started, n_tokens = time.time(), 0
+    started, n_tokens, watch_s = time.time(), 0, 0.0
     for t in trained:
         t.train()
     if cfg.tower == "adapter":
@@ -224,7 +247,12 @@ def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = Tru
             + ([] if frozen else texts + [t for x in batch for t in (x.positive, *x.negatives)])
         )
         n_tokens += sum(map(len, towers.tokenizer(embedded, truncation=True, max_length=window)["input_ids"]))
-    elapsed = time.time() - started
+        if watch is not None:
+            watched = time.time()
+            with watching(towers):
+                watch(step + 1, len(plan), towers)
+            watch_s += time.time() - watched
+    elapsed = time.time() - started - watch_s
     for t in (towers.query, towers.document):
         t.eval()
     metrics = {
@@ -237,5 +265,5 @@ def train_towers(cfg, pairs, corpus, plan: list[list[int]], progress: bool = Tru
         "tokens_per_s": round(n_tokens / max(elapsed, 1e-9), 1),
         "trained_parameters": sum(p.numel() for p in params),
         "log": log,
-    }
+    } | ({"watch_s": round(watch_s, 1)} if watch is not None else {})
     return towers, metrics

@@ -97,7 +97,8 @@ def report_training(model_dir, report_to: str) -> Path | None:
     """After training: the run's curve as TensorBoard events in ``RUN/tensorboard`` (beside ``RUN/model``)."""
     import json
 
-    if report_to != "tensorboard":
+    metrics_file = Path(model_dir) / TRAIN_METRICS_FILE
+    if report_to != "tensorboard" or not metrics_file.exists():  # the base, untrained, has no curve
         return None
-    metrics = json.loads((Path(model_dir) / TRAIN_METRICS_FILE).read_text())
+    metrics = json.loads(metrics_file.read_text())
     return write_tensorboard(Path(model_dir).parent / "tensorboard", metrics["log"])

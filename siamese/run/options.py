@@ -66,11 +66,18 @@ class RunOptions:
     full: bool = option(False, "the longer training recipe", action="store_true", group="base and recipe")
     recipe: str | None = option(
         None,
-        "fixed: the default recipe (or --full's) | auto: the query tower, shared "
-        "weights and shared weights merged back each trained on most of your training "
-        "queries, the best on the rest that keeps every guard within half a point trained "
-        "again on all (training/recipe.py); default: auto where a GPU trains, fixed on a CPU",
+        "auto (default): the base model, the query tower (its length chosen along training) and the query "
+        "tower merged back are scored on held-out training queries; a trained one is served only where it "
+        "beats the base beyond noise and falls on no guard beyond noise (training/recipe.py) | fixed: the "
+        "default recipe (or --full's) as it is",
         choices=("fixed", "auto"),
+        group="base and recipe",
+    )
+    candidates: str | tuple | None = option(
+        None,
+        "--recipe auto's candidates, by name (base, query, query-merged, shared, shared-merged), 'cheap' or "
+        "'all' (default: all where a GPU trains, the cheap ones on a CPU; the base is always one)",
+        metavar="NAMES",
         group="base and recipe",
     )
     train: dict = field(default_factory=dict)  # TrainConfig values over the recipe's (its own flags)
@@ -260,11 +267,6 @@ def check_options(options: RunOptions, base: str) -> None:
             raise ConfigError(
                 f"--recipe auto chooses the tower and whether to merge on your data: drop "
                 f"{' and '.join(clash)}, or drop --recipe auto"
-            )
-        if not options.guards:
-            raise ConfigError(
-                "--recipe auto scores every candidate on the guards' selection halves: keep the guards "
-                "(drop --no-guards) or give --guard DIR"
             )
     for reference in options.references:
         check_model_dir(reference)

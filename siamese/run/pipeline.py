@@ -38,7 +38,7 @@ from exporter.onnx_export import export
 from siamese.run.made_from import MadeFrom, file_fingerprint, made_by_run
 from siamese.run.options import RunOptions, check_options, chunking_choice, train_settings
 from siamese.run.report import plot, write_report
-from siamese.run.rows import model_rows
+from siamese.run.rows import TUNED, UNTRAINED, model_rows
 from siamese.run.serve import serve
 from siamese.run.stages import Stages, say
 from training.config import TrainConfig, recipe_config
@@ -53,7 +53,7 @@ from training.model_dir import (
     default_base_model,
 )
 from training.pairs import load_training_data
-from training.recipe import keep_record, select_recipe
+from training.recipe import candidate_configs, parse_candidates, select_recipe
 from training.recipe import resolve as resolve_recipe
 from training.train_log import check_report_to, report_training
 from vespa_app import profiles
@@ -76,21 +76,10 @@ def _eval_data(options: RunOptions) -> Beir | None:
 
 
 def _train(options: RunOptions, out: Path, corpus, record: MadeFrom) -> Path:
-    from dataclasses import asdict
-
     model_dir = out / "train" / "model"
     base = str(options.base or default_base_model())
-
-    def config(tower: str | None, folder: str):
-        return recipe_config(
-            base,
-            folder,
-            options.full,
-            data=str(options.pairs or options.data),
-            **train_settings(options) | ({"tower": tower} if tower else {}),
-        )
-
-    cfg = config(None, str(out / "train"))
+    data = str(options.pairs or options.data)
+    cfg = recipe_config(base, str(out / "train"), options.full, data=data, **train_settings(options))
     pairs, pool = load_training_data(options.pairs or options.data, options.train_split, options.skip_bad)
     settings = {k: v for k, v in asdict(cfg).items() if k not in (*RECORDED, "base", "data")}
     files = {k: file_fingerprint(settings[k]) for k in ("anchor_data", "general_pairs") if settings[k]}
@@ -106,15 +95,16 @@ def _train(options: RunOptions, out: Path, corpus, record: MadeFrom) -> Path:
     )
     if options.recipe == "auto":
         inputs["guards"] = [file_fingerprint(GUARDS.get(g, g)) for g in options.guards]
+        inputs["candidates"] = list(options.candidates)
     if record.reuse("train", model_dir, inputs, work=(out / "train",)):
         say(f"train: {model_dir} was made from the same data and settings, reusing it")
         return model_dir
     say("train")
     if options.recipe == "auto":
-        model_dir, chosen = select_recipe(
-            config, pairs, pool or corpus, out / "train", options.guards, base, say=say
+        configs = candidate_configs(base, options.full, data, train_settings(options))
+        model_dir, _ = select_recipe(
+            configs, pairs, pool or corpus, out / "train", options.guards, base, options.candidates, say=say
         )
-        keep_record(model_dir, chosen)
     else:
         resume = (out / "train" / TRAIN_CONFIG_FILE).exists()  # started from the same, and interrupted
         model_dir = train(cfg, pairs, pool or corpus, resume=resume)
@@ -175,23 +165,23 @@ def run(options: RunOptions) -> dict:
     out = Path(options.out)
     stages = Stages()
     base = str(options.base or default_base_model())
+    # the settings judged before any work; a tower they force is the user's choice, not auto's
+    tower = recipe_config(base, str(out / "train"), options.full, **train_settings(options)).tower
     fixed_by = (
         "--tower was given"
         if "tower" in options.train
         else "--merge was given"
         if options.merge is not None
-        else "no guard sets to choose on"
-        if not options.guards
+        else f"your settings train {tower} weights (--full, --late-interaction, --matryoshka and the like)"
+        if tower != "query"
         else None
     )
     options.recipe, why = resolve_recipe(options.recipe, fixed_by)  # resolved once, before any work
+    options.candidates = parse_candidates(options.candidates) if options.recipe == "auto" else ()
     stages.record.recipe = {"recipe": options.recipe, "why": why}
     stages.record.backend = "vespa" if options.vespa else "embedded"
     check_options(options, base)
     options.report_to = check_report_to(options.report_to)
-    recipe_config(
-        base, str(out / "train"), options.full, **train_settings(options)
-    )  # judged first (auto: as shared)
     beir = _eval_data(options)
     corpus = (
         list(beir.corpus.values())
@@ -225,9 +215,6 @@ def _model(options: RunOptions, out: Path, base: str, corpus, stages: Stages, re
     stages.record.towers = made.towers  # two towers: the report says which trained and which stayed the base
     if options.recipe == "auto":
         stages.record.recipe |= {"chosen": made.recipe["chosen"], "choice": made.recipe["why"]}
-        if made.recipe["merged"]:
-            # the candidate chosen was merged back; the winner, trained on all pairs, is too
-            options.merge = "auto"
     if options.merge is not None:
         model_dir = stages.timed("merge", _merge, options, base, model_dir, out / "merged", record)
         made = ModelRecord.read(model_dir)
@@ -291,6 +278,7 @@ def _evaluate(
         index,
         seen,
         chunker,
+        UNTRAINED if made.recipe and made.recipe["chosen"] == "base" else TUNED,
     )
     stages.record.evaluation = {
         "queries": len(beir.queries),
@@ -305,8 +293,8 @@ def _write_results(out: Path, made: ModelRecord, rows: list[dict], deploy: str, 
     """report.md, plot.png, results.json, and the model card with the run's figures."""
 
     if rows:
-        plot(rows, made.metrics["log"], out / "plot.png")
-    train_config = TrainConfig.from_record(made.train)
+        plot(rows, (made.metrics or {}).get("log", {}), out / "plot.png")
+    train_config = TrainConfig.from_record(made.train) if made.train else None
     report_path = write_report(
         out, rows, stages.timings, train_config, stages.record, deploy, recipe=made.recipe
     )

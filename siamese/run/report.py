@@ -164,9 +164,28 @@ def check_summary(run: RunRecord) -> list[str]:
     return ["| check | on | found |", "|---|---|---|", *(f"| {a} | {b} | {c} |" for a, b, c in rows)]
 
 
+def opening(recipe: dict | None) -> list[str]:
+    """What is served, in plain words, before any table: the model `--recipe auto` shipped and why."""
+    if not recipe:
+        return []
+    queries = recipe["train_queries"]
+    if recipe["chosen"] == "base":
+        return [
+            f"**Your {queries} training queries did not improve on the base model beyond noise: serving the "
+            "base model, untrained, with BM25 (`hybrid-linear`).** "
+            + recipe["why"][0].upper()
+            + recipe["why"][1:]
+            + "; each candidate's figures are under *Recipe* below.",
+            "",
+        ]
+    return [
+        f"**Serving the {recipe['label']}, trained on your {queries} training queries:** {recipe['why']}.",
+        "",
+    ]
+
+
 def recipe_summary(asked: dict | None, recipe: dict | None, train_config) -> list[str]:
-    """Which recipe trained the model: auto's candidates and
-    choice, or the fixed recipe and what was not tried."""
+    """Which recipe made the served model: auto's candidates and choice, or the fixed recipe."""
     if recipe:
         return [f"`--recipe auto` ({asked['why'] if asked else 'asked for'}):", "", *recipe_lines(recipe)]
     tower = (
@@ -178,11 +197,7 @@ def recipe_summary(asked: dict | None, recipe: dict | None, train_config) -> lis
     return [
         f"Fixed recipe: {tower}"
         + (f" ({why})." if why else ".")
-        + (
-            " Shared weights were not tried: which recipe wins depends on the data (docs/recipes.md)."
-            if train_config.tower == "query"
-            else ""
-        )
+        + " Nothing was compared with the base model before serving it: `--recipe auto` (the default) does."
     ]
 
 
@@ -203,6 +218,7 @@ def write_report(
         lines = [
             "# siamese run",
             "",
+            *opening(recipe),
             "## Results",
             "",
             format_table(rows),
@@ -223,7 +239,7 @@ def write_report(
             "",
         ]
     base, tuned = first(rows, "base"), first(rows, "tuned")
-    if base and tuned:
+    if base and tuned and train_config is not None:
         lines += [
             "## Generalisation and forgetting",
             "",
@@ -274,7 +290,9 @@ def write_report(
         "## Training configuration",
         "",
         "```",
-        json.dumps(asdict(train_config), indent=2),
+        json.dumps(asdict(train_config), indent=2)
+        if train_config
+        else "none: the base model is served untrained",
         "```",
         "",
         "## Deploy to Vespa",

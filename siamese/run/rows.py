@@ -15,14 +15,16 @@ from exporter.runtime import OnnxEmbedder
 from siamese.evaluation import model_label, system_row, system_rows
 from training.encoder import Encoder
 from training.evaluate import bm25_run, embed_fn
-from training.model_dir import TOWERS_FILE, EncoderConfig, check_model_dir, model_cache_key
+from training.model_dir import RECIPE_FILE, TOWERS_FILE, EncoderConfig, check_model_dir, model_cache_key
 from training.models import load_model
 
 TUNED = "fine-tuned (exact)"
+UNTRAINED = "served: the base model, untrained (exact)"  # --recipe auto kept the base
 
 
 def frozen_documents(model_dir: Path, manifest, dim: int):
-    """A frozen document tower (``--tower query`` or ``adapter``) is the base model, byte for byte: its
+    """A frozen document tower (``--tower query`` or ``adapter``), or the base itself where `--recipe auto`
+    kept it, is the base model, byte for byte: its
     documents' vectors are the base's, which training (the query tower's bank) and the base row compute and
     cache. Returns their cache key and a PyTorch passage embedder for what the cache lacks, or None where the
     document side was trained, a prefix of the vector is served (``dim``) or the export is quantized: there
@@ -30,9 +32,10 @@ def frozen_documents(model_dir: Path, manifest, dim: int):
     these vectors (max |Δ| ~3e-7), so one embedding of each
     corpus serves training, the index and every row."""
 
-    towers = model_dir / TOWERS_FILE
+    towers, recipe = model_dir / TOWERS_FILE, model_dir / RECIPE_FILE
     frozen = json.loads(towers.read_text()).get("frozen") if towers.exists() else None
-    if frozen != "document" or dim != manifest.dimension or manifest.quantization:
+    kept = recipe.exists() and json.loads(recipe.read_text()).get("chosen") == "base"
+    if not (frozen == "document" or kept) or dim != manifest.dimension or manifest.quantization:
         return None
 
     config = EncoderConfig.load(model_dir)
@@ -63,7 +66,16 @@ def _encoder_runs(model: str, encoder, datasets: dict, chunker) -> dict:
 
 
 def model_rows(
-    options, base: str, model_dir: Path, export_dir: Path, beir: Beir, guards: dict, index, seen, chunker=None
+    options,
+    base: str,
+    model_dir: Path,
+    export_dir: Path,
+    beir: Beir,
+    guards: dict,
+    index,
+    seen,
+    chunker=None,
+    served_label: str = TUNED,
 ) -> list[dict]:
     """Exact search on the evaluation set and on every guard: BM25; the base model as a user would deploy it
     (PyTorch, at its own window, and also at the fine-tuned model's window where that differs); each
@@ -120,7 +132,7 @@ def model_rows(
             if index
             else dense_run(embed, beir, cache=served_key)
         )
-    add(TUNED, tuned_runs, load_model(model_dir) if sts_rows else None, "tuned")
+    add(served_label, tuned_runs, load_model(model_dir) if sts_rows else None, "tuned")
     return rows
 
 
