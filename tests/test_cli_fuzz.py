@@ -189,6 +189,8 @@ def finished_run(tiny_model, small_beir, tmp_path_factory):
         "1",
         "--no-sts",
         "--no-guards",
+        "--recipe",
+        "fixed",  # the flags' effect on one trained model; --recipe auto's stages: tests/test_recipe.py
     ]
     assert main(args) == 0
     return args, out

@@ -17,6 +17,7 @@ from common.device import add_device_arg
 from common.errors import ConfigError
 
 from .config import TrainConfig, add_config_args, check_given, config_overrides, recipe_config
+from .held_out import too_few
 from .model_dir import TRAIN_CONFIG_FILE, default_base_model, resolve_models
 from .pairs import load_training_data
 from .train_log import check_report_to, report_training
@@ -164,9 +165,14 @@ def cmd_train(args) -> int:
         return launch(args.nproc, without_flag(args.argv, "--nproc"))
     from .recipe import resolve
 
+    asked = args.recipe
     args.recipe, why = resolve(args.recipe, _fixed_by(args))
     if args.recipe == "auto":
-        return train_auto(args, why)
+        pairs, pool = load_training_data(str(args.data or SCIFACT), args.split, args.skip_bad)
+        reason = too_few(pairs)
+        if not reason or asked:
+            return train_auto(args, why, pairs, pool)
+        print(f"recipe: fixed ({reason}): nothing is compared with the base model", file=sys.stderr)
     cfg = train_config_from_args(args)
     report_to = check_report_to(args.report_to)
     eval_fn = None
@@ -215,7 +221,7 @@ def _fixed_by(args) -> str | None:
     )
 
 
-def train_auto(args, why: str) -> int:
+def train_auto(args, why: str, pairs, pool) -> int:
     """`siamese train --recipe auto`: the candidates on held-out training queries, the one shipped in
     OUT/model (the base model where no trained one beat it beyond noise)."""
     from .recipe import candidate_configs, parse_candidates, select_recipe
@@ -245,7 +251,6 @@ def train_auto(args, why: str) -> int:
     guards = [*(() if args.no_guards else GUARDS), *args.guard]
     configs = candidate_configs(base, args.full, data, config_overrides(args))
     candidates = parse_candidates(args.candidates)
-    pairs, pool = load_training_data(data, args.split, args.skip_bad)
     print(f"--recipe auto ({why}): {len(pairs)} pairs from {data}; base {base}", file=sys.stderr)
     say = lambda line: print(line, file=sys.stderr)  # noqa: E731
     model_dir, _ = select_recipe(configs, pairs, pool, out, guards, base, candidates, say=say)

@@ -55,20 +55,26 @@ class Encoder(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    @staticmethod
+    def checked_config(path, **overrides) -> tuple[Path, EncoderConfig]:
+        """The model directory and how it would embed with ``overrides``, without loading its weights;
+        ConfigError where the window is longer than its positions."""
+        path = check_model_dir(path)
+        config = EncoderConfig.load(path, **overrides)
+        limit = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
+        if limit and config.max_length > limit:
+            raise ConfigError(
+                f"max length {config.max_length} is above what {path.name} supports ({limit} positions)"
+            )
+        return path, config
+
     @classmethod
     def load(cls, path, device=None, **overrides) -> Encoder:
         """Load a base model or one of ours as one single-vector encoder, on ``device`` (default: the one
         chosen for this process, ``common/device.py``); ``overrides`` (pooling, normalize, ...) win over what
         is saved. A late-interaction directory gives its encoder alone, a two-tower one its document tower:
         ``training.models.load_model`` loads each as what it is."""
-        path = check_model_dir(path)
-        config = EncoderConfig.load(path, **overrides)
-        hf_config = AutoConfig.from_pretrained(path)
-        limit = getattr(hf_config, "max_position_embeddings", None)
-        if limit and config.max_length > limit:
-            raise ConfigError(
-                f"max length {config.max_length} is above what {path.name} supports ({limit} positions)"
-            )
+        path, config = cls.checked_config(path, **overrides)
         try:
             transformer = AutoModel.from_pretrained(path)
         except (ValueError, KeyError) as e:

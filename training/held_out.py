@@ -52,13 +52,22 @@ def hashed_queries(pairs: list[Pair], seed: int = 0) -> list[str]:
     return sorted({p.query for p in pairs}, key=lambda q: hashlib.sha256(f"{seed}:{q}".encode()).hexdigest())
 
 
+def too_few(pairs: list[Pair]) -> str | None:
+    """Why no query can be held out of ``pairs`` to choose on, or None."""
+    queries = len({p.query for p in pairs})
+    if queries < FEWEST_QUERIES:
+        return (
+            f"{queries} training queries are too few to hold any out to choose on (it takes {FEWEST_QUERIES})"
+        )
+    return None
+
+
 def held_out_groups(pairs: list[Pair], seed: int = 0) -> list[set[str]]:
     """The queries held out in each fold: one dev slice, or ``FOLDS`` groups that cover every query once."""
     queries = hashed_queries(pairs, seed)
-    if len(queries) < FEWEST_QUERIES:
+    if reason := too_few(pairs):
         raise ConfigError(
-            f"--recipe auto holds out training queries to choose on: {len(queries)} queries are too few (it "
-            f"needs {FEWEST_QUERIES}). Give more pairs, or choose the recipe yourself (--recipe fixed)"
+            f"--recipe auto: {reason}. Give more pairs, or choose the recipe yourself (--recipe fixed)"
         )
     if len(queries) < KFOLD_BELOW:
         return [set(queries[i::FOLDS]) for i in range(FOLDS)]

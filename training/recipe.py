@@ -345,10 +345,24 @@ def select_recipe(
 ) -> tuple[Path, dict]:
     """Choose on held-out training queries, then write the shipped model to ``out/model``; returns it and
     the record. ``make_config(tower, folder)``: a candidate's configuration (``candidate_configs``)."""
-    out.mkdir(parents=True, exist_ok=True)
     names = candidates or default_candidates()
-    folds = held_out_folds(pairs, pool)
+    folds = held_out_folds(
+        pairs, pool
+    )  # before any work: too few queries, or a candidate refused, touch nothing
+    configs, skipped = {}, {}
+    for c in CANDIDATES[1:]:
+        if c.name not in names:
+            skipped[c.name] = "costly on a CPU: `--candidates all` tries it" if c.costly else "not asked for"
+            continue
+        try:
+            configs[c.tower] = configs.get(c.tower) or make_config(c.tower, str(out / "candidates" / c.tower))
+        except ConfigError as refused:
+            skipped[c.name] = str(refused).split(": ", 1)[-1]
+            say(f"recipe auto: {c.label} not tried ({skipped[c.name]})")
+    for cfg in configs.values():
+        Encoder.checked_config(cfg.base, **cfg.encoding)
     selection = guard_sets(guards, half="selection")
+    out.mkdir(parents=True, exist_ok=True)
     held_all = Beir(
         folds[0].held.corpus,
         {q: t for f in folds for q, t in f.held.queries.items()},
@@ -364,16 +378,6 @@ def select_recipe(
     )
     scorer = Scorer(base, pool, held_all, selection)
     scored = {"base": scorer.towers(scorer.base, held_all)}
-    configs, skipped = {}, {}
-    for c in CANDIDATES[1:]:
-        if c.name not in names:
-            skipped[c.name] = "costly on a CPU: `--candidates all` tries it" if c.costly else "not asked for"
-            continue
-        try:
-            configs[c.tower] = configs.get(c.tower) or make_config(c.tower, str(out / "candidates" / c.tower))
-        except ConfigError as refused:
-            skipped[c.name] = str(refused).split(": ", 1)[-1]
-            say(f"recipe auto: {c.label} not tried ({skipped[c.name]})")
     extra = {}
     if "query" in configs:
         query, merged, extra["query"] = _query_candidates(

@@ -43,6 +43,7 @@ from siamese.run.serve import serve
 from siamese.run.stages import Stages, say
 from training.config import TrainConfig, recipe_config
 from training.evaluate import guard_sets
+from training.held_out import too_few
 from training.loop import RECORDED, pairs_fingerprint, train
 from training.merge import merge
 from training.model_card import write_card
@@ -75,12 +76,12 @@ def _eval_data(options: RunOptions) -> Beir | None:
     )
 
 
-def _train(options: RunOptions, out: Path, corpus, record: MadeFrom) -> Path:
+def _train(options: RunOptions, out: Path, corpus, training, record: MadeFrom) -> Path:
     model_dir = out / "train" / "model"
     base = str(options.base or default_base_model())
     data = str(options.pairs or options.data)
     cfg = recipe_config(base, str(out / "train"), options.full, data=data, **train_settings(options))
-    pairs, pool = load_training_data(options.pairs or options.data, options.train_split, options.skip_bad)
+    pairs, pool = training
     settings = {k: v for k, v in asdict(cfg).items() if k not in (*RECORDED, "base", "data")}
     files = {k: file_fingerprint(settings[k]) for k in ("anchor_data", "general_pairs") if settings[k]}
     inputs = (
@@ -176,7 +177,11 @@ def run(options: RunOptions) -> dict:
         if tower != "query"
         else None
     )
+    asked = options.recipe
     options.recipe, why = resolve_recipe(options.recipe, fixed_by)  # resolved once, before any work
+    training = load_training_data(options.pairs or options.data, options.train_split, options.skip_bad)
+    if options.recipe == "auto" and not asked and (reason := too_few(training[0])):
+        options.recipe, why = "fixed", f"{reason}: nothing is compared with the base model"
     options.candidates = parse_candidates(options.candidates) if options.recipe == "auto" else ()
     stages.record.recipe = {"recipe": options.recipe, "why": why}
     stages.record.backend = "vespa" if options.vespa else "embedded"
@@ -190,7 +195,7 @@ def run(options: RunOptions) -> dict:
     )
     out.mkdir(parents=True, exist_ok=True)
     record = MadeFrom(out, force=options.force)
-    made, manifest, colbert_dir = _model(options, out, base, corpus, stages, record)
+    made, manifest, colbert_dir = _model(options, out, base, corpus, training, stages, record)
     model_dir = made.folder
     chunker, stages.record.chunking = chunking_choice(options, corpus, out / "export")
     say(f"chunking {stages.record.chunking}")
@@ -206,11 +211,11 @@ def run(options: RunOptions) -> dict:
     return _write_results(out, made, rows, deploy, stages)
 
 
-def _model(options: RunOptions, out: Path, base: str, corpus, stages: Stages, record: MadeFrom):
+def _model(options: RunOptions, out: Path, base: str, corpus, training, stages: Stages, record: MadeFrom):
     """Train (and merge), then export (and --colbert's model): the served model's record (read once: the
     report and the card take it), the export's manifest and the late-interaction export (or None)."""
 
-    model_dir = stages.timed("train", _train, options, out, corpus, record)
+    model_dir = stages.timed("train", _train, options, out, corpus, training, record)
     made = ModelRecord.read(model_dir)
     stages.record.towers = made.towers  # two towers: the report says which trained and which stayed the base
     if options.recipe == "auto":
