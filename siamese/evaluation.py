@@ -52,13 +52,15 @@ def system_rows(
     encoder=None,
     sts_rows=None,
     kind: str = "model",
+    sts_cache: str | None = None,
 ) -> list[dict]:
-    """A model's row (with its STS-B Spearman when ``encoder`` and ``sts_rows`` are given) and, with
+    """A model's row (with its STS-B Spearman when ``encoder`` and ``sts_rows`` are given; ``sts_cache``: the
+    model's cache key, for a model whose vectors do not change between runs) and, with
     ``lexical`` (each data set's BM25 run), the row of its fusion with BM25 by reciprocal rank fusion: the one
     builder of the rows `siamese eval` and `siamese run` print."""
     rows = [system_row(name, runs, beir, guards, seen, kind)]
     if encoder is not None and sts_rows:
-        rows[0]["sts_spearman"] = sts_score(encoder, sts_rows)
+        rows[0]["sts_spearman"] = sts_score(encoder, sts_rows, sts_cache)
     if lexical:
         fused = {n: rrf_run(runs[n], lexical[n]) for n in runs}
         rows.append(system_row(f"{name} + BM25 (RRF)", fused, beir, guards, seen, "fused") | {"of": kind})
@@ -142,7 +144,7 @@ def evaluate(
         else:
             dense = {name: dense_run(embed, d, cache=key) for name, d in datasets.items()}
         model_rows = system_rows(
-            label, dense, beir, guards, seen, lexical if hybrid else None, encoder, sts_rows
+            label, dense, beir, guards, seen, lexical if hybrid else None, encoder, sts_rows, sts_cache=key
         )
         model_rows[0]["seconds"] = round(time.time() - started, 1)
         rows += model_rows

@@ -14,7 +14,7 @@ from common.data import Beir, Doc, limit_queries, load_beir, read_beir
 from common.errors import ConfigError, MissingInputError
 from common.late import TokenStore
 from common.metrics import Run, report_half, score_run, spearman
-from common.vectors import cosine, dense_run, to_run, top_k
+from common.vectors import cached_vectors, cosine, dense_run, to_run, top_k
 
 from . import distributed
 from .encoder import Encoder
@@ -43,11 +43,15 @@ def bm25_run(corpus: dict[str, Doc], queries: dict[str, str], k: int = 100) -> R
     return to_run(qids, doc_ids, idx, scores)
 
 
-def sts_score(encoder: Encoder, rows) -> float:
-    """Spearman between cosine similarity and the gold scores;
-    both sides embedded as queries (symmetric task)."""
-    a = encoder.encode([r[0] for r in rows], "query")
-    b = encoder.encode([r[1] for r in rows], "query")
+def sts_score(encoder: Encoder, rows, cache: str | None = None) -> float:
+    """Spearman between cosine similarity and the gold scores; both sides embedded as queries (symmetric
+    task). ``cache``: a key naming the model (``model_cache_key``), whose vectors are kept as a corpus's."""
+
+    def embed(texts: list[str]):
+        compute = lambda: encoder.encode(texts, "query")  # noqa: E731
+        return cached_vectors(f"sts query {cache}", texts, compute) if cache else compute()
+
+    a, b = embed([r[0] for r in rows]), embed([r[1] for r in rows])
     return spearman(cosine(a, b), [r[2] for r in rows])
 
 

@@ -168,6 +168,21 @@ def _base_embed(cfg: TrainConfig):
     return embed
 
 
+def from_the_base(cfg: TrainConfig, pairs: list[Pair]) -> TrainConfig:
+    """What the configuration leaves to the base model, settled: the served window (the base's own; late
+    interaction: the training one) and τ from the base's similarity scale on ``pairs``. `--recipe auto`
+    settles them once on all pairs, so every candidate and the model shipped train with the same τ."""
+    if cfg.max_length is None:
+        cfg.max_length = (
+            cfg.train_length
+            if cfg.late_interaction
+            else EncoderConfig.load(check_model_dir(cfg.base), pooling=cfg.pooling).max_length
+        )
+    if cfg.temperature is None:
+        _follow_the_base(cfg, pairs)
+    return cfg
+
+
 def _follow_the_base(cfg: TrainConfig, pairs: list[Pair]) -> None:
     """τ from the base model's similarity scale (``training/temperature.py``), its vectors cached on disk."""
     if cfg.late_interaction:
@@ -313,14 +328,7 @@ def train(
             f"{out} already holds a training run. Use --resume to continue it, or choose another --out."
         )
     fingerprint = pairs_fingerprint(pairs)
-    if cfg.max_length is None:  # the served window: the base model's own (late interaction: the training one)
-        cfg.max_length = (
-            cfg.train_length
-            if cfg.late_interaction
-            else EncoderConfig.load(check_model_dir(cfg.base), pooling=cfg.pooling).max_length
-        )
-    if cfg.temperature is None:  # before the seeds: loading the base must not move the run's random streams
-        _follow_the_base(cfg, pairs)
+    from_the_base(cfg, pairs)  # before the seeds: loading the base must not move the run's random streams
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)

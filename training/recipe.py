@@ -359,8 +359,9 @@ def select_recipe(
         except ConfigError as refused:
             skipped[c.name] = str(refused).split(": ", 1)[-1]
             say(f"recipe auto: {c.label} not tried ({skipped[c.name]})")
-    for cfg in configs.values():
+    for tower, cfg in configs.items():
         Encoder.checked_config(cfg.base, **cfg.encoding)
+        configs[tower] = loop.from_the_base(cfg, pairs)
     selection = guard_sets(guards, half="selection")
     out.mkdir(parents=True, exist_ok=True)
     held_all = Beir(

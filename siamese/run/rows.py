@@ -88,18 +88,20 @@ def model_rows(
     sts_rows = read_sts_csv(options.sts) if options.sts else None
     rows = [system_row("BM25", lexical, beir, guards, seen, "bm25")]
 
-    def add(name: str, runs: dict, encoder=None, kind: str = "base"):
-        rows.extend(system_rows(name, runs, beir, guards, seen, lexical, encoder, sts_rows, kind))
+    def add(name: str, runs: dict, encoder=None, kind: str = "base", model: str | None = None):
+        cache = model_cache_key(model, encoder.config) if model and encoder is not None else None
+        rows.extend(system_rows(name, runs, beir, guards, seen, lexical, encoder, sts_rows, kind, cache))
 
     window = EncoderConfig.load(model_dir).max_length
     base_encoder = Encoder.load(base)
-    add(base_row_name(base), _encoder_runs(base, base_encoder, datasets, chunker), base_encoder)
+    add(base_row_name(base), _encoder_runs(base, base_encoder, datasets, chunker), base_encoder, model=base)
     if base_encoder.config.max_length != window:
         base_encoder = Encoder.load(base, max_length=window)
         add(
             f"{base_row_name(base)} @{window} tokens",
             _encoder_runs(base, base_encoder, datasets, chunker),
             base_encoder,
+            model=base,
         )  # a base row too; the report compares with the first, at the base's own window
     for reference in options.references:
         encoder = load_model(reference)
@@ -108,6 +110,7 @@ def model_rows(
             _encoder_runs(reference, encoder, datasets, chunker),
             encoder,
             "reference",
+            reference,
         )
     served = index.embedder if index else OnnxEmbedder(export_dir)
     # documents' vectors are named by what decides them (the index's key): a new query tower re-embeds none,
