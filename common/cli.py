@@ -153,6 +153,16 @@ def chunk_tokens_value(text: str) -> int | str:
     return value
 
 
+def host_address(text: str) -> str:
+    """An IP address to serve on."""
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an IP address such as 127.0.0.1, got {text!r}") from None
+
+
 def app_name(text: str) -> str:
     """A Vespa application name: a lowercase letter, then lowercase letters, digits, _ or - (40 at most)."""
     import re

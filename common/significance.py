@@ -50,6 +50,11 @@ class Paired:
         }
 
 
+def p_text(p: float) -> str:
+    """A p-value as a report prints it: two significant places, or below the test's resolution."""
+    return "p < 0.001" if p < 0.001 else f"p {p:.3f}" if p < 0.01 else f"p {p:.2f}"
+
+
 def paired_test(
     candidate, base, *, shift: float = 0.0, larger: bool = True, seed: int = 0, rounds: int = ROUNDS
 ) -> Paired:

@@ -13,7 +13,7 @@ import sys
 
 from common import cli
 from common.bundled import GUARDS, SCIFACT, STSB_TEST
-from common.cli import positive_int
+from common.cli import host_address, positive_int
 from common.data import limit_queries, load_beir, read_sts_csv
 from common.device import add_device_arg
 from common.errors import ConfigError
@@ -230,6 +230,32 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def cmd_ui(args) -> int:
+    from siamese.ui.serve import serve
+
+    return serve(args.run, args.port, args.host, args.vespa)
+
+
+def _add_ui(sub) -> None:
+    p = sub.add_parser("ui", help="a local search page: a run's systems side by side on your own queries")
+    p.add_argument(
+        "run", nargs="?", default="runs/latest", help="a `siamese run` output folder (default: runs/latest)"
+    )
+    p.add_argument("--port", type=positive_int, default=8400)
+    p.add_argument(
+        "--host",
+        type=host_address,
+        default="127.0.0.1",
+        help="the address to serve on (default 127.0.0.1: this machine alone; another is warned of)",
+    )
+    p.add_argument(
+        "--vespa",
+        metavar="URL",
+        help="the columns from a live Vespa's query API (e.g. http://localhost:8080)",
+    )
+    p.set_defaults(func=cmd_ui)
+
+
 def _add_run(sub) -> None:
     from siamese.run.options import RunOptions
 
@@ -244,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="siamese", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     training_cli.add_commands(sub)
-    for add in (_add_eval, _add_run):
+    for add in (_add_eval, _add_run, _add_ui):
         add(sub)
     vespa_cli.add_commands(sub)
     exporter_cli.add_commands(sub)

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from common.chunking import Chunker, default_overlap
 from common.data import Beir
 from common.errors import ConfigError
-from common.metrics import GUARD, Run, format_table, score_run, score_split, seen_queries
+from common.metrics import GUARD, Run, format_table, per_query_ndcg, score_run, score_split, seen_queries
 from common.vectors import chunked_dense_run, dense_run, prefix_embed, rrf_run
 from training.evaluate import bm25_run, embed_fn, sts_score
 from training.model_dir import check_model_dir, model_cache_key, model_name, read_positives
 from training.models import load_model
 
+PER_QUERY = "per_query"  # a row's per-query nDCG@10, by set ("main", each guard): kept apart from its means
 FORGETTING_BOUND = 0.005  # a guard falling more than half a point below the base model is named
 
 
@@ -33,12 +34,15 @@ KINDS = ("bm25", "base", "reference", "tuned", "served", "fused", "model")
 def system_row(
     name: str, runs: dict[str, Run], beir: Beir | None, guards: dict[str, Beir], seen, kind: str = "model"
 ) -> dict:
-    """One table row: the main set (all, seen, unseen) and each guard's report half."""
-    row = {"name": name, "kind": kind}
+    """One table row: the main set (all, seen, unseen) and each guard's report half; under ``PER_QUERY``,
+    every query's nDCG@10 (what the search page compares query by query)."""
+    row = {"name": name, "kind": kind, PER_QUERY: {}}
     if beir is not None:
         row.update(score_split(runs["main"], beir.qrels, seen))
+        row[PER_QUERY]["main"] = per_query_ndcg(runs["main"], beir.qrels)
     for g, guard in guards.items():
         row[f"{GUARD}{g}"] = score_run(runs[g], guard.qrels)["ndcg@10"]
+        row[PER_QUERY][g] = per_query_ndcg(runs[g], guard.qrels)
     return row
 
 

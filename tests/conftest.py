@@ -1,7 +1,9 @@
 import contextlib
+import gzip
 import json
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -206,3 +208,50 @@ def interrupted_at_step(monkeypatch, n: int):
         yield
     finally:
         monkeypatch.setattr(loop, "train_step", real)
+
+
+HOSTILE_TITLE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+
+
+def hostile_beir(small_beir, folder):
+    """The small SciFact slice with one more document whose title and text try to run script."""
+    shutil.copytree(small_beir, folder)
+    with gzip.open(folder / "corpus.jsonl.gz", "at") as fh:
+        fh.write(
+            json.dumps(
+                {
+                    "_id": "hostile",
+                    "title": HOSTILE_TITLE,
+                    "text": "coronavirus <b onmouseover=alert(1)>bold</b> </textarea><script>x()</script>",
+                }
+            )
+            + "\n"
+        )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def ui_run(tiny_model, small_beir, tmp_path_factory):
+    """A finished `siamese run` over the hostile slice (the fixed recipe: a trained query tower to compare
+    with the base)."""
+    root = tmp_path_factory.mktemp("ui")
+    data = hostile_beir(small_beir, root / "data")
+    out = root / "run"
+    args = [
+        "run",
+        "--data",
+        str(data),
+        "--base",
+        str(tiny_model),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--no-sts",
+        "--recipe",
+        "fixed",
+    ]
+    from siamese.cli import main
+
+    assert main(args) == 0
+    return out

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from common.metrics import GUARD
+from common.significance import p_text
 
 from .model_dir import CARD_FILE, IMPORT_FILE, ModelDirError, ModelRecord, check_model_dir
 from .train_log import log_table
@@ -83,7 +84,7 @@ def recipe_lines(recipe: dict) -> list[str]:
             continue
         gain = c["gain"]
         falls = [
-            f"{100 * c['falls'][g]['change']:+.1f} ({c['falls'][g]['p']:.2f})" if g in c["falls"] else "–"
+            f"{100 * c['falls'][g]['change']:+.1f} ({p_text(c['falls'][g]['p'])})" if g in c["falls"] else "–"
             for g in (UNSEEN, *guards)
         ]
         chosen = (f"α {c['alpha']}" if "alpha" in c else "") or (
@@ -93,7 +94,7 @@ def recipe_lines(recipe: dict) -> list[str]:
             [
                 label,
                 *figures,
-                f"{100 * gain['change']:+.1f} ({gain['p']:.3f})",
+                f"{100 * gain['change']:+.1f} ({p_text(gain['p'])})",
                 *falls,
                 chosen,
                 f"{c.get('train_s', 0):.0f}",

@@ -43,7 +43,7 @@ from common.atomic import atomic_dir
 from common.data import Beir, Doc
 from common.errors import ConfigError
 from common.metrics import passage_key, per_query_ndcg
-from common.significance import ALPHA, Paired, paired_test
+from common.significance import ALPHA, Paired, p_text, paired_test
 from common.vectors import cached_vectors, dense_run, exact_search, normalize, to_run
 
 from . import loop
@@ -296,7 +296,7 @@ def choose(scored: dict[str, dict], unseen: frozenset | set = frozenset()) -> tu
             f"the best of them, the {BY_NAME[best].label}, fell on {', '.join(fell)} beyond noise"
             if fell and gain.beyond_noise and gain.change > 0
             else f"the best of them, the {BY_NAME[best].label}, changed held-out nDCG@10 by "
-            f"{100 * gain.change:+.1f} points (p {gain.p_value:.2f}; {gain.queries} queries resolve about "
+            f"{100 * gain.change:+.1f} points ({p_text(gain.p_value)}; {gain.queries} queries resolve about "
             f"{100 * gain.resolves:.1f})"
         )
         return "base", f"no trained candidate beat the base model beyond noise: {reason}"
@@ -304,8 +304,8 @@ def choose(scored: dict[str, dict], unseen: frozenset | set = frozenset()) -> tu
     gain = results[winner]["gain"]
     return winner, (
         f"the {BY_NAME[winner].label} beat the base model on {gain.queries} held-out queries by "
-        f"{100 * gain.change:+.1f} points of nDCG@10 (p {gain.p_value:.3f}) and fell beyond noise neither on "
-        "a guard nor on the unseen held-out queries"
+        f"{100 * gain.change:+.1f} points of nDCG@10 ({p_text(gain.p_value)}) and fell beyond noise neither "
+        "on a guard nor on the unseen held-out queries"
         + ("" if len(eligible) == 1 else f"; the best of the {len(eligible)} that did")
     )
 

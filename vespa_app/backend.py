@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from common.data import Beir
-from common.metrics import score_split
+from common.metrics import per_query_ndcg, score_split
 from vespa_app.profiles import CORE
 
 
@@ -56,6 +56,7 @@ def evaluate_backend(
                 "profile": profile,
                 **score_split(run, beir.qrels, seen),
                 "seconds": round(time.time() - started, 1),
+                "per_query": {"main": per_query_ndcg(run, beir.qrels)},
             }
         )
     return rows

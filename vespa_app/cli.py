@@ -19,7 +19,10 @@ def cmd_search(args) -> int:
 
     if not args.text.strip():
         raise ConfigError("the query text is empty: give the words to search for")
-    print_hits(EmbeddedIndex.open(args.index).query(args.text, args.profile, args.hits))
+    index = Path(args.index)
+    if not (index / "meta.json").exists() and (index / "index" / "meta.json").exists():
+        index = index / "index"  # a `siamese run` folder: its index
+    print_hits(EmbeddedIndex.open(index).query(args.text, args.profile, args.hits))
     return 0
 
 
@@ -78,7 +81,7 @@ def cmd_feed(args) -> int:
 
 def _add_search(sub) -> None:
     p = sub.add_parser("search", help="try queries on an embedded index")
-    p.add_argument("index")
+    p.add_argument("index", help="an embedded index, or a `siamese run` folder (its index)")
     p.add_argument("text")
     p.add_argument("--profile", choices=profiles.NAMES, default="semantic")
     p.add_argument("--hits", type=positive_int, default=10)

@@ -35,6 +35,7 @@ from common.lock import locks
 from common.metrics import seen_queries
 from exporter.manifest import Manifest
 from exporter.onnx_export import export
+from siamese.evaluation import PER_QUERY
 from siamese.run.made_from import MadeFrom, file_fingerprint, made_by_run
 from siamese.run.options import RunOptions, check_options, chunking_choice, train_settings
 from siamese.run.report import plot, write_report
@@ -193,8 +194,17 @@ def run(options: RunOptions) -> dict:
         if beir
         else list(load_corpus(options.corpus, skip_bad=options.skip_bad).values())
     )
-    out.mkdir(parents=True, exist_ok=True)
+    stages.follow(out)  # progress.json, for the search page while the run writes the folder
+    try:
+        return _stages(options, out, base, beir, corpus, training, stages, run_started)
+    finally:
+        stages.finish()
+
+
+def _stages(options: RunOptions, out: Path, base: str, beir, corpus, training, stages: Stages, run_started):
+    """Every stage in turn, each reused where it was made from what this run asks."""
     record = MadeFrom(out, force=options.force)
+    stages.record.base = base
     made, manifest, colbert_dir = _model(options, out, base, corpus, training, stages, record)
     model_dir = made.folder
     chunker, stages.record.chunking = chunking_choice(options, corpus, out / "export")
@@ -291,7 +301,36 @@ def _evaluate(
         "unseen": len(beir.queries) - len(seen),
         "guards": {g: len(b.queries) for g, b in guards.items()},
     }
-    return [*served, *models]
+    rows = [*served, *models]
+    write_per_query(Path(options.out), rows, beir, seen, guards)
+    return rows
+
+
+def write_per_query(out: Path, rows: list[dict], beir: Beir, seen: set[str], guards: dict) -> Path:
+    """``OUT/per_query.json``: every evaluated query (its text, seen or not, its judged documents) and each
+    system's nDCG@10 on it, taken out of the rows (the report shows their means): what the search page's
+    comparison reads."""
+
+    def queries(b: Beir, seen_ids) -> dict:
+        return {
+            q: {
+                "text": b.queries[q],
+                "seen": q in seen_ids if seen_ids is not None else None,
+                "relevant": sorted(d for d, g in b.qrels[q].items() if g > 0),
+            }
+            for q in b.qrels
+        }
+
+    sets = {"main": queries(beir, seen)} | {g: queries(b, None) for g, b in guards.items()}
+    systems = {name: {} for name in sets}
+    for row in rows:
+        for name, scores in row.pop(PER_QUERY, {}).items():
+            systems[name][row["name"]] = {q: round(s, 4) for q, s in scores.items()}
+    record = {name: {"queries": sets[name], "systems": systems[name]} for name in sets}
+    record["kinds"] = {r["name"]: r["kind"] for r in rows}
+    path = out / "per_query.json"
+    path.write_text(json.dumps(record))
+    return path
 
 
 def _write_results(out: Path, made: ModelRecord, rows: list[dict], deploy: str, stages: Stages) -> dict:

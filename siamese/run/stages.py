@@ -1,21 +1,39 @@
-"""What every stage of `siamese run` shares: its progress line, its timings, and the run record each stage
-adds its part to (what the report's checks and notes show; ``results.json``'s ``record``)."""
+"""What every stage of `siamese run` shares: its progress line (printed, and in ``OUT/progress.json`` for the
+search page to show while the run writes the folder), its timings, and the run record each stage adds its
+part to (what the report's checks and notes show; ``results.json``'s ``record``)."""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+
+_progress: dict = {}  # the run in progress: its progress.json and what it says (one run a process)
 
 
 def say(message: str) -> None:
     print(f"\n== {message}", file=sys.stderr, flush=True)
+    _write_progress(message=message)
+
+
+def _write_progress(**changes) -> None:
+    if not _progress.get("path"):
+        return
+    _progress["state"] |= changes | {"updated": time.time()}
+    path = _progress["path"]
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(_progress["state"]))
+    tmp.replace(path)
 
 
 @dataclass
 class RunRecord:
     """What the stages found beside their artefacts, field by field (each set by the stage named)."""
 
+    base: str = ""  # pipeline: the base model, as the user named it
     recipe: dict = field(default_factory=dict)  # pipeline: fixed | auto, why, and auto's choice
     towers: dict | None = None  # train: which tower trained and which stayed the base (towers.json)
     merge: dict | None = None  # merge: α and how it was chosen
@@ -38,8 +56,21 @@ class Stages:
         self.timings: dict[str, float] = {}
         self.record = RunRecord()
 
+    def follow(self, out: Path) -> None:
+        """Write the run's progress to ``out/progress.json`` from now on."""
+        out.mkdir(parents=True, exist_ok=True)
+        _progress.update(path=out / "progress.json", state={"running": True, "stage": None, "done": {}})
+        _write_progress(started=time.time())
+
+    def finish(self) -> None:
+        _write_progress(running=False, stage=None)
+        _progress.clear()
+
     def timed(self, name: str, fn, *args, **kwargs):
         started = time.time()
+        _write_progress(stage=name)
         result = fn(*args, **kwargs)
         self.timings[name] = time.time() - started
+        if _progress.get("path"):
+            _write_progress(done=_progress["state"]["done"] | {name: round(self.timings[name], 1)})
         return result

@@ -1,0 +1,1 @@
+"""`siamese ui`: the systems of a run side by side on the user's own queries (``app.py``)."""
