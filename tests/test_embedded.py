@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from common.data import read_beir
+from common.data import Beir, read_beir
 from vespa_app.backend import evaluate_backend
 from vespa_app.embedded import EmbeddedIndex
-from vespa_app.serving import RRF_K
+from vespa_app.hnsw import RECALL_GOAL, HnswSettings
+from vespa_app.serving import RRF_K, TARGET_HITS
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +22,60 @@ def test_hnsw_agrees_with_exact_search(index):
     idx, beir = index
     vectors = idx.embedder.embed(list(beir.queries.values()) + [d.passage for d in idx.docs[:80]], "query")
     exact, _ = idx.exact(vectors, 10)
-    hits = [set(idx.nearest(v, 10)[0].tolist()) for v in vectors]
+    # as a served query asks: targetHits 100, its top 10 shown
+    hits = [set(idx.nearest(v, TARGET_HITS)[0][:10].tolist()) for v in vectors]
     recall = np.mean([len(h & set(e.tolist())) / 10 for h, e in zip(hits, exact)])
     assert recall >= 0.99
+
+
+def test_a_query_explores_what_vespa_would_and_exact_is_brute_force(index, tiny_export, tmp_path):
+    idx, beir = index
+    settings = HnswSettings(max_links=8, explore_at_insert=50, explore_additional=37)
+    wide = EmbeddedIndex.build(
+        tmp_path / "i", tiny_export, idx.docs, embeddings=idx.embeddings, hnsw=settings, progress=False
+    )
+    assert wide.hnsw.hnsw.nb_neighbors(0) == 2 * 8 and wide.hnsw.hnsw.efConstruction == 50  # faiss: 2M at 0
+    assert EmbeddedIndex.open(tmp_path / "i").hnsw_settings == settings  # recorded in meta.json
+    text = next(iter(beir.queries.values()))
+    wide.query(text, "semantic")
+    assert wide.hnsw.hnsw.efSearch == TARGET_HITS + 37  # Vespa: targetHits + hnsw.exploreAdditionalHits
+    vector = wide.embed_query(text)
+    truth, _ = wide.exact(vector[None, :], TARGET_HITS)
+    assert [h.id for h in wide.query(text, "semantic", hits=TARGET_HITS, exact=True)] == [
+        wide.docs[i].id for i in truth[0]
+    ]
+    assert wide.approximate  # exact for that query only
+
+
+def starved_index(tiny_export, path, documents=3000):
+    """An index HNSW can hardly search: 2 links a node, 2 explored at insert, nothing beyond targetHits, over
+    random vectors (no neighbourhoods to find)."""
+    from common.data import Doc
+    from exporter.runtime import OnnxEmbedder
+
+    dim = OnnxEmbedder(tiny_export).dim
+    vectors = np.random.default_rng(0).standard_normal((documents, dim)).astype(np.float32)
+    docs = [Doc(f"d{i}", "", f"document {i}") for i in range(documents)]
+    return EmbeddedIndex.build(
+        path, tiny_export, docs, embeddings=vectors, hnsw=HnswSettings(2, 2, 0), progress=False
+    )
+
+
+def test_served_recall_is_measured_against_exact_search_and_a_starved_index_falls_below_the_goal(
+    index, tiny_export, tmp_path
+):
+    idx, beir = index
+    healthy = evaluate_backend(idx, beir, ("bm25", "semantic", "hybrid"), progress=False)
+    recall = {r["profile"]: r.get("served_recall") for r in healthy}
+    assert recall["bm25"] is None and recall["hybrid"] is None  # their hits are not HNSW's alone
+    assert recall["semantic"]["@10"] >= RECALL_GOAL and recall["semantic"]["queries"] == len(beir.queries)
+    starved = starved_index(tiny_export, tmp_path / "starved")
+    queries = Beir(
+        {}, {f"q{i}": f"query number {i}" for i in range(40)}, {f"q{i}": {"d1": 1} for i in range(40)}
+    )
+    (row,) = evaluate_backend(starved, queries, ("semantic",), progress=False)
+    assert row["served_recall"]["@10"] < RECALL_GOAL
+    assert row["served_recall"]["@100"] < row["served_recall"]["@10"] + 0.5  # measured, not a constant
 
 
 def test_semantic_scores_are_vespa_closeness(index):
@@ -185,3 +237,17 @@ def test_hybrid_linear_weighs_bm25_by_the_index_weight_and_the_choice_takes_the_
         w for w, s in scores.items() if s == scores[weight]
     )
     assert record["method"].startswith(f"chosen on {len(beir.qrels)} training queries")
+
+
+def test_the_report_names_a_served_profile_below_the_recall_goal():
+    from siamese.run.report import served_recall_lines
+    from siamese.run.stages import RunRecord
+    from vespa_app.hnsw import for_corpus
+
+    hnsw = for_corpus(5000).record()
+    fine = RunRecord(served_recall={"semantic": {"@10": 0.998, "@100": 0.99, "queries": 300}}, hnsw=hnsw)
+    assert "Every served dense profile finds at least 0.95" in "\n".join(served_recall_lines(fine))
+    low = RunRecord(served_recall={"semantic": {"@10": 0.61, "@100": 0.55, "queries": 40}}, hnsw=hnsw)
+    text = "\n".join(served_recall_lines(low))
+    assert "| semantic | 0.6100 | 0.5500 |" in text and "**semantic: below 0.95 recall@10**" in text
+    assert "chosen for 5,000 vectors" in text

@@ -70,6 +70,15 @@ def test_run_end_to_end_then_reuse(tiny_model, small_beir, tmp_path, capsys):
         == EmbeddedIndex.open(out / "index").bm25_weight
     )
     assert "served hybrid-linear" in rows
+    # served recall: the served semantic profile against exact search, the HNSW settings the package has
+    assert set(results["served_recall"]) == {"semantic"}
+    assert results["served_recall"]["semantic"] == rows["served semantic"]["served_recall"]
+    assert results["served_recall"]["semantic"]["queries"] == 20
+    assert (
+        AppPackage.open(out / "app").hnsw
+        == results["record"]["hnsw"]
+        == EmbeddedIndex.open(out / "index").meta["hnsw"]
+    )
     assert {"reference (tiny0)", "reference (tiny0) + BM25 (RRF)"} <= set(rows)
     evaluation = results["record"]["evaluation"]
     assert evaluation["seen"] + evaluation["unseen"] == evaluation["queries"] == 20 and evaluation["seen"] > 0
@@ -78,6 +87,7 @@ def test_run_end_to_end_then_reuse(tiny_model, small_beir, tmp_path, capsys):
         assert {"ndcg@10 seen", "ndcg@10 unseen", "guard cisi", "guard medquad"} <= set(rows[name])
     report = (out / "report.md").read_text()
     assert "## Generalisation and forgetting" in report and "- unseen queries:" in report
+    assert "## Served recall" in report and "| semantic |" in report
     assert "- guard cisi:" in report and "- guard medquad:" in report
     assert "### Against reference (tiny0)" in report and "fine-tuned (exact) on unseen queries:" in report
     # a fixed recipe says that nothing was compared with the base before serving it
@@ -181,8 +191,11 @@ def test_run_against_vespa_wires_feed_and_evaluation(tiny_model, small_beir, tmp
     corpus = list(read_corpus(small_beir / "corpus.jsonl.gz").values())
     bm25 = BM25([d.passage for d in corpus])
 
+    asked = []
+
     class StandIn(client.VespaBackend):
-        def query(self, text, profile="semantic", hits=10):
+        def query(self, text, profile="semantic", hits=10, exact=False):
+            asked.append((profile, exact, self.explore_additional))
             idx, scores = bm25.search([text], hits)
             return [Hit(corpus[i].id, float(s)) for i, s in zip(idx[0], scores[0])]
 
@@ -217,6 +230,10 @@ def test_run_against_vespa_wires_feed_and_evaluation(tiny_model, small_beir, tmp
     assert f"{len(corpus)} documents: {len(corpus)} fed now" in results["record"]["feed"]
     assert not (out / "index").exists()  # evaluated on Vespa, not on the embedded backend
     assert results["record"]["bm25_weight"]["method"].startswith("default: no embedded index")
+    # served recall asks Vespa the same queries by brute force; every query explores as the package says
+    assert {p for p, exact, _ in asked if exact} == {"semantic"}
+    assert {e for *_, e in asked} == {results["record"]["hnsw"]["explore_additional"]}
+    assert results["served_recall"]["semantic"]["@10"] == 1.0  # the stand-in answers exact as served
 
 
 def test_a_vespa_run_keeps_the_bm25_weight_of_the_package_it_reuses(tiny_export, tmp_path):

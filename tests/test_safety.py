@@ -152,7 +152,7 @@ def damage(index_dir, how):
     elif how == "reordered docs":
         (index_dir / "docs.jsonl").write_text("".join([lines[1], lines[0], *lines[2:]]))
     elif how == "meta without a key":
-        del meta["expansion_search"]
+        del meta["hnsw"]
         (index_dir / "meta.json").write_text(json.dumps(meta))
     elif how == "meta not JSON":
         (index_dir / "meta.json").write_text("{")

@@ -102,7 +102,7 @@ def test_vespa_errors_are_passed_on(stand_in, monkeypatch):
     url, _ = stand_in
     import vespa_app.client.query as client
 
-    monkeypatch.setattr(client, "query_body", lambda text, profile, hits, chunked=False: {"ranking": "nope"})
+    monkeypatch.setattr(client, "query_body", lambda text, profile, hits, **kw: {"ranking": "nope"})
     with pytest.raises(VespaUnreachable, match="HTTP 400.*No profile named 'nope'"):
         VespaBackend(url).query("x")
 

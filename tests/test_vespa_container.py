@@ -69,6 +69,15 @@ def test_tree_rules():
         NN | {"index": "embeding"}, semantic, "x", 10, FIELDS, {"q": []}
     )
     assert "does not declare" in check_tree(NN, semantic, "x", 10, FIELDS, {"q_binary": []})
+    # the package's HNSW exploration, asked for; never brute force in a served query
+    explored = NN | {"explore_additional_hits": 250}
+    assert check_tree(explored, semantic, "x", 10, FIELDS, {"q": []}, explore_additional=250) == ""
+    assert "exploreAdditionalHits 0, the package's HNSW settings ask for 250" in check_tree(
+        NN, semantic, "x", 10, FIELDS, {"q": []}, explore_additional=250
+    )
+    assert "approximate:false" in check_tree(
+        NN | {"approximate": False}, semantic, "x", 10, FIELDS, {"q": []}
+    )
     # terms that are not the user's, or in a query that parses no user text
     assert "did not give as words" in check_tree(words("red", "true"), bm25, "red wine", 10, FIELDS, {})
     assert "parses no user text" in check_tree(
@@ -192,6 +201,31 @@ def caught_in_client(package, monkeypatch, edit, match):
     )
     with pytest.raises(PackageError, match=match):
         check_package(package)
+
+
+@pytest.mark.java
+@needs_java()
+def test_the_packages_hnsw_exploration_reaches_vespas_parser_and_a_client_that_drops_it_is_caught(
+    tiny_export, tmp_path, monkeypatch
+):
+    app = write_package(
+        tiny_export,
+        tmp_path / "app",
+        AppOptions(max_links_per_node=24, neighbors_to_explore_at_insert=300, explore_additional=250),
+    )
+    assert AppPackage.open(app).hnsw_settings.explore_additional == 250
+    sd = (app / "schemas" / "doc.sd").read_text()
+    assert "max-links-per-node: 24" in sd and "neighbors-to-explore-at-insert: 300" in sd
+    report = check_package(app)  # every request our client builds, parsed by Vespa, asks for 250
+    assert report.vespa == "accepted" and not report.container.problems
+    caught_in_client(
+        app,
+        monkeypatch,
+        lambda body, text, profile: (
+            body | {"yql": body["yql"].replace(", hnsw.exploreAdditionalHits:250", "")}
+        ),
+        r"hnsw.exploreAdditionalHits 0, the package's HNSW settings ask for 250",
+    )
 
 
 @pytest.mark.java

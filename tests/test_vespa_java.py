@@ -50,7 +50,13 @@ def test_package_compiles_in_vespas_config_model(package):
 
 
 @pytest.mark.parametrize(
-    "options", [AppOptions(nodes=2, redundancy=2), AppOptions(binarized=True, cell_type="bfloat16")]
+    "options",
+    [
+        AppOptions(nodes=2, redundancy=2),
+        AppOptions(binarized=True, cell_type="bfloat16"),
+        AppOptions(documents=1_000_000),  # the HNSW settings chosen for a million vectors
+        AppOptions(max_links_per_node=48, neighbors_to_explore_at_insert=400, explore_additional=500),
+    ],
 )
 def test_variants_compile(tiny_export, tmp_path, options):
     assert vespa_model_check(write_package(tiny_export, tmp_path / "app", options))["accepted"]

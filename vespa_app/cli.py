@@ -30,8 +30,13 @@ def cmd_query(args) -> int:
     from vespa_app.client.query import VespaBackend, print_hits
     from vespa_app.package.record import AppPackage
 
-    chunked = bool(args.package) and AppPackage.open(args.package).chunked
-    print_hits(VespaBackend(args.url, chunked=chunked).query(args.text, args.profile, args.hits))
+    package = AppPackage.open(args.package) if args.package else None
+    backend = VespaBackend(
+        args.url,
+        chunked=bool(package) and package.chunked,
+        explore_additional=package.hnsw_settings.explore_additional if package else 0,
+    )
+    print_hits(backend.query(args.text, args.profile, args.hits))
     return 0
 
 
@@ -99,7 +104,11 @@ def _add_query(sub) -> None:
         help="binary needs a package built with --binarized",
     )
     p.add_argument("--hits", type=positive_int, default=10)
-    p.add_argument("--package", help="the deployed package: a chunked one's hits come with their best chunk")
+    p.add_argument(
+        "--package",
+        help="the deployed package: a chunked one's hits come with their best chunk, and queries explore "
+        "as its HNSW settings ask",
+    )
     p.set_defaults(func=cmd_query)
 
 

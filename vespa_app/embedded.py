@@ -2,7 +2,8 @@
 libraries, searching an index's files (``index_files.py``: what is stored, how it is built, read and checked;
 reopening it needs no re-embedding).
 
-HNSW from faiss (cosine, the same M / ef-construction knobs as the Vespa schema), BM25 from bm25s,
+HNSW from faiss (cosine, with the package's settings, ``hnsw.HnswSettings``: M and efConstruction as the
+schema's links and exploration at insert, efSearch what Vespa explores for a query), BM25 from bm25s,
 packed sign bits with exact hamming search for the ``binary`` profile, and the exported ONNX model
 embedding documents and queries as Vespa's embedder does.
 
@@ -25,6 +26,7 @@ from common.vectors import chunk_scores, exact_search, normalize, pack_bits, top
 from exporter.runtime import OnnxEmbedder, OnnxTokenEmbedder
 from vespa_app import profiles
 from vespa_app.backend import Hit
+from vespa_app.hnsw import HnswSettings
 from vespa_app.index_files import BadIndexError, IndexFiles
 from vespa_app.serving import BM25_WEIGHT, TARGET_HITS
 
@@ -44,6 +46,7 @@ class EmbeddedIndex:
         self._embedder = embedder
         self._binary = None
         self._colbert_embedder = None
+        self.approximate = True  # False: nearestNeighbor by brute force, as Vespa's approximate:false
         # which token vectors MaxSim reads: int8 (the packed bits, as the package's field) or float
         self.colbert_cells = (files.meta.get("colbert") or {}).get("cells", "int8")
         # chunked: chunk i belongs to document owners[i]; a document's chunks are rows bounds[p]:bounds[p + 1]
@@ -73,6 +76,10 @@ class EmbeddedIndex:
     @property
     def chunked(self) -> bool:
         return self.files.chunks is not None
+
+    @property
+    def hnsw_settings(self) -> HnswSettings:
+        return HnswSettings.from_record(self.meta["hnsw"])
 
     @property
     def bm25_weight(self) -> float:
@@ -144,7 +151,11 @@ class EmbeddedIndex:
         """HNSW over the embeddings (chunked: over every chunk): (positions, closeness), best first."""
 
         def search(n):
-            self.hnsw.hnsw.efSearch = max(self.meta["expansion_search"], n)
+            if not self.approximate:
+                idx, similarity = exact_search(np.atleast_2d(vector), self.embeddings, n)
+                return idx[0].astype(np.int64), closeness(1.0 - similarity[0])
+            # Vespa explores targetHits + hnsw.exploreAdditionalHits candidates; n is the targetHits asked
+            self.hnsw.hnsw.efSearch = self.hnsw_settings.explored(n)
             similarity, idx = self.hnsw.search(normalize(np.atleast_2d(vector)), n)
             keep = idx[0] >= 0
             return idx[0][keep].astype(np.int64), closeness(1.0 - similarity[0][keep])
@@ -181,13 +192,22 @@ class EmbeddedIndex:
         return positions[0][keep], scores[0][keep]
 
     def query(
-        self, text: str, profile: str = "semantic", hits: int = 10, target_hits: int = TARGET_HITS
+        self,
+        text: str,
+        profile: str = "semantic",
+        hits: int = 10,
+        target_hits: int = TARGET_HITS,
+        exact: bool = False,
     ) -> list[Hit]:
-        """The rank profile's embedded twin (``profiles.PROFILES``);
-        only profiles with query inputs embed the text."""
+        """The rank profile's embedded twin (``profiles.PROFILES``); only profiles with query inputs embed the
+        text. ``exact``: nearestNeighbor by brute force (Vespa's approximate:false)."""
         k = hits if profile == "bm25" else max(hits, target_hits)
         chosen = profiles.get(profile)
-        idx, scores = chosen.rank(self, text, k)
+        self.approximate = not exact
+        try:
+            idx, scores = chosen.rank(self, text, k)
+        finally:
+            self.approximate = True
         found = [
             Hit(self.docs[i].id, float(s), self.docs[i].title) for i, s in zip(idx[:hits], scores[:hits])
         ]

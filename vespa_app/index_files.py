@@ -31,7 +31,8 @@ from common.errors import ConfigError, UserError
 from common.vectors import cached_vectors, normalize, pack_bits
 from exporter.manifest import MANIFEST, Manifest, sha256
 from exporter.runtime import OnnxEmbedder, OnnxTokenEmbedder
-from vespa_app.serving import BM25_WEIGHT, HNSW_EXPLORE_AT_INSERT, HNSW_EXPLORE_AT_SEARCH, HNSW_MAX_LINKS
+from vespa_app.hnsw import HnswSettings, for_corpus
+from vespa_app.serving import BM25_WEIGHT
 
 
 class BadIndexError(UserError):
@@ -49,9 +50,7 @@ META_KEYS = (
     "dimension",
     "count",
     "corpus_sha256",
-    "connectivity",
-    "expansion_add",
-    "expansion_search",
+    "hnsw",
 )
 
 
@@ -124,7 +123,10 @@ def read_index(path: Path):
             f"files disagree with meta.json's {meta['count']} documents ({vectors} vectors) of "
             f"dimension {meta['dimension']}: {wrong or {'embeddings.npy': embeddings.shape}}"
         )
-    hnsw.hnsw.efSearch = meta["expansion_search"]
+    try:
+        HnswSettings.from_record(meta["hnsw"])
+    except (TypeError, ConfigError) as e:
+        raise corrupt(f"meta.json's HNSW settings are not readable ({str(e)[:200]})") from None
     if meta.get("colbert"):
         _check_colbert(path, meta, len(docs), corrupt)
     return meta, docs, embeddings, hnsw, bm25, chunks
@@ -183,11 +185,10 @@ def _check_colbert(path: Path, meta: dict, n_docs: int, corrupt) -> None:
         raise corrupt(f"colbert/ disagrees with meta.json's {n_docs} documents and {want} token vectors")
 
 
-def _hnsw(dim: int, connectivity: int, expansion_add: int, expansion_search: int):
-    # Inner product over unit vectors is cosine similarity.
-    index = faiss.IndexHNSWFlat(dim, connectivity, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = expansion_add
-    index.hnsw.efSearch = expansion_search
+def _hnsw(dim: int, settings: HnswSettings):
+    # Inner product over unit vectors is cosine similarity. efSearch is set by each search (EmbeddedIndex).
+    index = faiss.IndexHNSWFlat(dim, settings.max_links, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = settings.explore_at_insert
     return index
 
 
@@ -228,9 +229,7 @@ class IndexFiles:
         export_dir,
         docs: list[Doc],
         *,
-        connectivity: int = HNSW_MAX_LINKS,
-        expansion_add: int = HNSW_EXPLORE_AT_INSERT,
-        expansion_search: int = HNSW_EXPLORE_AT_SEARCH,
+        hnsw: HnswSettings | None = None,
         embeddings: np.ndarray | None = None,
         progress: bool = True,
         force: bool = False,
@@ -244,7 +243,8 @@ class IndexFiles:
         """Embed ``docs`` with the export (cached by its document side: an export with another query tower
         embeds nothing; ``documents``: (cache key, passage embed) of vectors known equal to the export's, a
         frozen tower's), build HNSW and BM25 over them and write the directory atomically; returns the index
-        and the export's embedder (``dim``: a Matryoshka prefix, cut then normalised as Vespa does)."""
+        and the export's embedder (``dim``: a Matryoshka prefix, cut then normalised as Vespa does; ``hnsw``:
+        its settings, by default chosen for the number of vectors as the package's are)."""
         path, export_dir = Path(path), Path(export_dir).resolve()
         colbert_dir = Path(colbert_dir).resolve() if colbert_dir else None
         check_output(path, "index", force, inputs=[export_dir])
@@ -266,7 +266,8 @@ class IndexFiles:
             embeddings = cached_vectors(key, texts, lambda: embed(texts))
         embed_s = time.time() - started
         started = time.time()
-        hnsw = _hnsw(embedder.dim, connectivity, expansion_add, expansion_search)
+        settings = hnsw or for_corpus(len(embeddings))
+        hnsw = _hnsw(embedder.dim, settings)
         hnsw.add(normalize(embeddings))
         bm25 = BM25([d.passage for d in docs])
         tokens, colbert = (
@@ -279,9 +280,7 @@ class IndexFiles:
             "dimension": embedder.dim,
             "count": len(docs),
             "corpus_sha256": corpus_fingerprint(docs),
-            "connectivity": connectivity,
-            "expansion_add": expansion_add,
-            "expansion_search": expansion_search,
+            "hnsw": settings.record(),
             "embed_seconds": round(embed_s, 1),
             "index_seconds": round(time.time() - started, 2),
             "vectors": len(embeddings),

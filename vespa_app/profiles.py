@@ -64,7 +64,7 @@ CLOSENESS = "closeness(field, embedding)"
 BEST_CHUNK = "closest(embedding)"
 BEST_CHUNK_FN = "best_chunk"
 BINARY_CLOSENESS = "closeness(field, embedding_binary)"
-NEAREST = "{{targetHits:{k}}}nearestNeighbor(embedding, q)"
+NEAREST = "{{{ann}}}nearestNeighbor(embedding, q)"
 # Late interaction: query(qt) holds a vector per query token; the colbert field a vector per document token,
 # as packed sign bits (int8, unpack_bits gives 0/1: the same order as ±1, since Σ_i max_j is shifted by a
 # constant per query) or bfloat16. MAXSIM stands for the expression until the package knows which.
@@ -72,6 +72,15 @@ COLBERT_INPUT = "qt"
 MAXSIM = "{maxsim}"
 MAXSIM_FN = "maxsim"
 WEIGHT = "{bm25_weight}"  # hybrid-linear's BM25 weight, until the package knows it
+
+
+def annotation(target_hits: int, explore_additional: int = 0, exact: bool = False) -> str:
+    """nearestNeighbor's annotation: targetHits, and the HNSW exploration beyond it (``hnsw.HnswSettings``),
+    or ``approximate:false``: brute force over every document, the truth served recall is measured against."""
+    if exact:
+        return f"targetHits:{target_hits}, approximate:false"
+    extra = f", hnsw.exploreAdditionalHits:{explore_additional}" if explore_additional else ""
+    return f"targetHits:{target_hits}{extra}"
 
 
 def maxsim_expression(cells: str) -> str:
@@ -88,7 +97,7 @@ class Phase:
 @dataclass(frozen=True)
 class Profile:
     name: str
-    where: str  # the YQL where clause; {k} is targetHits
+    where: str  # the YQL where clause; {ann} is nearestNeighbor's annotation (``annotation``)
     # query tensor name → its type, {d} the model's dimension; each is embedded from the query text
     inputs: dict[str, str] = field(default_factory=dict)
     inherits: tuple[str, ...] = ()
@@ -119,9 +128,10 @@ class Profile:
     def global_expression(self, bm25_weight: float) -> str:
         return self.global_phase.expression.replace(WEIGHT, f"{bm25_weight:g}")
 
-    def yql(self, k: int, chunked: bool = False) -> str:
+    def yql(self, k: int, chunked: bool = False, explore_additional: int = 0, exact: bool = False) -> str:
         """``chunked``: also the chunks summary, which a chunked package cuts to the best chunk."""
-        return f"select id, title{', chunks' if chunked else ''} from {SCHEMA} where {self.where.format(k=k)}"
+        where = self.where.format(ann=annotation(k, explore_additional, exact))
+        return f"select id, title{', chunks' if chunked else ''} from {SCHEMA} where {where}"
 
     def all_inputs(self) -> dict[str, str]:
         """Inputs declared here or inherited."""
@@ -135,6 +145,11 @@ class Profile:
         return fused_ranking(self, index, text, k) if self.fusion else self.embedded(index, text, k)
 
     @property
+    def dense(self) -> bool:
+        """Matches by nearestNeighbor alone: its hits are HNSW's, and served recall measures them."""
+        return "nearestNeighbor(" in self.where and "userQuery()" not in self.where
+
+    @property
     def embeds_query(self) -> bool:
         return bool(self.all_inputs())
 
@@ -144,13 +159,22 @@ class Profile:
         export alone has neither."""
         return "nearestNeighbor(embedding" in self.where or any(n != COLBERT_INPUT for n in self.all_inputs())
 
-    def query_params(self, text: str, hits: int, target_hits: int, chunked: bool = False) -> dict:
-        """The Vespa query API parameters for ``text`` with this profile."""
+    def query_params(
+        self,
+        text: str,
+        hits: int,
+        target_hits: int,
+        chunked: bool = False,
+        explore_additional: int = 0,
+        exact: bool = False,
+    ) -> dict:
+        """The Vespa query API parameters for ``text`` with this profile (``exact``: nearestNeighbor by brute
+        force, the truth served recall is measured against)."""
         # The text is data: its words, weakAnd-combined, with no query syntax. Vespa's default user-text
         # syntax would read "smoking -induced" as NOT induced, "title:x" as a field and "* from" as a suffix
         # term (shown by Vespa's parser in `siamese app check`); the embedded backend's BM25 reads words only.
         params = {
-            "yql": self.yql(max(hits, target_hits), chunked),
+            "yql": self.yql(max(hits, target_hits), chunked, explore_additional, exact),
             "query": text,
             "hits": hits,
             "ranking": self.name,
@@ -303,7 +327,7 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             "binary",
-            "{{targetHits:{k}}}nearestNeighbor(embedding_binary, q_binary)",
+            "{{{ann}}}nearestNeighbor(embedding_binary, q_binary)",
             inherits=("semantic",),
             inputs={"q_binary": "tensor<int8>(x[{d8}])"},
             first_phase=BINARY_CLOSENESS,

@@ -1,9 +1,5 @@
-"""Serving defaults, in one place: the Vespa package and the embedded backend both read them.
-
-HNSW: 16 links lose little recall at SciFact's size (benchmarks/backend.py: recall@10 0.9998 against exact
-search at 16 / 200 / 200); Vespa's own 132k-document measurement lost recall at 16/100, so 200 is explored
-at insert.
-"""
+"""Serving defaults, in one place: the Vespa package and the embedded backend both read them. HNSW's settings
+depend on the corpus size: ``hnsw.py``."""
 
 SCHEMA = "doc"  # the document type, its schema and its namespace
 EMBEDDER = "embedder"  # the hugging-face-embedder component's id: every query embeds with it
@@ -13,12 +9,6 @@ DOCUMENT_EMBEDDER = "document-embedder"
 QUERY_TOWER_DIR = "models/query"  # a two-tower package's query model files, tokenizer and manifest
 COLBERT_EMBEDDER = "colbert"  # the colbert-embedder component's id (packages built with --colbert)
 COLBERT_DIR = "models/colbert"  # its model files, tokenizer and manifest
-
-HNSW_MAX_LINKS = 16  # max-links-per-node (faiss: M)
-HNSW_EXPLORE_AT_INSERT = 200  # neighbors-to-explore-at-insert (faiss: efConstruction)
-# the embedded backend's efSearch; Vespa's is targetHits + hnsw.exploreAdditionalHits
-HNSW_EXPLORE_AT_SEARCH = 200
-
 TARGET_HITS = 100  # nearestNeighbor targetHits unless more hits are asked for
 RERANK_COUNT = 1000  # global-phase rerank-count of the hybrid profiles
 SECOND_PHASE_RERANK = 200  # second-phase rerank-count of the binary profile

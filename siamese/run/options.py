@@ -23,6 +23,7 @@ from common.cli import (
 from common.errors import ConfigError
 from exporter.manifest import Manifest
 from training.model_dir import EncoderConfig, check_model_dir, model_kind
+from vespa_app.hnsw import HnswSettings, for_corpus
 from vespa_app.package.options import AppOptions
 from vespa_app.serving import BM25_WEIGHT_GRID
 
@@ -128,6 +129,28 @@ class RunOptions:
         type=bm25_weight_value,
         group="serving and package",
     )
+    max_links: int | None = option(
+        None,
+        "HNSW max-links-per-node (default: chosen for the corpus size, vespa_app/hnsw.py)",
+        metavar="N",
+        type=positive_int,
+        group="serving and package",
+    )
+    explore: int | None = option(
+        None,
+        "HNSW neighbors-to-explore-at-insert (default: chosen for the corpus size)",
+        metavar="N",
+        type=positive_int,
+        group="serving and package",
+    )
+    explore_additional: int | None = option(
+        None,
+        "HNSW exploration beyond targetHits a query asks for (hnsw.exploreAdditionalHits; the embedded "
+        "backend's efSearch is targetHits + N; default: chosen for the corpus size)",
+        metavar="N",
+        type=int,
+        group="serving and package",
+    )
     vespa: str | None = option(
         None,
         "evaluate on Vespa: 'docker', a config server URL (:19071) or a query URL",
@@ -150,6 +173,11 @@ class RunOptions:
         action="store_true",
         group="output",
     )
+
+    def hnsw_for(self, vectors: int) -> HnswSettings:
+        """The HNSW settings for a corpus of ``vectors`` (chunks where documents are chunked), the flags given
+        in place of the choice."""
+        return for_corpus(vectors, self.max_links, self.explore, self.explore_additional)
 
     @classmethod
     def add_run_args(cls, parser) -> None:
@@ -204,6 +232,7 @@ def chunking_choice(options: RunOptions, corpus, export_dir: Path):
 def check_options(options: RunOptions, base: str) -> None:
     """Every option that can be judged before training, judged before it (minutes on real data): the chunking
     and --dim against the base model's window and width, the merge weight, the reference models."""
+    options.hnsw_for(0)  # refuses HNSW settings it cannot build with, before training
     if options.train.get("late_interaction"):
         raise ConfigError(
             "siamese run trains, packages and indexes a single-vector model; a late-interaction model "

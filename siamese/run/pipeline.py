@@ -281,6 +281,7 @@ def _evaluate(
         label="vespa" if options.vespa else "served",
         seen=seen,
     )
+    stages.record.served_recall = {r["profile"]: r["served_recall"] for r in served if "served_recall" in r}
     models = stages.timed(
         "evaluate models and guards",
         model_rows,
@@ -347,7 +348,15 @@ def _write_results(out: Path, made: ModelRecord, rows: list[dict], deploy: str, 
         made.write_evaluation(rows, note)
         write_card(made.folder, made)
     (out / "results.json").write_text(
-        json.dumps({"rows": rows, "timings": stages.timings, "record": asdict(stages.record)}, indent=2)
+        json.dumps(
+            {
+                "rows": rows,
+                "served_recall": stages.record.served_recall,
+                "timings": stages.timings,
+                "record": asdict(stages.record),
+            },
+            indent=2,
+        )
     )
     return {
         "rows": rows,

@@ -10,6 +10,7 @@ from common.metrics import GUARD, format_table
 from siamese.evaluation import against_reference, generalisation
 from siamese.run.stages import RunRecord
 from training.model_card import recipe_lines
+from vespa_app.hnsw import RECALL_GOAL
 
 COLUMNS = (("ndcg@10", "all"), ("ndcg@10 seen", "seen"), ("ndcg@10 unseen", "unseen"))
 
@@ -201,6 +202,39 @@ def recipe_summary(asked: dict | None, recipe: dict | None, train_config) -> lis
     ]
 
 
+def served_recall_lines(run: RunRecord) -> list[str]:
+    """What the served index finds of exact search's top hits, each served dense profile, and the settings."""
+    recall, hnsw = run.served_recall or {}, run.hnsw or {}
+    if not recall:
+        return []
+    queries = next(iter(recall.values()))["queries"]
+    lines = [
+        "## Served recall",
+        "",
+        "How much of exact search's top hits (the same vectors, brute force) the served index returns, on "
+        f"the {queries} test queries. HNSW: {hnsw.get('max_links')} links a node, "
+        f"{hnsw.get('explore_at_insert')} explored at insert, targetHits + "
+        f"{hnsw.get('explore_additional')} explored a query "
+        f"({hnsw.get('why', '')}).",
+        "",
+        "| profile | recall@10 | recall@100 |",
+        "|---|---|---|",
+        *[f"| {p} | {r['@10']:.4f} | {r['@100']:.4f} |" for p, r in recall.items()],
+        "",
+    ]
+    low = [p for p, r in recall.items() if r["@10"] < RECALL_GOAL]
+    if low:
+        lines += [
+            f"**{', '.join(low)}: below {RECALL_GOAL} recall@10**: the served index misses documents exact "
+            "search ranks in the top 10. Raise `--explore-additional` (query time) or `--max-links` "
+            "(a new index) and run again.",
+            "",
+        ]
+    else:
+        lines += [f"Every served dense profile finds at least {RECALL_GOAL} of exact search's top 10.", ""]
+    return lines
+
+
 def write_report(
     out: Path,
     rows: list[dict],
@@ -238,6 +272,7 @@ def write_report(
             + ").",
             "",
         ]
+    lines += served_recall_lines(run)
     base, tuned = first(rows, "base"), first(rows, "tuned")
     if base and tuned and train_config is not None:
         lines += [

@@ -19,6 +19,7 @@ from vespa_app.client.deploy import deploy
 from vespa_app.client.http import VespaError
 from vespa_app.client.query import VespaBackend
 from vespa_app.embedded import EmbeddedIndex
+from vespa_app.hnsw import HnswSettings
 from vespa_app.package.build import write_package
 from vespa_app.package.options import AppOptions
 from vespa_app.package.record import AppPackage
@@ -35,6 +36,7 @@ def _package(
     colbert_dir,
     fusion: tuple[float, dict | None],
     record: MadeFrom,
+    hnsw: HnswSettings,
 ) -> None:
 
     missing = java_missing()
@@ -48,7 +50,7 @@ def _package(
     if record.reuse(
         "package",
         app_dir,
-        _package_inputs(export_dir, chunker, dim, colbert_dir) | {"bm25 weight": fusion[0]},
+        _package_inputs(export_dir, chunker, dim, colbert_dir, hnsw) | {"bm25 weight": fusion[0]},
     ):
         say(
             f"package: {app_dir} was made from the same export and options, reusing it; "
@@ -66,6 +68,7 @@ def _package(
                 dim=dim,
                 bm25_weight=fusion[0],
                 bm25_weight_choice=fusion[1],
+                hnsw=hnsw,
             ),
             check=check,
             colbert_dir=colbert_dir,
@@ -81,20 +84,29 @@ def _package(
     print(report.summary(), file=sys.stderr)
 
 
-def _package_inputs(export_dir: Path, chunker, dim: int, colbert_dir) -> dict:
+def _package_inputs(export_dir: Path, chunker, dim: int, colbert_dir, hnsw: HnswSettings) -> dict:
     return {
         "export": made_by_run(export_dir),
         "chunking": chunker and chunker.spec(),
         "dim": dim,
         "late-interaction export": colbert_dir and made_by_run(colbert_dir),
+        "hnsw": {k: v for k, v in hnsw.record().items() if k != "why"},
     }
 
 
 def _index(
-    export_dir: Path, index_dir: Path, corpus, chunker, dim: int, colbert_dir, model_dir, record: MadeFrom
+    export_dir: Path,
+    index_dir: Path,
+    corpus,
+    chunker,
+    dim: int,
+    colbert_dir,
+    model_dir,
+    record: MadeFrom,
+    hnsw: HnswSettings,
 ):
 
-    inputs = _package_inputs(export_dir, chunker, dim, colbert_dir) | {
+    inputs = _package_inputs(export_dir, chunker, dim, colbert_dir, hnsw) | {
         "corpus": corpus_fingerprint(corpus),
         "document vectors of": model_dir and made_by_run(model_dir),
     }
@@ -116,7 +128,14 @@ def _index(
         )
     )
     index = EmbeddedIndex.build(
-        index_dir, export_dir, corpus, chunker=chunker, dim=dim, colbert_dir=colbert_dir, documents=frozen
+        index_dir,
+        export_dir,
+        corpus,
+        chunker=chunker,
+        dim=dim,
+        colbert_dir=colbert_dir,
+        documents=frozen,
+        hnsw=hnsw,
     )
     record.done("index", index_dir)
     return index
@@ -158,7 +177,9 @@ def _training_judgements(options: RunOptions, doc_ids: set) -> tuple[dict, dict]
 def _feed_vespa(options: RunOptions, app_dir: Path, corpus, out: Path, run: RunRecord):
     url = deploy(app_dir, options.vespa, running_ok=True)
     package = AppPackage.open(app_dir)
-    backend = VespaBackend(url, chunked=package.chunked)
+    backend = VespaBackend(
+        url, chunked=package.chunked, explore_additional=package.hnsw_settings.explore_additional
+    )
     result = backend.feed(
         corpus,
         ledger=out / "feed-ledger.jsonl",
@@ -170,6 +191,15 @@ def _feed_vespa(options: RunOptions, app_dir: Path, corpus, out: Path, run: RunR
     if result.failed:
         raise VespaError(f"{len(result.failed)} documents failed to feed; see {out / 'feed-failed.jsonl'}")
     return backend
+
+
+def _vectors(corpus, chunker, sample: int = 1000) -> int:
+    """How many vectors HNSW will hold: one a document, or, chunked, its chunks (counted on an even sample
+    of ``sample`` documents: the index cuts them all later)."""
+    if not chunker:
+        return len(corpus)
+    some = corpus[:: max(1, len(corpus) // sample)]
+    return round(len(corpus) * sum(len(chunker.passage_chunks(d.title, d.text)) for d in some) / len(some))
 
 
 def serve(
@@ -187,11 +217,27 @@ def serve(
     and with --vespa the deploy and feed: (the index or None, the backend to evaluate)."""
     export_dir, app_dir = out / "export", out / "app"
     index = backend = None
+    hnsw = options.hnsw_for(_vectors(corpus, chunker))
+    stages.record.hnsw = hnsw.record()
+    say(
+        f"HNSW: {hnsw.max_links} links a node, {hnsw.explore_at_insert} explored at insert, targetHits + "
+        f"{hnsw.explore_additional} explored a query ({hnsw.why})"
+    )
     # judged before the index is built (minutes on a real corpus); its BM25 weight is judged once chosen
-    record.judge("package", app_dir, _package_inputs(export_dir, chunker, dim, colbert_dir))
+    record.judge("package", app_dir, _package_inputs(export_dir, chunker, dim, colbert_dir, hnsw))
     if not options.vespa:  # before the package: hybrid-linear's weight is chosen on the index
         index = backend = stages.timed(
-            "index", _index, export_dir, out / "index", corpus, chunker, dim, colbert_dir, model_dir, record
+            "index",
+            _index,
+            export_dir,
+            out / "index",
+            corpus,
+            chunker,
+            dim,
+            colbert_dir,
+            model_dir,
+            record,
+            hnsw,
         )
     fusion = stages.timed("choose hybrid weight", _bm25_weight, options, index, app_dir)
     stages.record.bm25_weight = {"weight": fusion[0], **fusion[1]}
@@ -207,6 +253,7 @@ def serve(
         colbert_dir,
         fusion,
         record,
+        hnsw,
     )
     if options.vespa:
         backend = stages.timed("deploy + feed", _feed_vespa, options, app_dir, corpus, out, stages.record)

@@ -40,6 +40,8 @@ class RunRecord:
     parity: dict | None = None  # export: the ONNX graph against PyTorch
     chunking: str = ""  # how documents are embedded, and why
     bm25_weight: dict | None = None  # serve: hybrid-linear's BM25 weight and how it was chosen
+    hnsw: dict | None = None  # serve: the HNSW settings of the package and the index, and why
+    served_recall: dict | None = None  # evaluate: each served dense profile against exact search
     vespa_check: str | None = None  # package: Vespa's config model on it
     vespa_embedder: dict | None = None  # package: Vespa's HuggingFaceEmbedder against ours
     vespa_container: list[str] | None = None  # package: Vespa's container code on it

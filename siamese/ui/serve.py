@@ -39,7 +39,7 @@ def systems_for(run: RunFolder, vespa: str | None = None) -> Systems:
         index,
         BaseColumn(base, index, frozen) if base else None,
         KEPT if kept else SERVED,
-        VespaBackend(vespa) if vespa else None,
+        VespaBackend(vespa, explore_additional=index.hnsw_settings.explore_additional) if vespa else None,
     )
 
 

@@ -85,6 +85,7 @@ def check_container(
         _colbert_embedder(package),
         record.binarized if binarized is None else binarized,
         MIN_COSINE_INT8 if embedder and embedder.manifest.quantization else MIN_COSINE,
+        explore_additional=record.hnsw_settings.explore_additional,
     )
     samples = sample_documents(docs)
     in_package = profiles.in_package(
@@ -178,7 +179,9 @@ def _request(under: UnderTest, profile, kind: str, text: str) -> dict:
             h["fields"]["chunks"] = [index.chunks[row][1]]
             h["passage"] = index.chunks[row][1]
     return {
-        "params": query_api.query_body(text, profile.name, 10, chunked=bool(under.chunker)),
+        "params": query_api.query_body(
+            text, profile.name, 10, chunked=bool(under.chunker), explore_additional=under.explore_additional
+        ),
         "text": text,
         "kind": kind,
         "profile": profile,

@@ -34,6 +34,7 @@ class UnderTest:
     min_cosine: float
     index: object = None
     docs: list = field(default_factory=list)  # the index's documents, in its order
+    explore_additional: int = 0  # the package's HNSW exploration beyond targetHits
 
     @property
     def body(self) -> str:
@@ -88,7 +89,7 @@ def judge_query(
     if got.get("error"):
         report.problems.append(f"{label}: Vespa refused our client's request: {got['error'][:500]}")
         return
-    wrong = check_tree(got["tree"], profile, text, 10, schema_fields, got["inputs"])
+    wrong = check_tree(got["tree"], profile, text, 10, schema_fields, got["inputs"], under.explore_additional)
     if wrong:
         report.problems.append(f"{label}: query tree {wrong}")
     if got["profile"] != profile.name:

@@ -10,11 +10,18 @@ from vespa_app.serving import TARGET_HITS
 
 
 def check_tree(
-    tree: dict, profile: profiles.Profile, text: str, hits: int, fields: dict, inputs: dict
+    tree: dict,
+    profile: profiles.Profile,
+    text: str,
+    hits: int,
+    fields: dict,
+    inputs: dict,
+    explore_additional: int = 0,
 ) -> str:
     """'' when the tree is the one the profile means for ``text``, else what is wrong. Every node must be
     either a nearestNeighbor item over a tensor field of the schema, with a query tensor the rank profile
-    declares (both as Vespa reads the package, in ``fields`` and ``inputs``) and the client's targetHits; or a
+    declares (both as Vespa reads the package, in ``fields`` and ``inputs``), the client's targetHits and the
+    package's HNSW exploration (``explore_additional``), approximate; or a
     term from the text, as a word; or a node that joins those. Nothing the user did not ask for."""
     nearest, terms, joins = [], [], []
 
@@ -45,6 +52,13 @@ def check_tree(
             )
         if nn["target_hits"] != max(hits, TARGET_HITS):
             return f"targetHits {nn['target_hits']}, the client asked for {max(hits, TARGET_HITS)}"
+        if nn.get("explore_additional_hits", 0) != explore_additional:
+            return (
+                f"hnsw.exploreAdditionalHits {nn.get('explore_additional_hits', 0)}, the package's HNSW "
+                f"settings ask for {explore_additional}"
+            )
+        if not nn.get("approximate", True):
+            return "approximate:false: brute force over every document, which a served query never asks"
     user_text = "userQuery()" in profile.where
     if not user_text and terms:
         return f"terms {[t['term'][:40] for t in terms][:5]} in a query that parses no user text"

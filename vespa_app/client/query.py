@@ -24,12 +24,14 @@ def query_body(
     hits: int = 10,
     target_hits: int = TARGET_HITS,
     chunked: bool = False,
+    explore_additional: int = 0,
+    exact: bool = False,
 ) -> dict:
     """The query API request for ``text`` with a rank profile of ``profiles.PROFILES``; ``chunked``: for a
-    chunked package, whose hits then carry their best chunk."""
-    return profiles.get(profile).query_params(text, hits, target_hits, chunked) | {
-        "timeout": f"{QUERY_TIMEOUT_S:.0f}s"
-    }
+    chunked package, whose hits then carry their best chunk; ``explore_additional``: the package's HNSW
+    exploration beyond targetHits (``AppPackage.hnsw``); ``exact``: nearestNeighbor by brute force."""
+    params = profiles.get(profile).query_params(text, hits, target_hits, chunked, explore_additional, exact)
+    return params | {"timeout": f"{QUERY_TIMEOUT_S:.0f}s"}
 
 
 def hits_from_response(body: dict) -> list[Hit]:
@@ -76,17 +78,20 @@ class VespaBackend:
     """The search backend interface over a running Vespa: the query API over plain HTTP, with a hard
     5-second budget per query so a dead or wrong endpoint is reported at once, not after retries."""
 
-    def __init__(self, url: str, chunked: bool = False):
-        """``chunked``: the deployed package is chunked
-        (``AppPackage.chunked``): ask for each hit's best chunk."""
-        self.url, self.chunked = base_url(url), chunked
+    def __init__(self, url: str, chunked: bool = False, explore_additional: int = 0):
+        """``chunked``: the deployed package is chunked (``AppPackage.chunked``): ask for each hit's best
+        chunk; ``explore_additional``: its HNSW exploration beyond targetHits (``AppPackage.hnsw``)."""
+        self.url, self.chunked, self.explore_additional = base_url(url), chunked, explore_additional
         ensure_reachable(self.url)
         self.client = httpx.Client(timeout=httpx.Timeout(QUERY_TIMEOUT_S))
 
-    def query(self, text: str, profile: str = "semantic", hits: int = 10) -> list[Hit]:
+    def query(self, text: str, profile: str = "semantic", hits: int = 10, exact: bool = False) -> list[Hit]:
         endpoint = f"{self.url}/search/"
+        body = query_body(
+            text, profile, hits, chunked=self.chunked, explore_additional=self.explore_additional, exact=exact
+        )
         try:
-            r = self.client.post(endpoint, json=query_body(text, profile, hits, chunked=self.chunked))
+            r = self.client.post(endpoint, json=body)
         except httpx.TimeoutException:
             raise VespaUnreachable(
                 f"query to {endpoint} failed: no answer within {QUERY_TIMEOUT_S:.0f} s"

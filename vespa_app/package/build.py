@@ -130,6 +130,7 @@ def _record(manifest: Manifest | None, options: AppOptions, colbert: Manifest | 
         bm25_weight=options.bm25_weight,
         bm25_weight_choice=options.bm25_weight_choice,
         feed_key=feed_key(manifest, options, colbert),
+        hnsw=options.hnsw_settings().record() if manifest else None,
     )
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from common import cli
 from common.chunking import default_overlap
 from common.cli import app_name, bm25_weight_value, option, positive_int
 from common.errors import ConfigError
-from vespa_app.serving import BM25_WEIGHT, HNSW_EXPLORE_AT_INSERT, HNSW_MAX_LINKS
+from vespa_app.hnsw import CHOICES, HnswSettings, for_corpus
+from vespa_app.serving import BM25_WEIGHT
 
 
 @dataclass
@@ -23,16 +24,35 @@ class AppOptions:
     )
     nodes: int = option(1, "content nodes (several: hosts.xml is written)", type=positive_int)
     redundancy: int = option(1, "copies of each document (at most --nodes)", type=positive_int)
-    max_links_per_node: int = option(
-        HNSW_MAX_LINKS, "HNSW max-links-per-node", flag="--max-links", metavar="N", type=positive_int
+    documents: int | None = option(
+        None,
+        "the corpus size (vectors: chunks where documents are chunked) the HNSW settings are chosen for "
+        f"(default: up to {CHOICES[0][0]:,})",
+        metavar="N",
+        type=positive_int,
     )
-    neighbors_to_explore_at_insert: int = option(
-        HNSW_EXPLORE_AT_INSERT,
-        "HNSW neighbors-to-explore-at-insert",
+    max_links_per_node: int | None = option(
+        None,
+        "HNSW max-links-per-node (default: chosen for --documents)",
+        flag="--max-links",
+        metavar="N",
+        type=positive_int,
+    )
+    neighbors_to_explore_at_insert: int | None = option(
+        None,
+        "HNSW neighbors-to-explore-at-insert (default: chosen for --documents)",
         flag="--explore",
         metavar="N",
         type=positive_int,
     )
+    explore_additional: int | None = option(
+        None,
+        "HNSW exploration beyond targetHits that queries ask for (hnsw.exploreAdditionalHits; default: "
+        "chosen for --documents)",
+        metavar="N",
+        type=int,
+    )
+    hnsw: HnswSettings | None = None  # set by code (siamese run: chosen for its corpus); else from the flags
     # bfloat16: half the memory, ranking barely moves
     cell_type: str = option(
         "float",
@@ -91,15 +111,26 @@ class AppOptions:
     def chunked(self) -> bool:
         return self.chunk_tokens is not None
 
+    def hnsw_settings(self) -> HnswSettings:
+        """As set by code, else chosen for ``documents`` with the flags given in place of the choice."""
+        if self.hnsw:
+            return self.hnsw
+        chosen = for_corpus(
+            self.documents or CHOICES[0][0],
+            self.max_links_per_node,
+            self.neighbors_to_explore_at_insert,
+            self.explore_additional,
+        )
+        if self.documents:
+            return chosen
+        return replace(chosen, why=f"no --documents given: {chosen.why}")
+
     def check(self) -> None:
         if self.nodes < 1 or self.redundancy < 1 or self.redundancy > self.nodes:
             raise ConfigError(
                 f"need 1 ≤ redundancy ≤ nodes, got redundancy {self.redundancy} and {self.nodes} nodes"
             )
-        if self.max_links_per_node < 2 or self.neighbors_to_explore_at_insert < self.max_links_per_node:
-            raise ConfigError(
-                "HNSW needs max-links-per-node ≥ 2 and neighbors-to-explore-at-insert ≥ max links"
-            )
+        self.hnsw_settings()  # refuses settings HNSW cannot build with
         if self.cell_type not in ("float", "bfloat16"):
             raise ConfigError(f"cell type must be float or bfloat16, not {self.cell_type!r}")
         if self.colbert_cells not in ("int8", "bfloat16"):

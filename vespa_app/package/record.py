@@ -11,6 +11,7 @@ the ``.sd`` text we generated::
      "colbert": {"cells": "int8", "dim": 128} | null,
      "embedders": {"query": "embedder", "document": "embedder"},   # document-embedder with two towers
      "bm25_weight": 0.1, "bm25_weight_choice": {...},             # hybrid-linear (run/fusion_weight.py)
+     "hnsw": {"max_links": 16, "explore_at_insert": 200, "explore_additional": 0, "why": "..."},
      "feed_key": "...",                      # what decides the fed documents (package.feed_key)
      "schema_sha256": "...", "manifests": {"models/manifest.json": "<sha256>", ...}}
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 from common.chunking import Chunker
 from common.errors import ConfigError
 from exporter.manifest import Manifest, sha256
+from vespa_app.hnsw import HnswSettings
 from vespa_app.serving import BM25_WEIGHT, SCHEMA
 
 PACKAGE_FILE = "models/package.json"
@@ -48,6 +50,7 @@ class AppPackage:
     bm25_weight: float
     bm25_weight_choice: dict | None
     feed_key: str
+    hnsw: dict | None = None  # vespa_app.hnsw.HnswSettings.record(); None in a record written before it
     schema_sha256: str = ""
     manifests: dict = field(default_factory=dict)
     format: int = FORMAT
@@ -60,6 +63,11 @@ class AppPackage:
     @property
     def chunked(self) -> bool:
         return self.chunking is not None
+
+    @property
+    def hnsw_settings(self) -> HnswSettings:
+        """The schema's HNSW settings and the exploration its queries must ask for."""
+        return HnswSettings.from_record(self.hnsw)
 
     @property
     def schema_file(self) -> Path:
@@ -111,7 +119,12 @@ class AppPackage:
         try:
             record = json.loads(path.read_text())
             names = {f for f in cls.__dataclass_fields__ if f != "path"}
-            if record.get("format") != FORMAT or set(record) != names or record["kind"] not in KINDS:
+            older = set(record) == names - {"hnsw"}  # written before HNSW settings were recorded
+            if (
+                record.get("format") != FORMAT
+                or not (set(record) == names or older)
+                or record["kind"] not in KINDS
+            ):
                 raise ValueError(f"format {record.get('format')!r}, kind {record.get('kind')!r}")
             app = cls(**record, path=package)
         except (ValueError, TypeError, AttributeError) as e:
@@ -144,6 +157,7 @@ def package_record(
     bm25_weight=BM25_WEIGHT,
     bm25_weight_choice=None,
     feed_key: str,
+    hnsw: dict | None = None,
 ) -> AppPackage:
     """The builder's record, checked as ``open`` checks it."""
     if kind not in KINDS:
@@ -160,6 +174,7 @@ def package_record(
         bm25_weight=bm25_weight,
         bm25_weight_choice=bm25_weight_choice,
         feed_key=feed_key,
+        hnsw=hnsw,
     )
 
 

@@ -85,8 +85,8 @@ def _embedding_field(
         ],
         ann=HNSW(
             distance_metric=metric,
-            max_links_per_node=options.max_links_per_node,
-            neighbors_to_explore_at_insert=options.neighbors_to_explore_at_insert,
+            max_links_per_node=options.hnsw_settings().max_links,
+            neighbors_to_explore_at_insert=options.hnsw_settings().explore_at_insert,
         ),
     )
 

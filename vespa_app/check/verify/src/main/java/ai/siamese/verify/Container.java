@@ -351,6 +351,8 @@ final class Container {
             node.put("index", nn.getIndexName());
             node.put("query_tensor", nn.getQueryTensorName());
             node.put("target_hits", nn.getTargetNumHits());
+            node.put("explore_additional_hits", nn.getHnswExploreAdditionalHits());
+            node.put("approximate", nn.getAllowApproximate());
         }
         if (item instanceof WeakAndItem wand) node.put("n", wand.getN());
         if (item instanceof CompositeItem composite) {
