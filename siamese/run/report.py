@@ -214,8 +214,7 @@ def served_recall_lines(run: RunRecord) -> list[str]:
         "How much of exact search's top hits (the same vectors, brute force) the served index returns, on "
         f"the {queries} test queries. HNSW: {hnsw.get('max_links')} links a node, "
         f"{hnsw.get('explore_at_insert')} explored at insert, targetHits + "
-        f"{hnsw.get('explore_additional')} explored a query "
-        f"({hnsw.get('why', '')}).",
+        f"{hnsw.get('explore_additional')} explored a query; {hnsw.get('why', '')}.",
         "",
         "| profile | recall@10 | recall@100 |",
         "|---|---|---|",
