@@ -53,9 +53,11 @@ class OnnxEmbedder:
         threads: int = 0,
         one_text_per_call: bool | None = None,
         dim: int | None = None,
+        query_tower: bool = True,
     ):
         """``dim``: serve the first ``dim`` dimensions (a Matryoshka prefix), normalised after the cut as
-        Vespa's embedder does for a smaller target tensor."""
+        Vespa's embedder does for a smaller target tensor. ``query_tower=False``: a two-tower export's queries
+        go through its document tower too (with the query prefix): the base model, where that tower is it."""
         export_dir = Path(export_dir)
         self.manifest = Manifest.load(export_dir)
         self.dim = dim or self.manifest.dimension
@@ -74,7 +76,7 @@ class OnnxEmbedder:
         # a two-tower export: queries go through its query tower (manifest.query_tower)
         self.query_side = (
             OnnxEmbedder(export_dir / self.manifest.query_tower, threads=threads, dim=dim)
-            if self.manifest.query_tower
+            if self.manifest.query_tower and query_tower
             else None
         )
 

@@ -251,3 +251,18 @@ def test_the_report_names_a_served_profile_below_the_recall_goal():
     text = "\n".join(served_recall_lines(low))
     assert "| semantic | 0.6100 | 0.5500 |" in text and "**semantic: below 0.95 recall@10**" in text
     assert "chosen for 5,000 vectors" in text
+
+
+def test_the_profiles_of_one_query_embed_it_once(index, monkeypatch):
+    idx, beir = index
+    first, second = list(beir.queries.values())[5:7]
+    calls = []
+    embed = idx.embedder.embed_one
+    monkeypatch.setattr(idx.embedder, "embed_one", lambda text, kind: calls.append(text) or embed(text, kind))
+    ranked = {p: [h.id for h in idx.query(first, p, 10)] for p in ("semantic", "hybrid", "hybrid-linear")}
+    assert calls == [first]
+    idx.query(second, "semantic", 10)
+    assert calls == [first, second]
+    assert [h.id for h in idx.query(first, "semantic", 10)] == ranked["semantic"] and len(calls) == 3
+    with pytest.raises(ValueError):  # the shared vector is read-only
+        idx.embed_query(first)[0] = 0.0

@@ -96,3 +96,20 @@ def test_a_folder_that_is_not_a_run_is_one_line(tmp_path, capsys):
 def test_search_takes_a_run_folder(ui_run, capsys):
     assert main(["search", str(ui_run), "coronavirus", "--hits", "3"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 3
+
+
+def test_the_base_column_embeds_queries_with_the_runs_exported_base_as_pytorch_does(ui_run):
+    import numpy as np
+
+    from siamese.ui.run_folder import RunFolder
+    from siamese.ui.serve import systems_for
+
+    base = systems_for(RunFolder.open(ui_run)).base
+    assert base.onnx is not None  # the query tower's run: its document tower is the base, frozen
+    for text in ("coronavirus transmission in bats", "a query of no test"):
+        onnx, torch = base.embed(text), base.encoder.encode([text], "query")
+        assert np.abs(onnx - torch).max() < 1e-5
+    from common.vectors import exact_search
+
+    idx, _ = exact_search(base.encoder.encode(["coronavirus"], "query"), base.vectors, 10)
+    assert [h.id for h in base.query("coronavirus")] == [base.index.docs[i].id for i in idx[0]]

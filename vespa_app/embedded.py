@@ -47,6 +47,7 @@ class EmbeddedIndex:
         self._binary = None
         self._colbert_embedder = None
         self.approximate = True  # False: nearestNeighbor by brute force, as Vespa's approximate:false
+        self._last_query = None  # (embed, text, vector): the profiles of one query embed it once
         # which token vectors MaxSim reads: int8 (the packed bits, as the package's field) or float
         self.colbert_cells = (files.meta.get("colbert") or {}).get("cells", "int8")
         # chunked: chunk i belongs to document owners[i]; a document's chunks are rows bounds[p]:bounds[p + 1]
@@ -131,7 +132,12 @@ class EmbeddedIndex:
     # ------------------------------------------------------------ what the profiles score with
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embedder.embed_one(text, "query")
+        embed = self.embedder.embed_one  # in the key: a swapped embedder (or its method) embeds afresh
+        if self._last_query is None or self._last_query[:2] != (embed, text):
+            vector = embed(text, "query")
+            vector.setflags(write=False)  # shared by the profiles: none may change it
+            self._last_query = (embed, text, vector)
+        return self._last_query[2]
 
     def _documents(self, search, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``search(n) -> (rows, closeness)`` best first, over documents: chunk rows become their documents,

@@ -64,6 +64,10 @@ class RunFolder:
     def index(self) -> Path | None:
         return self.path / "index" if (self.path / "index" / "meta.json").exists() else None
 
+    @property
+    def export(self) -> Path | None:
+        return self.path / "export" if (self.path / "export" / "manifest.json").exists() else None
+
     def served_file(self, name: str) -> tuple[Path, str] | None:
         """A file of the run the page may hand out: named in ``SERVED_FILES``, there, and inside the run."""
         if name not in SERVED_FILES:

@@ -37,7 +37,7 @@ def systems_for(run: RunFolder, vespa: str | None = None) -> Systems:
     )
     return Systems(
         index,
-        BaseColumn(base, index, frozen) if base else None,
+        BaseColumn(base, index, frozen, run.export) if base else None,
         KEPT if kept else SERVED,
         VespaBackend(vespa, explore_additional=index.hnsw_settings.explore_additional) if vespa else None,
     )
