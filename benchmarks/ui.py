@@ -41,6 +41,9 @@ def main() -> int:
         started = time.perf_counter()
         assert client.get("/search", query_string={"q": text}).status_code == 200
         total.append(1000 * (time.perf_counter() - started))
+    # the columns in a pass of their own: a query's profiles share its embedding, so searching the text the
+    # request just searched would time the served columns without it
+    for text in queries:
         for column in systems.search(text):
             columns.setdefault(column.name, []).append(column.ms)
 
