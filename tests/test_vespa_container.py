@@ -176,10 +176,10 @@ def test_indexing_statement_that_drops_the_title_is_caught(package, tmp_path):
     "where, caught",
     [
         (
-            "{{targetHits:{k}}}nearestNeighbour(embedding, q)",
+            "{{{ann}}}nearestNeighbour(embedding, q)",
             "refused our client's request.*nearestNeighbour",
         ),
-        ("{{targetHits:{k}}}nearestNeighbor(embeding, q)", "not a tensor field of the schema"),
+        ("{{{ann}}}nearestNeighbor(embeding, q)", "not a tensor field of the schema"),
     ],
 )
 def test_yql_typo_in_the_client_is_caught(package, monkeypatch, where, caught):
