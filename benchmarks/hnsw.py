@@ -36,6 +36,7 @@ def measure(n: int, links: int, extras: list[int]) -> dict:
     import faiss
 
     from common.vectors import exact_search
+    from vespa_app.backend import served_recall
 
     vectors = synthetic_vectors(n, seed=1)
     queries = synthetic_vectors(QUERIES, seed=5)
@@ -57,15 +58,14 @@ def measure(n: int, links: int, extras: list[int]) -> dict:
             _, idx = index.search(q[None, :], TARGET_HITS)
             times.append(1000 * (time.perf_counter() - started))
             found.append(idx[0])
+        recall = served_recall(
+            {i: f.tolist() for i, f in enumerate(found)}, {i: t.tolist() for i, t in enumerate(truth)}
+        )
         rows.append(
             {
                 "explore_additional": extra,
-                "recall@10": round(
-                    float(np.mean([len(set(f[:10]) & set(t[:10])) / 10 for f, t in zip(found, truth)])), 4
-                ),
-                "recall@100": round(
-                    float(np.mean([len(set(f) & set(t)) / 100 for f, t in zip(found, truth)])), 4
-                ),
+                "recall@10": recall["@10"],
+                "recall@100": recall["@100"],
                 "p50_ms": round(float(np.percentile(times, 50)), 2),
                 "p99_ms": round(float(np.percentile(times, 99)), 2),
             }

@@ -17,6 +17,8 @@ and a document as close as its best chunk, which each hit carries as its passage
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import faiss
 import numpy as np
 
@@ -78,8 +80,9 @@ class EmbeddedIndex:
     def chunked(self) -> bool:
         return self.files.chunks is not None
 
-    @property
+    @cached_property
     def hnsw_settings(self) -> HnswSettings:
+        """Read once: every approximate search sets efSearch from it."""
         return HnswSettings.from_record(self.meta["hnsw"])
 
     @property

@@ -73,6 +73,7 @@ def _embedding_field(
     """A synthetic field (outside the document) that Vespa's embedder fills at feed time from title and text,
     or, chunked, with one vector per chunk (HNSW over all of
     them; a document is as close as its best chunk)."""
+    hnsw = options.hnsw_settings()
     return Field(
         name,
         embedding_type(cell_type, size, options.chunked),
@@ -85,8 +86,8 @@ def _embedding_field(
         ],
         ann=HNSW(
             distance_metric=metric,
-            max_links_per_node=options.hnsw_settings().max_links,
-            neighbors_to_explore_at_insert=options.hnsw_settings().explore_at_insert,
+            max_links_per_node=hnsw.max_links,
+            neighbors_to_explore_at_insert=hnsw.explore_at_insert,
         ),
     )
 
